@@ -1,0 +1,59 @@
+# NetWarden: two commands on a fresh Debian 12 box as root: `make demo`, `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed-stamp
+EXT_STAMP := sensor/.built-stamp
+SHARED ?= ../shared
+# Debian packages the kernel tests and live capture need (installed only when root).
+APT_PKGS := nftables iptables ipset iproute2 tcpreplay tcpdump iputils-ping libpcap0.8 procps
+
+.PHONY: all venv sysdeps build test test-fast bench demo lint clean
+
+all: build
+
+sysdeps:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; \
+	  for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	else echo "not root or no apt-get: skipping system packages ($(APT_PKGS))"; fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "setuptools==84.2.1" wheel
+	$(PIP) install -q "cython==3.3.1" "numpy==2.4.6"
+	$(PIP) install -q --no-build-isolation -e ".[test,dev]"
+	@touch $@
+
+venv: sysdeps $(STAMP)
+
+$(EXT_STAMP): $(STAMP) setup.py $(wildcard sensor/*.pyx sensor/*.pxd sensor/*.pxi sensor/*.h)
+	$(PY) setup.py -q build_ext --inplace
+	@touch $@
+
+build: venv $(EXT_STAMP)
+
+test: build
+	$(PY) -m pytest -q tests
+
+test-fast: build
+	$(PY) -m pytest -q -x tests/unit
+
+bench: build
+	$(PY) -m benchmarks.run
+
+demo: build
+	$(PY) -m pcaps.generate pcaps/demo.pcap
+	$(VENV)/bin/netwarden replay pcaps/demo.pcap
+
+lint: venv
+	$(VENV)/bin/ruff check sensor controller netwarden tests benchmarks
+
+clean:
+	rm -rf build $(VENV) sensor/*.so sensor/*.c $(EXT_STAMP) *.egg-info .pytest_cache

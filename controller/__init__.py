@@ -1,0 +1,1 @@
+"""Controller: ingest, baselines, detection, policy and enforcement."""

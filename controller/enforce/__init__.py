@@ -1,0 +1,1 @@
+"""Firewall backends behind one Enforcer contract."""

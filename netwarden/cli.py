@@ -1,0 +1,64 @@
+"""The ``netwarden`` console command: one entry point, a subcommand per job.
+
+Each subcommand lives in ``netwarden/commands/<name>.py`` and exposes ``register(sub)``,
+which adds its parser(s) and sets ``func``. Heavy imports happen inside the handlers so
+``netwarden --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from netwarden import __version__
+from netwarden.errors import NetWardenError
+
+#: Modules under netwarden.commands, in help order.
+COMMAND_MODULES = ("flows", "replay", "sensor", "controller", "response")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netwarden",
+        description="Network sensor and response controller.",
+    )
+    parser.add_argument("--version", action="version", version=f"netwarden {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"netwarden.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"netwarden.commands.{name}":
+                continue  # command not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except NetWardenError as exc:
+        print(f"netwarden {args.command}: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

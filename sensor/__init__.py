@@ -1,0 +1,1 @@
+"""Sensor: capture, decode, flow assembly, per-host telemetry, bus publisher."""

@@ -1,0 +1,26 @@
+"""Declares the Cython extension(s) only; metadata lives in pyproject.toml."""
+from pathlib import Path
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+# Every sensor/_*.pyx is one extension module named after its file.
+extensions = [
+    Extension(
+        f"sensor.{path.stem}",
+        [str(path)],
+        include_dirs=[numpy.get_include(), "sensor"],
+        extra_compile_args=["-O3", "-Wno-unused-function", "-Wno-unreachable-code"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for path in sorted(Path("sensor").glob("_*.pyx"))
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
+    )
+)
