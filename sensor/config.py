@@ -1,0 +1,35 @@
+"""Flow engine configuration: a frozen dataclass validated once, before any work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netwarden.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Timeouts are in seconds of network time (packet timestamps), as Zeek uses them."""
+
+    tcp_timeout: float = 300.0  # Zeek tcp_inactivity_timeout
+    udp_timeout: float = 60.0  # Zeek udp_inactivity_timeout
+    icmp_timeout: float = 60.0  # Zeek icmp_inactivity_timeout
+    other_timeout: float = 60.0  # unknown_transport
+    active_timeout: float = 1800.0  # interim record for flows alive this long; 0 = never
+    max_flows: int = 1 << 20  # flow table capacity; the oldest flow is evicted when full
+    frag_timeout: float = 30.0  # IP fragment reassembly timeout
+    max_frag_datagrams: int = 1024  # datagrams under reassembly at once
+    validate_checksums: bool = False  # drop packets with bad IP/TCP/UDP/ICMP checksums
+    decode_tunnels: bool = True  # GRE, ERSPAN, VXLAN, Geneve, GTP-U, Teredo, AYIYA
+    dns: bool = True  # per-flow DNS summaries on port 53
+
+    def __post_init__(self) -> None:
+        for name in ("tcp_timeout", "udp_timeout", "icmp_timeout", "other_timeout", "frag_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
+        if self.active_timeout < 0:
+            raise ConfigError(f"active_timeout must be >= 0, got {self.active_timeout!r}")
+        if not 1 <= self.max_flows <= 1 << 26:
+            raise ConfigError(f"max_flows must be in 1..{1 << 26}, got {self.max_flows!r}")
+        if not 1 <= self.max_frag_datagrams <= 1 << 20:
+            raise ConfigError(f"max_frag_datagrams out of range: {self.max_frag_datagrams!r}")
