@@ -49,7 +49,7 @@ bench: build
 	$(PY) -m benchmarks.run
 
 demo: build
-	$(PY) -m pcaps.generate pcaps/demo.pcap
+	$(PY) pcaps/generate.py pcaps/demo.pcap
 	$(VENV)/bin/netwarden replay pcaps/demo.pcap
 
 lint: venv
