@@ -73,3 +73,14 @@ class ControlError(NetWardenError):
 
 class StoreError(NetWardenError):
     """The embedded database is unreadable or its audit chain is broken."""
+
+
+class FrameRejected(FrameError):
+    """A bus message was refused by the decoder; ``reason`` is a short counter name
+    (``malformed``, ``wire_version``, ``schema_version``, ``record_type``, ``dtype_hash``,
+    ``size``, ``oversized``)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
