@@ -1,0 +1,134 @@
+"""Bus framing: round trips for every record type, and hostile input never escapes as
+anything but ``FrameRejected`` with a known reason."""
+
+from __future__ import annotations
+
+import random
+
+import msgpack
+import numpy as np
+import pytest
+
+from netwarden.errors import FrameError, FrameRejected
+from sensor import wire
+from sensor.schema import RECORD_TYPES, SCHEMA_VERSION
+
+
+def _records(record_type: str, n: int, seed: int = 0) -> np.ndarray:
+    """Records filled with random bytes: the bus must carry any bit pattern unchanged."""
+    dt = RECORD_TYPES[record_type]
+    raw = np.random.default_rng(seed).integers(0, 256, n * dt.itemsize, dtype=np.uint8)
+    return raw.view(dt)
+
+
+def _frames(record_type: str = "flow", nrec: int = 5, **over: object) -> list[bytes]:
+    recs = _records(record_type, nrec)
+    h = wire.records_header(recs, record_type, sensor_id="s1", session=7, seq=3, base=1)
+    frames = wire.encode(h, recs)
+    if over:
+        m = msgpack.unpackb(frames[0])
+        m.update(over)
+        frames[0] = msgpack.packb(m)
+    return [bytes(f) for f in frames]
+
+
+@pytest.mark.parametrize("record_type", sorted(RECORD_TYPES))
+@pytest.mark.parametrize("n", [0, 1, 300])
+def test_round_trip_every_record_type(record_type: str, n: int) -> None:
+    recs = _records(record_type, n, seed=n)
+    h = wire.records_header(
+        recs, record_type, sensor_id="edge-1", session=99, seq=12, base=10,
+        drops={"kernel_drops": 4, "bus_dropped_records": 0},
+    )
+    batch = wire.decode([bytes(f) for f in wire.encode(h, recs)])
+    assert batch.header.sensor_id == "edge-1" and batch.seq == 12 and batch.header.base == 10
+    assert batch.record_type == record_type and batch.count == n
+    assert batch.records.dtype == RECORD_TYPES[record_type]
+    assert batch.records.tobytes() == recs.tobytes()
+    assert dict(batch.drops) == {"kernel_drops": 4, "bus_dropped_records": 0}
+    assert batch.header.schema_version == SCHEMA_VERSION
+
+
+def test_time_span_comes_from_the_records() -> None:
+    recs = np.zeros(3, RECORD_TYPES["flow"])
+    recs["ts_first_ns"] = [30, 10, 20]
+    recs["ts_last_ns"] = [35, 50, 25]
+    h = wire.records_header(recs, "flow", sensor_id="s", session=1, seq=1, base=1)
+    assert (h.ts_first_ns, h.ts_last_ns) == (10, 50)
+
+
+def test_heartbeat_round_trip() -> None:
+    h = wire.Header(sensor_id="s", session=1, seq=0, base=5, kind=wire.HEARTBEAT, next_seq=9,
+                    heartbeat_s=0.25)
+    b = wire.decode(wire.encode(h))
+    assert b.header.kind == wire.HEARTBEAT and b.header.next_seq == 9
+    assert b.header.heartbeat_s == 0.25 and len(b.records) == 0
+
+
+def _reason(frames: list[bytes], **kw: int) -> str:
+    with pytest.raises(FrameRejected) as ei:
+        wire.decode(frames, **kw)
+    assert isinstance(ei.value, FrameError)
+    assert ei.value.reason in wire.REJECT_REASONS
+    return ei.value.reason
+
+
+def test_rejects_name_their_reason() -> None:
+    good = _frames()
+    assert _reason(_frames(v=SCHEMA_VERSION + 1)) == "schema_version"
+    assert _reason(_frames(w=wire.WIRE_VERSION + 1)) == "wire_version"
+    assert _reason(_frames(t="no-such-type")) == "record_type"
+    assert _reason(_frames(h="0" * 16)) == "dtype_hash"
+    assert _reason(_frames(n=6)) == "size"
+    assert _reason([good[0], good[1][:-1]]) == "size"
+    assert _reason([good[0]]) == "size"
+    assert _reason([b"\xc1" + good[0][1:], good[1]]) == "malformed"
+    assert _reason([msgpack.packb([1, 2, 3]), good[1]]) == "malformed"
+    assert _reason([good[0], good[1], b"x"]) == "malformed"
+    assert _reason([]) == "malformed"
+    assert _reason(_frames(s="")) == "malformed"
+    assert _reason(_frames(q=-1)) == "malformed"
+    assert _reason(_frames(q=0)) == "malformed"
+    assert _reason(_frames(d={"x": "not a count"})) == "malformed"
+    assert _reason(good, max_message_bytes=len(good[1])) == "oversized"
+    assert _reason([b"\x80" + b"\x00" * wire.MAX_HEADER_BYTES, good[1]]) == "oversized"
+
+
+def test_type_confusion_in_header_is_malformed() -> None:
+    # Booleans and floats where ints belong, bytes where strings belong.
+    for over in ({"q": True}, {"q": 1.5}, {"s": b"bytes"}, {"n": None}, {"hb": -1}):
+        assert _reason(_frames(**over)) == "malformed", over
+
+
+def test_random_garbage_never_crashes_the_decoder() -> None:
+    rng = random.Random(1234)
+    good = _frames(nrec=3)
+    seen: set[str] = set()
+    for i in range(3000):
+        mode = i % 4
+        if mode == 0:  # pure noise
+            frames = [rng.randbytes(rng.randrange(0, 200)) for _ in range(rng.randrange(0, 4))]
+        elif mode == 1:  # truncated header
+            frames = [good[0][: rng.randrange(0, len(good[0]))], good[1]]
+        elif mode == 2:  # bit flips in the header
+            hdr = bytearray(good[0])
+            for _ in range(rng.randrange(1, 4)):
+                hdr[rng.randrange(len(hdr))] ^= 1 << rng.randrange(8)
+            frames = [bytes(hdr), good[1]]
+        else:  # truncated or extended body
+            cut = rng.randrange(0, 2 * len(good[1]))
+            frames = [good[0], (good[1] * 2)[:cut]]
+        try:
+            batch = wire.decode(frames)
+        except FrameRejected as exc:
+            seen.add(exc.reason)
+            continue
+        # Whatever got through is self-consistent.
+        assert batch.records.nbytes == batch.count * batch.records.dtype.itemsize
+    assert {"malformed", "size"} <= seen
+
+
+def test_header_feeding_byte_by_byte_prefixes_are_rejected() -> None:
+    good = _frames()
+    for cut in range(len(good[0])):
+        assert _reason([good[0][:cut], good[1]]) in wire.REJECT_REASONS
