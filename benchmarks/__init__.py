@@ -1,0 +1,1 @@
+"""Benchmarks: opt-in measurements outside the test run (``make bench``)."""

@@ -1,0 +1,200 @@
+"""Flow engine throughput: packets/s and peak RSS of each backend against a read-only baseline.
+
+Measures, each in its own subprocess so peak RSS is that measurement's alone:
+  * c-engine    Cython reader + decode + flow table + records (+ per-packet summaries)
+  * c-reader    Cython reader only (the cost floor of touching every record header)
+  * py-reader   plain Python ``struct`` loop over the same file (what Python costs per packet)
+  * py-engine   the pure-Python reference, on a 100k-packet file (it is ~100x slower)
+The capture comes from ``shared/bench/genpcap.py`` and is cached in ``benchmarks/.cache/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "benchmarks" / ".cache"
+README = ROOT / "benchmarks" / "README.md"
+BIG = {"packets": 2_000_000, "flows": 100_000, "seed": 1}
+SMALL = {"packets": 100_000, "flows": 5_000, "seed": 1}
+BATCH = 4096
+MARK_BEGIN = "<!-- bench_flows:begin -->"
+MARK_END = "<!-- bench_flows:end -->"
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("NETWARDEN_SHARED") or ROOT.parent / "shared")
+
+
+def capture(spec: dict[str, int]) -> Path:
+    """Generate the capture once; genpcap is deterministic for the same arguments."""
+    out = CACHE / f"gen_{spec['packets']}p_{spec['flows']}f_s{spec['seed']}.pcap"
+    if not out.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        gen = shared_dir() / "bench" / "genpcap.py"
+        args = [f"--{k}={v}" for k, v in spec.items()]
+        subprocess.run([sys.executable, str(gen), *args, "-o", str(tmp)], check=True,
+                       stdout=subprocess.DEVNULL)
+        tmp.rename(out)
+    return out
+
+
+# --- measurements (run in a child process) -------------------------------------------------
+
+
+def _engine(backend: str, path: str) -> tuple[int, int]:
+    import numpy as np
+
+    from sensor.config import EngineConfig
+    from sensor.engine import load_backend
+    from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+
+    mod = load_backend(backend)
+    eng = mod.FlowEngine(EngineConfig())
+    flows = np.zeros(BATCH, FLOW_DTYPE)
+    arps = np.zeros(BATCH, ARP_DTYPE)
+    pktsum = np.zeros(BATCH, PKTSUM_DTYPE)
+    packets = records = 0
+    for batch in mod.PcapReader(path).batches(BATCH):
+        eng.feed(batch, pktsum)
+        packets += batch.count
+        eng.advance(int(batch.ts_ns[batch.count - 1]))
+        while n := eng.drain_flows(flows):
+            records += n
+        while eng.drain_arp(arps):
+            pass
+    eng.flush()
+    while n := eng.drain_flows(flows):
+        records += n
+    return packets, records
+
+
+def _c_reader(path: str) -> tuple[int, int]:
+    from sensor.engine import load_backend
+
+    packets = 0
+    for batch in load_backend("c").PcapReader(path).batches(BATCH):
+        packets += batch.count
+    return packets, 0
+
+
+def _py_reader(path: str) -> tuple[int, int]:
+    """Plain Python: unpack each record header and slice the packet, nothing more."""
+    import struct
+
+    hdr = struct.Struct("<IIII")
+    packets = 0
+    with open(path, "rb") as fh:
+        data = fh.read()
+    pos = 24
+    end = len(data)
+    while pos + 16 <= end:
+        _, _, incl, _ = hdr.unpack_from(data, pos)
+        pos += 16
+        _frame = data[pos : pos + incl]
+        pos += incl
+        packets += 1
+    return packets, 0
+
+
+MEASURES = {
+    "c-engine": lambda p: _engine("c", p),
+    "c-reader": _c_reader,
+    "py-reader": _py_reader,
+    "py-engine": lambda p: _engine("py", p),
+}
+
+
+def _child(kind: str, path: str) -> None:
+    t0 = time.perf_counter()
+    packets, records = MEASURES[kind](path)
+    secs = time.perf_counter() - t0
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"packets": packets, "records": records, "seconds": secs,
+                      "maxrss_mib": rss_kib / 1024}))
+
+
+# --- driver ---------------------------------------------------------------------------------
+
+
+def measure(kind: str, path: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_flows", "--child", kind, str(path)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        return {"kind": kind, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["kind"] = kind
+    res["file"] = path.name
+    res["pps"] = res["packets"] / res["seconds"] if res["seconds"] > 0 else 0.0
+    return res
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| measurement | capture | packets | records | seconds | packets/s | peak RSS MiB |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['kind']} | - | - | - | - | failed: {r['error']} | - |")
+            continue
+        lines.append(
+            f"| {r['kind']} | {r['file']} | {r['packets']:,} | {r['records']:,} | "
+            f"{r['seconds']:.2f} | {r['pps'] / 1e6:.3f} M | {r['maxrss_mib']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_readme(text: str) -> None:
+    """Replace the flow section between its markers, keeping other engineers' sections."""
+    old = README.read_text() if README.exists() else "# Benchmarks\n"
+    block = f"{MARK_BEGIN}\n{text}\n{MARK_END}"
+    if MARK_BEGIN in old and MARK_END in old:
+        head, rest = old.split(MARK_BEGIN, 1)
+        new = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    README.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--child", nargs=2, metavar=("KIND", "PCAP"), help=argparse.SUPPRESS)
+    ap.add_argument("--no-readme", action="store_true", help="print only, do not edit README")
+    args = ap.parse_args(argv if argv is not None else [])
+    if args.child:
+        _child(*args.child)
+        return 0
+    big, small = capture(BIG), capture(SMALL)
+    plan = [("c-engine", big), ("c-reader", big), ("py-reader", big),
+            ("c-engine", small), ("py-engine", small)]
+    results = []
+    for kind, path in plan:
+        print(f"  {kind} on {path.name} ...", flush=True)
+        results.append(measure(kind, path))
+    text = table(results)
+    print(text)
+    if not args.no_readme:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        cpu = platform.processor() or platform.machine()
+        write_readme(
+            f"### Flow engine ({stamp}, {os.cpu_count()} cores, {cpu}, one core used)\n\n"
+            f"`python -m benchmarks.bench_flows`; captures from `genpcap.py` "
+            f"(big: {BIG}, small: {SMALL}); batches of {BATCH} packets; every measurement in "
+            f"its own process. Target: c-engine >= 1.5 M packets/s.\n\n{text}"
+        )
+    return 0 if all("error" not in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
