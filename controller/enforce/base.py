@@ -1,0 +1,106 @@
+"""The typed Enforcer contract shared by the nftables, iptables and dry-run backends.
+
+A backend only moves addresses in and out of kernel sets; policy, the store and the audit
+log live elsewhere. Every ``apply`` is verified by reading the kernel state back, and a
+backend never touches anything outside the objects it owns.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Action(enum.StrEnum):
+    """What happens to a banned source: dropped, or rate-limited (the softer action)."""
+
+    DROP = "drop"
+    RATE_LIMIT = "ratelimit"
+
+
+class Hook(enum.StrEnum):
+    INPUT = "input"  # a host protecting itself
+    FORWARD = "forward"  # a gateway protecting what is behind it
+    PREROUTING = "prerouting"  # raw priority: drop floods before conntrack
+
+
+@dataclass(frozen=True, slots=True)
+class BanSpec:
+    """One element to put in the kernel. ``ttl_s`` None means until unbanned."""
+
+    addr: IPAddress
+    action: Action
+    ttl_s: float | None
+    decision_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class KernelBan:
+    """One element as read back from the kernel; ``remaining_s`` None means no timeout."""
+
+    addr: IPAddress
+    action: Action
+    remaining_s: float | None
+    decision_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    added: int
+    removed: int
+    elapsed_s: float
+
+
+class Enforcer(abc.ABC):
+    """Contract: idempotent setup, atomic verified apply, read-back of what is in force."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def setup(self) -> None:
+        """Create our own table/chain/sets if missing. Never removes existing bans."""
+
+    @abc.abstractmethod
+    def apply(
+        self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[IPAddress, Action]] = ()
+    ) -> ApplyResult:
+        """Add/refresh and remove bans; removing an absent ban is not an error.
+
+        Raises ``EnforcementError`` if the kernel refused the change or the read-back does
+        not show it.
+        """
+
+    @abc.abstractmethod
+    def list_bans(self) -> list[KernelBan]:
+        """Every ban element currently in the kernel (expired ones are gone)."""
+
+    @abc.abstractmethod
+    def set_allow(self, networks: Iterable[IPNetwork]) -> None:
+        """Replace the kernel allow-list (accepted before any ban) atomically."""
+
+    @abc.abstractmethod
+    def list_allow(self) -> list[IPNetwork]:
+        """The kernel allow-list as collapsed networks."""
+
+    @abc.abstractmethod
+    def teardown(self) -> None:
+        """Remove everything this backend owns (tests and uninstall only)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release sockets; kernel state stays in place."""
+
+
+def collapse(networks: Iterable[IPNetwork]) -> tuple[list[ipaddress.IPv4Network], list[ipaddress.IPv6Network]]:
+    """Split by family and merge overlapping/adjacent networks (interval sets reject overlap)."""
+    v4 = [n for n in networks if n.version == 4]
+    v6 = [n for n in networks if n.version == 6]
+    return (
+        list(ipaddress.collapse_addresses(v4)),  # type: ignore[arg-type]
+        list(ipaddress.collapse_addresses(v6)),  # type: ignore[arg-type]
+    )

@@ -1,0 +1,344 @@
+"""nftables backend over netlink: our own ``inet netwarden`` table and nothing else.
+
+Layout (one base chain named after its hook)::
+
+    table inet netwarden {
+      set allow4 { type ipv4_addr; flags interval; }      set allow6 { ... ipv6 ... }
+      set ban4   { type ipv4_addr; flags timeout; }       set ban6   { ... }
+      set limit4 { type ipv4_addr; flags timeout; }       set limit6 { ... }
+      chain input { type filter hook input priority -10; policy accept;
+        ip saddr @allow4 accept;   ip6 saddr @allow6 accept      # allow-list first
+        ip saddr @ban4 counter drop; ip6 saddr @ban6 counter drop
+        ip saddr @limit4 limit rate over R/second burst B packets drop  (and v6)
+      }
+    }
+
+Elements carry their own timeout (ms) and the decision id as comment, so the kernel expires
+bans by itself and ``nft list`` shows why an address is there. The table is created
+without the "owner" flag so bans survive the controller.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from controller.enforce import netlink_msgs as nl
+from controller.enforce.base import (
+    Action,
+    ApplyResult,
+    BanSpec,
+    Enforcer,
+    Hook,
+    IPAddress,
+    IPNetwork,
+    KernelBan,
+    collapse,
+)
+from controller.enforce.netns import call_in_netns
+from netwarden.errors import EnforcementError
+
+log = logging.getLogger(__name__)
+
+HOOKNUM = {Hook.PREROUTING: 0, Hook.INPUT: 1, Hook.FORWARD: 2}
+#: raw priority (-300) for prerouting drops floods before conntrack; just ahead of the
+#: usual filter priority (0) otherwise, so our drop is seen before an operator's accept.
+DEFAULT_PRIORITY = {Hook.PREROUTING: -300, Hook.INPUT: -10, Hook.FORWARD: -10}
+#: at most this many elements are verified one by one; above it the set is dumped once
+PROBE_LIMIT = 32
+
+
+def _set_name(action: Action, version: int) -> str:
+    return f"{'ban' if action is Action.DROP else 'limit'}{version}"
+
+
+class NftablesEnforcer(Enforcer):
+    name = "nftables"
+
+    def __init__(
+        self,
+        hook: Hook = Hook.INPUT,
+        *,
+        table: str = "netwarden",
+        priority: int | None = None,
+        limit_rate: int = 10,
+        limit_burst: int = 20,
+        netns: str | None = None,
+    ) -> None:
+        self.hook = Hook(hook)
+        self.table = table
+        self.priority = DEFAULT_PRIORITY[self.hook] if priority is None else priority
+        self.limit_rate = limit_rate
+        self.limit_burst = limit_burst
+        self.netns = netns
+        try:
+            self.sock = call_in_netns(netns, nl.NftSocket)
+        except OSError as exc:
+            raise EnforcementError(f"nftables: cannot open netlink socket: {exc}") from exc
+
+    # --- schema -------------------------------------------------------------------------
+    def _chains(self) -> dict[str, tuple[int | None, int | None]]:
+        """Our table's chains: name -> (hooknum, priority)."""
+        out: dict[str, tuple[int | None, int | None]] = {}
+        body = nl.strz(nl.CHAIN_TABLE, self.table)
+        try:
+            for mtype, payload in self.sock.dump(nl.GETCHAIN, nl.NFPROTO_INET, body):
+                if mtype != nl.NEWCHAIN:
+                    continue
+                attrs = dict(nl.iter_attrs(payload))
+                if attrs.get(nl.CHAIN_TABLE, b"").rstrip(b"\0").decode() != self.table:
+                    continue
+                name = attrs[nl.CHAIN_NAME].rstrip(b"\0").decode()
+                hooknum = prio = None
+                if nl.CHAIN_HOOK in attrs:
+                    h = dict(nl.iter_attrs(attrs[nl.CHAIN_HOOK]))
+                    hooknum = int.from_bytes(h[nl.HOOK_HOOKNUM], "big")
+                    prio = int.from_bytes(h[nl.HOOK_PRIORITY], "big", signed=True)
+                out[name] = (hooknum, prio)
+        except OSError:
+            return {}  # no table yet
+        return out
+
+    def _rules(self) -> list[tuple[int, int, int, bytes]]:
+        chain = self.hook.value
+
+        def rule(*exprs: bytes, comment: str) -> tuple[int, int, int, bytes]:
+            body = (
+                nl.strz(nl.RULE_TABLE, self.table)
+                + nl.strz(nl.RULE_CHAIN, chain)
+                + nl.nest(nl.RULE_EXPRESSIONS, *exprs)
+                + nl.attr(nl.RULE_USERDATA, nl.udata_comment(comment))
+            )
+            return (nl.NEWRULE, nl.NLM_F_CREATE | nl.NLM_F_APPEND, nl.NFPROTO_INET, body)
+
+        out = []
+        for verdict_sets in ("allow", "ban", "limit"):
+            for version, proto in ((4, nl.NFPROTO_IPV4), (6, nl.NFPROTO_IPV6)):
+                head = (
+                    nl.ex_meta_nfproto(),
+                    nl.ex_cmp_eq(bytes((proto,))),
+                    nl.ex_saddr(version == 6),
+                    nl.ex_lookup(f"{verdict_sets}{version}"),
+                )
+                if verdict_sets == "allow":
+                    tail: tuple[bytes, ...] = (nl.ex_verdict(nl.NF_ACCEPT),)
+                elif verdict_sets == "ban":
+                    tail = (nl.ex_counter(), nl.ex_verdict(nl.NF_DROP))
+                else:
+                    tail = (
+                        nl.ex_limit_over(self.limit_rate, self.limit_burst),
+                        nl.ex_counter(),
+                        nl.ex_verdict(nl.NF_DROP),
+                    )
+                out.append(rule(*head, *tail, comment=f"netwarden {verdict_sets}{version}"))
+        return out
+
+    def setup(self) -> None:
+        """One transaction: table, sets, chain, and the chain's rules replaced.
+
+        Existing set elements are untouched (no unban/reban on restart); rules are flushed
+        and re-added inside the same transaction, so there is no instant without them.
+        """
+        existing = self._chains()
+        items: list[tuple[int, int, int, bytes]] = []
+        tbl = nl.strz(nl.TABLE_NAME, self.table)
+        items.append((nl.NEWTABLE, nl.NLM_F_CREATE, nl.NFPROTO_INET, tbl))
+        want = (HOOKNUM[self.hook], self.priority)
+        for name, got in existing.items():
+            if name != self.hook.value or got != want:  # hook/priority changed: replace
+                ref = nl.strz(nl.CHAIN_TABLE, self.table) + nl.strz(nl.CHAIN_NAME, name)
+                flush = nl.strz(nl.RULE_TABLE, self.table) + nl.strz(nl.RULE_CHAIN, name)
+                items.append((nl.DELRULE, 0, nl.NFPROTO_INET, flush))
+                items.append((nl.DELCHAIN, 0, nl.NFPROTO_INET, ref))
+        set_id = 1
+        for prefix, flags in (("allow", nl.SET_F_INTERVAL), ("ban", nl.SET_F_TIMEOUT), ("limit", nl.SET_F_TIMEOUT)):
+            for version, ktype, klen in ((4, nl.TYPE_IPADDR, 4), (6, nl.TYPE_IP6ADDR, 16)):
+                body = (
+                    nl.strz(nl.SET_TABLE, self.table)
+                    + nl.strz(nl.SET_NAME, f"{prefix}{version}")
+                    + nl.be32(nl.SET_FLAGS, flags)
+                    + nl.be32(nl.SET_KEY_TYPE, ktype)
+                    + nl.be32(nl.SET_KEY_LEN, klen)
+                    + nl.be32(nl.SET_ID, set_id)
+                )
+                set_id += 1
+                items.append((nl.NEWSET, nl.NLM_F_CREATE, nl.NFPROTO_INET, body))
+        chain = nl.strz(nl.CHAIN_TABLE, self.table) + nl.strz(nl.CHAIN_NAME, self.hook.value)
+        hook = nl.nest(
+            nl.CHAIN_HOOK,
+            nl.be32(nl.HOOK_HOOKNUM, HOOKNUM[self.hook]),
+            nl.be32(nl.HOOK_PRIORITY, self.priority),
+        )
+        chain_body = chain + hook + nl.be32(nl.CHAIN_POLICY, nl.NF_ACCEPT) + nl.strz(nl.CHAIN_TYPE, "filter")
+        items.append((nl.NEWCHAIN, nl.NLM_F_CREATE, nl.NFPROTO_INET, chain_body))
+        flush = nl.strz(nl.RULE_TABLE, self.table) + nl.strz(nl.RULE_CHAIN, self.hook.value)
+        items.append((nl.DELRULE, 0, nl.NFPROTO_INET, flush))  # flush our chain only
+        items.extend(self._rules())
+        self.sock.transaction(items)
+        self._verify_schema()
+
+    def _verify_schema(self) -> None:
+        """Read the schema back through pyroute2 (an independent decoder)."""
+        from pyroute2.nftables.main import NFTables
+
+        def read() -> tuple[set[str], set[str], int]:
+            nft = NFTables(nfgen_family=nl.NFPROTO_INET)
+            try:
+                sets = {s.get_attr("NFTA_SET_NAME") for s in nft.get_sets() if s.get_attr("NFTA_SET_TABLE") == self.table}
+                chains = {c.get_attr("NFTA_CHAIN_NAME") for c in nft.get_chains() if c.get_attr("NFTA_CHAIN_TABLE") == self.table}
+                rules = sum(
+                    1
+                    for r in nft.get_rules()
+                    if r.get_attr("NFTA_RULE_TABLE") == self.table and r.get_attr("NFTA_RULE_CHAIN") == self.hook.value
+                )
+            finally:
+                nft.close()
+            return sets, chains, rules
+
+        sets, chains, rules = call_in_netns(self.netns, read)
+        want_sets = {f"{p}{v}" for p in ("allow", "ban", "limit") for v in (4, 6)}
+        if not want_sets <= sets or chains != {self.hook.value} or rules != 6:
+            raise EnforcementError(
+                f"nftables read-back mismatch: sets={sorted(sets)} chains={sorted(chains)} rules={rules}"
+            )
+
+    def teardown(self) -> None:
+        try:
+            self.sock.transaction([(nl.DELTABLE, 0, nl.NFPROTO_INET, nl.strz(nl.TABLE_NAME, self.table))])
+        except EnforcementError as exc:
+            if "ENOENT" not in str(exc):
+                raise
+
+    # --- bans ---------------------------------------------------------------------------
+    def apply(
+        self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[IPAddress, Action]] = ()
+    ) -> ApplyResult:
+        t0 = time.perf_counter()
+        adds: dict[str, list[bytes]] = {}
+        dels: dict[str, list[bytes]] = {}
+        for spec in add:
+            ms = None if spec.ttl_s is None else max(1, int(spec.ttl_s * 1000))
+            adds.setdefault(_set_name(spec.action, spec.addr.version), []).append(
+                nl.element(spec.addr.packed, ms, spec.decision_id)
+            )
+        for addr, action in remove:
+            dels.setdefault(_set_name(action, addr.version), []).append(
+                nl.element(addr.packed, None, "")
+            )
+        items: list[tuple[int, int, int, bytes]] = []
+        # removals first so "remove X, add X" in one call re-adds it
+        for set_name, els in dels.items():
+            for body in nl.element_list_bodies(self.table, set_name, els):
+                items.append((nl.DESTROYSETELEM, 0, nl.NFPROTO_INET, body))
+        for set_name, els in adds.items():
+            for body in nl.element_list_bodies(self.table, set_name, els):
+                items.append((nl.NEWSETELEM, nl.NLM_F_CREATE, nl.NFPROTO_INET, body))
+        if items:
+            self.sock.transaction(items)
+        self._verify_bans(add, remove)
+        return ApplyResult(len(add), len(remove), time.perf_counter() - t0)
+
+    def _verify_bans(self, add: Sequence[BanSpec], remove: Sequence[tuple[IPAddress, Action]]) -> None:
+        final: dict[tuple[IPAddress, Action], bool] = {(a, act): False for a, act in remove}
+        for spec in add:
+            final[(spec.addr, spec.action)] = True
+        if not final:
+            return
+        if len(final) <= PROBE_LIMIT:
+            present = {k for k in final if self._probe(_set_name(k[1], k[0].version), k[0].packed)}
+        else:
+            present = {(b.addr, b.action) for b in self.list_bans()}
+        wrong = [f"{a} ({act})" for (a, act), want in final.items() if ((a, act) in present) != want]
+        if wrong:
+            raise EnforcementError(f"nftables read-back mismatch for {len(wrong)} elements: {', '.join(wrong[:5])}")
+
+    def _probe(self, set_name: str, key: bytes) -> bool:
+        body = (
+            nl.strz(nl.ELEM_LIST_TABLE, self.table)
+            + nl.strz(nl.ELEM_LIST_SET, set_name)
+            + nl.nest(nl.ELEM_LIST_ELEMENTS, nl.element(key, None, ""))
+        )
+        try:
+            for _mtype, payload in self.sock.dump_get(nl.GETSETELEM, nl.NFPROTO_INET, body):
+                for el in nl.decode_elements(payload):
+                    if el.key == key:
+                        return True
+        except OSError:
+            return False
+        return False
+
+    def _dump_set(self, set_name: str) -> list[nl.DumpedElement]:
+        body = nl.strz(nl.ELEM_LIST_TABLE, self.table) + nl.strz(nl.ELEM_LIST_SET, set_name)
+        out: list[nl.DumpedElement] = []
+        try:
+            for mtype, payload in self.sock.dump(nl.GETSETELEM, nl.NFPROTO_INET, body):
+                if mtype == nl.NEWSETELEM:
+                    out.extend(nl.decode_elements(payload))
+        except OSError as exc:
+            raise EnforcementError(f"nftables: cannot read set {set_name}: {exc}") from exc
+        return out
+
+    def list_bans(self) -> list[KernelBan]:
+        out: list[KernelBan] = []
+        for action in Action:
+            for version in (4, 6):
+                cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+                for el in self._dump_set(_set_name(action, version)):
+                    remaining = None if el.expiration_ms is None else el.expiration_ms / 1000.0
+                    out.append(KernelBan(cls(el.key), action, remaining, el.comment))
+        return out
+
+    # --- allow-list ---------------------------------------------------------------------
+    def set_allow(self, networks: Iterable[IPNetwork]) -> None:
+        """Flush and refill both interval sets in one transaction (no window without them)."""
+        v4, v6 = collapse(networks)
+        items: list[tuple[int, int, int, bytes]] = []
+        for version, nets in ((4, v4), (6, v6)):
+            set_name = f"allow{version}"
+            ref = nl.strz(nl.ELEM_LIST_TABLE, self.table) + nl.strz(nl.ELEM_LIST_SET, set_name)
+            items.append((nl.DELSETELEM, 0, nl.NFPROTO_INET, ref))  # no elements: flush set
+            els: list[bytes] = []
+            for net in nets:
+                els.append(nl.element(net.network_address.packed, None, ""))
+                end = int(net.broadcast_address) + 1
+                if end < 2 ** net.max_prefixlen:  # an interval to the top needs no end mark
+                    els.append(
+                        nl.element(end.to_bytes(net.max_prefixlen // 8, "big"), None, "", nl.ELEM_F_INTERVAL_END)
+                    )
+            for body in nl.element_list_bodies(self.table, set_name, els):
+                items.append((nl.NEWSETELEM, nl.NLM_F_CREATE, nl.NFPROTO_INET, body))
+        self.sock.transaction(items)
+        got = self.list_allow()
+        if sorted(got, key=str) != sorted([*v4, *v6], key=str):
+            raise EnforcementError(f"nftables allow-list read-back mismatch: {got}")
+
+    def list_allow(self) -> list[IPNetwork]:
+        out: list[IPNetwork] = []
+        for version in (4, 6):
+            width = 32 if version == 4 else 128
+            points = sorted(
+                (int.from_bytes(el.key, "big"), bool(el.flags & nl.ELEM_F_INTERVAL_END))
+                for el in self._dump_set(f"allow{version}")
+            )
+            start: int | None = None
+            for value, is_end in points:
+                if not is_end:
+                    if start is not None:  # open interval followed by a start: impossible
+                        break
+                    start = value
+                elif start is not None:
+                    out.extend(_range_networks(start, value - 1, version))
+                    start = None
+            if start is not None:
+                out.extend(_range_networks(start, 2**width - 1, version))
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _range_networks(first: int, last: int, version: int) -> list[IPNetwork]:
+    cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    return list(ipaddress.summarize_address_range(cls(first), cls(last)))
