@@ -20,7 +20,6 @@ cdef enum:
 cdef struct rd_iface:
     uint16_t linktype
     uint8_t tsresol  # pcapng if_tsresol byte: bit 7 set = power of 2
-    int64_t tsoffset_s
 
 
 cdef struct rd_state:
@@ -57,24 +56,25 @@ cdef int rd_fail(rd_state* s, size_t off, const char* msg) noexcept nogil:
 
 
 cdef int64_t rd_ng_ts(const rd_iface* ifc, uint64_t ticks) noexcept nogil:
-    """Timestamp ticks at the interface's resolution -> ns since the epoch."""
-    cdef uint8_t r = ifc.tsresol
+    """Timestamp ticks at the interface's resolution -> ns since the epoch (floor)."""
+    cdef uint8_t e = ifc.tsresol & 0x7F
     cdef uint64_t p = 1
     cdef int i
     cdef __int128 wide
-    cdef int64_t ns
-    if r & 0x80:
+    if e > 60:
+        e = 60  # as the reference: absurd resolutions are clamped
+    if ifc.tsresol & 0x80:
         wide = <__int128>ticks * 1000000000
-        ns = <int64_t>(wide >> (r & 0x7F)) if (r & 0x7F) < 127 else 0
-    elif r <= 9:
-        for i in range(9 - r):
+        return <int64_t>(wide >> e)
+    if e <= 9:
+        for i in range(9 - e):
             p *= 10
-        ns = <int64_t>(ticks * p)
-    else:
-        for i in range(min(r - 9, 19)):
-            p *= 10
-        ns = <int64_t>(ticks // p)
-    return ns + ifc.tsoffset_s * 1000000000
+        return <int64_t>(ticks * p)
+    if e - 9 >= 20:
+        return 0  # 10**20 > 2**64 > ticks
+    for i in range(e - 9):
+        p *= 10
+    return <int64_t>(ticks // p)
 
 
 cdef int rd_open(rd_state* s) noexcept nogil:
@@ -89,6 +89,8 @@ cdef int rd_open(rd_state* s) noexcept nogil:
         s.fmt = FMT_PCAPNG
         return RD_OK  # the SHB is parsed as the first block
     s.fmt = FMT_PCAP
+    if s.size < 24:
+        return rd_fail(s, 0, "truncated pcap file header")
     if magic == 0xA1B2C3D4U:
         s.swapped = False; s.nsec = False
     elif magic == 0xA1B23C4DU:
@@ -99,8 +101,6 @@ cdef int rd_open(rd_state* s) noexcept nogil:
         s.swapped = True; s.nsec = True
     else:
         return rd_fail(s, 0, "not a pcap or pcapng file (bad magic)")
-    if s.size < 24:
-        return rd_fail(s, 0, "truncated pcap file header")
     s.linktype = <uint16_t>(rd_u32(s, s.base + 20) & 0xFFFF)
     s.pos = 24
     return RD_OK
@@ -123,7 +123,6 @@ cdef int rd_ng_idb(rd_state* s, size_t off, uint32_t blen) noexcept nogil:
     cdef rd_iface* ifc
     cdef size_t p, end
     cdef uint16_t code, olen
-    cdef uint64_t off64
     if blen < 20:
         return rd_fail(s, off, "pcapng interface description block too short")
     if s.n_if >= MAX_IFACES:
@@ -131,7 +130,6 @@ cdef int rd_ng_idb(rd_state* s, size_t off, uint32_t blen) noexcept nogil:
     ifc = &s.ifaces[s.n_if]
     ifc.linktype = rd_u16(s, s.base + off + 8)
     ifc.tsresol = 6
-    ifc.tsoffset_s = 0
     p = off + 16
     end = off + blen - 4
     while p + 4 <= end:
@@ -139,15 +137,8 @@ cdef int rd_ng_idb(rd_state* s, size_t off, uint32_t blen) noexcept nogil:
         olen = rd_u16(s, s.base + p + 2)
         if code == 0:
             break
-        if p + 4 + olen > end:
-            break
-        if code == 9 and olen >= 1:
+        if code == 9 and olen >= 1 and p + 5 <= end:
             ifc.tsresol = s.base[p + 4]
-        elif code == 14 and olen >= 8:
-            memcpy(&off64, s.base + p + 4, 8)
-            if s.swapped:
-                off64 = bswap64(off64)
-            ifc.tsoffset_s = <int64_t>off64
         p += 4 + ((olen + 3) & ~(<size_t>3))
     s.n_if += 1
     return RD_OK
@@ -171,7 +162,7 @@ cdef int rd_next_pcap(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* wi
         return rd_fail(s, p, "truncated pcap record")
     off[0] = p + 16
     caplen[0] = incl
-    wirelen[0] = orig if orig >= incl else incl
+    wirelen[0] = orig
     ts[0] = <int64_t>sec * 1000000000 + (<int64_t>frac if s.nsec else <int64_t>frac * 1000)
     lt[0] = s.linktype
     iface[0] = 0
@@ -194,8 +185,6 @@ cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* 
         memcpy(&btype, s.base + p, 4)
         if btype == 0x0A0D0D0AU:
             # The byte order of a section is only known from its own header.
-            if s.size - p < 28:
-                return rd_fail(s, p, "truncated pcapng section header")
             rc = rd_ng_shb(s, p, 0)
             if rc != RD_OK:
                 return rc
@@ -223,22 +212,22 @@ cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* 
             ticks = (<uint64_t>rd_u32(s, s.base + p + 12) << 32) | rd_u32(s, s.base + p + 16)
             incl = rd_u32(s, s.base + p + 20)
             orig = rd_u32(s, s.base + p + 24)
-            if incl > blen - 32:
+            if incl > MAX_CAPLEN or incl > blen - 32:
                 return rd_fail(s, p, "pcapng packet data exceeds its block")
             off[0] = p + 28
             caplen[0] = incl
-            wirelen[0] = orig if orig >= incl else incl
+            wirelen[0] = orig
             ts[0] = rd_ng_ts(&s.ifaces[ifid], ticks)
             lt[0] = s.ifaces[ifid].linktype
             iface[0] = <uint8_t>ifid
             return RD_OK
         elif btype == 3:
-            if blen < 16:
-                return rd_fail(s, p, "pcapng simple packet block too short")
             if s.n_if < 1:
-                return rd_fail(s, p, "pcapng packet names an undeclared interface")
+                return rd_fail(s, p, "pcapng simple packet block before any interface")
             orig = rd_u32(s, s.base + p + 8)
-            incl = min(orig, blen - 16)
+            incl = min(orig, blen - 16) if blen >= 16 else 0
+            if incl > MAX_CAPLEN:
+                return rd_fail(s, p, "pcapng simple packet block too large")
             off[0] = p + 12
             caplen[0] = incl
             wirelen[0] = orig
@@ -255,11 +244,11 @@ cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* 
             ticks = (<uint64_t>rd_u32(s, s.base + p + 12) << 32) | rd_u32(s, s.base + p + 16)
             incl = rd_u32(s, s.base + p + 20)
             orig = rd_u32(s, s.base + p + 24)
-            if incl > blen - 32:
+            if incl > MAX_CAPLEN or incl > blen - 32:
                 return rd_fail(s, p, "pcapng packet data exceeds its block")
             off[0] = p + 28
             caplen[0] = incl
-            wirelen[0] = orig if orig >= incl else incl
+            wirelen[0] = orig
             ts[0] = rd_ng_ts(&s.ifaces[ifid], ticks)
             lt[0] = s.ifaces[ifid].linktype
             iface[0] = <uint8_t>ifid
@@ -313,8 +302,6 @@ cdef class PcapReader:
         self._view = self._mm
         self._st.base = &self._view[0] if self._view.shape[0] else NULL
         self._st.size = self._view.shape[0]
-        if rd_open(self._st) != RD_OK:
-            self._raise()
 
     def __dealloc__(self):
         free(self._st)
@@ -338,6 +325,9 @@ cdef class PcapReader:
         cdef uint8_t[::1] ifc
         if max_packets < 1:
             raise ConfigError(f"max_packets must be >= 1, got {max_packets}")
+        # Header faults surface when reading starts, as in the reference reader.
+        if rd_open(self._st) != RD_OK:
+            self._raise()
         while status == RD_OK:
             b = PacketBatch.empty(max_packets)
             off = b.offset; cap = b.caplen; wire = b.wirelen
