@@ -1,0 +1,722 @@
+"""Live capture on AF_PACKET: TPACKET_V3 ring, PACKET_FANOUT workers, loss accounting.
+
+One ``CaptureWorker`` owns one ring socket, one flow engine (the same decoder and flow
+table the pcap path uses, from ``sensor.engine.load_backend``) and one per-host telemetry
+table. With ``workers > 1`` each worker is its own process and the sockets form one
+PACKET_FANOUT group hashed by flow, so every flow lands whole in one worker; the parent
+merges what they emit. Records leave a worker as ``(kind, array)`` items, kind being a key
+of ``sensor.schema.RECORD_TYPES`` ("flow", "arp", "host", "pair").
+
+Loss is counted where it happens: ``kernel_drops`` (PACKET_STATISTICS), ``ring_losing``
+(blocks the kernel marked as having lost packets), ``ring_freezes`` (the ring was full),
+``queue_overruns`` (a worker's output queue to the parent was full), ``decode_errors``
+(engine), ``bus_drops`` (the publisher, in ``run_sensor``). Counters are reported every
+second and on exit.
+
+Packet timestamps are the kernel's wall clock, so when the wire is idle the worker advances
+the engine and telemetry to ``time.time_ns()``: flows still time out and windows still
+close with no traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import multiprocessing as mp
+import os
+import queue
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from netwarden.errors import ConfigError, InterfaceError
+from sensor.batch import PacketBatch
+from sensor.config import EngineConfig
+
+log = logging.getLogger(__name__)
+
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_VERSION = 10
+PACKET_FANOUT = 18
+PACKET_IGNORE_OUTGOING = 23
+PACKET_MR_PROMISC = 1
+TPACKET_V3 = 2
+PACKET_FANOUT_HASH = 0
+PACKET_FANOUT_FLAG_DEFRAG = 0x8000  # reassemble before hashing: fragments follow their flow
+ETH_P_ALL = 0x0003
+PAGE = mmap.PAGESIZE
+
+#: Counters every stats report carries, summed over workers.
+COUNTERS = (
+    "packets",
+    "bytes",
+    "kernel_packets",
+    "kernel_drops",
+    "ring_freezes",
+    "ring_losing",
+    "truncated",
+    "queue_overruns",
+    "decode_errors",
+    "bus_drops",
+    "flows",
+    "host_records",
+    "host_evictions",
+)
+
+
+@dataclass(frozen=True)
+class RingConfig:
+    """AF_PACKET ring geometry and capture options, validated once."""
+
+    block_size: int = 1 << 20  # bytes; a multiple of the page size, holds the largest frame
+    block_count: int = 64  # 64 MiB per worker: ~0.5 s of a saturated 1 Gb/s link
+    retire_ms: int = 20  # the kernel hands over a partly filled block after this long
+    batch_packets: int = 4096  # packets per engine call
+    poll_ms: int = 100  # longest wait for traffic before the clocks are advanced
+    promisc: bool = False
+    ignore_outgoing: bool = False  # drop packets this host sends (PACKET_IGNORE_OUTGOING)
+    telemetry: bool = True
+    telemetry_window: float = 1.0  # seconds of packet time per host record window
+
+    def __post_init__(self) -> None:
+        if self.block_size < PAGE or self.block_size % PAGE or self.block_size > 1 << 30:
+            raise ConfigError(f"ring block size must be a multiple of {PAGE} up to 1 GiB")
+        if not 2 <= self.block_count <= 1 << 16:
+            raise ConfigError(f"ring block count must be 2..65536, got {self.block_count}")
+        if not 1 <= self.retire_ms <= 60_000:
+            raise ConfigError(f"ring block timeout must be 1..60000 ms, got {self.retire_ms}")
+        if not 1 <= self.batch_packets <= 1 << 20:
+            raise ConfigError(f"batch size must be 1..{1 << 20}, got {self.batch_packets}")
+        if not 1 <= self.poll_ms <= 10_000:
+            raise ConfigError(f"poll interval must be 1..10000 ms, got {self.poll_ms}")
+        if not self.telemetry_window > 0:
+            raise ConfigError("telemetry window must be > 0 seconds")
+
+
+def resolve_workers(value: int | str | None) -> int:
+    """``auto`` means one worker per core minus one for the parent, at least one."""
+    if value is None:
+        return 1
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return max(1, (os.cpu_count() or 1) - 1)
+        try:
+            value = int(value)
+        except ValueError:
+            raise ConfigError(f"--workers must be a number or 'auto', got {value!r}") from None
+    if not 1 <= value <= 64:
+        raise ConfigError(f"--workers must be 1..64, got {value}")
+    return value
+
+
+def _ifindex(iface: str) -> int:
+    try:
+        return socket.if_nametoindex(iface)
+    except OSError:
+        raise InterfaceError(f"no such interface: {iface!r}") from None
+
+
+def open_ring_socket(
+    iface: str,
+    ring: RingConfig,
+    bpf_instructions: bytes | None = None,
+    fanout_group: int | None = None,
+) -> tuple[socket.socket, mmap.mmap]:
+    """A bound AF_PACKET socket with a mapped TPACKET_V3 RX ring (caller closes both).
+
+    The socket sees nothing until it is configured: it is created with protocol 0 and, when
+    joining a fanout group, carries a drop-all filter until it is a member, so no worker
+    ever holds a packet that another worker also gets.
+    """
+    from sensor import bpf as bpfmod
+
+    ifindex = _ifindex(iface)
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except PermissionError:
+        raise InterfaceError("live capture needs root (CAP_NET_RAW)") from None
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+        if fanout_group is not None:
+            bpfmod.attach_raw(sock, bpfmod.DROP_ALL)
+        elif bpf_instructions:
+            bpfmod.attach_raw(sock, bpf_instructions)
+        frame_size = 2048
+        req = struct.pack(
+            "=7I",
+            ring.block_size,
+            ring.block_count,
+            frame_size,
+            ring.block_size // frame_size * ring.block_count,
+            ring.retire_ms,
+            0,
+            0,
+        )
+        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+        size = ring.block_size * ring.block_count
+        mapped = mmap.mmap(sock.fileno(), size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        if ring.ignore_outgoing:
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        sock.bind((iface, ETH_P_ALL))
+        if ring.promisc:
+            # Membership ends with the socket, so a crash never leaves the NIC promiscuous.
+            mreq = struct.pack("=iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        if fanout_group is not None:
+            mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG
+            arg = struct.pack("=I", (fanout_group & 0xFFFF) | (mode << 16))  # > INT_MAX
+            sock.setsockopt(SOL_PACKET, PACKET_FANOUT, arg)
+            if bpf_instructions:
+                bpfmod.attach_raw(sock, bpf_instructions)
+            else:
+                bpfmod.detach(sock)
+    except OSError as exc:
+        sock.close()
+        raise InterfaceError(f"cannot open a capture ring on {iface!r}: {exc}") from exc
+    return sock, mapped
+
+
+def kernel_stats(sock: socket.socket) -> tuple[int, int, int]:
+    """(packets, drops, queue freezes) since the previous call (the kernel resets them)."""
+    raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
+    return struct.unpack("=3I", raw)
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs; plain data so it pickles under ``spawn``."""
+
+    iface: str
+    engine_config: EngineConfig
+    ring: RingConfig
+    bpf_instructions: bytes | None = None
+    fanout_group: int | None = None
+    worker_id: int = 0
+    backend: str | None = None  # sensor.engine backend name; None = default selection
+    decode: bool = True  # False: count packets only (ring benchmark, no engine)
+
+
+@dataclass
+class CaptureStats:
+    """Cumulative counters of one capture (one worker, or the sum over workers)."""
+
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, other: dict[str, int]) -> None:
+        for k, v in other.items():
+            self.counters[k] = self.counters.get(k, 0) + int(v)
+
+    def line(self, prev: dict[str, int] | None = None, interval: float = 1.0) -> str:
+        c = self.counters
+        pps = (c["packets"] - (prev or {}).get("packets", 0)) / max(interval, 1e-9)
+        return (
+            f"capture: {c['packets']} pkts ({pps:.0f} pps), kernel drops {c['kernel_drops']}, "
+            f"ring freezes {c['ring_freezes']}, queue overruns {c['queue_overruns']}, "
+            f"decode errors {c['decode_errors']}, bus drops {c['bus_drops']}, "
+            f"flows {c['flows']}"
+        )
+
+
+class _NullEngine:
+    """Stands in for the flow engine when a worker only counts packets."""
+
+    def feed(self, batch: PacketBatch, pktsum: Any = None) -> None:
+        pass
+
+    def advance(self, now_ns: int) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def drain_flows(self, out: np.ndarray) -> int:
+        return 0
+
+    drain_arp = drain_flows
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+
+class CaptureWorker:
+    """One ring, one engine, one telemetry table. ``step()`` does one drain/feed/emit round."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        from sensor import engine as engine_mod
+        from sensor._ring import RxRing
+        from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+
+        self.spec = spec
+        ring = spec.ring
+        self.engine: Any = _NullEngine()
+        if spec.decode:
+            backend = engine_mod.load_backend(spec.backend)
+            if not hasattr(backend, "FlowEngine"):
+                raise ConfigError(f"flow engine backend {backend.__name__} has no FlowEngine")
+            self.engine = backend.FlowEngine(spec.engine_config)
+        self.telemetry: Any = None
+        if ring.telemetry and spec.decode:
+            from sensor.telemetry import HostTelemetry, TelemetryConfig
+
+            self.telemetry = HostTelemetry(TelemetryConfig(window=ring.telemetry_window))
+        self.sock, self.mapped = open_ring_socket(
+            spec.iface, ring, spec.bpf_instructions, spec.fanout_group
+        )
+        self.ring = RxRing(self.sock.fileno(), self.mapped, ring.block_size, ring.block_count)
+        cap = ring.batch_packets
+        self.batch = PacketBatch.empty(cap)
+        # Room for a whole block plus re-inserted VLAN tags, so one packet always fits.
+        self.batch.buffer = np.zeros(max(ring.block_size * 2, cap * 256), np.uint8)
+        self.pktsum = np.zeros(cap, PKTSUM_DTYPE) if self.telemetry is not None else None
+        self._flows = np.zeros(4096, FLOW_DTYPE)
+        self._arp = np.zeros(1024, ARP_DTYPE)
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self._last_ts = 0
+
+    def fill(self, timeout_ms: int) -> int:
+        b = self.batch
+        n = self.ring.fill(
+            b.buffer, b.offset, b.caplen, b.wirelen, b.ts_ns, b.linktype, b.iface,
+            self.spec.worker_id & 0xFF, timeout_ms,
+        )
+        b.count = n
+        return n
+
+    def step(self, timeout_ms: int) -> tuple[int, list[tuple[str, np.ndarray]]]:
+        """Drain what the ring holds (waiting up to ``timeout_ms`` if empty), feed it."""
+        n = self.fill(timeout_ms)
+        if n:
+            self.engine.feed(self.batch, pktsum=self.pktsum)
+            if self.telemetry is not None:
+                self.telemetry.update(self.pktsum, n)
+            self._last_ts = int(self.batch.ts_ns[n - 1])
+        else:
+            # Idle wire: network time still passes, so timeouts and windows must fire.
+            now = max(time.time_ns(), self._last_ts)
+            self.engine.advance(now)
+            if self.telemetry is not None:
+                self.telemetry.advance(now)
+        return n, self.collect()
+
+    def collect(self) -> list[tuple[str, np.ndarray]]:
+        out: list[tuple[str, np.ndarray]] = []
+        for kind, buf, drain in (
+            ("flow", self._flows, self.engine.drain_flows),
+            ("arp", self._arp, self.engine.drain_arp),
+        ):
+            while True:
+                k = int(drain(buf))
+                if k:
+                    out.append((kind, buf[:k].copy()))
+                    if kind == "flow":
+                        self.counters["flows"] += k
+                if k < len(buf):
+                    break
+        if self.telemetry is not None:
+            for kind, recs in self.telemetry.drain():
+                if len(recs):
+                    out.append((kind, recs))
+                    if kind == "host":
+                        self.counters["host_records"] += len(recs)
+        return out
+
+    def finish(self) -> list[tuple[str, np.ndarray]]:
+        """Drain the ring until it stays empty past a block timeout, then flush everything."""
+        quiet_ms = self.spec.ring.retire_ms * 3 + 20
+        deadline = time.monotonic() + 5.0  # a busy wire must not keep us from exiting
+        out: list[tuple[str, np.ndarray]] = []
+        while time.monotonic() < deadline:
+            n = self.fill(quiet_ms)
+            if not n:
+                break
+            self.engine.feed(self.batch, pktsum=self.pktsum)
+            if self.telemetry is not None:
+                self.telemetry.update(self.pktsum, n)
+            out.extend(self.collect())
+        self.engine.flush()
+        if self.telemetry is not None:
+            self.telemetry.flush()
+        out.extend(self.collect())
+        return out
+
+    def poll_stats(self) -> dict[str, int]:
+        """Counters since the previous call (deltas, so the parent can sum workers)."""
+        kpk, kdrop, kfreeze = kernel_stats(self.sock)
+        est = self.engine.stats()
+        cur = {
+            "packets": int(self.ring.packets),
+            "bytes": int(self.ring.bytes),
+            "ring_losing": int(self.ring.losing_blocks),
+            "truncated": int(self.ring.truncated),
+            "decode_errors": int(est.get("decode_errors", 0)),
+            "flows": self.counters["flows"],
+            "host_records": self.counters["host_records"],
+            "queue_overruns": self.counters["queue_overruns"],
+            "host_evictions": int(self.telemetry.evictions) if self.telemetry is not None else 0,
+        }
+        prev = getattr(self, "_prev", {})
+        delta = {k: v - prev.get(k, 0) for k, v in cur.items()}
+        self._prev = cur
+        delta["kernel_packets"] = kpk
+        delta["kernel_drops"] = kdrop
+        delta["ring_freezes"] = kfreeze
+        return delta
+
+    def close(self) -> None:
+        self.ring.release()
+        try:
+            self.mapped.close()
+        except (BufferError, ValueError):
+            pass
+        self.sock.close()
+
+
+def _worker_process(spec: WorkerSpec, out_q: Any, stop: Any, ready: Any) -> None:
+    """Body of one fanout worker process: capture until ``stop`` is set, then flush."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        worker = CaptureWorker(spec)
+    except Exception as exc:  # reported to the parent, which raises it
+        out_q.put(("error", f"{type(exc).__name__}: {exc}"))
+        ready.set()
+        return
+    ready.set()
+
+    def put(item: tuple[str, Any]) -> None:
+        try:
+            out_q.put(item, timeout=1.0)
+        except queue.Full:
+            worker.counters["queue_overruns"] += 1
+
+    last = time.monotonic()
+    try:
+        while not stop.is_set():
+            _, items = worker.step(spec.ring.poll_ms)
+            for item in items:
+                put(item)
+            if time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                put(("stats", worker.poll_stats()))
+        for item in worker.finish():
+            put(item)
+        put(("stats", worker.poll_stats()))
+    finally:
+        worker.close()
+        out_q.put(("done", spec.worker_id))
+
+
+class LiveCapture:
+    """Capture on ``iface`` with ``workers`` fanout workers; iterate ``records()``.
+
+    ``records()`` yields ``(kind, array)`` until ``stop()`` is called (by a signal handler,
+    ``duration`` running out, or the caller) and every worker has flushed its live flows.
+    ``stats`` holds the summed counters; ``on_stats`` is called with them every second and
+    once at the end.
+    """
+
+    def __init__(
+        self,
+        iface: str,
+        config: EngineConfig | None = None,
+        *,
+        workers: int | str = 1,
+        bpf: str | None = None,
+        promisc: bool = False,
+        ring: RingConfig | None = None,
+        duration: float | None = None,
+        backend: str | None = None,
+        decode: bool = True,
+        on_stats: Callable[[CaptureStats, bool], None] | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.iface = iface
+        _ifindex(iface)  # fail before any process starts
+        self.config = config or EngineConfig()
+        self.workers = resolve_workers(workers)
+        ring = ring or RingConfig()
+        self.ring = replace(ring, promisc=promisc or ring.promisc)
+        self.bpf_instructions: bytes | None = None
+        if bpf:
+            from sensor.bpf import compile_filter
+
+            self.bpf_instructions = compile_filter(bpf).instructions
+        if duration is not None and not duration > 0:
+            raise ConfigError(f"duration must be > 0 seconds, got {duration!r}")
+        self.duration = duration
+        self.backend = backend
+        self.decode = decode
+        self.on_stats = on_stats
+        self.on_ready = on_ready
+        self.stats = CaptureStats()
+        self._stop = False
+        self._mp_stop: Any = None
+
+    def stop(self) -> None:
+        self._stop = True
+        if self._mp_stop is not None:
+            self._mp_stop.set()
+
+    def install_signal_handlers(self) -> Callable[[], None]:
+        """SIGINT/SIGTERM stop the capture cleanly; returns a function restoring the old ones."""
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in old:
+            signal.signal(s, lambda *_: self.stop())
+
+        def restore() -> None:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+        return restore
+
+    def _report(self, final: bool) -> None:
+        if self.on_stats is not None:
+            self.on_stats(self.stats, final)
+
+    def records(self) -> Iterator[tuple[str, np.ndarray]]:
+        if self.workers == 1:
+            yield from self._run_inline()
+        else:
+            yield from self._run_fanout()
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.duration if self.duration else float("inf")
+
+    def _run_inline(self) -> Iterator[tuple[str, np.ndarray]]:
+        spec = WorkerSpec(self.iface, self.config, self.ring, self.bpf_instructions,
+                          None, 0, self.backend, self.decode)
+        worker = CaptureWorker(spec)
+        if self.on_ready is not None:
+            self.on_ready()
+        deadline = self._deadline()
+        last = time.monotonic()
+        try:
+            while not self._stop and time.monotonic() < deadline:
+                _, items = worker.step(self.ring.poll_ms)
+                yield from items
+                if time.monotonic() - last >= 1.0:
+                    last = time.monotonic()
+                    self.stats.add(worker.poll_stats())
+                    self._report(False)
+            yield from worker.finish()
+            self.stats.add(worker.poll_stats())
+            self._report(True)
+        finally:
+            worker.close()
+
+    def _run_fanout(self) -> Iterator[tuple[str, np.ndarray]]:
+        ctx = mp.get_context("spawn")
+        out_q = ctx.Queue(maxsize=1024)
+        self._mp_stop = ctx.Event()
+        if self._stop:
+            self._mp_stop.set()
+        group = (os.getpid() ^ int(time.monotonic_ns())) & 0xFFFF
+        procs = []
+        readies = []
+        for wid in range(self.workers):
+            spec = WorkerSpec(self.iface, self.config, self.ring, self.bpf_instructions,
+                              group, wid, self.backend, self.decode)
+            ready = ctx.Event()
+            p = ctx.Process(target=_worker_process, args=(spec, out_q, self._mp_stop, ready),
+                            name=f"netwarden-capture-{wid}", daemon=True)
+            p.start()
+            procs.append(p)
+            readies.append(ready)
+        for ready in readies:
+            ready.wait(timeout=60)
+        if self.on_ready is not None:
+            self.on_ready()
+        deadline = self._deadline()
+        done = 0
+        errors: list[str] = []
+        last = time.monotonic()
+        try:
+            while done < len(procs):
+                if time.monotonic() >= deadline:
+                    self.stop()
+                try:
+                    kind, payload = out_q.get(timeout=0.2)
+                except queue.Empty:
+                    if not any(p.is_alive() for p in procs):
+                        break  # every worker died without saying done
+                    continue
+                if kind == "done":
+                    done += 1
+                elif kind == "error":
+                    errors.append(payload)
+                    self.stop()
+                elif kind == "stats":
+                    self.stats.add(payload)
+                else:
+                    yield kind, payload
+                if time.monotonic() - last >= 1.0:
+                    last = time.monotonic()
+                    self._report(False)
+            self._report(True)
+        finally:
+            self.stop()
+            for p in procs:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.terminate()
+                    p.join(timeout=2)
+        if errors:
+            raise InterfaceError("capture worker failed: " + "; ".join(errors))
+
+def _stderr_stats(prefix: str = "") -> Callable[[CaptureStats, bool], None]:
+    state: dict[str, Any] = {"prev": None, "t": time.monotonic()}
+
+    def report(stats: CaptureStats, final: bool) -> None:
+        now = time.monotonic()
+        line = stats.line(state["prev"], now - state["t"])
+        state["prev"], state["t"] = dict(stats.counters), now
+        print(f"{prefix}{line}{' (final)' if final else ''}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def capture_flows(
+    iface: str,
+    duration: float | None,
+    config: EngineConfig | None = None,
+    *,
+    workers: int | str = 1,
+    bpf: str | None = None,
+    promisc: bool = False,
+    ring: RingConfig | None = None,
+    on_stats: Callable[[CaptureStats, bool], None] | None = None,
+    handle_signals: bool = True,
+) -> Iterator[np.ndarray]:
+    """Yield ``FLOW_DTYPE`` arrays captured live on ``iface`` for ``duration`` seconds
+    (None: until SIGINT/SIGTERM), then the flushed live flows. Stats go to stderr unless
+    ``on_stats`` is given."""
+    ring = replace(ring or RingConfig(), telemetry=False)
+    cap = LiveCapture(
+        iface, config, workers=workers, bpf=bpf, promisc=promisc, ring=ring,
+        duration=duration, on_stats=on_stats or _stderr_stats(),
+    )
+    restore = cap.install_signal_handlers() if handle_signals else (lambda: None)
+    try:
+        for kind, arr in cap.records():
+            if kind == "flow":
+                yield arr
+    finally:
+        restore()
+
+
+def run_sensor(args: Any, publisher: Any) -> int:
+    """Body of ``netwarden sensor --iface``: capture and publish every record batch.
+
+    ``args`` carries ``iface``, ``workers``, ``filter``, ``promisc``, ``duration`` and the
+    optional ring settings (``ring_blocks``, ``ring_block_size``, ``block_timeout``,
+    ``window``). ``publisher.send(record_type, records, drops=...)`` puts a batch on the bus;
+    its ``dropped`` attribute (records it had to discard), when present, is reported as
+    ``bus_drops``.
+    """
+    ring = RingConfig(
+        block_size=int(getattr(args, "ring_block_size", None) or RingConfig.block_size),
+        block_count=int(getattr(args, "ring_blocks", None) or RingConfig.block_count),
+        retire_ms=int(getattr(args, "block_timeout", None) or RingConfig.retire_ms),
+        promisc=bool(getattr(args, "promisc", False)),
+        telemetry_window=float(getattr(args, "window", None) or RingConfig.telemetry_window),
+    )
+    report = _stderr_stats()
+
+    def on_stats(stats: CaptureStats, final: bool) -> None:
+        stats.counters["bus_drops"] = int(getattr(publisher, "dropped", 0) or 0)
+        report(stats, final)
+
+    cap = LiveCapture(
+        args.iface,
+        getattr(args, "engine_config", None) or EngineConfig(),
+        workers=getattr(args, "workers", 1) or 1,
+        bpf=getattr(args, "filter", None),
+        ring=ring,
+        duration=getattr(args, "duration", None),
+        on_stats=on_stats,
+    )
+    restore = cap.install_signal_handlers()
+    try:
+        for kind, arr in cap.records():
+            publisher.send(kind, arr, drops=drop_counters(cap.stats))
+    finally:
+        restore()
+    return 0
+
+
+def drop_counters(stats: CaptureStats) -> dict[str, int]:
+    """The loss counters a bus header carries (cumulative)."""
+    c = stats.counters
+    keys = ("kernel_drops", "ring_freezes", "ring_losing", "queue_overruns",
+            "decode_errors", "bus_drops", "host_evictions")
+    return {k: int(c.get(k, 0)) for k in keys}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sensor.live``: capture into an .npz (records by kind + counters).
+
+    A small harness for tests and benchmarks that run the capture inside a network
+    namespace (``ip netns exec NS python -m sensor.live ...``); operators use
+    ``netwarden flows --iface`` and ``netwarden sensor --iface``.
+    """
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m sensor.live")
+    ap.add_argument("--iface", required=True)
+    ap.add_argument("--workers", default="1")
+    ap.add_argument("--filter", default=None)
+    ap.add_argument("--duration", type=float, default=None)
+    ap.add_argument("--promisc", action="store_true")
+    ap.add_argument("--no-decode", action="store_true", help="count packets only")
+    ap.add_argument("--no-telemetry", action="store_true")
+    ap.add_argument("--window", type=float, default=1.0)
+    ap.add_argument("--backend", default=None)
+    ap.add_argument("--ready-file", default=None, help="created once every worker is ready")
+    ap.add_argument("--out", required=True, help=".npz file written on exit")
+    args = ap.parse_args(argv)
+
+    ring = RingConfig(telemetry=not args.no_telemetry, telemetry_window=args.window)
+
+    def ready() -> None:
+        if args.ready_file:
+            with open(args.ready_file, "w") as fh:
+                fh.write(str(os.getpid()))
+
+    cap = LiveCapture(
+        args.iface, EngineConfig(), workers=args.workers, bpf=args.filter,
+        promisc=args.promisc, ring=ring, duration=args.duration, backend=args.backend,
+        decode=not args.no_decode, on_stats=_stderr_stats(), on_ready=ready,
+    )
+    restore = cap.install_signal_handlers()
+    parts: dict[str, list[np.ndarray]] = {}
+    try:
+        for kind, arr in cap.records():
+            parts.setdefault(kind, []).append(arr)
+    finally:
+        restore()
+    from sensor.schema import RECORD_TYPES
+
+    arrays = {
+        kind: np.concatenate(parts[kind]) if parts.get(kind) else np.zeros(0, dt)
+        for kind, dt in RECORD_TYPES.items()
+        if kind != "pktsum"
+    }
+    arrays["stats"] = np.frombuffer(json.dumps(cap.stats.counters).encode(), np.uint8)
+    np.savez(args.out, **arrays)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
