@@ -76,7 +76,9 @@ class Header:
     the publisher starts, so a restarted sensor is not mistaken for a gap). ``base`` is the
     lowest sequence number the sensor still holds for resending: everything below it was
     acknowledged or dropped from its local buffer, so a collector that never received it
-    has lost it. Heartbeats carry ``seq = 0`` and ``next_seq``, the number the next data
+    has lost it. ``acked`` is the highest sequence number a collector acknowledged, so a
+    freshly started collector can still count messages evicted unacknowledged
+    (``acked + 1 .. base - 1``) as lost. Heartbeats carry ``seq = 0`` and ``next_seq``, the number the next data
     message will get. ``drops`` are cumulative loss counters (kernel drops, ring overruns,
     decode errors, records dropped on the bus...).
     """
@@ -85,6 +87,7 @@ class Header:
     session: int
     seq: int
     base: int
+    acked: int = 0
     kind: str = DATA
     record_type: str = ""
     dtype_hash: str = ""
@@ -143,6 +146,7 @@ _KEYS = {
     "ss": "session",
     "q": "seq",
     "b": "base",
+    "a": "acked",
     "t": "record_type",
     "h": "dtype_hash",
     "n": "count",
@@ -165,6 +169,7 @@ def encode_header(h: Header) -> bytes:
             "ss": h.session,
             "q": h.seq,
             "b": h.base,
+            "a": h.acked,
             "t": h.record_type,
             "h": h.dtype_hash,
             "n": h.count,
@@ -177,6 +182,17 @@ def encode_header(h: Header) -> bytes:
         },
         use_bin_type=True,
     )
+
+
+def time_span(records: np.ndarray) -> tuple[int, int]:
+    """First and last timestamp (ns) covered by records: flows have a first/last pair,
+    other record types one ``ts_ns``; (0, 0) when empty or untimed."""
+    names = records.dtype.names or ()
+    first = "ts_first_ns" if "ts_first_ns" in names else ("ts_ns" if "ts_ns" in names else None)
+    if first is None or not len(records):
+        return 0, 0
+    last = "ts_last_ns" if "ts_last_ns" in names else first
+    return int(records[first].min()), int(records[last].max())
 
 
 def records_header(
@@ -196,15 +212,7 @@ def records_header(
         raise ValueError(f"unknown record type {record_type!r}")
     if records.dtype != dt:
         raise ValueError(f"records are {records.dtype}, {record_type!r} needs its schema dtype")
-    t0 = t1 = 0
-    if len(records):
-        # Every record type has a timestamp; flows have a first/last pair.
-        names = dt.names or ()
-        first = "ts_first_ns" if "ts_first_ns" in names else ("ts_ns" if "ts_ns" in names else None)
-        last = "ts_last_ns" if "ts_last_ns" in names else first
-        if first is not None and last is not None:
-            t0 = int(records[first].min())
-            t1 = int(records[last].max())
+    t0, t1 = time_span(records)
     return Header(
         sensor_id=sensor_id,
         session=session,
@@ -304,6 +312,7 @@ def decode_header(raw: bytes | memoryview) -> Header:
         session=_int(m, "ss", 0, _U64),
         seq=_int(m, "q", 0, _U64),
         base=_int(m, "b", 0, _U64),
+        acked=_int(m, "a", 0, _U64),
         kind=kind,
         record_type=_str(m, "t", 64),
         dtype_hash=_str(m, "h", 64),
