@@ -249,3 +249,102 @@ PKTSUM_DTYPE = np.dtype(
     align=True,
 )
 RECORD_TYPES["pktsum"] = PKTSUM_DTYPE
+
+
+# --- Per-host telemetry (sensor/telemetry.py) -------------------------------------------
+
+#: Half-lives, in seconds, of the time-decayed statistics (index order of the [4] fields).
+DECAY_HALF_LIVES = (0.1, 1.0, 10.0, 60.0)
+#: Half-life of the decayed mean/std of the interval between new flows of a host pair.
+FLOW_INTERVAL_HALF_LIFE = 600.0
+
+
+class TelemetryFlags(enum.IntFlag):
+    EVICTED = 1  # emitted early because the table needed the slot; the window is partial
+
+
+#: One record per host (IP address) per window in which it sent or received anything.
+#: ``out_*``: the host as packet source; ``in_*``: as packet destination. Distinct counts
+#: are HyperLogLog estimates (256 registers, ~6.5% error) over the window. ``*_rate`` (pkt/s),
+#: ``*_size_mean`` and ``*_size_std`` (IP bytes) are decayed statistics at the window end,
+#: one per ``DECAY_HALF_LIVES`` entry, so a record says how the host behaves right now.
+HOST_DTYPE = np.dtype(
+    [
+        ("ts_start_ns", "<i8"),  # window start
+        ("ts_end_ns", "<i8"),  # window end (exclusive)
+        ("ts_last_ns", "<i8"),  # last packet of this host
+        ("out_bytes", "<u8"),  # IP bytes
+        ("in_bytes", "<u8"),
+        ("out_payload", "<u8"),  # L4 payload bytes
+        ("in_payload", "<u8"),
+        ("in_udp_bytes", "<u8"),
+        ("in_dns_bytes", "<u8"),  # IP bytes of DNS responses received (amplification)
+        ("out_pkts", "<u4"),
+        ("in_pkts", "<u4"),
+        ("out_flows", "<u4"),  # flows this host originated
+        ("in_flows", "<u4"),  # flows others originated towards it
+        ("out_syn", "<u4"),  # TCP SYN without ACK
+        ("in_syn", "<u4"),
+        ("out_synack", "<u4"),
+        ("in_synack", "<u4"),
+        ("out_rst", "<u4"),
+        ("in_rst", "<u4"),
+        ("out_syn_noreply", "<u4"),  # out_syn minus first TCP replies received, >= 0
+        ("in_syn_noreply", "<u4"),  # in_syn minus first TCP replies sent, >= 0
+        ("out_unreach", "<u4"),  # ICMP destination unreachable sent
+        ("in_unreach", "<u4"),  # ... received (UDP scans, dead targets)
+        ("out_udp_pkts", "<u4"),
+        ("in_udp_pkts", "<u4"),
+        ("out_icmp_pkts", "<u4"),
+        ("in_icmp_pkts", "<u4"),
+        ("out_dst_hosts", "<u4"),  # distinct hosts in new flows + ARP requests it sent
+        ("out_dst_ports", "<u4"),  # distinct destination ports of new flows it originated
+        ("in_src_hosts", "<u4"),  # distinct sources of packets it received
+        ("in_dst_ports", "<u4"),  # distinct local ports of new flows towards it
+        ("out_dns_queries", "<u4"),
+        ("in_dns_queries", "<u4"),
+        ("out_dns_responses", "<u4"),
+        ("in_dns_responses", "<u4"),
+        ("arp_req_out", "<u4"),  # ARP requests sent (sender IP = this host)
+        ("arp_rep_out", "<u4"),
+        ("arp_req_in", "<u4"),  # ARP requests for this IP
+        ("arp_rep_in", "<u4"),
+        ("out_rate", "<f4", (4,)),
+        ("out_size_mean", "<f4", (4,)),
+        ("out_size_std", "<f4", (4,)),
+        ("in_rate", "<f4", (4,)),
+        ("in_size_mean", "<f4", (4,)),
+        ("in_size_std", "<f4", (4,)),
+        ("addr", "u1", (16,)),  # IPv4 in the first 4 bytes
+        ("ip_version", "u1"),
+        ("flags", "u1"),  # TelemetryFlags
+        ("iface", "u1"),  # fanout worker
+    ],
+    align=True,
+)
+
+#: One record per directed host pair (src -> dst) per window in which src sent to dst.
+PAIR_DTYPE = np.dtype(
+    [
+        ("ts_start_ns", "<i8"),
+        ("ts_end_ns", "<i8"),
+        ("ts_last_ns", "<i8"),
+        ("bytes", "<u8"),
+        ("payload", "<u8"),
+        ("pkts", "<u4"),
+        ("flows", "<u4"),  # new flows src originated towards dst
+        ("rate", "<f4", (4,)),  # decayed, DECAY_HALF_LIVES
+        ("size_mean", "<f4", (4,)),
+        ("size_std", "<f4", (4,)),
+        ("flow_interval_mean", "<f4"),  # s between new flows (beaconing), decayed, 0 if < 2
+        ("flow_interval_std", "<f4"),
+        ("src", "u1", (16,)),
+        ("dst", "u1", (16,)),
+        ("ip_version", "u1"),
+        ("flags", "u1"),
+        ("iface", "u1"),
+    ],
+    align=True,
+)
+RECORD_TYPES["host"] = HOST_DTYPE
+RECORD_TYPES["pair"] = PAIR_DTYPE
