@@ -198,8 +198,13 @@ class Publisher:
 
     # ---- producer side (any one thread) -------------------------------------------------
 
-    def send(self, record_type: str, records: np.ndarray) -> None:
-        """Queue records for sending; never blocks on the network."""
+    def send(
+        self, record_type: str, records: np.ndarray, drops: Mapping[str, int] | None = None
+    ) -> None:
+        """Queue records for sending; never blocks on the network. ``drops`` (optional)
+        updates the capture-side loss counters, as ``set_counters`` does."""
+        if drops is not None:
+            self.set_counters(drops)
         dt = RECORD_TYPES.get(record_type)
         if dt is None:
             raise ValueError(f"unknown record type {record_type!r}")
@@ -218,6 +223,11 @@ class Publisher:
         """Cumulative capture-side loss counters (kernel_drops, decode_errors, ...)."""
         with self._lock:
             self._external = {k: int(v) for k, v in counters.items()}
+
+    @property
+    def dropped(self) -> int:
+        """Records evicted from the local buffer unacknowledged (so far)."""
+        return self._c["bus_dropped_records"]
 
     def stats(self) -> dict[str, int]:
         with self._lock:
