@@ -1,0 +1,182 @@
+"""Parity: the compiled engine and the pure-Python reference emit identical records.
+
+Both backends (``sensor.engine.load_backend("c"/"py")``) run the same driver over every
+capture in the shared corpus (zeek, attacks, background, malformed) and over small
+``genpcap.py`` captures; flow and ARP records are compared as whole structured arrays, in
+emission order, and per-packet summaries batch by batch. On a mismatch the first differing
+record is shown field by field.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from netwarden.errors import CaptureFormatError
+from sensor.config import EngineConfig
+from sensor.engine import load_backend
+from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("NETWARDEN_SHARED") or ROOT.parent / "shared")
+CORPUS = SHARED / "corpus"
+BATCH = 512  # small batches exercise batch boundaries, fragments and tunnels across them
+# The multi-hour background captures are large for the reference backend; they run when
+# NETWARDEN_PARITY_FULL=1 and otherwise only their first packets are compared.
+FULL = os.environ.get("NETWARDEN_PARITY_FULL") == "1"
+PREFIX_PACKETS = 20_000
+
+
+def _c_backend() -> Any:
+    try:
+        mod = load_backend("c")
+    except ImportError as exc:
+        pytest.skip(f"compiled backend not built ({exc}); run `make build`")
+    if not hasattr(mod, "FlowEngine"):
+        pytest.skip("compiled module has no FlowEngine yet")
+    return mod
+
+
+def _py_backend() -> Any:
+    try:
+        mod = load_backend("py")
+    except ImportError as exc:
+        pytest.skip(f"reference backend missing ({exc})")
+    if not hasattr(mod, "FlowEngine"):
+        pytest.skip("reference module has no FlowEngine yet")
+    return mod
+
+
+def corpus_captures() -> list[Any]:
+    files: list[Any] = []
+    for sub in ("zeek", "attacks", "background", "malformed"):
+        base = CORPUS / sub
+        for p in sorted(base.rglob("*")):
+            if p.suffix in (".pcap", ".pcapng", ".cap") and p.is_file():
+                files.append(pytest.param(p, id=str(p.relative_to(CORPUS))))
+    return files
+
+
+class Run:
+    """Everything one backend produced from one capture."""
+
+    def __init__(self) -> None:
+        self.flows: list[np.ndarray] = []
+        self.arps: list[np.ndarray] = []
+        self.pktsums: list[np.ndarray] = []
+        self.error: tuple[str, int] | None = None
+        self.stats: dict[str, Any] = {}
+
+    def flow_array(self) -> np.ndarray:
+        return np.concatenate(self.flows) if self.flows else np.zeros(0, FLOW_DTYPE)
+
+    def arp_array(self) -> np.ndarray:
+        return np.concatenate(self.arps) if self.arps else np.zeros(0, ARP_DTYPE)
+
+
+def _drain(eng: Any, run: Run) -> None:
+    out = np.zeros(97, FLOW_DTYPE)  # odd size: drains must resume where they stopped
+    while n := eng.drain_flows(out):
+        run.flows.append(out[:n].copy())
+    arp = np.zeros(53, ARP_DTYPE)
+    while n := eng.drain_arp(arp):
+        run.arps.append(arp[:n].copy())
+
+
+def run_backend(mod: Any, path: Path, limit: int | None = None) -> Run:
+    run = Run()
+    eng = mod.FlowEngine(EngineConfig())
+    pktsum = np.zeros(BATCH, PKTSUM_DTYPE)
+    seen = 0
+    try:
+        for batch in mod.PcapReader(str(path)).batches(BATCH):
+            pktsum[:] = np.zeros(1, PKTSUM_DTYPE)
+            eng.feed(batch, pktsum)
+            run.pktsums.append(pktsum[: batch.count].copy())
+            if batch.count:
+                eng.advance(int(batch.ts_ns[: batch.count].max()))
+            _drain(eng, run)
+            seen += batch.count
+            if limit is not None and seen >= limit:
+                break
+    except CaptureFormatError as exc:
+        run.error = (type(exc).__name__, exc.offset)
+    eng.flush()
+    _drain(eng, run)
+    run.stats = dict(eng.stats())
+    return run
+
+
+def first_difference(a: np.ndarray, b: np.ndarray, what: str) -> str:
+    """A readable account of the first record where two structured arrays differ."""
+    if len(a) != len(b):
+        head = f"{what}: {len(a)} records (c) vs {len(b)} (py)"
+    else:
+        head = f"{what}: {len(a)} records"
+    for i in range(min(len(a), len(b))):
+        if a[i].tobytes() != b[i].tobytes():
+            lines = [f"{head}; first difference at record {i}:"]
+            for name in a.dtype.names:
+                va, vb = a[i][name], b[i][name]
+                same = np.array_equal(va, vb) or (
+                    np.asarray(va).dtype.kind == "f" and np.array_equal(va, vb, equal_nan=True)
+                )
+                mark = "  " if same else "!="
+                lines.append(f"  {mark} {name}: c={va!r} py={vb!r}")
+            return "\n".join(lines)
+    return head + "; the shorter is a prefix of the longer"
+
+
+def assert_same(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    # array_equal is the contract; identical bytes also pass (a NaN statistic equals itself).
+    if len(a) == len(b) and (np.array_equal(a, b) or a.tobytes() == b.tobytes()):
+        return
+    pytest.fail(first_difference(a, b, what))
+
+
+def compare(path: Path, limit: int | None = None) -> Run:
+    c_run = run_backend(_c_backend(), path, limit)
+    py_run = run_backend(_py_backend(), path, limit)
+    assert c_run.error == py_run.error, f"capture faults differ: {c_run.error} vs {py_run.error}"
+    assert_same(c_run.flow_array(), py_run.flow_array(), "flows")
+    assert_same(c_run.arp_array(), py_run.arp_array(), "arp")
+    assert len(c_run.pktsums) == len(py_run.pktsums)
+    for i, (a, b) in enumerate(zip(c_run.pktsums, py_run.pktsums)):
+        assert_same(a, b, f"pktsum of batch {i}")
+    for key in ("packets", "bytes", "decode_errors"):
+        if key in py_run.stats:
+            assert c_run.stats.get(key) == py_run.stats[key], f"stats[{key!r}] differs"
+    return c_run
+
+
+@pytest.mark.parametrize("path", corpus_captures())
+def test_corpus_capture(path: Path) -> None:
+    limit = None if FULL or "background" not in path.parts else PREFIX_PACKETS
+    run = compare(path, limit)
+    if "malformed" not in path.parts:
+        assert run.flow_array().size or run.arp_array().size, "no records from a real capture"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    gen = SHARED / "bench" / "genpcap.py"
+    if not gen.exists():
+        pytest.skip(f"{gen} not found (set NETWARDEN_SHARED)")
+    out = tmp_path_factory.mktemp("gen") / "small.pcap"
+    subprocess.run(
+        [sys.executable, str(gen), "--packets", "30000", "--flows", "2000", "--seed", "7",
+         "-o", str(out)],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    return out
+
+
+def test_generated_capture(generated: Path) -> None:
+    run = compare(generated)
+    assert run.flow_array().size > 1000
