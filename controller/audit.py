@@ -1,0 +1,160 @@
+"""Append-only, hash-chained audit log of every decision and action.
+
+Each entry records who or what decided (``actor``), on which evidence, what was done and
+the result. ``hash = sha256(prev_hash || canonical JSON of the entry)``, so changing,
+removing or reordering any entry breaks every later link. The chain lives in the sqlite
+database (triggers refuse UPDATE and DELETE) and is mirrored to ``audit.jsonl``; both can
+be verified independently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from netwarden.errors import StoreError
+
+GENESIS = "0" * 64
+JSONL_NAME = "audit.jsonl"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY, ts REAL NOT NULL, actor TEXT NOT NULL, event TEXT NOT NULL,
+    subject TEXT NOT NULL, decision_id TEXT NOT NULL, evidence TEXT NOT NULL,
+    result TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+"""
+
+FIELDS = ("seq", "ts", "actor", "event", "subject", "decision_id", "evidence", "result", "detail")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    ts: float
+    actor: str  # "operator:<user>", "policy", "detector:<kind>", "controller"
+    event: str  # decision | ban | unban | expire | allow | approval | reconcile | refused ...
+    subject: str  # address, CIDR or approval id
+    decision_id: str
+    evidence: str
+    result: str  # ok | refused | error | pending | ...
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in (*FIELDS, "prev_hash", "hash")}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    entries: int
+    bad_seq: int | None = None
+    problem: str = ""
+
+
+def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    canon = json.dumps({f: fields[f] for f in FIELDS}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256((prev_hash + canon).encode()).hexdigest()
+
+
+def verify_chain(entries: Iterable[dict[str, Any]]) -> VerifyResult:
+    """Check sequence, links and hashes; report the first bad entry."""
+    prev = GENESIS
+    n = 0
+    for n, e in enumerate(entries, start=1):
+        if e["seq"] != n:
+            return VerifyResult(False, n - 1, e["seq"], f"sequence gap: expected {n}, found {e['seq']}")
+        if e["prev_hash"] != prev:
+            return VerifyResult(False, n - 1, e["seq"], "link to previous entry broken")
+        if entry_hash(prev, e) != e["hash"]:
+            return VerifyResult(False, n - 1, e["seq"], "entry content does not match its hash")
+        prev = e["hash"]
+    return VerifyResult(True, n)
+
+
+class AuditLog:
+    def __init__(self, db: sqlite3.Connection, state_dir: str | Path, readonly: bool = False) -> None:
+        self.db = db
+        self.jsonl = Path(state_dir) / JSONL_NAME
+        if not readonly:
+            self.db.executescript(_SCHEMA)
+        row = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        self.seq, self.last_hash = (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+
+    def record(
+        self,
+        actor: str,
+        event: str,
+        subject: str = "",
+        *,
+        decision_id: str = "",
+        evidence: str = "",
+        result: str = "ok",
+        detail: dict[str, Any] | None = None,
+        ts: float | None = None,
+    ) -> AuditEntry:
+        fields: dict[str, Any] = {
+            "seq": self.seq + 1,
+            "ts": round(time.time() if ts is None else ts, 6),
+            "actor": actor,
+            "event": event,
+            "subject": subject,
+            "decision_id": decision_id,
+            "evidence": evidence,
+            "result": result,
+            "detail": json.loads(json.dumps(detail or {}, default=str)),  # what the hash sees
+        }
+        h = entry_hash(self.last_hash, fields)
+        entry = AuditEntry(**fields, prev_hash=self.last_hash, hash=h)
+        try:
+            self.db.execute(
+                "INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    entry.seq, entry.ts, actor, event, subject, decision_id, evidence, result,
+                    json.dumps(fields["detail"], sort_keys=True), entry.prev_hash, h,
+                ),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"audit append failed: {exc}") from exc
+        self.seq, self.last_hash = entry.seq, h
+        # mirror; fsync is left to the OS: the database is the record of truth
+        with self.jsonl.open("a") as fh:
+            fh.write(json.dumps(entry.to_dict(), sort_keys=True) + "\n")
+        return entry
+
+    def entries(self, limit: int | None = None, since_seq: int = 0) -> list[dict[str, Any]]:
+        q = "SELECT * FROM audit WHERE seq > ? ORDER BY seq"
+        rows = self.db.execute(q, (since_seq,)).fetchall()
+        if limit is not None:
+            rows = rows[-limit:]
+        return [_row_dict(r) for r in rows]
+
+    def verify(self) -> VerifyResult:
+        return verify_chain(_row_dict(r) for r in self.db.execute("SELECT * FROM audit ORDER BY seq"))
+
+
+def _row_dict(row: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
+    keys = (*FIELDS, "prev_hash", "hash")
+    d = dict(zip(keys, tuple(row), strict=True))
+    d["detail"] = json.loads(d["detail"])
+    return d
+
+
+def verify_jsonl(path: str | Path) -> VerifyResult:
+    """Verify the JSON-lines mirror on its own (e.g. shipped off-box)."""
+    if not os.path.exists(path):
+        return VerifyResult(True, 0)
+    with open(path) as fh:
+        return verify_chain(json.loads(line) for line in fh if line.strip())

@@ -1,0 +1,387 @@
+"""The response controller: policy + enforcer + store + audit + control socket.
+
+``Controller.start()`` sets up the backend, loads the allow-list into the kernel and
+reconciles kernel bans with the store (re-adds missing ones with their remaining time,
+removes expired or unknown ones, leaves matching ones alone: no unban/reban storm).
+``submit_detection()`` is the entry point for detectors; ``run()`` is the main loop, a
+selector over the control socket plus any fds and periodic callbacks other components
+register (``add_reader``, ``add_periodic``), e.g. a ZeroMQ collector.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from controller.approvals import Approvals
+from controller.audit import AuditLog
+from controller.config import ControllerConfig
+from controller.control import ControlServer
+from controller.detection import Detection
+from controller.enforce.base import Action, BanSpec, Enforcer, IPAddress, IPNetwork
+from controller.policy import Decision, Guard, Policy, Verdict, build_guard, new_decision_id
+from controller.store import Store, StoredBan
+from netwarden.errors import ConfigError, ControlError, EnforcementError, PolicyRefused
+
+log = logging.getLogger(__name__)
+
+
+def make_enforcer(cfg: ControllerConfig, netns: str | None = None) -> Enforcer:
+    if cfg.enforce == "nftables":
+        from controller.enforce.nftables import NftablesEnforcer
+
+        return NftablesEnforcer(
+            cfg.hook, priority=cfg.priority, limit_rate=cfg.limit_rate, limit_burst=cfg.limit_burst, netns=netns
+        )
+    if cfg.enforce == "iptables":
+        from controller.enforce.iptables import IptablesEnforcer
+
+        return IptablesEnforcer(cfg.hook, limit_rate=cfg.limit_rate, limit_burst=cfg.limit_burst, netns=netns)
+    from controller.enforce.dryrun import DryRunEnforcer
+
+    return DryRunEnforcer(cfg.state_dir)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    kept: int
+    readded: int
+    removed: int
+    expired: int
+
+
+def _addr(text: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(str(text))
+    except ValueError as exc:
+        raise ConfigError(f"not an IP address: {text!r}") from exc
+
+
+def _net(text: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(str(text), strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"not a CIDR: {text!r}") from exc
+
+
+class Controller:
+    def __init__(
+        self,
+        cfg: ControllerConfig,
+        *,
+        enforcer: Enforcer | None = None,
+        guard: Guard | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = Store(cfg.state_dir)
+        self.audit = AuditLog(self.store.db, cfg.state_dir)
+        self.enforcer = enforcer if enforcer is not None else make_enforcer(cfg)
+        self.guard = guard if guard is not None else build_guard(cfg.safety)
+        self.guard.allow = [n for n, _, _ in self.store.allow_list()]
+        window = cfg.policy.offender_window_s
+        self.policy = Policy(cfg.policy, self.guard, lambda a: self.store.offences(a, self.clock(), window))
+        self.approvals = Approvals(self.store, cfg.policy.approval_ttl_s)
+        self.control: ControlServer | None = None
+        self._sel = selectors.DefaultSelector()
+        self._periodic: list[list[Any]] = []  # [interval, next_due, callback]
+        self._stop = False
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self, control: bool = True) -> ReconcileReport:
+        self.enforcer.setup()
+        self._sync_allow()
+        report = self.reconcile()
+        if control:
+            self.control = ControlServer(self.cfg.state_dir, self.handle)
+            self.add_reader(self.control.fileno(), self.control.on_readable)
+        self.audit.record(
+            "controller", "start", self.enforcer.name,
+            detail={"hook": self.cfg.hook.value, "pid": os.getpid(), "reconcile": _rep(report)},
+        )
+        self.add_periodic(self.cfg.tick_s, self.tick)
+        return report
+
+    def close(self) -> None:
+        """Stop serving; kernel bans stay in place so a restart reconciles."""
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        self.audit.record("controller", "stop", self.enforcer.name)
+        self.enforcer.close()
+        self._sel.close()
+        self.store.close()
+
+    # --- extension points ---------------------------------------------------------------
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self._sel.register(fd, selectors.EVENT_READ, callback)
+
+    def remove_reader(self, fd: int) -> None:
+        self._sel.unregister(fd)
+
+    def add_periodic(self, interval_s: float, callback: Callable[[], None]) -> None:
+        self._periodic.append([interval_s, self.clock() + interval_s, callback])
+
+    def stop(self) -> None:
+        self._stop = True
+        if self._wake_w is not None:
+            try:
+                self._wake_w.send(b"\0")
+            except OSError:
+                pass
+
+    def run(self, install_signals: bool = True) -> None:
+        """Serve until SIGINT/SIGTERM or ``stop()``."""
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.add_reader(self._wake_r.fileno(), self._drain_wake)
+        old: dict[int, Any] = {}
+        if install_signals:
+            signal.set_wakeup_fd(self._wake_w.fileno())
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, lambda *_: setattr(self, "_stop", True))
+        try:
+            while not self._stop:
+                now = self.clock()
+                due = min((p[1] for p in self._periodic), default=now + 1.0)
+                for key, _ in self._sel.select(timeout=max(0.0, min(due - now, 1.0))):
+                    try:
+                        key.data()
+                    except Exception:  # one bad source must not kill the controller
+                        log.exception("reader callback failed")
+                now = self.clock()
+                for p in self._periodic:
+                    if now >= p[1]:
+                        p[1] = now + p[0]
+                        try:
+                            p[2]()
+                        except Exception:
+                            log.exception("periodic callback failed")
+        finally:
+            if install_signals:
+                signal.set_wakeup_fd(-1)
+                for sig, handler in old.items():
+                    signal.signal(sig, handler)
+            self.remove_reader(self._wake_r.fileno())
+            self._wake_r.close()
+            self._wake_w.close()
+            self._wake_r = self._wake_w = None
+
+    def _drain_wake(self) -> None:
+        assert self._wake_r is not None
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except BlockingIOError:
+            pass
+
+    # --- reconciliation and expiry ------------------------------------------------------
+    def reconcile(self) -> ReconcileReport:
+        now = self.clock()
+        expired = self.store.pop_expired(now)
+        for b in expired:
+            self.audit.record("controller", "expire", str(b.addr), decision_id=b.decision_id, detail={"action": b.action.value})
+        active = {(b.addr, b.action): b for b in self.store.active_bans(now)}
+        # anti-lockout wins over stored bans too (e.g. the box got a new address)
+        for key, b in list(active.items()):
+            refusal = self.guard.refusal(ipaddress.ip_network(b.addr))
+            if refusal:
+                self.store.delete_ban(b.addr, b.action)
+                del active[key]
+                self.audit.record("controller", "unban", str(b.addr), decision_id=b.decision_id, result="ok", detail={"why": refusal})
+        kernel = {(k.addr, k.action): k for k in self.enforcer.list_bans()}
+        readd = [
+            BanSpec(b.addr, b.action, None if b.expires_at is None else max(1.0, b.expires_at - now), b.decision_id)
+            for key, b in active.items()
+            if key not in kernel
+        ]
+        unknown = [key for key in kernel if key not in active]
+        if readd or unknown:
+            self.enforcer.apply(readd, unknown)
+        report = ReconcileReport(len(active) - len(readd), len(readd), len(unknown), len(expired))
+        self.audit.record("controller", "reconcile", self.enforcer.name, detail=_rep(report))
+        return report
+
+    def tick(self) -> None:
+        now = self.clock()
+        with self.store.transaction():
+            for b in self.store.pop_expired(now):  # the kernel expired its element itself
+                self.audit.record("controller", "expire", str(b.addr), decision_id=b.decision_id, detail={"action": b.action.value})
+            for a in self.approvals.expire(now):
+                self.audit.record("controller", "approval-expired", a.id, decision_id=a.id)
+
+    def _sync_allow(self) -> None:
+        self.enforcer.set_allow(self.guard.kernel_allow())
+
+    # --- decisions ----------------------------------------------------------------------
+    def submit_detection(self, det: Detection) -> Decision:
+        """Run policy on one detector record and act on the verdict."""
+        now = self.clock()
+        d = self.policy.decide(det, now)
+        with self.store.transaction():
+            self.audit.record(
+                d.actor, "decision", str(det.attacker), decision_id=d.id, evidence=det.evidence_id,
+                result=d.verdict.value, detail={"reason": d.reason, "score": det.score, "confidence": det.confidence,
+                                                "level": d.level, "risky": list(d.risky), "ttl_s": d.ttl_s},
+            )
+            if d.verdict is Verdict.PENDING:
+                a = self.approvals.open(d, now)
+                self.audit.record("policy", "approval-opened", a.id, decision_id=d.id, evidence=det.evidence_id,
+                                  result="pending", detail={"expires_at": a.expires_at, "reason": d.reason})
+        if d.verdict is Verdict.ACT:
+            self._enforce(d, d.actor, evidence=det.evidence_id)
+            self.policy.note_acted(now, len(d.addresses()))
+        return d
+
+    def _enforce(self, d: Decision, actor: str, evidence: str = "", reason: str = "") -> list[StoredBan]:
+        assert d.target is not None
+        refusal = self.guard.refusal(d.target)  # re-checked at the moment of acting
+        if refusal:
+            self.audit.record(actor, "ban", str(d.target), decision_id=d.id, evidence=evidence, result="refused",
+                              detail={"why": refusal})
+            raise PolicyRefused(refusal)
+        now = self.clock()
+        bans = [
+            StoredBan(a, d.action, d.id, reason or d.reason, actor, now, None if d.ttl_s is None else now + d.ttl_s)
+            for a in d.addresses()
+        ]
+        specs = [BanSpec(b.addr, b.action, d.ttl_s, d.id) for b in bans]
+        try:
+            with self.store.transaction():
+                self.store.put_bans(bans)
+                for b in bans:
+                    self.store.record_offence(b.addr, now, self.cfg.policy.offender_window_s)
+                res = self.enforcer.apply(specs)  # raises: the store rolls back
+                self.audit.record(actor, "ban", str(d.target), decision_id=d.id, evidence=evidence, result="ok",
+                                  detail={"action": d.action.value, "ttl_s": d.ttl_s, "count": len(bans),
+                                          "backend": self.enforcer.name, "elapsed_s": round(res.elapsed_s, 6)})
+        except EnforcementError as exc:
+            self.audit.record(actor, "ban", str(d.target), decision_id=d.id, evidence=evidence, result="error",
+                              detail={"error": str(exc)})
+            raise
+        return bans
+
+    # --- operator operations --------------------------------------------------------------
+    def ban(self, addr: str, ttl_s: float | None, reason: str, actor: str, action: Action = Action.DROP) -> Decision:
+        a = _addr(addr)
+        if ttl_s is not None and ttl_s <= 0:
+            raise ConfigError("ttl must be positive (omit it for a ban until unbanned)")
+        target = ipaddress.ip_network(a)
+        d = Decision(new_decision_id(), Verdict.ACT, reason or "operator ban", target, action, ttl_s, 3, (), None, actor)
+        refusal = self.policy.check_operator(target)
+        if refusal:
+            self.audit.record(actor, "ban", str(a), decision_id=d.id, evidence="operator", result="refused",
+                              detail={"why": refusal, "reason": reason})
+            raise PolicyRefused(refusal)
+        self._enforce(d, actor, evidence="operator", reason=reason or "operator ban")
+        return d
+
+    def unban(self, addr: str, actor: str) -> int:
+        a = _addr(addr)
+        with self.store.transaction():
+            gone = self.store.delete_ban(a)
+            # remove from every set even if the store did not know it: an operator's unban
+            # must also clear a stray kernel element
+            self.enforcer.apply(remove=[(a, act) for act in Action])
+            self.audit.record(actor, "unban", str(a), decision_id=",".join(b.decision_id for b in gone),
+                              result="ok", detail={"removed": len(gone)})
+        return len(gone)
+
+    def allow_add(self, cidr: str, note: str, actor: str) -> dict[str, Any]:
+        net = _net(cidr)
+        now = self.clock()
+        with self.store.transaction():
+            added = self.store.add_allow(net, note, now)
+            self.guard.allow = [n for n, _, _ in self.store.allow_list()]
+            try:
+                self._sync_allow()
+            except EnforcementError:
+                self.guard.allow = [n for n in self.guard.allow if n != net]
+                raise
+            # the allow-list wins: lift stored bans it now covers
+            lifted = [b for b in self.store.active_bans(now) if b.addr in net]
+            if lifted:
+                for b in lifted:
+                    self.store.delete_ban(b.addr, b.action)
+                self.enforcer.apply(remove=[(b.addr, b.action) for b in lifted])
+            self.audit.record(actor, "allow-add", str(net), result="ok" if added else "unchanged",
+                              detail={"note": note, "lifted": [str(b.addr) for b in lifted]})
+        return {"cidr": str(net), "added": added, "lifted": [str(b.addr) for b in lifted]}
+
+    def allow_remove(self, cidr: str, actor: str) -> dict[str, Any]:
+        net = _net(cidr)
+        with self.store.transaction():
+            removed = self.store.remove_allow(net)
+            if not removed:
+                raise ControlError(f"{net} is not on the allow-list")
+            self.guard.allow = [n for n, _, _ in self.store.allow_list()]
+            self._sync_allow()
+            self.audit.record(actor, "allow-remove", str(net), result="ok")
+        return {"cidr": str(net), "removed": True}
+
+    def resolve_approval(self, approval_id: str, approve: bool, actor: str) -> dict[str, Any]:
+        now = self.clock()
+        with self.store.transaction():
+            a, d = self.approvals.resolve(approval_id, approve, actor, now)
+            self.audit.record(actor, "approved" if approve else "denied", approval_id, decision_id=d.id, result="ok")
+        out: dict[str, Any] = {"id": approval_id, "status": "approved" if approve else "denied"}
+        if approve:
+            bans = self._enforce(d, actor, evidence=d.detection.evidence_id if d.detection else "approval",
+                                 reason=f"approved: {a.reason}")
+            out["banned"] = [str(b.addr) for b in bans]
+        return out
+
+    # --- control socket -----------------------------------------------------------------------
+    def handle(self, op: str, args: dict[str, Any], actor: str) -> Any:
+        now = self.clock()
+        if op == "ping":
+            return {"pid": os.getpid(), "backend": self.enforcer.name, "hook": self.cfg.hook.value}
+        if op == "ban":
+            ttl = args.get("ttl")
+            d = self.ban(args["addr"], None if ttl is None else float(ttl), str(args.get("reason", "")), actor,
+                         Action(args.get("action", "drop")))
+            return {"decision_id": d.id, "addr": str(d.target.network_address) if d.target else None, "ttl_s": d.ttl_s}
+        if op == "unban":
+            return {"addr": args["addr"], "removed": self.unban(args["addr"], actor)}
+        if op == "bans":
+            return [b.to_dict(now) for b in self.store.active_bans(now)]
+        if op == "kernel-bans":
+            return [{"addr": str(k.addr), "action": k.action.value, "remaining_s": k.remaining_s,
+                     "decision_id": k.decision_id} for k in self.enforcer.list_bans()]
+        if op == "allow-add":
+            return self.allow_add(args["cidr"], str(args.get("note", "")), actor)
+        if op == "allow-remove":
+            return self.allow_remove(args["cidr"], actor)
+        if op == "allow-list":
+            user = [{"cidr": str(n), "source": "operator", "note": note} for n, note, _ in self.store.allow_list()]
+            fixed = [{"cidr": str(p.net), "source": p.why, "note": ""} for p in self.guard.fixed]
+            return user + fixed
+        if op == "approvals":
+            return [a.to_dict() for a in self.approvals.pending(now)]
+        if op in ("approve", "deny"):
+            return self.resolve_approval(str(args["id"]), op == "approve", actor)
+        if op == "detect":
+            d = self.submit_detection(Detection.from_dict(args))
+            return d.to_dict()
+        if op == "audit":
+            return self.audit.entries(limit=int(args.get("limit", 50)))
+        if op == "verify":
+            return _rep(self.audit.verify())
+        raise ControlError(f"unknown operation {op!r}")
+
+
+def _rep(obj: Any) -> dict[str, Any]:
+    return {k: getattr(obj, k) for k in obj.__slots__}

@@ -1,0 +1,253 @@
+"""Controller state in sqlite3: bans with expiry, allow-list, approvals, offender history.
+
+One database file in the state dir (``netwarden.db``, WAL mode) shared with the audit log.
+The daemon is the only writer; CLI commands read it (``audit --verify``) or go through the
+control socket. Writes that must match a kernel change run inside ``transaction()`` so a
+refused kernel commit rolls the store back too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.enforce.base import Action, IPAddress, IPNetwork
+from netwarden.errors import StoreError
+
+SCHEMA_VERSION = 1
+DB_NAME = "netwarden.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bans (
+    addr TEXT NOT NULL, action TEXT NOT NULL, decision_id TEXT NOT NULL,
+    reason TEXT NOT NULL, actor TEXT NOT NULL, created REAL NOT NULL, expires_at REAL,
+    PRIMARY KEY (addr, action));
+CREATE INDEX IF NOT EXISTS bans_expiry ON bans (expires_at);
+CREATE TABLE IF NOT EXISTS allow (cidr TEXT PRIMARY KEY, note TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY, created REAL NOT NULL, expires_at REAL NOT NULL,
+    status TEXT NOT NULL, reason TEXT NOT NULL, proposal TEXT NOT NULL,
+    decided_by TEXT, decided_at REAL);
+CREATE TABLE IF NOT EXISTS offenders (
+    addr TEXT PRIMARY KEY, count INTEGER NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBan:
+    addr: IPAddress
+    action: Action
+    decision_id: str
+    reason: str
+    actor: str
+    created: float
+    expires_at: float | None
+
+    def remaining(self, now: float) -> float | None:
+        return None if self.expires_at is None else self.expires_at - now
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        rem = self.remaining(now)
+        return {
+            "addr": str(self.addr),
+            "action": self.action.value,
+            "decision_id": self.decision_id,
+            "reason": self.reason,
+            "actor": self.actor,
+            "created": self.created,
+            "expires_at": self.expires_at,
+            "remaining_s": None if rem is None else round(max(0.0, rem), 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    id: str
+    created: float
+    expires_at: float
+    status: str  # pending | approved | denied | expired
+    reason: str  # why approval was needed
+    proposal: dict[str, Any]
+    decided_by: str | None
+    decided_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created": self.created,
+            "expires_at": self.expires_at,
+            "status": self.status,
+            "reason": self.reason,
+            "proposal": self.proposal,
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+        }
+
+
+def _ban(row: sqlite3.Row) -> StoredBan:
+    return StoredBan(
+        ipaddress.ip_address(row["addr"]),
+        Action(row["action"]),
+        row["decision_id"],
+        row["reason"],
+        row["actor"],
+        row["created"],
+        row["expires_at"],
+    )
+
+
+def _approval(row: sqlite3.Row) -> Approval:
+    return Approval(
+        row["id"],
+        row["created"],
+        row["expires_at"],
+        row["status"],
+        row["reason"],
+        json.loads(row["proposal"]),
+        row["decided_by"],
+        row["decided_at"],
+    )
+
+
+class Store:
+    def __init__(self, state_dir: str | Path, readonly: bool = False) -> None:
+        self.path = Path(state_dir) / DB_NAME
+        try:
+            if readonly:
+                if not self.path.exists():
+                    raise StoreError(f"no database at {self.path}")
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self.db = sqlite3.connect(self.path, isolation_level=None)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(_SCHEMA)
+                self.db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        self.db.row_factory = sqlite3.Row
+        self._depth = 0
+        if not readonly:
+            got = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+            if int(got) != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {got}, expected {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Nestable: only the outermost level commits or rolls back."""
+        if self._depth == 0:
+            self.db.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self.db.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if self._depth == 0:
+            self.db.execute("COMMIT")
+
+    # --- bans ---------------------------------------------------------------------------
+    def put_ban(self, ban: StoredBan) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO bans VALUES (?,?,?,?,?,?,?)",
+            (str(ban.addr), ban.action.value, ban.decision_id, ban.reason, ban.actor, ban.created, ban.expires_at),
+        )
+
+    def put_bans(self, bans: list[StoredBan]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO bans VALUES (?,?,?,?,?,?,?)",
+            [(str(b.addr), b.action.value, b.decision_id, b.reason, b.actor, b.created, b.expires_at) for b in bans],
+        )
+
+    def delete_ban(self, addr: IPAddress, action: Action | None = None) -> list[StoredBan]:
+        if action is None:
+            rows = self.db.execute("SELECT * FROM bans WHERE addr=?", (str(addr),)).fetchall()
+            self.db.execute("DELETE FROM bans WHERE addr=?", (str(addr),))
+        else:
+            rows = self.db.execute("SELECT * FROM bans WHERE addr=? AND action=?", (str(addr), action.value)).fetchall()
+            self.db.execute("DELETE FROM bans WHERE addr=? AND action=?", (str(addr), action.value))
+        return [_ban(r) for r in rows]
+
+    def get_bans(self, addr: IPAddress) -> list[StoredBan]:
+        return [_ban(r) for r in self.db.execute("SELECT * FROM bans WHERE addr=?", (str(addr),))]
+
+    def active_bans(self, now: float) -> list[StoredBan]:
+        rows = self.db.execute(
+            "SELECT * FROM bans WHERE expires_at IS NULL OR expires_at > ? ORDER BY created", (now,)
+        )
+        return [_ban(r) for r in rows]
+
+    def pop_expired(self, now: float) -> list[StoredBan]:
+        rows = self.db.execute("SELECT * FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)).fetchall()
+        if rows:
+            self.db.execute("DELETE FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        return [_ban(r) for r in rows]
+
+    # --- allow-list ---------------------------------------------------------------------
+    def add_allow(self, net: IPNetwork, note: str, now: float) -> bool:
+        cur = self.db.execute("INSERT OR IGNORE INTO allow VALUES (?,?,?)", (str(net), note, now))
+        return cur.rowcount > 0
+
+    def remove_allow(self, net: IPNetwork) -> bool:
+        return self.db.execute("DELETE FROM allow WHERE cidr=?", (str(net),)).rowcount > 0
+
+    def allow_list(self) -> list[tuple[IPNetwork, str, float]]:
+        return [
+            (ipaddress.ip_network(r["cidr"]), r["note"], r["created"])
+            for r in self.db.execute("SELECT * FROM allow ORDER BY created")
+        ]
+
+    # --- approvals ----------------------------------------------------------------------
+    def add_approval(self, a: Approval) -> None:
+        self.db.execute(
+            "INSERT INTO approvals VALUES (?,?,?,?,?,?,?,?)",
+            (a.id, a.created, a.expires_at, a.status, a.reason, json.dumps(a.proposal), a.decided_by, a.decided_at),
+        )
+
+    def get_approval(self, approval_id: str) -> Approval | None:
+        row = self.db.execute("SELECT * FROM approvals WHERE id=?", (approval_id,)).fetchone()
+        return None if row is None else _approval(row)
+
+    def set_approval_status(self, approval_id: str, status: str, by: str | None, at: float) -> None:
+        self.db.execute(
+            "UPDATE approvals SET status=?, decided_by=?, decided_at=? WHERE id=?", (status, by, at, approval_id)
+        )
+
+    def approvals(self, status: str | None = None) -> list[Approval]:
+        if status is None:
+            rows = self.db.execute("SELECT * FROM approvals ORDER BY created")
+        else:
+            rows = self.db.execute("SELECT * FROM approvals WHERE status=? ORDER BY created", (status,))
+        return [_approval(r) for r in rows]
+
+    # --- offenders ----------------------------------------------------------------------
+    def offences(self, addr: IPAddress, now: float, window_s: float) -> int:
+        """Earlier bans of ``addr`` within the window (0 for a first offender)."""
+        row = self.db.execute("SELECT count, last_seen FROM offenders WHERE addr=?", (str(addr),)).fetchone()
+        if row is None or now - row["last_seen"] > window_s:
+            return 0
+        return int(row["count"])
+
+    def record_offence(self, addr: IPAddress, now: float, window_s: float) -> int:
+        n = self.offences(addr, now, window_s) + 1
+        self.db.execute(
+            "INSERT INTO offenders VALUES (?,?,?,?) ON CONFLICT(addr) DO UPDATE SET count=?, last_seen=?",
+            (str(addr), n, now, now, n, now),
+        )
+        return n

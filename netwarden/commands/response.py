@@ -1,0 +1,195 @@
+"""Operator commands that talk to a running controller through its control socket:
+``ban``, ``unban``, ``bans``, ``allow``, ``approvals``, ``approve``, ``deny``, ``audit``.
+
+A refused action (allow-listed, self, gateway, ...) prints why and exits 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXIT_REFUSED = 3
+
+
+def _state(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", default=None,
+                   help="controller state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("ban", help="ban an address now")
+    p.add_argument("addr")
+    p.add_argument("--ttl", type=float, default=None, help="seconds (default: until unbanned)")
+    p.add_argument("--reason", default="", help="why (goes to the audit log)")
+    p.add_argument("--rate-limit", action="store_true", help="rate-limit instead of drop")
+    _state(p)
+    p.set_defaults(func=cmd_ban)
+
+    p = sub.add_parser("unban", help="lift every ban on an address")
+    p.add_argument("addr")
+    _state(p)
+    p.set_defaults(func=lambda a: _simple(a, "unban", addr=a.addr))
+
+    p = sub.add_parser("bans", help="list active bans")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--kernel", action="store_true", help="read the kernel sets instead of the store")
+    _state(p)
+    p.set_defaults(func=cmd_bans)
+
+    p = sub.add_parser("allow", help="manage the allow-list")
+    p.add_argument("verb", choices=("add", "remove", "list"))
+    p.add_argument("cidr", nargs="?")
+    p.add_argument("--note", default="")
+    p.add_argument("--json", action="store_true")
+    _state(p)
+    p.set_defaults(func=cmd_allow)
+
+    p = sub.add_parser("approvals", help="list pending approvals")
+    p.add_argument("--json", action="store_true")
+    _state(p)
+    p.set_defaults(func=cmd_approvals)
+
+    for verb in ("approve", "deny"):
+        p = sub.add_parser(verb, help=f"{verb} a pending approval")
+        p.add_argument("id")
+        _state(p)
+        p.set_defaults(func=lambda a, v=verb: _simple(a, v, id=a.id))
+
+    p = sub.add_parser("audit", help="show or verify the audit log")
+    p.add_argument("--verify", action="store_true", help="check the hash chain (works without a controller)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    _state(p)
+    p.set_defaults(func=cmd_audit)
+
+
+def _dir(args: argparse.Namespace) -> Any:
+    from controller.config import default_state_dir
+    from pathlib import Path
+
+    return Path(args.state_dir) if args.state_dir else default_state_dir()
+
+
+def _call(args: argparse.Namespace, op: str, **kw: Any) -> tuple[int, Any]:
+    from controller.control import request
+
+    resp = request(_dir(args), op, **kw)
+    if resp.get("ok"):
+        return 0, resp.get("result")
+    if resp.get("refused"):
+        print(f"netwarden {args.command}: refused: {resp.get('error')}", file=sys.stderr)
+        return EXIT_REFUSED, None
+    print(f"netwarden {args.command}: error: {resp.get('error')}", file=sys.stderr)
+    return 1, None
+
+
+def _simple(args: argparse.Namespace, op: str, **kw: Any) -> int:
+    rc, result = _call(args, op, **kw)
+    if rc == 0:
+        print(json.dumps(result))
+    return rc
+
+
+def cmd_ban(args: argparse.Namespace) -> int:
+    rc, result = _call(args, "ban", addr=args.addr, ttl=args.ttl, reason=args.reason,
+                       action="ratelimit" if args.rate_limit else "drop")
+    if rc == 0:
+        ttl = "until unbanned" if result["ttl_s"] is None else f"for {result['ttl_s']:g}s"
+        print(f"banned {result['addr']} {ttl} (decision {result['decision_id']})")
+    return rc
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*r)
+    Console().print(t)
+
+
+def cmd_bans(args: argparse.Namespace) -> int:
+    rc, result = _call(args, "kernel-bans" if args.kernel else "bans")
+    if rc:
+        return rc
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    _table(
+        f"{len(result)} bans",
+        ["address", "action", "remaining", "decision", "reason"],
+        [[b["addr"], b["action"], "permanent" if b["remaining_s"] is None else f"{b['remaining_s']:.0f}s",
+          b["decision_id"], b.get("reason", "")] for b in result],
+    )
+    return 0
+
+
+def cmd_allow(args: argparse.Namespace) -> int:
+    if args.verb == "list":
+        rc, result = _call(args, "allow-list")
+        if rc == 0:
+            if args.json:
+                print(json.dumps(result, indent=1))
+            else:
+                _table("allow-list (accepted before any ban)", ["network", "source", "note"],
+                       [[r["cidr"], r["source"], r["note"]] for r in result])
+        return rc
+    if not args.cidr:
+        print(f"netwarden allow {args.verb}: a CIDR is required", file=sys.stderr)
+        return 2
+    op = "allow-add" if args.verb == "add" else "allow-remove"
+    return _simple(args, op, cidr=args.cidr, note=args.note)
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    rc, result = _call(args, "approvals")
+    if rc:
+        return rc
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    _table(
+        f"{len(result)} pending approvals",
+        ["id", "target", "action", "ttl", "why approval", "evidence"],
+        [[a["id"], str(a["proposal"]["target"]), a["proposal"]["action"], str(a["proposal"]["ttl_s"]), a["reason"],
+          (a["proposal"].get("detection") or {}).get("evidence_id", "")] for a in result],
+    )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    if args.verify:
+        from controller.audit import AuditLog, JSONL_NAME, verify_jsonl
+        from controller.store import Store
+
+        d = _dir(args)
+        store = Store(d, readonly=True)
+        try:
+            res = AuditLog(store.db, d, readonly=True).verify()
+        finally:
+            store.close()
+        mirror = verify_jsonl(d / JSONL_NAME)
+        for name, r in (("database", res), ("json lines", mirror)):
+            if r.ok:
+                print(f"{name}: chain ok, {r.entries} entries")
+            else:
+                print(f"{name}: TAMPERED at entry {r.bad_seq}: {r.problem} ({r.entries} good entries before it)")
+        return 0 if res.ok and mirror.ok else 4
+    rc, result = _call(args, "audit", limit=args.limit)
+    if rc:
+        return rc
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    import datetime as dt
+
+    _table("audit log", ["seq", "time (UTC)", "actor", "event", "subject", "result", "decision"],
+           [[str(e["seq"]), dt.datetime.fromtimestamp(e["ts"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), e["actor"],
+             e["event"], e["subject"], e["result"], e["decision_id"]] for e in result])
+    return 0
