@@ -146,6 +146,7 @@ class Publisher:
         self.session = secrets.randbits(63) or 1
 
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # signalled when acks free the buffer
         self._buf: deque[_Pending] = deque()
         self._buffered_bytes = 0
         self._next_seq = 1
@@ -224,6 +225,22 @@ class Publisher:
         with self._lock:
             self._external = {k: int(v) for k, v in counters.items()}
 
+    def wait_for_room(self, nbytes: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until ``nbytes`` more fit in the buffer without evicting.
+
+        For offline input (a pcap read flat out) that should slow down rather than drop when
+        the controller is slower; live capture never waits and lets the buffer evict.
+        """
+        nbytes = min(nbytes, self.buffer_bytes)
+        deadline = time.monotonic() + timeout
+        with self._room:
+            while self._buffered_bytes + nbytes > self.buffer_bytes:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._error is not None or self._closing:
+                    return False
+                self._room.wait(left)
+        return True
+
     @property
     def dropped(self) -> int:
         """Records evicted from the local buffer unacknowledged (so far)."""
@@ -260,6 +277,8 @@ class Publisher:
         if timeout > 0:
             self.flush(timeout)
         self._closing = True
+        with self._room:
+            self._room.notify_all()
         self._wake()
         self._thread.join()
         with self._lock:
@@ -379,6 +398,7 @@ class Publisher:
                 while self._buf and self._buf[0].seq <= self._acked:
                     old = self._buf.popleft()
                     self._buffered_bytes -= len(old.body)
+                self._room.notify_all()
                 if self._send_pos < self._base():
                     self._send_pos = self._base()
                 self._last_progress = time.monotonic()

@@ -219,8 +219,16 @@ class Outbox:
     """Collect records per type and publish them in messages of ``batch`` records; a partial
     message waits at most ``max_wait_s`` of wall time so quiet periods are not held back."""
 
-    def __init__(self, publisher: Publisher, batch: int, max_wait_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        batch: int,
+        max_wait_s: float = 1.0,
+        backpressure: Callable[[], bool] | None = None,
+    ) -> None:
         self.publisher = publisher
+        # When set, wait for buffer room instead of evicting, until it returns False.
+        self.backpressure = backpressure
         self.batch = batch
         self.max_wait_s = max_wait_s
         self._parts: dict[str, list[np.ndarray]] = {}
@@ -258,6 +266,10 @@ class Outbox:
         full = len(allrecs) - len(allrecs) % self.batch if keep_tail else len(allrecs)
         for start in range(0, full, self.batch):
             chunk = allrecs[start : start + self.batch]
+            if self.backpressure is not None:
+                while not self.publisher.wait_for_room(chunk.nbytes, 0.2):
+                    if not self.backpressure():
+                        break
             self.publisher.send(kind, chunk)
             self.sent[kind] = self.sent.get(kind, 0) + len(chunk)
         if full < len(allrecs):
@@ -327,7 +339,10 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
         except ImportError:
             log.info("sensor.telemetry not available: publishing flows and ARP only")
     pktsum = np.zeros(4096, PKTSUM_DTYPE) if len(sources) > 1 else None
-    outbox = Outbox(publisher, args.batch)
+    # Read flat out, a file must not outrun the controller and evict records: wait for
+    # acks instead (until a stop signal). Paced replay behaves like live capture.
+    flat_out = args.replay_speed == 0
+    outbox = Outbox(publisher, args.batch, backpressure=(lambda: not stop) if flat_out else None)
     stats = _StatsLine(args.stats_interval)
     packets = 0
     rc = 0
