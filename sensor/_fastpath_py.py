@@ -825,16 +825,8 @@ class FlowEngine:
 
     @staticmethod
     def _tcp_is_closed(f: Flow) -> bool:
-        # Zeek's IsClosed(): both endpoints closed or reset, or one reset and the other idle.
-        eo, er = f.eo, f.er
-        done = (T.CLOSED, T.RESET)
-        if eo.state in done and er.state in done:
-            return True
-        if eo.state == T.RESET and er.state == T.INACTIVE:
-            return True
-        if er.state == T.RESET and eo.state == T.INACTIVE:
-            return True
-        return False
+        # Zeek's IsClosed(): either endpoint has closed (FIN or RST reported).
+        return f.eo.did_close or f.er.did_close
 
     def _tcp_packet(self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool, ts: int) -> tuple[bool, bool, int]:
         l4 = p.l4_off
@@ -851,13 +843,14 @@ class FlowEngine:
         base_seq = D.u32(b, l4 + 4)
         ack_seq = D.u32(b, l4 + 8)
         window = D.u16(b, l4 + 14)
-        self._tcp_process(f, ep, is_orig, flags, base_seq, ack_seq, window, length, b, l4, hlen, ts)
+        captured = end - l4 - hlen
+        self._tcp_process(f, ep, is_orig, flags, base_seq, ack_seq, window, length, captured, ts)
         # The connection may have flipped under us (SYN-ACK start): recompute direction.
         is_orig = ep is f.eo
         return True, is_orig, length
 
     def _tcp_process(self, f: Flow, ep: T.Endpoint, is_orig: bool, flags: int, base_seq: int, ack_seq: int,
-                     window: int, length: int, b: bytes, l4: int, hlen: int, ts: int) -> None:
+                     window: int, length: int, captured: int, ts: int) -> None:
         peer = f.er if ep is f.eo else f.eo
         syn = flags & T.TH_SYN
         fin = flags & T.TH_FIN
@@ -910,7 +903,8 @@ class FlowEngine:
         if ack:
             T.ack_received(peer, rel_ack, f.is_partial, f)
         rel_data_seq = rel_seq + 1 if syn else rel_seq
-        if length > 0 and not rst and not underflow:
+        if length > 0 and not rst and not underflow and captured >= length:
+            # Snaplen-truncated payload never reaches the reassembler (acks then show gaps).
             T.data_sent(ep, rel_data_seq, length)
         if do_close:
             self._tcp_connection_closed(f, ep, peer)

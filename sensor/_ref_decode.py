@@ -403,14 +403,14 @@ def decode_ipv6(b: bytes, off: int, end: int, wire_end: int, p: Pkt) -> int:
     if b[off] >> 4 != 6:
         return -1
     plen = u16(b, off + 4)
-    if plen == 0:  # jumbogram / TSO
+    p.ip_len = plen + 40  # counted as Zeek does, even when the header says 0
+    if plen == 0:  # jumbogram / TSO: the payload runs to the end of the capture
         plen = end - off - 40
     total = plen + 40
     if off + total > wire_end:
         return -1
     p.ip_version = 6
     p.ip_off = off
-    p.ip_len = total
     p.ttl = b[off + 7]
     p.src = bytes(b[off + 8 : off + 24])
     p.dst = bytes(b[off + 24 : off + 40])

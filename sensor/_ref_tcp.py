@@ -60,7 +60,7 @@ class Endpoint:
     def __init__(self, is_orig: bool) -> None:
         self.state = INACTIVE
         self.prev_state = INACTIVE
-        self.start_seq = 0  # signed 64-bit in Zeek (may be -1 for partial starts)
+        self.start_seq = 0  # 32-bit ISN (or ISN guess)
         self.last_seq = 0
         self.ack_seq = 0
         self.seq_wraps = 0
@@ -154,7 +154,7 @@ def init_endpoint(ep: Endpoint, flags: int, first_seq: int, last_seq: int) -> No
             ep.start_seq = first_seq
         else:
             ep.ack_seq = (first_seq - 1) & MASK32
-            ep.start_seq = first_seq - 1  # may be -1: Zeek keeps start_seq signed
+            ep.start_seq = (first_seq - 1) & MASK32  # 32-bit arithmetic, as Zeek
             last_seq = first_seq
         ep.last_seq = last_seq
     elif st == SYN_SENT or st == SYN_ACK_SENT:
