@@ -419,6 +419,9 @@ class FlowEngine:
     def _packet(self, b: bytes, off: int, end: int, wire_end: int, linktype: int, ts: int, iface: int) -> None:
         p = D.Pkt()
         l3 = D.decode_link(b, off, end, linktype, p)
+        if l3 == D.NOT_IP:
+            self.st["non_ip"] += 1
+            return
         if l3 < 0:
             if linktype not in (0, 1, 9, 10, 12, 14, 50, 101, 105, 108, 113, 127, 228, 229, 276):
                 self.st["unsupported_link"] += 1

@@ -2,8 +2,9 @@
 
 Every decoder takes the packet buffer ``b`` (bytes-like), the offset of its header ``off``
 and the end of captured bytes ``end``, and either fills fields of a ``Pkt`` and returns the
-offset of the next header, or returns ``-1`` (malformed / unsupported: the packet is
-dropped and counted as a decode error). Nothing here keeps state between packets; the flow
+offset of the next header, or returns ``-1`` (malformed: the packet is dropped and
+counted as a decode error) or ``NOT_IP`` (-2: a well-formed frame of a protocol the
+engine does not follow, counted as non-IP). Nothing here keeps state between packets; the flow
 engine (``sensor._fastpath_py``) drives the layers and handles fragments and tunnels.
 
 Layer-2 handling follows Zeek's packet analyzers: 802.1Q/QinQ tags (first tag -> ``vlan``,
@@ -36,6 +37,7 @@ ETH_ERSPAN3 = 0x22EB
 ETH_PPP = 0x880B  # PPP in (enhanced) GRE
 ETH_NONE = 0  # no more headers understood
 
+NOT_IP = -2  # decoder result: a well-formed frame that carries no IP/ARP
 MAX_L2_DEPTH = 8  # tags / labels followed before giving up (loops in fuzzed input)
 
 _U16 = struct.Struct(">H")
@@ -156,9 +158,9 @@ def decode_ethertype(b: bytes, off: int, end: int, etype: int, p: Pkt) -> int:
         elif etype < 0x0600:  # 802.3 length field: LLC follows
             off, etype = decode_llc(b, off, end)
         else:
-            return -1
+            return NOT_IP  # STP, LLDP, PPPoE discovery, ...: well formed, not ours
         if off < 0:
-            return -1
+            return off
     return -1
 
 
@@ -208,7 +210,7 @@ def ppp_proto_to_ethertype(b: bytes, off: int, end: int) -> tuple[int, int]:
         return off + 2, ETH_IPV4
     if proto == 0x0057:
         return off + 2, ETH_IPV6
-    return -1, 0
+    return NOT_IP, 0  # LCP, IPCP, ...
 
 
 def decode_pbb(b: bytes, off: int, end: int, p: Pkt) -> tuple[int, int]:
@@ -234,7 +236,7 @@ def decode_llc(b: bytes, off: int, end: int) -> tuple[int, int]:
         if off + 8 > end:
             return -1, 0
         return off + 8, u16(b, off + 6)
-    return -1, 0
+    return NOT_IP, 0  # STP and other non-SNAP LLC
 
 
 def decode_sll(b: bytes, off: int, end: int, p: Pkt) -> int:
@@ -288,7 +290,7 @@ def decode_ppp(b: bytes, off: int, end: int, p: Pkt) -> int:
         off += 2
     noff, etype = ppp_proto_to_ethertype(b, off, end)
     if noff < 0:
-        return -1
+        return noff
     p.ethertype = etype
     return noff
 
@@ -335,7 +337,7 @@ def decode_ieee80211(b: bytes, off: int, end: int, p: Pkt) -> int:
         p.src_mac = bytes(b[off + 16 : off + 22])
     noff, etype = decode_llc(b, off + hlen, end)
     if noff < 0:
-        return -1
+        return noff
     return decode_ethertype(b, noff, end, etype, p)
 
 
@@ -346,7 +348,7 @@ def decode_fddi(b: bytes, off: int, end: int, p: Pkt) -> int:
     p.src_mac = bytes(b[off + 7 : off + 13])
     noff, etype = decode_llc(b, off + 13, end)
     if noff < 0:
-        return -1
+        return noff
     return decode_ethertype(b, noff, end, etype, p)
 
 

@@ -18,8 +18,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netwarden.errors import CaptureError, CaptureFormatError
+from netwarden.errors import CaptureError, CaptureFormatError, UnsupportedLinkType
 from sensor.batch import PacketBatch
+
+#: Link types the decoders understand (see ``_ref_decode.decode_link``).
+SUPPORTED_LINKTYPES = frozenset((0, 1, 9, 10, 12, 14, 50, 101, 105, 108, 113, 127, 228, 229, 276))
 
 MAX_CAPLEN = 256 * 1024  # larger records are treated as corruption
 MAX_BLOCK = 16 * 1024 * 1024  # pcapng blocks above this are corruption
@@ -115,7 +118,10 @@ class PcapReader:
         else:
             raise CaptureFormatError(f"unknown capture magic 0x{m_be:08x}", self.path, 0)
         scale = 1 if magic == PCAP_NSEC else 1000
-        linktype = struct.unpack_from(bo + "I", data, 20)[0] & 0x0FFFFFFF
+        # Upper bits carry FCS information (libpcap's LT_LINKTYPE mask).
+        linktype = struct.unpack_from(bo + "I", data, 20)[0] & 0x03FFFFFF
+        if linktype not in SUPPORTED_LINKTYPES:
+            raise UnsupportedLinkType(f"unsupported link type {linktype}", self.path, 20)
         rec = struct.Struct(bo + "IIII")
         pos = 24
         end = len(data)
@@ -175,6 +181,9 @@ class PcapReader:
                     yield from self._drain(acc)
                     raise CaptureFormatError("short interface description block", self.path, pos)
                 lt = struct.unpack_from(bo + "H", data, body)[0]
+                if lt not in SUPPORTED_LINKTYPES:
+                    yield from self._drain(acc)
+                    raise UnsupportedLinkType(f"unsupported link type {lt}", self.path, pos)
                 ifaces.append((lt, self._tsresol(data, body + 8, bend, bo)))
             elif btype in (6, 2):  # EPB, OPB
                 if bend - body < 20:
