@@ -184,14 +184,18 @@ def encode_header(h: Header) -> bytes:
     )
 
 
+#: Timestamp fields that bound a record, by preference (flows, telemetry windows, ARP).
+_FIRST_TS = ("ts_first_ns", "ts_start_ns", "ts_ns")
+_LAST_TS = ("ts_last_ns", "ts_end_ns", "ts_ns")
+
+
 def time_span(records: np.ndarray) -> tuple[int, int]:
-    """First and last timestamp (ns) covered by records: flows have a first/last pair,
-    other record types one ``ts_ns``; (0, 0) when empty or untimed."""
+    """First and last timestamp (ns) the records cover; (0, 0) when empty or untimed."""
     names = records.dtype.names or ()
-    first = "ts_first_ns" if "ts_first_ns" in names else ("ts_ns" if "ts_ns" in names else None)
-    if first is None or not len(records):
+    first = next((n for n in _FIRST_TS if n in names), None)
+    last = next((n for n in _LAST_TS if n in names), None)
+    if first is None or last is None or not len(records):
         return 0, 0
-    last = "ts_last_ns" if "ts_last_ns" in names else first
     return int(records[first].min()), int(records[last].max())
 
 

@@ -279,21 +279,46 @@ class Outbox:
 # ---- the pcap sensor loop -----------------------------------------------------------------
 
 
-def _paced(batches: Iterator[PacketBatch], speed: float, stop: _StopFlag) -> Iterator[PacketBatch]:
-    """Release each batch when its first packet is due at ``speed`` x recorded time."""
+def _slice(b: PacketBatch, i: int, j: int) -> PacketBatch:
+    from sensor.batch import PacketBatch
+
+    return PacketBatch(b.buffer, b.offset[i:j], b.caplen[i:j], b.wirelen[i:j], b.ts_ns[i:j],
+                       b.linktype[i:j], b.iface[i:j], count=j - i)  # fmt: skip
+
+
+def _paced(
+    batches: Iterator[PacketBatch], speed: float, stop: _StopFlag, idle_s: float = 0.5
+) -> Iterator[PacketBatch]:
+    """Release packets when they are due at ``speed`` x their recorded pace. While waiting,
+    yield an empty batch every ``idle_s`` so the caller can flush partial messages."""
+    import numpy as np
+
+    from sensor.batch import PacketBatch
+
     t0_net: int | None = None
-    t0_wall = 0.0
+    t0_wall = last = 0.0
+    idle = PacketBatch.empty(0)
     for b in batches:
-        if b.count:
-            ts = int(b.ts_ns[0])
-            if t0_net is None:
-                t0_net, t0_wall = ts, time.monotonic()
-            due = t0_wall + (ts - t0_net) / 1e9 / speed
-            while not stop and (wait := due - time.monotonic()) > 0:
-                time.sleep(min(wait, 0.1))
-        if stop:
-            return
-        yield b
+        if not b.count:
+            continue
+        ts = b.ts_ns[: b.count].astype(np.int64)
+        if t0_net is None:
+            t0_net, t0_wall = int(ts[0]), time.monotonic()
+        due = t0_wall + (ts - t0_net) / 1e9 / speed
+        i = 0
+        while i < b.count:
+            if stop:
+                return
+            now = time.monotonic()
+            j = int(np.searchsorted(due, now, side="right"))
+            if j > i:
+                yield _slice(b, i, j)
+                i, last = j, now
+            elif now - last >= idle_s:
+                last = now
+                yield idle
+            else:
+                time.sleep(min(due[i] - now, 0.1))
 
 
 class _StatsLine:
@@ -363,7 +388,11 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
         batches = _paced(batches, args.replay_speed, stop)
     try:
         for batch in batches:
-            if not batch.count:
+            if not batch.count:  # pacing pause: let partial messages go out
+                outbox.tick()
+                stats.maybe(packets, outbox, publisher)
+                if stop:
+                    break
                 continue
             n = batch.count
             if pktsum is not None and len(pktsum) < n:

@@ -357,3 +357,120 @@ def test_curve_keys_are_checked_when_loaded(tmp_path: Path) -> None:
         CurveServerKeys.from_dir(tmp_path)
     with pytest.raises(ConfigError, match="sensor.key_secret"):
         CurveClientKeys.from_dir(tmp_path)
+
+
+# ---- the commands -----------------------------------------------------------------------------
+
+CORPUS = Path(os.environ.get("NETWARDEN_CORPUS", ROOT.parent / "shared" / "corpus"))
+TRACE = CORPUS / "zeek" / "ssh_many" / "trace.pcap"
+
+
+def _backend_or_skip() -> object:
+    from sensor.engine import load_backend
+
+    try:
+        backend = load_backend()
+    except ImportError as exc:
+        pytest.skip(f"no flow engine backend importable yet: {exc}")
+    if not hasattr(backend, "FlowEngine"):
+        pytest.skip("flow engine backend has no FlowEngine yet")
+    if not TRACE.is_file():
+        pytest.skip(f"corpus trace {TRACE} not present")
+    return backend
+
+
+def _engine_flows(backend: object) -> np.ndarray:
+    """The oracle for the bus path: the engine's own output on the file, no bus involved."""
+    from sensor.config import EngineConfig
+
+    eng = backend.FlowEngine(EngineConfig())  # type: ignore[attr-defined]
+    out, buf = [], np.zeros(4096, FLOW_DTYPE)
+    for batch in backend.PcapReader(str(TRACE)).batches(max_packets=4096):  # type: ignore[attr-defined]
+        eng.feed(batch)
+        eng.advance(int(batch.ts_ns[batch.count - 1]))
+    eng.flush()
+    while n := eng.drain_flows(buf):
+        out.append(buf[:n].copy())
+    return np.concatenate(out) if out else np.zeros(0, FLOW_DTYPE)
+
+
+def _netwarden(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "netwarden", *args], cwd=ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sensor_pcap_command_publishes_exactly_the_engines_flows(tmp_path: Path) -> None:
+    backend = _backend_or_skip()
+    expected = _engine_flows(backend)
+    assert len(expected)
+    with Collector(f"ipc://{tmp_path}/s.sock") as c:
+        proc = _netwarden("sensor", "--pcap", str(TRACE), "--connect", c.endpoint,
+                          "--sensor-id", "cli", "--batch", "7", "--stats-interval", "0")
+        got: list[wire.Batch] = []
+        _poll_until(c, lambda: proc.poll() is not None, got)
+        _, err = proc.communicate(timeout=WAIT_S)
+        st = c.sensors()["cli"]
+    assert proc.returncode == 0, err
+    flows = [b for b in got if b.record_type == "flow"]
+    assert all(b.count <= 7 for b in got)
+    received = np.concatenate([b.records for b in flows])
+    key = lambda a: a[np.argsort(a["flow_id"], kind="stable")].tobytes()  # noqa: E731
+    assert key(received) == key(expected)
+    assert st.records_by_type["flow"] == len(expected) and st.gaps == 0
+    assert "0 unacknowledged at exit" in err
+
+
+def test_sensor_stops_on_sigterm_and_flushes_live_flows(tmp_path: Path) -> None:
+    _backend_or_skip()
+    from sensor.schema import EndReason
+
+    with Collector(f"ipc://{tmp_path}/s.sock") as c:
+        # Real-time replay of a 10-hour capture: it will be mid-file when stopped.
+        proc = _netwarden("sensor", "--pcap", str(TRACE), "--connect", c.endpoint,
+                          "--sensor-id", "paced", "--replay-speed", "1", "--batch", "1",
+                          "--stats-interval", "0")
+        got: list[wire.Batch] = []
+        _poll_until(c, lambda: len(got) > 0, got)  # mid-stream: records are flowing
+        proc.send_signal(signal.SIGTERM)
+        _poll_until(c, lambda: proc.poll() is not None, got)
+        _, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 0, err
+    flows = np.concatenate([b.records for b in got if b.record_type == "flow"])
+    # Live flows were ended by the shutdown flush and still reached the collector.
+    assert (flows["end_reason"] == EndReason.EOF).any()
+    assert "0 unacknowledged at exit" in err
+
+
+def test_collect_command_prints_batches_and_status(tmp_path: Path) -> None:
+    endpoint = f"ipc://{tmp_path}/collect.sock"
+    # The sensor may start first: it connects and delivers once the collector binds.
+    pub = Publisher(endpoint, sensor_id="dbg", heartbeat_s=0.2)
+    try:
+        recs = np.zeros(11, FLOW_DTYPE)
+        for _ in range(3):
+            pub.send("flow", recs)
+        proc = _netwarden("collect", "--listen", endpoint, "--json", "--count", "3",
+                          "--status-interval", "0")
+        out, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        pub.close(timeout=0)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    batches = [x["batch"] for x in lines if "batch" in x]
+    assert [(b["sensor_id"], b["seq"], b["type"], b["count"]) for b in batches] == [
+        ("dbg", i, "flow", 11) for i in (1, 2, 3)
+    ]
+    status = lines[-1]
+    assert status["sensors"]["dbg"]["received_records"] == 33
+    assert status["stats"]["rejected_total"] == 0
+
+
+def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
+    first = subprocess.run([sys.executable, "-m", "netwarden", "keygen", str(tmp_path)],
+                           cwd=ROOT, env=_env(), capture_output=True, text=True)
+    again = subprocess.run([sys.executable, "-m", "netwarden", "keygen", str(tmp_path)],
+                           cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert first.returncode == 0 and again.returncode == 1 and "exists" in again.stderr
+    assert (tmp_path / "sensor.key_secret").stat().st_mode & 0o077 == 0
+    keys = CurveClientKeys.__dataclass_fields__  # the loader needs server.key as well
+    assert "server_public" in keys
