@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib
 import ipaddress
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,11 @@ from sensor.engine import load_backend
 from sensor.schema import HOST_DTYPE, PAIR_DTYPE, PKTSUM_DTYPE, PktEvent, TelemetryFlags
 from sensor.telemetry import HostTelemetry, TelemetryConfig
 
-ATTACKS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "attacks"
+ATTACKS = (
+    Path(os.environ.get("NETWARDEN_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+    / "corpus"
+    / "attacks"
+)
 
 
 def _compiled_available() -> bool:
