@@ -1,0 +1,207 @@
+"""End to end: `netwarden controller` running inside a namespace, driven by the CLI.
+
+Ban, anti-lockout refusals, allow-list, restart without unban/reban, reconciliation of a
+drifted kernel, unban, and the audit chain (verified, then tampered with).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import netns as nslab
+import pytest
+
+from controller.control import request
+from controller.enforce.base import Action, BanSpec, Enforcer
+
+A = ipaddress.ip_address
+TOOLS = {"nftables": ("nft",), "iptables": ("iptables", "ip6tables", "ipset")}
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[nslab.Lab]:
+    reason = nslab.skip_reason("nft")
+    if reason:
+        pytest.skip(reason)
+    before = nslab.root_ruleset()
+    with nslab.Lab() as lab:
+        lab.start_echo()
+        yield lab
+    assert nslab.root_ruleset() == before, "root namespace ruleset changed"
+
+
+def reader(backend: str, lab: nslab.Lab) -> Enforcer:
+    """An independent view of the kernel sets (no setup: reads only, or edits for drift)."""
+    if backend == "nftables":
+        from controller.enforce.nftables import NftablesEnforcer
+
+        return NftablesEnforcer(netns=lab.server)
+    from controller.enforce.iptables import IptablesEnforcer
+
+    return IptablesEnforcer(netns=lab.server)
+
+
+class Daemon:
+    def __init__(self, lab: nslab.Lab, backend: str, state: Path, config: Path) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.server, sys.executable, "-m", "netwarden", "controller",
+             "--enforce", backend, "--state-dir", str(state), "--config", str(config)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        self.ready = self.proc.stdout.readline()
+        if "controller ready" not in self.ready:
+            self.proc.kill()
+            raise AssertionError(f"controller did not start: {self.ready!r} {self.proc.stderr.read()}")  # type: ignore[union-attr]
+
+    def counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in re.findall(r"(kept|readded|removed|expired)=(\d+)", self.ready)}
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def cli(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "netwarden", *argv, "--state-dir", str(state)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("backend", ["nftables", "iptables"])
+def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> None:
+    reason = nslab.skip_reason(*TOOLS[backend])
+    if reason:
+        pytest.skip(reason)
+    state = tmp_path / "state"
+    config = tmp_path / "controller.toml"
+    config.write_text(
+        '[controller]\ntick_s = 0.5\n'
+        '[safety]\nresolv_conf = "/nonexistent"\nmanagement_networks = ["198.18.0.0/15"]\n'
+        '[policy]\ndetectors = { "ssh-bruteforce" = 3 }\n'
+    )
+    kernel = reader(backend, lab)
+    daemon = Daemon(lab, backend, state, config)
+    try:
+        # a ban drops v4 traffic from that address only
+        r = cli(state, "ban", nslab.CLIENT_V4, "--ttl", "300", "--reason", "e2e test")
+        assert r.returncode == 0, r.stderr
+        assert nslab.blocked(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
+        assert nslab.passes(lab.probe(nslab.CLIENT2_V4, nslab.SERVER_V4))
+
+        # a detector's record goes through policy: level 3 for this kind, but the attacker
+        # is internal (fd77::/64 is in fc00::/7), so it waits for a human
+        d = request(state, "detect", kind="ssh-bruteforce", attacker=nslab.CLIENT2_V6, victims=[nslab.SERVER_V6],
+                    score=95, confidence=0.97, evidence_id="inc-42")
+        assert d["ok"] and d["result"]["verdict"] == "pending", d
+        assert "internal host" in d["result"]["reason"]
+        assert nslab.passes(lab.probe(nslab.CLIENT2_V6, nslab.SERVER_V6))
+        pending = json.loads(cli(state, "approvals", "--json").stdout)
+        assert [a["id"] for a in pending] == [d["result"]["id"]]
+        r = cli(state, "approve", d["result"]["id"])
+        assert r.returncode == 0, r.stderr
+        assert nslab.blocked(lab.probe(nslab.CLIENT2_V6, nslab.SERVER_V6))
+        assert nslab.passes(lab.probe(nslab.CLIENT_V6, nslab.SERVER_V6))
+
+        # anti-lockout: self, gateway, management network and allow-list are refused and
+        # never reach the kernel
+        cli(state, "allow", "add", f"{nslab.CLIENT2_V4}/32", "--note", "jump host")
+        for addr, why in ((nslab.SERVER_V4, "this host"), (nslab.GATEWAY_V6, "gateway"),
+                          ("198.18.3.4", "management"), (nslab.CLIENT2_V4, "allow-listed")):
+            r = cli(state, "ban", addr, "--ttl", "60")
+            assert r.returncode == 3, (addr, r.stdout, r.stderr)
+            assert why in r.stderr
+        in_kernel = {b.addr for b in kernel.list_bans()}
+        assert in_kernel == {A(nslab.CLIENT_V4), A(nslab.CLIENT2_V6)}
+        assert nslab.passes(lab.probe(nslab.CLIENT2_V4, nslab.SERVER_V4))
+
+        r = cli(state, "bans", "--json")
+        bans = {b["addr"]: b for b in json.loads(r.stdout)}
+        assert set(bans) == {nslab.CLIENT_V4, nslab.CLIENT2_V6}
+        assert 0 < bans[nslab.CLIENT_V4]["remaining_s"] <= 300
+
+        # restart: bans stay in the kernel while the controller is down, and the restart
+        # neither unbans nor re-adds them (the kernel countdown continues)
+        before = {b.addr: b.remaining_s for b in kernel.list_bans()}
+        assert daemon.stop() == 0
+        assert nslab.blocked(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
+        seq_before = request_free_audit_len(state)
+        daemon = Daemon(lab, backend, state, config)
+        assert daemon.counts() == {"kept": 2, "readded": 0, "removed": 0, "expired": 0}
+        after = {b.addr: b.remaining_s for b in kernel.list_bans()}
+        assert set(after) == set(before)
+        for addr, rem in after.items():
+            assert rem is not None and before[addr] is not None and rem <= before[addr]
+        events = [e["event"] for e in audit_entries(state)[seq_before:]]
+        assert "ban" not in events and "unban" not in events, events
+
+        # drift while down: an element lost, a stray one added -> reconcile fixes exactly those
+        assert daemon.stop() == 0
+        kernel.apply(add=[BanSpec(A("203.0.113.77"), Action.DROP, 600, "d-stray")],
+                     remove=[(A(nslab.CLIENT_V4), Action.DROP)])
+        daemon = Daemon(lab, backend, state, config)
+        assert daemon.counts() == {"kept": 1, "readded": 1, "removed": 1, "expired": 0}
+        now_in = {b.addr: b for b in kernel.list_bans()}
+        assert set(now_in) == {A(nslab.CLIENT_V4), A(nslab.CLIENT2_V6)}
+        readded = now_in[A(nslab.CLIENT_V4)]
+        assert readded.remaining_s is not None and readded.remaining_s < 300, "re-added with its remaining time"
+        assert nslab.blocked(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
+
+        # unban restores traffic
+        r = cli(state, "unban", nslab.CLIENT_V4)
+        assert r.returncode == 0, r.stderr
+        assert nslab.passes(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+        kernel.teardown()
+        kernel.close()
+
+    # the audit chain verifies from the database alone, then a tampered entry is found
+    r = cli(state, "audit", "--verify")
+    assert r.returncode == 0 and "database: chain ok" in r.stdout and "json lines: chain ok" in r.stdout, r.stdout
+    db = sqlite3.connect(state / "netwarden.db")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("UPDATE audit SET subject='198.51.100.1' WHERE seq=3")
+    db.execute("DROP TRIGGER audit_no_update")  # a determined attacker
+    db.execute("UPDATE audit SET subject='198.51.100.1' WHERE seq=3")
+    db.commit()
+    db.close()
+    r = cli(state, "audit", "--verify")
+    assert r.returncode == 4
+    assert "database: TAMPERED at entry 3" in r.stdout
+    lines = (state / "audit.jsonl").read_text().splitlines()
+    entry = json.loads(lines[4])
+    entry["result"] = "refused"
+    lines[4] = json.dumps(entry, sort_keys=True)
+    (state / "audit.jsonl").write_text("\n".join(lines) + "\n")
+    r = cli(state, "audit", "--verify")
+    assert "json lines: TAMPERED at entry 5" in r.stdout
+
+
+def audit_entries(state: Path) -> list[dict[str, object]]:
+    from controller.audit import AuditLog
+    from controller.store import Store
+
+    store = Store(state, readonly=True)
+    try:
+        return AuditLog(store.db, state, readonly=True).entries()
+    finally:
+        store.close()
+
+
+def request_free_audit_len(state: Path) -> int:
+    return len(audit_entries(state))
