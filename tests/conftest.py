@@ -60,3 +60,37 @@ def malformed_corpus() -> Path:
     if not (MALFORMED_CORPUS / "MANIFEST.tsv").exists():
         pytest.skip(f"malformed corpus not found at {MALFORMED_CORPUS} (set NETWARDEN_SHARED)")
     return MALFORMED_CORPUS
+
+
+def run_engine(mod, frames, linktype: int = 1, config=None, t0_ns: int = 1_600_000_000 * 10**9,
+               step_ns: int = 1_000_000, pktsum: bool = False):
+    """Feed crafted frames (bytes, or (ts_ns, bytes) pairs) through a backend's engine and
+    flush. Returns (flow records, ARP records, stats, pktsum rows or None)."""
+    import numpy as np
+
+    from sensor.batch import PacketBatch
+    from sensor.config import EngineConfig
+    from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+
+    pkts = []
+    for i, fr in enumerate(frames):
+        if isinstance(fr, tuple):
+            pkts.append((int(fr[0]), bytes(fr[1])))
+        else:
+            pkts.append((t0_ns + i * step_ns, bytes(fr)))
+    eng = mod.FlowEngine(config or EngineConfig())
+    batch = PacketBatch.from_packets(pkts, linktype=linktype)
+    ps = np.zeros(batch.count, PKTSUM_DTYPE) if pktsum else None
+    eng.feed(batch, ps)
+    eng.flush()
+    flows = np.zeros(max(16, len(pkts) * 2), FLOW_DTYPE)
+    n = eng.drain_flows(flows)
+    arps = np.zeros(max(16, len(pkts)), ARP_DTYPE)
+    m = eng.drain_arp(arps)
+    return flows[:n], arps[:m], eng.stats(), ps
+
+
+def addr(rec, which: str) -> str:
+    from sensor.schema import addr_to_str
+
+    return addr_to_str(rec[which + "_addr"], int(rec["ip_version"]))
