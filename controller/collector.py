@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import msgpack
 import zmq
@@ -62,7 +62,7 @@ class CurveServerKeys:
     authorized_dir: Path
 
     @classmethod
-    def from_dir(cls, directory: str | os.PathLike[str]) -> "CurveServerKeys":
+    def from_dir(cls, directory: str | os.PathLike[str]) -> CurveServerKeys:
         """Load ``server.key_secret``; authorised sensors' ``*.key`` files live in
         ``authorized/``."""
         from zmq.auth import load_certificate
@@ -431,7 +431,7 @@ class Collector:
         self._closed = True
         self._teardown(self._sock)
 
-    def __enter__(self) -> "Collector":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

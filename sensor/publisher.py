@@ -41,6 +41,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
+
 import msgpack
 import numpy as np
 import zmq
@@ -69,7 +71,7 @@ class CurveClientKeys:
     server_public: bytes
 
     @classmethod
-    def from_dir(cls, directory: str | os.PathLike[str]) -> "CurveClientKeys":
+    def from_dir(cls, directory: str | os.PathLike[str]) -> CurveClientKeys:
         """Load ``sensor.key_secret`` and ``server.key`` (files written by zmq.auth /
         ``netwarden keygen``)."""
         from zmq.auth import load_certificate
@@ -290,7 +292,7 @@ class Publisher:
             log.warning("closing with %d records unacknowledged by %s", left, self.endpoint)
         return left
 
-    def __enter__(self) -> "Publisher":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -318,8 +320,7 @@ class Publisher:
             self._buffered_bytes += len(body)
             self._c["batches"] += 1
             self._c["records"] += count
-            if self._send_pos < self._buf[0].seq:
-                self._send_pos = self._buf[0].seq
+            self._send_pos = max(self._send_pos, self._buf[0].seq)
 
     def _base(self) -> int:
         return self._buf[0].seq if self._buf else self._next_seq
@@ -385,8 +386,8 @@ class Publisher:
         try:
             m = msgpack.unpackb(raw, raw=False, max_map_len=4, max_str_len=16, max_bin_len=0,
                                 max_array_len=0)
-            ack, session, rs = m["ack"], m["ss"], m.get("rs")
-        except Exception:
+            ack, session, rs = m["ack"], m["ss"], m.get("rs")  # a non-map raises TypeError
+        except (ValueError, TypeError, KeyError, msgpack.UnpackException):
             log.warning("ignoring a malformed ack from %s", self.endpoint)
             return
         if session != self.session or type(ack) is not int:
@@ -399,8 +400,7 @@ class Publisher:
                     old = self._buf.popleft()
                     self._buffered_bytes -= len(old.body)
                 self._room.notify_all()
-                if self._send_pos < self._base():
-                    self._send_pos = self._base()
+                self._send_pos = max(self._send_pos, self._base())
                 self._last_progress = time.monotonic()
             # The collector discarded an out-of-order message: resend now rather than
             # after the ack timeout, but at most once per quarter timeout (one go-back

@@ -274,7 +274,7 @@ def _unpack_header(raw: bytes | memoryview) -> dict[str, Any]:
             max_map_len=max(len(_KEYS), MAX_DROP_COUNTERS),
             max_ext_len=0,
         )
-    except Exception as exc:  # msgpack raises several unrelated types on garbage
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:  # every msgpack fault
         raise _reject("malformed", f"header is not valid msgpack ({type(exc).__name__})") from None
     if not isinstance(obj, dict):
         raise _reject("malformed", f"header is a msgpack {type(obj).__name__}, not a map")
