@@ -1,0 +1,137 @@
+"""The Controller's decision path with the dry-run backend and a fake clock (no root)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from controller.config import ControllerConfig, PolicyConfig, SafetyConfig
+from controller.daemon import Controller
+from controller.detection import Detection
+from controller.enforce.base import Action, BanSpec
+from controller.enforce.dryrun import DryRunEnforcer
+from controller.policy import Guard, Protected, Verdict
+from netwarden.errors import ControlError, PolicyRefused
+
+A = ipaddress.ip_address
+N = ipaddress.ip_network
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(tmp_path: Path, clock: Clock, **policy) -> Controller:  # type: ignore[no-untyped-def]
+    policy.setdefault("detectors", {"portscan": 3, "bruteforce": 2})
+    policy.setdefault("ban_ladder_s", (60.0, 600.0, 6000.0))
+    cfg = ControllerConfig(state_dir=tmp_path, policy=PolicyConfig(**policy), safety=SafetyConfig(discover_local=False))
+    guard = Guard(fixed=[Protected(N("192.0.2.1/32"), "gateway"), Protected(N("192.0.2.2/32"), "self")])
+    ctl = Controller(cfg, enforcer=DryRunEnforcer(tmp_path, clock=clock), guard=guard, clock=clock)
+    ctl.start(control=False)
+    return ctl
+
+
+def det(attacker: str = "203.0.113.9", kind: str = "portscan") -> Detection:
+    return Detection.make(kind, attacker, ["198.51.100.10"], 95, 0.97, "inc-1")
+
+
+def kernel(ctl: Controller) -> dict[str, str]:
+    return {str(b.addr): b.decision_id for b in ctl.enforcer.list_bans()}
+
+
+def events(ctl: Controller) -> list[tuple[str, str, str]]:
+    return [(e["event"], e["subject"], e["result"]) for e in ctl.audit.entries()]
+
+
+def test_level3_acts_and_audits(tmp_path: Path) -> None:
+    ctl = make(tmp_path, Clock())
+    d = ctl.submit_detection(det())
+    assert d.verdict is Verdict.ACT
+    assert kernel(ctl) == {"203.0.113.9": d.id}
+    assert ("decision", "203.0.113.9/32", "act") in events(ctl)
+    assert ("ban", "203.0.113.9/32", "ok") in events(ctl)
+    assert ctl.audit.verify().ok
+
+
+def test_approval_then_enforce_and_deny(tmp_path: Path) -> None:
+    ctl = make(tmp_path, Clock())
+    d1 = ctl.submit_detection(det("203.0.113.10", "bruteforce"))
+    d2 = ctl.submit_detection(det("203.0.113.11", "bruteforce"))
+    assert d1.verdict is d2.verdict is Verdict.PENDING and kernel(ctl) == {}
+    assert {a.id for a in ctl.approvals.pending(ctl.clock())} == {d1.id, d2.id}
+    ctl.resolve_approval(d1.id, True, "operator:alice")
+    ctl.resolve_approval(d2.id, False, "operator:alice")
+    assert kernel(ctl) == {"203.0.113.10": d1.id}
+    with pytest.raises(ControlError, match="already approved"):
+        ctl.resolve_approval(d1.id, True, "operator:bob")
+
+
+def test_approval_expires(tmp_path: Path) -> None:
+    clock = Clock()
+    ctl = make(tmp_path, clock, approval_ttl_s=30.0)
+    d = ctl.submit_detection(det("203.0.113.12", "bruteforce"))
+    clock.t += 31
+    ctl.tick()
+    assert ctl.approvals.pending(clock()) == []
+    assert ("approval-expired", d.id, "ok") in events(ctl)
+    with pytest.raises(ControlError):
+        ctl.resolve_approval(d.id, True, "operator:late")
+
+
+def test_repeat_offender_escalates(tmp_path: Path) -> None:
+    clock = Clock()
+    ctl = make(tmp_path, clock)
+    ttls = []
+    for _ in range(4):
+        d = ctl.submit_detection(det("203.0.113.20"))
+        ttls.append(d.ttl_s)
+        clock.t += 7000  # ban expired before the next offence
+        ctl.tick()
+    assert ttls == [60.0, 600.0, 6000.0, 6000.0]
+
+
+def test_operator_ban_refused_never_reaches_backend(tmp_path: Path) -> None:
+    ctl = make(tmp_path, Clock())
+    for addr in ("192.0.2.1", "192.0.2.2"):
+        with pytest.raises(PolicyRefused):
+            ctl.ban(addr, 60, "oops", "operator:alice")
+    assert kernel(ctl) == {}
+    assert [e[2] for e in events(ctl) if e[0] == "ban"] == ["refused", "refused"]
+
+
+def test_allow_add_lifts_covered_bans_and_refuses_later(tmp_path: Path) -> None:
+    ctl = make(tmp_path, Clock())
+    ctl.ban("203.0.113.30", 600, "x", "operator:alice")
+    ctl.ban("203.0.113.99", 600, "x", "operator:alice")
+    out = ctl.allow_add("203.0.113.0/27", "partner", "operator:alice")
+    assert out["lifted"] == ["203.0.113.30"]
+    assert kernel(ctl).keys() == {"203.0.113.99"}
+    assert N("203.0.113.0/27") in ctl.enforcer.list_allow()
+    assert ctl.submit_detection(det("203.0.113.31")).verdict is Verdict.REFUSED
+    ctl.allow_remove("203.0.113.0/27", "operator:alice")
+    assert ctl.submit_detection(det("203.0.113.31")).verdict is Verdict.ACT
+
+
+def test_reconcile_readds_removes_and_expires_without_touching_the_rest(tmp_path: Path) -> None:
+    clock = Clock()
+    ctl = make(tmp_path, clock)
+    for i in range(5):
+        ctl.ban(f"203.0.113.{40 + i}", 100 + 100 * i, "x", "operator:alice")
+    ctl.close()
+    # drift while down: one element lost, one stray, and time passes (the 100 s ban ends)
+    backend = DryRunEnforcer(tmp_path, clock=clock)
+    backend.apply([BanSpec(A("198.51.100.77"), Action.DROP, 1000, "d-stray")], [(A("203.0.113.44"), Action.DROP)])
+    clock.t += 150
+    ctl2 = Controller(ctl.cfg, enforcer=DryRunEnforcer(tmp_path, clock=clock), guard=ctl.guard, clock=clock)
+    rep = ctl2.start(control=False)
+    assert (rep.kept, rep.readded, rep.removed, rep.expired) == (3, 1, 1, 1)
+    bans = {str(b.addr): b.remaining_s for b in ctl2.enforcer.list_bans()}
+    assert set(bans) == {"203.0.113.41", "203.0.113.42", "203.0.113.43", "203.0.113.44"}
+    assert bans["203.0.113.44"] == pytest.approx(500 - 150)  # re-added with its remaining time
+    assert ctl2.audit.verify().ok
