@@ -146,31 +146,31 @@ cdef inline uint64_t addr_hash(const uint8_t *addr, uint8_t version) noexcept no
     return mix64(a ^ mix64(b ^ (<uint64_t>version * GOLD)))
 
 
-cdef inline void hll_add(uint8_t *regs, uint64_t x) noexcept nogil:
-    x = mix64(x)
-    cdef uint32_t idx = <uint32_t>(x & (HLL_M - 1))
-    cdef uint64_t w = x >> HLL_P
-    cdef uint8_t rank = <uint8_t>(64 - HLL_P + 1)
-    if w:
-        rank = <uint8_t>(__builtin_ctzll(w) + 1)
-    if rank > regs[idx]:
-        regs[idx] = rank
-
-
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
 
 
-cdef inline uint32_t hll_estimate(const uint8_t *regs) noexcept nogil:
-    cdef double z = 0.0
-    cdef int zeros = 0
-    cdef int i
+cdef inline void hll_add(uint8_t *regs, double *z, uint16_t *zeros, uint64_t x) noexcept nogil:
+    """Add ``x``; keep the register sum ``z`` and the empty count ``zeros`` current."""
+    x = mix64(x)
+    cdef uint32_t idx = <uint32_t>(x & (HLL_M - 1))
+    cdef uint64_t w = x >> HLL_P
+    cdef uint8_t rank = <uint8_t>(64 - HLL_P + 1)
+    cdef uint8_t old = regs[idx]
+    if w:
+        rank = <uint8_t>(__builtin_ctzll(w) + 1)
+    if rank > old:
+        z[0] = z[0] - ldexp(1.0, -old) + ldexp(1.0, -rank)
+        if old == 0:
+            zeros[0] -= 1
+        regs[idx] = rank
+
+
+cdef inline uint32_t hll_estimate(double z, uint16_t zeros) noexcept nogil:
     cdef double m = HLL_M
     cdef double est
-    for i in range(HLL_M):
-        z += ldexp(1.0, -regs[i])
-        if regs[i] == 0:
-            zeros += 1
+    if zeros == HLL_M:
+        return 0
     est = (0.7213 / (1.0 + 1.079 / m)) * m * m / z
     if est <= 2.5 * m and zeros > 0:
         est = m * log(m / zeros)
@@ -241,6 +241,8 @@ cdef class HostTelemetry:
     cdef Host *hosts
     cdef Pair *pairs
     cdef uint8_t *hregs  # host_cap * NSKETCH * HLL_M
+    cdef double *hz  # host_cap * NSKETCH: sum of 2^-register per sketch
+    cdef uint16_t *hzeros  # host_cap * NSKETCH: empty registers per sketch
     cdef uint32_t host_cap, pair_cap
     cdef int64_t window_ns, idle_ns, cur
     cdef uint8_t iface
@@ -272,7 +274,10 @@ cdef class HostTelemetry:
         self.hosts = <Host *>calloc(self.host_cap, sizeof(Host))
         self.pairs = <Pair *>calloc(self.pair_cap, sizeof(Pair))
         self.hregs = <uint8_t *>calloc(<size_t>self.host_cap * NSKETCH * HLL_M, 1)
-        if self.hosts == NULL or self.pairs == NULL or self.hregs == NULL:
+        self.hz = <double *>calloc(<size_t>self.host_cap * NSKETCH, sizeof(double))
+        self.hzeros = <uint16_t *>calloc(<size_t>self.host_cap * NSKETCH, sizeof(uint16_t))
+        if self.hosts == NULL or self.pairs == NULL or self.hregs == NULL or self.hz == NULL \
+                or self.hzeros == NULL:
             raise MemoryError("telemetry tables")
         if sizeof(PktSum) != PKTSUM_DTYPE.itemsize or \
                 <Py_ssize_t>&(<PktSum *>NULL).src != PKTSUM_DTYPE.fields["src"][1] or \
@@ -326,6 +331,8 @@ cdef class HostTelemetry:
         free(self.hosts)
         free(self.pairs)
         free(self.hregs)
+        free(self.hz)
+        free(self.hzeros)
 
     cdef _grow(self, Py_ssize_t hneed, Py_ssize_t pneed):
         """Make room for ``hneed`` more host and ``pneed`` more pair records."""
@@ -346,6 +353,18 @@ cdef class HostTelemetry:
             self._pbuf = new
             self.pcap = cap
             self.pout = <uint8_t *><size_t>new.ctypes.data
+
+    # -- sketches -----------------------------------------------------------------------
+    cdef inline void _sk_reset(self, Py_ssize_t slot) noexcept nogil:
+        cdef int k
+        memset(self.hregs + <size_t>slot * NSKETCH * HLL_M, 0, NSKETCH * HLL_M)
+        for k in range(NSKETCH):
+            self.hz[slot * NSKETCH + k] = <double>HLL_M
+            self.hzeros[slot * NSKETCH + k] = HLL_M
+
+    cdef inline void _sk_add(self, Py_ssize_t slot, int k, uint64_t x) noexcept nogil:
+        cdef size_t j = <size_t>slot * NSKETCH + k
+        hll_add(self.hregs + j * HLL_M, &self.hz[j], &self.hzeros[j], x)
 
     # -- tables -------------------------------------------------------------------------
     cdef Py_ssize_t _find_host(self, uint64_t key, const uint8_t *addr, uint8_t ver,
@@ -384,7 +403,7 @@ cdef class HostTelemetry:
                 self._emit_host(s, FLAG_EVICTED, ts)
             self.evictions += 1
         memset(h, 0, sizeof(Host))
-        memset(self.hregs + <size_t>s * NSKETCH * HLL_M, 0, NSKETCH * HLL_M)
+        self._sk_reset(s)
         h.key = key
         memcpy(h.addr, addr, 16)
         h.version = ver
@@ -432,7 +451,6 @@ cdef class HostTelemetry:
     cdef void _emit_host(self, Py_ssize_t s, int flags, int64_t now) noexcept nogil:
         cdef Host *h = &self.hosts[s]
         cdef uint8_t *rec = self.hout + self.hn * self.hsize
-        cdef uint8_t *regs = self.hregs + <size_t>s * NSKETCH * HLL_M
         cdef int64_t start = self.cur * self.window_ns
         cdef int64_t end = start + self.window_ns
         cdef int64_t at = now if now < end else end
@@ -452,7 +470,8 @@ cdef class HostTelemetry:
         put_u32(rec, self.h_syn_nr_in, h.c[C_IN_SYN] - h.c[C_OUT_TCP_REPLIES]
                 if h.c[C_IN_SYN] > h.c[C_OUT_TCP_REPLIES] else 0)
         for k in range(NSKETCH):
-            put_u32(rec, self.h_sk[k], hll_estimate(regs + k * HLL_M))
+            put_u32(rec, self.h_sk[k], hll_estimate(self.hz[s * NSKETCH + k],
+                                                    self.hzeros[s * NSKETCH + k]))
         decay_write(&h.dout, at, dec[0], dec[1], dec[2])
         decay_write(&h.din, at, dec[3], dec[4], dec[5])
         for k in range(6):
@@ -463,7 +482,7 @@ cdef class HostTelemetry:
         rec[self.h_iface] = self.iface
         self.hn += 1
         memset(h.c, 0, sizeof(h.c))
-        memset(regs, 0, NSKETCH * HLL_M)
+        self._sk_reset(s)
         h.active = 0
 
     cdef void _emit_pair(self, Pair *p, int flags, int64_t now) noexcept nogil:
@@ -572,8 +591,7 @@ cdef class HostTelemetry:
                         s.last = ts
                     if op == 1:
                         s.c[C_ARP_REQ_OUT] += 1
-                        hll_add(self.hregs + <size_t>si * NSKETCH * HLL_M,
-                                addr_hash(r.dst, 4) ^ SALT_H)
+                        self._sk_add(si, 0, addr_hash(r.dst, 4) ^ SALT_H)
                     elif op == 2:
                         s.c[C_ARP_REP_OUT] += 1
                 if memcmp(r.dst, zero4, 4) != 0:
@@ -642,14 +660,12 @@ cdef class HostTelemetry:
             if ev & EV_NEW:
                 s.c[C_OUT_FLOWS] += 1
                 d.c[C_IN_FLOWS] += 1
-                hll_add(self.hregs + <size_t>si * NSKETCH * HLL_M, hd ^ SALT_H)
-                hll_add(self.hregs + <size_t>si * NSKETCH * HLL_M + HLL_M,
-                        <uint64_t>r.dport + SALT_P)
-                hll_add(self.hregs + <size_t>di * NSKETCH * HLL_M + 3 * HLL_M,
-                        <uint64_t>r.dport + SALT_P)
+                self._sk_add(si, 0, hd ^ SALT_H)
+                self._sk_add(si, 1, <uint64_t>r.dport + SALT_P)
+                self._sk_add(di, 3, <uint64_t>r.dport + SALT_P)
                 p.flows += 1
                 self._pair_new_flow(p, ts)
-            hll_add(self.hregs + <size_t>di * NSKETCH * HLL_M + 2 * HLL_M, hs ^ SALT_H)
+            self._sk_add(di, 2, hs ^ SALT_H)
             if ev & EV_DNS_Q:
                 s.c[C_OUT_DNS_QUERIES] += 1
                 d.c[C_IN_DNS_QUERIES] += 1

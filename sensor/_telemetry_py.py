@@ -83,29 +83,45 @@ def pair_hash(hs: int, hd: int) -> int:
     return mix64(hs ^ ((hd * GOLDEN + 1) & M64))
 
 
-def hll_add(regs: bytearray, x: int) -> None:
-    x = mix64(x)
-    idx = x & (HLL_M - 1)
-    w = x >> HLL_P
-    rank = ((w & -w).bit_length()) if w else 64 - HLL_P + 1
-    if rank > regs[idx]:
-        regs[idx] = rank
+class Hll:
+    """HyperLogLog with 256 one-byte registers. The sum of 2^-register and the number of
+    empty registers are kept up to date on every change, so an estimate costs O(1) (a
+    flood evicts a host per packet, and each eviction emits an estimate)."""
 
+    __slots__ = ("regs", "z", "zeros")
 
-def hll_estimate(regs: bytearray) -> int:
-    z = 0.0
-    zeros = 0
-    for r in regs:
-        z += math.ldexp(1.0, -r)
-        if r == 0:
-            zeros += 1
-    m = float(HLL_M)
-    est = (0.7213 / (1.0 + 1.079 / m)) * m * m / z
-    if est <= 2.5 * m and zeros > 0:
-        est = m * math.log(m / zeros)
-    if est > 4e9:
-        est = 4e9
-    return int(est + 0.5)
+    def __init__(self) -> None:
+        self.regs = bytearray(HLL_M)
+        self.z = float(HLL_M)
+        self.zeros = HLL_M
+
+    def reset(self) -> None:
+        self.regs[:] = bytes(HLL_M)
+        self.z = float(HLL_M)
+        self.zeros = HLL_M
+
+    def add(self, x: int) -> None:
+        x = mix64(x)
+        idx = x & (HLL_M - 1)
+        w = x >> HLL_P
+        rank = ((w & -w).bit_length()) if w else 64 - HLL_P + 1
+        old = self.regs[idx]
+        if rank > old:
+            self.z = self.z - math.ldexp(1.0, -old) + math.ldexp(1.0, -rank)
+            if old == 0:
+                self.zeros -= 1
+            self.regs[idx] = rank
+
+    def estimate(self) -> int:
+        if self.zeros == HLL_M:
+            return 0
+        m = float(HLL_M)
+        est = (0.7213 / (1.0 + 1.079 / m)) * m * m / self.z
+        if est <= 2.5 * m and self.zeros > 0:
+            est = m * math.log(m / self.zeros)
+        if est > 4e9:
+            est = 4e9
+        return int(est + 0.5)
 
 
 class Decay:
@@ -155,18 +171,18 @@ class Host:
         self.version = version
         self.last = 0
         self.c = dict.fromkeys(HOST_COUNTERS, 0)
-        self.dst_hosts = bytearray(HLL_M)
-        self.dst_ports = bytearray(HLL_M)
-        self.src_hosts = bytearray(HLL_M)
-        self.in_ports = bytearray(HLL_M)
+        self.dst_hosts = Hll()
+        self.dst_ports = Hll()
+        self.src_hosts = Hll()
+        self.in_ports = Hll()
         self.dout = Decay()
         self.din = Decay()
         self.active = False
 
     def reset_window(self) -> None:
         self.c = dict.fromkeys(HOST_COUNTERS, 0)
-        for regs in (self.dst_hosts, self.dst_ports, self.src_hosts, self.in_ports):
-            regs[:] = bytes(HLL_M)
+        for sketch in (self.dst_hosts, self.dst_ports, self.src_hosts, self.in_ports):
+            sketch.reset()
         self.active = False
 
 
@@ -302,10 +318,10 @@ class HostTelemetry:
             r[name] = min(c[name], _LIMIT[name])
         r["out_syn_noreply"] = max(0, c["out_syn"] - c["in_tcp_replies"])
         r["in_syn_noreply"] = max(0, c["in_syn"] - c["out_tcp_replies"])
-        r["out_dst_hosts"] = hll_estimate(h.dst_hosts)
-        r["out_dst_ports"] = hll_estimate(h.dst_ports)
-        r["in_src_hosts"] = hll_estimate(h.src_hosts)
-        r["in_dst_ports"] = hll_estimate(h.in_ports)
+        r["out_dst_hosts"] = h.dst_hosts.estimate()
+        r["out_dst_ports"] = h.dst_ports.estimate()
+        r["in_src_hosts"] = h.src_hosts.estimate()
+        r["in_dst_ports"] = h.in_ports.estimate()
         at = min(now, end)
         h.dout.write(at, r["out_rate"], r["out_size_mean"], r["out_size_std"])
         h.din.write(at, r["in_rate"], r["in_size_mean"], r["in_size_std"])
@@ -381,7 +397,7 @@ class HostTelemetry:
                     s.last = ts
                 if op == 1:
                     s.c["arp_req_out"] += 1
-                    hll_add(s.dst_hosts, addr_hash(dst, 4) ^ SALT_HOST)
+                    s.dst_hosts.add(addr_hash(dst, 4) ^ SALT_HOST)
                 elif op == 2:
                     s.c["arp_rep_out"] += 1
             if dst[:4] != b"\0\0\0\0":
@@ -445,12 +461,12 @@ class HostTelemetry:
         if ev & _NEW_FLOW:
             sc["out_flows"] += 1
             dc["in_flows"] += 1
-            hll_add(s.dst_hosts, hd ^ SALT_HOST)
-            hll_add(s.dst_ports, dport + SALT_PORT)
-            hll_add(d.in_ports, dport + SALT_PORT)
+            s.dst_hosts.add(hd ^ SALT_HOST)
+            s.dst_ports.add(dport + SALT_PORT)
+            d.in_ports.add(dport + SALT_PORT)
             p.flows += 1
             p.new_flow(ts)
-        hll_add(d.src_hosts, hs ^ SALT_HOST)
+        d.src_hosts.add(hs ^ SALT_HOST)
         if ev & _DNS_Q:
             sc["out_dns_queries"] += 1
             dc["in_dns_queries"] += 1

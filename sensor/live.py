@@ -269,7 +269,9 @@ class CaptureWorker:
         if ring.telemetry and spec.decode:
             from sensor.telemetry import HostTelemetry, TelemetryConfig
 
-            self.telemetry = HostTelemetry(TelemetryConfig(window=ring.telemetry_window))
+            self.telemetry = HostTelemetry(
+                TelemetryConfig(window=ring.telemetry_window, iface=spec.worker_id & 0xFF)
+            )
         self.sock, self.mapped = open_ring_socket(
             spec.iface, ring, spec.bpf_instructions, spec.fanout_group
         )
@@ -332,11 +334,14 @@ class CaptureWorker:
         return out
 
     def finish(self) -> list[tuple[str, np.ndarray]]:
-        """Drain the ring until it stays empty past a block timeout, then flush everything."""
+        """Drain the ring until it stays empty past a block timeout, then flush everything.
+
+        At most one ring's worth of blocks is drained: what was captured before the stop is
+        processed (and counted), while a busy wire cannot keep the worker from exiting."""
         quiet_ms = self.spec.ring.retire_ms * 3 + 20
-        deadline = time.monotonic() + 5.0  # a busy wire must not keep us from exiting
+        limit = int(self.ring.blocks) + self.spec.ring.block_count + 1
         out: list[tuple[str, np.ndarray]] = []
-        while time.monotonic() < deadline:
+        while int(self.ring.blocks) < limit:
             n = self.fill(quiet_ms)
             if not n:
                 break

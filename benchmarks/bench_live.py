@@ -1,0 +1,174 @@
+"""Live capture rate: tcpreplay --topspeed into a veth, sent vs captured vs dropped.
+
+Runs, on one veth pair in throwaway namespaces and the same replayed capture:
+* baseline: ``tcpdump -w /dev/null`` (libpcap's own TPACKET_V3 reader), if installed;
+* the ring alone (``--no-decode``: copy out of the ring, count, hand blocks back);
+* the full sensor (flow engine + per-host telemetry), 1 worker and ``auto`` workers.
+Then the telemetry tables alone, compiled vs reference, in packet summaries per second.
+
+Needs root, iproute2 and tcpreplay; prints why and returns 0 when they are missing.
+``NETWARDEN_BENCH_LOOPS`` sets how many times the capture is replayed (default 8).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NETWARDEN_SHARED", REPO.parent / "shared"))
+PCAP = SHARED / "corpus" / "attacks" / "syn_flood" / "synflood_spoofed_to_10.10.10.10.pcap"
+
+
+def _veth():
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from netns_live import VethPair
+
+    return VethPair()
+
+
+def _replay(veth, loops: int) -> tuple[int, float]:
+    r = subprocess.run(
+        veth.prefix(veth.ns_a)
+        + ["tcpreplay", "-i", veth.IF_A, "--topspeed", f"--loop={loops}", str(PCAP)],
+        capture_output=True, text=True, timeout=600,
+    )
+    sent = re.search(r"Successful packets:\s+(\d+)", r.stdout)
+    rate = re.search(r"([\d.]+) pps", r.stdout)
+    return (int(sent.group(1)) if sent else -1), (float(rate.group(1)) if rate else 0.0)
+
+
+def _wait_file(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("capture did not start")
+        time.sleep(0.05)
+
+
+def run_sensor(veth, loops: int, tmp: Path, extra: list[str]) -> dict:
+    ready, out = tmp / f"r{time.monotonic_ns()}", tmp / f"o{time.monotonic_ns()}.npz"
+    cmd = veth.prefix(veth.ns_b) + [
+        sys.executable, "-m", "sensor.live", "--iface", veth.IF_B,
+        "--ready-file", str(ready), "--out", str(out), *extra,
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.DEVNULL)
+    _wait_file(ready, proc)
+    t0 = time.monotonic()
+    sent, rate = _replay(veth, loops)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=600)
+    done = time.monotonic() - t0  # until every captured packet went through the engine
+    stats = json.loads(bytes(np.load(out)["stats"]).decode())
+    return {"sent": sent, "sent_pps": rate, "captured": stats["packets"],
+            "dropped": stats["kernel_drops"], "freezes": stats["ring_freezes"],
+            "processed_pps": stats["packets"] / done if done else 0.0}
+
+
+def run_tcpdump(veth, loops: int) -> dict | None:
+    if not shutil.which("tcpdump"):
+        return None
+    proc = subprocess.Popen(
+        veth.prefix(veth.ns_b) + ["tcpdump", "-i", veth.IF_B, "-n", "-w", "/dev/null",
+                                  "-B", "65536"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(1.5)  # tcpdump prints nothing when ready; give it time to open the ring
+    t0 = time.monotonic()
+    sent, rate = _replay(veth, loops)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    done = time.monotonic() - t0
+    cap = re.search(r"(\d+) packets captured", err)
+    drop = re.search(r"(\d+) packets dropped by kernel", err)
+    captured = int(cap.group(1)) if cap else -1
+    return {"sent": sent, "sent_pps": rate, "captured": captured,
+            "dropped": int(drop.group(1)) if drop else -1, "freezes": 0,
+            "processed_pps": captured / done if done else 0.0}
+
+
+def telemetry_rates(n: int = 200_000) -> dict[str, float]:
+    """Packet summaries per second through each telemetry backend (no capture involved)."""
+    from sensor.schema import PKTSUM_DTYPE, PktEvent
+    from sensor.telemetry import BACKENDS, HostTelemetry, TelemetryConfig
+
+    rng = np.random.default_rng(7)
+    a = np.zeros(n, PKTSUM_DTYPE)
+    a["ts_ns"] = 1_700_000_000 * 10**9 + np.arange(n) * 5_000  # 200 kpps of packet time
+    a["ip_version"] = 4
+    a["proto"] = 6
+    a["tcp_flags"] = 0x02
+    a["events"] = int(PktEvent.NEW_FLOW)
+    a["dport"] = rng.integers(0, 65536, n)
+    a["ip_len"] = rng.integers(40, 1500, n)
+    a["src"][:, :4] = rng.integers(0, 256, (n, 4))
+    a["dst"][:, :2] = [10, 0]
+    a["dst"][:, 2:4] = rng.integers(0, 16, (n, 2))
+    out = {}
+    for name in BACKENDS:
+        try:
+            t = HostTelemetry(TelemetryConfig(), backend=name)
+        except ImportError:
+            continue
+        m = n if name == "c" else n // 20  # the reference is slow; time a slice
+        t0 = time.perf_counter()
+        for i in range(0, m, 4096):
+            part = a[i : i + 4096]
+            t.update(part, len(part))
+            t.drain()
+        out[name] = m / (time.perf_counter() - t0)
+    return out
+
+
+def main() -> int:
+    print("live capture: tcpreplay --topspeed into a veth; sent vs captured vs dropped")
+    tele = telemetry_rates()
+    for name, pps in tele.items():
+        print(f"  telemetry {name:>2}: {pps / 1e3:9.1f} k pkt summaries/s")
+    if os.geteuid() != 0 or not shutil.which("tcpreplay") or not shutil.which("ip"):
+        print("  skipped live part: needs root, iproute2 and tcpreplay")
+        return 0
+    try:
+        import sensor._ring  # noqa: F401
+    except ImportError:
+        print("  skipped live part: sensor._ring not built (make build)")
+        return 0
+    if not PCAP.exists():
+        print(f"  skipped live part: {PCAP} missing")
+        return 0
+    loops = int(os.environ.get("NETWARDEN_BENCH_LOOPS", "8"))
+    from sensor.engine import load_backend
+
+    engine = load_backend().__name__
+    runs: list[tuple[str, dict | None]] = []
+    with _veth() as veth, tempfile.TemporaryDirectory() as tmpd:
+        tmp = Path(tmpd)
+        runs.append(("tcpdump -w /dev/null (baseline)", run_tcpdump(veth, loops)))
+        runs.append(("ring only, 1 worker", run_sensor(veth, loops, tmp, ["--no-decode"])))
+        runs.append((f"sensor ({engine}), 1 worker", run_sensor(veth, loops, tmp, [])))
+        runs.append((f"sensor ({engine}), auto workers",
+                     run_sensor(veth, loops, tmp, ["--workers", "auto"])))
+    print(f"  {'mode':<40} {'sent':>9} {'sent pps':>10} {'captured':>9} {'dropped':>8} "
+          f"{'proc pps':>10}")
+    for name, r in runs:
+        if r is None:
+            print(f"  {name:<40} (not available)")
+            continue
+        print(f"  {name:<40} {r['sent']:>9} {r['sent_pps']:>10.0f} {r['captured']:>9} "
+              f"{r['dropped']:>8} {r['processed_pps']:>10.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
