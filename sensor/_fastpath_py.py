@@ -651,6 +651,7 @@ class FlowEngine:
         is_orig = p.src == f.orig_addr and sport == f.orig_port
         counted = True
         payload_len = 0
+        was_done = proto == PROTO_TCP and self._tcp_is_done(f)
         if proto == PROTO_TCP:
             counted, is_orig, payload_len = self._tcp_packet(f, b, end, p, is_orig, ts)
         elif proto == PROTO_UDP:
@@ -679,7 +680,7 @@ class FlowEngine:
                 ev |= PktEvent.FIRST_REPLY
             if (proto == PROTO_ICMP and sport == 3) or (proto == PROTO_ICMP6 and sport == 1):
                 ev |= PktEvent.ICMP_UNREACH
-            if f.removed:
+            if proto == PROTO_TCP and not was_done and self._tcp_is_done(f):
                 ev |= PktEvent.FLOW_END
             ps["flow_id"] = f.flow_id
             ps["ip_len"] = p.ip_len
@@ -830,6 +831,12 @@ class FlowEngine:
     def _tcp_is_closed(f: Flow) -> bool:
         # Zeek's IsClosed(): either endpoint has closed (FIN or RST reported).
         return f.eo.did_close or f.er.did_close
+
+    @staticmethod
+    def _tcp_is_done(f: Flow) -> bool:
+        """Both sides closed, or a reset: the packet that makes this true ends the flow."""
+        eo, er = f.eo, f.er
+        return (eo.did_close and er.did_close) or eo.state == T.RESET or er.state == T.RESET
 
     def _tcp_packet(self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool, ts: int) -> tuple[bool, bool, int]:
         l4 = p.l4_off

@@ -134,3 +134,51 @@ def test_checksum_validation_oracle(zeek_corpus: Path, backend_name: str) -> Non
     assert rc == 0, err
     res = compare(read_conn_log((d / "conn.log").read_text()), read_conn_log(out))
     assert res["exact"] == res["rows"] == res["got"] == 1, res
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
+def test_cli_truncated_capture_still_writes_flows(zeek_corpus: Path, backend_name: str, tmp_path: Path) -> None:
+    """A fault mid-file: one-line error with file and offset, non-zero exit, and every flow
+    read before the fault is written."""
+    src = (zeek_corpus / "ftp_ipv4" / "trace.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(src[: len(src) * 2 // 3])
+    rc, out, err = run_cli(cut, backend_name)
+    assert rc != 0
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(cut) in lines[0] and "offset" in lines[0], err
+    assert len(read_conn_log(out)) >= 1
+    assert out.rstrip().splitlines()[-1].startswith("#close")
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
+def test_cli_missing_file(backend_name: str, tmp_path: Path) -> None:
+    rc, out, err = run_cli(tmp_path / "absent.pcap", backend_name)
+    assert rc != 0 and "absent.pcap" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
+def test_cli_json_and_csv_agree_with_zeek_format(zeek_corpus: Path, backend_name: str) -> None:
+    import json
+
+    trace = zeek_corpus / "gre_sample" / "trace.pcap"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def run(fmt: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "netwarden", "flows", "--format", fmt, "--backend", backend_name, str(trace)],
+            capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=True)
+        return proc.stdout
+
+    zeek_rows = read_conn_log(run("zeek"))
+    js = [json.loads(ln) for ln in run("json").splitlines() if ln.strip()]
+    rows = list(csv.DictReader(run("csv").splitlines()))
+    assert len(zeek_rows) == len(js) == len(rows) > 0
+    assert {r["uid"] for r in zeek_rows} == {j["uid"] for j in js} == {r["uid"] for r in rows}
+    by_uid = {j["uid"]: j for j in js}
+    for z in zeek_rows:
+        j = by_uid[z["uid"]]
+        assert (j["orig_addr"], str(j["orig_port"]), j["proto_name"]) == (z["id.orig_h"], z["id.orig_p"], z["proto"])
+        assert str(j["orig_pkts"]) == z["orig_pkts"] and str(j["resp_ip_bytes"]) == z["resp_ip_bytes"]
+        # tunnelled flows name their parent in both forms
+        assert (z["tunnel_parents"] != "-") == (j["tunnel_parent_uid"] is not None)

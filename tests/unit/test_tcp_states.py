@@ -233,3 +233,10 @@ def test_packet_summaries(backend) -> None:
     assert not ev[4] & PktEvent.FIRST_REPLY
     assert len({int(f) for f in ps["flow_id"]}) == 1 and int(ps["flow_id"][0]) != 0
     assert int(ps["payload_len"][3]) == 5 and int(ps["tcp_flags"][0]) == 0x02
+
+
+def test_flow_end_event_on_closing_packet(backend) -> None:
+    frames = handshake() + [seg(A, "FA", ISN_A + 6, ISN_B + 1), seg(B, "FA", ISN_B + 1, ISN_A + 7)]
+    _, _, _, ps = run_engine(backend, frames, pktsum=True)
+    ends = [i for i, e in enumerate(ps["events"]) if int(e) & PktEvent.FLOW_END]
+    assert ends == [len(frames) - 1]
