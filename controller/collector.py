@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-import msgpack
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
@@ -50,7 +49,7 @@ SERVER_KEY_NAME = "server"
 AUTHORIZED_DIR = "authorized"
 
 #: Counters for events that are not decoder rejects.
-_EXTRA_REJECTS = ("sensor_limit",)
+_EXTRA_REJECTS = ("sensor_limit", "impersonation")
 
 
 @dataclass(frozen=True)
@@ -90,6 +89,8 @@ class SensorStatus:
     sensor_id: str
     session: int = 0
     up: bool = True
+    stopped: bool = False  # said goodbye on a clean shutdown (down, but not a failure)
+    key: str = ""  # CURVE public key (Z85) the sensor id is bound to, when CURVE is on
     first_seen: float = 0.0  # wall clock, seconds
     last_seen: float = 0.0
     heartbeat_s: float = 1.0
@@ -262,11 +263,8 @@ class Collector:
         """Acknowledge every batch returned so far. ``poll()`` does this when called again:
         a caller that dies while handling a batch gets it redelivered by the sensor."""
         for rid, (session, ack, resend) in self._acks.items():
-            msg: dict[str, Any] = {"ack": ack, "ss": session}
-            if resend:
-                msg["rs"] = ack + 1
             try:
-                self._sock.send_multipart([rid, msgpack.packb(msg)], zmq.NOBLOCK)
+                self._sock.send_multipart([rid, wire.encode_ack(session, ack, resend)], zmq.NOBLOCK)
                 self._c["acks_sent"] += 1
             except zmq.ZMQError:
                 pass  # peer gone; it will resend after reconnecting
@@ -285,8 +283,16 @@ class Collector:
             self._reject(exc.reason, rid, exc.detail)
             return
         h = batch.header
+        # With CURVE, the ZAP handler vouches for the sender's key: bind each sensor id to
+        # the first key that used it, so one authorised sensor cannot pose as another.
+        key = frames[1].get("User-Id") if self._curve is not None else ""
         st = self._sensors.get(h.sensor_id)
         now, mono = time.time(), time.monotonic()
+        if st is not None and st.key != key:
+            self._reject(
+                "impersonation", rid, f"sensor id {h.sensor_id!r} is bound to another key"
+            )
+            return
         if st is None:
             if len(self._sensors) >= self.max_sensors:
                 self._reject("sensor_limit", rid, f"more than {self.max_sensors} sensors")
@@ -294,8 +300,9 @@ class Collector:
             # Everything up to ``acked`` was settled with an earlier collector; anything
             # between it and ``base`` was evicted unacknowledged and counts as lost below.
             st = self._sensors[h.sensor_id] = SensorStatus(
-                h.sensor_id, session=h.session, first_seen=now, next_seq=min(h.base, h.acked + 1)
-            )
+                h.sensor_id, session=h.session, first_seen=now, key=key,
+                next_seq=min(h.base, h.acked + 1),
+            )  # fmt: skip
             log.info("sensor %s joined (session %x)", h.sensor_id, h.session)
         elif st.session != h.session:
             st.restarts += 1
@@ -319,9 +326,21 @@ class Collector:
             )  # fmt: skip
             st.next_seq = h.base
         resend = False
+        st.stopped = False
         if h.kind == wire.HEARTBEAT:
             st.heartbeats += 1
             self._c["heartbeats"] += 1
+        elif h.kind == wire.BYE:
+            # Messages the sensor numbered but we never got are gone with it.
+            unsent = max(0, h.next_seq - st.next_seq)
+            st.lost_messages += unsent
+            self._c["lost_messages"] += unsent
+            st.next_seq = max(st.next_seq, h.next_seq)
+            st.stopped, st.up = True, False
+            log.warning(
+                "sensor %s stopped (clean shutdown%s)", h.sensor_id,
+                f", {unsent} messages never delivered" if unsent else "",
+            )  # fmt: skip
         elif h.seq < st.next_seq:
             st.duplicates += 1
             self._c["duplicates"] += 1
@@ -374,6 +393,8 @@ class Collector:
                 )  # fmt: skip
 
     def _is_up(self, st: SensorStatus, mono: float) -> bool:
+        if st.stopped:
+            return False
         limit = self.down_after if self.down_after is not None else 3.0 * st.heartbeat_s
         return mono - st.last_seen_mono <= limit
 
@@ -383,6 +404,8 @@ class Collector:
             up = self._is_up(st, mono)
             if up != st.up:
                 st.up = up
+                if st.stopped:
+                    continue  # already logged as a clean stop
                 if up:
                     log.warning("sensor %s is up again", st.sensor_id)
                 else:

@@ -43,12 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-import msgpack
 import numpy as np
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from netwarden.errors import BusError, ConfigError
+from netwarden.errors import BusError, ConfigError, FrameRejected
 from sensor import wire
 from sensor.schema import RECORD_TYPES
 
@@ -382,16 +381,33 @@ class Publisher:
             except zmq.Again:
                 pass  # nobody to tell; the collector marks us down by silence anyway
 
+    def _bye(self) -> None:
+        """Tell the collector this run ends: a clean stop, not a silent sensor."""
+        with self._lock:
+            h = wire.Header(
+                sensor_id=self.sensor_id,
+                session=self.session,
+                seq=0,
+                base=self._base(),
+                acked=self._acked,
+                kind=wire.BYE,
+                next_seq=self._next_seq,
+                heartbeat_s=self.heartbeat_s,
+                drops=self._drops(),
+            )
+        try:
+            self._sock.send(wire.encode_header(h), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
     def _on_ack(self, raw: bytes) -> None:
         try:
-            m = msgpack.unpackb(raw, raw=False, max_map_len=4, max_str_len=16, max_bin_len=0,
-                                max_array_len=0)
-            ack, session, rs = m["ack"], m["ss"], m.get("rs")  # a non-map raises TypeError
-        except (ValueError, TypeError, KeyError, msgpack.UnpackException):
+            session, ack, rs = wire.decode_ack(raw)
+        except FrameRejected:
             log.warning("ignoring a malformed ack from %s", self.endpoint)
             return
-        if session != self.session or type(ack) is not int:
-            return
+        if session != self.session:
+            return  # an ack meant for this sensor's previous run
         with self._lock:
             self._c["acks"] += 1
             if ack > self._acked:
@@ -473,12 +489,11 @@ class Publisher:
             self._error = exc
             log.exception("publisher thread stopped")
         finally:
+            linger = 0
+            if self._closing and self._error is None:
+                self._bye()
+                linger = 500  # let the goodbye (and anything queued before it) leave
             self._sock.disable_monitor()
             self._monitor.close(0)
-            self._sock.close(0)
-
-
-def ack_message(session: int, ack: int) -> bytes:
-    """The collector's reply: every sequence number <= ``ack`` of ``session`` is settled."""
-    return msgpack.packb({"ack": ack, "ss": session})
+            self._sock.close(linger)
 

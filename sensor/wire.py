@@ -34,7 +34,8 @@ WIRE_VERSION = 1
 
 DATA = "data"
 HEARTBEAT = "heartbeat"
-KINDS = (DATA, HEARTBEAT)
+BYE = "bye"  # sent once on a clean shutdown, after the final flush
+KINDS = (DATA, HEARTBEAT, BYE)
 
 #: Limits applied to everything a sensor sends.
 MAX_HEADER_BYTES = 4096
@@ -76,7 +77,7 @@ class Header:
     the publisher starts, so a restarted sensor is not mistaken for a gap). ``base`` is the
     lowest sequence number the sensor still holds for resending: everything below it was
     acknowledged or dropped from its local buffer, so a collector that never received it
-    has lost it. ``acked`` is the highest sequence number a collector acknowledged, so a
+    has lost it. Heartbeats and the final ``bye`` carry no records. ``acked`` is the highest sequence number a collector acknowledged, so a
     freshly started collector can still count messages evicted unacknowledged
     (``acked + 1 .. base - 1``) as lost. Heartbeats carry ``seq = 0`` and ``next_seq``, the number the next data
     message will get. ``drops`` are cumulative loss counters (kernel drops, ring overruns,
@@ -367,9 +368,9 @@ def decode(
     if total > max_message_bytes:
         raise _reject("oversized", f"message is {total} bytes, limit {max_message_bytes}")
     header = decode_header(_view(frames[0]))
-    if header.kind == HEARTBEAT:
+    if header.kind != DATA:
         if len(frames) != 1 or header.count:
-            raise _reject("malformed", "heartbeat with records")
+            raise _reject("malformed", f"{header.kind} with records")
         return Batch(header, np.zeros(0, np.uint8))
     if header.seq == 0:
         raise _reject("malformed", "data message with sequence number 0")
@@ -394,3 +395,30 @@ def decode(
         return Batch(header, _empty(header.record_type))
     records = np.frombuffer(body, dtype=dt)
     return Batch(header, records)
+
+
+# ---- acknowledgements (collector -> sensor) ---------------------------------------------
+
+
+def encode_ack(session: int, ack: int, resend: bool = False) -> bytes:
+    """Every data sequence number <= ``ack`` of ``session`` is settled; ``resend`` asks the
+    sensor to go back to ``ack + 1`` now (the collector discarded an out-of-order message)."""
+    m: dict[str, int] = {"ack": ack, "ss": session}
+    if resend:
+        m["rs"] = ack + 1
+    return msgpack.packb(m)
+
+
+def decode_ack(raw: bytes) -> tuple[int, int, int | None]:
+    """``(session, ack, resend_from)``; raises ``FrameRejected`` on anything else."""
+    try:
+        m = msgpack.unpackb(raw, raw=False, max_map_len=4, max_str_len=8, max_bin_len=0,
+                            max_array_len=0, max_ext_len=0)  # fmt: skip
+    except (ValueError, TypeError, msgpack.UnpackException):
+        raise _reject("malformed", "ack is not valid msgpack") from None
+    if not isinstance(m, dict):
+        raise _reject("malformed", "ack is not a map")
+    ack, session, rs = m.get("ack"), m.get("ss"), m.get("rs")
+    if type(ack) is not int or type(session) is not int or not (rs is None or type(rs) is int):
+        raise _reject("malformed", "ack fields must be integers")
+    return session, ack, rs

@@ -22,6 +22,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+import zmq.auth
 
 from controller.collector import Collector, CurveServerKeys
 from sensor import wire
@@ -132,6 +133,8 @@ def test_three_sensor_processes_deliver_every_record(tmp_path: Path) -> None:
         got: list[wire.Batch] = []
         _poll_until(c, lambda: all(p.poll() is not None for p in procs), got)
         results = [_sensor_result(p) for p in procs]
+        # Each said goodbye after its last acknowledged batch: down, but stopped cleanly.
+        _poll_until(c, lambda: all(st.stopped for st in c.sensors().values()))
         status = c.sensors()
         stats = c.stats()
     for i, res in enumerate(results):
@@ -143,6 +146,7 @@ def test_three_sensor_processes_deliver_every_record(tmp_path: Path) -> None:
         assert np.array_equal(ids, _expected_ids(i, res["records"]))
         assert [b.seq for b in mine] == list(range(1, len(mine) + 1))
         assert status[f"sensor-{i}"].gaps == 0 and status[f"sensor-{i}"].lost_messages == 0
+        assert not status[f"sensor-{i}"].up
     assert stats["rejected_total"] == 0 and stats["sensors"] == 3
 
 
@@ -316,41 +320,51 @@ def test_hostile_frames_are_rejected_and_counted_without_stopping_the_collector(
 
 
 @pytest.fixture()
-def curve_dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """Controller dir (server.key_secret + authorized/), a known and an unknown sensor dir,
-    written by the `netwarden keygen` command."""
-    ctl, known, unknown = tmp_path / "ctl", tmp_path / "known", tmp_path / "unknown"
-    for args in (
-        ["keygen", str(ctl), "--name", "server"],
-        ["keygen", str(known), "--name", "sensor"],
-        ["keygen", str(unknown), "--name", "sensor"],
-    ):
-        subprocess.run([sys.executable, "-m", "netwarden", *args], cwd=ROOT, env=_env(),
-                       check=True, capture_output=True)  # fmt: skip
-    (ctl / "authorized").mkdir()
-    (ctl / "authorized" / "known.key").write_bytes((known / "sensor.key").read_bytes())
-    for d in (known, unknown):
-        (d / "server.key").write_bytes((ctl / "server.key").read_bytes())
-    return ctl, known, unknown
+def curve_dirs(tmp_path: Path) -> dict[str, Path]:
+    """Key directories written by `netwarden keygen`: the controller's (server.key_secret +
+    authorized/), two authorised sensors and one unknown sensor."""
+    dirs = {name: tmp_path / name for name in ("ctl", "known", "other", "unknown")}
+    for name, d in dirs.items():
+        stem = "server" if name == "ctl" else "sensor"
+        subprocess.run([sys.executable, "-m", "netwarden", "keygen", str(d), "--name", stem],
+                       cwd=ROOT, env=_env(), check=True, capture_output=True)  # fmt: skip
+    (dirs["ctl"] / "authorized").mkdir()
+    for name in ("known", "other"):
+        (dirs["ctl"] / "authorized" / f"{name}.key").write_bytes(
+            (dirs[name] / "sensor.key").read_bytes()
+        )
+    for name in ("known", "other", "unknown"):
+        (dirs[name] / "server.key").write_bytes((dirs["ctl"] / "server.key").read_bytes())
+    return dirs
 
 
 def test_curve_collector_refuses_unknown_sensor_and_accepts_known(
-    curve_dirs: tuple[Path, Path, Path],
+    curve_dirs: dict[str, Path],
 ) -> None:
-    ctl, known, unknown = curve_dirs
     endpoint = _free_tcp()
-    with Collector(endpoint, curve=CurveServerKeys.from_dir(ctl)) as c:
-        intruder = _sensor(endpoint, "intruder", 2, batches=5, size=10, curve=str(unknown),
-                           close_timeout=1.0)
-        friend = _sensor(endpoint, "friend", 3, batches=5, size=10, curve=str(known))
+    with Collector(endpoint, curve=CurveServerKeys.from_dir(curve_dirs["ctl"])) as c:
+        intruder = _sensor(endpoint, "intruder", 2, batches=5, size=10,
+                           curve=str(curve_dirs["unknown"]), close_timeout=1.0)
+        friend = _sensor(endpoint, "friend", 3, batches=5, size=10, curve=str(curve_dirs["known"]))
         got: list[wire.Batch] = []
         _poll_until(c, lambda: intruder.poll() is not None and friend.poll() is not None, got)
         bad, good = _sensor_result(intruder), _sensor_result(friend)
+        # An authorised key cannot take over another sensor's id.
+        impostor = _sensor(endpoint, "friend", 4, batches=2, size=10,
+                           curve=str(curve_dirs["other"]), close_timeout=1.0)
+        _poll_until(c, lambda: impostor.poll() is not None, got)
+        fake = _sensor_result(impostor)
         stats = c.stats()
+        friend_status = c.sensors()["friend"]
     assert stats["auth_refused"] >= 1
     assert {b.sensor_id for b in got} == {"friend"}
-    assert len(_ids(got)) == good["records"] == 50 and good["unacked_at_close"] == 0
+    assert np.array_equal(_ids(got), _expected_ids(3, good["records"]))
+    assert good["records"] == 50 and good["unacked_at_close"] == 0
     assert bad["unacked_at_close"] == bad["records"] == 50
+    assert fake["unacked_at_close"] == fake["records"] == 20
+    assert stats["rejected"]["impersonation"] >= 1
+    known_public, _ = zmq.auth.load_certificate(curve_dirs["known"] / "sensor.key")
+    assert friend_status.key == known_public.decode()
 
 
 def test_curve_keys_are_checked_when_loaded(tmp_path: Path) -> None:
