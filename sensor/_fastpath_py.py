@@ -65,11 +65,21 @@ from sensor._ref_dns import MAX_TRACKED_NAMES, DnsMsg, parse_dns
 from sensor._ref_pcap import PcapReader
 from sensor.config import EngineConfig
 from sensor.schema import (
-    ARP_DTYPE, DNS_QTYPE_BITS, DNS_QTYPE_OTHER_BIT, FIRST_PKTS, FLOW_DTYPE, HISTORY_LEN,
-    PKTSUM_DTYPE, QNAME_LEN, ConnState, EndReason, FlowFlags, PktEvent, TunnelType,
+    DNS_QTYPE_BITS,
+    DNS_QTYPE_OTHER_BIT,
+    FIRST_PKTS,
+    FLOW_DTYPE,
+    HISTORY_LEN,
+    PKTSUM_DTYPE,
+    QNAME_LEN,
+    ConnState,
+    EndReason,
+    FlowFlags,
+    PktEvent,
+    TunnelType,
 )
 
-__all__ = ["PcapReader", "FlowEngine", "BACKEND"]
+__all__ = ["BACKEND", "FlowEngine", "PcapReader"]
 
 BACKEND = "py"
 NS = 1_000_000_000
@@ -124,8 +134,23 @@ MAX_FRAG_BYTES = 65535 + 40
 class Side:
     """Per-direction counters and statistics (swapped when roles flip)."""
 
-    __slots__ = ("pkts", "ip_bytes", "size", "len_min", "len_max", "len_sum", "len_sq",
-                 "last_ts", "iat_n", "iat_min", "iat_max", "iat_sum", "iat_sq", "flags", "mac")
+    __slots__ = (
+        "flags",
+        "iat_max",
+        "iat_min",
+        "iat_n",
+        "iat_sq",
+        "iat_sum",
+        "ip_bytes",
+        "last_ts",
+        "len_max",
+        "len_min",
+        "len_sq",
+        "len_sum",
+        "mac",
+        "pkts",
+        "size",
+    )
 
     def __init__(self) -> None:
         self.pkts = 0
@@ -147,13 +172,47 @@ class Side:
 
 class Flow(T.HistorySink):
     __slots__ = (
-        "flow_id", "parent_id", "key", "ip_version", "proto", "ttype", "iface",
-        "orig_addr", "orig_port", "resp_addr", "resp_port", "vlan", "inner_vlan",
-        "start_ns", "last_ns", "history", "hist_seen", "o", "r", "eo", "er",
-        "is_partial", "first_packet_seen", "flags", "n_first", "first_sizes", "first_dirs",
-        "removed", "next_active", "one_way",
-        "dns_queries", "dns_responses", "dns_answers", "dns_names", "dns_nxdomain",
-        "dns_qtype_mask", "dns_entropy", "dns_rcode_mask", "dns_longest", "dns_max_name", "dns_qname",
+        "dns_answers",
+        "dns_entropy",
+        "dns_longest",
+        "dns_max_name",
+        "dns_names",
+        "dns_nxdomain",
+        "dns_qname",
+        "dns_qtype_mask",
+        "dns_queries",
+        "dns_rcode_mask",
+        "dns_responses",
+        "eo",
+        "er",
+        "first_dirs",
+        "first_packet_seen",
+        "first_sizes",
+        "flags",
+        "flow_id",
+        "hist_seen",
+        "history",
+        "iface",
+        "inner_vlan",
+        "ip_version",
+        "is_partial",
+        "key",
+        "last_ns",
+        "n_first",
+        "next_active",
+        "o",
+        "one_way",
+        "orig_addr",
+        "orig_port",
+        "parent_id",
+        "proto",
+        "r",
+        "removed",
+        "resp_addr",
+        "resp_port",
+        "start_ns",
+        "ttype",
+        "vlan",
     )
 
     def __init__(self) -> None:
@@ -248,7 +307,7 @@ class Flow(T.HistorySink):
 
 
 class FragBuf:
-    __slots__ = ("first_ns", "total", "have", "data", "hdr", "ranges")
+    __slots__ = ("data", "first_ns", "have", "hdr", "ranges", "total")
 
     def __init__(self, first_ns: int) -> None:
         self.first_ns = first_ns
@@ -296,10 +355,8 @@ class FlowEngine:
             off = int(batch.offset[i])
             cap = int(batch.caplen[i])
             wire = int(batch.wirelen[i])
-            if wire < cap:
-                wire = cap
-            if ts > self.now:
-                self.now = ts
+            wire = max(wire, cap)
+            self.now = max(self.now, ts)
             self._run_timers(self.now)
             self.st["packets"] += 1
             self.st["bytes"] += wire
@@ -312,8 +369,7 @@ class FlowEngine:
             self._packet(b, 0, cap, cap + (wire - cap), int(batch.linktype[i]), ts, int(batch.iface[i]))
 
     def advance(self, now_ns: int) -> None:
-        if now_ns > self.now:
-            self.now = now_ns
+        self.now = max(self.now, now_ns)
         self._run_timers(self.now)
         self._expire_frags(self.now)
 
@@ -529,8 +585,7 @@ class FlowEngine:
         for s, e in rs:
             if s > covered:
                 return None
-            if e > covered:
-                covered = e
+            covered = max(covered, e)
         if covered < fb.total:
             return None
         del self.frags[key]
@@ -661,8 +716,7 @@ class FlowEngine:
         else:
             f.last_ns = ts
             side = f.o if is_orig else f.r
-            if side.size < 0:
-                side.size = 0
+            side.size = max(side.size, 0)
         if not counted:
             self.st["checksum_errors"] += 1
             return
@@ -748,10 +802,8 @@ class FlowEngine:
             side.len_max = ip_len
             side.mac = mac
         else:
-            if ip_len < side.len_min:
-                side.len_min = ip_len
-            if ip_len > side.len_max:
-                side.len_max = ip_len
+            side.len_min = min(side.len_min, ip_len)
+            side.len_max = max(side.len_max, ip_len)
             iat = (ts - side.last_ts) / NS
             if side.iat_n == 0 or iat < side.iat_min:
                 side.iat_min = iat
@@ -770,7 +822,7 @@ class FlowEngine:
                 if tflags & (1 << bit):
                     side.flags[bit] += 1
         if f.n_first < FIRST_PKTS:
-            f.first_sizes[f.n_first] = ip_len if ip_len < 0xFFFF else 0xFFFF
+            f.first_sizes[f.n_first] = min(65535, ip_len)
             if not is_orig:
                 f.first_dirs |= 1 << f.n_first
             f.n_first += 1
@@ -909,7 +961,7 @@ class FlowEngine:
             if not (fin and ep.last_seq == ((ep.start_seq + 1) & T.MASK32)) and ep.state != T.RESET:
                 if delta_last <= 0 and length > 0:
                     ep.rxmt_cnt, ep.rxmt_thresh = f.scaled(ep.is_orig, "T", ep.rxmt_cnt, ep.rxmt_thresh)
-        do_close, gen_event = self._tcp_state_machine(f, ep, peer, flags, base_seq, ack_seq, length, delta_last, ts)
+        do_close, _gen_event = self._tcp_state_machine(f, ep, peer, flags, base_seq, ack_seq, length, delta_last, ts)
         if ack:
             T.ack_received(peer, rel_ack, f.is_partial, f)
         rel_data_seq = rel_seq + 1 if syn else rel_seq
@@ -1115,8 +1167,7 @@ class FlowEngine:
                     f.dns_qname = m.qname[:QNAME_LEN]
                 if m.qname not in f.dns_names and len(f.dns_names) < MAX_TRACKED_NAMES:
                     f.dns_names.append(m.qname)
-                if len(m.qname) > f.dns_max_name:
-                    f.dns_max_name = len(m.qname)
+                f.dns_max_name = max(f.dns_max_name, len(m.qname))
                 if m.longest_label > f.dns_longest:
                     f.dns_longest = m.longest_label
                     f.dns_entropy = m.label_entropy

@@ -48,9 +48,25 @@ class Pkt:
     """What the decoders learnt about one packet (reset per packet and per tunnel layer)."""
 
     __slots__ = (
-        "ethertype", "vlan", "inner_vlan", "src_mac", "dst_mac",
-        "ip_version", "ip_off", "ip_hdr_len", "ip_len", "proto", "l4_off", "l4_len",
-        "src", "dst", "frag_off", "frag_more", "frag_id", "df", "ttl",
+        "df",
+        "dst",
+        "dst_mac",
+        "ethertype",
+        "frag_id",
+        "frag_more",
+        "frag_off",
+        "inner_vlan",
+        "ip_hdr_len",
+        "ip_len",
+        "ip_off",
+        "ip_version",
+        "l4_len",
+        "l4_off",
+        "proto",
+        "src",
+        "src_mac",
+        "ttl",
+        "vlan",
     )
 
     def __init__(self) -> None:

@@ -36,7 +36,7 @@ BYTE_ORDER_MAGIC = 0x1A2B3C4D
 class _Accum:
     """Collects packets of one batch (offsets into one bytes buffer)."""
 
-    __slots__ = ("chunks", "size", "offs", "caps", "wires", "tss", "lts", "ifs")
+    __slots__ = ("caps", "chunks", "ifs", "lts", "offs", "size", "tss", "wires")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -100,8 +100,7 @@ class PcapReader:
             gen = self._pcapng(data, acc, max_packets)
         else:
             gen = self._pcap(data, acc, max_packets)
-        for b in gen:
-            yield b
+        yield from gen
         if len(acc):
             yield acc.batch()
 
@@ -229,8 +228,7 @@ class PcapReader:
             if code == 9 and olen >= 1 and pos + 5 <= end:
                 v = data[pos + 4]
                 exp = v & 0x7F
-                if exp > 60:
-                    exp = 60
+                exp = min(exp, 60)
                 tps = (2**exp) if v & 0x80 else (10**exp)
             pos += 4 + ((olen + 3) & ~3)
         return tps

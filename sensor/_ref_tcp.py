@@ -49,12 +49,34 @@ def seq_delta(a: int, b: int) -> int:
 
 class Endpoint:
     __slots__ = (
-        "state", "prev_state", "start_seq", "last_seq", "ack_seq", "seq_wraps", "ack_wraps",
-        "fin_cnt", "rst_cnt", "fin_seq", "did_close", "is_orig",
-        "hist_last_syn", "hist_last_fin", "hist_last_rst",
-        "rxmt_cnt", "rxmt_thresh", "win0_cnt", "win0_thresh", "gap_cnt", "gap_thresh",
-        "chk_cnt", "chk_thresh", "window_scale",
-        "reassem_seq", "trim_seq", "blocks", "missed",
+        "ack_seq",
+        "ack_wraps",
+        "blocks",
+        "chk_cnt",
+        "chk_thresh",
+        "did_close",
+        "fin_cnt",
+        "fin_seq",
+        "gap_cnt",
+        "gap_thresh",
+        "hist_last_fin",
+        "hist_last_rst",
+        "hist_last_syn",
+        "is_orig",
+        "last_seq",
+        "missed",
+        "prev_state",
+        "reassem_seq",
+        "rst_cnt",
+        "rxmt_cnt",
+        "rxmt_thresh",
+        "seq_wraps",
+        "start_seq",
+        "state",
+        "trim_seq",
+        "win0_cnt",
+        "win0_thresh",
+        "window_scale",
     )
 
     def __init__(self, is_orig: bool) -> None:
@@ -95,7 +117,7 @@ class Endpoint:
     def start32(self) -> int:
         return self.start_seq & MASK32
 
-    def size(self, peer: "Endpoint") -> int:
+    def size(self, peer: Endpoint) -> int:
         if (self.prev_state == SYN_SENT and self.state == RESET and peer.state == INACTIVE
                 and not self.no_data_acked()):
             return 0
@@ -224,8 +246,7 @@ def insert_block(ep: Endpoint, start: int, end: int) -> None:
     j = 0
     while j + 1 < len(blocks):
         if blocks[j + 1][0] <= blocks[j][1]:
-            if blocks[j + 1][1] > blocks[j][1]:
-                blocks[j][1] = blocks[j + 1][1]
+            blocks[j][1] = max(blocks[j][1], blocks[j + 1][1])
             del blocks[j + 1]
         else:
             j += 1
@@ -236,12 +257,11 @@ def insert_block(ep: Endpoint, start: int, end: int) -> None:
 def merge_blocks(ep: Endpoint) -> None:
     blocks = ep.blocks
     while blocks and blocks[0][0] <= ep.reassem_seq:
-        if blocks[0][1] > ep.reassem_seq:
-            ep.reassem_seq = blocks[0][1]
+        ep.reassem_seq = max(ep.reassem_seq, blocks[0][1])
         del blocks[0]
 
 
-def undelivered(ep: Endpoint, up_to: int, is_partial: bool, hist: "HistorySink") -> None:
+def undelivered(ep: Endpoint, up_to: int, is_partial: bool, hist: HistorySink) -> None:
     """Everything below ``up_to`` was acked: the unfilled ranges are content gaps."""
     if up_to <= 2 and is_partial:
         return
@@ -250,15 +270,14 @@ def undelivered(ep: Endpoint, up_to: int, is_partial: bool, hist: "HistorySink")
         b0 = blocks[0]
         if b0[0] > ep.reassem_seq:
             gap(ep, b0[0] - ep.reassem_seq, hist)
-        if b0[1] > ep.reassem_seq:
-            ep.reassem_seq = b0[1]
+        ep.reassem_seq = max(ep.reassem_seq, b0[1])
         del blocks[0]
     if up_to > ep.reassem_seq:
         gap(ep, up_to - ep.reassem_seq, hist)
         ep.reassem_seq = up_to
 
 
-def ack_received(ep: Endpoint, seq: int, is_partial: bool, hist: "HistorySink") -> None:
+def ack_received(ep: Endpoint, seq: int, is_partial: bool, hist: HistorySink) -> None:
     if ep.fin_cnt > 0 and seq >= ep.fin_seq:
         seq = ep.fin_seq - 1
     if seq <= ep.trim_seq:
@@ -268,7 +287,7 @@ def ack_received(ep: Endpoint, seq: int, is_partial: bool, hist: "HistorySink") 
     ep.trim_seq = seq
 
 
-def gap(ep: Endpoint, length: int, hist: "HistorySink") -> None:
+def gap(ep: Endpoint, length: int, hist: HistorySink) -> None:
     ep.missed += length
     ep.gap_cnt, ep.gap_thresh = hist.scaled(ep.is_orig, "G", ep.gap_cnt, ep.gap_thresh)
 

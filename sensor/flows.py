@@ -48,7 +48,7 @@ def iter_flow_records(
             for batch in reader.batches(max_packets):
                 engine.feed(batch)
                 yield from _drain(engine, out)
-    except Exception as exc:  # delivered after the flush below
+    except Exception as exc:  # noqa: BLE001 -- re-raised after the flush below
         fault = exc
     engine.flush()
     yield from _drain(engine, out)

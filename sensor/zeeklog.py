@@ -16,8 +16,14 @@ from typing import IO, Any
 import numpy as np
 
 from sensor.schema import (
-    DNS_QTYPE_BITS, DNS_QTYPE_OTHER_BIT, TCP_FLAG_NAMES, ConnState, EndReason, FlowFlags,
-    TunnelType, addr_to_str,
+    DNS_QTYPE_BITS,
+    DNS_QTYPE_OTHER_BIT,
+    TCP_FLAG_NAMES,
+    ConnState,
+    EndReason,
+    FlowFlags,
+    TunnelType,
+    addr_to_str,
 )
 
 CONN_FIELDS = (
@@ -96,7 +102,7 @@ def conn_row(r: np.void) -> list[str]:
 class ConnLogWriter:
     def __init__(self, fh: IO[str], path: str = "conn") -> None:
         self.fh = fh
-        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
+        now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
         fh.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n")
         fh.write(f"#path\t{path}\n#open\t{now}\n")
         fh.write("#fields\t" + "\t".join(CONN_FIELDS) + "\n")
@@ -107,7 +113,7 @@ class ConnLogWriter:
             self.fh.write("\t".join(conn_row(r)) + "\n")
 
     def close(self) -> None:
-        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
+        now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
         self.fh.write(f"#close\t{now}\n")
         self.fh.flush()
 

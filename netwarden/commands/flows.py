@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.pcaps and not args.iface:
         raise ConfigError("give at least one PCAP or --iface")
     config = EngineConfig(validate_checksums=args.validate_checksums)
-    fh = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    fh = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115 (closed below)
     writer = make_writer(args.format, fh)
     rc = 0
     try:

@@ -39,7 +39,7 @@ def run_cli(trace: Path, backend: str, extra: tuple[str, ...] = ()) -> tuple[int
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [sys.executable, "-m", "netwarden", "flows", "--format", "zeek", "--backend", backend, *extra, str(trace)],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
+        capture_output=True, text=True, check=False, cwd=REPO, env=env, timeout=600,
     )
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -153,7 +153,7 @@ def test_cli_truncated_capture_still_writes_flows(zeek_corpus: Path, backend_nam
 
 @pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
 def test_cli_missing_file(backend_name: str, tmp_path: Path) -> None:
-    rc, out, err = run_cli(tmp_path / "absent.pcap", backend_name)
+    rc, _out, err = run_cli(tmp_path / "absent.pcap", backend_name)
     assert rc != 0 and "absent.pcap" in err and len(err.strip().splitlines()) == 1
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("scapy")
-from scapy.all import IP, UDP, Ether, raw  # noqa: E402
+from scapy.all import IP, UDP, Ether, raw
 
-from netwarden.errors import CaptureError, CaptureFormatError, UnsupportedLinkType  # noqa: E402
+from netwarden.errors import CaptureError, CaptureFormatError, UnsupportedLinkType
 
 T0 = 1_600_000_000
 

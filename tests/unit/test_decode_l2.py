@@ -7,11 +7,24 @@ import struct
 import pytest
 
 pytest.importorskip("scapy")
-from scapy.all import (  # noqa: E402
-    IP, IPv6, LLC, PPP, SNAP, TCP, UDP, Dot1AD, Dot1Q, Dot11, Ether, PPPoE, RadioTap, raw,
+from scapy.all import (
+    IP,
+    LLC,
+    PPP,
+    SNAP,
+    TCP,
+    UDP,
+    Dot1AD,
+    Dot1Q,
+    Dot11,
+    Ether,
+    IPv6,
+    PPPoE,
+    RadioTap,
+    raw,
 )
 
-from tests.conftest import addr, run_engine  # noqa: E402
+from tests.conftest import addr, run_engine
 
 MAC_A = "02:00:00:00:00:0a"
 MAC_B = "02:00:00:00:00:0b"

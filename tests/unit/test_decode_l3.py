@@ -6,15 +6,34 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("scapy")
-from scapy.all import (  # noqa: E402
-    ARP, DNS, DNSQR, DNSRR, ICMP, IP, SCTP, TCP, UDP, Ether, ICMPv6EchoReply, ICMPv6EchoRequest,
-    ICMPv6ND_NS, IPOption_RR, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
-    IPv6ExtHdrRouting, fragment, fragment6, raw,
+from scapy.all import (
+    ARP,
+    DNS,
+    DNSQR,
+    DNSRR,
+    ICMP,
+    IP,
+    SCTP,
+    TCP,
+    UDP,
+    Ether,
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    ICMPv6ND_NS,
+    IPOption_RR,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    fragment,
+    fragment6,
+    raw,
 )
 
-from sensor.config import EngineConfig  # noqa: E402
-from sensor.schema import DNS_QTYPE_BITS, ConnState, FlowFlags, PktEvent  # noqa: E402
-from tests.conftest import addr, run_engine  # noqa: E402
+from sensor.config import EngineConfig
+from sensor.schema import DNS_QTYPE_BITS, ConnState, FlowFlags, PktEvent
+from tests.conftest import addr, run_engine
 
 E = Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b")
 
@@ -115,7 +134,7 @@ def test_unknown_transport_has_zero_ports(backend) -> None:
 def test_arp_records(backend) -> None:
     req = raw(Ether(src="02:00:00:00:00:0a", dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc="02:00:00:00:00:0a", psrc="10.0.0.1", pdst="10.0.0.2"))
     forged = raw(Ether(src="02:00:00:00:00:0c", dst="02:00:00:00:00:0a") / ARP(op=2, hwsrc="02:00:00:00:00:0b", psrc="10.0.0.2", hwdst="02:00:00:00:00:0a", pdst="10.0.0.1"))
-    flows, arps, st, ps = run_engine(backend, [req, forged], pktsum=True)
+    flows, arps, _st, ps = run_engine(backend, [req, forged], pktsum=True)
     assert len(flows) == 0 and len(arps) == 2
     assert [int(a["op"]) for a in arps] == [1, 2]
     assert bytes(arps[0]["sender_ip"]) == bytes([10, 0, 0, 1]) and bytes(arps[0]["target_ip"]) == bytes([10, 0, 0, 2])

@@ -9,11 +9,11 @@ import struct
 import pytest
 
 pytest.importorskip("scapy")
-from scapy.all import GRE, ICMP, IP, IPv6, TCP, UDP, Ether, raw  # noqa: E402
+from scapy.all import GRE, ICMP, IP, TCP, UDP, Ether, IPv6, raw
 
-from sensor.config import EngineConfig  # noqa: E402
-from sensor.schema import TunnelType  # noqa: E402
-from tests.conftest import addr, run_engine  # noqa: E402
+from sensor.config import EngineConfig
+from sensor.schema import TunnelType
+from tests.conftest import addr, run_engine
 
 
 def inner_v4() -> bytes:
@@ -64,7 +64,7 @@ def test_udp_ethernet_tunnels(backend, name: str, dport: int, header: bytes, tty
 def test_geneve_with_options(backend) -> None:
     opt = struct.pack(">HBB", 0x0101, 0x01, 1) + b"\xaa\xbb\xcc\xdd"  # one 8-byte option
     header = struct.pack(">BBHI", 2, 0, 0x6558, 0x00000100) + opt
-    inner, outer = split(run_engine(backend, [outer_udp(6081, header + inner_eth())])[0])
+    inner, _outer = split(run_engine(backend, [outer_udp(6081, header + inner_eth())])[0])
     check_inner(inner[0], TunnelType.GENEVE)
 
 
@@ -87,7 +87,7 @@ def test_teredo(backend) -> None:
     v6 = raw(IPv6(src="2001:0:4136:e378::1", dst="2001:db8::2") / UDP(sport=40000, dport=9999) / b"x")
     origin = b"\x00\x00" + b"\x12\x34" + b"\x01\x02\x03\x04"
     recs = run_engine(backend, [outer_udp(3544, origin + v6)])[0]
-    inner, outer = split(recs)
+    inner, _outer = split(recs)
     assert len(inner) == 1 and int(inner[0]["tunnel_type"]) == TunnelType.TEREDO
     assert int(inner[0]["ip_version"]) == 6 and int(inner[0]["orig_ip_bytes"]) == len(v6)
 
@@ -96,7 +96,7 @@ def test_ayiya(backend) -> None:
     v6 = raw(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=40000, dport=9999) / b"x")
     # id len 2^4=16 bytes, sig len 5*4=20 bytes, opcode forward (1), next header IPv6.
     hdr = bytes([0x41, 0x52, 0x11, 41]) + struct.pack(">I", 0) + b"\x00" * 16 + b"\x00" * 20
-    inner, outer = split(run_engine(backend, [outer_udp(5072, hdr + v6)])[0])
+    inner, _outer = split(run_engine(backend, [outer_udp(5072, hdr + v6)])[0])
     assert len(inner) == 1 and int(inner[0]["tunnel_type"]) == TunnelType.AYIYA
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("scapy")
-from scapy.all import IP, TCP, UDP, Ether, raw  # noqa: E402
+from scapy.all import IP, TCP, UDP, Ether, raw
 
-from sensor.config import EngineConfig  # noqa: E402
-from sensor.schema import ConnState, EndReason, FlowFlags, PktEvent  # noqa: E402
-from tests.conftest import addr, run_engine  # noqa: E402
+from sensor.config import EngineConfig
+from sensor.schema import ConnState, EndReason, FlowFlags, PktEvent
+from tests.conftest import addr, run_engine
 
 A, B = "10.0.0.1", "10.0.0.2"
 AP, BP = 40000, 9999  # neither is a likely server port: no port-based flip
