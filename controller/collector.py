@@ -140,8 +140,8 @@ class _RateLimitedLog:
 class Collector:
     """Bind ``endpoint`` (or several) and receive batches from sensors.
 
-    Use ``poll(timeout_ms)`` in a loop, or register ``collector.socket`` in the daemon's own
-    ``zmq.Poller`` and call ``poll(0)`` when it is readable. ``sensors()`` and ``stats()``
+    Use ``poll(timeout_ms)`` in a loop; or register ``collector.socket`` in a ``zmq.Poller``,
+    or ``collector.fileno()`` in a selector, and call ``drain()`` when it is readable. ``sensors()`` and ``stats()``
     are cheap snapshots.
     """
 
@@ -227,9 +227,25 @@ class Collector:
         return self.endpoints[0]
 
     def fileno(self) -> int:
-        """ZeroMQ's notification fd (edge-triggered: after it fires, call ``poll(0)`` until
-        it returns nothing)."""
+        """ZeroMQ's notification fd, for a selector loop. It is edge-triggered: when it
+        fires, call ``drain()``, which reads until ZeroMQ has nothing queued. Also call
+        ``drain()`` periodically (say every second): that sends pending acks and notices
+        silent sensors even when no traffic wakes the loop::
+
+            daemon.add_reader(collector.fileno(), lambda: handle(collector.drain()))
+            daemon.add_periodic(1.0, lambda: handle(collector.drain()))
+        """
         return int(self._sock.getsockopt(zmq.FD))
+
+    def drain(self, max_rounds: int = 64) -> list[wire.Batch]:
+        """``poll(0)`` until the socket has nothing queued (bounded to ``max_rounds`` rounds
+        of ``max_per_poll`` messages, so a flood cannot starve the caller's other work)."""
+        out: list[wire.Batch] = []
+        for _ in range(max_rounds):
+            out.extend(self.poll(0))
+            if not self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                break
+        return out
 
     def reload_keys(self) -> None:
         """Re-read the authorised-keys directory (after adding or revoking a sensor)."""

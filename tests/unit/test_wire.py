@@ -132,3 +132,24 @@ def test_header_feeding_byte_by_byte_prefixes_are_rejected() -> None:
     good = _frames()
     for cut in range(len(good[0])):
         assert _reason([good[0][:cut], good[1]]) in wire.REJECT_REASONS
+
+
+def test_goodbye_carries_no_records() -> None:
+    h = wire.Header(sensor_id="s", session=1, seq=0, base=4, kind=wire.BYE, next_seq=4)
+    assert wire.decode(wire.encode(h)).header.kind == wire.BYE
+    assert _reason([wire.encode_header(h), b"\0" * 8]) == "malformed"
+
+
+def test_ack_codec_round_trip_and_garbage() -> None:
+    assert wire.decode_ack(wire.encode_ack(7, 41)) == (7, 41, None)
+    assert wire.decode_ack(wire.encode_ack(7, 41, resend=True)) == (7, 41, 42)
+    rng = random.Random(99)
+    for raw in [b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"ack": "x", "ss": 1}),
+                msgpack.packb({"ack": 1})] + [rng.randbytes(rng.randrange(1, 40))
+                                              for _ in range(500)]:
+        try:
+            session, ack, _ = wire.decode_ack(raw)
+        except FrameRejected as exc:
+            assert exc.reason == "malformed"
+        else:
+            assert type(session) is int and type(ack) is int
