@@ -382,7 +382,8 @@ def decode_ipv4(b: bytes, off: int, end: int, wire_end: int, p: Pkt) -> int:
     if hlen < 20 or off + hlen > end:
         return -1
     total = u16(b, off + 2)
-    if total == 0:  # TSO: the NIC fills the length in later
+    p.ip_len = total  # counted as the header says, as Zeek does (0 under TSO)
+    if total == 0:  # TSO: the NIC fills the length in later; parse what was captured
         total = end - off
     if total < hlen or off + total > wire_end:
         return -1
@@ -390,7 +391,6 @@ def decode_ipv4(b: bytes, off: int, end: int, wire_end: int, p: Pkt) -> int:
     p.ip_version = 4
     p.ip_off = off
     p.ip_hdr_len = hlen
-    p.ip_len = total
     p.proto = b[off + 9]
     p.ttl = b[off + 8]
     p.src = bytes(b[off + 12 : off + 16])
