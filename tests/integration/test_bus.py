@@ -411,18 +411,23 @@ def _engine_flows(backend: object) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, FLOW_DTYPE)
 
 
-def _netwarden(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "netwarden", *args], cwd=ROOT, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _netwarden(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "netwarden", *args], cwd=ROOT,
+                            env={**_env(), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-def test_sensor_pcap_command_publishes_exactly_the_engines_flows(tmp_path: Path) -> None:
-    backend = _backend_or_skip()
+def test_sensor_pcap_command_publishes_exactly_the_engines_flows(
+    tmp_path: Path, backend_name: str, backend: object
+) -> None:
+    if not TRACE.is_file():
+        pytest.skip(f"corpus trace {TRACE} not present")
     expected = _engine_flows(backend)
     assert len(expected)
     with Collector(f"ipc://{tmp_path}/s.sock") as c:
         proc = _netwarden("sensor", "--pcap", str(TRACE), "--connect", c.endpoint,
-                          "--sensor-id", "cli", "--batch", "7", "--stats-interval", "0")
+                          "--sensor-id", "cli", "--batch", "7", "--stats-interval", "0",
+                          env={"NETWARDEN_BACKEND": backend_name})
         got: list[wire.Batch] = []
         _poll_until(c, lambda: proc.poll() is not None, got)
         _, err = proc.communicate(timeout=WAIT_S)
