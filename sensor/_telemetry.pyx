@@ -25,7 +25,8 @@ cdef enum:
     HLL_P = 8
     HLL_M = 256
     NDECAY = 4
-    NSKETCH = 4  # dst_hosts, dst_ports, src_hosts, in_ports
+    NSKETCH = 7  # dst_hosts, dst_ports, src_hosts, in_ports, then the long-window
+                 # dst_hosts, dst_ports, src_hosts
     NCOUNT = 32
     NCOUNT_OUT = 30  # the last two (tcp replies) are not record fields
     S_EMPTY = 0
@@ -215,6 +216,14 @@ cdef inline void decay_write(const Decay *d, int64_t now, float *rate, float *me
             std[i] = 0.0
 
 
+cdef inline int64_t floordiv(int64_t a, int64_t b) noexcept nogil:
+    """Python's // for a positive divisor (C division truncates towards zero)."""
+    cdef int64_t q = a // b
+    if a < 0 and q * b != a:
+        q -= 1
+    return q
+
+
 cdef inline void put_u32(uint8_t *rec, Py_ssize_t off, uint64_t v) noexcept nogil:
     cdef uint32_t x = <uint32_t>0xFFFFFFFF
     if v < x:
@@ -244,7 +253,7 @@ cdef class HostTelemetry:
     cdef double *hz  # host_cap * NSKETCH: sum of 2^-register per sketch
     cdef uint16_t *hzeros  # host_cap * NSKETCH: empty registers per sketch
     cdef uint32_t host_cap, pair_cap
-    cdef int64_t window_ns, idle_ns, cur
+    cdef int64_t window_ns, idle_ns, cur, long_ns, cur_long
     cdef uint8_t iface
     cdef readonly uint64_t evictions, pair_evictions, expired, packets
     # output buffers (numpy) and cursors
@@ -256,7 +265,8 @@ cdef class HostTelemetry:
     cdef Py_ssize_t h_off_cnt[30]
     cdef uint8_t h_cnt_wide[30]
     cdef Py_ssize_t h_ts_start, h_ts_end, h_ts_last, h_syn_nr_out, h_syn_nr_in
-    cdef Py_ssize_t h_sk[4]
+    cdef Py_ssize_t h_sk[7]
+    cdef Py_ssize_t h_ts_long
     cdef Py_ssize_t h_dec[6]
     cdef Py_ssize_t h_addr, h_ver, h_flags, h_iface
     cdef Py_ssize_t p_ts_start, p_ts_end, p_ts_last, p_bytes, p_payload, p_pkts, p_flows
@@ -268,6 +278,8 @@ cdef class HostTelemetry:
         if self.host_cap & (self.host_cap - 1) or self.pair_cap & (self.pair_cap - 1):
             raise ValueError("table capacities must be powers of two")
         self.window_ns = int(round(config.window * 1e9))
+        self.long_ns = int(round(config.long_window * 1e9))
+        self.cur_long = -1
         self.idle_ns = int(round(config.idle_timeout * 1e9))
         self.iface = int(config.iface) & 0xFF
         self.cur = -1
@@ -295,8 +307,10 @@ cdef class HostTelemetry:
         self.h_syn_nr_out = hf["out_syn_noreply"][1]
         self.h_syn_nr_in = hf["in_syn_noreply"][1]
         for k, name in enumerate(("out_dst_hosts", "out_dst_ports", "in_src_hosts",
-                                  "in_dst_ports")):
+                                  "in_dst_ports", "out_dst_hosts_long", "out_dst_ports_long",
+                                  "in_src_hosts_long")):
             self.h_sk[k] = hf[name][1]
+        self.h_ts_long = hf["ts_long_start_ns"][1]
         for k, name in enumerate(("out_rate", "out_size_mean", "out_size_std", "in_rate",
                                   "in_size_mean", "in_size_std")):
             self.h_dec[k] = hf[name][1]
@@ -355,10 +369,11 @@ cdef class HostTelemetry:
             self.pout = <uint8_t *><size_t>new.ctypes.data
 
     # -- sketches -----------------------------------------------------------------------
-    cdef inline void _sk_reset(self, Py_ssize_t slot) noexcept nogil:
+    cdef inline void _sk_reset(self, Py_ssize_t slot, int first, int last) noexcept nogil:
+        """Empty sketches ``first..last-1`` of a host."""
         cdef int k
-        memset(self.hregs + <size_t>slot * NSKETCH * HLL_M, 0, NSKETCH * HLL_M)
-        for k in range(NSKETCH):
+        memset(self.hregs + (<size_t>slot * NSKETCH + first) * HLL_M, 0, (last - first) * HLL_M)
+        for k in range(first, last):
             self.hz[slot * NSKETCH + k] = <double>HLL_M
             self.hzeros[slot * NSKETCH + k] = HLL_M
 
@@ -403,7 +418,7 @@ cdef class HostTelemetry:
                 self._emit_host(s, FLAG_EVICTED, ts)
             self.evictions += 1
         memset(h, 0, sizeof(Host))
-        self._sk_reset(s)
+        self._sk_reset(s, 0, NSKETCH)
         h.key = key
         memcpy(h.addr, addr, 16)
         h.version = ver
@@ -460,6 +475,7 @@ cdef class HostTelemetry:
         put_i64(rec, self.h_ts_start, start)
         put_i64(rec, self.h_ts_end, end)
         put_i64(rec, self.h_ts_last, h.last)
+        put_i64(rec, self.h_ts_long, self.cur_long * self.long_ns)
         for k in range(NCOUNT_OUT):
             if self.h_cnt_wide[k]:
                 put_u64(rec, self.h_off_cnt[k], h.c[k])
@@ -482,7 +498,7 @@ cdef class HostTelemetry:
         rec[self.h_iface] = self.iface
         self.hn += 1
         memset(h.c, 0, sizeof(h.c))
-        self._sk_reset(s)
+        self._sk_reset(s, 0, 4)  # the long-window sketches live on
         h.active = 0
 
     cdef void _emit_pair(self, Pair *p, int flags, int64_t now) noexcept nogil:
@@ -540,6 +556,18 @@ cdef class HostTelemetry:
                 self.pairs[s].state = S_FREE
                 self.expired += 1
 
+    cdef void _set_window(self, int64_t w) noexcept nogil:
+        """Make ``w`` current; a new long window starts the long sketches over."""
+        cdef int64_t lw = floordiv(w * self.window_ns, self.long_ns)
+        cdef Py_ssize_t s
+        self.cur = w
+        if lw != self.cur_long:
+            if self.cur_long >= 0:
+                for s in range(self.host_cap):
+                    if self.hosts[s].state == S_USED:
+                        self._sk_reset(s, 4, NSKETCH)
+            self.cur_long = lw
+
     cdef inline bint _room(self) noexcept nogil:
         """Enough output space for one window close plus this packet's evictions."""
         return self.hn + <Py_ssize_t>self.host_cap + 4 <= self.hcap and \
@@ -571,14 +599,12 @@ cdef class HostTelemetry:
             if not (ev & EV_ARP) and ver != 4 and ver != 6:
                 continue
             # roll the window (floor division, as Python's //)
-            w = ts // self.window_ns
-            if ts < 0 and w * self.window_ns != ts:
-                w -= 1
+            w = floordiv(ts, self.window_ns)
             if self.cur < 0:
-                self.cur = w
+                self._set_window(w)
             elif w > self.cur:
                 self._close_window()
-                self.cur = w
+                self._set_window(w)
             self.packets += 1
             if ev & EV_ARP:
                 op = r.sport
@@ -592,6 +618,7 @@ cdef class HostTelemetry:
                     if op == 1:
                         s.c[C_ARP_REQ_OUT] += 1
                         self._sk_add(si, 0, addr_hash(r.dst, 4) ^ SALT_H)
+                        self._sk_add(si, 4, addr_hash(r.dst, 4) ^ SALT_H)
                     elif op == 2:
                         s.c[C_ARP_REP_OUT] += 1
                 if memcmp(r.dst, zero4, 4) != 0:
@@ -663,9 +690,12 @@ cdef class HostTelemetry:
                 self._sk_add(si, 0, hd ^ SALT_H)
                 self._sk_add(si, 1, <uint64_t>r.dport + SALT_P)
                 self._sk_add(di, 3, <uint64_t>r.dport + SALT_P)
+                self._sk_add(si, 4, hd ^ SALT_H)
+                self._sk_add(si, 5, <uint64_t>r.dport + SALT_P)
                 p.flows += 1
                 self._pair_new_flow(p, ts)
             self._sk_add(di, 2, hs ^ SALT_H)
+            self._sk_add(di, 6, hs ^ SALT_H)
             if ev & EV_DNS_Q:
                 s.c[C_OUT_DNS_QUERIES] += 1
                 d.c[C_IN_DNS_QUERIES] += 1
@@ -710,14 +740,12 @@ cdef class HostTelemetry:
 
     def advance(self, int64_t now_ns):
         """Close the current window if ``now_ns`` (network time) is past its end."""
-        cdef int64_t w = now_ns // self.window_ns
-        if now_ns < 0 and w * self.window_ns != now_ns:
-            w -= 1
+        cdef int64_t w = floordiv(now_ns, self.window_ns)
         if self.cur >= 0 and w > self.cur:
             self._grow(self.host_cap + 4, self.pair_cap + 4)
             with nogil:
                 self._close_window()
-            self.cur = w
+                self._set_window(w)
 
     def flush(self):
         """End of input: emit the current (partial) window."""

@@ -163,7 +163,7 @@ class Decay:
 
 class Host:
     __slots__ = ("key", "addr", "version", "last", "c", "dst_hosts", "dst_ports", "src_hosts",
-                 "in_ports", "dout", "din", "active")
+                 "in_ports", "long", "dout", "din", "active")
 
     def __init__(self, key: int, addr: bytes, version: int) -> None:
         self.key = key
@@ -175,6 +175,7 @@ class Host:
         self.dst_ports = Hll()
         self.src_hosts = Hll()
         self.in_ports = Hll()
+        self.long = (Hll(), Hll(), Hll())  # dst_hosts, dst_ports, src_hosts over long_window
         self.dout = Decay()
         self.din = Decay()
         self.active = False
@@ -256,6 +257,8 @@ class HostTelemetry:
 
     def __init__(self, config: Any) -> None:
         self.window_ns = int(round(config.window * 1e9))
+        self.long_ns = int(round(config.long_window * 1e9))
+        self.cur_long = -1  # current long window index
         self.idle_ns = int(round(config.idle_timeout * 1e9))
         self.iface = int(config.iface) & 0xFF
         self.hosts = _Table(config.host_capacity)
@@ -322,6 +325,10 @@ class HostTelemetry:
         r["out_dst_ports"] = h.dst_ports.estimate()
         r["in_src_hosts"] = h.src_hosts.estimate()
         r["in_dst_ports"] = h.in_ports.estimate()
+        r["out_dst_hosts_long"] = h.long[0].estimate()
+        r["out_dst_ports_long"] = h.long[1].estimate()
+        r["in_src_hosts_long"] = h.long[2].estimate()
+        r["ts_long_start_ns"] = self.cur_long * self.long_ns
         at = min(now, end)
         h.dout.write(at, r["out_rate"], r["out_size_mean"], r["out_size_std"])
         h.din.write(at, r["in_rate"], r["in_size_mean"], r["in_size_std"])
@@ -364,13 +371,25 @@ class HostTelemetry:
                     table.slots[s] = None
                     self.expired += 1
 
+    def _set_window(self, w: int) -> None:
+        """Make ``w`` the current window; a new long window starts the long sketches over."""
+        self.cur = w
+        lw = (w * self.window_ns) // self.long_ns
+        if lw != self.cur_long:
+            if self.cur_long >= 0:
+                for s in range(self.hosts.cap):
+                    if self.hosts.state[s] == USED:
+                        for sketch in self.hosts.slots[s].long:
+                            sketch.reset()
+            self.cur_long = lw
+
     def _roll(self, ts: int) -> None:
         w = ts // self.window_ns
         if self.cur < 0:
-            self.cur = w
+            self._set_window(w)
         elif w > self.cur:
             self._close_window()
-            self.cur = w
+            self._set_window(w)
 
     # -- public API -----------------------------------------------------------------------
     def update(self, pktsum: np.ndarray, n: int) -> None:
@@ -398,6 +417,7 @@ class HostTelemetry:
                 if op == 1:
                     s.c["arp_req_out"] += 1
                     s.dst_hosts.add(addr_hash(dst, 4) ^ SALT_HOST)
+                    s.long[0].add(addr_hash(dst, 4) ^ SALT_HOST)
                 elif op == 2:
                     s.c["arp_rep_out"] += 1
             if dst[:4] != b"\0\0\0\0":
@@ -464,9 +484,12 @@ class HostTelemetry:
             s.dst_hosts.add(hd ^ SALT_HOST)
             s.dst_ports.add(dport + SALT_PORT)
             d.in_ports.add(dport + SALT_PORT)
+            s.long[0].add(hd ^ SALT_HOST)
+            s.long[1].add(dport + SALT_PORT)
             p.flows += 1
             p.new_flow(ts)
         d.src_hosts.add(hs ^ SALT_HOST)
+        d.long[2].add(hs ^ SALT_HOST)
         if ev & _DNS_Q:
             sc["out_dns_queries"] += 1
             dc["in_dns_queries"] += 1
@@ -482,7 +505,7 @@ class HostTelemetry:
         """Close the current window if ``now_ns`` (network time) is past its end."""
         if self.cur >= 0 and now_ns // self.window_ns > self.cur:
             self._close_window()
-            self.cur = now_ns // self.window_ns
+            self._set_window(now_ns // self.window_ns)
 
     def flush(self) -> None:
         """End of input: emit the current (partial) window."""

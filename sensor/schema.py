@@ -273,6 +273,7 @@ HOST_DTYPE = np.dtype(
         ("ts_start_ns", "<i8"),  # window start
         ("ts_end_ns", "<i8"),  # window end (exclusive)
         ("ts_last_ns", "<i8"),  # last packet of this host
+        ("ts_long_start_ns", "<i8"),  # start of the long window of the *_long counts
         ("out_bytes", "<u8"),  # IP bytes
         ("in_bytes", "<u8"),
         ("out_payload", "<u8"),  # L4 payload bytes
@@ -309,6 +310,11 @@ HOST_DTYPE = np.dtype(
         ("arp_rep_out", "<u4"),
         ("arp_req_in", "<u4"),  # ARP requests for this IP
         ("arp_rep_in", "<u4"),
+        # The same distinct counts over the current long window (default 60 s, aligned to
+        # multiples of it in packet time), so slow scans and sweeps add up.
+        ("out_dst_hosts_long", "<u4"),
+        ("out_dst_ports_long", "<u4"),
+        ("in_src_hosts_long", "<u4"),
         ("out_rate", "<f4", (4,)),
         ("out_size_mean", "<f4", (4,)),
         ("out_size_std", "<f4", (4,)),

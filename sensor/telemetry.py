@@ -8,8 +8,8 @@ input; ``drain()`` returns ``[("host", HOST_DTYPE array), ("pair", PAIR_DTYPE ar
 (``sensor._telemetry``) and the reference (``sensor._telemetry_py``) give byte-identical
 records; ``NETWARDEN_BACKEND=py`` forces the reference, as for the flow engine.
 
-Cost: fixed memory of about ``host_capacity * 1.3 KiB + pair_capacity * 0.2 KiB``
-(10 MiB with the defaults), a few hash probes per packet.
+Cost: fixed memory of about ``host_capacity * 2.1 KiB + pair_capacity * 0.2 KiB``
+(20 MiB with the defaults), a few hash probes per packet.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ BACKENDS = {"c": "sensor._telemetry", "py": "sensor._telemetry_py"}
 @dataclass(frozen=True)
 class TelemetryConfig:
     window: float = 1.0  # seconds of packet time per record window
+    long_window: float = 60.0  # seconds over which the *_long distinct counts accumulate
     host_capacity: int = 8192  # hosts tracked at once (power of two)
     pair_capacity: int = 16384  # directed host pairs tracked at once (power of two)
     idle_timeout: float = 300.0  # an entry silent this long is freed at a window end
@@ -37,6 +38,10 @@ class TelemetryConfig:
     def __post_init__(self) -> None:
         if not 0.001 <= self.window <= 3600:
             raise ConfigError(f"telemetry window must be 0.001..3600 s, got {self.window!r}")
+        if not self.window <= self.long_window <= 86400:
+            raise ConfigError(
+                f"telemetry long_window must be window..86400 s, got {self.long_window!r}"
+            )
         for name in ("host_capacity", "pair_capacity"):
             v = getattr(self, name)
             if not (64 <= v <= 1 << 24 and v & (v - 1) == 0):

@@ -86,9 +86,10 @@ def host(recs: np.ndarray, addr: str) -> np.ndarray:
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
     """Field-by-field equality (np.concatenate leaves padding bytes undefined)."""
-    return a.dtype == b.dtype and len(a) == len(b) and all(
-        np.array_equal(a[f], b[f]) for f in a.dtype.names
-    )
+    assert a.dtype == b.dtype and len(a) == len(b), (a.dtype, len(a), len(b))
+    bad = [f for f in a.dtype.names if not np.array_equal(a[f], b[f])]
+    assert not bad, f"fields differ: {bad}"
+    return True
 
 
 def random_pktsum(n: int, seed: int) -> np.ndarray:
@@ -300,3 +301,28 @@ def test_corpus_parity_between_backends() -> None:
     py = _telemetry_of(ATTACKS / row["file"], "py")
     assert len(py) > 0
     assert same(py, _telemetry_of(ATTACKS / row["file"], "c"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_slow_scan_adds_up_over_the_long_window(backend: str) -> None:
+    base = 1_700_000_090 * 10**9  # 50 s into a minute: the scan crosses a long-window edge
+    n = 400  # 20 ports a second for 20 s: small per window, large over the long window
+    spec = [
+        dict(ts_ns=base + i * 50_000_000, src="10.9.0.1", dst="10.9.0.2", flags=0x02,
+             dport=1000 + i, events=PktEvent.NEW_FLOW)
+        for i in range(n)
+    ]
+    _, out = run(backend, rows(spec), TelemetryConfig(window=1.0, long_window=60.0))
+    recs = host(out["host"], "10.9.0.1")
+    assert len(recs) == 20
+    assert int(recs["out_dst_ports"].max()) <= 30
+    # the long count restarts at the minute boundary and then grows again
+    starts = sorted(set(recs["ts_long_start_ns"].tolist()))
+    assert len(starts) == 2 and starts[1] - starts[0] == 60 * 10**9
+    for start in starts:
+        part = recs[recs["ts_long_start_ns"] == start]
+        truth = int(part["out_flows"].sum())  # every flow went to a new port
+        assert abs(int(part["out_dst_ports_long"].max()) - truth) <= 0.2 * truth
+        assert list(part["out_dst_ports_long"]) == sorted(part["out_dst_ports_long"])
+    victim = host(out["host"], "10.9.0.2")
+    assert int(victim["in_src_hosts_long"].max()) == 1
