@@ -267,7 +267,12 @@ class Outbox:
         for start in range(0, full, self.batch):
             chunk = allrecs[start : start + self.batch]
             if self.backpressure is not None:
+                waited = 0
                 while not self.publisher.wait_for_room(chunk.nbytes, 0.2):
+                    waited += 1
+                    if waited == 25:  # say so once: a stalled sensor should not be a mystery
+                        print(f"sensor: bus buffer full, waiting for the controller at "
+                              f"{self.publisher.endpoint}", file=sys.stderr, flush=True)
                     if not self.backpressure():
                         break
             self.publisher.send(kind, chunk)
@@ -322,12 +327,21 @@ def _paced(
 
 
 class _StatsLine:
+    """Capture and bus stats on stderr every ``interval`` seconds and at exit."""
+
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.t0 = self.t_last = time.monotonic()
         self.pk_last = 0
 
-    def maybe(self, packets: int, outbox: Outbox, pub: Publisher, final: bool = False) -> None:
+    def maybe(
+        self,
+        packets: int,
+        outbox: Outbox,
+        pub: Publisher,
+        losses: dict[str, int],
+        final: bool = False,
+    ) -> None:
         now = time.monotonic()
         if not final and (self.interval <= 0 or now - self.t_last < self.interval):
             return
@@ -335,8 +349,9 @@ class _StatsLine:
         pps = (packets if final else packets - self.pk_last) / max(span, 1e-9)
         ps = pub.stats()
         sent = " ".join(f"{k}={v}" for k, v in sorted(outbox.sent.items())) or "none"
+        lost = " ".join(f"{k}={v}" for k, v in sorted(losses.items()) if v) or "none"
         print(
-            f"sensor: packets={packets} pps={pps:.0f} records[{sent}] "
+            f"sensor: packets={packets} pps={pps:.0f} records[{sent}] losses[{lost}] "
             f"bus: acked_seq={ps['acked_seq']} buffered={ps['buffered_records']} "
             f"dropped={ps['bus_dropped_records']} resends={ps['resends']}"
             + (" (final)" if final else ""),
@@ -372,13 +387,16 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
     packets = 0
     rc = 0
 
+    losses: dict[str, int] = {}
+
     def publish() -> None:
         counters: dict[str, int] = {}
         for s in sources:
             for kind, recs in s.drain():
                 outbox.add(kind, recs)
             counters.update(s.counters())
-        publisher.set_counters(loss_counters(counters))
+        losses.update(loss_counters(counters))
+        publisher.set_counters(losses)
 
     # Smaller batches when pacing, so packets leave close to their due time.
     max_packets = 256 if args.replay_speed > 0 else 4096
@@ -390,7 +408,7 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
         for batch in batches:
             if not batch.count:  # pacing pause: let partial messages go out
                 outbox.tick()
-                stats.maybe(packets, outbox, publisher)
+                stats.maybe(packets, outbox, publisher, losses)
                 if stop:
                     break
                 continue
@@ -404,7 +422,7 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
             packets += n
             publish()
             outbox.tick()
-            stats.maybe(packets, outbox, publisher)
+            stats.maybe(packets, outbox, publisher, losses)
             if stop:
                 break
     except CaptureFormatError as exc:
@@ -415,7 +433,7 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
         s.finish()
     publish()
     outbox.flush()
-    stats.maybe(packets, outbox, publisher, final=True)
+    stats.maybe(packets, outbox, publisher, losses, final=True)
     return rc
 
 
