@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="capture packets and publish flow/ARP/host records to a controller",
         description="Read a capture file (--pcap) or an interface (--iface), assemble flows "
         "and per-host telemetry, and publish the records to a controller over ZeroMQ.",
+        epilog="Exit status: 0 done, 1 error (or a truncated capture file), 3 records were "
+        "left unacknowledged by the controller at exit.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--pcap", metavar="FILE", help="read packets from a pcap/pcapng file")
