@@ -13,8 +13,9 @@ application-level acknowledgements. Why not the alternatives:
   can answer each sensor on the same connection: the collector acknowledges cumulatively by
   sequence number, the sensor keeps every unacknowledged message in a bounded local buffer
   and goes back to the oldest one after a reconnect or when acks stop (go-back-N). The
-  collector drops duplicates by sequence number, so delivery is at-least-once on the wire and
-  exactly-once to the controller.
+  collector drops duplicates by sequence number, so delivery is exactly-once to a running
+  controller, and at-least-once across a controller restart (it acknowledges a batch only
+  when its caller comes back for more, so a batch being handled when it died comes again).
 
 Bounding: the local buffer holds at most ``buffer_bytes`` of record bytes. When it is full
 the *oldest* messages are evicted (the freshest telemetry matters most when a controller
@@ -26,8 +27,13 @@ that is not up, so the local buffer, not ZeroMQ's queue, is where data waits.
 
 A background thread owns the socket (ZeroMQ sockets are not thread-safe): it transmits,
 reads acks, resends, and sends a heartbeat every ``heartbeat_s`` so a silent sensor shows as
-down on the controller while a quiet one does not. ``send()`` only copies the records into
-the buffer and wakes the thread, so the capture loop never blocks on the network.
+down on the controller while a quiet one does not, and a ``bye`` on ``close()`` so a clean
+stop is not mistaken for a failure. ``send()`` only copies the records into the buffer and
+wakes the thread, so the capture loop never blocks on the network; offline input (a pcap
+read flat out) calls ``wait_for_room()`` first to slow down instead of evicting.
+
+Limits: the collector's ``max_message_bytes`` must be at least the publisher's (a larger
+frame makes ZeroMQ cut the connection); one ``sensor_id`` per running sensor.
 """
 
 from __future__ import annotations
