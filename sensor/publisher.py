@@ -211,6 +211,10 @@ class Publisher:
     ) -> None:
         """Queue records for sending; never blocks on the network. ``drops`` (optional)
         updates the capture-side loss counters, as ``set_counters`` does."""
+        if self._closing:
+            raise BusError("publisher is closed")
+        if self._error is not None:
+            raise BusError(f"publisher thread failed: {self._error!r}")
         if drops is not None:
             self.set_counters(drops)
         dt = RECORD_TYPES.get(record_type)
