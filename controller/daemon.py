@@ -203,10 +203,13 @@ class Controller:
                 del active[key]
                 self.audit.record("controller", "unban", str(b.addr), decision_id=b.decision_id, result="ok", detail={"why": refusal})
         kernel = {(k.addr, k.action): k for k in self.enforcer.list_bans()}
+        # a dump can miss elements (hash set resizing); look those up before re-adding
+        absent = [key for key in active if key not in kernel]
+        confirmed = self.enforcer.confirm(absent) if absent else set()
         readd = [
             BanSpec(b.addr, b.action, None if b.expires_at is None else max(1.0, b.expires_at - now), b.decision_id)
             for key, b in active.items()
-            if key not in kernel
+            if key not in kernel and key not in confirmed
         ]
         unknown = [key for key in kernel if key not in active]
         if readd or unknown:

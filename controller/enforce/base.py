@@ -80,6 +80,11 @@ class Enforcer(abc.ABC):
     def list_bans(self) -> list[KernelBan]:
         """Every ban element currently in the kernel (expired ones are gone)."""
 
+    def confirm(self, keys: Sequence[tuple[IPAddress, Action]]) -> set[tuple[IPAddress, Action]]:
+        """Which of these bans are in force; backends with exact lookups override this."""
+        wanted = set(keys)
+        return {(b.addr, b.action) for b in self.list_bans() if (b.addr, b.action) in wanted}
+
     @abc.abstractmethod
     def set_allow(self, networks: Iterable[IPNetwork]) -> None:
         """Replace the kernel allow-list (accepted before any ban) atomically."""

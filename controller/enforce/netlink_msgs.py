@@ -356,24 +356,23 @@ class NftSocket:
                 yield mtype & 0xFF, payload[4:]
 
 
-    def dump_get(self, msg: int, family: int, body: bytes) -> Iterator[tuple[int, bytes]]:
-        """A plain GET (not a dump): replies, then the ack; an error raises OSError."""
+    def get(self, msg: int, family: int, body: bytes) -> tuple[list[bytes], int]:
+        """A plain GET (not a dump): the replies (bodies after nfgenmsg) and the final
+        error code (0 = every requested object answered)."""
         seq = self._next_seq()
         self.sock.send(message(nft_type(msg), NLM_F_REQUEST | NLM_F_ACK, seq, family, body))
+        replies: list[bytes] = []
         while True:
             try:
-                data = self.sock.recv(1 << 20)
+                data = self.sock.recv(4 << 20)
             except TimeoutError as exc:
                 raise EnforcementError("nftables: get timed out") from exc
             for mtype, _flags, mseq, payload in _iter_msgs(data):
                 if mseq != seq:
                     continue
                 if mtype == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    if code:
-                        raise OSError(code, os.strerror(code))
-                    return
-                yield mtype & 0xFF, payload[4:]
+                    return replies, -struct.unpack_from("=i", payload)[0]
+                replies.append(payload[4:])
 
 
 def _iter_msgs(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:

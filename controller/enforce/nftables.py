@@ -20,8 +20,10 @@ without the "owner" flag so bans survive the controller.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 
@@ -246,28 +248,55 @@ class NftablesEnforcer(Enforcer):
             final[(spec.addr, spec.action)] = True
         if not final:
             return
+        # exact lookups for what must be there; a dump (cheaper for many) for what must not
         if len(final) <= PROBE_LIMIT:
-            present = {k for k in final if self._probe(_set_name(k[1], k[0].version), k[0].packed)}
+            present = self.confirm(list(final))
         else:
-            present = {(b.addr, b.action) for b in self.list_bans()}
+            present = {(b.addr, b.action) for b in self.list_bans()} & final.keys()
+            # a dump taken while the kernel resizes a hash set can skip elements
+            unseen = [k for k, want in final.items() if want and k not in present]
+            if unseen:
+                present |= self.confirm(unseen)
         wrong = [f"{a} ({act})" for (a, act), want in final.items() if ((a, act) in present) != want]
         if wrong:
             raise EnforcementError(f"nftables read-back mismatch for {len(wrong)} elements: {', '.join(wrong[:5])}")
 
-    def _probe(self, set_name: str, key: bytes) -> bool:
-        body = (
-            nl.strz(nl.ELEM_LIST_TABLE, self.table)
-            + nl.strz(nl.ELEM_LIST_SET, set_name)
-            + nl.nest(nl.ELEM_LIST_ELEMENTS, nl.element(key, None, ""))
-        )
-        try:
-            for _mtype, payload in self.sock.dump_get(nl.GETSETELEM, nl.NFPROTO_INET, body):
-                for el in nl.decode_elements(payload):
-                    if el.key == key:
-                        return True
-        except OSError:
-            return False
-        return False
+    def confirm(self, keys: Sequence[tuple[IPAddress, Action]]) -> set[tuple[IPAddress, Action]]:
+        """Which of these bans are in the kernel, by exact element lookups.
+
+        Why not a dump: dumping a hash set while the kernel resizes it (right after a bulk
+        insert) can skip elements; GETSETELEM looks each key up. One request carries up
+        to ~1,000 keys; the kernel answers each in order and stops at the first absent
+        one, so we resume after it.
+        """
+        by_set: dict[str, list[tuple[IPAddress, Action]]] = {}
+        for addr, action in keys:
+            by_set.setdefault(_set_name(action, addr.version), []).append((addr, action))
+        found: set[tuple[IPAddress, Action]] = set()
+        for set_name, items in by_set.items():
+            head = nl.strz(nl.ELEM_LIST_TABLE, self.table) + nl.strz(nl.ELEM_LIST_SET, set_name)
+            encoded = [nl.element(a.packed, None, "") for a, _ in items]
+            i, size = 0, 1000
+            while i < len(items):
+                chunk = items[i : i + size]
+                body = head + nl.nest(nl.ELEM_LIST_ELEMENTS, *encoded[i : i + size])
+                replies, code = self.sock.get(nl.GETSETELEM, nl.NFPROTO_INET, body)
+                got = {el.key for r in replies for el in nl.decode_elements(r)}
+                answered = 0
+                for key in chunk:
+                    if key[0].packed not in got:
+                        break
+                    found.add(key)
+                    answered += 1
+                if code == 0:
+                    i += len(chunk)
+                    size = min(1000, size * 4)
+                elif code == errno.ENOENT:
+                    i += answered + 1  # chunk[answered] is absent; resume after it
+                    size = 8  # absent keys tend to come in runs: probe small until hits
+                else:
+                    raise EnforcementError(f"nftables: element lookup in {set_name}: {os.strerror(code)}")
+        return found
 
     def _dump_set(self, set_name: str) -> list[nl.DumpedElement]:
         body = nl.strz(nl.ELEM_LIST_TABLE, self.table) + nl.strz(nl.ELEM_LIST_SET, set_name)
