@@ -42,9 +42,11 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
   ICMP bytes = ICMP payload.
 * Tunnels: GRE/ERSPAN and IP-in-IP outer packets make no flow; their inner flows get a
   parent id allocated per (outer src, dst, tunnel type). UDP tunnels (VXLAN 4789, Geneve
-  6081, GTP-U 2152, Teredo 3544, AYIYA 5072, by the flow's responder port) are flows
-  themselves and the inner flows' parent_id is the outer flow's id. At most
-  MAX_TUNNEL_DEPTH nested layers.
+  6081, GTPv1 2152/2123, Teredo 3544, AYIYA 5072, chosen by the flow's responder port;
+  on other ports AYIYA then Teredo are recognised by Zeek's detection heuristics) are
+  flows themselves and the inner flows' parent_id is the outer flow's id. A tunnel header
+  that fails to parse stops decapsulation of that tunnel type for the flow (Zeek's
+  analyzer violation). At most MAX_TUNNEL_DEPTH nested layers.
 * Emission order: records are emitted when flows end (timer order above; reuse/eviction
   immediately); ``flush()`` ends the remaining flows in flow_id order. The table holds
   at most ``max_flows``; when full the least recently active flow is evicted (EVICTED).
@@ -103,6 +105,7 @@ PROTO_ICMP6 = 58
 UDP_VXLAN = 4789
 UDP_GENEVE = 6081
 UDP_GTPU = 2152
+UDP_GTPC = 2123
 UDP_TEREDO = 3544
 UDP_AYIYA = 5072
 MAX_TUNNEL_DEPTH = 4
@@ -208,6 +211,7 @@ class Flow(T.HistorySink):
         "proto",
         "r",
         "removed",
+        "tun_violated",
         "resp_addr",
         "resp_port",
         "start_ns",
@@ -246,6 +250,7 @@ class Flow(T.HistorySink):
         self.removed = False
         self.next_active = 0
         self.one_way = False
+        self.tun_violated = 0  # bit per TunnelType whose header failed on this flow
         self.dns_queries = 0
         self.dns_responses = 0
         self.dns_answers = 0
@@ -1110,29 +1115,47 @@ class FlowEngine:
         self._l3(b, off, end, end, q, ts, iface, ttype, parent, depth)
 
     def _udp_tunnel(self, b: bytes, end: int, p: Any, f: Flow, ts: int, iface: int, depth: int) -> None:
+        """Zeek's UDP dispatch: the tunnel analyzer registered for the flow's responder port
+        (VXLAN 4789, Geneve 6081, GTPv1 2152/2123, Teredo 3544, AYIYA 5072); on any other
+        port, AYIYA then Teredo protocol detection. A header that fails to parse marks the
+        flow as violating that tunnel type, and later packets are not decapsulated."""
         start = p.l4_off + 8
         stop = min(end, p.l4_off + p.l4_len)
         if start >= stop:
             return
         rp = f.resp_port
         if rp == UDP_VXLAN:
-            ioff, et = D.decode_vxlan(b, start, stop)
             ttype = TunnelType.VXLAN
         elif rp == UDP_GENEVE:
-            ioff, et = D.decode_geneve(b, start, stop)
             ttype = TunnelType.GENEVE
-        elif rp == UDP_GTPU:
-            ioff, et = D.decode_gtpu(b, start, stop)
+        elif rp == UDP_GTPU or rp == UDP_GTPC:
             ttype = TunnelType.GTPV1
-        elif rp == UDP_TEREDO or f.orig_port == UDP_TEREDO:
-            ioff, et = D.decode_teredo(b, start, stop)
+        elif rp == UDP_TEREDO:
             ttype = TunnelType.TEREDO
         elif rp == UDP_AYIYA:
-            ioff, et = D.decode_ayiya(b, start, stop)
             ttype = TunnelType.AYIYA
+        elif D.detect_ayiya(b, start, stop):
+            ttype = TunnelType.AYIYA
+        elif D.detect_teredo(b, start, stop):
+            ttype = TunnelType.TEREDO
         else:
             return
+        if f.tun_violated & (1 << ttype):
+            return
+        if ttype == TunnelType.VXLAN:
+            ioff, et = D.decode_vxlan(b, start, stop)
+        elif ttype == TunnelType.GENEVE:
+            ioff, et = D.decode_geneve(b, start, stop)
+        elif ttype == TunnelType.GTPV1:
+            ioff, et = D.decode_gtpu(b, start, stop)
+        elif ttype == TunnelType.TEREDO:
+            ioff, et = D.decode_teredo(b, start, stop)
+        else:
+            ioff, et = D.decode_ayiya(b, start, stop)
+        if ioff == D.NOT_IP:
+            return  # a valid message that carries no packet (AYIYA control, GTP signalling)
         if ioff < 0:
+            f.tun_violated |= 1 << ttype
             return
         self.st["tunnel_packets"] += 1
         saved = self._pktsum

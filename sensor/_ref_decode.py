@@ -571,12 +571,15 @@ def decode_geneve(b: bytes, off: int, end: int) -> tuple[int, int]:
 
 
 def decode_gtpu(b: bytes, off: int, end: int) -> tuple[int, int]:
-    """GTPv1-U G-PDU: returns the inner IP offset and its ethertype."""
+    """GTPv1: a G-PDU returns the inner IP offset and its ethertype; other message types
+    (echo, GTP-C signalling) are valid but carry no packet (NOT_IP)."""
     if off + 8 > end:
         return -1, 0
     flags = b[off]
-    if flags >> 5 != 1 or not flags & 0x10 or b[off + 1] != 0xFF:
+    if flags >> 5 != 1 or not flags & 0x10:
         return -1, 0
+    if b[off + 1] != 0xFF:
+        return NOT_IP, 0
     cur = off + 8
     if flags & 0x07:
         if cur + 4 > end:
@@ -604,19 +607,81 @@ def decode_gtpu(b: bytes, off: int, end: int) -> tuple[int, int]:
 
 
 def decode_teredo(b: bytes, off: int, end: int) -> tuple[int, int]:
-    """Teredo: optional authentication and origin indication, then an IPv6 packet."""
+    """Teredo: optional authentication (before) and origin indication, then IPv6 whose
+    payload length must match the rest of the datagram (a bubble, next header 59 with
+    payload length 0, may carry trailing bytes)."""
     cur = off
-    if cur + 2 <= end and b[cur] == 0x00 and b[cur + 1] == 0x01:
-        if cur + 4 > end:
+    seen_auth = False
+    seen_origin = False
+    while True:
+        if cur + 2 > end:
             return -1, 0
-        cur += 4 + b[cur + 2] + b[cur + 3] + 8 + 1
-    if cur + 2 <= end and b[cur] == 0x00 and b[cur + 1] == 0x00:
-        cur += 8
-    if cur + 40 > end or b[cur] >> 4 != 6:
+        tag = u16(b, cur)
+        if tag == 0:
+            if seen_origin or cur + 8 > end:
+                return -1, 0
+            seen_origin = True
+            cur += 8
+        elif tag == 1:
+            if seen_origin or seen_auth or cur + 4 > end:
+                return -1, 0
+            tot = 4 + b[cur + 2] + b[cur + 3] + 8 + 1
+            if cur + tot > end:
+                return -1, 0
+            seen_auth = True
+            cur += tot
+        elif tag >> 12 == 6:
+            break
+        else:
+            return -1, 0
+    if cur + 40 > end:
         return -1, 0
-    if cur + 40 + u16(b, cur + 4) != end:
-        return -1, 0  # Zeek requires the IPv6 length to match the UDP payload
+    plen = u16(b, cur + 4)
+    if cur + 40 + plen > end:
+        return -1, 0
+    if cur + 40 + plen < end and not (b[cur + 6] == 59 and plen == 0):
+        return -1, 0
     return cur, ETH_IPV6
+
+
+def detect_teredo(b: bytes, off: int, end: int) -> bool:
+    """Zeek's Teredo protocol detection for UDP on other ports."""
+    n = end - off
+    if n < 40:
+        return False
+    if n > 8 and b[off] >> 4 != 6 and (b[off] != 0 or (b[off + 1] != 0 and b[off + 1] != 1)):
+        return False
+    if b[off] >> 4 == 6:
+        # An IPv6 header whose source (offset 8) or destination (offset 24) is 2001:0::/32.
+        if b[off + 8 : off + 12] == b"\x20\x01\x00\x00" and n == 40:
+            return True
+        if b[off + 24 : off + 28] == b"\x20\x01\x00\x00" and n == 40:
+            return True
+    cur = off
+    val = b[off + 1]
+    if val == 1:
+        skip = 13 + b[off + 2] + b[off + 3]
+        if n < skip:
+            return False
+        cur += skip
+        n -= skip
+        if n < 40:
+            return False
+        val = u16(b, cur)
+    if val == 0:
+        if n < 8:
+            return False
+        cur += 8
+        n -= 8
+        if n < 40:
+            return False
+        return b[cur] >> 4 == 6
+    return False
+
+
+def detect_ayiya(b: bytes, off: int, end: int) -> bool:
+    """Zeek's AYIYA protocol detection for UDP on other ports."""
+    return end - off >= 3 and b[off + 1] == 0x52 and b[off + 2] == 0x11
 
 
 def decode_ayiya(b: bytes, off: int, end: int) -> tuple[int, int]:
@@ -627,10 +692,14 @@ def decode_ayiya(b: bytes, off: int, end: int) -> tuple[int, int]:
     opcode = b[off + 2] & 0x0F
     nxt = b[off + 3]
     cur = off + 8 + idlen + siglen
-    if opcode != 1 or cur > end:
+    if cur > end:
         return -1, 0
+    if opcode != 1:
+        return NOT_IP, 0  # only "forward" carries a packet
+    if cur >= end:
+        return NOT_IP, 0
     if nxt == 4:
         return cur, ETH_IPV4
     if nxt == 41:
         return cur, ETH_IPV6
-    return -1, 0
+    return NOT_IP, 0

@@ -295,6 +295,8 @@ def gap(ep: Endpoint, length: int, hist: HistorySink) -> None:
 class HistorySink:
     """The flow side of history: implemented by the flow object (``_fastpath_py.Flow``)."""
 
+    __slots__ = ()
+
     def add(self, is_orig: bool, code: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 

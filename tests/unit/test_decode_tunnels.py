@@ -170,3 +170,30 @@ def test_tunnels_can_be_disabled(backend) -> None:
     recs = run_engine(backend, [outer_udp(4789, struct.pack(">II", 0x08000000, 0x100) + inner_eth())],
                       config=EngineConfig(decode_tunnels=False))[0]
     assert len(recs) == 1 and int(recs[0]["tunnel_type"]) == TunnelType.NONE
+
+
+def test_teredo_and_ayiya_detected_on_other_ports(backend) -> None:
+    """Zeek tries AYIYA and Teredo detection when no tunnel owns the responder port."""
+    v6 = raw(IPv6(src="2001:0:4136:e378::1", dst="2001:db8::2") / UDP(sport=40000, dport=9999) / b"x")
+    origin = b"\x00\x00" + b"\x12\x34" + b"\x01\x02\x03\x04"
+    ayiya = bytes([0x41, 0x52, 0x11, 41]) + struct.pack(">I", 0) + b"\x00" * 36 + v6
+    recs = run_engine(backend, [outer_udp(33333, origin + v6), outer_udp(44444, ayiya)])[0]
+    kinds = sorted(int(r["tunnel_type"]) for r in split(recs)[0])
+    assert kinds == sorted([TunnelType.TEREDO, TunnelType.AYIYA])
+
+
+def test_bad_tunnel_header_stops_decapsulation_for_the_flow(backend) -> None:
+    bad = outer_udp(4789, b"\x00" * 8 + inner_eth())  # VXLAN 'I' flag missing
+    good = outer_udp(4789, struct.pack(">II", 0x08000000, 0x100) + inner_eth())
+    recs = run_engine(backend, [bad, good])[0]
+    inner, outer = split(recs)
+    assert len(inner) == 0 and len(outer) == 1 and int(outer[0]["orig_pkts"]) == 2
+
+
+def test_gtp_signalling_is_not_a_violation(backend) -> None:
+    echo = struct.pack(">BBHIHBB", 0x32, 0x01, 4, 0, 1, 0, 0)  # echo request with sequence
+    body = inner_v4()
+    gpdu = struct.pack(">BBHI", 0x30, 0xFF, len(body), 0x1234) + body
+    recs = run_engine(backend, [outer_udp(2152, echo), outer_udp(2152, gpdu)])[0]
+    inner, _outer = split(recs)
+    assert len(inner) == 1
