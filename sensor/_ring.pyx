@@ -45,13 +45,14 @@ cdef extern from *:
     uint32_t nw_rd32(const uint8_t *p) nogil
     uint16_t nw_rd16(const uint8_t *p) nogil
 
-DEF TP_STATUS_KERNEL = 0
-DEF TP_STATUS_USER = 1
-DEF TP_STATUS_COPY = 2
-DEF TP_STATUS_LOSING = 4
-DEF TP_STATUS_VLAN_VALID = 0x10
-DEF TP_STATUS_VLAN_TPID_VALID = 0x40
-DEF LINKTYPE_ETHERNET = 1
+cdef enum:  # linux/if_packet.h
+    TP_STATUS_KERNEL = 0
+    TP_STATUS_USER = 1
+    TP_STATUS_COPY = 2
+    TP_STATUS_LOSING = 4
+    TP_STATUS_VLAN_VALID = 0x10
+    TP_STATUS_VLAN_TPID_VALID = 0x40
+    LINKTYPE_ETHERNET = 1
 
 
 cdef class RxRing:

@@ -687,12 +687,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-decode", action="store_true", help="count packets only")
     ap.add_argument("--no-telemetry", action="store_true")
     ap.add_argument("--window", type=float, default=1.0)
+    ap.add_argument("--ring-blocks", type=int, default=RingConfig.block_count)
+    ap.add_argument("--ring-block-size", type=int, default=RingConfig.block_size)
+    ap.add_argument("--block-timeout", type=int, default=RingConfig.retire_ms, metavar="MS")
     ap.add_argument("--backend", default=None)
     ap.add_argument("--ready-file", default=None, help="created once every worker is ready")
     ap.add_argument("--out", required=True, help=".npz file written on exit")
     args = ap.parse_args(argv)
 
-    ring = RingConfig(telemetry=not args.no_telemetry, telemetry_window=args.window)
+    ring = RingConfig(
+        block_size=args.ring_block_size, block_count=args.ring_blocks,
+        retire_ms=args.block_timeout, telemetry=not args.no_telemetry,
+        telemetry_window=args.window,
+    )
 
     def ready() -> None:
         if args.ready_file:

@@ -95,9 +95,12 @@ def veth():
 
 def live_capture(
     veth: VethPair, tmp_path: Path, pcap: Path, *, workers: int = 1, bpf: str | None = None,
-    pps: int = PPS,
+    pps: int = PPS, extra: list[str] | None = None, during=None,
 ) -> tuple[dict[str, np.ndarray], dict[str, int], str]:
-    """Capture on vethB while tcpreplay sends ``pcap`` into vethA; stop with SIGTERM."""
+    """Capture on vethB while tcpreplay sends ``pcap`` into vethA; stop with SIGTERM.
+
+    ``during(proc)`` runs around the replay: it is called once before (``phase="before"``)
+    and once after (``phase="after"``)."""
     ready = tmp_path / f"ready-{workers}-{time.monotonic_ns()}"
     out = tmp_path / f"live-{workers}-{time.monotonic_ns()}.npz"
     cmd = veth.prefix(veth.ns_b) + [
@@ -106,6 +109,7 @@ def live_capture(
     ]
     if bpf:
         cmd += ["--filter", bpf]
+    cmd += extra or []
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -115,11 +119,15 @@ def live_capture(
             if time.monotonic() > deadline:
                 pytest.fail("capture never became ready")
             time.sleep(0.05)
+        if during:
+            during(proc, "before")
         replay = subprocess.run(
             veth.prefix(veth.ns_a) + ["tcpreplay", "-i", veth.IF_A, f"--pps={pps}", str(pcap)],
             capture_output=True, text=True, timeout=120,
         )
         assert replay.returncode == 0, replay.stderr
+        if during:
+            during(proc, "after")
         proc.send_signal(signal.SIGTERM)  # a clean stop: drain the ring, flush live flows
         _, err = proc.communicate(timeout=120)
     finally:
@@ -223,6 +231,55 @@ def test_live_bpf_filter(veth: VethPair, tmp_path: Path) -> None:
     assert len(ref) > 0
     assert stats["kernel_drops"] == 0
     assert flow_keys(recs["flow"]) == flow_keys(ref)
+
+
+def test_loss_is_counted_when_the_reader_stalls(veth: VethPair, tmp_path: Path) -> None:
+    """Freeze the capture process (SIGSTOP) while a small ring overflows: every packet sent
+    is either captured or counted as a kernel drop."""
+    _engine()
+    pcap, packets = CAPTURES["synflood"]
+
+    def stall(proc: subprocess.Popen, phase: str) -> None:
+        proc.send_signal(signal.SIGSTOP if phase == "before" else signal.SIGCONT)
+
+    recs, stats, replay = live_capture(
+        veth, tmp_path, pcap, extra=["--ring-blocks", "4", "--ring-block-size", "65536"],
+        during=stall,
+    )
+    sent = _sent(replay)
+    assert sent == packets()
+    assert stats["kernel_drops"] > 0 and stats["ring_freezes"] > 0
+    assert stats["packets"] > 0
+    assert stats["packets"] + stats["kernel_drops"] == sent
+    assert stats["kernel_packets"] == sent  # the kernel's own count: received + dropped
+    assert int(recs["flow"]["orig_pkts"].sum() + recs["flow"]["resp_pkts"].sum()) == stats[
+        "packets"
+    ]
+
+
+def _promiscuity(veth: VethPair) -> int:
+    out = subprocess.run(
+        veth.prefix(veth.ns_b) + ["ip", "-d", "link", "show", veth.IF_B],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    m = re.search(r"promiscuity (\d+)", out)
+    assert m, out
+    return int(m.group(1))
+
+
+def test_promiscuous_mode_lasts_as_long_as_the_capture(veth: VethPair, tmp_path: Path) -> None:
+    _engine()
+    before = _promiscuity(veth)
+    seen: list[int] = []
+
+    def probe(proc: subprocess.Popen, phase: str) -> None:
+        if phase == "before":
+            seen.append(_promiscuity(veth))
+
+    pcap = CORPUS / "zeek" / "wikipedia" / "trace.pcap"
+    live_capture(veth, tmp_path, pcap, extra=["--promisc", "--no-telemetry"], during=probe)
+    assert seen == [before + 1]
+    assert _promiscuity(veth) == before  # released with the socket
 
 
 if __name__ == "__main__":  # pragma: no cover
