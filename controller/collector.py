@@ -353,7 +353,8 @@ class Collector:
             self._c["lost_messages"] += unsent
             st.next_seq = max(st.next_seq, h.next_seq)
             st.stopped, st.up = True, False
-            log.warning(
+            # A clean stop is news, not trouble, unless data was left behind.
+            (log.warning if unsent else log.info)(
                 "sensor %s stopped (clean shutdown%s)", h.sensor_id,
                 f", {unsent} messages never delivered" if unsent else "",
             )  # fmt: skip
