@@ -7,7 +7,8 @@ endpoint machine), ``_ref_dns`` (DNS summaries).
 Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
 
 * Packet path: link type -> L2 shims -> IPv4/IPv6 (+ext headers) -> fragment reassembly ->
-  transport. A reassembled datagram is ONE packet with the reassembled IP length. With
+  transport. ESP, IPv6 mobility and "no next header" packets make no flow (as in Zeek);
+  an incompletely captured fragment is dropped unless it is the first one. A reassembled datagram is ONE packet with the reassembled IP length. With
   ``validate_checksums`` an IPv4 header with a bad checksum is dropped, and a TCP/UDP/ICMP
   packet with a bad checksum creates/keeps the connection but is not counted (history C/c).
 * Key: (ip version, proto, both (addr, port) ends sorted, vlan, inner_vlan, tunnel type).
@@ -101,6 +102,9 @@ PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMP6 = 58
+PROTO_ESP = 50
+PROTO_NONE = 59  # IPv6 no next header
+PROTO_MOBILITY = 135
 
 UDP_VXLAN = 4789
 UDP_GENEVE = 6081
@@ -346,7 +350,7 @@ class FlowEngine:
             "packets": 0, "bytes": 0, "decode_errors": 0, "unsupported_link": 0,
             "flows_created": 0, "flows_emitted": 0, "flows_evicted": 0, "flows_live": 0,
             "arp": 0, "frag_reassembled": 0, "frag_dropped": 0, "frags_pending": 0,
-            "checksum_errors": 0, "tunnel_packets": 0, "non_ip": 0,
+            "checksum_errors": 0, "tunnel_packets": 0, "non_ip": 0, "no_transport": 0,
         }
         self._pktsum: np.ndarray | None = None
         self._ps_index = 0
@@ -512,6 +516,13 @@ class FlowEngine:
             self.st["checksum_errors"] += 1
             return
         fragmented = False
+        if (p.frag_off or p.frag_more) and p.ip_off + p.ip_len > end:
+            # Zeek: an incompletely captured fragment is dropped, except a first fragment,
+            # which is then analysed on its own.
+            if p.frag_off:
+                self.st["frag_dropped"] += 1
+                return
+            p.frag_more = 0
         if p.frag_off or p.frag_more:
             got = self._reassemble(b, p, ts, end)
             if got is None:
@@ -527,6 +538,11 @@ class FlowEngine:
             if l4 < 0:
                 self.st["decode_errors"] += 1
                 return
+        if p.proto == PROTO_ESP or p.proto == PROTO_MOBILITY or p.proto == PROTO_NONE:
+            # As Zeek: ESP and mobility headers end analysis, and "no next header" carries
+            # nothing; none of them makes a connection.
+            self.st["no_transport"] += 1
+            return
         self._transport(b, end, p, ts, iface, ttype, parent, depth, fragmented)
 
     def _arp(self, b: bytes, off: int, end: int, p: Any, ts: int, iface: int) -> None:

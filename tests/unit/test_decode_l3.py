@@ -54,10 +54,13 @@ def test_ipv6_extension_headers(backend) -> None:
     assert int(rec["conn_state"]) == ConnState.S0
 
 
-def test_ipv6_esp_is_opaque(backend) -> None:
-    pkt = IPv6(src="2001:db8::1", dst="2001:db8::2", nh=50) / (b"\x00\x00\x01\x00" + b"\x00" * 20)
-    rec = run_engine(backend, [raw(E / pkt)])[0][0]
-    assert (int(rec["proto"]), int(rec["orig_port"]), int(rec["resp_port"])) == (50, 0, 0)
+@pytest.mark.parametrize("version", [4, 6])
+def test_esp_makes_no_flow(backend, version: int) -> None:
+    """Zeek ends analysis at ESP: no connection, for IPv4 and IPv6 alike."""
+    esp = b"\x00\x00\x01\x00" + b"\x00" * 20
+    ip = IP(src="10.0.0.1", dst="10.0.0.2", proto=50) if version == 4 else IPv6(src="2001:db8::1", dst="2001:db8::2", nh=50)
+    recs, _, st, _ = run_engine(backend, [raw(E / ip / esp)])
+    assert len(recs) == 0 and st["decode_errors"] == 0
 
 
 def test_ipv4_fragments_reassembled_as_one_packet(backend) -> None:
