@@ -612,3 +612,23 @@ def test_live_sensor_command_publishes_the_files_flows(tmp_path: Path) -> None:
     ref = keys(_engine_flows(backend))
     assert sum(ref.values()) > 0 and live == ref
     assert status.drops.get("kernel_drops", 0) == 0 and status.gaps == 0
+
+
+def test_sensor_stopping_with_unsent_data_is_counted_lost(tmp_path: Path) -> None:
+    with Collector(f"ipc://{tmp_path}/bye.sock") as c:
+        # One message in flight at a time, and the collector does not poll (no acks): the
+        # other four never leave the sensor before it stops.
+        pub = Publisher(c.endpoint, sensor_id="hasty", window=1)
+        recs = np.zeros(10, FLOW_DTYPE)
+        for _ in range(5):
+            pub.send("flow", recs)
+        deadline = time.monotonic() + WAIT_S
+        while pub.stats()["messages_sent"] < 1:  # connected, first message on the wire
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert pub.close(timeout=0.5) == 50  # none acknowledged
+        got: list[wire.Batch] = []
+        _poll_until(c, lambda: "hasty" in c.sensors() and c.sensors()["hasty"].stopped, got)
+        st = c.sensors()["hasty"]
+    assert [b.seq for b in got] == [1]
+    assert st.lost_messages == 4 and not st.up
