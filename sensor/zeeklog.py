@@ -69,7 +69,9 @@ def _interval(ns: int) -> str:
 
 def conn_row(r: np.void) -> list[str]:
     ver = int(r["ip_version"])
-    dur_ns = int(r["ts_last_ns"]) - int(r["ts_first_ns"])
+    # Zeek reads captures at microsecond precision (libpcap truncates finer stamps), so
+    # durations are differences of truncated microseconds.
+    dur_ns = (int(r["ts_last_ns"]) // 1000 - int(r["ts_first_ns"]) // 1000) * 1000
     has_dur = dur_ns > 0
     history = bytes(r["history"]).rstrip(b"\x00").decode("ascii", "replace")
     parent = int(r["parent_id"])
