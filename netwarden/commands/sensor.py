@@ -125,7 +125,12 @@ class _StopFlag:
             self.signum = signum
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        return lambda: [signal.signal(s, h) for s, h in old.items()] and None
+
+        def restore() -> None:
+            for signum, prev in old.items():
+                signal.signal(signum, prev)
+
+        return restore
 
 
 # ---- record sources ------------------------------------------------------------------------
