@@ -2,7 +2,8 @@
 
 Formats:
 * classic pcap: magic a1b2c3d4 (usec) / a1b23c4d (nsec), either byte order;
-* pcapng: SHB (either byte order, one per section), IDB (linktype, if_tsresol), EPB, SPB,
+* pcapng: SHB (either byte order, one per section), IDB (linktype, if_tsresol,
+  if_tsoffset), EPB, SPB (interface 0, timestamp 0),
   OPB (obsolete packet block); every other block type is skipped by its length.
 
 Fault rule: every packet read before a fault is yielded, then ``CaptureFormatError(msg,
@@ -150,7 +151,7 @@ class PcapReader:
         pos = 0
         end = len(data)
         bo = "<"
-        ifaces: list[tuple[int, int]] = []  # (linktype, ticks per second)
+        ifaces: list[tuple[int, int, int]] = []  # (linktype, ticks per second, offset s)
         while pos < end:
             if pos + 12 > end:
                 yield from self._drain(acc)
@@ -183,7 +184,8 @@ class PcapReader:
                 if lt not in SUPPORTED_LINKTYPES:
                     yield from self._drain(acc)
                     raise UnsupportedLinkType(f"unsupported link type {lt}", self.path, pos)
-                ifaces.append((lt, self._tsresol(data, body + 8, bend, bo)))
+                tps, offset_s = self._idb_options(data, body + 8, bend, bo)
+                ifaces.append((lt, tps, offset_s))
             elif btype in (6, 2):  # EPB, OPB
                 if bend - body < 20:
                     yield from self._drain(acc)
@@ -198,9 +200,9 @@ class PcapReader:
                 if caplen > MAX_CAPLEN or body + 20 + caplen > bend:
                     yield from self._drain(acc)
                     raise CaptureFormatError("packet block caplen exceeds block", self.path, pos)
-                lt, tps = ifaces[ifid]
+                lt, tps, offset_s = ifaces[ifid]
                 ticks = (hi << 32) | lo
-                acc.add(data[body + 20 : body + 20 + caplen], wirelen, _ticks_to_ns(ticks, tps), lt, ifid)
+                acc.add(data[body + 20 : body + 20 + caplen], wirelen, _ticks_to_ns(ticks, tps) + offset_s * 1_000_000_000, lt, ifid)
                 self.packets += 1
             elif btype == 3:  # SPB: interface 0, no timestamp
                 if not ifaces:
@@ -218,20 +220,22 @@ class PcapReader:
                 yield acc.batch()
 
     @staticmethod
-    def _tsresol(data: bytes, pos: int, end: int, bo: str) -> int:
-        """Ticks per second from the IDB options (default microseconds)."""
+    def _idb_options(data: bytes, pos: int, end: int, bo: str) -> tuple[int, int]:
+        """(ticks per second, offset in seconds) from if_tsresol / if_tsoffset options."""
         tps = 1_000_000
+        offset_s = 0
         while pos + 4 <= end:
             code, olen = struct.unpack_from(bo + "HH", data, pos)
             if code == 0:
                 break
             if code == 9 and olen >= 1 and pos + 5 <= end:
                 v = data[pos + 4]
-                exp = v & 0x7F
-                exp = min(exp, 60)
+                exp = min(v & 0x7F, 60)
                 tps = (2**exp) if v & 0x80 else (10**exp)
+            elif code == 14 and olen == 8 and pos + 12 <= end:
+                offset_s = struct.unpack_from(bo + "q", data, pos + 4)[0]
             pos += 4 + ((olen + 3) & ~3)
-        return tps
+        return tps, offset_s
 
 
 def _ticks_to_ns(ticks: int, tps: int) -> int:
