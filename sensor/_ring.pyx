@@ -25,6 +25,8 @@ cdef extern from "<poll.h>" nogil:
     int poll(pollfd *fds, unsigned long nfds, int timeout)
     short POLLIN
     short POLLERR
+    short POLLHUP
+    short POLLNVAL
 
 cdef extern from *:
     """
@@ -60,6 +62,7 @@ cdef class RxRing:
 
     ``fill(...)`` copies up to the batch capacity, returns how many packets it wrote, and
     blocks in ``poll`` (GIL released) for at most ``timeout_ms`` only when nothing is ready.
+    It returns -1 when the socket reports an error (interface down or removed).
     """
 
     cdef uint8_t[::1] _view
@@ -76,6 +79,7 @@ cdef class RxRing:
     cdef readonly uint64_t losing_blocks  # blocks the kernel marked TP_STATUS_LOSING
     cdef readonly uint64_t truncated  # packets longer than what the ring kept
     cdef readonly uint64_t vlan_restored
+    cdef readonly uint64_t socket_errors  # polls that reported POLLERR/POLLHUP
 
     def __cinit__(self, int fd, object mapped, uint32_t block_size, uint32_t block_count):
         self._view = memoryview(mapped).cast("B")
@@ -152,6 +156,10 @@ cdef class RxRing:
                 pfd.revents = 0
                 poll(&pfd, 1, timeout_ms)
                 waited = True
+                if pfd.revents & (POLLERR | POLLHUP | POLLNVAL):
+                    # Interface down or gone: the caller reads SO_ERROR and decides.
+                    self.socket_errors += 1
+                    return -1
                 continue
             if self._pkt == NULL:
                 self._left = nw_rd32(blk + 12)

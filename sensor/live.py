@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from netwarden.errors import ConfigError, InterfaceError
+from netwarden.errors import ConfigError, InterfaceError, NetWardenError
 from sensor.batch import PacketBatch
 from sensor.config import EngineConfig
 
@@ -71,6 +71,7 @@ COUNTERS = (
     "flows",
     "host_records",
     "host_evictions",
+    "link_down",
 )
 
 
@@ -292,8 +293,25 @@ class CaptureWorker:
             b.buffer, b.offset, b.caplen, b.wirelen, b.ts_ns, b.linktype, b.iface,
             self.spec.worker_id & 0xFF, timeout_ms,
         )
+        if n < 0:
+            self._socket_error(timeout_ms)
+            n = 0
         b.count = n
         return n
+
+    def _socket_error(self, timeout_ms: int) -> None:
+        """The link went down (keep waiting: the kernel resumes capture when it comes back)
+        or the interface was removed (raise)."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # reading clears it
+        try:
+            socket.if_nametoindex(self.spec.iface)
+        except OSError:
+            raise InterfaceError(f"interface {self.spec.iface!r} was removed") from None
+        if err and self.counters["link_down"] == 0:
+            log.warning("capture on %s: %s; waiting for the link", self.spec.iface,
+                        os.strerror(err))
+        self.counters["link_down"] += 1
+        time.sleep(timeout_ms / 1000.0)  # no busy loop while the link is down
 
     def step(self, timeout_ms: int) -> tuple[int, list[tuple[str, np.ndarray]]]:
         """Drain what the ring holds (waiting up to ``timeout_ms`` if empty), feed it."""
@@ -342,7 +360,10 @@ class CaptureWorker:
         limit = int(self.ring.blocks) + self.spec.ring.block_count + 1
         out: list[tuple[str, np.ndarray]] = []
         while int(self.ring.blocks) < limit:
-            n = self.fill(quiet_ms)
+            try:
+                n = self.fill(quiet_ms)
+            except InterfaceError:
+                break  # the interface is gone: flush what we hold
             if not n:
                 break
             self.engine.feed(self.batch, pktsum=self.pktsum)
@@ -369,6 +390,7 @@ class CaptureWorker:
             "host_records": self.counters["host_records"],
             "queue_overruns": self.counters["queue_overruns"],
             "host_evictions": int(self.telemetry.evictions) if self.telemetry is not None else 0,
+            "link_down": self.counters["link_down"],
         }
         prev = getattr(self, "_prev", {})
         delta = {k: v - prev.get(k, 0) for k, v in cur.items()}
@@ -407,13 +429,16 @@ def _worker_process(spec: WorkerSpec, out_q: Any, stop: Any, ready: Any) -> None
 
     last = time.monotonic()
     try:
-        while not stop.is_set():
-            _, items = worker.step(spec.ring.poll_ms)
-            for item in items:
-                put(item)
-            if time.monotonic() - last >= 1.0:
-                last = time.monotonic()
-                put(("stats", worker.poll_stats()))
+        try:
+            while not stop.is_set():
+                _, items = worker.step(spec.ring.poll_ms)
+                for item in items:
+                    put(item)
+                if time.monotonic() - last >= 1.0:
+                    last = time.monotonic()
+                    put(("stats", worker.poll_stats()))
+        except Exception as exc:  # report, then still flush what this worker holds
+            out_q.put(("error", f"{type(exc).__name__}: {exc}"))
         for item in worker.finish():
             put(item)
         put(("stats", worker.poll_stats()))
@@ -506,19 +531,25 @@ class LiveCapture:
             self.on_ready()
         deadline = self._deadline()
         last = time.monotonic()
+        error: InterfaceError | None = None
         try:
-            while not self._stop and time.monotonic() < deadline:
-                _, items = worker.step(self.ring.poll_ms)
-                yield from items
-                if time.monotonic() - last >= 1.0:
-                    last = time.monotonic()
-                    self.stats.add(worker.poll_stats())
-                    self._report(False)
+            try:
+                while not self._stop and time.monotonic() < deadline:
+                    _, items = worker.step(self.ring.poll_ms)
+                    yield from items
+                    if time.monotonic() - last >= 1.0:
+                        last = time.monotonic()
+                        self.stats.add(worker.poll_stats())
+                        self._report(False)
+            except InterfaceError as exc:
+                error = exc  # flush the live flows first, then raise
             yield from worker.finish()
             self.stats.add(worker.poll_stats())
             self._report(True)
         finally:
             worker.close()
+        if error is not None:
+            raise error
 
     def _run_fanout(self) -> Iterator[tuple[str, np.ndarray]]:
         ctx = mp.get_context("spawn")
@@ -550,6 +581,9 @@ class LiveCapture:
             while done < len(procs):
                 if time.monotonic() >= deadline:
                     self.stop()
+                if time.monotonic() - last >= 1.0:
+                    last = time.monotonic()
+                    self._report(False)
                 try:
                     kind, payload = out_q.get(timeout=0.2)
                 except queue.Empty:
@@ -565,9 +599,6 @@ class LiveCapture:
                     self.stats.add(payload)
                 else:
                     yield kind, payload
-                if time.monotonic() - last >= 1.0:
-                    last = time.monotonic()
-                    self._report(False)
             self._report(True)
         finally:
             self.stop()
@@ -713,9 +744,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     restore = cap.install_signal_handlers()
     parts: dict[str, list[np.ndarray]] = {}
+    rc = 0
     try:
         for kind, arr in cap.records():
             parts.setdefault(kind, []).append(arr)
+    except NetWardenError as exc:  # records flushed before the fault are still written
+        print(f"sensor.live: error: {exc}", file=sys.stderr)
+        rc = 1
     finally:
         restore()
     from sensor.schema import RECORD_TYPES
@@ -727,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     arrays["stats"] = np.frombuffer(json.dumps(cap.stats.counters).encode(), np.uint8)
     np.savez(args.out, **arrays)
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

@@ -282,5 +282,55 @@ def test_promiscuous_mode_lasts_as_long_as_the_capture(veth: VethPair, tmp_path:
     assert _promiscuity(veth) == before  # released with the socket
 
 
+def test_link_flap_is_survived_and_counted(veth: VethPair, tmp_path: Path) -> None:
+    _engine()
+    pcap = CORPUS / "zeek" / "wikipedia" / "trace.pcap"
+
+    def flap(proc: subprocess.Popen, phase: str) -> None:
+        if phase == "before":
+            veth.exec_b("ip", "link", "set", veth.IF_B, "down")
+            time.sleep(0.3)  # let the capture see the link go down
+            veth.exec_b("ip", "link", "set", veth.IF_B, "up")
+
+    recs, stats, replay = live_capture(veth, tmp_path, pcap, during=flap)
+    assert stats["link_down"] >= 1
+    assert stats["packets"] == _sent(replay) and stats["kernel_drops"] == 0
+    assert flow_keys(recs["flow"]) == flow_keys(file_flows(pcap))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_removed_interface_stops_with_error_and_flushes(tmp_path: Path, workers: int) -> None:
+    _engine()
+    if not _ring_built():
+        pytest.skip("sensor._ring is not built (make build)")
+    pcap = CORPUS / "zeek" / "wikipedia" / "trace.pcap"
+    with VethPair() as pair:
+        ready, out = tmp_path / "ready", tmp_path / "out.npz"
+        proc = subprocess.Popen(
+            pair.prefix(pair.ns_b) + [
+                sys.executable, "-m", "sensor.live", "--iface", pair.IF_B, "--workers",
+                str(workers), "--ready-file", str(ready), "--out", str(out),
+            ],
+            cwd=REPO, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not ready.exists():
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            pair.exec_a("tcpreplay", "-i", pair.IF_A, "--pps=5000", str(pcap))
+            time.sleep(0.2)  # past the ring's block timeout: every packet reached the ring
+            pair.exec_b("ip", "link", "del", pair.IF_B)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1
+    assert "was removed" in err
+    flows = np.load(out)["flow"]
+    assert flow_keys(flows) == flow_keys(file_flows(pcap))  # live flows were flushed
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
