@@ -97,7 +97,7 @@ class Enforcer(abc.ABC):
     def teardown(self) -> None:
         """Remove everything this backend owns (tests and uninstall only)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release sockets; kernel state stays in place."""
 
 

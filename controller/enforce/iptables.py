@@ -69,13 +69,25 @@ class IptablesEnforcer(Enforcer):
     def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
             proc = subprocess.run(
-                ns_command(self.netns, argv), input=stdin, capture_output=True, text=True, timeout=120
+                ns_command(self.netns, argv), input=stdin, capture_output=True, text=True, timeout=120,
+                check=False,
             )
         except FileNotFoundError as exc:
             raise EnforcementError(f"iptables backend: {argv[0]} not installed") from exc
         if check and proc.returncode != 0:
             raise EnforcementError(f"{' '.join(argv[:3])} failed: {proc.stderr.strip()[:300]}")
         return proc
+
+    def _drop_other_hooks(self, tool: str) -> None:
+        """A changed hook: remove our jump and chain from the hook we used before."""
+        for table, builtin in (("filter", "INPUT"), ("filter", "FORWARD"), ("raw", "PREROUTING")):
+            if (table, builtin) == (self.table, self.builtin):
+                continue
+            while self._run([tool, "-w", "-t", table, "-D", builtin, "-j", CHAIN], check=False).returncode == 0:
+                pass
+            if table != self.table:
+                self._run([tool, "-w", "-t", table, "-F", CHAIN], check=False)
+                self._run([tool, "-w", "-t", table, "-X", CHAIN], check=False)
 
     def setup(self) -> None:
         lines = []
@@ -92,12 +104,15 @@ class IptablesEnforcer(Enforcer):
                 f":{CHAIN} - [0:0]",  # with --noflush, declaring our chain flushes only it
                 f"-A {CHAIN} -m set --match-set {_set('allow', version)} src -j RETURN",
                 f"-A {CHAIN} -m set --match-set {_set('ban', version)} src -j DROP",
-                f"-A {CHAIN} -m set --match-set {_set('limit', version)} src -m hashlimit"
-                f" --hashlimit-above {self.limit_rate}/sec --hashlimit-burst {self.limit_burst}"
-                f" --hashlimit-mode srcip --hashlimit-name nw-limit{version} -j DROP",
+                (
+                    f"-A {CHAIN} -m set --match-set {_set('limit', version)} src -m hashlimit"
+                    f" --hashlimit-above {self.limit_rate}/sec --hashlimit-burst {self.limit_burst}"
+                    f" --hashlimit-mode srcip --hashlimit-name nw-limit{version} -j DROP"
+                ),
                 "COMMIT",
             ]
             self._run([f"{tool}-restore", "--noflush", "-w"], "\n".join(rules) + "\n")
+            self._drop_other_hooks(tool)
             jump = ["-t", self.table, self.builtin, "-j", CHAIN]
             if self._run([tool, "-w", "-C", *jump], check=False).returncode != 0:
                 self._run([tool, "-w", "-t", self.table, "-I", self.builtin, "1", "-j", CHAIN])

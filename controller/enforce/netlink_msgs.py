@@ -55,7 +55,7 @@ CHAIN_TABLE, CHAIN_NAME, CHAIN_HOOK, CHAIN_POLICY, CHAIN_TYPE = 1, 3, 4, 5, 7
 HOOK_HOOKNUM, HOOK_PRIORITY = 1, 2
 RULE_TABLE, RULE_CHAIN, RULE_EXPRESSIONS, RULE_USERDATA = 1, 2, 4, 7
 SET_TABLE, SET_NAME, SET_FLAGS, SET_KEY_TYPE, SET_KEY_LEN, SET_ID = 1, 2, 3, 4, 5, 10
-SET_F_INTERVAL, SET_F_TIMEOUT = 0x4, 0x10
+SET_F_INTERVAL, SET_F_TIMEOUT, SET_F_EVAL = 0x4, 0x10, 0x20
 ELEM_LIST_TABLE, ELEM_LIST_SET, ELEM_LIST_ELEMENTS = 1, 2, 3
 ELEM_KEY, ELEM_FLAGS, ELEM_TIMEOUT, ELEM_EXPIRATION, ELEM_USERDATA = 1, 3, 4, 5, 6
 ELEM_F_INTERVAL_END = 0x1
@@ -165,6 +165,23 @@ def ex_counter() -> bytes:
 def ex_limit_over(rate_per_s: int, burst: int) -> bytes:
     return expr(
         "limit", be64(1, rate_per_s), be64(2, 1), be32(3, burst), be32(4, 0), be32(5, LIMIT_F_INV)
+    )
+
+
+def ex_meter_over(set_name: str, rate_per_s: int, burst: int, timeout_ms: int) -> bytes:
+    """``update @set { saddr limit rate over ... }``: one limiter per source (a meter).
+
+    A dynset keeps a per-key instance of its inner expression; the limit breaks the rule
+    while the source is under its rate, so the following drop hits only the excess.
+    """
+    return expr(
+        "dynset",
+        strz(1, set_name),  # NFTA_DYNSET_SET_NAME
+        be32(3, 1),  # NFTA_DYNSET_OP = NFT_DYNSET_OP_UPDATE (refresh the entry's timeout)
+        be32(4, NFT_REG_1),  # NFTA_DYNSET_SREG_KEY
+        be64(6, timeout_ms),  # NFTA_DYNSET_TIMEOUT
+        nest(7, strz(EXPR_NAME, "limit"), nest(EXPR_DATA, be64(1, rate_per_s), be64(2, 1), be32(3, burst),
+                                                be32(4, 0), be32(5, LIMIT_F_INV))),  # NFTA_DYNSET_EXPR
     )
 
 

@@ -6,10 +6,12 @@ Layout (one base chain named after its hook)::
       set allow4 { type ipv4_addr; flags interval; }      set allow6 { ... ipv6 ... }
       set ban4   { type ipv4_addr; flags timeout; }       set ban6   { ... }
       set limit4 { type ipv4_addr; flags timeout; }       set limit6 { ... }
+      set meter4 { type ipv4_addr; flags dynamic,timeout; }  (kernel-filled, per source)
       chain input { type filter hook input priority -10; policy accept;
         ip saddr @allow4 accept;   ip6 saddr @allow6 accept      # allow-list first
         ip saddr @ban4 counter drop; ip6 saddr @ban6 counter drop
-        ip saddr @limit4 limit rate over R/second burst B packets drop  (and v6)
+        ip saddr @limit4 update @meter4 { ip saddr limit rate over R/second burst B packets }
+            counter drop                                      # per-source limit (and v6)
       }
     }
 
@@ -48,6 +50,8 @@ HOOKNUM = {Hook.PREROUTING: 0, Hook.INPUT: 1, Hook.FORWARD: 2}
 #: raw priority (-300) for prerouting drops floods before conntrack; just ahead of the
 #: usual filter priority (0) otherwise, so our drop is seen before an operator's accept.
 DEFAULT_PRIORITY = {Hook.PREROUTING: -300, Hook.INPUT: -10, Hook.FORWARD: -10}
+#: a per-source limiter is forgotten after this long without packets
+METER_TIMEOUT_MS = 60_000
 #: at most this many elements are verified one by one; above it the set is dumped once
 PROBE_LIMIT = 32
 
@@ -130,7 +134,7 @@ class NftablesEnforcer(Enforcer):
                     tail = (nl.ex_counter(), nl.ex_verdict(nl.NF_DROP))
                 else:
                     tail = (
-                        nl.ex_limit_over(self.limit_rate, self.limit_burst),
+                        nl.ex_meter_over(f"meter{version}", self.limit_rate, self.limit_burst, METER_TIMEOUT_MS),
                         nl.ex_counter(),
                         nl.ex_verdict(nl.NF_DROP),
                     )
@@ -155,7 +159,12 @@ class NftablesEnforcer(Enforcer):
                 items.append((nl.DELRULE, 0, nl.NFPROTO_INET, flush))
                 items.append((nl.DELCHAIN, 0, nl.NFPROTO_INET, ref))
         set_id = 1
-        for prefix, flags in (("allow", nl.SET_F_INTERVAL), ("ban", nl.SET_F_TIMEOUT), ("limit", nl.SET_F_TIMEOUT)):
+        for prefix, flags in (
+            ("allow", nl.SET_F_INTERVAL),
+            ("ban", nl.SET_F_TIMEOUT),
+            ("limit", nl.SET_F_TIMEOUT),
+            ("meter", nl.SET_F_TIMEOUT | nl.SET_F_EVAL),  # filled by the kernel, per source
+        ):
             for version, ktype, klen in ((4, nl.TYPE_IPADDR, 4), (6, nl.TYPE_IP6ADDR, 16)):
                 body = (
                     nl.strz(nl.SET_TABLE, self.table)
@@ -200,7 +209,7 @@ class NftablesEnforcer(Enforcer):
             return sets, chains, rules
 
         sets, chains, rules = call_in_netns(self.netns, read)
-        want_sets = {f"{p}{v}" for p in ("allow", "ban", "limit") for v in (4, 6)}
+        want_sets = {f"{p}{v}" for p in ("allow", "ban", "limit", "meter") for v in (4, 6)}
         if not want_sets <= sets or chains != {self.hook.value} or rules != 6:
             raise EnforcementError(
                 f"nftables read-back mismatch: sets={sorted(sets)} chains={sorted(chains)} rules={rules}"

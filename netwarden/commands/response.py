@@ -1,5 +1,6 @@
 """Operator commands that talk to a running controller through its control socket:
-``ban``, ``unban``, ``bans``, ``allow``, ``approvals``, ``approve``, ``deny``, ``audit``.
+``ban``, ``unban``, ``bans``, ``allow``, ``approvals``, ``approve``, ``deny``, ``audit``,
+and ``detect`` (hand a detector record to policy, e.g. to try a configuration).
 
 A refused action (allow-listed, self, gateway, ...) prints why and exits 3.
 """
@@ -58,6 +59,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         _state(p)
         p.set_defaults(func=lambda a, v=verb: _simple(a, v, id=a.id))
 
+    p = sub.add_parser("detect", help="submit a detector record to policy (testing, manual triage)")
+    p.add_argument("--kind", required=True, help="detector name, e.g. portscan")
+    p.add_argument("--attacker", required=True, help="address or CIDR")
+    p.add_argument("--victim", action="append", default=[], help="victim address (repeatable)")
+    p.add_argument("--score", type=float, required=True, help="0..100")
+    p.add_argument("--confidence", type=float, required=True, help="0..1")
+    p.add_argument("--evidence", default="", help="evidence id (incident, flow uid)")
+    p.add_argument("--clients", type=int, default=0, help="distinct clients the attacker serves")
+    _state(p)
+    p.set_defaults(func=cmd_detect)
+
     p = sub.add_parser("audit", help="show or verify the audit log")
     p.add_argument("--verify", action="store_true", help="check the hash chain (works without a controller)")
     p.add_argument("--limit", type=int, default=50)
@@ -67,8 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _dir(args: argparse.Namespace) -> Any:
-    from controller.config import default_state_dir
     from pathlib import Path
+
+    from controller.config import default_state_dir
 
     return Path(args.state_dir) if args.state_dir else default_state_dir()
 
@@ -147,6 +160,15 @@ def cmd_allow(args: argparse.Namespace) -> int:
     return _simple(args, op, cidr=args.cidr, note=args.note)
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    rc, d = _call(args, "detect", kind=args.kind, attacker=args.attacker, victims=args.victim, score=args.score,
+                  confidence=args.confidence, evidence_id=args.evidence, attacker_clients=args.clients)
+    if rc:
+        return rc
+    print(f"{d['verdict']}: {d['reason']} (decision {d['id']}, ttl {d['ttl_s']})")
+    return EXIT_REFUSED if d["verdict"] == "refused" else 0
+
+
 def cmd_approvals(args: argparse.Namespace) -> int:
     rc, result = _call(args, "approvals")
     if rc:
@@ -165,7 +187,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     if args.verify:
-        from controller.audit import AuditLog, JSONL_NAME, verify_jsonl
+        from controller.audit import JSONL_NAME, AuditLog, verify_jsonl
         from controller.store import Store
 
         d = _dir(args)

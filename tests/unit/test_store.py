@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -36,10 +37,9 @@ def test_bans_expiry_and_replace(tmp_path: Path) -> None:
 
 def test_transaction_rolls_back(tmp_path: Path) -> None:
     s = Store(tmp_path)
-    with pytest.raises(RuntimeError):
-        with s.transaction():
-            s.put_ban(ban("203.0.113.5", None))
-            raise RuntimeError("kernel refused")
+    with pytest.raises(RuntimeError), s.transaction():
+        s.put_ban(ban("203.0.113.5", None))
+        raise RuntimeError("kernel refused")
     assert s.active_bans(T0) == []
 
 
@@ -76,5 +76,5 @@ def test_readonly_open_needs_a_database(tmp_path: Path) -> None:
         Store(tmp_path / "missing", readonly=True)
     Store(tmp_path).close()
     ro = Store(tmp_path, readonly=True)
-    with pytest.raises(Exception):
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
         ro.put_ban(ban("203.0.113.1", None))
