@@ -35,7 +35,8 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
   connection where one side closed and the other closed/reset/never spoke ends), TCP
   delete 5 s after a complete close (both FINs, or a RST), reset timer 5 s after a RST on
   a closed endpoint, and the inactivity timeout per protocol from ``EngineConfig`` (tcp
-  300 s, udp 60 s, icmp 60 s, other 60 s). Active timeout: every ``active_timeout`` s of a
+  300 s, udp 60 s, icmp 60 s, other 60 s). UDP flows to a DNS port (53, 137, 5353, 5355)
+  also get Zeek's DNS session timer: every 10 s from the start, a flow idle for >= 9 s ends. Active timeout: every ``active_timeout`` s of a
   flow's life an interim record (FlowFlags.INTERIM, end_reason ACTIVE, cumulative counts).
 * Counting: pkts and IP bytes (IPv4 total length / IPv6 payload length + 40) per direction
   for every accepted packet, retransmissions included. Duration = last - first packet time
@@ -130,6 +131,12 @@ TM_EXPIRE = 2
 TM_DELETE = 3
 TM_RESET = 4
 TM_ACTIVE = 5
+TM_DNS = 6
+
+#: UDP responder ports where Zeek attaches its DNS analyzer, whose session timer ends the
+#: connection once it has been idle for DNS_SESSION_TIMEOUT - 1 s (checked every 10 s).
+DNS_UDP_PORTS = frozenset((53, 137, 5353, 5355))
+DNS_SESSION_TIMEOUT = 10 * NS
 
 ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
 ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130,
@@ -458,6 +465,11 @@ class FlowEngine:
             self._add_timer(t + TCP_SESSION_TIMER, TM_EXPIRE, f)
         elif kind == TM_DELETE or kind == TM_RESET:
             self._remove(f, EndReason.CLOSED)
+        elif kind == TM_DNS:
+            if t - f.last_ns >= DNS_SESSION_TIMEOUT - NS:
+                self._remove(f, EndReason.IDLE)
+            else:
+                self._add_timer(t + DNS_SESSION_TIMEOUT, TM_DNS, f)
         elif kind == TM_ACTIVE:
             self._emit(f, EndReason.ACTIVE, True)
             self._add_timer(t + int(self.cfg.active_timeout * NS), TM_ACTIVE, f)
@@ -814,6 +826,8 @@ class FlowEngine:
         self.st["flows_created"] += 1
         if proto == PROTO_TCP:
             self._add_timer(ts + TCP_SYN_TIMEOUT, TM_EXPIRE, f)
+        elif proto == PROTO_UDP and f.resp_port in DNS_UDP_PORTS:
+            self._add_timer(ts + DNS_SESSION_TIMEOUT, TM_DNS, f)
         self._add_timer(ts + self._timeout(f), TM_INACTIVITY, f)
         if self.cfg.active_timeout > 0:
             self._add_timer(ts + int(self.cfg.active_timeout * NS), TM_ACTIVE, f)

@@ -652,10 +652,11 @@ def detect_teredo(b: bytes, off: int, end: int) -> bool:
     if n > 8 and b[off] >> 4 != 6 and (b[off] != 0 or (b[off + 1] != 0 and b[off + 1] != 1)):
         return False
     if b[off] >> 4 == 6:
-        # An IPv6 header whose source (offset 8) or destination (offset 24) is 2001:0::/32.
-        if b[off + 8 : off + 12] == b"\x20\x01\x00\x00" and n == 40:
+        # An IPv6 header whose source (offset 8) or destination (offset 24) is in the
+        # Teredo prefix 2001:0::/32 (a prefix match, at least 40 bytes).
+        if b[off + 8 : off + 12] == b"\x20\x01\x00\x00":
             return True
-        if b[off + 24 : off + 28] == b"\x20\x01\x00\x00" and n == 40:
+        if b[off + 24 : off + 28] == b"\x20\x01\x00\x00":
             return True
     cur = off
     val = b[off + 1]
