@@ -142,8 +142,9 @@ class Controller:
             except OSError:
                 pass
 
-    def run(self, install_signals: bool = True) -> None:
-        """Serve until SIGINT/SIGTERM or ``stop()``."""
+    def run(self, install_signals: bool = True, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until SIGINT/SIGTERM or ``stop()``; ``on_ready`` runs once signals are
+        handled (so a supervisor that signals right after "ready" gets a clean stop)."""
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -153,6 +154,8 @@ class Controller:
             signal.set_wakeup_fd(self._wake_w.fileno())
             for sig in (signal.SIGINT, signal.SIGTERM):
                 old[sig] = signal.signal(sig, lambda *_: setattr(self, "_stop", True))
+        if on_ready is not None:
+            on_ready()
         try:
             while not self._stop:
                 now = self.clock()

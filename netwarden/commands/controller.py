@@ -28,13 +28,14 @@ def run(args: argparse.Namespace) -> int:
     ctl = Controller(cfg)
     try:
         rep = ctl.start()
-        # one line operators and tests can wait for
-        print(
-            f"controller ready: backend={ctl.enforcer.name} hook={cfg.hook.value} state_dir={cfg.state_dir} "
-            f"reconcile kept={rep.kept} readded={rep.readded} removed={rep.removed} expired={rep.expired}",
-            flush=True,
+        # one line operators and tests can wait for, printed once SIGTERM is handled
+        ctl.run(
+            on_ready=lambda: print(
+                f"controller ready: backend={ctl.enforcer.name} hook={cfg.hook.value} state_dir={cfg.state_dir} "
+                f"reconcile kept={rep.kept} readded={rep.readded} removed={rep.removed} expired={rep.expired}",
+                flush=True,
+            )
         )
-        ctl.run()
         log.info("stopping; kernel bans stay in place")
     finally:
         ctl.close()

@@ -19,7 +19,6 @@ from pathlib import Path
 import netns as nslab
 import pytest
 
-from controller.control import request
 from controller.enforce.base import Action, BanSpec, Enforcer
 
 A = ipaddress.ip_address
@@ -104,13 +103,13 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
 
         # a detector's record goes through policy: level 3 for this kind, but the attacker
         # is internal (fd77::/64 is in fc00::/7), so it waits for a human
-        d = request(state, "detect", kind="ssh-bruteforce", attacker=nslab.CLIENT2_V6, victims=[nslab.SERVER_V6],
-                    score=95, confidence=0.97, evidence_id="inc-42")
-        assert d["ok"] and d["result"]["verdict"] == "pending", d
-        assert "internal host" in d["result"]["reason"]
+        r = cli(state, "detect", "--kind", "ssh-bruteforce", "--attacker", nslab.CLIENT2_V6, "--victim", nslab.SERVER_V6,
+                "--score", "95", "--confidence", "0.97", "--evidence", "inc-42")
+        assert r.returncode == 0 and r.stdout.startswith("pending:") and "internal host" in r.stdout, r
         assert nslab.passes(lab.probe(nslab.CLIENT2_V6, nslab.SERVER_V6))
         pending = json.loads(cli(state, "approvals", "--json").stdout)
-        assert [a["id"] for a in pending] == [d["result"]["id"]]
+        assert len(pending) == 1 and pending[0]["proposal"]["detection"]["evidence_id"] == "inc-42"
+        d = {"result": pending[0]}
         r = cli(state, "approve", d["result"]["id"])
         assert r.returncode == 0, r.stderr
         assert nslab.blocked(lab.probe(nslab.CLIENT2_V6, nslab.SERVER_V6))
@@ -159,6 +158,18 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
         readded = now_in[A(nslab.CLIENT_V4)]
         assert readded.remaining_s is not None and readded.remaining_s < 300, "re-added with its remaining time"
         assert nslab.blocked(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
+
+        # a short ban expires on time in the kernel, and the controller records the expiry
+        r = cli(state, "ban", nslab.CLIENT_V4, "--ttl", "2", "--reason", "short")  # replaces the 300 s ban
+        assert r.returncode == 0, r.stderr
+        assert lab.wait_until(lambda: nslab.passes(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4)), timeout=20)
+        assert lab.wait_until(
+            lambda: nslab.CLIENT_V4 not in {b["addr"] for b in json.loads(cli(state, "bans", "--json").stdout)},
+            timeout=20,
+        )
+        assert any(e["event"] == "expire" and e["subject"] == nslab.CLIENT_V4 for e in audit_entries(state))
+        r = cli(state, "ban", nslab.CLIENT_V4, "--ttl", "300", "--reason", "again")
+        assert r.returncode == 0 and nslab.blocked(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
 
         # unban restores traffic
         r = cli(state, "unban", nslab.CLIENT_V4)
