@@ -41,7 +41,10 @@ def _replay(veth, loops: int) -> tuple[int, float]:
     r = subprocess.run(
         veth.prefix(veth.ns_a)
         + ["tcpreplay", "-i", veth.IF_A, "--topspeed", f"--loop={loops}", str(PCAP)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     sent = re.search(r"Successful packets:\s+(\d+)", r.stdout)
     rate = re.search(r"([\d.]+) pps", r.stdout)
@@ -59,8 +62,16 @@ def _wait_file(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
 def run_sensor(veth, loops: int, tmp: Path, extra: list[str]) -> dict:
     ready, out = tmp / f"r{time.monotonic_ns()}", tmp / f"o{time.monotonic_ns()}.npz"
     cmd = veth.prefix(veth.ns_b) + [
-        sys.executable, "-m", "sensor.live", "--iface", veth.IF_B,
-        "--ready-file", str(ready), "--out", str(out), *extra,
+        sys.executable,
+        "-m",
+        "sensor.live",
+        "--iface",
+        veth.IF_B,
+        "--ready-file",
+        str(ready),
+        "--out",
+        str(out),
+        *extra,
     ]
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.DEVNULL)
     _wait_file(ready, proc)
@@ -70,18 +81,25 @@ def run_sensor(veth, loops: int, tmp: Path, extra: list[str]) -> dict:
     proc.wait(timeout=600)
     done = time.monotonic() - t0  # until every captured packet went through the engine
     stats = json.loads(bytes(np.load(out)["stats"]).decode())
-    return {"sent": sent, "sent_pps": rate, "captured": stats["packets"],
-            "dropped": stats["kernel_drops"], "freezes": stats["ring_freezes"],
-            "processed_pps": stats["packets"] / done if done else 0.0}
+    return {
+        "sent": sent,
+        "sent_pps": rate,
+        "captured": stats["packets"],
+        "dropped": stats["kernel_drops"],
+        "freezes": stats["ring_freezes"],
+        "processed_pps": stats["packets"] / done if done else 0.0,
+    }
 
 
 def run_tcpdump(veth, loops: int) -> dict | None:
     if not shutil.which("tcpdump"):
         return None
     proc = subprocess.Popen(
-        veth.prefix(veth.ns_b) + ["tcpdump", "-i", veth.IF_B, "-n", "-w", "/dev/null",
-                                  "-B", "65536"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        veth.prefix(veth.ns_b)
+        + ["tcpdump", "-i", veth.IF_B, "-n", "-w", "/dev/null", "-B", "65536"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(1.5)  # tcpdump prints nothing when ready; give it time to open the ring
     t0 = time.monotonic()
@@ -93,9 +111,14 @@ def run_tcpdump(veth, loops: int) -> dict | None:
     cap = re.search(r"(\d+) packets captured", err)
     drop = re.search(r"(\d+) packets dropped by kernel", err)
     captured = int(cap.group(1)) if cap else -1
-    return {"sent": sent, "sent_pps": rate, "captured": captured,
-            "dropped": int(drop.group(1)) if drop else -1, "freezes": 0,
-            "processed_pps": captured / done if done else 0.0}
+    return {
+        "sent": sent,
+        "sent_pps": rate,
+        "captured": captured,
+        "dropped": int(drop.group(1)) if drop else -1,
+        "freezes": 0,
+        "processed_pps": captured / done if done else 0.0,
+    }
 
 
 def telemetry_rates(n: int = 200_000) -> dict[str, float]:
@@ -157,16 +180,24 @@ def main() -> int:
         runs.append(("tcpdump -w /dev/null (baseline)", run_tcpdump(veth, loops)))
         runs.append(("ring only, 1 worker", run_sensor(veth, loops, tmp, ["--no-decode"])))
         runs.append((f"sensor ({engine}), 1 worker", run_sensor(veth, loops, tmp, [])))
-        runs.append((f"sensor ({engine}), auto workers",
-                     run_sensor(veth, loops, tmp, ["--workers", "auto"])))
-    print(f"  {'mode':<40} {'sent':>9} {'sent pps':>10} {'captured':>9} {'dropped':>8} "
-          f"{'proc pps':>10}")
+        runs.append(
+            (
+                f"sensor ({engine}), auto workers",
+                run_sensor(veth, loops, tmp, ["--workers", "auto"]),
+            )
+        )
+    print(
+        f"  {'mode':<40} {'sent':>9} {'sent pps':>10} {'captured':>9} {'dropped':>8} "
+        f"{'proc pps':>10}"
+    )
     for name, r in runs:
         if r is None:
             print(f"  {name:<40} (not available)")
             continue
-        print(f"  {name:<40} {r['sent']:>9} {r['sent_pps']:>10.0f} {r['captured']:>9} "
-              f"{r['dropped']:>8} {r['processed_pps']:>10.0f}")
+        print(
+            f"  {name:<40} {r['sent']:>9} {r['sent_pps']:>10.0f} {r['captured']:>9} "
+            f"{r['dropped']:>8} {r['processed_pps']:>10.0f}"
+        )
     return 0
 
 

@@ -51,12 +51,38 @@ _ARP = int(PktEvent.ARP)
 
 #: Window counters of a host, in HOST_DTYPE field order (the C struct mirrors this list).
 HOST_COUNTERS = (
-    "out_bytes", "in_bytes", "out_payload", "in_payload", "in_udp_bytes", "in_dns_bytes",
-    "out_pkts", "in_pkts", "out_flows", "in_flows", "out_syn", "in_syn", "out_synack",
-    "in_synack", "out_rst", "in_rst", "out_unreach", "in_unreach", "out_udp_pkts",
-    "in_udp_pkts", "out_icmp_pkts", "in_icmp_pkts", "out_dns_queries", "in_dns_queries",
-    "out_dns_responses", "in_dns_responses", "arp_req_out", "arp_rep_out", "arp_req_in",
-    "arp_rep_in", "out_tcp_replies", "in_tcp_replies",
+    "out_bytes",
+    "in_bytes",
+    "out_payload",
+    "in_payload",
+    "in_udp_bytes",
+    "in_dns_bytes",
+    "out_pkts",
+    "in_pkts",
+    "out_flows",
+    "in_flows",
+    "out_syn",
+    "in_syn",
+    "out_synack",
+    "in_synack",
+    "out_rst",
+    "in_rst",
+    "out_unreach",
+    "in_unreach",
+    "out_udp_pkts",
+    "in_udp_pkts",
+    "out_icmp_pkts",
+    "in_icmp_pkts",
+    "out_dns_queries",
+    "in_dns_queries",
+    "out_dns_responses",
+    "in_dns_responses",
+    "arp_req_out",
+    "arp_rep_out",
+    "arp_req_in",
+    "arp_rep_in",
+    "out_tcp_replies",
+    "in_tcp_replies",
 )
 
 
@@ -119,15 +145,14 @@ class Hll:
         est = (0.7213 / (1.0 + 1.079 / m)) * m * m / self.z
         if est <= 2.5 * m and self.zeros > 0:
             est = m * math.log(m / self.zeros)
-        if est > 4e9:
-            est = 4e9
+        est = min(est, 4e9)
         return int(est + 0.5)
 
 
 class Decay:
     """Decayed count, linear sum and squared sum of packet sizes for each half-life."""
 
-    __slots__ = ("w", "ls", "ss", "t")
+    __slots__ = ("ls", "ss", "t", "w")
 
     def __init__(self) -> None:
         self.w = [0.0] * NDECAY
@@ -142,8 +167,7 @@ class Decay:
             self.w[i] = self.w[i] * f + 1.0
             self.ls[i] = self.ls[i] * f + size
             self.ss[i] = self.ss[i] * f + size * size
-        if ts > self.t:
-            self.t = ts
+        self.t = max(self.t, ts)
 
     def write(self, now: int, rate: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
         dt = (now - self.t) * 1e-9 if self.t and now > self.t else 0.0
@@ -162,8 +186,21 @@ class Decay:
 
 
 class Host:
-    __slots__ = ("key", "addr", "version", "last", "c", "dst_hosts", "dst_ports", "src_hosts",
-                 "in_ports", "long", "dout", "din", "active")
+    __slots__ = (
+        "active",
+        "addr",
+        "c",
+        "din",
+        "dout",
+        "dst_hosts",
+        "dst_ports",
+        "in_ports",
+        "key",
+        "last",
+        "long",
+        "src_hosts",
+        "version",
+    )
 
     def __init__(self, key: int, addr: bytes, version: int) -> None:
         self.key = key
@@ -188,8 +225,24 @@ class Host:
 
 
 class Pair:
-    __slots__ = ("key", "src", "dst", "version", "last", "pkts", "bytes", "payload", "flows",
-                 "dec", "fi_w", "fi_ls", "fi_ss", "fi_t", "last_flow", "active")
+    __slots__ = (
+        "active",
+        "bytes",
+        "dec",
+        "dst",
+        "fi_ls",
+        "fi_ss",
+        "fi_t",
+        "fi_w",
+        "flows",
+        "key",
+        "last",
+        "last_flow",
+        "payload",
+        "pkts",
+        "src",
+        "version",
+    )
 
     def __init__(self, key: int, src: bytes, dst: bytes, version: int) -> None:
         self.key = key
@@ -217,8 +270,7 @@ class Pair:
             self.fi_ls = self.fi_ls * f + iv
             self.fi_ss = self.fi_ss * f + iv * iv
             self.fi_t = ts
-        if ts > self.last_flow:
-            self.last_flow = ts
+        self.last_flow = max(self.last_flow, ts)
 
 
 class _Table:
@@ -256,10 +308,10 @@ class HostTelemetry:
     """Reference implementation; see ``sensor.telemetry`` for the public entry point."""
 
     def __init__(self, config: Any) -> None:
-        self.window_ns = int(round(config.window * 1e9))
-        self.long_ns = int(round(config.long_window * 1e9))
+        self.window_ns = round(config.window * 1e9)
+        self.long_ns = round(config.long_window * 1e9)
         self.cur_long = -1  # current long window index
-        self.idle_ns = int(round(config.idle_timeout * 1e9))
+        self.idle_ns = round(config.idle_timeout * 1e9)
         self.iface = int(config.iface) & 0xFF
         self.hosts = _Table(config.host_capacity)
         self.pairs = _Table(config.pair_capacity)
@@ -274,9 +326,7 @@ class HostTelemetry:
     # -- tables ---------------------------------------------------------------------------
     def _host(self, addr: bytes, version: int, ts: int, protect: int = -1) -> tuple[Host, int]:
         key = addr_hash(addr, version)
-        s, found = self.hosts.find(
-            key, lambda e: e.addr == addr and e.version == version, protect
-        )
+        s, found = self.hosts.find(key, lambda e: e.addr == addr and e.version == version, protect)
         if found:
             return self.hosts.slots[s], s
         if self.hosts.state[s] == USED:
@@ -412,8 +462,7 @@ class HostTelemetry:
             if src[:4] != b"\0\0\0\0":
                 s, slot = self._host(src, 4, ts)
                 s.active = True
-                if ts > s.last:
-                    s.last = ts
+                s.last = max(s.last, ts)
                 if op == 1:
                     s.c["arp_req_out"] += 1
                     s.dst_hosts.add(addr_hash(dst, 4) ^ SALT_HOST)
@@ -423,8 +472,7 @@ class HostTelemetry:
             if dst[:4] != b"\0\0\0\0":
                 d, _ = self._host(dst, 4, ts, slot)
                 d.active = True
-                if ts > d.last:
-                    d.last = ts
+                d.last = max(d.last, ts)
                 if op == 1:
                     d.c["arp_req_in"] += 1
                 elif op == 2:
@@ -443,8 +491,7 @@ class HostTelemetry:
         sc, dc = s.c, d.c
         for e in (s, d, p):
             e.active = True
-            if ts > e.last:
-                e.last = ts
+            e.last = max(e.last, ts)
         sc["out_pkts"] += 1
         dc["in_pkts"] += 1
         sc["out_bytes"] += ip_len
@@ -515,8 +562,10 @@ class HostTelemetry:
     def drain(self) -> list[tuple[str, np.ndarray]]:
         """Records emitted since the last call, as ``[("host", a), ("pair", b)]``."""
         out = []
-        for kind, parts, dt in (("host", self._host_out, HOST_DTYPE),
-                                ("pair", self._pair_out, PAIR_DTYPE)):
+        for kind, parts, dt in (
+            ("host", self._host_out, HOST_DTYPE),
+            ("pair", self._pair_out, PAIR_DTYPE),
+        ):
             out.append((kind, np.concatenate(parts) if parts else np.zeros(0, dt)))
             parts.clear()
         return out

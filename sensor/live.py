@@ -290,8 +290,15 @@ class CaptureWorker:
     def fill(self, timeout_ms: int) -> int:
         b = self.batch
         n = self.ring.fill(
-            b.buffer, b.offset, b.caplen, b.wirelen, b.ts_ns, b.linktype, b.iface,
-            self.spec.worker_id & 0xFF, timeout_ms,
+            b.buffer,
+            b.offset,
+            b.caplen,
+            b.wirelen,
+            b.ts_ns,
+            b.linktype,
+            b.iface,
+            self.spec.worker_id & 0xFF,
+            timeout_ms,
         )
         if n < 0:
             self._socket_error(timeout_ms)
@@ -308,8 +315,9 @@ class CaptureWorker:
         except OSError:
             raise InterfaceError(f"interface {self.spec.iface!r} was removed") from None
         if err and self.counters["link_down"] == 0:
-            log.warning("capture on %s: %s; waiting for the link", self.spec.iface,
-                        os.strerror(err))
+            log.warning(
+                "capture on %s: %s; waiting for the link", self.spec.iface, os.strerror(err)
+            )
         self.counters["link_down"] += 1
         time.sleep(timeout_ms / 1000.0)  # no busy loop while the link is down
 
@@ -415,7 +423,7 @@ def _worker_process(spec: WorkerSpec, out_q: Any, stop: Any, ready: Any) -> None
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         worker = CaptureWorker(spec)
-    except Exception as exc:  # reported to the parent, which raises it
+    except Exception as exc:  # noqa: BLE001 -- a child cannot raise into the parent: report
         out_q.put(("error", f"{type(exc).__name__}: {exc}"))
         ready.set()
         return
@@ -437,7 +445,7 @@ def _worker_process(spec: WorkerSpec, out_q: Any, stop: Any, ready: Any) -> None
                 if time.monotonic() - last >= 1.0:
                     last = time.monotonic()
                     put(("stats", worker.poll_stats()))
-        except Exception as exc:  # report, then still flush what this worker holds
+        except Exception as exc:  # noqa: BLE001 -- report, then still flush what it holds
             out_q.put(("error", f"{type(exc).__name__}: {exc}"))
         for item in worker.finish():
             put(item)
@@ -524,8 +532,16 @@ class LiveCapture:
         return time.monotonic() + self.duration if self.duration else float("inf")
 
     def _run_inline(self) -> Iterator[tuple[str, np.ndarray]]:
-        spec = WorkerSpec(self.iface, self.config, self.ring, self.bpf_instructions,
-                          None, 0, self.backend, self.decode)
+        spec = WorkerSpec(
+            self.iface,
+            self.config,
+            self.ring,
+            self.bpf_instructions,
+            None,
+            0,
+            self.backend,
+            self.decode,
+        )
         worker = CaptureWorker(spec)
         if self.on_ready is not None:
             self.on_ready()
@@ -561,11 +577,23 @@ class LiveCapture:
         procs = []
         readies = []
         for wid in range(self.workers):
-            spec = WorkerSpec(self.iface, self.config, self.ring, self.bpf_instructions,
-                              group, wid, self.backend, self.decode)
+            spec = WorkerSpec(
+                self.iface,
+                self.config,
+                self.ring,
+                self.bpf_instructions,
+                group,
+                wid,
+                self.backend,
+                self.decode,
+            )
             ready = ctx.Event()
-            p = ctx.Process(target=_worker_process, args=(spec, out_q, self._mp_stop, ready),
-                            name=f"netwarden-capture-{wid}", daemon=True)
+            p = ctx.Process(
+                target=_worker_process,
+                args=(spec, out_q, self._mp_stop, ready),
+                name=f"netwarden-capture-{wid}",
+                daemon=True,
+            )
             p.start()
             procs.append(p)
             readies.append(ready)
@@ -610,6 +638,7 @@ class LiveCapture:
         if errors:
             raise InterfaceError("capture worker failed: " + "; ".join(errors))
 
+
 def _stderr_stats(prefix: str = "") -> Callable[[CaptureStats, bool], None]:
     state: dict[str, Any] = {"prev": None, "t": time.monotonic()}
 
@@ -639,8 +668,14 @@ def capture_flows(
     ``on_stats`` is given."""
     ring = replace(ring or RingConfig(), telemetry=False)
     cap = LiveCapture(
-        iface, config, workers=workers, bpf=bpf, promisc=promisc, ring=ring,
-        duration=duration, on_stats=on_stats or _stderr_stats(),
+        iface,
+        config,
+        workers=workers,
+        bpf=bpf,
+        promisc=promisc,
+        ring=ring,
+        duration=duration,
+        on_stats=on_stats or _stderr_stats(),
     )
     restore = cap.install_signal_handlers() if handle_signals else (lambda: None)
     try:
@@ -694,8 +729,15 @@ def run_sensor(args: Any, publisher: Any) -> int:
 def drop_counters(stats: CaptureStats) -> dict[str, int]:
     """The loss counters a bus header carries (cumulative)."""
     c = stats.counters
-    keys = ("kernel_drops", "ring_freezes", "ring_losing", "queue_overruns",
-            "decode_errors", "bus_drops", "host_evictions")
+    keys = (
+        "kernel_drops",
+        "ring_freezes",
+        "ring_losing",
+        "queue_overruns",
+        "decode_errors",
+        "bus_drops",
+        "host_evictions",
+    )
     return {k: int(c.get(k, 0)) for k in keys}
 
 
@@ -727,8 +769,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     ring = RingConfig(
-        block_size=args.ring_block_size, block_count=args.ring_blocks,
-        retire_ms=args.block_timeout, telemetry=not args.no_telemetry,
+        block_size=args.ring_block_size,
+        block_count=args.ring_blocks,
+        retire_ms=args.block_timeout,
+        telemetry=not args.no_telemetry,
         telemetry_window=args.window,
     )
 
@@ -738,9 +782,17 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(str(os.getpid()))
 
     cap = LiveCapture(
-        args.iface, EngineConfig(), workers=args.workers, bpf=args.filter,
-        promisc=args.promisc, ring=ring, duration=args.duration, backend=args.backend,
-        decode=not args.no_decode, on_stats=_stderr_stats(), on_ready=ready,
+        args.iface,
+        EngineConfig(),
+        workers=args.workers,
+        bpf=args.filter,
+        promisc=args.promisc,
+        ring=ring,
+        duration=args.duration,
+        backend=args.backend,
+        decode=not args.no_decode,
+        on_stats=_stderr_stats(),
+        on_ready=ready,
     )
     restore = cap.install_signal_handlers()
     parts: dict[str, list[np.ndarray]] = {}

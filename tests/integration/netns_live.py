@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from typing import Self
 
 
 def have_root() -> bool:
@@ -40,8 +41,21 @@ class VethPair:
                 _run("ip", "netns", "add", ns)
                 self._made.append(ns)
             # Create both ends inside A, then move one: the root namespace never sees them.
-            self.exec_a("ip", "link", "add", self.IF_A, "mtu", str(mtu), "type", "veth",
-                        "peer", "name", self.IF_B, "mtu", str(mtu))
+            self.exec_a(
+                "ip",
+                "link",
+                "add",
+                self.IF_A,
+                "mtu",
+                str(mtu),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.IF_B,
+                "mtu",
+                str(mtu),
+            )
             self.exec_a("ip", "link", "set", self.IF_B, "netns", self.ns_b)
             for ns, ifname in ((self.ns_a, self.IF_A), (self.ns_b, self.IF_B)):
                 self._exec(ns, "sysctl", "-q", "-w", f"net.ipv6.conf.{ifname}.disable_ipv6=1")
@@ -65,10 +79,10 @@ class VethPair:
 
     def close(self) -> None:
         for ns in reversed(self._made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         self._made.clear()
 
-    def __enter__(self) -> "VethPair":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from netns_live import VethPair, have_root, missing_tools
+
 from sensor.config import EngineConfig
 from sensor.engine import load_backend
 
@@ -94,8 +94,15 @@ def veth():
 
 
 def live_capture(
-    veth: VethPair, tmp_path: Path, pcap: Path, *, workers: int = 1, bpf: str | None = None,
-    pps: int = PPS, extra: list[str] | None = None, during=None,
+    veth: VethPair,
+    tmp_path: Path,
+    pcap: Path,
+    *,
+    workers: int = 1,
+    bpf: str | None = None,
+    pps: int = PPS,
+    extra: list[str] | None = None,
+    during=None,
 ) -> tuple[dict[str, np.ndarray], dict[str, int], str]:
     """Capture on vethB while tcpreplay sends ``pcap`` into vethA; stop with SIGTERM.
 
@@ -104,8 +111,17 @@ def live_capture(
     ready = tmp_path / f"ready-{workers}-{time.monotonic_ns()}"
     out = tmp_path / f"live-{workers}-{time.monotonic_ns()}.npz"
     cmd = veth.prefix(veth.ns_b) + [
-        sys.executable, "-m", "sensor.live", "--iface", veth.IF_B, "--workers", str(workers),
-        "--ready-file", str(ready), "--out", str(out),
+        sys.executable,
+        "-m",
+        "sensor.live",
+        "--iface",
+        veth.IF_B,
+        "--workers",
+        str(workers),
+        "--ready-file",
+        str(ready),
+        "--out",
+        str(out),
     ]
     if bpf:
         cmd += ["--filter", bpf]
@@ -123,7 +139,10 @@ def live_capture(
             during(proc, "before")
         replay = subprocess.run(
             veth.prefix(veth.ns_a) + ["tcpreplay", "-i", veth.IF_A, f"--pps={pps}", str(pcap)],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert replay.returncode == 0, replay.stderr
         if during:
@@ -164,9 +183,15 @@ def flow_keys(flows: np.ndarray) -> Counter:
     """Multiset of (proto, orig, orig_port, resp, resp_port, pkts and IP bytes each way)."""
     return Counter(
         (
-            int(f["proto"]), bytes(f["orig_addr"]), int(f["orig_port"]), bytes(f["resp_addr"]),
-            int(f["resp_port"]), int(f["orig_pkts"]), int(f["resp_pkts"]),
-            int(f["orig_ip_bytes"]), int(f["resp_ip_bytes"]),
+            int(f["proto"]),
+            bytes(f["orig_addr"]),
+            int(f["orig_port"]),
+            bytes(f["resp_addr"]),
+            int(f["resp_port"]),
+            int(f["orig_pkts"]),
+            int(f["resp_pkts"]),
+            int(f["orig_ip_bytes"]),
+            int(f["resp_ip_bytes"]),
         )
         for f in flows
     )
@@ -243,7 +268,10 @@ def test_loss_is_counted_when_the_reader_stalls(veth: VethPair, tmp_path: Path) 
         proc.send_signal(signal.SIGSTOP if phase == "before" else signal.SIGCONT)
 
     recs, stats, replay = live_capture(
-        veth, tmp_path, pcap, extra=["--ring-blocks", "4", "--ring-block-size", "65536"],
+        veth,
+        tmp_path,
+        pcap,
+        extra=["--ring-blocks", "4", "--ring-block-size", "65536"],
         during=stall,
     )
     sent = _sent(replay)
@@ -252,15 +280,17 @@ def test_loss_is_counted_when_the_reader_stalls(veth: VethPair, tmp_path: Path) 
     assert stats["packets"] > 0
     assert stats["packets"] + stats["kernel_drops"] == sent
     assert stats["kernel_packets"] == sent  # the kernel's own count: received + dropped
-    assert int(recs["flow"]["orig_pkts"].sum() + recs["flow"]["resp_pkts"].sum()) == stats[
-        "packets"
-    ]
+    assert (
+        int(recs["flow"]["orig_pkts"].sum() + recs["flow"]["resp_pkts"].sum()) == stats["packets"]
+    )
 
 
 def _promiscuity(veth: VethPair) -> int:
     out = subprocess.run(
         veth.prefix(veth.ns_b) + ["ip", "-d", "link", "show", veth.IF_B],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     m = re.search(r"promiscuity (\d+)", out)
     assert m, out
@@ -307,11 +337,23 @@ def test_removed_interface_stops_with_error_and_flushes(tmp_path: Path, workers:
     with VethPair() as pair:
         ready, out = tmp_path / "ready", tmp_path / "out.npz"
         proc = subprocess.Popen(
-            pair.prefix(pair.ns_b) + [
-                sys.executable, "-m", "sensor.live", "--iface", pair.IF_B, "--workers",
-                str(workers), "--ready-file", str(ready), "--out", str(out),
+            pair.prefix(pair.ns_b)
+            + [
+                sys.executable,
+                "-m",
+                "sensor.live",
+                "--iface",
+                pair.IF_B,
+                "--workers",
+                str(workers),
+                "--ready-file",
+                str(ready),
+                "--out",
+                str(out),
             ],
-            cwd=REPO, stderr=subprocess.PIPE, text=True,
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             deadline = time.monotonic() + 60

@@ -134,14 +134,26 @@ def test_port_scan_window_counts(backend: str) -> None:
     base = 1_700_000_000 * 10**9
     n_ports = 600
     spec = [
-        dict(ts_ns=base + i * 10**6, src="10.0.0.1", dst="10.0.0.2", flags=0x02, dport=i,
-             events=PktEvent.NEW_FLOW)
+        {
+            "ts_ns": base + i * 10**6,
+            "src": "10.0.0.1",
+            "dst": "10.0.0.2",
+            "flags": 0x02,
+            "dport": i,
+            "events": PktEvent.NEW_FLOW,
+        }
         for i in range(n_ports)
     ]
     # the target answers the first 100 with RST (first reply of each flow)
     spec += [
-        dict(ts_ns=base + (n_ports + i) * 10**6, src="10.0.0.2", dst="10.0.0.1", flags=0x14,
-             dport=40000, events=PktEvent.REPLY | PktEvent.FIRST_REPLY)
+        {
+            "ts_ns": base + (n_ports + i) * 10**6,
+            "src": "10.0.0.2",
+            "dst": "10.0.0.1",
+            "flags": 0x14,
+            "dport": 40000,
+            "events": PktEvent.REPLY | PktEvent.FIRST_REPLY,
+        }
         for i in range(100)
     ]
     _, out = run(backend, rows(spec))
@@ -167,8 +179,15 @@ def test_port_scan_window_counts(backend: str) -> None:
 def test_windows_close_on_time_and_on_idle(backend: str) -> None:
     base = 1_700_000_000 * 10**9
     spec = [
-        dict(ts_ns=base + k * 10**9 + j, src="192.0.2.1", dst="192.0.2.9", proto=17, dport=53,
-             events=PktEvent.DNS_QUERY | (PktEvent.NEW_FLOW if j == 0 else 0), ip_len=60)
+        {
+            "ts_ns": base + k * 10**9 + j,
+            "src": "192.0.2.1",
+            "dst": "192.0.2.9",
+            "proto": 17,
+            "dport": 53,
+            "events": PktEvent.DNS_QUERY | (PktEvent.NEW_FLOW if j == 0 else 0),
+            "ip_len": 60,
+        }
         for k in range(3)
         for j in range(5)
     ]
@@ -189,12 +208,24 @@ def test_windows_close_on_time_and_on_idle(backend: str) -> None:
 def test_arp_counts_and_sweep(backend: str) -> None:
     base = 1_700_000_000 * 10**9
     spec = [
-        dict(ts_ns=base + i * 1000, src="10.1.0.1", dst=f"10.1.0.{i}", sport=1,
-             events=PktEvent.ARP)
+        {
+            "ts_ns": base + i * 1000,
+            "src": "10.1.0.1",
+            "dst": f"10.1.0.{i}",
+            "sport": 1,
+            "events": PktEvent.ARP,
+        }
         for i in range(2, 202)
     ]
-    spec.append(dict(ts_ns=base + 10**6, src="10.1.0.7", dst="10.1.0.1", sport=2,
-                     events=PktEvent.ARP))
+    spec.append(
+        {
+            "ts_ns": base + 10**6,
+            "src": "10.1.0.7",
+            "dst": "10.1.0.1",
+            "sport": 2,
+            "events": PktEvent.ARP,
+        }
+    )
     _, out = run(backend, rows(spec))
     s = host(out["host"], "10.1.0.1")[0]
     assert s["arp_req_out"] == 200 and s["arp_rep_in"] == 1
@@ -207,8 +238,13 @@ def test_arp_counts_and_sweep(backend: str) -> None:
 def test_memory_is_bounded_and_evictions_counted(backend: str) -> None:
     base = 1_700_000_000 * 10**9
     spec = [
-        dict(ts_ns=base + i * 1000, src=f"10.{i >> 8 & 255}.{i & 255}.1", dst="10.255.0.1",
-             events=PktEvent.NEW_FLOW, flags=0x02)
+        {
+            "ts_ns": base + i * 1000,
+            "src": f"10.{i >> 8 & 255}.{i & 255}.1",
+            "dst": "10.255.0.1",
+            "events": PktEvent.NEW_FLOW,
+            "flags": 0x02,
+        }
         for i in range(3000)
     ]
     cfg = TelemetryConfig(host_capacity=256, pair_capacity=256)
@@ -308,8 +344,14 @@ def test_slow_scan_adds_up_over_the_long_window(backend: str) -> None:
     base = 1_700_000_090 * 10**9  # 50 s into a minute: the scan crosses a long-window edge
     n = 400  # 20 ports a second for 20 s: small per window, large over the long window
     spec = [
-        dict(ts_ns=base + i * 50_000_000, src="10.9.0.1", dst="10.9.0.2", flags=0x02,
-             dport=1000 + i, events=PktEvent.NEW_FLOW)
+        {
+            "ts_ns": base + i * 50_000_000,
+            "src": "10.9.0.1",
+            "dst": "10.9.0.2",
+            "flags": 0x02,
+            "dport": 1000 + i,
+            "events": PktEvent.NEW_FLOW,
+        }
         for i in range(n)
     ]
     _, out = run(backend, rows(spec), TelemetryConfig(window=1.0, long_window=60.0))
