@@ -1,8 +1,10 @@
 # C declarations shared by every part of the engine.
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy, memset, memcmp, strncpy
+from libc.math cimport sqrt
+from libc.stdlib cimport calloc, free, malloc, qsort, realloc
+from libc.stdio cimport snprintf
+from libc.string cimport memcmp, memcpy, memmove, memset, strncpy
 
 
 cdef extern from *:

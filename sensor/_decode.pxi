@@ -25,6 +25,7 @@ cdef enum:
     ETH_ERSPAN3 = 0x22EB
     ETH_PPP = 0x880B
     ETH_NONE = 0
+    NOT_IP = -2  # decoder result: a well-formed frame that carries no IP/ARP
     MAX_L2_DEPTH = 8
     MAX_IPV6_EXT = 16
 
@@ -152,9 +153,9 @@ cdef ssz decode_ethertype(const uint8_t* b, ssz off, ssz end, uint32_t etype,
         elif etype < 0x0600:
             off = decode_llc(b, off, end, &etype)
         else:
-            return -1
+            return NOT_IP  # STP, LLDP, PPPoE discovery, ...: well formed, not ours
         if off < 0:
-            return -1
+            return off
     return -1
 
 
@@ -213,7 +214,7 @@ cdef ssz ppp_proto_to_ethertype(const uint8_t* b, ssz off, ssz end,
     if proto == 0x0057:
         et[0] = ETH_IPV6
         return off + 2
-    return -1
+    return NOT_IP  # LCP, IPCP, ...
 
 
 cdef ssz decode_pbb(const uint8_t* b, ssz off, ssz end, dc_pkt* p,
@@ -241,7 +242,7 @@ cdef ssz decode_llc(const uint8_t* b, ssz off, ssz end, uint32_t* et) noexcept n
             return -1
         et[0] = u16(b, off + 6)
         return off + 8
-    return -1
+    return NOT_IP  # STP and other non-SNAP LLC
 
 
 cdef ssz decode_sll(const uint8_t* b, ssz off, ssz end, dc_pkt* p) noexcept nogil:
@@ -302,7 +303,7 @@ cdef ssz decode_ppp(const uint8_t* b, ssz off, ssz end, dc_pkt* p) noexcept nogi
         off += 2
     noff = ppp_proto_to_ethertype(b, off, end, &et)
     if noff < 0:
-        return -1
+        return noff
     p.ethertype = et
     return noff
 
@@ -351,7 +352,7 @@ cdef ssz decode_ieee80211(const uint8_t* b, ssz off, ssz end, dc_pkt* p) noexcep
         memcpy(p.src_mac, b + off + 16, 6)
     noff = decode_llc(b, off + hlen, end, &et)
     if noff < 0:
-        return -1
+        return noff
     return decode_ethertype(b, noff, end, et, p)
 
 
@@ -364,7 +365,7 @@ cdef ssz decode_fddi(const uint8_t* b, ssz off, ssz end, dc_pkt* p) noexcept nog
     memcpy(p.src_mac, b + off + 7, 6)
     noff = decode_llc(b, off + 13, end, &et)
     if noff < 0:
-        return -1
+        return noff
     return decode_ethertype(b, noff, end, et, p)
 
 
@@ -383,7 +384,8 @@ cdef ssz decode_ipv4(const uint8_t* b, ssz off, ssz end, ssz wire_end,
     if hlen < 20 or off + hlen > end:
         return -1
     total = u16(b, off + 2)
-    if total == 0:  # TSO: the NIC fills the length in later
+    p.ip_len = total  # counted as the header says, as Zeek does (0 under TSO)
+    if total == 0:  # TSO: the NIC fills the length in later; parse what was captured
         total = end - off
     if total < hlen or off + total > wire_end:
         return -1
@@ -391,7 +393,6 @@ cdef ssz decode_ipv4(const uint8_t* b, ssz off, ssz end, ssz wire_end,
     p.ip_version = 4
     p.ip_off = off
     p.ip_hdr_len = hlen
-    p.ip_len = total
     p.proto = b[off + 9]
     p.ttl = b[off + 8]
     memset(p.src, 0, 16)
@@ -419,14 +420,14 @@ cdef ssz decode_ipv6(const uint8_t* b, ssz off, ssz end, ssz wire_end,
     if b[off] >> 4 != 6:
         return -1
     plen = u16(b, off + 4)
-    if plen == 0:
+    p.ip_len = plen + 40  # counted as Zeek does, even when the header says 0
+    if plen == 0:  # jumbogram / TSO: the payload runs to the end of the capture
         plen = end - off - 40
     total = plen + 40
     if off + total > wire_end:
         return -1
     p.ip_version = 6
     p.ip_off = off
-    p.ip_len = total
     p.ttl = b[off + 7]
     memcpy(p.src, b + off + 8, 16)
     memcpy(p.dst, b + off + 24, 16)
@@ -580,8 +581,10 @@ cdef ssz decode_gtpu(const uint8_t* b, ssz off, ssz end, uint32_t* et) noexcept 
     if off + 8 > end:
         return -1
     flags = b[off]
-    if flags >> 5 != 1 or not flags & 0x10 or b[off + 1] != 0xFF:
+    if flags >> 5 != 1 or not flags & 0x10:
         return -1
+    if b[off + 1] != 0xFF:
+        return NOT_IP  # echo, GTP-C signalling: valid, but no packet inside
     cur = off + 8
     if flags & 0x07:
         if cur + 4 > end:
@@ -610,19 +613,83 @@ cdef ssz decode_gtpu(const uint8_t* b, ssz off, ssz end, uint32_t* et) noexcept 
 
 
 cdef ssz decode_teredo(const uint8_t* b, ssz off, ssz end, uint32_t* et) noexcept nogil:
-    cdef ssz cur = off
-    if cur + 2 <= end and b[cur] == 0x00 and b[cur + 1] == 0x01:
-        if cur + 4 > end:
+    """Optional authentication (first) and origin indication, then IPv6 whose payload
+    length matches the rest of the datagram (a bubble may carry trailing bytes)."""
+    cdef ssz cur = off, tot, plen
+    cdef bint seen_auth = False, seen_origin = False
+    cdef uint32_t tag
+    while True:
+        if cur + 2 > end:
             return -1
-        cur += 4 + <ssz>b[cur + 2] + <ssz>b[cur + 3] + 8 + 1
-    if cur + 2 <= end and b[cur] == 0x00 and b[cur + 1] == 0x00:
-        cur += 8
-    if cur + 40 > end or b[cur] >> 4 != 6:
+        tag = u16(b, cur)
+        if tag == 0:
+            if seen_origin or cur + 8 > end:
+                return -1
+            seen_origin = True
+            cur += 8
+        elif tag == 1:
+            if seen_origin or seen_auth or cur + 4 > end:
+                return -1
+            tot = 4 + <ssz>b[cur + 2] + <ssz>b[cur + 3] + 8 + 1
+            if cur + tot > end:
+                return -1
+            seen_auth = True
+            cur += tot
+        elif tag >> 12 == 6:
+            break
+        else:
+            return -1
+    if cur + 40 > end:
         return -1
-    if cur + 40 + <ssz>u16(b, cur + 4) != end:
+    plen = u16(b, cur + 4)
+    if cur + 40 + plen > end:
+        return -1
+    if cur + 40 + plen < end and not (b[cur + 6] == 59 and plen == 0):
         return -1
     et[0] = ETH_IPV6
     return cur
+
+
+cdef bint detect_teredo(const uint8_t* b, ssz off, ssz end) noexcept nogil:
+    """Zeek's Teredo protocol detection for UDP on other ports."""
+    cdef ssz n = end - off, cur, skip
+    cdef uint32_t val
+    if n < 40:
+        return False
+    if n > 8 and b[off] >> 4 != 6 and (b[off] != 0 or (b[off + 1] != 0 and b[off + 1] != 1)):
+        return False
+    if b[off] >> 4 == 6:
+        # An IPv6 header whose source or destination is in the Teredo prefix 2001:0::/32.
+        if b[off + 8] == 0x20 and b[off + 9] == 0x01 and b[off + 10] == 0 and b[off + 11] == 0:
+            return True
+        if (b[off + 24] == 0x20 and b[off + 25] == 0x01 and b[off + 26] == 0
+                and b[off + 27] == 0):
+            return True
+    cur = off
+    val = b[off + 1]
+    if val == 1:
+        skip = 13 + <ssz>b[off + 2] + <ssz>b[off + 3]
+        if n < skip:
+            return False
+        cur += skip
+        n -= skip
+        if n < 40:
+            return False
+        val = u16(b, cur)
+    if val == 0:
+        if n < 8:
+            return False
+        cur += 8
+        n -= 8
+        if n < 40:
+            return False
+        return b[cur] >> 4 == 6
+    return False
+
+
+cdef inline bint detect_ayiya(const uint8_t* b, ssz off, ssz end) noexcept nogil:
+    """Zeek's AYIYA protocol detection for UDP on other ports."""
+    return end - off >= 3 and b[off + 1] == 0x52 and b[off + 2] == 0x11
 
 
 cdef ssz decode_ayiya(const uint8_t* b, ssz off, ssz end, uint32_t* et) noexcept nogil:
@@ -635,12 +702,16 @@ cdef ssz decode_ayiya(const uint8_t* b, ssz off, ssz end, uint32_t* et) noexcept
     opcode = b[off + 2] & 0x0F
     nxt = b[off + 3]
     cur = off + 8 + idlen + siglen
-    if opcode != 1 or cur > end:
+    if cur > end:
         return -1
+    if opcode != 1:
+        return NOT_IP  # only "forward" carries a packet
+    if cur >= end:
+        return NOT_IP
     if nxt == 4:
         et[0] = ETH_IPV4
         return cur
     if nxt == 41:
         et[0] = ETH_IPV6
         return cur
-    return -1
+    return NOT_IP

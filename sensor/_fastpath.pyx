@@ -9,13 +9,27 @@ Split by concern into include files:
   _decode.pxi     link, L2, IP and tunnel header decoders
   _dns.pxi        DNS header + first question parser (bounded)
   _tcp.pxi        Zeek's TCP endpoint state machine and sequence accounting
+  _flow.pxi       the flow struct, history letters, per-direction statistics
+  _flowtable.pxi  open-addressing flow table over a pool of flow structs
+  _timers.pxi     network-time timer heap
+  _frag.pxi       bounded IP fragment reassembly
+  _engine.pxi     packet path, flow life cycle, FlowEngine
 See sensor/engine.py for the contract both backends honour.
 """
 
 import os
 
-from netwarden.errors import CaptureError, CaptureFormatError, ConfigError, SchemaError
+import numpy as np
+
+from netwarden.errors import (
+    CaptureError, CaptureFormatError, ConfigError, SchemaError, UnsupportedLinkType,
+)
 from sensor.batch import PacketBatch
+from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+
+__all__ = ["PcapReader", "FlowEngine", "BACKEND", "check_record_layouts", "c_layouts"]
+
+BACKEND = "c"
 
 include "_cdefs.pxi"
 include "_layout.pxi"
@@ -23,6 +37,11 @@ include "_pcapread.pxi"
 include "_decode.pxi"
 include "_dns.pxi"
 include "_tcp.pxi"
+include "_flow.pxi"
+include "_flowtable.pxi"
+include "_timers.pxi"
+include "_frag.pxi"
+include "_engine.pxi"
 
 # Refuse to load if records.h and sensor/schema.py disagree: every record written below is
 # memcpy'd into arrays of those dtypes.

@@ -20,6 +20,7 @@ cdef enum:
 cdef struct rd_iface:
     uint16_t linktype
     uint8_t tsresol  # pcapng if_tsresol byte: bit 7 set = power of 2
+    int64_t tsoffset_s  # if_tsoffset: seconds added to every timestamp
 
 
 cdef struct rd_state:
@@ -33,6 +34,7 @@ cdef struct rd_state:
     int n_if
     rd_iface ifaces[MAX_IFACES]
     size_t err_off
+    bint err_linktype  # the fault is an unsupported link type
     char err_msg[160]
 
 
@@ -48,8 +50,23 @@ cdef inline uint32_t rd_u32(const rd_state* s, const uint8_t* p) noexcept nogil:
     return bswap32(v) if s.swapped else v
 
 
+cdef bint rd_linktype_ok(uint32_t lt) noexcept nogil:
+    """Link types the decoders understand (see decode_link in _decode.pxi)."""
+    return (lt == 0 or lt == 1 or lt == 9 or lt == 10 or lt == 12 or lt == 14 or lt == 50
+            or lt == 101 or lt == 105 or lt == 108 or lt == 113 or lt == 127 or lt == 228
+            or lt == 229 or lt == 276)
+
+
+cdef int rd_fail_link(rd_state* s, size_t off, uint32_t lt) noexcept nogil:
+    s.err_off = off
+    s.err_linktype = True
+    snprintf(s.err_msg, 160, "unsupported link type %u", lt)
+    return RD_ERR
+
+
 cdef int rd_fail(rd_state* s, size_t off, const char* msg) noexcept nogil:
     s.err_off = off
+    s.err_linktype = False
     strncpy(s.err_msg, msg, 159)
     s.err_msg[159] = 0
     return RD_ERR
@@ -79,7 +96,7 @@ cdef int64_t rd_ng_ts(const rd_iface* ifc, uint64_t ticks) noexcept nogil:
 
 cdef int rd_open(rd_state* s) noexcept nogil:
     """Parse the file header (pcap) or first section header (pcapng)."""
-    cdef uint32_t magic
+    cdef uint32_t magic, lt
     s.pos = 0
     s.n_if = 0
     if s.size < 4:
@@ -101,7 +118,11 @@ cdef int rd_open(rd_state* s) noexcept nogil:
         s.swapped = True; s.nsec = True
     else:
         return rd_fail(s, 0, "not a pcap or pcapng file (bad magic)")
-    s.linktype = <uint16_t>(rd_u32(s, s.base + 20) & 0xFFFF)
+    # Upper bits carry FCS information (libpcap's LT_LINKTYPE mask).
+    lt = rd_u32(s, s.base + 20) & 0x03FFFFFF
+    if not rd_linktype_ok(lt):
+        return rd_fail_link(s, 20, lt)
+    s.linktype = <uint16_t>lt
     s.pos = 24
     return RD_OK
 
@@ -123,13 +144,17 @@ cdef int rd_ng_idb(rd_state* s, size_t off, uint32_t blen) noexcept nogil:
     cdef rd_iface* ifc
     cdef size_t p, end
     cdef uint16_t code, olen
+    cdef uint64_t off64
     if blen < 20:
         return rd_fail(s, off, "pcapng interface description block too short")
     if s.n_if >= MAX_IFACES:
         return rd_fail(s, off, "too many pcapng interfaces")
     ifc = &s.ifaces[s.n_if]
     ifc.linktype = rd_u16(s, s.base + off + 8)
+    if not rd_linktype_ok(ifc.linktype):
+        return rd_fail_link(s, off, ifc.linktype)
     ifc.tsresol = 6
+    ifc.tsoffset_s = 0
     p = off + 16
     end = off + blen - 4
     while p + 4 <= end:
@@ -139,6 +164,11 @@ cdef int rd_ng_idb(rd_state* s, size_t off, uint32_t blen) noexcept nogil:
             break
         if code == 9 and olen >= 1 and p + 5 <= end:
             ifc.tsresol = s.base[p + 4]
+        elif code == 14 and olen == 8 and p + 12 <= end:
+            memcpy(&off64, s.base + p + 4, 8)
+            if s.swapped:
+                off64 = bswap64(off64)
+            ifc.tsoffset_s = <int64_t>off64
         p += 4 + ((olen + 3) & ~(<size_t>3))
     s.n_if += 1
     return RD_OK
@@ -217,7 +247,7 @@ cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* 
             off[0] = p + 28
             caplen[0] = incl
             wirelen[0] = orig
-            ts[0] = rd_ng_ts(&s.ifaces[ifid], ticks)
+            ts[0] = rd_ng_ts(&s.ifaces[ifid], ticks) + s.ifaces[ifid].tsoffset_s * 1000000000
             lt[0] = s.ifaces[ifid].linktype
             iface[0] = <uint8_t>ifid
             return RD_OK
@@ -249,7 +279,7 @@ cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* 
             off[0] = p + 28
             caplen[0] = incl
             wirelen[0] = orig
-            ts[0] = rd_ng_ts(&s.ifaces[ifid], ticks)
+            ts[0] = rd_ng_ts(&s.ifaces[ifid], ticks) + s.ifaces[ifid].tsoffset_s * 1000000000
             lt[0] = s.ifaces[ifid].linktype
             iface[0] = <uint8_t>ifid
             return RD_OK
@@ -307,8 +337,9 @@ cdef class PcapReader:
         free(self._st)
 
     cdef _raise(self):
-        raise CaptureFormatError(self._st.err_msg.decode("ascii", "replace"), self.path,
-                                 <Py_ssize_t>self._st.err_off)
+        cls = UnsupportedLinkType if self._st.err_linktype else CaptureFormatError
+        raise cls(self._st.err_msg.decode("ascii", "replace"), self.path,
+                  <Py_ssize_t>self._st.err_off)
 
     @property
     def offset(self):

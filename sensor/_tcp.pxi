@@ -164,7 +164,7 @@ cdef void init_endpoint(tcp_ep* ep, int flags, int64_t first_seq, int64_t last_s
             ep.start_seq = first_seq
         else:
             ep.ack_seq = (first_seq - 1) & 0xFFFFFFFFLL
-            ep.start_seq = first_seq - 1
+            ep.start_seq = (first_seq - 1) & 0xFFFFFFFFLL  # 32-bit arithmetic, as Zeek
             last_seq = first_seq
         ep.last_seq = last_seq
     elif st == EP_SYN_SENT or st == EP_SYN_ACK_SENT:

@@ -1,0 +1,184 @@
+# IP fragment reassembly with bounded C buffers (twin of FlowEngine._reassemble).
+#
+# At most max_frag_datagrams datagrams are pending; they form a FIFO by arrival of their
+# first fragment, which is both the eviction order when full and the timeout order. Each
+# datagram's payload buffer is capped at MAX_FRAG_BYTES. Lookup is a scan of the FIFO:
+# pending datagrams are few (they complete or time out within frag_timeout).
+
+cdef enum:
+    MAX_FRAG_BYTES = 65535 + 40
+
+
+cdef struct frag_t:
+    uint8_t ver
+    uint8_t proto
+    uint8_t src[16]
+    uint8_t dst[16]
+    uint32_t frag_id
+    int64_t first_ns
+    ssz total  # payload length once the last fragment is seen, else -1
+    uint8_t* data
+    ssz data_len
+    uint8_t* hdr  # IP header (+ extension headers) of the offset-0 fragment
+    ssz hdr_len
+    int64_t (*ranges)[2]
+    ssz nranges
+    ssz ranges_cap
+    uint32_t prev  # FIFO links: pool index + 1, 0 = none
+    uint32_t next
+
+
+cdef struct fragstore:
+    frag_t* pool
+    uint32_t cap
+    uint32_t count
+    uint32_t head  # oldest
+    uint32_t tail
+    uint32_t free_head
+
+
+cdef void fs_init(fragstore* s, uint32_t cap) noexcept nogil:
+    memset(s, 0, sizeof(fragstore))
+    s.cap = cap
+
+
+cdef void fs_release(frag_t* fb) noexcept nogil:
+    free(fb.data)
+    free(fb.hdr)
+    free(fb.ranges)
+    fb.data = NULL
+    fb.hdr = NULL
+    fb.ranges = NULL
+
+
+cdef void fs_unlink(fragstore* s, uint32_t i) noexcept nogil:
+    cdef frag_t* fb = &s.pool[i]
+    if fb.prev:
+        s.pool[fb.prev - 1].next = fb.next
+    else:
+        s.head = fb.next
+    if fb.next:
+        s.pool[fb.next - 1].prev = fb.prev
+    else:
+        s.tail = fb.prev
+    fs_release(fb)
+    fb.next = s.free_head
+    s.free_head = i + 1
+    s.count -= 1
+
+
+cdef void fs_clear(fragstore* s) noexcept nogil:
+    while s.head:
+        fs_unlink(s, s.head - 1)
+
+
+cdef void fs_free(fragstore* s) noexcept nogil:
+    fs_clear(s)
+    free(s.pool)
+    s.pool = NULL
+
+
+cdef int64_t fs_find(fragstore* s, dc_pkt* p) noexcept nogil:
+    cdef uint32_t i = s.head
+    cdef frag_t* fb
+    while i:
+        fb = &s.pool[i - 1]
+        if (fb.frag_id == p.frag_id and fb.proto == p.proto and fb.ver == p.ip_version
+                and memcmp(fb.src, p.src, 16) == 0 and memcmp(fb.dst, p.dst, 16) == 0):
+            return i - 1
+        i = fb.next
+    return -1
+
+
+cdef int64_t fs_add(fragstore* s, dc_pkt* p, int64_t ts) noexcept nogil:
+    """A new pending datagram at the FIFO tail (caller made room)."""
+    cdef uint32_t i
+    cdef frag_t* fb
+    if s.pool == NULL:
+        s.pool = <frag_t*>calloc(s.cap, sizeof(frag_t))
+        if s.pool == NULL:
+            return -1
+        for i in range(s.cap):
+            s.pool[i].next = i + 2 if i + 1 < s.cap else 0
+        s.free_head = 1
+    if not s.free_head:
+        return -1
+    i = s.free_head - 1
+    fb = &s.pool[i]
+    s.free_head = fb.next
+    memset(fb, 0, sizeof(frag_t))
+    fb.ver = p.ip_version
+    fb.proto = p.proto
+    memcpy(fb.src, p.src, 16)
+    memcpy(fb.dst, p.dst, 16)
+    fb.frag_id = p.frag_id
+    fb.first_ns = ts
+    fb.total = -1
+    fb.prev = s.tail
+    if s.tail:
+        s.pool[s.tail - 1].next = i + 1
+    else:
+        s.head = i + 1
+    s.tail = i + 1
+    s.count += 1
+    return i
+
+
+cdef bint frag_add_range(frag_t* fb, ssz start, ssz stop) noexcept nogil:
+    cdef int64_t (*nr)[2]
+    cdef ssz ncap
+    if fb.nranges == fb.ranges_cap:
+        ncap = fb.ranges_cap * 2 + 8
+        nr = <int64_t (*)[2]>realloc(fb.ranges, ncap * 2 * sizeof(int64_t))
+        if nr == NULL:
+            return False
+        fb.ranges = nr
+        fb.ranges_cap = ncap
+    fb.ranges[fb.nranges][0] = start
+    fb.ranges[fb.nranges][1] = stop
+    fb.nranges += 1
+    return True
+
+
+cdef int range_cmp(const void* a, const void* b) noexcept nogil:
+    cdef const int64_t* x = <const int64_t*>a
+    cdef const int64_t* y = <const int64_t*>b
+    if x[0] != y[0]:
+        return -1 if x[0] < y[0] else 1
+    if x[1] != y[1]:
+        return -1 if x[1] < y[1] else 1
+    return 0
+
+
+cdef bint frag_complete(frag_t* fb) noexcept nogil:
+    """Do the ranges cover [0, total)? (Sorting in place is harmless: order is not kept.)"""
+    cdef ssz covered = 0, k
+    qsort(fb.ranges, fb.nranges, 2 * sizeof(int64_t), range_cmp)
+    for k in range(fb.nranges):
+        if fb.ranges[k][0] > covered:
+            return False
+        if fb.ranges[k][1] > covered:
+            covered = fb.ranges[k][1]
+    return covered >= fb.total
+
+
+cdef ssz ipv6_strip_frag(uint8_t* hdr, ssz n, uint8_t proto) noexcept nogil:
+    """Remove the fragment header from an IPv6 header chain; returns the new length."""
+    cdef ssz nxt_pos = 6, cur = 40, ln, cut
+    cdef uint8_t nxt = hdr[6]
+    while cur < n:
+        if nxt == 44:
+            hdr[nxt_pos] = proto
+            cut = 8 if cur + 8 <= n else n - cur
+            memmove(hdr + cur, hdr + cur + cut, n - cur - cut)
+            return n - cut
+        if cur + 1 >= n:
+            return n  # cannot happen for a chain the decoder walked
+        if nxt == 51:
+            ln = (<ssz>hdr[cur + 1] + 2) * 4
+        else:
+            ln = (<ssz>hdr[cur + 1] + 1) * 8
+        nxt_pos = cur
+        nxt = hdr[cur]
+        cur += ln
+    return n
