@@ -706,6 +706,8 @@ def run_sensor(args: Any, publisher: Any) -> int:
 
     def on_stats(stats: CaptureStats, final: bool) -> None:
         stats.counters["bus_drops"] = int(getattr(publisher, "dropped", 0) or 0)
+        if hasattr(publisher, "set_counters"):
+            publisher.set_counters(drop_counters(stats))  # heartbeats carry them when idle
         report(stats, final)
 
     cap = LiveCapture(
@@ -727,7 +729,8 @@ def run_sensor(args: Any, publisher: Any) -> int:
 
 
 def drop_counters(stats: CaptureStats) -> dict[str, int]:
-    """The loss counters a bus header carries (cumulative)."""
+    """The capture-side loss counters a bus header carries (cumulative; the publisher adds
+    its own bus drop counters)."""
     c = stats.counters
     keys = (
         "kernel_drops",
@@ -735,8 +738,8 @@ def drop_counters(stats: CaptureStats) -> dict[str, int]:
         "ring_losing",
         "queue_overruns",
         "decode_errors",
-        "bus_drops",
         "host_evictions",
+        "link_down",
     )
     return {k: int(c.get(k, 0)) for k in keys}
 
