@@ -8,6 +8,7 @@ only); the peer's uid from SO_PEERCRED names the operator in the audit log.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import socket
@@ -18,6 +19,7 @@ from typing import Any
 
 from netwarden.errors import ControlError
 
+log = logging.getLogger(__name__)
 SOCKET_NAME = "control.sock"
 MAX_REQUEST = 1 << 20
 #: op, args, operator name -> result (raise PolicyRefused / NetWardenError to refuse)
@@ -105,6 +107,9 @@ class ControlServer:
             resp = {"ok": False, "refused": False, "error": f"bad request: {exc}"}
         except OSError:
             return  # client went away
+        except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang the client
+            log.exception("control request failed")
+            resp = {"ok": False, "refused": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
         try:
             conn.sendall(json.dumps(resp, default=str).encode() + b"\n")
         except OSError:

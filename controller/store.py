@@ -123,10 +123,14 @@ class Store:
             if readonly:
                 if not self.path.exists():
                     raise StoreError(f"no database at {self.path}")
-                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+                self.db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                self.db = sqlite3.connect(self.path, isolation_level=None)
+                # one user at a time, but not necessarily the creating thread (a daemon
+                # may be built in one thread and run its loop in another)
+                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)

@@ -1,0 +1,91 @@
+"""The control socket and CLI against a dry-run controller served from a thread (no root)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.config import ControllerConfig, SafetyConfig
+from controller.control import ControlServer, request, socket_path
+from controller.daemon import Controller
+from controller.policy import Guard, Protected
+from netwarden.cli import main as cli
+from netwarden.errors import ControlError
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Controller]:
+    cfg = ControllerConfig(state_dir=tmp_path, tick_s=0.2, safety=SafetyConfig(discover_local=False))
+    guard = Guard(fixed=[Protected(ipaddress.ip_network("192.0.2.1/32"), "gateway")])
+    ctl = Controller(cfg, guard=guard)  # enforce = dryrun, the default
+    ctl.start()
+    t = threading.Thread(target=ctl.run, kwargs={"install_signals": False})
+    t.start()
+    yield ctl
+    ctl.stop()
+    t.join(timeout=30)
+    ctl.close()
+
+
+def test_requests_answers_and_refusals(running: Controller, tmp_path: Path) -> None:
+    assert request(tmp_path, "ping")["result"]["backend"] == "dryrun"
+    ok = request(tmp_path, "ban", addr="203.0.113.4", ttl=60, reason="test")
+    assert ok["ok"] and ok["result"]["ttl_s"] == 60
+    refused = request(tmp_path, "ban", addr="192.0.2.1", ttl=60)
+    assert refused == {"ok": False, "refused": True, "error": refused["error"]}
+    assert "gateway" in refused["error"]
+    assert request(tmp_path, "frobnicate")["error"] == "unknown operation 'frobnicate'"
+    assert "not an IP address" in request(tmp_path, "ban", addr="nonsense")["error"]
+    assert "bad request" in request(tmp_path, "ban")["error"]  # missing addr
+    actors = {e["actor"] for e in running.audit.entries() if e["event"] == "ban"}
+    assert actors == {f"operator:{_me()}(uid={os.getuid()},pid={os.getpid()})"}
+
+
+def test_cli_exit_codes(running: Controller, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(tmp_path)
+    assert cli(["ban", "203.0.113.9", "--ttl", "30", "--reason", "cli", "--state-dir", d]) == 0
+    assert cli(["ban", "192.0.2.1", "--state-dir", d]) == 3
+    assert "refused" in capsys.readouterr().err
+    assert cli(["allow", "add", "198.51.100.0/24", "--state-dir", d]) == 0
+    assert cli(["ban", "198.51.100.7", "--state-dir", d]) == 3
+    assert cli(["allow", "remove", "198.51.100.0/24", "--state-dir", d]) == 0
+    assert cli(["allow", "remove", "198.51.100.0/24", "--state-dir", d]) == 1  # not listed
+    capsys.readouterr()
+    assert cli(["bans", "--json", "--state-dir", d]) == 0
+    assert [b["addr"] for b in json.loads(capsys.readouterr().out)] == ["203.0.113.9"]
+    assert cli(["detect", "--kind", "portscan", "--attacker", "192.0.2.1", "--score", "99",
+                "--confidence", "1", "--state-dir", d]) == 3
+    assert cli(["approve", "d-nope", "--state-dir", d]) == 1
+    assert cli(["audit", "--verify", "--state-dir", d]) == 0
+
+
+def test_socket_is_private_and_single(running: Controller, tmp_path: Path) -> None:
+    mode = stat.S_IMODE(os.stat(socket_path(tmp_path)).st_mode)
+    assert mode == 0o600
+    with pytest.raises(ControlError, match="another controller"):
+        ControlServer(tmp_path, lambda *_: None)
+
+
+def test_stale_socket_is_replaced_and_missing_controller_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ControlError, match="no controller"):
+        request(tmp_path, "ping")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(socket_path(tmp_path)))
+    stale.close()  # a controller that died without cleaning up
+    server = ControlServer(tmp_path, lambda op, args, actor: {"op": op})
+    server.close()
+    assert not socket_path(tmp_path).exists()
+
+
+def _me() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
