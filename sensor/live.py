@@ -763,6 +763,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-decode", action="store_true", help="count packets only")
     ap.add_argument("--no-telemetry", action="store_true")
     ap.add_argument("--window", type=float, default=1.0)
+    ap.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="one inactivity timeout for every protocol (default: Zeek's)",
+    )
     ap.add_argument("--ring-blocks", type=int, default=RingConfig.block_count)
     ap.add_argument("--ring-block-size", type=int, default=RingConfig.block_size)
     ap.add_argument("--block-timeout", type=int, default=RingConfig.retire_ms, metavar="MS")
@@ -784,9 +791,13 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.ready_file, "w") as fh:
                 fh.write(str(os.getpid()))
 
+    config = EngineConfig()
+    if args.idle_timeout is not None:
+        t = args.idle_timeout
+        config = replace(config, tcp_timeout=t, udp_timeout=t, icmp_timeout=t, other_timeout=t)
     cap = LiveCapture(
         args.iface,
-        EngineConfig(),
+        config,
         workers=args.workers,
         bpf=args.filter,
         promisc=args.promisc,

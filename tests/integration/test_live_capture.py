@@ -312,6 +312,25 @@ def test_promiscuous_mode_lasts_as_long_as_the_capture(veth: VethPair, tmp_path:
     assert _promiscuity(veth) == before  # released with the socket
 
 
+def test_idle_wire_still_expires_flows(veth: VethPair, tmp_path: Path) -> None:
+    """With 1 s timeouts and the wire silent for longer after the replay, flows end by
+    inactivity (the worker advances the engine's clock when no packet comes), not at exit."""
+    _engine()
+    from sensor.schema import EndReason
+
+    pcap = CORPUS / "zeek" / "wikipedia" / "trace.pcap"
+
+    def wait_idle(proc: subprocess.Popen, phase: str) -> None:
+        if phase == "after":
+            time.sleep(3.0)  # three timeouts of silence
+
+    recs, _, _ = live_capture(veth, tmp_path, pcap, extra=["--idle-timeout", "1"], during=wait_idle)
+    reasons = set(recs["flow"]["end_reason"].tolist())
+    assert len(recs["flow"]) > 0
+    assert int(EndReason.IDLE) in reasons
+    assert int(EndReason.EOF) not in reasons  # nothing was left for the exit flush
+
+
 def test_link_flap_is_survived_and_counted(veth: VethPair, tmp_path: Path) -> None:
     _engine()
     pcap = CORPUS / "zeek" / "wikipedia" / "trace.pcap"
