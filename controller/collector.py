@@ -158,6 +158,8 @@ class Collector:
         log_interval_s: float = 1.0,
     ) -> None:
         endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+        for ep in endpoints:
+            wire.check_endpoint(ep)
         if not endpoints:
             raise ConfigError("collector needs at least one endpoint")
         self.max_message_bytes = max_message_bytes

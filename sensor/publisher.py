@@ -132,6 +132,7 @@ class Publisher:
         resend_after_s: float = 2.0,
         sndhwm: int = 1000,
     ) -> None:
+        wire.check_endpoint(endpoint)
         if not sensor_id or len(sensor_id) > wire.MAX_SENSOR_ID_LEN:
             raise ConfigError(f"sensor id must be 1..{wire.MAX_SENSOR_ID_LEN} characters")
         if not 0.01 <= heartbeat_s <= 3600:

@@ -160,6 +160,20 @@ _KEYS = {
 }
 
 
+def check_endpoint(endpoint: str) -> str:
+    """Reject endpoint typos ZeroMQ would silently accept (it wraps a TCP port > 65535)."""
+    from netwarden.errors import ConfigError
+
+    transport, sep, rest = endpoint.partition("://")
+    if not sep or transport not in ("tcp", "ipc", "inproc"):
+        raise ConfigError(f"endpoint {endpoint!r} must look like tcp://HOST:PORT or ipc://PATH")
+    if transport == "tcp":
+        port = rest.rpartition(":")[2]
+        if port != "*" and not (port.isdigit() and 0 < int(port) <= 65535):
+            raise ConfigError(f"endpoint {endpoint!r}: port must be 1..65535 (or * to bind)")
+    return endpoint
+
+
 def encode_header(h: Header) -> bytes:
     return msgpack.packb(
         {

@@ -153,3 +153,21 @@ def test_ack_codec_round_trip_and_garbage() -> None:
             assert exc.reason == "malformed"
         else:
             assert type(session) is int and type(ack) is int
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["tcp://127.0.0.1:99999", "tcp://host:0", "tcp://host", "udp://x:1", "nonsense"]
+)
+def test_endpoint_typos_are_refused(endpoint: str) -> None:
+    from netwarden.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        wire.check_endpoint(endpoint)
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["tcp://127.0.0.1:5555", "tcp://*:5555", "tcp://[::1]:5555", "tcp://h:*",
+                 "ipc:///run/nw.sock"]
+)
+def test_good_endpoints_pass(endpoint: str) -> None:
+    assert wire.check_endpoint(endpoint) == endpoint
