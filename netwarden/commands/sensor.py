@@ -288,6 +288,33 @@ class Outbox:
             self.add(kind, allrecs[full:].copy())
 
 
+class LiveOutlet:
+    """What ``sensor.live.run_sensor`` publishes through: records regrouped into ``--batch``
+    sized messages; a partial one leaves within a second, since the live loop refreshes its
+    loss counters every second and that call flushes what waited long enough."""
+
+    def __init__(self, publisher: Publisher, batch: int) -> None:
+        self.publisher = publisher
+        self.outbox = Outbox(publisher, batch)
+
+    def send(self, kind: str, records: np.ndarray, drops: dict[str, int] | None = None) -> None:
+        if drops is not None:
+            self.publisher.set_counters(drops)
+        self.outbox.add(kind, records)
+        self.outbox.tick()
+
+    def set_counters(self, counters: dict[str, int]) -> None:
+        self.publisher.set_counters(counters)
+        self.outbox.tick()
+
+    @property
+    def dropped(self) -> int:
+        return self.publisher.dropped
+
+    def flush(self) -> None:
+        self.outbox.flush()
+
+
 # ---- the pcap sensor loop -----------------------------------------------------------------
 
 
@@ -477,7 +504,14 @@ def run_sensor_command(args: argparse.Namespace) -> int:
     restore = stop.install() if not args.iface else (lambda: None)  # live installs its own
     rc = 1
     try:
-        rc = run_sensor(args, publisher) if args.iface else run_pcap_sensor(args, publisher, stop)
+        if args.iface:
+            outlet = LiveOutlet(publisher, args.batch)
+            try:
+                rc = run_sensor(args, outlet)
+            finally:
+                outlet.flush()  # the flushed live flows may still sit in a partial message
+        else:
+            rc = run_pcap_sensor(args, publisher, stop)
     finally:
         restore()
         left = publisher.close(timeout=args.close_timeout)

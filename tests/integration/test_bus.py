@@ -579,7 +579,7 @@ def test_live_sensor_command_publishes_the_files_flows(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             veth.prefix(veth.ns_b) + [
                 sys.executable, "-m", "netwarden", "sensor", "--iface", veth.IF_B,
-                "--connect", c.endpoint, "--sensor-id", "live", "--no-telemetry",
+                "--connect", c.endpoint, "--sensor-id", "live", "--batch", "5",
             ],
             cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -607,6 +607,7 @@ def test_live_sensor_command_publishes_the_files_flows(tmp_path: Path) -> None:
             proc.wait()
             reader.join(timeout=5)
     assert proc.returncode == 0, "".join(lines)
+    assert got and all(b.count <= 5 for b in got)
     flows = [b.records for b in got if b.record_type == "flow"]
     live = keys(np.concatenate(flows)) if flows else Counter()
     ref = keys(_engine_flows(backend))
