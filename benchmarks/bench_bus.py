@@ -1,6 +1,7 @@
 """Bus throughput (records/s, MB/s) of FLOW_DTYPE batches over tcp loopback, per batch size,
 against a baseline measured in the same run: the same record bytes sent with a bare ZeroMQ
-PUSH/PULL pair (no header, no decode, no acks, no resend buffer).
+PUSH/PULL pair (no header, no decode, no acks, no resend buffer). A third column runs the
+bus with CURVE encryption and authentication on.
 
 The sender runs in its own process (as a sensor would); the receiver is this process, and a
 run is timed from the sender's start signal to the last record decoded.
@@ -14,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,10 +46,11 @@ s.close(linger=-1); ctx.term()
 
 _BUS_SENDER = r"""
 import sys, numpy as np
-from sensor.publisher import Publisher
+from sensor.publisher import CurveClientKeys, Publisher
 from sensor.schema import FLOW_DTYPE
-endpoint, size, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-pub = Publisher(endpoint, sensor_id="bench", buffer_bytes=64 << 20)
+endpoint, size, total, keys = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+curve = CurveClientKeys.from_dir(keys) if keys else None
+pub = Publisher(endpoint, sensor_id="bench", buffer_bytes=64 << 20, curve=curve)
 recs = np.zeros(size, FLOW_DTYPE); recs["flow_id"] = np.arange(size)
 sys.stdin.readline()
 n = 0
@@ -102,13 +105,29 @@ def run_raw(size: int, total: int) -> tuple[float, int]:
     return dt, got
 
 
-def run_bus(size: int, total: int) -> tuple[float, int]:
+def _curve_keys(tmp: Path) -> Path:
+    """A controller key directory (server + authorized/) and a sensor one; returns the
+    sensor's, the controller's is its sibling ``ctl``."""
+    import zmq.auth
+
+    ctl, sensor = tmp / "ctl", tmp / "sensor"
+    (ctl / "authorized").mkdir(parents=True)
+    sensor.mkdir()
+    zmq.auth.create_certificates(ctl, "server")
+    zmq.auth.create_certificates(sensor, "sensor")
+    (ctl / "authorized" / "sensor.key").write_bytes((sensor / "sensor.key").read_bytes())
+    (sensor / "server.key").write_bytes((ctl / "server.key").read_bytes())
+    return sensor
+
+
+def run_bus(size: int, total: int, sensor_keys: Path | None = None) -> tuple[float, int]:
     """NetWarden bus: Publisher -> Collector (header decode, sequence tracking, acks)."""
-    from controller.collector import Collector
+    from controller.collector import Collector, CurveServerKeys
 
     endpoint = _free_tcp()
-    with Collector(endpoint) as c:
-        proc = _spawn(_BUS_SENDER, endpoint, str(size), str(total))
+    curve = CurveServerKeys.from_dir(sensor_keys.parent / "ctl") if sensor_keys else None
+    with Collector(endpoint, curve=curve) as c:
+        proc = _spawn(_BUS_SENDER, endpoint, str(size), str(total), str(sensor_keys or ""))
         t0 = _go(proc)
         got = 0
         while got < total:
@@ -136,22 +155,27 @@ def main(argv: list[str] | None = None) -> int:
     total_target = args.mbytes * 1_000_000 // item
     print(f"bus throughput, FLOW_DTYPE ({item} B/record), tcp loopback, "
           f"~{args.mbytes} MB per run; baseline = bare PUSH/PULL of the same bytes")
-    print(f"{'batch':>6} | {'baseline rec/s':>14} {'MB/s':>7} | {'bus rec/s':>12} {'MB/s':>7} "
-          f"| {'bus/baseline':>12}")
+    print(f"{'batch':>6} | {'baseline rec/s':>14} {'MB/s':>6} | {'bus rec/s':>11} {'MB/s':>6} "
+          f"{'vs base':>7} | {'CURVE rec/s':>11} {'MB/s':>6}")
     rows = []
-    for size in BATCH_SIZES:
-        total = max(size, total_target // size * size)
-        raw_dt, raw_n = run_raw(size, total)
-        bus_dt, bus_n = run_bus(size, total)
-        row = {
-            "batch": size,
-            "baseline_rps": raw_n / raw_dt, "baseline_MBps": raw_n * item / raw_dt / 1e6,
-            "bus_rps": bus_n / bus_dt, "bus_MBps": bus_n * item / bus_dt / 1e6,
-        }  # fmt: skip
-        rows.append(row)
-        print(f"{size:>6} | {row['baseline_rps']:>14,.0f} {row['baseline_MBps']:>7.0f} | "
-              f"{row['bus_rps']:>12,.0f} {row['bus_MBps']:>7.0f} | "
-              f"{row['bus_rps'] / row['baseline_rps']:>11.2f}x", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = _curve_keys(Path(tmp))
+        for size in BATCH_SIZES:
+            total = max(size, total_target // size * size)
+            raw_dt, raw_n = run_raw(size, total)
+            bus_dt, bus_n = run_bus(size, total)
+            cur_dt, cur_n = run_bus(size, total, keys)
+            row = {
+                "batch": size,
+                "baseline_rps": raw_n / raw_dt, "baseline_MBps": raw_n * item / raw_dt / 1e6,
+                "bus_rps": bus_n / bus_dt, "bus_MBps": bus_n * item / bus_dt / 1e6,
+                "curve_rps": cur_n / cur_dt, "curve_MBps": cur_n * item / cur_dt / 1e6,
+            }  # fmt: skip
+            rows.append(row)
+            print(f"{size:>6} | {row['baseline_rps']:>14,.0f} {row['baseline_MBps']:>6.0f} | "
+                  f"{row['bus_rps']:>11,.0f} {row['bus_MBps']:>6.0f} "
+                  f"{row['bus_rps'] / row['baseline_rps']:>6.2f}x | "
+                  f"{row['curve_rps']:>11,.0f} {row['curve_MBps']:>6.0f}", flush=True)
     if args.json:
         print(json.dumps(rows))
     return 0
