@@ -62,24 +62,9 @@ cdef class RxRing:
 
     ``fill(...)`` copies up to the batch capacity, returns how many packets it wrote, and
     blocks in ``poll`` (GIL released) for at most ``timeout_ms`` only when nothing is ready.
-    It returns -1 when the socket reports an error (interface down or removed).
+    It returns -1 when the socket reports an error (interface down or removed). Fields are
+    declared in ``_ring.pxd``.
     """
-
-    cdef uint8_t[::1] _view
-    cdef uint8_t *_base
-    cdef int _fd
-    cdef uint32_t _block_size
-    cdef uint32_t _block_count
-    cdef uint32_t _cur
-    cdef uint32_t _left  # packets not yet copied from the current block
-    cdef uint8_t *_pkt  # next packet of the current block, NULL between blocks
-    cdef readonly uint64_t packets
-    cdef readonly uint64_t bytes
-    cdef readonly uint64_t blocks
-    cdef readonly uint64_t losing_blocks  # blocks the kernel marked TP_STATUS_LOSING
-    cdef readonly uint64_t truncated  # packets longer than what the ring kept
-    cdef readonly uint64_t vlan_restored
-    cdef readonly uint64_t socket_errors  # polls that reported POLLERR/POLLHUP
 
     def __cinit__(self, int fd, object mapped, uint32_t block_size, uint32_t block_count):
         self._view = memoryview(mapped).cast("B")

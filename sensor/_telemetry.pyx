@@ -88,52 +88,6 @@ assert list(HOST_COUNTERS[:NCOUNT_OUT + 2]) == list(HOST_COUNTERS) and len(HOST_
 assert len(DECAY_HALF_LIVES) == NDECAY
 
 
-ctypedef struct Decay:
-    double w[4]
-    double ls[4]
-    double ss[4]
-    int64_t t
-
-ctypedef struct Host:
-    uint64_t key
-    int64_t last
-    uint64_t c[32]
-    Decay dout
-    Decay din
-    uint8_t addr[16]
-    uint8_t version
-    uint8_t state
-    uint8_t active
-
-ctypedef struct Pair:
-    uint64_t key
-    int64_t last
-    uint64_t pkts, nbytes, payload, flows
-    Decay dec
-    double fi_w, fi_ls, fi_ss
-    int64_t fi_t
-    int64_t last_flow
-    uint8_t src[16]
-    uint8_t dst[16]
-    uint8_t version
-    uint8_t state
-    uint8_t active
-
-ctypedef struct PktSum:  # mirrors PKTSUM_DTYPE (checked in __cinit__)
-    int64_t ts_ns
-    uint64_t flow_id
-    uint32_t ip_len
-    uint32_t payload_len
-    uint16_t sport
-    uint16_t dport
-    uint8_t ip_version
-    uint8_t proto
-    uint8_t tcp_flags
-    uint8_t events
-    uint8_t src[16]
-    uint8_t dst[16]
-
-
 cdef inline uint64_t mix64(uint64_t z) noexcept nogil:
     z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
     z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
@@ -245,32 +199,8 @@ cdef inline void put_f32(uint8_t *rec, Py_ssize_t off, double v) noexcept nogil:
 
 
 cdef class HostTelemetry:
-    """Compiled twin of ``sensor._telemetry_py.HostTelemetry`` (same API, same records)."""
-
-    cdef Host *hosts
-    cdef Pair *pairs
-    cdef uint8_t *hregs  # host_cap * NSKETCH * HLL_M
-    cdef double *hz  # host_cap * NSKETCH: sum of 2^-register per sketch
-    cdef uint16_t *hzeros  # host_cap * NSKETCH: empty registers per sketch
-    cdef uint32_t host_cap, pair_cap
-    cdef int64_t window_ns, idle_ns, cur, long_ns, cur_long
-    cdef uint8_t iface
-    cdef readonly uint64_t evictions, pair_evictions, expired, packets
-    # output buffers (numpy) and cursors
-    cdef object _hbuf, _pbuf
-    cdef uint8_t *hout
-    cdef uint8_t *pout
-    cdef Py_ssize_t hn, pn, hcap, pcap, hsize, psize
-    # record field offsets
-    cdef Py_ssize_t h_off_cnt[30]
-    cdef uint8_t h_cnt_wide[30]
-    cdef Py_ssize_t h_ts_start, h_ts_end, h_ts_last, h_syn_nr_out, h_syn_nr_in
-    cdef Py_ssize_t h_sk[7]
-    cdef Py_ssize_t h_ts_long
-    cdef Py_ssize_t h_dec[6]
-    cdef Py_ssize_t h_addr, h_ver, h_flags, h_iface
-    cdef Py_ssize_t p_ts_start, p_ts_end, p_ts_last, p_bytes, p_payload, p_pkts, p_flows
-    cdef Py_ssize_t p_rate, p_mean, p_std, p_fim, p_fis, p_src, p_dst, p_ver, p_flags, p_iface
+    """Compiled twin of ``sensor._telemetry_py.HostTelemetry`` (same API, same records);
+    fields and cdef methods are declared in ``_telemetry.pxd``."""
 
     def __cinit__(self, config):
         self.host_cap = int(config.host_capacity)
@@ -369,7 +299,7 @@ cdef class HostTelemetry:
             self.pout = <uint8_t *><size_t>new.ctypes.data
 
     # -- sketches -----------------------------------------------------------------------
-    cdef inline void _sk_reset(self, Py_ssize_t slot, int first, int last) noexcept nogil:
+    cdef void _sk_reset(self, Py_ssize_t slot, int first, int last) noexcept nogil:
         """Empty sketches ``first..last-1`` of a host."""
         cdef int k
         memset(self.hregs + (<size_t>slot * NSKETCH + first) * HLL_M, 0, (last - first) * HLL_M)
@@ -377,7 +307,7 @@ cdef class HostTelemetry:
             self.hz[slot * NSKETCH + k] = <double>HLL_M
             self.hzeros[slot * NSKETCH + k] = HLL_M
 
-    cdef inline void _sk_add(self, Py_ssize_t slot, int k, uint64_t x) noexcept nogil:
+    cdef void _sk_add(self, Py_ssize_t slot, int k, uint64_t x) noexcept nogil:
         cdef size_t j = <size_t>slot * NSKETCH + k
         hll_add(self.hregs + j * HLL_M, &self.hz[j], &self.hzeros[j], x)
 
@@ -568,7 +498,7 @@ cdef class HostTelemetry:
                         self._sk_reset(s, 4, NSKETCH)
             self.cur_long = lw
 
-    cdef inline bint _room(self) noexcept nogil:
+    cdef bint _room(self) noexcept nogil:
         """Enough output space for one window close plus this packet's evictions."""
         return self.hn + <Py_ssize_t>self.host_cap + 4 <= self.hcap and \
             self.pn + <Py_ssize_t>self.pair_cap + 4 <= self.pcap
