@@ -24,8 +24,10 @@ Example (every key optional)::
     [policy.thresholds]         # per level: minimum score and confidence to reach it
     3 = { score = 80, confidence = 0.9 }
     2 = { score = 50, confidence = 0.6 }
-    [[policy.asset_groups]]
-    name = "dmz"; networks = ["192.0.2.0/24"]; level = 2
+    [[policy.asset_groups]]      # victims here lower the level to the group's
+    name = "dmz"
+    networks = ["192.0.2.0/24"]
+    level = 2
 
     [safety]                    # never blocked; also accepted first in the kernel
     allow = []

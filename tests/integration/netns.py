@@ -1,11 +1,14 @@
 """Throwaway namespaces for enforcement tests: a client and a server joined by a veth.
 
-``Lab()`` creates ``nw<tag>c`` (client, the "attacker") and ``nw<tag>s`` (server, where the
+``Lab()`` creates ``nwe<tag>c`` (client, the "attacker") and ``nwe<tag>s`` (server, where the
 firewall under test runs), uniquely named so tests can run side by side, with::
 
     client c0: 10.77.0.1/24, 10.77.0.3/24, fd77::1/64, fd77::3/64
     server s0: 10.77.0.2/24,               fd77::2/64
     server default routes via 10.77.0.254 / fd77::fe (onlink: a gateway to protect)
+
+``Lab(routed=True)`` adds ``nwe<tag>b`` (backend) behind the server, which then forwards:
+a gateway setup for the forward hook.
 
 ``lab.start_echo()`` runs a TCP+UDP echo service on the server (port 7777, v4 and v6);
 ``lab.probe(src, dst)`` sends ICMP, TCP and UDP from the client with Python sockets bound
@@ -31,6 +34,8 @@ PORT = 7777
 
 CLIENT_V4, CLIENT2_V4, SERVER_V4, GATEWAY_V4 = "10.77.0.1", "10.77.0.3", "10.77.0.2", "10.77.0.254"
 CLIENT_V6, CLIENT2_V6, SERVER_V6, GATEWAY_V6 = "fd77::1", "fd77::3", "fd77::2", "fd77::fe"
+#: with ``Lab(routed=True)``: a third namespace behind the server, which forwards
+BACKEND_V4, BACKEND_V6 = "10.78.0.2", "fd78::2"
 
 
 def skip_reason(*tools: str) -> str | None:
@@ -127,11 +132,12 @@ print(json.dumps(out))
 
 
 class Lab:
-    def __init__(self) -> None:
+    def __init__(self, routed: bool = False) -> None:
         tag = uuid.uuid4().hex[:8]
-        self.client = f"nw{tag}c"
-        self.server = f"nw{tag}s"
-        self._echo: subprocess.Popen[str] | None = None
+        self.client = f"nwe{tag}c"
+        self.server = f"nwe{tag}s"
+        self.backend = f"nwe{tag}b"
+        self._echoes: list[subprocess.Popen[str]] = []
         self._made: list[str] = []
         try:
             for ns in (self.client, self.server):
@@ -148,20 +154,41 @@ class Lab:
                 sh("ip", "-n", ns, "link", "set", dev, "up")
             sh("ip", "-n", self.server, "route", "add", "default", "via", GATEWAY_V4, "dev", "s0", "onlink")
             sh("ip", "-n", self.server, "-6", "route", "add", "default", "via", GATEWAY_V6, "dev", "s0", "onlink")
+            if routed:
+                self._add_backend()
         except BaseException:
             self.close()
             raise
 
+    def _add_backend(self) -> None:
+        """server s1 (10.78.0.1, fd78::1) <-> backend b0 (10.78.0.2, fd78::2); server routes."""
+        sh("ip", "netns", "add", self.backend)
+        self._made.append(self.backend)
+        sh("ip", "-n", self.backend, "link", "set", "lo", "up")
+        sh("ip", "link", "add", "s1", "netns", self.server, "type", "veth", "peer", "name", "b0", "netns", self.backend)
+        for ns, dev, addrs in ((self.server, "s1", ("10.78.0.1/24", "fd78::1/64")),
+                               (self.backend, "b0", (f"{BACKEND_V4}/24", f"{BACKEND_V6}/64"))):
+            for a in addrs:
+                sh("ip", "-n", ns, "addr", "add", a, "dev", dev, *(("nodad",) if ":" in a else ()))
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        self.exec(self.server, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        sh("ip", "-n", self.client, "route", "add", "10.78.0.0/24", "via", SERVER_V4)
+        sh("ip", "-n", self.client, "-6", "route", "add", "fd78::/64", "via", SERVER_V6)
+        sh("ip", "-n", self.backend, "route", "add", "default", "via", "10.78.0.1")
+        sh("ip", "-n", self.backend, "-6", "route", "add", "default", "via", "fd78::1")
+
     def exec(self, ns: str, *cmd: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", ns, *cmd, check=check, input=input)
 
-    def start_echo(self) -> None:
-        self._echo = subprocess.Popen(
-            ["ip", "netns", "exec", self.server, PYTHON, "-c", f"PORT={PORT}\n" + _ECHO],
+    def start_echo(self, ns: str | None = None) -> None:
+        """The echo service, on the server (default) or another namespace of the lab."""
+        echo = subprocess.Popen(
+            ["ip", "netns", "exec", ns or self.server, PYTHON, "-c", f"PORT={PORT}\n" + _ECHO],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
-        assert self._echo.stdout is not None
-        assert self._echo.stdout.readline().strip() == "ready"
+        self._echoes.append(echo)
+        assert echo.stdout is not None
+        assert echo.stdout.readline().strip() == "ready"
 
     def probe(self, src: str, dst: str, timeout: float = 0.6) -> dict[str, bool]:
         """ICMP echo, TCP connect+read, UDP echo from ``src`` to ``dst``: answered?"""
@@ -182,10 +209,10 @@ class Lab:
         return bool(predicate())
 
     def close(self) -> None:
-        if self._echo is not None:
-            self._echo.kill()
-            self._echo.wait()
-            self._echo = None
+        for echo in self._echoes:
+            echo.kill()
+            echo.wait()
+        self._echoes = []
         for ns in self._made:
             sh("ip", "netns", "del", ns, check=False)
         self._made = []

@@ -205,6 +205,43 @@ def _nft_json(lab: nslab.Lab) -> list[dict[str, dict[str, object]]]:
     return json.loads(out)["nftables"]  # type: ignore[no-any-return]
 
 
+@pytest.fixture(scope="module")
+def routed() -> Iterator[nslab.Lab]:
+    reason = nslab.skip_reason("nft", "sysctl")
+    if reason:
+        pytest.skip(reason)
+    with nslab.Lab(routed=True) as lab:
+        lab.start_echo(lab.backend)
+        yield lab
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize(("attacker", "bystander", "target"), [
+    pytest.param(nslab.CLIENT_V4, nslab.CLIENT2_V4, nslab.BACKEND_V4, id="v4"),
+    pytest.param(nslab.CLIENT_V6, nslab.CLIENT2_V6, nslab.BACKEND_V6, id="v6"),
+])
+def test_forward_hook_protects_hosts_behind_a_gateway(
+    backend: str, routed: nslab.Lab, attacker: str, bystander: str, target: str
+) -> None:
+    from controller.enforce.base import Hook
+
+    _skip(backend)
+    gw = make_hooked(backend, routed, Hook.FORWARD)
+    gw.setup()
+    try:
+        assert nslab.passes(routed.probe(attacker, target))
+        gw.apply([BanSpec(A(attacker), Action.DROP, 300, "d-fwd")])
+        assert nslab.blocked(routed.probe(attacker, target))
+        assert nslab.passes(routed.probe(bystander, target))
+        gateway = nslab.SERVER_V6 if ":" in attacker else nslab.SERVER_V4
+        assert routed.probe(attacker, gateway)["icmp"], "the forward hook leaves the gateway itself alone"
+        gw.apply(remove=[(A(attacker), Action.DROP)])
+        assert nslab.passes(routed.probe(attacker, target))
+    finally:
+        gw.teardown()
+
+
 def test_element_messages_stay_under_64k() -> None:
     from controller.enforce import netlink_msgs as nl
 
