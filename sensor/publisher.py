@@ -275,7 +275,7 @@ class Publisher:
             with self._lock:
                 if not self._buf:
                     return True
-            if self._error is not None or not self._thread.is_alive():
+            if self._closing or self._error is not None or not self._thread.is_alive():
                 return False
             if time.monotonic() >= deadline:
                 return False
@@ -295,8 +295,10 @@ class Publisher:
         self._thread.join()
         with self._lock:
             left = sum(p.count for p in self._buf)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        wake_r, wake_w = self._wake_r, self._wake_w
+        self._wake_r = self._wake_w = -1  # a closed fd number may be reused: never write it
+        os.close(wake_r)
+        os.close(wake_w)
         self._ctx.term()
         if left:
             log.warning("closing with %d records unacknowledged by %s", left, self.endpoint)
@@ -311,6 +313,8 @@ class Publisher:
     # ---- internals ------------------------------------------------------------------------
 
     def _wake(self) -> None:
+        if self._wake_w < 0:
+            return
         try:
             os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):
