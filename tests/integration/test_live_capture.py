@@ -181,7 +181,11 @@ def _flow_dtype():
 
 def flow_keys(flows: np.ndarray) -> Counter:
     """Multiset of (proto, orig, orig_port, resp, resp_port, pkts and IP bytes each way)."""
-    return Counter(
+    return Counter(flow_keys_list(flows))
+
+
+def flow_keys_list(flows: np.ndarray) -> list[tuple]:
+    return [
         (
             int(f["proto"]),
             bytes(f["orig_addr"]),
@@ -194,7 +198,7 @@ def flow_keys(flows: np.ndarray) -> Counter:
             int(f["resp_ip_bytes"]),
         )
         for f in flows
-    )
+    ]
 
 
 def _sent(replay_stdout: str) -> int:
@@ -217,6 +221,28 @@ def test_live_flows_equal_file_flows(veth: VethPair, tmp_path: Path, name: str) 
     assert live == ref, (
         f"only live: {list((live - ref).items())[:3]} only file: {list((ref - live).items())[:3]}"
     )
+
+
+@pytest.mark.parametrize("name", ["q_in_q", "vlan_mpls", "mpls_in_vlan"])
+def test_vlan_tags_stripped_by_the_kernel_are_restored(
+    veth: VethPair, tmp_path: Path, name: str
+) -> None:
+    """The receive path strips the outer 802.1Q/802.1ad tag into tp_vlan_tci; the ring puts
+    it back, so live flows keep their VLAN ids exactly as read from the file."""
+    _engine()
+    pcap = CORPUS / "zeek" / name / "trace.pcap"
+
+    def keys(flows: np.ndarray) -> Counter:
+        return Counter(
+            (k, int(f["vlan"]), int(f["inner_vlan"]))
+            for k, f in zip(flow_keys_list(flows), flows, strict=True)
+        )
+
+    recs, stats, replay = live_capture(veth, tmp_path, pcap, pps=5000)
+    ref = file_flows(pcap)
+    assert stats["packets"] == _sent(replay) > 0
+    assert (ref["vlan"] > 0).any()
+    assert keys(recs["flow"]) == keys(ref)
 
 
 def test_fanout_union_equals_single_worker(veth: VethPair, tmp_path: Path) -> None:
