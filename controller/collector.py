@@ -257,8 +257,9 @@ class Collector:
     # ---- receiving ----------------------------------------------------------------------
 
     def poll(self, timeout_ms: int = 0) -> list[wire.Batch]:
-        """Wait up to ``timeout_ms`` for traffic, drain what is queued (at most
-        ``max_per_poll`` messages), acknowledge, and return the new data batches in order."""
+        """Acknowledge what the previous call returned, wait up to ``timeout_ms`` for
+        traffic, read what is queued (at most ``max_per_poll`` messages) and return the new
+        data batches, in order per sensor. Never raises on a bad message."""
         if self._closed:
             raise BusError("collector is closed")
         self.commit()
