@@ -9,6 +9,7 @@ deadlines and only decide when to stop waiting; nothing asserts on time.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -633,3 +634,27 @@ def test_sensor_stopping_with_unsent_data_is_counted_lost(tmp_path: Path) -> Non
         st = c.sensors()["hasty"]
     assert [b.seq for b in got] == [1]
     assert st.lost_messages == 4 and not st.up
+
+
+def test_reject_log_is_one_clear_line_rate_limited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx = zmq.Context()
+    caplog.set_level(logging.WARNING, logger="netwarden.collector")
+    with Collector(f"ipc://{tmp_path}/log.sock", log_interval_s=0.2) as c:
+        s = _raw_sender(ctx, c.endpoint)
+        for _ in range(50):
+            s.send_multipart(_data(1, 1, v=SCHEMA_VERSION + 9))
+        _poll_until(c, lambda: c.stats()["rejected"]["schema_version"] == 50)
+        lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+        assert 1 <= len(lines) < 50
+        assert "schema_version" in lines[0] and f"schema version {SCHEMA_VERSION + 9}" in lines[0]
+        # Once the interval has passed, the next line says how many were held back.
+        def suppressed_reported() -> bool:
+            s.send_multipart(_data(1, 1, v=SCHEMA_VERSION + 9))
+            time.sleep(0.05)
+            return any("similar suppressed" in r.getMessage() for r in caplog.records)
+
+        _poll_until(c, suppressed_reported)
+        s.close(0)
+    ctx.term()
