@@ -38,6 +38,11 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
   300 s, udp 60 s, icmp 60 s, other 60 s). UDP flows to a DNS port (53, 137, 5353, 5355)
   also get Zeek's DNS session timer: every 10 s from the start, a flow idle for >= 9 s ends. Active timeout: every ``active_timeout`` s of a
   flow's life an interim record (FlowFlags.INTERIM, end_reason ACTIVE, cumulative counts).
+* Application flips (Zeek's DNS and NTP analyzers, by responder port): a first DNS
+  message that is a response from the originator, or an NTP server-mode message from the
+  originator / client-mode from the responder, flips the roles after the UDP history and
+  byte slots were updated; UDP/ICMP byte slots (orig/resp) do not follow a flip, packet
+  counters and statistics do (Zeek's request_len vs ConnSize).
 * Counting: pkts and IP bytes (IPv4 total length / IPv6 payload length + 40) per direction
   for every accepted packet, retransmissions included. Duration = last - first packet time
   (TCP stops advancing last time once both sides closed). UDP bytes = UDP length - 8;
@@ -111,6 +116,7 @@ UDP_VXLAN = 4789
 UDP_GENEVE = 6081
 UDP_GTPU = 2152
 UDP_GTPC = 2123
+UDP_NTP = 123
 UDP_TEREDO = 3544
 UDP_AYIYA = 5072
 MAX_TUNNEL_DEPTH = 4
@@ -163,13 +169,11 @@ class Side:
         "len_sum",
         "mac",
         "pkts",
-        "size",
     )
 
     def __init__(self) -> None:
         self.pkts = 0
         self.ip_bytes = 0
-        self.size = -1  # UDP/ICMP payload bytes; -1 = this side never sent (INACTIVE)
         self.len_min = 0
         self.len_max = 0
         self.len_sum = 0
@@ -222,6 +226,10 @@ class Flow(T.HistorySink):
         "proto",
         "r",
         "removed",
+        "req_len",
+        "rep_len",
+        "ntp_flipped",
+        "dns_first_done",
         "tun_violated",
         "resp_addr",
         "resp_port",
@@ -262,6 +270,12 @@ class Flow(T.HistorySink):
         self.next_active = 0
         self.one_way = False
         self.tun_violated = 0  # bit per TunnelType whose header failed on this flow
+        self.dns_first_done = False  # Zeek's DNS analyzer has seen its first message
+        self.ntp_flipped = False
+        # UDP/ICMP payload bytes per role slot; -1 = never sent (Zeek's INACTIVE). Like
+        # Zeek's request_len/reply_len these slots do NOT follow a role flip.
+        self.req_len = -1
+        self.rep_len = -1
         self.dns_queries = 0
         self.dns_responses = 0
         self.dns_answers = 0
@@ -287,6 +301,18 @@ class Flow(T.HistorySink):
             self.history += code
             return False
         return True
+
+    def update_length(self, is_orig: bool, n: int) -> None:
+        if is_orig:
+            self.req_len = n if self.req_len < 0 else self.req_len + n
+        else:
+            self.rep_len = n if self.rep_len < 0 else self.rep_len + n
+
+    def conn_check(self, mask: int, code: str) -> None:
+        """Connection-level history letter (no direction): Zeek's Session::CheckHistory."""
+        if self.hist_seen & mask == 0:
+            self.hist_seen |= mask
+            self.history += code
 
     def scaled(self, is_orig: bool, code: str, cnt: int, thresh: int) -> tuple[int, int]:
         cnt += 1
@@ -746,12 +772,16 @@ class FlowEngine:
             counted, is_orig, payload_len = self._tcp_packet(f, b, end, p, is_orig, ts)
         elif proto == PROTO_UDP:
             counted, payload_len = self._udp_packet(f, b, end, p, is_orig, ts)
+            # Application analyzers see the packet after the UDP bookkeeping and may flip
+            # the roles; the packet is then counted with its stale direction, as in Zeek.
+            if counted and f.resp_port in DNS_UDP_PORTS and self.cfg.dns:
+                self._dns_analyzer(f, b, end, p, is_orig)
+            elif counted and f.resp_port == UDP_NTP:
+                self._ntp_analyzer(f, b, end, p, is_orig)
         elif proto == PROTO_ICMP or proto == PROTO_ICMP6:
             counted, payload_len = self._icmp_packet(f, b, end, p, is_orig, ts)
         else:
             f.last_ns = ts
-            side = f.o if is_orig else f.r
-            side.size = max(side.size, 0)
         if not counted:
             self.st["checksum_errors"] += 1
             return
@@ -875,11 +905,7 @@ class FlowEngine:
         ulen = D.u16(b, l4 + 4) - 8
         f.last_ns = ts
         f.check(is_orig, 0x1, "D")
-        side = f.o if is_orig else f.r
-        if side.size < 0:
-            side.size = ulen
-        else:
-            side.size += ulen
+        f.update_length(is_orig, ulen)
         return True, max(ulen, 0)
 
     def _icmp_packet(self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool, ts: int) -> tuple[bool, int]:
@@ -888,11 +914,7 @@ class FlowEngine:
             return False, 0
         f.last_ns = ts
         ln = p.l4_len - 8
-        side = f.o if is_orig else f.r
-        if side.size < 0:
-            side.size = ln
-        else:
-            side.size += ln
+        f.update_length(is_orig, ln)
         return True, ln
 
     # --- TCP --------------------------------------------------------------------------------
@@ -1193,6 +1215,40 @@ class FlowEngine:
         self._inner(b, ioff, stop, et, ts, iface, ttype, f.flow_id, depth + 1)
         self._pktsum = saved
 
+    def _dns_analyzer(self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool) -> None:
+        """Zeek's DNS analyzer side effects on the connection (it runs after the UDP
+        history/length bookkeeping and before the packet counters): a first message that
+        is a response sent by the originator flips the roles (not towards a multicast
+        responder), and the packet is then counted for the new originator, as Zeek's stale
+        direction does; a message with an opcode other than query/notify/update (NetBIOS
+        port excepted) adds ``X``."""
+        start = p.l4_off + 8
+        stop = min(end, p.l4_off + p.l4_len)
+        if stop - start < 12:
+            return
+        flags = D.u16(b, start + 2)
+        opcode = (flags >> 11) & 0xF
+        netbios = f.resp_port == 137
+        if opcode not in (0, 4, 5) and not netbios:
+            f.conn_check(0x400, "X")
+            return
+        if f.dns_first_done:
+            return
+        f.dns_first_done = True
+        if flags & 0x8000 and is_orig and not _is_multicast(f.resp_addr):
+            f.flip_roles()
+
+    def _ntp_analyzer(self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool) -> None:
+        """Zeek's NTP analyzer flips once: a server-mode message from the originator or a
+        client-mode message from the responder."""
+        start = p.l4_off + 8
+        if f.ntp_flipped or min(end, p.l4_off + p.l4_len) - start < 48:
+            return
+        mode = b[start] & 0x7
+        if (mode == 4 and is_orig) or (mode == 3 and not is_orig):
+            f.flip_roles()
+            f.ntp_flipped = True
+
     # --- DNS --------------------------------------------------------------------------------
     def _dns(self, f: Flow, b: bytes, end: int, p: Any, proto: int) -> int:
         l4 = p.l4_off
@@ -1259,9 +1315,9 @@ class FlowEngine:
                 return ConnState.S1
             return ConnState.OTH
         if f.proto == PROTO_UDP:
-            if f.o.size >= 0:
-                return ConnState.SF if f.r.size >= 0 else ConnState.S0
-            return ConnState.SHR if f.r.size >= 0 else ConnState.OTH
+            if f.req_len >= 0:
+                return ConnState.SF if f.rep_len >= 0 else ConnState.S0
+            return ConnState.SHR if f.rep_len >= 0 else ConnState.OTH
         return ConnState.OTH
 
     def _emit(self, f: Flow, reason: int, interim: bool) -> None:
@@ -1275,8 +1331,8 @@ class FlowEngine:
             rb = f.er.size(f.eo)
             r["missed_bytes"] = f.eo.missed + f.er.missed
         else:
-            ob = max(f.o.size, 0)
-            rb = max(f.r.size, 0)
+            ob = max(f.req_len, 0)
+            rb = max(f.rep_len, 0)
         r["orig_bytes"] = ob
         r["resp_bytes"] = rb
         o, s = f.o, f.r
@@ -1333,6 +1389,12 @@ class FlowEngine:
         self.out_flows.append(r)
         if not interim:
             self.st["flows_emitted"] += 1
+
+
+def _is_multicast(a: bytes) -> bool:
+    if len(a) == 4:
+        return a[0] >> 4 == 0xE
+    return a[0] == 0xFF
 
 
 def _rstos0_history(h: str) -> bool:

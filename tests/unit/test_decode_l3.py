@@ -186,3 +186,22 @@ def test_checksum_validation_option(backend, validate: bool) -> None:
     recs, _, st, _ = run_engine(backend, [good, bad], config=EngineConfig(validate_checksums=validate))
     assert int(recs[0]["orig_pkts"]) == (1 if validate else 2)
     assert st["checksum_errors"] == (1 if validate else 0)
+
+
+def test_dns_response_first_flips_roles(backend) -> None:
+    """NetBIOS name service 137 -> 137: a response seen first flips (Zeek's DNS analyzer);
+    the flip does not move the UDP byte slot, so the new originator owns those bytes."""
+    resp = raw(E / IP(src="10.0.0.9", dst="10.0.0.1") / UDP(sport=137, dport=137)
+               / DNS(id=7, qr=1, qd=DNSQR(qname="HOST"), an=DNSRR(rrname="HOST", rdata="10.0.0.9")))
+    r = run_engine(backend, [resp])[0][0]
+    assert addr(r, "orig") == "10.0.0.1" and addr(r, "resp") == "10.0.0.9"
+    assert bytes(r["history"]).rstrip(b"\0") == b"D^"
+    assert (int(r["orig_pkts"]), int(r["resp_pkts"])) == (1, 0)
+    assert int(r["conn_state"]) == ConnState.S0
+
+
+def test_dns_response_to_multicast_does_not_flip(backend) -> None:
+    resp = raw(E / IP(src="10.0.0.9", dst="224.0.0.251") / UDP(sport=5353, dport=5353)
+               / DNS(id=0, qr=1, an=DNSRR(rrname="h.local", rdata="10.0.0.9")))
+    r = run_engine(backend, [resp])[0][0]
+    assert addr(r, "orig") == "10.0.0.9" and bytes(r["history"]).rstrip(b"\0") == b"D"
