@@ -16,6 +16,7 @@ cdef enum:
     UDP_GENEVE = 6081
     UDP_GTPU = 2152
     UDP_GTPC = 2123
+    UDP_NTP = 123
     UDP_TEREDO = 3544
     UDP_AYIYA = 5072
     MAX_TUNNEL_DEPTH = 4
@@ -290,9 +291,9 @@ cdef uint8_t conn_state(flow_t* f) noexcept nogil:
             return CS_S1
         return CS_OTH
     if f.proto == PROTO_UDP:
-        if f_o(f).size >= 0:
-            return CS_SF if f_r(f).size >= 0 else CS_S0
-        return CS_SHR if f_r(f).size >= 0 else CS_OTH
+        if f.req_len >= 0:
+            return CS_SF if f.rep_len >= 0 else CS_S0
+        return CS_SHR if f.rep_len >= 0 else CS_OTH
     return CS_OTH
 
 
@@ -363,8 +364,8 @@ cdef void emit(eng_t* e, flow_t* f, uint8_t reason, bint interim) noexcept nogil
         r.resp_bytes = ep_size(f_er(f), f_eo(f))
         r.missed_bytes = <uint64_t>(f_eo(f).missed + f_er(f).missed)
     else:
-        ob = o.size if o.size > 0 else 0
-        rb = s.size if s.size > 0 else 0
+        ob = f.req_len if f.req_len > 0 else 0
+        rb = f.rep_len if f.rep_len > 0 else 0
         r.orig_bytes = <uint64_t>ob
         r.resp_bytes = <uint64_t>rb
     r.orig_pkts = o.pkts
@@ -913,8 +914,8 @@ cdef int64_t new_flow(eng_t* e, const fkey* key, uint64_t h, dc_pkt* p, uint16_t
     f.last_ns = ts
     f.one_way = one_way
     f.oi = 0
-    f.sd[0].size = -1
-    f.sd[1].size = -1
+    f.req_len = -1
+    f.rep_len = -1
     ep_init(&f.ep[0], True)
     ep_init(&f.ep[1], False)
     f.hist_rx = RX_START
@@ -946,7 +947,6 @@ cdef bint udp_packet(eng_t* e, flow_t* f, const uint8_t* b, ssz end, dc_pkt* p, 
                      int64_t ts, uint32_t* payload_len) noexcept nogil:
     cdef ssz l4 = p.l4_off
     cdef int64_t ulen
-    cdef side_t* side
     if e.validate and end - l4 >= p.l4_len:
         if (p.ip_version == 6 or u16(b, l4 + 6) != 0) and not l4_checksum_ok(b, p, l4, p.l4_len):
             hist_check(f, is_orig, 0x80, 67)  # "C"
@@ -955,11 +955,7 @@ cdef bint udp_packet(eng_t* e, flow_t* f, const uint8_t* b, ssz end, dc_pkt* p, 
     ulen = <int64_t>u16(b, l4 + 4) - 8
     f.last_ns = ts
     hist_check(f, is_orig, 0x1, 68)  # "D"
-    side = f_o(f) if is_orig else f_r(f)
-    if side.size < 0:
-        side.size = ulen
-    else:
-        side.size += ulen
+    flow_update_length(f, is_orig, ulen)
     payload_len[0] = <uint32_t>(ulen if ulen > 0 else 0)
     return True
 
@@ -968,19 +964,57 @@ cdef bint icmp_packet(eng_t* e, flow_t* f, const uint8_t* b, ssz end, dc_pkt* p,
                       int64_t ts, uint32_t* payload_len) noexcept nogil:
     cdef ssz l4 = p.l4_off
     cdef int64_t ln
-    cdef side_t* side
     if e.validate and end - l4 >= p.l4_len and not l4_checksum_ok(b, p, l4, p.l4_len):
         payload_len[0] = 0
         return False
     f.last_ns = ts
     ln = p.l4_len - 8
-    side = f_o(f) if is_orig else f_r(f)
-    if side.size < 0:
-        side.size = ln
-    else:
-        side.size += ln
+    flow_update_length(f, is_orig, ln)
     payload_len[0] = <uint32_t>ln
     return True
+
+
+cdef inline bint is_multicast(flow_t* f, const uint8_t* a) noexcept nogil:
+    if f.ip_version == 4:
+        return a[0] >> 4 == 0xE
+    return a[0] == 0xFF
+
+
+cdef void dns_analyzer(flow_t* f, const uint8_t* b, ssz end, dc_pkt* p,
+                       bint is_orig) noexcept nogil:
+    """Zeek's DNS analyzer side effects: a first message that is a response sent by the
+    originator flips the roles (not towards a multicast responder); an opcode other than
+    query/notify/update (NetBIOS port excepted) adds "X"."""
+    cdef ssz start = p.l4_off + 8
+    cdef ssz stop = end if end < p.l4_off + p.l4_len else p.l4_off + p.l4_len
+    cdef uint32_t flags, opcode
+    if stop - start < 12:
+        return
+    flags = u16(b, start + 2)
+    opcode = (flags >> 11) & 0xF
+    if not (opcode == 0 or opcode == 4 or opcode == 5) and f.resp_port != 137:
+        hist_conn_check(f, 0x400, 88)  # "X"
+        return
+    if f.dns_first_done:
+        return
+    f.dns_first_done = True
+    if flags & 0x8000 and is_orig and not is_multicast(f, f.resp_addr):
+        flow_flip_roles(f)
+
+
+cdef void ntp_analyzer(flow_t* f, const uint8_t* b, ssz end, dc_pkt* p,
+                       bint is_orig) noexcept nogil:
+    """Zeek's NTP analyzer flips once: server mode from the originator or client mode from
+    the responder."""
+    cdef ssz start = p.l4_off + 8
+    cdef ssz stop = end if end < p.l4_off + p.l4_len else p.l4_off + p.l4_len
+    cdef uint8_t mode
+    if f.ntp_flipped or stop - start < 48:
+        return
+    mode = b[start] & 0x7
+    if (mode == 4 and is_orig) or (mode == 3 and not is_orig):
+        flow_flip_roles(f)
+        f.ntp_flipped = True
 
 
 cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, dc_pkt* p, int64_t ts,
@@ -1085,13 +1119,16 @@ cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, dc_pkt* p, int64_t 
         counted = tcp_packet(e, idx, b, end, p, &is_orig, ts, &payload_len)
     elif proto == PROTO_UDP:
         counted = udp_packet(e, f, b, end, p, is_orig, ts, &payload_len)
+        # Application analyzers see the packet after the UDP bookkeeping and may flip the
+        # roles; the packet is then counted with its stale direction, as in Zeek.
+        if counted and is_dns_udp_port(f.resp_port) and e.dns:
+            dns_analyzer(f, b, end, p, is_orig)
+        elif counted and f.resp_port == UDP_NTP:
+            ntp_analyzer(f, b, end, p, is_orig)
     elif proto == PROTO_ICMP or proto == PROTO_ICMP6:
         counted = icmp_packet(e, f, b, end, p, is_orig, ts, &payload_len)
     else:
         f.last_ns = ts
-        side = f_o(f) if is_orig else f_r(f)
-        if side.size < 0:
-            side.size = 0
     if not counted:
         e.st.checksum_errors += 1
         return

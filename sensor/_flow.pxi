@@ -36,7 +36,6 @@ cdef struct fkey:
 cdef struct side_t:
     uint64_t pkts
     uint64_t ip_bytes
-    int64_t size  # UDP/ICMP payload bytes; -1 = this side never sent
     uint32_t len_min
     uint32_t len_max
     uint64_t len_sum
@@ -85,6 +84,12 @@ cdef struct flow_t:
     int oi  # slot of the originator in sd[] / ep[]
     side_t sd[2]
     tcp_ep ep[2]
+    # UDP/ICMP payload bytes per role slot, -1 = never sent (Zeek's INACTIVE). Like Zeek's
+    # request_len / reply_len these do NOT follow a role flip.
+    int64_t req_len
+    int64_t rep_len
+    bint dns_first_done  # Zeek's DNS analyzer has seen its first message
+    bint ntp_flipped
     bint is_partial
     uint8_t first_packet_seen
     uint8_t flags
@@ -179,6 +184,20 @@ cdef inline bint hist_check(flow_t* f, bint is_orig, uint32_t mask, char code) n
         hist_push(f, code)
         return False
     return True
+
+
+cdef inline void hist_conn_check(flow_t* f, uint32_t mask, char code) noexcept nogil:
+    """Connection-level history letter (no direction): Zeek's Session::CheckHistory."""
+    if f.hist_seen & mask == 0:
+        f.hist_seen |= mask
+        hist_push(f, code)
+
+
+cdef inline void flow_update_length(flow_t* f, bint is_orig, int64_t n) noexcept nogil:
+    if is_orig:
+        f.req_len = n if f.req_len < 0 else f.req_len + n
+    else:
+        f.rep_len = n if f.rep_len < 0 else f.rep_len + n
 
 
 cdef inline void hist_scaled(flow_t* f, bint is_orig, char code, int64_t* cnt,
