@@ -17,7 +17,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from controller.store import Store
 
 from netwarden.errors import StoreError
 
@@ -85,13 +88,39 @@ def verify_chain(entries: Iterable[dict[str, Any]]) -> VerifyResult:
 
 
 class AuditLog:
-    def __init__(self, db: sqlite3.Connection, state_dir: str | Path, readonly: bool = False) -> None:
+    """Append entries; inside a store transaction they become final only on commit.
+
+    Pass the ``Store`` whose transactions wrap ``record()`` calls: on rollback the chain
+    head is re-read from the database and the pending JSON lines are dropped, so neither
+    copy gets a gap or an entry the other lacks.
+    """
+
+    def __init__(
+        self, db: sqlite3.Connection, state_dir: str | Path, readonly: bool = False, store: Store | None = None
+    ) -> None:
         self.db = db
         self.jsonl = Path(state_dir) / JSONL_NAME
+        self._pending: list[str] = []
         if not readonly:
             self.db.executescript(_SCHEMA)
+        self._load_head()
+        if store is not None:
+            store.after_commit.append(self._flush)
+            store.after_rollback.append(self._rolled_back)
+
+    def _load_head(self) -> None:
         row = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         self.seq, self.last_hash = (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+
+    def _flush(self) -> None:
+        if self._pending:
+            with self.jsonl.open("a") as fh:
+                fh.writelines(self._pending)
+            self._pending = []
+
+    def _rolled_back(self) -> None:
+        self._pending = []
+        self._load_head()
 
     def record(
         self,
@@ -130,8 +159,9 @@ class AuditLog:
             raise StoreError(f"audit append failed: {exc}") from exc
         self.seq, self.last_hash = entry.seq, h
         # mirror; fsync is left to the OS: the database is the record of truth
-        with self.jsonl.open("a") as fh:
-            fh.write(json.dumps(entry.to_dict(), sort_keys=True) + "\n")
+        self._pending.append(json.dumps(entry.to_dict(), sort_keys=True) + "\n")
+        if not self.db.in_transaction:
+            self._flush()
         return entry
 
     def entries(self, limit: int | None = None, since_seq: int = 0) -> list[dict[str, Any]]:

@@ -85,7 +85,7 @@ class Controller:
         self.clock = clock
         cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = Store(cfg.state_dir)
-        self.audit = AuditLog(self.store.db, cfg.state_dir)
+        self.audit = AuditLog(self.store.db, cfg.state_dir, store=self.store)
         self.enforcer = enforcer if enforcer is not None else make_enforcer(cfg)
         self.guard = guard if guard is not None else build_guard(cfg.safety)
         self.guard.allow = [n for n, _, _ in self.store.allow_list()]

@@ -12,7 +12,7 @@ import contextlib
 import ipaddress
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,10 @@ class Store:
             raise StoreError(f"{self.path}: {exc}") from exc
         self.db.row_factory = sqlite3.Row
         self._depth = 0
+        #: run once the outermost transaction commits / rolls back (e.g. the audit log's
+        #: JSON-lines mirror is written only for entries the database kept)
+        self.after_commit: list[Callable[[], None]] = []
+        self.after_rollback: list[Callable[[], None]] = []
         if not readonly:
             got = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
             if int(got) != SCHEMA_VERSION:
@@ -161,10 +165,14 @@ class Store:
             self._depth -= 1
             if self._depth == 0:
                 self.db.execute("ROLLBACK")
+                for hook in self.after_rollback:
+                    hook()
             raise
         self._depth -= 1
         if self._depth == 0:
             self.db.execute("COMMIT")
+            for hook in self.after_commit:
+                hook()
 
     # --- bans ---------------------------------------------------------------------------
     def put_ban(self, ban: StoredBan) -> None:

@@ -88,3 +88,21 @@ def test_rehashed_forgery_breaks_the_next_link(tmp_path: Path) -> None:
     store.db.execute("UPDATE audit SET subject=?, hash=? WHERE seq=3", (row["subject"], new_hash))
     res = log.verify()
     assert not res.ok and res.bad_seq == 4 and "link" in res.problem
+
+
+def test_rolled_back_entries_leave_no_gap_in_either_copy(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    log = AuditLog(store.db, tmp_path, store=store)
+    log.record("policy", "decision", "203.0.113.1")
+    with pytest.raises(RuntimeError), store.transaction():
+        log.record("policy", "decision", "203.0.113.2")
+        log.record("policy", "approval-opened", "d-2")
+        raise RuntimeError("approval could not be stored")
+    with store.transaction():
+        log.record("policy", "decision", "203.0.113.3")
+    log.record("controller", "stop")
+    res = log.verify()
+    assert res.ok and res.entries == 3
+    mirror = verify_jsonl(tmp_path / JSONL_NAME)
+    assert mirror.ok and mirror.entries == 3
+    assert [e["subject"] for e in log.entries()] == ["203.0.113.1", "203.0.113.3", ""]
