@@ -1,0 +1,76 @@
+"""Live capture and telemetry settings are validated before any socket or process exists."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from netwarden.errors import ConfigError, InterfaceError
+from sensor import wire
+from sensor.live import (
+    COUNTERS,
+    CaptureStats,
+    LiveCapture,
+    RingConfig,
+    drop_counters,
+    resolve_workers,
+)
+from sensor.telemetry import TelemetryConfig
+
+
+def test_workers_auto_is_cores_minus_one_at_least_one() -> None:
+    assert resolve_workers("auto") == max(1, (os.cpu_count() or 1) - 1)
+    assert resolve_workers("AUTO") == resolve_workers("auto")
+    assert resolve_workers("3") == 3
+    assert resolve_workers(2) == 2
+    assert resolve_workers(None) == 1
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "many", "65", 0])
+def test_bad_worker_counts_are_refused(bad: object) -> None:
+    with pytest.raises(ConfigError, match="workers"):
+        resolve_workers(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"block_size": 5000}, "block size"),
+        ({"block_count": 1}, "block count"),
+        ({"retire_ms": 0}, "timeout"),
+        ({"batch_packets": 0}, "batch"),
+        ({"telemetry_window": 0}, "window"),
+    ],
+)
+def test_ring_settings_are_validated(kwargs: dict, word: str) -> None:
+    with pytest.raises(ConfigError, match=word):
+        RingConfig(**kwargs)
+
+
+def test_unknown_interface_is_an_interface_error() -> None:
+    with pytest.raises(InterfaceError, match="no such interface"):
+        LiveCapture("nw-no-such-if0")
+
+
+def test_bad_filter_fails_before_capture_starts() -> None:
+    with pytest.raises(ConfigError, match="bad capture filter"):
+        LiveCapture("lo", bpf="tcp port")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"host_capacity": 1000}, {"pair_capacity": 32}, {"window": 0}, {"long_window": 0.5},
+     {"idle_timeout": 0}, {"iface": 256}],
+)  # fmt: skip
+def test_telemetry_settings_are_validated(kwargs: dict) -> None:
+    with pytest.raises(ConfigError):
+        TelemetryConfig(**kwargs)
+
+
+def test_loss_counters_fit_a_bus_header() -> None:
+    drops = drop_counters(CaptureStats())
+    assert set(drops) <= set(COUNTERS)
+    assert {"kernel_drops", "ring_freezes", "queue_overruns", "decode_errors"} <= set(drops)
+    assert len(drops) <= wire.MAX_DROP_COUNTERS
+    assert all(len(k) <= wire.MAX_COUNTER_NAME_LEN for k in drops)
