@@ -4,9 +4,18 @@ Consumes the ``PKTSUM_DTYPE`` rows the flow engine fills for each batch and keep
 tables (hosts, directed host pairs). Every ``window`` seconds of packet time it emits one
 ``HOST_DTYPE`` record per active host and one ``PAIR_DTYPE`` record per active pair.
 
-Both backends must give byte-identical records, so everything here is spelt out the way the
+Both backends must give identical records, so everything here is spelt out the way the
 C code does it: the same 64-bit hash, the same table probing and eviction order, the same
 floating-point operations in the same order.
+
+What a packet summary adds (``out_*`` to its source host, ``in_*`` to its destination, and
+the directed pair): packets, IP and payload bytes, per-protocol counts, TCP SYN / SYN-ACK /
+RST, first TCP replies (for "SYN without reply"), ICMP unreachables, DNS queries and
+responses. A new flow (``NEW_FLOW``) also feeds the distinct-count sketches: destination
+hosts and ports of its originator, local ports of its responder; every packet feeds the
+destination's distinct-sources sketch. ARP packets only touch ARP counters (and a sweeping
+sender's distinct destination hosts). Sketches are HyperLogLog with 256 registers; window
+sketches restart every window, ``*_long`` ones every ``long_window``.
 
 Tables: open addressing, power-of-two capacity, a key may sit in one of ``PROBE`` slots
 after its hash. Insertion takes the first free slot in that range, else evicts the entry

@@ -9,7 +9,12 @@ input; ``drain()`` returns ``[("host", HOST_DTYPE array), ("pair", PAIR_DTYPE ar
 records; ``NETWARDEN_BACKEND=py`` forces the reference, as for the flow engine.
 
 Cost: fixed memory of about ``host_capacity * 2.1 KiB + pair_capacity * 0.2 KiB``
-(20 MiB with the defaults), a few hash probes per packet.
+(20 MiB with the defaults), a few hash probes per packet: about 1.6 M packets/s compiled on
+a LAN mix, 0.7 M/s under a spoofed flood that evicts a host per packet (bench_live).
+
+With fanout each worker keeps its own tables, so one host may get a record from each worker
+(``iface`` = worker) for the same window: counters add up; distinct counts add up to close
+to the true count because a flow (the unit the sketches count) lives in exactly one worker.
 """
 
 from __future__ import annotations
