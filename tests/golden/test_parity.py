@@ -89,9 +89,11 @@ def _drain(eng: Any, run: Run) -> None:
         run.arps.append(arp[:n].copy())
 
 
-def run_backend(mod: Any, path: Path, limit: int | None = None) -> Run:
+def run_backend(
+    mod: Any, path: Path, limit: int | None = None, config: EngineConfig | None = None
+) -> Run:
     run = Run()
-    eng = mod.FlowEngine(EngineConfig())
+    eng = mod.FlowEngine(config or EngineConfig())
     pktsum = np.zeros(BATCH, PKTSUM_DTYPE)
     seen = 0
     try:
@@ -140,9 +142,9 @@ def assert_same(a: np.ndarray, b: np.ndarray, what: str) -> None:
     pytest.fail(first_difference(a, b, what))
 
 
-def compare(path: Path, limit: int | None = None) -> Run:
-    c_run = run_backend(_c_backend(), path, limit)
-    py_run = run_backend(_py_backend(), path, limit)
+def compare(path: Path, limit: int | None = None, config: EngineConfig | None = None) -> Run:
+    c_run = run_backend(_c_backend(), path, limit, config)
+    py_run = run_backend(_py_backend(), path, limit, config)
     assert c_run.error == py_run.error, f"capture faults differ: {c_run.error} vs {py_run.error}"
     assert_same(c_run.flow_array(), py_run.flow_array(), "flows")
     assert_same(c_run.arp_array(), py_run.arp_array(), "arp")
@@ -161,6 +163,35 @@ def test_corpus_capture(path: Path) -> None:
     run = compare(path, limit)
     if "malformed" not in path.parts:
         assert run.flow_array().size or run.arp_array().size, "no records from a real capture"
+
+
+#: Non-default configurations reach code the defaults rarely do: eviction of the least
+#: recently active flow, interim records, fragment-store overflow and timeouts, short
+#: inactivity timeouts, checksum validation, and tunnels/DNS switched off.
+CONFIGS = {
+    "tight": EngineConfig(
+        max_flows=16, active_timeout=2.0, max_frag_datagrams=2, frag_timeout=0.5,
+        udp_timeout=5.0, tcp_timeout=10.0, icmp_timeout=3.0, other_timeout=2.0,
+    ),
+    "checksums": EngineConfig(validate_checksums=True),
+    "no_tunnels_no_dns": EngineConfig(decode_tunnels=False, dns=False),
+}
+
+
+def config_cases() -> list[Any]:
+    cases = []
+    for p in corpus_captures():
+        path = p.values[0]
+        if "zeek" in path.parts or "attacks" in path.parts:
+            for name in CONFIGS:
+                cases.append(pytest.param(name, path, id=f"{name}:{p.id}"))
+    return cases
+
+
+@pytest.mark.parametrize("config_name, path", config_cases())
+def test_corpus_capture_config(config_name: str, path: Path) -> None:
+    run = compare(path, None, CONFIGS[config_name])
+    assert run.stats["packets"] > 0
 
 
 @pytest.fixture(scope="module")
