@@ -234,8 +234,15 @@ class Publisher:
 
     def set_counters(self, counters: Mapping[str, int]) -> None:
         """Cumulative capture-side loss counters (kernel_drops, decode_errors, ...)."""
+        # Checked here: a header the collector would refuse would lose every message.
+        if len(counters) > wire.MAX_DROP_COUNTERS - 2:
+            raise ValueError(f"at most {wire.MAX_DROP_COUNTERS - 2} loss counters")
+        ext = {str(k): int(v) for k, v in counters.items()}
+        for k, v in ext.items():
+            if len(k) > wire.MAX_COUNTER_NAME_LEN or not 0 <= v < 1 << 64:
+                raise ValueError(f"loss counter {k!r}={v}: name too long or value out of range")
         with self._lock:
-            self._external = {k: int(v) for k, v in counters.items()}
+            self._external = ext
 
     def wait_for_room(self, nbytes: int, timeout: float) -> bool:
         """Wait up to ``timeout`` s until ``nbytes`` more fit in the buffer without evicting.
