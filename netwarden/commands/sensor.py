@@ -548,7 +548,8 @@ def _status(collector: Any, as_json: bool) -> None:
         return
     for sid, st in sorted(sensors.items()):
         print(
-            f"status {sid}: {'up' if st.up else 'DOWN'} records={st.received_records} "
+            f"status {sid}: {'up' if st.up else 'stopped' if st.stopped else 'DOWN'} "
+            f"records={st.received_records} "
             f"messages={st.received_messages} gaps={st.gaps} lost={st.lost_messages} "
             f"dup={st.duplicates} restarts={st.restarts} drops={st.drops}",
             flush=True,
