@@ -5,7 +5,9 @@ table the pcap path uses, from ``sensor.engine.load_backend``) and one per-host 
 table. With ``workers > 1`` each worker is its own process and the sockets form one
 PACKET_FANOUT group hashed by flow, so every flow lands whole in one worker; the parent
 merges what they emit. Records leave a worker as ``(kind, array)`` items, kind being a key
-of ``sensor.schema.RECORD_TYPES`` ("flow", "arp", "host", "pair").
+of ``sensor.schema.RECORD_TYPES`` ("flow", "arp", "host", "pair"). The fanout group
+defragments IP before hashing (fragments after the first have no ports), so with several
+workers the kernel hands over reassembled datagrams: the same flows, fewer "packets".
 
 Loss is counted where it happens: ``kernel_drops`` (PACKET_STATISTICS), ``ring_losing``
 (blocks the kernel marked as having lost packets), ``ring_freezes`` (the ring was full),

@@ -25,6 +25,7 @@ from netns_live import VethPair, have_root, missing_tools
 
 from sensor.config import EngineConfig
 from sensor.engine import load_backend
+from sensor.schema import FlowFlags
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("NETWARDEN_SHARED", REPO.parent / "shared")) / "corpus"
@@ -255,6 +256,18 @@ def test_fanout_union_equals_single_worker(veth: VethPair, tmp_path: Path) -> No
     assert flow_keys(fanned["flow"]) == flow_keys(single["flow"])
     # the flow hash really spread the work: both workers own flows
     assert set(np.unique(fanned["flow"]["iface"]).tolist()) == {0, 1}
+
+
+def test_fanout_keeps_ip_fragments_with_their_flow(veth: VethPair, tmp_path: Path) -> None:
+    """Non-first fragments carry no ports, so a flow hash alone would scatter a datagram
+    over workers; the fanout group defragments first and the flows still match the file."""
+    _engine()
+    pcap = CORPUS / "zeek" / "gtp_outer_ip_frag" / "trace.pcap"
+    ref = file_flows(pcap)
+    assert (ref["flags"] & FlowFlags.FRAGMENTED).any()
+    recs, stats, _ = live_capture(veth, tmp_path, pcap, workers=2)
+    assert stats["kernel_drops"] == 0
+    assert flow_keys(recs["flow"]) == flow_keys(ref)
 
 
 def test_live_telemetry_sees_spoofed_flood_victim(veth: VethPair, tmp_path: Path) -> None:
