@@ -17,6 +17,7 @@ cdef enum:
     UDP_GTPU = 2152
     UDP_GTPC = 2123
     UDP_NTP = 123
+    UDP_GRE = 4754  # GRE-in-UDP (RFC 8086)
     UDP_TEREDO = 3544
     UDP_AYIYA = 5072
     MAX_TUNNEL_DEPTH = 4
@@ -547,7 +548,7 @@ cdef void eng_l3(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, dc_
         # nothing; none of them makes a connection.
         e.st.no_transport += 1
         return
-    eng_transport(e, b, end, p, ts, iface, ttype, parent, depth, fragmented)
+    eng_transport(e, b, end, wire_end, p, ts, iface, ttype, parent, depth, fragmented)
 
 
 cdef void eng_arp(eng_t* e, const uint8_t* b, ssz off, ssz end, dc_pkt* p, int64_t ts,
@@ -724,8 +725,9 @@ cdef uint64_t tunnel_id(eng_t* e, dc_pkt* p, uint8_t ttype) noexcept nogil:
     return t.id
 
 
-cdef void eng_inner(eng_t* e, const uint8_t* b, ssz off, ssz end, uint32_t etype, int64_t ts,
-                    uint8_t iface, uint8_t ttype, uint64_t parent, int depth) noexcept nogil:
+cdef void eng_inner(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, uint32_t etype,
+                    int64_t ts, uint8_t iface, uint8_t ttype, uint64_t parent,
+                    int depth) noexcept nogil:
     cdef dc_pkt q
     dc_reset_l2(&q)
     dc_reset_l3(&q)
@@ -736,11 +738,13 @@ cdef void eng_inner(eng_t* e, const uint8_t* b, ssz off, ssz end, uint32_t etype
     if off < 0:
         e.st.decode_errors += 1
         return
-    eng_l3(e, b, off, end, end, &q, ts, iface, ttype, parent, depth)
+    # Inner packets keep the outer wire length (Zeek: a snaplen-truncated tunnel packet
+    # still carries its inner datagram's claimed length).
+    eng_l3(e, b, off, end, wire_end, &q, ts, iface, ttype, parent, depth)
 
 
-cdef void eng_udp_tunnel(eng_t* e, const uint8_t* b, ssz end, dc_pkt* p, int64_t idx,
-                         int64_t ts, uint8_t iface, int depth) noexcept nogil:
+cdef void eng_udp_tunnel(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_pkt* p,
+                         int64_t idx, int64_t ts, uint8_t iface, int depth) noexcept nogil:
     """Zeek's UDP dispatch: the tunnel analyzer of the flow's responder port, else AYIYA
     then Teredo detection. A header that fails to parse marks the flow as violating that
     tunnel type (no further decapsulation of it)."""
@@ -765,6 +769,8 @@ cdef void eng_udp_tunnel(eng_t* e, const uint8_t* b, ssz end, dc_pkt* p, int64_t
         ttype = TT_TEREDO
     elif rp == UDP_AYIYA:
         ttype = TT_AYIYA
+    elif rp == UDP_GRE:
+        ttype = TT_GRE
     elif detect_ayiya(b, start, stop):
         ttype = TT_AYIYA
     elif detect_teredo(b, start, stop):
@@ -781,6 +787,8 @@ cdef void eng_udp_tunnel(eng_t* e, const uint8_t* b, ssz end, dc_pkt* p, int64_t
         ioff = decode_gtpu(b, start, stop, &et)
     elif ttype == TT_TEREDO:
         ioff = decode_teredo(b, start, stop, &et)
+    elif ttype == TT_GRE:
+        ioff = decode_gre(b, start, stop, &et)
     else:
         ioff = decode_ayiya(b, start, stop, &et)
     if ioff == NOT_IP:
@@ -791,7 +799,7 @@ cdef void eng_udp_tunnel(eng_t* e, const uint8_t* b, ssz end, dc_pkt* p, int64_t
     e.st.tunnel_packets += 1
     saved = e.ps
     e.ps = NULL  # the per-packet summary describes the outer packet
-    eng_inner(e, b, ioff, stop, et, ts, iface, ttype, flow_id, depth + 1)
+    eng_inner(e, b, ioff, stop, wire_end, et, ts, iface, ttype, flow_id, depth + 1)
     e.ps = saved
 
 
@@ -1017,8 +1025,8 @@ cdef void ntp_analyzer(flow_t* f, const uint8_t* b, ssz end, dc_pkt* p,
         f.ntp_flipped = True
 
 
-cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, dc_pkt* p, int64_t ts,
-                        uint8_t iface, uint8_t ttype, uint64_t parent, int depth,
+cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_pkt* p,
+                        int64_t ts, uint8_t iface, uint8_t ttype, uint64_t parent, int depth,
                         bint fragmented) noexcept nogil:
     cdef uint8_t proto = p.proto
     cdef ssz l4 = p.l4_off
@@ -1041,8 +1049,8 @@ cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, dc_pkt* p, int64_t 
     if depth < MAX_TUNNEL_DEPTH and e.tunnels:
         if proto == 4 or proto == 41:  # IP-in-IP, 6in4, 4in6
             e.st.tunnel_packets += 1
-            eng_inner(e, b, l4, lim, ETH_IPV4 if proto == 4 else ETH_IPV6, ts, iface, TT_IP,
-                      tunnel_id(e, p, TT_IP), depth + 1)
+            eng_inner(e, b, l4, lim, wire_end, ETH_IPV4 if proto == 4 else ETH_IPV6, ts, iface,
+                      TT_IP, tunnel_id(e, p, TT_IP), depth + 1)
             return
         if proto == 47:
             ioff = decode_gre(b, l4, lim, &iet)
@@ -1050,8 +1058,8 @@ cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, dc_pkt* p, int64_t 
                 e.st.decode_errors += 1
                 return
             e.st.tunnel_packets += 1
-            eng_inner(e, b, ioff, lim, iet, ts, iface, TT_GRE, tunnel_id(e, p, TT_GRE),
-                      depth + 1)
+            eng_inner(e, b, ioff, lim, wire_end, iet, ts, iface, TT_GRE,
+                      tunnel_id(e, p, TT_GRE), depth + 1)
             return
     if proto == PROTO_TCP:
         if p.l4_len < 20 or avail < 20:
@@ -1160,7 +1168,7 @@ cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, dc_pkt* p, int64_t 
         memcpy(e.ps.dst, p.dst, 16)
     # UDP tunnels: the outer flow is counted first, then the inner packet.
     if proto == PROTO_UDP and e.tunnels and depth < MAX_TUNNEL_DEPTH:
-        eng_udp_tunnel(e, b, end, p, idx, ts, iface, depth)
+        eng_udp_tunnel(e, b, end, wire_end, p, idx, ts, iface, depth)
 
 
 # --- TCP ----------------------------------------------------------------------------------------
