@@ -43,8 +43,9 @@ def capture(spec: dict[str, int]) -> Path:
         tmp = out.with_suffix(".tmp")
         gen = shared_dir() / "bench" / "genpcap.py"
         args = [f"--{k}={v}" for k, v in spec.items()]
-        subprocess.run([sys.executable, str(gen), *args, "-o", str(tmp)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(gen), *args, "-o", str(tmp)], check=True, stdout=subprocess.DEVNULL
+        )
         tmp.rename(out)
     return out
 
@@ -127,8 +128,11 @@ def _child(kind: str, path: str) -> None:
     packets, records = MEASURES[kind](path)
     secs = time.perf_counter() - t0
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"packets": packets, "records": records, "seconds": secs,
-                      "maxrss_mib": rss_kib / 1024}))
+    print(
+        json.dumps(
+            {"packets": packets, "records": records, "seconds": secs, "maxrss_mib": rss_kib / 1024}
+        )
+    )
 
 
 # --- driver ---------------------------------------------------------------------------------
@@ -137,7 +141,10 @@ def _child(kind: str, path: str) -> None:
 def measure(kind: str, path: Path) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_flows", "--child", kind, str(path)],
-        cwd=ROOT, capture_output=True, text=True,
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         return {"kind": kind, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
@@ -149,8 +156,10 @@ def measure(kind: str, path: Path) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| measurement | capture | packets | records | seconds | packets/s | peak RSS MiB |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| measurement | capture | packets | records | seconds | packets/s | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['kind']} | - | - | - | - | failed: {r['error']} | - |")
@@ -183,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         _child(*args.child)
         return 0
     big, small = capture(BIG), capture(SMALL)
-    plan = [("c-engine", big), ("c-reader", big), ("py-reader", big),
-            ("c-engine", small), ("py-engine", small)]
+    plan = [
+        ("c-engine", big),
+        ("c-reader", big),
+        ("py-reader", big),
+        ("c-engine", small),
+        ("py-engine", small),
+    ]
     results = []
     for kind, path in plan:
         print(f"  {kind} on {path.name} ...", flush=True)
@@ -192,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(results)
     print(text)
     if not args.no_readme:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         cpu = platform.processor() or platform.machine()
         write_readme(
             f"### Flow engine ({stamp}, {os.cpu_count()} cores, {cpu}, one core used)\n\n"

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         try:
             rc = importlib.import_module(name).main()
-        except Exception as exc:  # one broken benchmark must not hide the others
+        except Exception as exc:  # noqa: BLE001 -- one broken benchmark must not hide the others
             print(f"{name} failed: {type(exc).__name__}: {exc}", flush=True)
             failed.append(name)
             continue

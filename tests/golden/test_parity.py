@@ -170,8 +170,14 @@ def test_corpus_capture(path: Path) -> None:
 #: inactivity timeouts, checksum validation, and tunnels/DNS switched off.
 CONFIGS = {
     "tight": EngineConfig(
-        max_flows=16, active_timeout=2.0, max_frag_datagrams=2, frag_timeout=0.5,
-        udp_timeout=5.0, tcp_timeout=10.0, icmp_timeout=3.0, other_timeout=2.0,
+        max_flows=16,
+        active_timeout=2.0,
+        max_frag_datagrams=2,
+        frag_timeout=0.5,
+        udp_timeout=5.0,
+        tcp_timeout=10.0,
+        icmp_timeout=3.0,
+        other_timeout=2.0,
     ),
     "checksums": EngineConfig(validate_checksums=True),
     "no_tunnels_no_dns": EngineConfig(decode_tunnels=False, dns=False),
@@ -201,9 +207,20 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"{gen} not found (set NETWARDEN_SHARED)")
     out = tmp_path_factory.mktemp("gen") / "small.pcap"
     subprocess.run(
-        [sys.executable, str(gen), "--packets", "30000", "--flows", "2000", "--seed", "7",
-         "-o", str(out)],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(gen),
+            "--packets",
+            "30000",
+            "--flows",
+            "2000",
+            "--seed",
+            "7",
+            "-o",
+            str(out),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return out
 

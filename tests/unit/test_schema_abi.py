@@ -25,9 +25,7 @@ def test_layouts_match_the_schema() -> None:
         dt = schema.RECORD_TYPES[name]
         assert size == dt.itemsize
         assert set(fields) == set(dt.names)
-        assert {f: off for f, (off, _) in fields.items()} == {
-            f: dt.fields[f][1] for f in dt.names
-        }
+        assert {f: off for f, (off, _) in fields.items()} == {f: dt.fields[f][1] for f in dt.names}
 
 
 @pytest.mark.parametrize(
@@ -43,7 +41,9 @@ def test_layouts_match_the_schema() -> None:
 def test_altered_dtype_is_refused(
     monkeypatch: pytest.MonkeyPatch, record: str, field: str, fmt: object
 ) -> None:
-    monkeypatch.setitem(schema.RECORD_TYPES, record, _altered(schema.RECORD_TYPES[record], field, fmt))
+    monkeypatch.setitem(
+        schema.RECORD_TYPES, record, _altered(schema.RECORD_TYPES[record], field, fmt)
+    )
     with pytest.raises(SchemaError, match=record):
         fastpath.check_record_layouts()
 
