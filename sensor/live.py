@@ -129,6 +129,36 @@ def _ifindex(iface: str) -> int:
         raise InterfaceError(f"no such interface: {iface!r}") from None
 
 
+SIOCETHTOOL = 0x8946
+ETHTOOL_GFLAGS = 0x25
+ETHTOOL_GGRO = 0x2B
+ETH_FLAG_LRO = 1 << 15
+
+
+def receive_offloads(iface: str) -> dict[str, bool]:
+    """Which receive offloads that merge packets are on (GRO, LRO), via the ethtool ioctl.
+
+    With them, the kernel hands a capture socket fewer, larger "packets" than were on the
+    wire (Suricata and Zeek users turn them off on capture ports); flows keep their bytes
+    but not their packet counts. Unknown (driver does not say) is left out.
+    """
+    import ctypes
+    import fcntl
+
+    out: dict[str, bool] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for name, cmd in (("gro", ETHTOOL_GGRO), ("lro", ETHTOOL_GFLAGS)):
+            val = ctypes.create_string_buffer(struct.pack("=II", cmd, 0), 8)
+            ifreq = struct.pack("=16sQ16x", iface.encode()[:15], ctypes.addressof(val))
+            try:
+                fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+            except OSError:
+                continue
+            data = struct.unpack("=II", val.raw)[1]
+            out[name] = bool(data & ETH_FLAG_LRO) if name == "lro" else bool(data)
+    return out
+
+
 def open_ring_socket(
     iface: str,
     ring: RingConfig,
@@ -483,6 +513,13 @@ class LiveCapture:
     ) -> None:
         self.iface = iface
         _ifindex(iface)  # fail before any process starts
+        merged = [k.upper() for k, on in receive_offloads(iface).items() if on]
+        if merged:
+            log.warning(
+                "%s has %s on: the kernel merges packets before capture, so packet counts "
+                "will be lower than on the wire (ethtool -K %s gro off lro off)",
+                iface, "/".join(merged), iface,
+            )  # fmt: skip
         self.config = config or EngineConfig()
         self.workers = resolve_workers(workers)
         ring = ring or RingConfig()

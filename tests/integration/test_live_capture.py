@@ -370,6 +370,46 @@ def test_idle_wire_still_expires_flows(veth: VethPair, tmp_path: Path) -> None:
     assert int(EndReason.EOF) not in reasons  # nothing was left for the exit flush
 
 
+_SET_GRO = """
+import ctypes, fcntl, socket, struct, sys
+val = ctypes.create_string_buffer(struct.pack("=II", 0x2C, int(sys.argv[2])), 8)  # SGRO
+req = struct.pack("=16sQ16x", sys.argv[1].encode(), ctypes.addressof(val))
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+fcntl.ioctl(sock.fileno(), 0x8946, req)
+"""
+
+
+def test_merging_offloads_are_reported(veth: VethPair, tmp_path: Path) -> None:
+    """GRO merges packets before any capture socket sees them: the sensor says so."""
+    _engine()
+    code = "import sys; from sensor.live import receive_offloads as r; print(r(sys.argv[1]))"
+    probe = [sys.executable, "-c", code, veth.IF_B]
+
+    def gro() -> bool:
+        out = subprocess.run(
+            veth.prefix(veth.ns_b) + probe, cwd=REPO, capture_output=True, text=True, check=True
+        )
+        return "'gro': True" in out.stdout
+
+    assert not gro()
+    veth.exec_b(sys.executable, "-c", _SET_GRO, veth.IF_B, "1")
+    try:
+        assert gro()
+        ready, out = tmp_path / "ready", tmp_path / "out.npz"
+        proc = subprocess.Popen(
+            veth.prefix(veth.ns_b)
+            + [sys.executable, "-m", "sensor.live", "--iface", veth.IF_B, "--ready-file",
+               str(ready), "--out", str(out), "--duration", "0.5"],
+            cwd=REPO, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "GRO on" in err
+    finally:
+        veth.exec_b(sys.executable, "-c", _SET_GRO, veth.IF_B, "0")
+    assert not gro()
+
+
 def test_link_flap_is_survived_and_counted(veth: VethPair, tmp_path: Path) -> None:
     _engine()
     pcap = CORPUS / "zeek" / "wikipedia" / "trace.pcap"

@@ -74,3 +74,12 @@ def test_loss_counters_fit_a_bus_header() -> None:
     assert {"kernel_drops", "ring_freezes", "queue_overruns", "decode_errors"} <= set(drops)
     assert len(drops) <= wire.MAX_DROP_COUNTERS
     assert all(len(k) <= wire.MAX_COUNTER_NAME_LEN for k in drops)
+
+
+def test_receive_offloads_reports_booleans_for_loopback() -> None:
+    from sensor.live import receive_offloads
+
+    got = receive_offloads("lo")
+    assert set(got) <= {"gro", "lro"}
+    assert all(isinstance(v, bool) for v in got.values())
+    assert receive_offloads("nw-no-such-if0") == {}
