@@ -128,7 +128,7 @@ cdef class RxRing:
         cdef uint16_t mac
         cdef pollfd pfd
         if cap > linktype.shape[0] or cap > iface.shape[0] or cap > ts_ns.shape[0] \
-                or cap > caplen.shape[0] or cap > wirelen.shape[0]:
+                or cap > caplen.shape[0] or cap > wirelen.shape[0] or bufcap == 0:
             return 0
         while n < cap and not full:
             blk = self._base + <uint64_t>self._cur * self._block_size

@@ -15,6 +15,7 @@ from libc.string cimport memcmp, memcpy, memset
 import numpy as np
 
 from sensor.schema import (
+    check_layout,
     DECAY_HALF_LIVES, FLOW_INTERVAL_HALF_LIFE, HOST_DTYPE, PAIR_DTYPE, PKTSUM_DTYPE,
     PktEvent, TelemetryFlags,
 )
@@ -198,6 +199,23 @@ cdef inline void put_f32(uint8_t *rec, Py_ssize_t off, double v) noexcept nogil:
     memcpy(rec + off, &x, 4)
 
 
+def _check_pktsum_layout():
+    """Refuse to run if the engine's per-packet summary dtype and our struct disagree."""
+    cdef PktSum *z = NULL
+    c_offsets = {
+        "ts_ns": <Py_ssize_t>&z.ts_ns, "flow_id": <Py_ssize_t>&z.flow_id,
+        "ip_len": <Py_ssize_t>&z.ip_len, "payload_len": <Py_ssize_t>&z.payload_len,
+        "sport": <Py_ssize_t>&z.sport, "dport": <Py_ssize_t>&z.dport,
+        "ip_version": <Py_ssize_t>&z.ip_version, "proto": <Py_ssize_t>&z.proto,
+        "tcp_flags": <Py_ssize_t>&z.tcp_flags, "events": <Py_ssize_t>&z.events,
+        "src": <Py_ssize_t>&z.src, "dst": <Py_ssize_t>&z.dst,
+    }
+    if set(c_offsets) != set(PKTSUM_DTYPE.names):
+        from netwarden.errors import SchemaError
+        raise SchemaError("PKTSUM_DTYPE fields differ from the telemetry's C struct")
+    check_layout("pktsum", sizeof(PktSum), c_offsets)
+
+
 cdef class HostTelemetry:
     """Compiled twin of ``sensor._telemetry_py.HostTelemetry`` (same API, same records);
     fields and cdef methods are declared in ``_telemetry.pxd``."""
@@ -221,11 +239,7 @@ cdef class HostTelemetry:
         if self.hosts == NULL or self.pairs == NULL or self.hregs == NULL or self.hz == NULL \
                 or self.hzeros == NULL:
             raise MemoryError("telemetry tables")
-        if sizeof(PktSum) != PKTSUM_DTYPE.itemsize or \
-                <Py_ssize_t>&(<PktSum *>NULL).src != PKTSUM_DTYPE.fields["src"][1] or \
-                <Py_ssize_t>&(<PktSum *>NULL).events != PKTSUM_DTYPE.fields["events"][1]:
-            from netwarden.errors import SchemaError
-            raise SchemaError("PKTSUM_DTYPE does not match the telemetry's C struct")
+        _check_pktsum_layout()
         hf = HOST_DTYPE.fields
         for k in range(NCOUNT_OUT):
             name = HOST_COUNTERS[k]
