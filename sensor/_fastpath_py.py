@@ -49,7 +49,8 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
   ICMP bytes = ICMP payload.
 * Tunnels: GRE/ERSPAN and IP-in-IP outer packets make no flow; their inner flows get a
   parent id allocated per (outer src, dst, tunnel type). UDP tunnels (VXLAN 4789, Geneve
-  6081, GTPv1 2152/2123, Teredo 3544, AYIYA 5072, chosen by the flow's responder port;
+  6081, GTPv1 2152/2123, Teredo 3544, AYIYA 5072, GRE-in-UDP 4754, chosen by the flow's
+  responder port;
   on other ports AYIYA then Teredo are recognised by Zeek's detection heuristics) are
   flows themselves and the inner flows' parent_id is the outer flow's id. A tunnel header
   that fails to parse stops decapsulation of that tunnel type for the flow (Zeek's
@@ -91,6 +92,13 @@ from sensor.schema import (
 __all__ = ["BACKEND", "FlowEngine", "PcapReader"]
 
 BACKEND = "py"
+
+#: Revision of the semantics below; the compiled twin declares the revision it mirrors
+#: (tests of newer rules skip it until then). 1: initial; 2: Zeek application flips
+#: (DNS/NTP), UDP byte slots, DNS session timer, UDP tunnel detection; 3: 802.11 per Zeek
+#: (A-MSDU subframes, no HTC), Aruba GRE, GRE-in-UDP, inner packets keep the outer wire
+#: length.
+SEMANTICS_REVISION = 3
 NS = 1_000_000_000
 
 #: Zeek's likely_server_ports from the analyzers a default ``zeek`` loads.
@@ -117,6 +125,7 @@ UDP_GENEVE = 6081
 UDP_GTPU = 2152
 UDP_GTPC = 2123
 UDP_NTP = 123
+UDP_GRE = 4754  # GRE-in-UDP (RFC 8086)
 UDP_TEREDO = 3544
 UDP_AYIYA = 5072
 MAX_TUNNEL_DEPTH = 4
@@ -530,7 +539,53 @@ class FlowEngine:
                 self.st["unsupported_link"] += 1
             self.st["decode_errors"] += 1
             return
+        if p.ethertype == D.ETH_80211:
+            self._wifi(b, l3, end, wire_end, p, ts, iface, 0, 0, 0)
+            return
         self._l3(b, l3, end, wire_end, p, ts, iface, 0, 0, 0)
+
+    def _wifi(self, b: bytes, off: int, end: int, wire_end: int, p: Any, ts: int, iface: int,
+              ttype: int, parent: int, depth: int) -> None:
+        """802.11 data frame: one LLC/SNAP packet, or each subframe of an A-MSDU (Zeek
+        pads subframes to len % 4, as its analyzer does)."""
+        pay = D.decode_ieee80211(b, off, end, p)
+        if pay == D.NOT_IP:
+            self.st["non_ip"] += 1
+            return
+        if pay < 0:
+            self.st["decode_errors"] += 1
+            return
+        if not p.amsdu:
+            l3 = D.decode_80211_payload(b, pay, end, p)
+            if l3 == D.NOT_IP:
+                self.st["non_ip"] += 1
+            elif l3 < 0:
+                self.st["decode_errors"] += 1
+            else:
+                self._l3(b, l3, end, wire_end, p, ts, iface, ttype, parent, depth)
+            return
+        cur = pay
+        while cur < end:
+            if end - cur < 14:
+                self.st["decode_errors"] += 1
+                return
+            n = D.u16(b, cur + 12)
+            if end - cur < n + 14:
+                self.st["decode_errors"] += 1
+                return
+            q = D.Pkt()
+            q.src_mac = bytes(b[cur + 6 : cur + 12])
+            q.dst_mac = bytes(b[cur : cur + 6])
+            sub_end = cur + 14 + n
+            l3 = D.decode_80211_payload(b, cur + 14, sub_end, q)
+            if l3 < 0:
+                self.st["decode_errors"] += 1
+                return
+            self._l3(b, l3, sub_end, sub_end, q, ts, iface, ttype, parent, depth)
+            cur = sub_end
+            pad = n % 4
+            if end - cur >= pad:
+                cur += pad
 
     def _l3(self, b: bytes, off: int, end: int, wire_end: int, p: Any, ts: int, iface: int,
             ttype: int, parent: int, depth: int) -> None:
@@ -581,7 +636,7 @@ class FlowEngine:
             # nothing; none of them makes a connection.
             self.st["no_transport"] += 1
             return
-        self._transport(b, end, p, ts, iface, ttype, parent, depth, fragmented)
+        self._transport(b, end, wire_end, p, ts, iface, ttype, parent, depth, fragmented)
 
     def _arp(self, b: bytes, off: int, end: int, p: Any, ts: int, iface: int) -> None:
         if off + 28 > end:
@@ -698,14 +753,14 @@ class FlowEngine:
             self.st["frag_dropped"] += 1
 
     # --- transport ----------------------------------------------------------------------
-    def _transport(self, b: bytes, end: int, p: Any, ts: int, iface: int, ttype: int, parent: int,
+    def _transport(self, b: bytes, end: int, wire_end: int, p: Any, ts: int, iface: int, ttype: int, parent: int,
                    depth: int, fragmented: bool) -> None:
         proto = p.proto
         l4 = p.l4_off
         avail = end - l4  # captured transport bytes
         if depth < MAX_TUNNEL_DEPTH and self.cfg.decode_tunnels:
             if proto == 4 or proto == 41:  # IP-in-IP, 6in4, 4in6
-                self._ip_tunnel(b, l4, min(end, l4 + p.l4_len), p, ts, iface, TunnelType.IP, depth,
+                self._ip_tunnel(b, l4, min(end, l4 + p.l4_len), wire_end, p, ts, iface, TunnelType.IP, depth,
                                 D.ETH_IPV4 if proto == 4 else D.ETH_IPV6)
                 return
             if proto == 47:
@@ -713,7 +768,7 @@ class FlowEngine:
                 if ioff < 0:
                     self.st["decode_errors"] += 1
                     return
-                self._ip_tunnel(b, ioff, min(end, l4 + p.l4_len), p, ts, iface, TunnelType.GRE, depth, iet)
+                self._ip_tunnel(b, ioff, min(end, l4 + p.l4_len), wire_end, p, ts, iface, TunnelType.GRE, depth, iet)
                 return
         sport = 0
         dport = 0
@@ -814,7 +869,7 @@ class FlowEngine:
             ps["dst"][: len(p.dst)] = np.frombuffer(p.dst, np.uint8)
         # UDP tunnels: the outer flow is counted first, then the inner packet.
         if proto == PROTO_UDP and self.cfg.decode_tunnels and depth < MAX_TUNNEL_DEPTH:
-            self._udp_tunnel(b, end, p, f, ts, iface, depth)
+            self._udp_tunnel(b, end, wire_end, p, f, ts, iface, depth)
 
     def _new_flow(self, key: tuple, p: Any, sport: int, dport: int, proto: int, tflags: int, ts: int,
                   iface: int, ttype: int, parent: int, one_way: bool) -> Flow:
@@ -1148,15 +1203,18 @@ class FlowEngine:
             self.tunnels[key] = tid
         return tid
 
-    def _ip_tunnel(self, b: bytes, off: int, end: int, p: Any, ts: int, iface: int, ttype: int,
+    def _ip_tunnel(self, b: bytes, off: int, end: int, wire_end: int, p: Any, ts: int, iface: int, ttype: int,
                    depth: int, etype: int) -> None:
         parent = self._tunnel_id(p, ttype)
         self.st["tunnel_packets"] += 1
-        self._inner(b, off, end, etype, ts, iface, ttype, parent, depth + 1)
+        self._inner(b, off, end, wire_end, etype, ts, iface, ttype, parent, depth + 1)
 
-    def _inner(self, b: bytes, off: int, end: int, etype: int, ts: int, iface: int, ttype: int,
+    def _inner(self, b: bytes, off: int, end: int, wire_end: int, etype: int, ts: int, iface: int, ttype: int,
                parent: int, depth: int) -> None:
         q = D.Pkt()
+        if etype == D.ETH_80211:
+            self._wifi(b, off, end, wire_end, q, ts, iface, ttype, parent, depth)
+            return
         if etype == D.ETH_TEB:
             off = D.decode_ethernet(b, off, end, q)
         else:
@@ -1164,11 +1222,13 @@ class FlowEngine:
         if off < 0:
             self.st["decode_errors"] += 1
             return
-        self._l3(b, off, end, end, q, ts, iface, ttype, parent, depth)
+        # Inner packets keep the outer wire length (Zeek: a snaplen-truncated tunnel
+        # packet still carries its inner datagram's claimed length).
+        self._l3(b, off, end, wire_end, q, ts, iface, ttype, parent, depth)
 
-    def _udp_tunnel(self, b: bytes, end: int, p: Any, f: Flow, ts: int, iface: int, depth: int) -> None:
+    def _udp_tunnel(self, b: bytes, end: int, wire_end: int, p: Any, f: Flow, ts: int, iface: int, depth: int) -> None:
         """Zeek's UDP dispatch: the tunnel analyzer registered for the flow's responder port
-        (VXLAN 4789, Geneve 6081, GTPv1 2152/2123, Teredo 3544, AYIYA 5072); on any other
+        (VXLAN 4789, Geneve 6081, GTPv1 2152/2123, Teredo 3544, AYIYA 5072, GRE 4754); on any other
         port, AYIYA then Teredo protocol detection. A header that fails to parse marks the
         flow as violating that tunnel type, and later packets are not decapsulated."""
         start = p.l4_off + 8
@@ -1186,6 +1246,8 @@ class FlowEngine:
             ttype = TunnelType.TEREDO
         elif rp == UDP_AYIYA:
             ttype = TunnelType.AYIYA
+        elif rp == UDP_GRE:
+            ttype = TunnelType.GRE
         elif D.detect_ayiya(b, start, stop):
             ttype = TunnelType.AYIYA
         elif D.detect_teredo(b, start, stop):
@@ -1202,6 +1264,8 @@ class FlowEngine:
             ioff, et = D.decode_gtpu(b, start, stop)
         elif ttype == TunnelType.TEREDO:
             ioff, et = D.decode_teredo(b, start, stop)
+        elif ttype == TunnelType.GRE:
+            ioff, et = D.decode_gre(b, start, stop)
         else:
             ioff, et = D.decode_ayiya(b, start, stop)
         if ioff == D.NOT_IP:
@@ -1212,7 +1276,7 @@ class FlowEngine:
         self.st["tunnel_packets"] += 1
         saved = self._pktsum
         self._pktsum = None  # the per-packet summary describes the outer packet
-        self._inner(b, ioff, stop, et, ts, iface, ttype, f.flow_id, depth + 1)
+        self._inner(b, ioff, stop, wire_end, et, ts, iface, ttype, f.flow_id, depth + 1)
         self._pktsum = saved
 
     def _dns_analyzer(self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool) -> None:

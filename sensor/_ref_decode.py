@@ -36,6 +36,7 @@ ETH_ERSPAN2 = 0x88BE
 ETH_ERSPAN3 = 0x22EB
 ETH_PPP = 0x880B  # PPP in (enhanced) GRE
 ETH_NONE = 0  # no more headers understood
+ETH_80211 = 0x10000  # pseudo ethertype: an 802.11 frame follows (radiotap, Aruba GRE)
 
 NOT_IP = -2  # decoder result: a well-formed frame that carries no IP/ARP
 MAX_L2_DEPTH = 8  # tags / labels followed before giving up (loops in fuzzed input)
@@ -66,6 +67,7 @@ class Pkt:
         "src",
         "src_mac",
         "ttl",
+        "amsdu",
         "vlan",
     )
 
@@ -79,6 +81,7 @@ class Pkt:
         self.inner_vlan = 0
         self.src_mac = b"\x00" * 6
         self.dst_mac = b"\x00" * 6
+        self.amsdu = 0
 
     def reset_l3(self) -> None:
         self.ip_version = 0
@@ -123,7 +126,8 @@ def decode_link(b: bytes, off: int, end: int, linktype: int, p: Pkt) -> int:
     if linktype == 127:
         return decode_radiotap(b, off, end, p)
     if linktype == 105:
-        return decode_ieee80211(b, off, end, p)
+        p.ethertype = ETH_80211
+        return off
     if linktype == 10:
         return decode_fddi(b, off, end, p)
     return -1
@@ -312,46 +316,60 @@ def decode_ppp(b: bytes, off: int, end: int, p: Pkt) -> int:
 
 
 def decode_radiotap(b: bytes, off: int, end: int, p: Pkt) -> int:
+    """Radiotap: skip its header; the 802.11 frame is decoded by ``decode_ieee80211``."""
     if off + 8 > end:
         return -1
     hlen = b[off + 2] | (b[off + 3] << 8)
     if hlen < 8 or off + hlen > end:
         return -1
-    return decode_ieee80211(b, off + hlen, end, p)
+    p.ethertype = ETH_80211
+    return off + hlen
 
 
 def decode_ieee80211(b: bytes, off: int, end: int, p: Pkt) -> int:
-    """802.11 data frames with LLC/SNAP; management, control and protected frames dropped."""
-    if off + 24 > end:
+    """802.11 data-frame header, as Zeek reads it: returns the payload offset (LLC/SNAP, or
+    A-MSDU subframes when ``p.amsdu`` is set), -1 when truncated, NOT_IP for frames that
+    carry no packet (management/control, null function, protected QoS data)."""
+    if off + 24 >= end:
         return -1
     fc0 = b[off]
     fc1 = b[off + 1]
-    ftype = (fc0 >> 2) & 0x3
-    subtype = (fc0 >> 4) & 0xF
-    if ftype != 2 or fc1 & 0x40:  # not data, or protected
-        return -1
-    if subtype & 0x4:  # null-function frames carry no payload
-        return -1
+    if not (fc0 >> 2) & 0x02:  # not a data frame
+        return NOT_IP
+    if (fc0 >> 4) & 0x04:  # null function: no payload
+        return NOT_IP
     hlen = 24
-    tods = fc1 & 0x1
-    fromds = fc1 & 0x2
-    if tods and fromds:
+    if fc1 & 0x03 == 0x03:  # WDS: a fourth address
         hlen += 6
-    if subtype & 0x8:  # QoS data
+    if off + hlen >= end:
+        return -1
+    p.amsdu = 0
+    if (fc0 >> 4) & 0x08:  # QoS data: 2-byte QoS control, A-MSDU bit
+        p.amsdu = 1 if b[off + hlen] & 0x80 else 0
+        if fc1 & 0x40:
+            return NOT_IP  # protected
         hlen += 2
-        if fc1 & 0x80:  # +HTC
-            hlen += 4
-    # Addresses: the source is addr2 unless FromDS (addr3) -- only used for records.
-    if not tods and not fromds:
-        p.dst_mac = bytes(b[off + 4 : off + 10])
+    if off + hlen >= end:
+        return -1
+    ds = fc1 & 0x03
+    if ds == 0:
         p.src_mac = bytes(b[off + 10 : off + 16])
-    elif tods and not fromds:
+        p.dst_mac = bytes(b[off + 4 : off + 10])
+    elif ds == 1:
         p.src_mac = bytes(b[off + 10 : off + 16])
         p.dst_mac = bytes(b[off + 16 : off + 22])
-    elif fromds and not tods:
-        p.dst_mac = bytes(b[off + 4 : off + 10])
+    elif ds == 2:
         p.src_mac = bytes(b[off + 16 : off + 22])
-    noff, etype = decode_llc(b, off + hlen, end)
+        p.dst_mac = bytes(b[off + 4 : off + 10])
+    else:
+        p.src_mac = bytes(b[off + 24 : off + 30])
+        p.dst_mac = bytes(b[off + 16 : off + 22])
+    return off + hlen
+
+
+def decode_80211_payload(b: bytes, off: int, end: int, p: Pkt) -> int:
+    """LLC/SNAP after an 802.11 header (or inside one A-MSDU subframe)."""
+    noff, etype = decode_llc(b, off, end)
     if noff < 0:
         return noff
     return decode_ethertype(b, noff, end, etype, p)
@@ -511,6 +529,8 @@ def decode_gre(b: bytes, off: int, end: int) -> tuple[int, int]:
     proto = u16(b, off + 2)
     ver = flags & 0x7
     hlen = 4
+    if flags & 0x0078:  # reserved flag bits set (Zeek rejects these)
+        return -1, 0
     if ver == 0:
         if flags & 0x4000:  # routing present: not supported (as Zeek)
             return -1, 0
@@ -529,6 +549,9 @@ def decode_gre(b: bytes, off: int, end: int) -> tuple[int, int]:
                     return -1, 0
                 return off + 8, ETH_TEB
             return off, ETH_TEB  # ERSPAN type I: no ERSPAN header
+        if ((proto & 0x8200) == 0x8200 and proto & 0x0F == 0) or (
+                (proto & 0x8300) == 0x8300 and proto & 0x0F == 0 and proto <= 0x8370) or proto == 0x9000:
+            return off, ETH_80211  # Aruba access points tunnel raw 802.11 frames
         if proto == ETH_ERSPAN3:
             if off + 12 > end:
                 return -1, 0

@@ -42,10 +42,23 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def backend(backend_name: str):
+def backend(backend_name: str, request: pytest.FixtureRequest):
+    """The backend module. Tests marked ``@pytest.mark.semantics(n)`` exercise rules added
+    in reference revision ``n`` (``sensor._fastpath_py.SEMANTICS_REVISION``); the compiled
+    twin is skipped for them until it declares that revision."""
     from sensor.engine import load_backend
 
-    return load_backend(backend_name)
+    mod = load_backend(backend_name)
+    marker = request.node.get_closest_marker("semantics")
+    if marker is not None and backend_name == "c":
+        have = getattr(mod, "SEMANTICS_REVISION", 0)
+        if have < marker.args[0]:
+            pytest.skip(f"compiled twin implements semantics revision {have}, test needs {marker.args[0]}")
+    return mod
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "semantics(n): needs reference semantics revision n")
 
 
 @pytest.fixture(scope="session")

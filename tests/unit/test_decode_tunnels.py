@@ -197,3 +197,43 @@ def test_gtp_signalling_is_not_a_violation(backend) -> None:
     recs = run_engine(backend, [outer_udp(2152, echo), outer_udp(2152, gpdu)])[0]
     inner, _outer = split(recs)
     assert len(inner) == 1
+
+
+@pytest.mark.semantics(3)
+def test_gre_in_udp(backend) -> None:
+    """RFC 8086 GRE-in-UDP on port 4754: the outer UDP flow parents the inner flow."""
+    recs = run_engine(backend, [outer_udp(4754, raw(GRE(proto=0x0800)) + inner_v4())])[0]
+    inner, outer = split(recs)
+    assert len(outer) == 1 and len(inner) == 1
+    check_inner(inner[0], TunnelType.GRE)
+    assert int(inner[0]["parent_id"]) == int(outer[0]["flow_id"])
+
+
+def _dot11_qos(amsdu: bool) -> bytes:
+    fc = bytes([0x88, 0x02])  # QoS data, from-DS
+    addrs = bytes.fromhex("020000000002" "020000000003" "020000000001")
+    return fc + b"\x00\x00" + addrs + b"\x00\x00" + bytes([0x80 if amsdu else 0x00, 0x00])
+
+
+@pytest.mark.semantics(3)
+def test_aruba_gre_80211_amsdu(backend) -> None:
+    """Aruba GRE (proto 0x8200) carries 802.11; an A-MSDU frame holds several packets."""
+    snap = bytes.fromhex("aaaa03000000") + b"\x08\x00"
+    subs = b""
+    for i in range(2):
+        body = snap + raw(IP(src="192.168.7.1", dst="192.168.7.2") / UDP(sport=40000 + i, dport=9999) / b"abc")
+        sub = bytes.fromhex("020000000002" "020000000001") + len(body).to_bytes(2, "big") + body
+        subs += sub + b"\x00" * (len(body) % 4)
+    frame = raw(GRE(proto=0x8200)) + _dot11_qos(True) + subs
+    recs = run_engine(backend, [outer_ip(47, frame)])[0]
+    inner, outer = split(recs)
+    assert len(outer) == 0
+    assert sorted(int(r["orig_port"]) for r in inner) == [40000, 40001]
+    assert all(int(r["tunnel_type"]) == TunnelType.GRE for r in inner)
+
+
+@pytest.mark.semantics(3)
+def test_aruba_gre_80211_single(backend) -> None:
+    body = bytes.fromhex("aaaa03000000") + b"\x08\x00" + inner_v4()
+    frame = raw(GRE(proto=0x9000)) + _dot11_qos(False) + body
+    check_inner(split(run_engine(backend, [outer_ip(47, frame)])[0])[0][0], TunnelType.GRE)
