@@ -11,9 +11,10 @@ workers the kernel hands over reassembled datagrams: the same flows, fewer "pack
 
 Loss is counted where it happens: ``kernel_drops`` (PACKET_STATISTICS), ``ring_losing``
 (blocks the kernel marked as having lost packets), ``ring_freezes`` (the ring was full),
-``queue_overruns`` (a worker's output queue to the parent was full), ``decode_errors``
-(engine), ``bus_drops`` (the publisher, in ``run_sensor``). Counters are reported every
-second and on exit.
+``queue_overruns`` (a worker's output queue to the parent was full), ``decode_errors`` and
+``frag_dropped`` (engine), ``bus_drops`` (the publisher, in ``run_sensor``); also
+``flow_evictions`` and ``host_evictions`` (full tables: records emitted early, not lost) and
+``link_down``. Counters are reported every second and on exit.
 
 Packet timestamps are the kernel's wall clock, so when the wire is idle the worker advances
 the engine and telemetry to ``time.time_ns()``: flows still time out and windows still
@@ -60,6 +61,8 @@ COUNTERS = (
     "host_records",
     "host_evictions",
     "link_down",
+    "frag_dropped",
+    "flow_evictions",
 )
 
 
@@ -280,6 +283,8 @@ class CaptureWorker:
             "ring_losing": int(self.ring.losing_blocks),
             "truncated": int(self.ring.truncated),
             "decode_errors": int(est.get("decode_errors", 0)),
+            "frag_dropped": int(est.get("frag_dropped", 0)),
+            "flow_evictions": int(est.get("flows_evicted", 0)),
             "flows": self.counters["flows"],
             "host_records": self.counters["host_records"],
             "queue_overruns": self.counters["queue_overruns"],
@@ -633,6 +638,8 @@ def drop_counters(stats: CaptureStats) -> dict[str, int]:
         "decode_errors",
         "host_evictions",
         "link_down",
+        "frag_dropped",
+        "flow_evictions",
     )
     return {k: int(c.get(k, 0)) for k in keys}
 
