@@ -35,6 +35,7 @@ from sensor.schema import (
     FLOW_INTERVAL_HALF_LIFE,
     HOST_DTYPE,
     PAIR_DTYPE,
+    PKTSUM_DTYPE,
     PktEvent,
     TelemetryFlags,
 )
@@ -452,6 +453,11 @@ class HostTelemetry:
 
     # -- public API -----------------------------------------------------------------------
     def update(self, pktsum: np.ndarray, n: int) -> None:
+        """Account ``pktsum[:n]`` (PKTSUM_DTYPE rows from ``engine.feed``)."""
+        if pktsum.dtype != PKTSUM_DTYPE:
+            raise TypeError("update() needs a PKTSUM_DTYPE array")
+        if not 0 <= n <= len(pktsum):
+            raise ValueError("n is out of range for pktsum")
         for i in range(int(n)):
             self._packet(pktsum[i])
 

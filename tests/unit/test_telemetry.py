@@ -368,3 +368,15 @@ def test_slow_scan_adds_up_over_the_long_window(backend: str) -> None:
         assert list(part["out_dst_ports_long"]) == sorted(part["out_dst_ports_long"])
     victim = host(out["host"], "10.9.0.2")
     assert int(victim["in_src_hosts_long"].max()) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_wrong_input_is_refused(backend: str) -> None:
+    t = HostTelemetry(TelemetryConfig(), backend=backend)
+    with pytest.raises(TypeError):
+        t.update(np.zeros(4, HOST_DTYPE), 4)
+    with pytest.raises(ValueError):
+        t.update(np.zeros(4, PKTSUM_DTYPE), 5)
+    t.update(np.zeros(4, PKTSUM_DTYPE), 4)  # not IP, not ARP: ignored
+    t.flush()
+    assert all(len(a) == 0 for _, a in t.drain())
