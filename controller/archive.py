@@ -1,0 +1,135 @@
+"""Append-only record archive: every batch the controller receives, kept for hunting.
+
+Layout under ``root`` (the state dir's ``archive/``)::
+
+    v<schema>-<dtype hash>/<record type>/<YYYYmmddTHH>/<sensor id>.rec
+
+A ``.rec`` file is raw records of one dtype back to back (exactly the bytes that came off
+the wire), so reading a time range is ``np.fromfile`` over a few hour buckets and a query
+never parses anything per record. The directory name pins the layout: records written by
+another schema version are never misread, and old versions stay readable by code that
+knows their dtype. A crash can leave a partial record at a file's end; readers ignore it.
+Retention drops whole hour buckets.
+
+Cost: one ``write`` per batch; no index beyond the hour buckets (queries filter with numpy).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from netwarden.errors import ConfigError, StoreError
+from sensor.schema import RECORD_TYPES, SCHEMA_VERSION, dtype_hash
+
+_BUCKET_FMT = "%Y%m%dT%H"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _bucket(ts_ns: int) -> str:
+    return datetime.fromtimestamp(max(ts_ns, 0) / 1e9, tz=UTC).strftime(_BUCKET_FMT)
+
+
+def _bucket_start(name: str) -> float:
+    return datetime.strptime(name, _BUCKET_FMT).replace(tzinfo=UTC).timestamp()
+
+
+class RecordArchive:
+    def __init__(self, root: str | os.PathLike[str], retention_hours: float = 24 * 7) -> None:
+        if not retention_hours > 0:
+            raise ConfigError(f"archive retention must be > 0 hours, got {retention_hours!r}")
+        self.root = Path(root)
+        self.retention_hours = retention_hours
+        self.records_written = 0
+        self.bytes_written = 0
+
+    def _type_dir(self, kind: str) -> Path:
+        dt = RECORD_TYPES[kind]
+        return self.root / f"v{SCHEMA_VERSION}-{dtype_hash(dt)}" / kind
+
+    def append(self, kind: str, sensor_id: str, records: np.ndarray) -> None:
+        """Append records of ``kind`` (already validated against the schema by the bus)."""
+        if kind not in RECORD_TYPES or records.dtype != RECORD_TYPES[kind]:
+            raise StoreError(f"archive: records are not of the current {kind!r} dtype")
+        if not len(records):
+            return
+        ts_field = "ts_first_ns" if "ts_first_ns" in records.dtype.names else (
+            "ts_start_ns" if "ts_start_ns" in records.dtype.names else "ts_ns")
+        ts = records[ts_field]
+        buckets = np.array([_bucket(int(t)) for t in (ts.min(), ts.max())])
+        if buckets[0] == buckets[1]:
+            self._write(kind, buckets[0], sensor_id, records)
+            return
+        names = np.array([_bucket(int(t)) for t in ts])
+        for name in np.unique(names):
+            self._write(kind, str(name), sensor_id, records[names == name])
+
+    def _write(self, kind: str, bucket: str, sensor_id: str, records: np.ndarray) -> None:
+        d = self._type_dir(kind) / bucket
+        d.mkdir(parents=True, exist_ok=True)
+        data = np.ascontiguousarray(records).tobytes()
+        path = d / f"{_SAFE.sub('_', sensor_id) or 'sensor'}.rec"
+        try:
+            with open(path, "ab") as f:
+                pos = f.tell()
+                rem = pos % records.dtype.itemsize
+                if rem:  # a crash left a partial record: cut it so records stay aligned
+                    f.truncate(pos - rem)
+                f.write(data)
+        except OSError as exc:
+            raise StoreError(f"archive: cannot write {path}: {exc}") from None
+        self.records_written += len(records)
+        self.bytes_written += len(data)
+
+    def read(self, kind: str, start_ns: int | None = None, end_ns: int | None = None) -> np.ndarray:
+        """All archived records of ``kind`` whose first timestamp is in [start, end)."""
+        dt = RECORD_TYPES[kind]
+        parts = [p for p in self._iter_files(kind, start_ns, end_ns)]
+        arrays = []
+        for path in parts:
+            n = path.stat().st_size // dt.itemsize
+            if n:
+                arrays.append(np.fromfile(path, dtype=dt, count=n))
+        if not arrays:
+            return np.zeros(0, dt)
+        recs = np.concatenate(arrays)
+        ts_field = [f for f in ("ts_first_ns", "ts_start_ns", "ts_ns") if f in dt.names][0]
+        mask = np.ones(len(recs), bool)
+        if start_ns is not None:
+            mask &= recs[ts_field] >= start_ns
+        if end_ns is not None:
+            mask &= recs[ts_field] < end_ns
+        return recs[mask]
+
+    def _iter_files(self, kind: str, start_ns: int | None, end_ns: int | None) -> Iterator[Path]:
+        d = self._type_dir(kind)
+        if not d.is_dir():
+            return
+        lo = _bucket(start_ns) if start_ns is not None else ""
+        hi = _bucket(end_ns) if end_ns is not None else "~"
+        for bucket in sorted(p for p in d.iterdir() if p.is_dir()):
+            if lo <= bucket.name <= hi:
+                yield from sorted(bucket.glob("*.rec"))
+
+    def prune(self, now: float | None = None) -> int:
+        """Remove hour buckets older than the retention; returns how many were removed."""
+        cutoff = (time.time() if now is None else now) - self.retention_hours * 3600
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        for bucket in self.root.glob("v*/*/*"):
+            try:
+                end = _bucket_start(bucket.name) + 3600
+            except ValueError:
+                continue
+            if end < cutoff:
+                shutil.rmtree(bucket, ignore_errors=True)
+                removed += 1
+        return removed

@@ -1,0 +1,80 @@
+"""Ingest: sensor batches from the bus into the controller.
+
+Wires a ``Collector`` into the ``Controller``'s event loop (its ZeroMQ fd plus a one-second
+tick, as the collector's docstring asks), archives every batch (``RecordArchive``), and
+hands each batch to the registered consumers -- today the archive and counters; the
+detectors and baselines of the next milestone register here as consumers of the same
+batches, so nothing about the bus or the store changes when they land.
+
+A consumer that raises is logged and counted; it never stops ingestion or the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from controller.archive import RecordArchive
+from controller.collector import Collector
+from sensor import wire
+
+log = logging.getLogger("netwarden.ingest")
+
+Consumer = Callable[[wire.Batch], None]
+
+
+class Ingest:
+    def __init__(self, collector: Collector, archive: RecordArchive | None = None) -> None:
+        self.collector = collector
+        self.archive = archive
+        self.consumers: list[tuple[str, Consumer]] = []
+        self.records: Counter[str] = Counter()
+        self.batches = 0
+        self.consumer_errors: Counter[str] = Counter()
+
+    def add_consumer(self, name: str, fn: Consumer) -> None:
+        self.consumers.append((name, fn))
+
+    def attach(self, controller: Any) -> None:
+        """Register with the controller's loop (``add_reader`` / ``add_periodic``)."""
+        controller.add_reader(self.collector.fileno(), self.pump)
+        controller.add_periodic(1.0, self.pump)
+        if self.archive is not None:
+            controller.add_periodic(3600.0, self.archive.prune)
+
+    def pump(self) -> int:
+        """Handle everything the collector has queued; returns the number of batches."""
+        batches = self.collector.drain()
+        for b in batches:
+            self.batches += 1
+            self.records[b.record_type] += b.count
+            if self.archive is not None:
+                try:
+                    self.archive.append(b.record_type, b.sensor_id, b.records)
+                except Exception as exc:  # noqa: BLE001 - a full disk must not stop the loop
+                    self.consumer_errors["archive"] += 1
+                    log.warning("archive: %s", exc)
+            for name, fn in self.consumers:
+                try:
+                    fn(b)
+                except Exception:
+                    self.consumer_errors[name] += 1
+                    log.exception("ingest consumer %s failed on a %s batch", name, b.record_type)
+        return len(batches)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.collector.endpoint,
+            "batches": self.batches,
+            "records": dict(self.records),
+            "consumer_errors": dict(self.consumer_errors),
+            "archive": None if self.archive is None else {
+                "root": str(self.archive.root),
+                "records_written": self.archive.records_written,
+                "bytes_written": self.archive.bytes_written,
+            },
+            "sensors": {sid: st.as_dict() for sid, st in self.collector.sensors().items()},
+            "bus": self.collector.stats(),
+        }
