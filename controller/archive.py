@@ -33,6 +33,11 @@ _BUCKET_FMT = "%Y%m%dT%H"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def _time_field(dt: np.dtype) -> str:
+    """The field that places a record in time (flows: first packet; windows: start)."""
+    return next(f for f in ("ts_first_ns", "ts_start_ns", "ts_ns") if f in dt.names)
+
+
 def _bucket(ts_ns: int) -> str:
     return datetime.fromtimestamp(max(ts_ns, 0) / 1e9, tz=UTC).strftime(_BUCKET_FMT)
 
@@ -60,9 +65,7 @@ class RecordArchive:
             raise StoreError(f"archive: records are not of the current {kind!r} dtype")
         if not len(records):
             return
-        ts_field = "ts_first_ns" if "ts_first_ns" in records.dtype.names else (
-            "ts_start_ns" if "ts_start_ns" in records.dtype.names else "ts_ns")
-        ts = records[ts_field]
+        ts = records[_time_field(records.dtype)]
         buckets = np.array([_bucket(int(t)) for t in (ts.min(), ts.max())])
         if buckets[0] == buckets[1]:
             self._write(kind, buckets[0], sensor_id, records)
@@ -91,16 +94,15 @@ class RecordArchive:
     def read(self, kind: str, start_ns: int | None = None, end_ns: int | None = None) -> np.ndarray:
         """All archived records of ``kind`` whose first timestamp is in [start, end)."""
         dt = RECORD_TYPES[kind]
-        parts = [p for p in self._iter_files(kind, start_ns, end_ns)]
         arrays = []
-        for path in parts:
+        for path in self._iter_files(kind, start_ns, end_ns):
             n = path.stat().st_size // dt.itemsize
             if n:
                 arrays.append(np.fromfile(path, dtype=dt, count=n))
         if not arrays:
             return np.zeros(0, dt)
         recs = np.concatenate(arrays)
-        ts_field = [f for f in ("ts_first_ns", "ts_start_ns", "ts_ns") if f in dt.names][0]
+        ts_field = _time_field(dt)
         mask = np.ones(len(recs), bool)
         if start_ns is not None:
             mask &= recs[ts_field] >= start_ns
