@@ -38,6 +38,8 @@ HIST_MULTI = 0x40
 
 TOO_LARGE_SEQ_DELTA = 1048576
 MAX_BLOCKS = 64
+MAX_ABOVE_HOLE_WITHOUT_ACKS = 16384
+MAX_BUFFERED_WITHOUT_ACKS = 10 * 1024 * 1024
 MASK32 = 0xFFFFFFFF
 
 
@@ -67,6 +69,7 @@ class Endpoint:
         "missed",
         "prev_state",
         "reassem_seq",
+        "skip",
         "rst_cnt",
         "rxmt_cnt",
         "rxmt_thresh",
@@ -108,6 +111,7 @@ class Endpoint:
         self.trim_seq = 1
         self.blocks: list[list[int]] = []  # sorted [start, end) relative ranges
         self.missed = 0
+        self.skip = False  # reassembly given up (Zeek's skip_deliveries): no more gaps
 
     def set_state(self, s: int) -> None:
         if s != self.state:
@@ -221,6 +225,8 @@ def update_ack_seq(ep: Endpoint, ack: int) -> None:
 
 # --- simplified reassembly: contiguous edge + pending blocks ------------------------------
 def data_sent(ep: Endpoint, seq: int, length: int) -> None:
+    if ep.skip:
+        return
     ack = ep.to_relative(ep.ack_seq, ep.ack_wraps)
     upper = seq + length
     if seq < ack:
@@ -234,6 +240,20 @@ def data_sent(ep: Endpoint, seq: int, length: int) -> None:
         merge_blocks(ep)
         return
     insert_block(ep, seq, upper)
+    # Zeek gives up reassembly on data far above a hole that nobody acks
+    # (tcp_max_above_hole_without_any_acks) or on too much buffered data
+    # (tcp_excessive_data_without_further_acks).
+    if ep.blocks and ((ep.no_data_acked() and ep.blocks[-1][1] - ep.reassem_seq > MAX_ABOVE_HOLE_WITHOUT_ACKS)
+                      or buffered_bytes(ep) > MAX_BUFFERED_WITHOUT_ACKS):
+        ep.blocks.clear()
+        ep.skip = True
+
+
+def buffered_bytes(ep: Endpoint) -> int:
+    n = 0
+    for blk in ep.blocks:
+        n += blk[1] - blk[0]
+    return n
 
 
 def insert_block(ep: Endpoint, start: int, end: int) -> None:
@@ -264,6 +284,10 @@ def merge_blocks(ep: Endpoint) -> None:
 def undelivered(ep: Endpoint, up_to: int, is_partial: bool, hist: HistorySink) -> None:
     """Everything below ``up_to`` was acked: the unfilled ranges are content gaps."""
     if up_to <= 2 and is_partial:
+        return
+    if ep.skip:
+        if up_to > ep.reassem_seq:
+            ep.reassem_seq = up_to
         return
     blocks = ep.blocks
     while blocks and blocks[0][0] < up_to:

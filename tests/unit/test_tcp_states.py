@@ -240,3 +240,16 @@ def test_flow_end_event_on_closing_packet(backend) -> None:
     _, _, _, ps = run_engine(backend, frames, pktsum=True)
     ends = [i for i, e in enumerate(ps["events"]) if int(e) & PktEvent.FLOW_END]
     assert ends == [len(frames) - 1]
+
+
+@pytest.mark.semantics(4)
+def test_reassembly_gives_up_above_unacked_hole(backend) -> None:
+    """Zeek stops reassembling (and reporting gaps) once more than 16 KiB sit above a hole
+    while nothing was acked yet."""
+    frames = [seg(A, "S", ISN_A), seg(B, "SA", ISN_B, ISN_A + 1), seg(A, "A", ISN_A + 1, ISN_B + 1)]
+    for i in range(14):  # 14 x 1400 bytes above a 100-byte hole, no ack from B
+        frames.append(seg(A, "PA", ISN_A + 101 + i * 1400, ISN_B + 1, b"q" * 1400))
+    frames.append(seg(B, "A", ISN_B + 1, ISN_A + 101 + 14 * 1400))
+    r = one(backend, frames)
+    assert int(r["missed_bytes"]) == 0 and "G" not in hist(r)
+    assert int(r["orig_bytes"]) == 100 + 14 * 1400
