@@ -25,6 +25,7 @@ cdef enum:
     ETH_ERSPAN3 = 0x22EB
     ETH_PPP = 0x880B
     ETH_NONE = 0
+    ETH_80211 = 0x10000  # pseudo ethertype: an 802.11 frame follows (radiotap, Aruba GRE)
     NOT_IP = -2  # decoder result: a well-formed frame that carries no IP/ARP
     MAX_L2_DEPTH = 8
     MAX_IPV6_EXT = 16
@@ -51,6 +52,7 @@ cdef struct dc_pkt:
     uint32_t frag_id
     uint8_t df
     uint8_t ttl
+    uint8_t amsdu  # 802.11 QoS data with the A-MSDU bit: the payload is subframes
 
 
 cdef inline void dc_reset_l2(dc_pkt* p) noexcept nogil:
@@ -59,6 +61,7 @@ cdef inline void dc_reset_l2(dc_pkt* p) noexcept nogil:
     p.inner_vlan = 0
     memset(p.src_mac, 0, 6)
     memset(p.dst_mac, 0, 6)
+    p.amsdu = 0
 
 
 cdef inline void dc_reset_l3(dc_pkt* p) noexcept nogil:
@@ -105,7 +108,8 @@ cdef ssz decode_link(const uint8_t* b, ssz off, ssz end, uint32_t lt, dc_pkt* p)
     if lt == 127:
         return decode_radiotap(b, off, end, p)
     if lt == 105:
-        return decode_ieee80211(b, off, end, p)
+        p.ethertype = ETH_80211
+        return off
     if lt == 10:
         return decode_fddi(b, off, end, p)
     return -1
@@ -309,48 +313,64 @@ cdef ssz decode_ppp(const uint8_t* b, ssz off, ssz end, dc_pkt* p) noexcept nogi
 
 
 cdef ssz decode_radiotap(const uint8_t* b, ssz off, ssz end, dc_pkt* p) noexcept nogil:
+    """Radiotap: skip its header; the 802.11 frame is decoded by decode_ieee80211."""
     cdef ssz hlen
     if off + 8 > end:
         return -1
     hlen = b[off + 2] | (<ssz>b[off + 3] << 8)
     if hlen < 8 or off + hlen > end:
         return -1
-    return decode_ieee80211(b, off + hlen, end, p)
+    p.ethertype = ETH_80211
+    return off + hlen
 
 
 cdef ssz decode_ieee80211(const uint8_t* b, ssz off, ssz end, dc_pkt* p) noexcept nogil:
-    cdef uint8_t fc0, fc1, ftype, subtype, tods, fromds
-    cdef ssz hlen, noff
-    cdef uint32_t et = 0
-    if off + 24 > end:
+    """802.11 data-frame header as Zeek reads it: the payload offset (LLC/SNAP, or A-MSDU
+    subframes when p.amsdu is set), -1 when truncated, NOT_IP for frames that carry no
+    packet (management/control, null function, protected QoS data)."""
+    cdef uint8_t fc0, fc1, ds
+    cdef ssz hlen
+    if off + 24 >= end:
         return -1
     fc0 = b[off]
     fc1 = b[off + 1]
-    ftype = (fc0 >> 2) & 0x3
-    subtype = (fc0 >> 4) & 0xF
-    if ftype != 2 or fc1 & 0x40:
-        return -1
-    if subtype & 0x4:
-        return -1
+    if not (fc0 >> 2) & 0x02:  # not a data frame
+        return NOT_IP
+    if (fc0 >> 4) & 0x04:  # null function: no payload
+        return NOT_IP
     hlen = 24
-    tods = fc1 & 0x1
-    fromds = fc1 & 0x2
-    if tods and fromds:
+    if fc1 & 0x03 == 0x03:  # WDS: a fourth address
         hlen += 6
-    if subtype & 0x8:
+    if off + hlen >= end:
+        return -1
+    p.amsdu = 0
+    if (fc0 >> 4) & 0x08:  # QoS data: 2-byte QoS control, A-MSDU bit
+        p.amsdu = 1 if b[off + hlen] & 0x80 else 0
+        if fc1 & 0x40:
+            return NOT_IP  # protected
         hlen += 2
-        if fc1 & 0x80:
-            hlen += 4
-    if not tods and not fromds:
-        memcpy(p.dst_mac, b + off + 4, 6)
+    if off + hlen >= end:
+        return -1
+    ds = fc1 & 0x03
+    if ds == 0:
         memcpy(p.src_mac, b + off + 10, 6)
-    elif tods and not fromds:
+        memcpy(p.dst_mac, b + off + 4, 6)
+    elif ds == 1:
         memcpy(p.src_mac, b + off + 10, 6)
         memcpy(p.dst_mac, b + off + 16, 6)
-    elif fromds and not tods:
-        memcpy(p.dst_mac, b + off + 4, 6)
+    elif ds == 2:
         memcpy(p.src_mac, b + off + 16, 6)
-    noff = decode_llc(b, off + hlen, end, &et)
+        memcpy(p.dst_mac, b + off + 4, 6)
+    else:
+        memcpy(p.src_mac, b + off + 24, 6)
+        memcpy(p.dst_mac, b + off + 16, 6)
+    return off + hlen
+
+
+cdef ssz decode_80211_payload(const uint8_t* b, ssz off, ssz end, dc_pkt* p) noexcept nogil:
+    """LLC/SNAP after an 802.11 header (or inside one A-MSDU subframe)."""
+    cdef uint32_t et = 0
+    cdef ssz noff = decode_llc(b, off, end, &et)
     if noff < 0:
         return noff
     return decode_ethertype(b, noff, end, et, p)
@@ -510,6 +530,8 @@ cdef ssz decode_gre(const uint8_t* b, ssz off, ssz end, uint32_t* et) noexcept n
     proto = u16(b, off + 2)
     ver = flags & 0x7
     hlen = 4
+    if flags & 0x0078:  # reserved flag bits set (Zeek rejects these)
+        return -1
     if ver == 0:
         if flags & 0x4000:
             return -1
@@ -528,6 +550,11 @@ cdef ssz decode_gre(const uint8_t* b, ssz off, ssz end, uint32_t* et) noexcept n
                 if off + 8 > end:
                     return -1
                 return off + 8
+            return off
+        if (((proto & 0x8200) == 0x8200 and (proto & 0x0F) == 0)
+                or ((proto & 0x8300) == 0x8300 and (proto & 0x0F) == 0 and proto <= 0x8370)
+                or proto == 0x9000):
+            et[0] = ETH_80211  # Aruba access points tunnel raw 802.11 frames
             return off
         if proto == ETH_ERSPAN3:
             if off + 12 > end:

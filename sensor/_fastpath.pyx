@@ -32,6 +32,10 @@ __all__ = ["PcapReader", "FlowEngine", "BACKEND", "check_record_layouts", "c_lay
 
 BACKEND = "c"
 
+#: The reference semantics revision (sensor._fastpath_py.SEMANTICS_REVISION) this module
+#: mirrors; tests of newer rules skip the compiled twin until it catches up.
+SEMANTICS_REVISION = 3
+
 include "_cdefs.pxi"
 include "_layout.pxi"
 include "_pcapread.pxi"
