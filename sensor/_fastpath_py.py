@@ -8,7 +8,10 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
 
 * Packet path: link type -> L2 shims -> IPv4/IPv6 (+ext headers) -> fragment reassembly ->
   transport. ESP, IPv6 mobility and "no next header" packets make no flow (as in Zeek);
-  an incompletely captured fragment is dropped unless it is the first one. A reassembled datagram is ONE packet with the reassembled IP length. With
+  an incompletely captured fragment is dropped unless it is the first one. A reassembled
+  datagram is ONE packet with the reassembled IP length. 802.11 data frames (radiotap,
+  Aruba GRE) follow Zeek's header rules; an A-MSDU frame yields one packet per subframe.
+  An IP total length beyond the packet's wire length drops the packet. With
   ``validate_checksums`` an IPv4 header with a bad checksum is dropped, and a TCP/UDP/ICMP
   packet with a bad checksum creates/keeps the connection but is not counted (history C/c).
 * Key: (ip version, proto, both (addr, port) ends sorted, vlan, inner_vlan, tunnel type).
@@ -26,7 +29,11 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
   numbers (wraps counted); history letters S H A D F R (once per direction via a seen
   mask; S/H/F/R again when the sequence number differs), I (FIN+RST), Q (multi-flag),
   C T W G scaled (1st, 10th, 100th... occurrence), upper case = originator.
-  UDP: D/d once per direction; ICMP: no letters. conn_state from conn/main.zeek.
+  Gaps: an ACK beyond the contiguous data of the other side reports the missing ranges
+  (G/g, missed_bytes), except at ack <= 2 of a partial connection; reassembly gives up
+  (no more gaps) with > 16 KiB above a hole before any ACK or > 10 MiB buffered.
+  UDP: D/d once per direction; ICMP: no letters; X once when Zeek's DNS analyzer sees an
+  unknown opcode. conn_state from conn/main.zeek.
 * Reuse: a SYN (or SYN-ACK on a half-open connection) with a new ISN on an existing TCP
   tuple ends the old flow (end_reason CLOSED) and starts a new one.
 * Timers run on network time (packet timestamps), fired before the packet that moves time
@@ -36,8 +43,9 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
   delete 5 s after a complete close (both FINs, or a RST), reset timer 5 s after a RST on
   a closed endpoint, and the inactivity timeout per protocol from ``EngineConfig`` (tcp
   300 s, udp 60 s, icmp 60 s, other 60 s). UDP flows to a DNS port (53, 137, 5353, 5355)
-  also get Zeek's DNS session timer: every 10 s from the start, a flow idle for >= 9 s ends. Active timeout: every ``active_timeout`` s of a
-  flow's life an interim record (FlowFlags.INTERIM, end_reason ACTIVE, cumulative counts).
+  also get Zeek's DNS session timer: every 10 s from the start, a flow idle for >= 9 s
+  ends. Active timeout: every ``active_timeout`` s of a flow's life an interim record
+  (FlowFlags.INTERIM, end_reason ACTIVE, cumulative counts, same flow_id).
 * Application flips (Zeek's DNS and NTP analyzers, by responder port): a first DNS
   message that is a response from the originator, or an NTP server-mode message from the
   originator / client-mode from the responder, flips the roles after the UDP history and
@@ -50,9 +58,8 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
 * Tunnels: GRE/ERSPAN and IP-in-IP outer packets make no flow; their inner flows get a
   parent id allocated per (outer src, dst, tunnel type). UDP tunnels (VXLAN 4789, Geneve
   6081, GTPv1 2152/2123, Teredo 3544, AYIYA 5072, GRE-in-UDP 4754, chosen by the flow's
-  responder port;
-  on other ports AYIYA then Teredo are recognised by Zeek's detection heuristics) are
-  flows themselves and the inner flows' parent_id is the outer flow's id. A tunnel header
+  responder port; on other ports AYIYA then Teredo are recognised by Zeek's detection
+  heuristics) are flows themselves and the inner flows' parent_id is the outer flow's id. A tunnel header
   that fails to parse stops decapsulation of that tunnel type for the flow (Zeek's
   analyzer violation). At most MAX_TUNNEL_DEPTH nested layers.
 * Emission order: records are emitted when flows end (timer order above; reuse/eviction
