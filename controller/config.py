@@ -16,7 +16,8 @@ Example (every key optional)::
     detectors = { portscan = 3, "ssh-bruteforce" = 2 }
     internal_networks = ["10.0.0.0/8", "192.168.0.0/16", "fd00::/8"]
     busy_clients = 50           # an attacker serving this many clients is risky to block
-    max_range_addresses = 256   # largest approved range, expanded into single bans
+    widest_prefix_v4 = 16       # widest range ban (needs approval anyway); wider is refused
+    widest_prefix_v6 = 32
     breaker_bans_per_minute = 30
     approval_ttl_s = 3600
     ban_ladder_s = [600, 3600, 86400, 604800]
@@ -104,7 +105,8 @@ class PolicyConfig:
         ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
     )
     busy_clients: int = 50
-    max_range_addresses: int = 256
+    widest_prefix_v4: int = 16
+    widest_prefix_v6: int = 32
     breaker_bans_per_minute: int = 30
     approval_ttl_s: float = 3600.0
     ban_ladder_s: tuple[float, ...] = (600.0, 3600.0, 86400.0, 604800.0)
@@ -117,8 +119,10 @@ class PolicyConfig:
             _level(v, f"policy.detectors.{k}")
         if not self.ban_ladder_s or any(t <= 0 for t in self.ban_ladder_s):
             raise ConfigError("policy.ban_ladder_s: needs at least one positive duration")
-        if self.breaker_bans_per_minute < 1 or self.max_range_addresses < 1:
-            raise ConfigError("policy: breaker_bans_per_minute and max_range_addresses must be >= 1")
+        if self.breaker_bans_per_minute < 1:
+            raise ConfigError("policy: breaker_bans_per_minute must be >= 1")
+        if not (0 < self.widest_prefix_v4 <= 32 and 0 < self.widest_prefix_v6 <= 128):
+            raise ConfigError("policy: widest_prefix_v4 must be 1..32 and widest_prefix_v6 1..128")
         if self.approval_ttl_s <= 0:
             raise ConfigError("policy.approval_ttl_s must be positive")
 
@@ -172,7 +176,8 @@ def _policy(d: dict[str, Any]) -> PolicyConfig:
             if "internal_networks" in d
             else base.internal_networks,
             busy_clients=int(d.get("busy_clients", base.busy_clients)),
-            max_range_addresses=int(d.get("max_range_addresses", base.max_range_addresses)),
+            widest_prefix_v4=int(d.get("widest_prefix_v4", base.widest_prefix_v4)),
+            widest_prefix_v6=int(d.get("widest_prefix_v6", base.widest_prefix_v6)),
             breaker_bans_per_minute=int(d.get("breaker_bans_per_minute", base.breaker_bans_per_minute)),
             approval_ttl_s=float(d.get("approval_ttl_s", base.approval_ttl_s)),
             ban_ladder_s=tuple(float(x) for x in d.get("ban_ladder_s", base.ban_ladder_s)),

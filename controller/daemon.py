@@ -26,7 +26,16 @@ from controller.audit import AuditLog
 from controller.config import ControllerConfig
 from controller.control import ControlServer
 from controller.detection import Detection
-from controller.enforce.base import Action, BanSpec, Enforcer, IPAddress, IPNetwork
+from controller.enforce.base import (
+    Action,
+    BanSpec,
+    Enforcer,
+    IPNetwork,
+    Target,
+    as_network,
+    is_range,
+    target,
+)
 from controller.policy import Decision, Guard, Policy, Verdict, build_guard, new_decision_id
 from controller.store import Store, StoredBan
 from netwarden.errors import ConfigError, ControlError, EnforcementError, PolicyRefused
@@ -58,11 +67,11 @@ class ReconcileReport:
     expired: int
 
 
-def _addr(text: str) -> IPAddress:
+def _target(text: str) -> Target:
     try:
-        return ipaddress.ip_address(str(text))
+        return target(str(text))
     except ValueError as exc:
-        raise ConfigError(f"not an IP address: {text!r}") from exc
+        raise ConfigError(f"not an IP address or CIDR: {text!r}") from exc
 
 
 def _net(text: str) -> IPNetwork:
@@ -200,7 +209,7 @@ class Controller:
         active = {(b.addr, b.action): b for b in self.store.active_bans(now)}
         # anti-lockout wins over stored bans too (e.g. the box got a new address)
         for key, b in list(active.items()):
-            refusal = self.guard.refusal(ipaddress.ip_network(b.addr))
+            refusal = self.guard.refusal(as_network(b.addr))
             if refusal:
                 self.store.delete_ban(b.addr, b.action)
                 del active[key]
@@ -249,7 +258,7 @@ class Controller:
                                   result="pending", detail={"expires_at": a.expires_at, "reason": d.reason})
         if d.verdict is Verdict.ACT:
             self._enforce(d, d.actor, evidence=det.evidence_id)
-            self.policy.note_acted(now, len(d.addresses()))
+            self.policy.note_acted(now, len(d.targets()))
         return d
 
     def _enforce(self, d: Decision, actor: str, evidence: str = "", reason: str = "") -> list[StoredBan]:
@@ -261,18 +270,22 @@ class Controller:
             raise PolicyRefused(refusal)
         now = self.clock()
         bans = [
-            StoredBan(a, d.action, d.id, reason or d.reason, actor, now, None if d.ttl_s is None else now + d.ttl_s)
-            for a in d.addresses()
+            StoredBan(t, d.action, d.id, reason or d.reason, actor, now, None if d.ttl_s is None else now + d.ttl_s)
+            for t in d.targets()
         ]
+        superseded = self._nested_ranges(bans, now, actor, d.id, evidence)
         specs = [BanSpec(b.addr, b.action, d.ttl_s, d.id) for b in bans]
         try:
             with self.store.transaction():
+                for old in superseded:
+                    self.store.delete_ban(old.addr, old.action)
                 self.store.put_bans(bans)
                 for b in bans:
                     self.store.record_offence(b.addr, now, self.cfg.policy.offender_window_s)
-                res = self.enforcer.apply(specs)  # raises: the store rolls back
+                res = self.enforcer.apply(specs, [(o.addr, o.action) for o in superseded])  # raises: rollback
                 self.audit.record(actor, "ban", str(d.target), decision_id=d.id, evidence=evidence, result="ok",
                                   detail={"action": d.action.value, "ttl_s": d.ttl_s, "count": len(bans),
+                                          "superseded": [str(o.addr) for o in superseded],
                                           "backend": self.enforcer.name, "elapsed_s": round(res.elapsed_s, 6)})
         except EnforcementError as exc:
             self.audit.record(actor, "ban", str(d.target), decision_id=d.id, evidence=evidence, result="error",
@@ -280,28 +293,53 @@ class Controller:
             raise
         return bans
 
+    def _nested_ranges(self, bans: list[StoredBan], now: float, actor: str, did: str, evidence: str) -> list[StoredBan]:
+        """Interval sets refuse overlapping entries, and CIDRs either nest or are apart:
+        a range inside an existing range ban is refused as already banned; existing range
+        bans inside a new, wider one are replaced by it (same transaction)."""
+        out: list[StoredBan] = []
+        for b in bans:
+            if not is_range(b.addr):
+                continue
+            new = as_network(b.addr)
+            for old in self.store.active_bans(now):
+                if not is_range(old.addr) or old.addr == b.addr or old.addr.version != new.version:
+                    continue
+                old_net = as_network(old.addr)
+                if old_net.supernet_of(new):  # type: ignore[arg-type]
+                    why = f"{new} is already banned as part of {old_net} ({old.decision_id})"
+                    self.audit.record(actor, "ban", str(new), decision_id=did, evidence=evidence, result="refused",
+                                      detail={"why": why})
+                    raise PolicyRefused(why)
+                if new.supernet_of(old_net):  # type: ignore[arg-type]
+                    out.append(old)
+        return out
+
     # --- operator operations --------------------------------------------------------------
     def ban(self, addr: str, ttl_s: float | None, reason: str, actor: str, action: Action = Action.DROP) -> Decision:
-        a = _addr(addr)
+        """An operator's ban of an address or a range; anti-lockout still applies."""
+        t = _target(addr)
         if ttl_s is not None and ttl_s <= 0:
             raise ConfigError("ttl must be positive (omit it for a ban until unbanned)")
-        target = ipaddress.ip_network(a)
-        d = Decision(new_decision_id(), Verdict.ACT, reason or "operator ban", target, action, ttl_s, 3, (), None, actor)
-        refusal = self.policy.check_operator(target)
+        if is_range(t) and action is not Action.DROP:
+            raise ConfigError("a range can be dropped, not rate-limited")
+        net = as_network(t)
+        d = Decision(new_decision_id(), Verdict.ACT, reason or "operator ban", net, action, ttl_s, 3, (), None, actor)
+        refusal = self.policy.check_operator(net)
         if refusal:
-            self.audit.record(actor, "ban", str(a), decision_id=d.id, evidence="operator", result="refused",
+            self.audit.record(actor, "ban", str(t), decision_id=d.id, evidence="operator", result="refused",
                               detail={"why": refusal, "reason": reason})
             raise PolicyRefused(refusal)
         self._enforce(d, actor, evidence="operator", reason=reason or "operator ban")
         return d
 
     def unban(self, addr: str, actor: str) -> int:
-        a = _addr(addr)
+        a = _target(addr)
         with self.store.transaction():
             gone = self.store.delete_ban(a)
             # remove from every set even if the store did not know it: an operator's unban
             # must also clear a stray kernel element
-            self.enforcer.apply(remove=[(a, act) for act in Action])
+            self.enforcer.apply(remove=[(a, Action.DROP)] if is_range(a) else [(a, act) for act in Action])
             self.audit.record(actor, "unban", str(a), decision_id=",".join(b.decision_id for b in gone),
                               result="ok", detail={"removed": len(gone)})
         return len(gone)
@@ -318,7 +356,10 @@ class Controller:
                 self.guard.allow = [n for n in self.guard.allow if n != net]
                 raise
             # the allow-list wins: lift stored bans it now covers
-            lifted = [b for b in self.store.active_bans(now) if b.addr in net]
+            lifted = [
+                b for b in self.store.active_bans(now)
+                if b.addr.version == net.version and as_network(b.addr).overlaps(net)  # type: ignore[arg-type]
+            ]
             if lifted:
                 for b in lifted:
                     self.store.delete_ban(b.addr, b.action)
@@ -359,7 +400,7 @@ class Controller:
             ttl = args.get("ttl")
             d = self.ban(args["addr"], None if ttl is None else float(ttl), str(args.get("reason", "")), actor,
                          Action(args.get("action", "drop")))
-            return {"decision_id": d.id, "addr": str(d.target.network_address) if d.target else None, "ttl_s": d.ttl_s}
+            return {"decision_id": d.id, "addr": str(target(d.target)) if d.target else None, "ttl_s": d.ttl_s}
         if op == "unban":
             return {"addr": args["addr"], "removed": self.unban(args["addr"], actor)}
         if op == "bans":

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from controller.config import PolicyConfig, SafetyConfig
 from controller.detection import Detection
-from controller.enforce.base import Action, IPAddress, IPNetwork
+from controller.enforce.base import Action, IPNetwork, Target
+from controller.enforce.base import target as _target
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,9 @@ class Decision:
     detection: Detection | None = None
     actor: str = "policy"
 
-    def addresses(self) -> list[IPAddress]:
-        if self.target is None:
-            return []
-        if self.target.num_addresses == 1:
-            return [self.target.network_address]
-        return list(self.target)  # bounded by max_range_addresses in decide()
+    def targets(self) -> list[Target]:
+        """What to ban: the address, or the whole range as one kernel entry."""
+        return [] if self.target is None else [_target(self.target)]
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -179,7 +177,7 @@ class Policy:
         self,
         cfg: PolicyConfig,
         guard: Guard,
-        offences: Callable[[IPAddress], int] = lambda _a: 0,
+        offences: Callable[[Target], int] = lambda _a: 0,
     ) -> None:
         self.cfg = cfg
         self.guard = guard
@@ -221,14 +219,14 @@ class Policy:
         if any(n.version == target.version and n.overlaps(target) for n in self.cfg.internal_networks):  # type: ignore[arg-type]
             out.append("internal host")
         if target.num_addresses > 1:
-            out.append(f"range of {target.num_addresses} addresses")
+            out.append(f"range {target}")
         if det.attacker_clients >= self.cfg.busy_clients:
             out.append(f"serves {det.attacker_clients} clients")
         if self.breaker_tripped(now):
             out.append(f"circuit breaker: {self.cfg.breaker_bans_per_minute} bans in the last minute")
         return out
 
-    def ttl_for(self, addr: IPAddress) -> float:
+    def ttl_for(self, addr: Target) -> float:
         ladder = self.cfg.ban_ladder_s
         return ladder[min(self.offences(addr), len(ladder) - 1)]
 
@@ -236,7 +234,7 @@ class Policy:
     def decide(self, det: Detection, now: float) -> Decision:
         did = new_decision_id()
         target = det.attacker
-        ttl = self.ttl_for(target.network_address)
+        ttl = self.ttl_for(_target(target))
 
         def make(verdict: Verdict, reason: str, level: int, risky: tuple[str, ...] = ()) -> Decision:
             return Decision(did, verdict, reason, target, self.cfg.action, ttl, level, risky, det, f"detector:{det.kind}")
@@ -244,8 +242,9 @@ class Policy:
         refusal = self.guard.refusal(target)
         if refusal:
             return make(Verdict.REFUSED, refusal, -1)
-        if target.num_addresses > self.cfg.max_range_addresses:
-            return make(Verdict.REFUSED, f"range {target} wider than {self.cfg.max_range_addresses} addresses", -1)
+        widest = self.cfg.widest_prefix_v4 if target.version == 4 else self.cfg.widest_prefix_v6
+        if target.prefixlen < widest:
+            return make(Verdict.REFUSED, f"range {target} is wider than /{widest}", -1)
         level, why = self.gate(self.level_for(det), det)
         if level == 0:
             return make(Verdict.OBSERVE, why or "autonomy level 0 (observe)", 0)
@@ -256,7 +255,7 @@ class Policy:
             return make(Verdict.PENDING, "risky action needs approval: " + "; ".join(risky), level, risky)
         if level == 2:
             return make(Verdict.PENDING, "autonomy level 2 (act after approval)", 2)
-        return make(Verdict.ACT, f"autonomy level 3, offence #{self.offences(target.network_address) + 1}", 3)
+        return make(Verdict.ACT, f"autonomy level 3, offence #{self.offences(_target(target)) + 1}", 3)
 
     def check_operator(self, target: IPNetwork) -> str | None:
         """Operators may ban anything policy may not refuse: anti-lockout still applies."""

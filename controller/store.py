@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.enforce.base import Action, IPAddress, IPNetwork
+from controller.enforce.base import Action, IPNetwork, Target, target
 from netwarden.errors import StoreError
 
 SCHEMA_VERSION = 1
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS offenders (
 
 @dataclass(frozen=True, slots=True)
 class StoredBan:
-    addr: IPAddress
+    addr: Target  # an address, or a range (network)
     action: Action
     decision_id: str
     reason: str
@@ -93,7 +93,7 @@ class Approval:
 
 def _ban(row: sqlite3.Row) -> StoredBan:
     return StoredBan(
-        ipaddress.ip_address(row["addr"]),
+        target(row["addr"]),
         Action(row["action"]),
         row["decision_id"],
         row["reason"],
@@ -187,7 +187,7 @@ class Store:
             [(str(b.addr), b.action.value, b.decision_id, b.reason, b.actor, b.created, b.expires_at) for b in bans],
         )
 
-    def delete_ban(self, addr: IPAddress, action: Action | None = None) -> list[StoredBan]:
+    def delete_ban(self, addr: Target, action: Action | None = None) -> list[StoredBan]:
         if action is None:
             rows = self.db.execute("SELECT * FROM bans WHERE addr=?", (str(addr),)).fetchall()
             self.db.execute("DELETE FROM bans WHERE addr=?", (str(addr),))
@@ -196,7 +196,7 @@ class Store:
             self.db.execute("DELETE FROM bans WHERE addr=? AND action=?", (str(addr), action.value))
         return [_ban(r) for r in rows]
 
-    def get_bans(self, addr: IPAddress) -> list[StoredBan]:
+    def get_bans(self, addr: Target) -> list[StoredBan]:
         return [_ban(r) for r in self.db.execute("SELECT * FROM bans WHERE addr=?", (str(addr),))]
 
     def active_bans(self, now: float) -> list[StoredBan]:
@@ -249,14 +249,14 @@ class Store:
         return [_approval(r) for r in rows]
 
     # --- offenders ----------------------------------------------------------------------
-    def offences(self, addr: IPAddress, now: float, window_s: float) -> int:
+    def offences(self, addr: Target, now: float, window_s: float) -> int:
         """Earlier bans of ``addr`` within the window (0 for a first offender)."""
         row = self.db.execute("SELECT count, last_seen FROM offenders WHERE addr=?", (str(addr),)).fetchone()
         if row is None or now - row["last_seen"] > window_s:
             return 0
         return int(row["count"])
 
-    def record_offence(self, addr: IPAddress, now: float, window_s: float) -> int:
+    def record_offence(self, addr: Target, now: float, window_s: float) -> int:
         n = self.offences(addr, now, window_s) + 1
         self.db.execute(
             "INSERT INTO offenders VALUES (?,?,?,?) ON CONFLICT(addr) DO UPDATE SET count=?, last_seen=?",

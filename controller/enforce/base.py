@@ -15,6 +15,27 @@ from dataclasses import dataclass
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: what a ban applies to: one address, or a range (a network wider than one address).
+#: Always normalised by ``target()`` so a /32 or /128 is an address, never a network.
+Target = IPAddress | IPNetwork
+
+
+def target(value: object) -> Target:
+    """Normalise an address, CIDR string or network into a ban target."""
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    net = value if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network) else (
+        ipaddress.ip_network(str(value), strict=False)
+    )
+    return net.network_address if net.num_addresses == 1 else net
+
+
+def as_network(t: Target) -> IPNetwork:
+    return t if isinstance(t, ipaddress.IPv4Network | ipaddress.IPv6Network) else ipaddress.ip_network(t)
+
+
+def is_range(t: Target) -> bool:
+    return isinstance(t, ipaddress.IPv4Network | ipaddress.IPv6Network)
 
 
 class Action(enum.StrEnum):
@@ -32,9 +53,11 @@ class Hook(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BanSpec:
-    """One element to put in the kernel. ``ttl_s`` None means until unbanned."""
+    """One element to put in the kernel. ``ttl_s`` None means until unbanned.
 
-    addr: IPAddress
+    ``addr`` is a ``Target``: ranges (networks) are dropped only, not rate-limited."""
+
+    addr: Target
     action: Action
     ttl_s: float | None
     decision_id: str
@@ -44,7 +67,7 @@ class BanSpec:
 class KernelBan:
     """One element as read back from the kernel; ``remaining_s`` None means no timeout."""
 
-    addr: IPAddress
+    addr: Target
     action: Action
     remaining_s: float | None
     decision_id: str
@@ -68,7 +91,7 @@ class Enforcer(abc.ABC):
 
     @abc.abstractmethod
     def apply(
-        self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[IPAddress, Action]] = ()
+        self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[Target, Action]] = ()
     ) -> ApplyResult:
         """Add/refresh and remove bans; removing an absent ban is not an error.
 
@@ -80,7 +103,7 @@ class Enforcer(abc.ABC):
     def list_bans(self) -> list[KernelBan]:
         """Every ban element currently in the kernel (expired ones are gone)."""
 
-    def confirm(self, keys: Sequence[tuple[IPAddress, Action]]) -> set[tuple[IPAddress, Action]]:
+    def confirm(self, keys: Sequence[tuple[Target, Action]]) -> set[tuple[Target, Action]]:
         """Which of these bans are in force; backends with exact lookups override this."""
         wanted = set(keys)
         return {(b.addr, b.action) for b in self.list_bans() if (b.addr, b.action) in wanted}

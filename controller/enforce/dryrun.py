@@ -19,10 +19,11 @@ from controller.enforce.base import (
     ApplyResult,
     BanSpec,
     Enforcer,
-    IPAddress,
     IPNetwork,
     KernelBan,
+    Target,
     collapse,
+    target,
 )
 
 
@@ -34,7 +35,7 @@ class DryRunEnforcer(Enforcer):
         self.path = None if state_dir is None else Path(state_dir) / "dryrun-state.json"
         self.journal = None if state_dir is None else Path(state_dir) / "dryrun.jsonl"
         #: (addr, action) -> (expires_at or None, decision id)
-        self.bans: dict[tuple[IPAddress, Action], tuple[float | None, str]] = {}
+        self.bans: dict[tuple[Target, Action], tuple[float | None, str]] = {}
         self.allow: list[IPNetwork] = []
         self._load()
 
@@ -43,7 +44,7 @@ class DryRunEnforcer(Enforcer):
             return
         data = json.loads(self.path.read_text())
         for row in data.get("bans", []):
-            key = (ipaddress.ip_address(row["addr"]), Action(row["action"]))
+            key = (target(row["addr"]), Action(row["action"]))
             self.bans[key] = (row["expires_at"], row["decision_id"])
         self.allow = [ipaddress.ip_network(n) for n in data.get("allow", [])]
 
@@ -76,7 +77,7 @@ class DryRunEnforcer(Enforcer):
         self._note("setup")
 
     def apply(
-        self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[IPAddress, Action]] = ()
+        self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[Target, Action]] = ()
     ) -> ApplyResult:
         t0 = time.perf_counter()
         self._expire()

@@ -26,10 +26,12 @@ from controller.enforce.base import (
     BanSpec,
     Enforcer,
     Hook,
-    IPAddress,
     IPNetwork,
     KernelBan,
+    Target,
     collapse,
+    is_range,
+    target,
 )
 from controller.enforce.netns import ns_command
 from netwarden.errors import EnforcementError
@@ -44,7 +46,11 @@ def _set(kind: str, version: int) -> str:
     return f"nw-{kind}{version}"
 
 
-def _kind(action: Action) -> str:
+def _kind(action: Action, t: Target | None = None) -> str:
+    if t is not None and is_range(t):
+        if action is not Action.DROP:
+            raise EnforcementError(f"{t}: ranges can be dropped, not rate-limited")
+        return "rng"
     return "ban" if action is Action.DROP else "limit"
 
 
@@ -96,6 +102,9 @@ class IptablesEnforcer(Enforcer):
                 lines.append(
                     f"create {_set(kind, version)} hash:ip family {family} timeout 0 comment maxelem {MAXELEM} -exist"
                 )
+            lines.append(  # range bans: hash:net with per-entry timeouts
+                f"create {_set('rng', version)} hash:net family {family} timeout 0 comment maxelem {MAXELEM} -exist"
+            )
             lines.append(f"create {_set('allow', version)} hash:net family {family} maxelem {MAXELEM} -exist")
         self._run(["ipset", "restore", "-exist"], "\n".join(lines) + "\n")
         for version, tool in ((4, "iptables"), (6, "ip6tables")):
@@ -104,6 +113,7 @@ class IptablesEnforcer(Enforcer):
                 f":{CHAIN} - [0:0]",  # with --noflush, declaring our chain flushes only it
                 f"-A {CHAIN} -m set --match-set {_set('allow', version)} src -j RETURN",
                 f"-A {CHAIN} -m set --match-set {_set('ban', version)} src -j DROP",
+                f"-A {CHAIN} -m set --match-set {_set('rng', version)} src -j DROP",
                 (
                     f"-A {CHAIN} -m set --match-set {_set('limit', version)} src -m hashlimit"
                     f" --hashlimit-above {self.limit_rate}/sec --hashlimit-burst {self.limit_burst}"
@@ -121,7 +131,7 @@ class IptablesEnforcer(Enforcer):
     def _verify_schema(self) -> None:
         for tool in ("iptables", "ip6tables"):
             out = self._run([tool, "-w", "-t", self.table, "-S", CHAIN]).stdout
-            if out.count("--match-set") != 3:
+            if out.count("--match-set") != 4:
                 raise EnforcementError(f"{tool} read-back mismatch: chain {CHAIN} has {out!r}")
             head = self._run([tool, "-w", "-t", self.table, "-S", self.builtin]).stdout.splitlines()
             if len(head) < 2 or head[1].split()[-1] != CHAIN:
@@ -134,19 +144,19 @@ class IptablesEnforcer(Enforcer):
                     pass
                 self._run([tool, "-w", "-t", table, "-F", CHAIN], check=False)
                 self._run([tool, "-w", "-t", table, "-X", CHAIN], check=False)
-        for kind in ("allow", "ban", "limit"):
+        for kind in ("allow", "ban", "limit", "rng"):
             for version in (4, 6):
                 self._run(["ipset", "destroy", _set(kind, version)], check=False)
 
     def apply(
-        self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[IPAddress, Action]] = ()
+        self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[Target, Action]] = ()
     ) -> ApplyResult:
         t0 = time.perf_counter()
-        lines = [f"del {_set(_kind(act), a.version)} {a}" for a, act in remove]
+        lines = [f"del {_set(_kind(act, a), a.version)} {a}" for a, act in remove]
         for spec in add:
             secs = 0 if spec.ttl_s is None else min(IPSET_MAX_TIMEOUT, max(1, math.ceil(spec.ttl_s)))
             lines.append(
-                f"add {_set(_kind(spec.action), spec.addr.version)} {spec.addr} timeout {secs}"
+                f"add {_set(_kind(spec.action, spec.addr), spec.addr.version)} {spec.addr} timeout {secs}"
                 f' comment "{spec.decision_id}"'
             )
         if lines:
@@ -165,13 +175,13 @@ class IptablesEnforcer(Enforcer):
 
     def list_bans(self) -> list[KernelBan]:
         out: list[KernelBan] = []
-        for action in Action:
+        for kind, action in (("ban", Action.DROP), ("limit", Action.RATE_LIMIT), ("rng", Action.DROP)):
             for version in (4, 6):
-                for fields in self._save(_set(_kind(action), version)):
+                for fields in self._save(_set(kind, version)):
                     opts = dict(zip(fields[3::2], fields[4::2], strict=False))
                     secs = int(opts.get("timeout", "0"))
                     out.append(
-                        KernelBan(ipaddress.ip_address(fields[2]), action, float(secs) if secs else None, opts.get("comment", ""))
+                        KernelBan(target(fields[2]), action, float(secs) if secs else None, opts.get("comment", ""))
                     )
         return out
 

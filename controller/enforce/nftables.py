@@ -36,10 +36,11 @@ from controller.enforce.base import (
     BanSpec,
     Enforcer,
     Hook,
-    IPAddress,
     IPNetwork,
     KernelBan,
+    Target,
     collapse,
+    is_range,
 )
 from controller.enforce.netns import call_in_netns
 from netwarden.errors import EnforcementError
@@ -56,8 +57,45 @@ METER_TIMEOUT_MS = 60_000
 PROBE_LIMIT = 32
 
 
-def _set_name(action: Action, version: int) -> str:
-    return f"{'ban' if action is Action.DROP else 'limit'}{version}"
+def _set_name(action: Action, t: Target) -> str:
+    if is_range(t):
+        if action is not Action.DROP:
+            raise EnforcementError(f"{t}: ranges can be dropped, not rate-limited")
+        return f"rng{t.version}"
+    return f"{'ban' if action is Action.DROP else 'limit'}{t.version}"
+
+
+def _interval_elements(net: IPNetwork, timeout_ms: int | None, comment: str) -> list[bytes]:
+    """An interval-set entry is two elements: the start (carrying timeout and comment),
+    and the first key after the end flagged INTERVAL_END (omitted when the range reaches
+    the top of the address space)."""
+    out = [nl.element(net.network_address.packed, timeout_ms, comment)]
+    end = int(net.broadcast_address) + 1
+    if end < 2**net.max_prefixlen:
+        # the kernel refuses a timeout on an end element; the start's timeout governs both
+        out.append(nl.element(end.to_bytes(net.max_prefixlen // 8, "big"), None, "", nl.ELEM_F_INTERVAL_END))
+    return out
+
+
+def _pair_intervals(elements: list[nl.DumpedElement], version: int) -> list[tuple[IPNetwork, nl.DumpedElement]]:
+    """Rebuild (network, start element) pairs from an interval set dump."""
+    width = 32 if version == 4 else 128
+    cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    points = sorted(elements, key=lambda e: (int.from_bytes(e.key, "big"), not e.flags & nl.ELEM_F_INTERVAL_END))
+    out: list[tuple[IPNetwork, nl.DumpedElement]] = []
+    start: nl.DumpedElement | None = None
+    for el in points:
+        if not el.flags & nl.ELEM_F_INTERVAL_END:
+            start = el
+        elif start is not None:
+            last = int.from_bytes(el.key, "big") - 1
+            for net in ipaddress.summarize_address_range(cls(start.key), cls(last)):
+                out.append((net, start))
+            start = None
+    if start is not None:
+        for net in ipaddress.summarize_address_range(cls(start.key), cls(2**width - 1)):
+            out.append((net, start))
+    return out
 
 
 class NftablesEnforcer(Enforcer):
@@ -120,7 +158,7 @@ class NftablesEnforcer(Enforcer):
             return (nl.NEWRULE, nl.NLM_F_CREATE | nl.NLM_F_APPEND, nl.NFPROTO_INET, body)
 
         out = []
-        for verdict_sets in ("allow", "ban", "limit"):
+        for verdict_sets in ("allow", "ban", "rng", "limit"):
             for version, proto in ((4, nl.NFPROTO_IPV4), (6, nl.NFPROTO_IPV6)):
                 head = (
                     nl.ex_meta_nfproto(),
@@ -130,7 +168,7 @@ class NftablesEnforcer(Enforcer):
                 )
                 if verdict_sets == "allow":
                     tail: tuple[bytes, ...] = (nl.ex_verdict(nl.NF_ACCEPT),)
-                elif verdict_sets == "ban":
+                elif verdict_sets in ("ban", "rng"):
                     tail = (nl.ex_counter(), nl.ex_verdict(nl.NF_DROP))
                 else:
                     tail = (
@@ -163,6 +201,7 @@ class NftablesEnforcer(Enforcer):
             ("allow", nl.SET_F_INTERVAL),
             ("ban", nl.SET_F_TIMEOUT),
             ("limit", nl.SET_F_TIMEOUT),
+            ("rng", nl.SET_F_INTERVAL | nl.SET_F_TIMEOUT),  # range bans
             ("meter", nl.SET_F_TIMEOUT | nl.SET_F_EVAL),  # filled by the kernel, per source
         ):
             for version, ktype, klen in ((4, nl.TYPE_IPADDR, 4), (6, nl.TYPE_IP6ADDR, 16)):
@@ -209,8 +248,8 @@ class NftablesEnforcer(Enforcer):
             return sets, chains, rules
 
         sets, chains, rules = call_in_netns(self.netns, read)
-        want_sets = {f"{p}{v}" for p in ("allow", "ban", "limit", "meter") for v in (4, 6)}
-        if not want_sets <= sets or chains != {self.hook.value} or rules != 6:
+        want_sets = {f"{p}{v}" for p in ("allow", "ban", "rng", "limit", "meter") for v in (4, 6)}
+        if not want_sets <= sets or chains != {self.hook.value} or rules != 8:
             raise EnforcementError(
                 f"nftables read-back mismatch: sets={sorted(sets)} chains={sorted(chains)} rules={rules}"
             )
@@ -224,20 +263,24 @@ class NftablesEnforcer(Enforcer):
 
     # --- bans ---------------------------------------------------------------------------
     def apply(
-        self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[IPAddress, Action]] = ()
+        self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[Target, Action]] = ()
     ) -> ApplyResult:
         t0 = time.perf_counter()
         adds: dict[str, list[bytes]] = {}
         dels: dict[str, list[bytes]] = {}
         for spec in add:
             ms = None if spec.ttl_s is None else max(1, int(spec.ttl_s * 1000))
-            adds.setdefault(_set_name(spec.action, spec.addr.version), []).append(
-                nl.element(spec.addr.packed, ms, spec.decision_id)
-            )
+            els = adds.setdefault(_set_name(spec.action, spec.addr), [])
+            if isinstance(spec.addr, ipaddress.IPv4Network | ipaddress.IPv6Network):
+                els.extend(_interval_elements(spec.addr, ms, spec.decision_id))
+            else:
+                els.append(nl.element(spec.addr.packed, ms, spec.decision_id))
         for addr, action in remove:
-            dels.setdefault(_set_name(action, addr.version), []).append(
-                nl.element(addr.packed, None, "")
-            )
+            els = dels.setdefault(_set_name(action, addr), [])
+            if isinstance(addr, ipaddress.IPv4Network | ipaddress.IPv6Network):
+                els.extend(_interval_elements(addr, None, ""))
+            else:
+                els.append(nl.element(addr.packed, None, ""))
         items: list[tuple[int, int, int, bytes]] = []
         # removals first so "remove X, add X" in one call re-adds it
         for set_name, els in dels.items():
@@ -251,8 +294,8 @@ class NftablesEnforcer(Enforcer):
         self._verify_bans(add, remove)
         return ApplyResult(len(add), len(remove), time.perf_counter() - t0)
 
-    def _verify_bans(self, add: Sequence[BanSpec], remove: Sequence[tuple[IPAddress, Action]]) -> None:
-        final: dict[tuple[IPAddress, Action], bool] = {(a, act): False for a, act in remove}
+    def _verify_bans(self, add: Sequence[BanSpec], remove: Sequence[tuple[Target, Action]]) -> None:
+        final: dict[tuple[Target, Action], bool] = {(a, act): False for a, act in remove}
         for spec in add:
             final[(spec.addr, spec.action)] = True
         if not final:
@@ -270,7 +313,7 @@ class NftablesEnforcer(Enforcer):
         if wrong:
             raise EnforcementError(f"nftables read-back mismatch for {len(wrong)} elements: {', '.join(wrong[:5])}")
 
-    def confirm(self, keys: Sequence[tuple[IPAddress, Action]]) -> set[tuple[IPAddress, Action]]:
+    def confirm(self, keys: Sequence[tuple[Target, Action]]) -> set[tuple[Target, Action]]:
         """Which of these bans are in the kernel, by exact element lookups.
 
         Why not a dump: dumping a hash set while the kernel resizes it (right after a bulk
@@ -278,10 +321,16 @@ class NftablesEnforcer(Enforcer):
         to ~1,000 keys; the kernel answers each in order and stops at the first absent
         one, so we resume after it.
         """
-        by_set: dict[str, list[tuple[IPAddress, Action]]] = {}
+        by_set: dict[str, list[tuple[Target, Action]]] = {}
+        ranges: set[tuple[Target, Action]] = set()
         for addr, action in keys:
-            by_set.setdefault(_set_name(action, addr.version), []).append((addr, action))
-        found: set[tuple[IPAddress, Action]] = set()
+            if is_range(addr):
+                ranges.add((addr, action))  # few; the interval sets are dumped instead
+            else:
+                by_set.setdefault(_set_name(action, addr), []).append((addr, action))
+        found: set[tuple[Target, Action]] = set()
+        if ranges:
+            found |= {(b.addr, b.action) for b in self._list_ranges()} & ranges
         for set_name, items in by_set.items():
             head = nl.strz(nl.ELEM_LIST_TABLE, self.table) + nl.strz(nl.ELEM_LIST_SET, set_name)
             encoded = [nl.element(a.packed, None, "") for a, _ in items]
@@ -320,12 +369,20 @@ class NftablesEnforcer(Enforcer):
 
     def list_bans(self) -> list[KernelBan]:
         out: list[KernelBan] = []
-        for action in Action:
+        for prefix, action in (("ban", Action.DROP), ("limit", Action.RATE_LIMIT)):
             for version in (4, 6):
                 cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
-                for el in self._dump_set(_set_name(action, version)):
+                for el in self._dump_set(f"{prefix}{version}"):
                     remaining = None if el.expiration_ms is None else el.expiration_ms / 1000.0
                     out.append(KernelBan(cls(el.key), action, remaining, el.comment))
+        return out + self._list_ranges()
+
+    def _list_ranges(self) -> list[KernelBan]:
+        out: list[KernelBan] = []
+        for version in (4, 6):
+            for net, el in _pair_intervals(self._dump_set(f"rng{version}"), version):
+                remaining = None if el.expiration_ms is None else el.expiration_ms / 1000.0
+                out.append(KernelBan(net, Action.DROP, remaining, el.comment))
         return out
 
     # --- allow-list ---------------------------------------------------------------------

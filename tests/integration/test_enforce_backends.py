@@ -106,6 +106,29 @@ def test_allow_list_wins(kernel: Enforcer, lab: nslab.Lab, attacker: str, bystan
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize(("attacker", "bystander", "server", "prefix", "wider"), [
+    pytest.param(nslab.CLIENT_V4, nslab.CLIENT2_V4, nslab.SERVER_V4, "10.77.0.0/31", "10.77.0.0/30", id="v4"),
+    pytest.param(nslab.CLIENT_V6, nslab.CLIENT2_V6, nslab.SERVER_V6, "fd77::/127", "fd77::/126", id="v6"),
+])
+def test_range_ban_is_one_entry_and_expires(
+    kernel: Enforcer, lab: nslab.Lab, attacker: str, bystander: str, server: str, prefix: str, wider: str
+) -> None:
+    from controller.enforce.base import target
+
+    rng = target(prefix)
+    kernel.apply([BanSpec(rng, Action.DROP, 300, "d-range")])
+    assert [(b.addr, b.decision_id) for b in kernel.list_bans()] == [(rng, "d-range")]
+    assert nslab.blocked(lab.probe(attacker, server))
+    assert nslab.passes(lab.probe(bystander, server))
+    # a wider range replaces the narrower one in one transaction (interval sets refuse overlap)
+    kernel.apply([BanSpec(target(wider), Action.DROP, 2, "d-wider")], remove=[(rng, Action.DROP)])
+    assert [(b.addr, b.decision_id) for b in kernel.list_bans()] == [(target(wider), "d-wider")]
+    assert nslab.blocked(lab.probe(bystander, server))
+    assert lab.wait_until(lambda: not kernel.list_bans(), timeout=20)
+    assert nslab.passes(lab.probe(attacker, server))
+
+
+@pytest.mark.kernel
 def test_rate_limit_is_softer_than_drop_and_per_source(kernel: Enforcer, lab: nslab.Lab) -> None:
     burst = 200
     kernel.apply([BanSpec(A(nslab.CLIENT_V4), Action.RATE_LIMIT, 300, "d-rl"),

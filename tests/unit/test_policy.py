@@ -55,7 +55,8 @@ def test_asset_group_is_more_conservative() -> None:
     ("kw", "risk"),
     [
         ({"attacker": "10.1.2.3"}, "internal host"),
-        ({"attacker": "203.0.113.0/29"}, "range of 8 addresses"),
+        ({"attacker": "203.0.113.0/29"}, "range 203.0.113.0/29"),
+        ({"attacker": "2001:db8:1:2::/64"}, "range 2001:db8:1:2::/64"),
         ({"attacker_clients": 500}, "serves 500 clients"),
     ],
 )
@@ -66,8 +67,12 @@ def test_risky_actions_need_approval_even_at_level_3(kw: dict[str, object], risk
 
 
 def test_range_wider_than_limit_is_refused() -> None:
-    d = policy(max_range_addresses=16).decide(det(attacker="203.0.113.0/24"), NOW)
-    assert d.verdict is Verdict.REFUSED
+    p = policy(widest_prefix_v4=24, widest_prefix_v6=48)
+    assert p.decide(det(attacker="203.0.112.0/23"), NOW).verdict is Verdict.REFUSED
+    assert p.decide(det(attacker="2001:db8::/32"), NOW).verdict is Verdict.REFUSED
+    assert p.decide(det(attacker="203.0.113.0/24"), NOW).verdict is Verdict.PENDING
+    (t,) = p.decide(det(attacker="203.0.113.0/24"), NOW).targets()
+    assert t == N("203.0.113.0/24")  # one kernel entry for the range, not 256
 
 
 def test_circuit_breaker_trips_and_resets() -> None:

@@ -135,3 +135,20 @@ def test_reconcile_readds_removes_and_expires_without_touching_the_rest(tmp_path
     assert set(bans) == {"203.0.113.41", "203.0.113.42", "203.0.113.43", "203.0.113.44"}
     assert bans["203.0.113.44"] == pytest.approx(500 - 150)  # re-added with its remaining time
     assert ctl2.audit.verify().ok
+
+
+def test_range_bans_nest_without_overlap(tmp_path: Path) -> None:
+    ctl = make(tmp_path, Clock())
+    d = ctl.submit_detection(det("203.0.113.64/27"))  # a range is risky: approval first
+    assert d.verdict is Verdict.PENDING and kernel(ctl) == {}
+    ctl.resolve_approval(d.id, True, "operator:alice")
+    assert kernel(ctl) == {"203.0.113.64/27": d.id}
+    with pytest.raises(PolicyRefused, match="already banned as part of 203.0.113.64/27"):
+        ctl.ban("203.0.113.80/28", 60, "narrower", "operator:alice")
+    wide = ctl.ban("203.0.113.0/24", 60, "wider", "operator:alice")
+    assert kernel(ctl) == {"203.0.113.0/24": wide.id}  # the /27 was superseded
+    assert [str(b.addr) for b in ctl.store.active_bans(ctl.clock())] == ["203.0.113.0/24"]
+    assert ctl.unban("203.0.113.0/24", "operator:alice") == 1
+    assert kernel(ctl) == {}
+    with pytest.raises(PolicyRefused, match="gateway"):
+        ctl.ban("192.0.2.0/30", 60, "covers the gateway", "operator:alice")
