@@ -1,6 +1,6 @@
 """iptables + ipset backend for hosts without nftables; same contract as nftables.
 
-Objects we own: ipsets ``nw-{allow,ban,limit}{4,6}`` and a chain ``NETWARDEN`` (in
+Objects we own: ipsets ``nw-{allow,ban,limit,rng}{4,6}`` (rng: range bans, hash:net) and a chain ``NETWARDEN`` (in
 ``filter`` for input/forward, ``raw`` for prerouting) for iptables and ip6tables, plus one
 jump into it at the top of the hook's built-in chain. Allow-listed sources ``RETURN`` from
 our chain (they skip our bans but keep meeting the operator's own rules); banned ones are

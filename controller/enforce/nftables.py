@@ -5,11 +5,13 @@ Layout (one base chain named after its hook)::
     table inet netwarden {
       set allow4 { type ipv4_addr; flags interval; }      set allow6 { ... ipv6 ... }
       set ban4   { type ipv4_addr; flags timeout; }       set ban6   { ... }
+      set rng4   { type ipv4_addr; flags interval,timeout; }  set rng6 { ... }  (range bans)
       set limit4 { type ipv4_addr; flags timeout; }       set limit6 { ... }
       set meter4 { type ipv4_addr; flags dynamic,timeout; }  (kernel-filled, per source)
       chain input { type filter hook input priority -10; policy accept;
         ip saddr @allow4 accept;   ip6 saddr @allow6 accept      # allow-list first
         ip saddr @ban4 counter drop; ip6 saddr @ban6 counter drop
+        ip saddr @rng4 counter drop; ip6 saddr @rng6 counter drop
         ip saddr @limit4 update @meter4 { ip saddr limit rate over R/second burst B packets }
             counter drop                                      # per-source limit (and v6)
       }

@@ -21,16 +21,16 @@ def _state(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("ban", help="ban an address now")
-    p.add_argument("addr")
+    p = sub.add_parser("ban", help="ban an address (or a CIDR range) now")
+    p.add_argument("addr", help="address or CIDR")
     p.add_argument("--ttl", type=float, default=None, help="seconds (default: until unbanned)")
     p.add_argument("--reason", default="", help="why (goes to the audit log)")
     p.add_argument("--rate-limit", action="store_true", help="rate-limit instead of drop")
     _state(p)
     p.set_defaults(func=cmd_ban)
 
-    p = sub.add_parser("unban", help="lift every ban on an address")
-    p.add_argument("addr")
+    p = sub.add_parser("unban", help="lift every ban on an address (or a range ban)")
+    p.add_argument("addr", help="address or CIDR")
     _state(p)
     p.set_defaults(func=lambda a: _simple(a, "unban", addr=a.addr))
 
