@@ -255,6 +255,10 @@ cdef void tcp_undelivered(tcp_ep* ep, int64_t up_to, bint is_partial, flow_t* f)
     cdef int k = 0, i
     if up_to <= 2 and is_partial:
         return
+    if ep.skip:
+        if up_to > ep.reassem_seq:
+            ep.reassem_seq = up_to
+        return
     while k < ep.nblocks and ep.blocks[k][0] < up_to:
         if ep.blocks[k][0] > ep.reassem_seq:
             tcp_gap(ep, ep.blocks[k][0] - ep.reassem_seq, f)

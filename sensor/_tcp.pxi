@@ -30,6 +30,9 @@ cdef enum:
 
     TOO_LARGE_SEQ_DELTA = 1048576
     TCP_MAX_BLOCKS = 64
+    # Zeek's tcp_max_above_hole_without_any_acks / tcp_excessive_data_without_further_acks
+    MAX_ABOVE_HOLE_WITHOUT_ACKS = 16384
+    MAX_BUFFERED_WITHOUT_ACKS = 10 * 1024 * 1024
 
 
 
@@ -61,6 +64,7 @@ cdef struct tcp_ep:
     int64_t reassem_seq
     int64_t trim_seq
     int64_t missed
+    bint skip  # reassembly given up (Zeek's skip_deliveries): no more gaps
     int nblocks
     int64_t (*blocks)[2]  # sorted [start, end) relative ranges, TCP_MAX_BLOCKS + 1 slots
 
@@ -253,9 +257,20 @@ cdef void insert_block(tcp_ep* ep, int64_t start, int64_t end) noexcept nogil:
         ep.nblocks -= 1  # bounded memory: forget the highest block
 
 
+cdef int64_t buffered_bytes(tcp_ep* ep) noexcept nogil:
+    cdef int64_t n = 0
+    cdef int k
+    for k in range(ep.nblocks):
+        n += ep.blocks[k][1] - ep.blocks[k][0]
+    return n
+
+
 cdef void data_sent(tcp_ep* ep, int64_t seq, int64_t length) noexcept nogil:
-    cdef int64_t ack = ep_to_relative(ep, ep.ack_seq, ep.ack_wraps)
-    cdef int64_t upper = seq + length
+    cdef int64_t ack, upper
+    if ep.skip:
+        return
+    ack = ep_to_relative(ep, ep.ack_seq, ep.ack_wraps)
+    upper = seq + length
     if seq < ack:
         if upper <= ack:
             return
@@ -267,3 +282,10 @@ cdef void data_sent(tcp_ep* ep, int64_t seq, int64_t length) noexcept nogil:
         merge_blocks(ep)
         return
     insert_block(ep, seq, upper)
+    # Zeek gives up reassembly on data far above a hole that nobody acks, or on too much
+    # buffered data.
+    if ep.nblocks and ((ep_no_data_acked(ep) and ep.blocks[ep.nblocks - 1][1] - ep.reassem_seq
+                        > MAX_ABOVE_HOLE_WITHOUT_ACKS)
+                       or buffered_bytes(ep) > MAX_BUFFERED_WITHOUT_ACKS):
+        ep.nblocks = 0
+        ep.skip = True
