@@ -474,6 +474,11 @@ class FlowEngine:
     def _add_timer(self, due: int, kind: int, f: Flow) -> None:
         self.timer_seq += 1
         heapq.heappush(self.timers, (due, self.timer_seq, kind, f))
+        if len(self.timers) > 8 * len(self.table) + 4096:
+            # Timers of ended flows are dropped lazily; compact so memory follows the
+            # number of live flows, not the flow rate times the longest timeout.
+            self.timers = [e for e in self.timers if not e[3].removed]
+            heapq.heapify(self.timers)
 
     def _run_timers(self, t: int) -> None:
         timers = self.timers
