@@ -217,9 +217,27 @@ cdef inline int64_t flow_timeout(eng_t* e, flow_t* f) noexcept nogil:
     return e.other_to
 
 
+cdef void compact_timers(eng_t* e) noexcept nogil:
+    """Drop the timers of ended flows (normally skipped lazily when due), so timer memory
+    follows the number of live flows rather than the flow rate times the longest timeout.
+    Pop order is (due, seq), a total order, so compaction cannot change what fires when."""
+    cdef theap* t = &e.timers
+    cdef size_t i, k = 0
+    cdef flow_t* f
+    for i in range(t.n):
+        f = &e.ft.pool[t.h[i].idx]
+        if f.in_use and f.flow_id == t.h[i].flow_id:
+            t.h[k] = t.h[i]
+            k += 1
+    t.n = k
+    th_heapify(t)
+
+
 cdef inline void add_timer(eng_t* e, int64_t due, uint32_t kind, int64_t idx) noexcept nogil:
     if th_push(&e.timers, due, kind, <uint32_t>idx, e.ft.pool[idx].flow_id) != 0:
         e.oom = True
+    if e.timers.n > 8 * <size_t>e.ft.used + 4096:
+        compact_timers(e)
 
 
 # --- LRU order (the reference's OrderedDict order) ----------------------------------------

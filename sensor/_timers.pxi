@@ -60,14 +60,9 @@ cdef int th_push(theap* t, int64_t due, uint32_t kind, uint32_t idx,
     return 0
 
 
-cdef void th_pop(theap* t, timer_t* out) noexcept nogil:
-    cdef size_t i = 0, c
-    cdef timer_t last
-    out[0] = t.h[0]
-    t.n -= 1
-    if t.n == 0:
-        return
-    last = t.h[t.n]
+cdef void th_sift_down(theap* t, size_t i, timer_t last) noexcept nogil:
+    """Place `last` at hole i and restore the heap order below it."""
+    cdef size_t c
     while True:
         c = 2 * i + 1
         if c >= t.n:
@@ -79,3 +74,21 @@ cdef void th_pop(theap* t, timer_t* out) noexcept nogil:
         t.h[i] = t.h[c]
         i = c
     t.h[i] = last
+
+
+cdef void th_pop(theap* t, timer_t* out) noexcept nogil:
+    out[0] = t.h[0]
+    t.n -= 1
+    if t.n == 0:
+        return
+    th_sift_down(t, 0, t.h[t.n])
+
+
+cdef void th_heapify(theap* t) noexcept nogil:
+    cdef size_t i
+    if t.n < 2:
+        return
+    i = t.n // 2
+    while i > 0:
+        i -= 1
+        th_sift_down(t, i, t.h[i])
