@@ -208,6 +208,7 @@ class Flow(T.HistorySink):
     __slots__ = (
         "dns_answers",
         "dns_entropy",
+        "dns_first_done",
         "dns_longest",
         "dns_max_name",
         "dns_names",
@@ -234,6 +235,7 @@ class Flow(T.HistorySink):
         "last_ns",
         "n_first",
         "next_active",
+        "ntp_flipped",
         "o",
         "one_way",
         "orig_addr",
@@ -242,15 +244,13 @@ class Flow(T.HistorySink):
         "proto",
         "r",
         "removed",
-        "req_len",
         "rep_len",
-        "ntp_flipped",
-        "dns_first_done",
-        "tun_violated",
+        "req_len",
         "resp_addr",
         "resp_port",
         "start_ns",
         "ttype",
+        "tun_violated",
         "vlan",
     )
 
@@ -501,7 +501,7 @@ class FlowEngine:
                 self._remove(f, EndReason.IDLE)
         elif kind == TM_EXPIRE:
             if f.last_ns + TCP_CONNECTION_LINGER < t:
-                if eo.did_close or er.did_close:
+                if eo.did_close or er.did_close:  # noqa: SIM102 -- Zeek's branch structure
                     if ((eo.did_close and er.did_close) or eo.state == T.RESET or er.state == T.RESET
                             or eo.state == T.INACTIVE or er.state == T.INACTIVE):
                         self._remove(f, EndReason.CLOSED)
@@ -909,7 +909,7 @@ class FlowEngine:
         f.one_way = one_way
         flip = False
         if proto == PROTO_TCP:
-            if not tflags & T.TH_SYN or tflags & T.TH_ACK:
+            if not tflags & T.TH_SYN or tflags & T.TH_ACK:  # noqa: SIM102 -- Zeek's branch structure
                 if _is_likely(sport, proto):
                     if _is_likely(dport, proto):
                         flip = (not tflags & T.TH_SYN) and sport < dport
@@ -1083,8 +1083,8 @@ class FlowEngine:
                 elif not rst:
                     T.update_ack_seq(peer, ack_seq)
         delta_last = T.update_last_seq(ep, seq_end, flags, length)
-        if not ((flags & (T.TH_SYN | T.TH_RST)) and (delta_last > T.TOO_LARGE_SEQ_DELTA or delta_last < -T.TOO_LARGE_SEQ_DELTA)):
-            if not (fin and ep.last_seq == ((ep.start_seq + 1) & T.MASK32)) and ep.state != T.RESET:
+        if not ((flags & (T.TH_SYN | T.TH_RST)) and (delta_last > T.TOO_LARGE_SEQ_DELTA or delta_last < -T.TOO_LARGE_SEQ_DELTA)):  # noqa: SIM102 -- Zeek's branch structure
+            if not (fin and ep.last_seq == ((ep.start_seq + 1) & T.MASK32)) and ep.state != T.RESET:  # noqa: SIM102 -- Zeek's branch structure
                 if delta_last <= 0 and length > 0:
                     ep.rxmt_cnt, ep.rxmt_thresh = f.scaled(ep.is_orig, "T", ep.rxmt_cnt, ep.rxmt_thresh)
         do_close, _gen_event = self._tcp_state_machine(f, ep, peer, flags, base_seq, ack_seq, length, delta_last, ts)
@@ -1185,7 +1185,7 @@ class FlowEngine:
             if rst:
                 ep.set_state(T.RESET)
                 do_close = True
-        elif st == T.CLOSED:
+        elif st == T.CLOSED:  # noqa: SIM102 -- Zeek's branch structure
             if rst and peer.state != T.CLOSED:
                 ep.set_state(T.RESET)
                 if not ep.did_close:

@@ -49,6 +49,7 @@ class Pkt:
     """What the decoders learnt about one packet (reset per packet and per tunnel layer)."""
 
     __slots__ = (
+        "amsdu",
         "df",
         "dst",
         "dst_mac",
@@ -67,7 +68,6 @@ class Pkt:
         "src",
         "src_mac",
         "ttl",
-        "amsdu",
         "vlan",
     )
 

@@ -69,11 +69,11 @@ class Endpoint:
         "missed",
         "prev_state",
         "reassem_seq",
-        "skip",
         "rst_cnt",
         "rxmt_cnt",
         "rxmt_thresh",
         "seq_wraps",
+        "skip",
         "start_seq",
         "state",
         "trim_seq",
@@ -162,7 +162,7 @@ def get_relative_seq(ep: Endpoint, cur: int, last: int, wraps: int) -> tuple[int
     if delta < 0:
         if wraps and cur > last:
             wraps -= 1
-    elif delta > 0:
+    elif delta > 0:  # noqa: SIM102 -- Zeek's branch structure
         if cur < last:
             wraps += 1
     if wraps == 0:
@@ -193,7 +193,7 @@ def init_endpoint(ep: Endpoint, flags: int, first_seq: int, last_seq: int) -> No
             ep.start_seq = first_seq
             ep.ack_seq = first_seq
             ep.last_seq = last_seq
-    elif st == RESET:
+    elif st == RESET:  # noqa: SIM102 -- Zeek's branch structure
         if syn and ep.prev_state == INACTIVE:
             ep.start_seq = first_seq
             ep.ack_seq = first_seq
@@ -286,8 +286,7 @@ def undelivered(ep: Endpoint, up_to: int, is_partial: bool, hist: HistorySink) -
     if up_to <= 2 and is_partial:
         return
     if ep.skip:
-        if up_to > ep.reassem_seq:
-            ep.reassem_seq = up_to
+        ep.reassem_seq = max(ep.reassem_seq, up_to)
         return
     blocks = ep.blocks
     while blocks and blocks[0][0] < up_to:
