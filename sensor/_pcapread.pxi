@@ -203,7 +203,7 @@ cdef int rd_next_pcap(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* wi
 cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* wirelen,
                         int64_t* ts, uint16_t* lt, uint8_t* iface) noexcept nogil:
     cdef size_t p
-    cdef uint32_t btype, blen, trail, ifid, incl, orig
+    cdef uint32_t btype, blen, ifid, incl, orig
     cdef uint64_t ticks
     cdef int rc
     while True:
@@ -225,9 +225,8 @@ cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* 
             return rd_fail(s, p, "pcapng block with an invalid length")
         if s.size - p < blen:
             return rd_fail(s, p, "truncated pcapng block")
-        trail = rd_u32(s, s.base + p + blen - 4)
-        if trail != blen:
-            return rd_fail(s, p, "pcapng block length and trailer differ")
+        # The trailing length copy is not checked (as the reference, and as libpcap is
+        # lenient with it): the leading length alone delimits the block.
         s.pos = p + blen
         if btype == 1:
             rc = rd_ng_idb(s, p, blen)

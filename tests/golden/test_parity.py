@@ -10,6 +10,7 @@ record is shown field by field.
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from netwarden.errors import CaptureFormatError
+from netwarden.errors import CaptureError, CaptureFormatError
 from sensor.config import EngineConfig
 from sensor.engine import load_backend
 from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
@@ -240,3 +241,127 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_generated_capture(generated: Path) -> None:
     run = compare(generated)
     assert run.flow_array().size > 1000
+
+
+# --- readers on crafted captures ------------------------------------------------------------
+# Every fault the readers must report, built byte by byte: both backends must yield the same
+# packets and then raise the same exception type at the same file offset.
+
+ETH_FRAME = bytes(range(60))
+
+
+def _pcap(
+    linktype: int = 1,
+    records: list[tuple[int, int, bytes, int]] | None = None,
+    magic: int = 0xA1B2C3D4,
+    endian: str = "<",
+) -> bytes:
+    out = struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)
+    for sec, frac, data, wire in records or []:
+        out += struct.pack(endian + "IIII", sec, frac, len(data), wire) + data
+    return out
+
+
+def _block(btype: int, body: bytes, endian: str = "<") -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    n = len(body) + 12
+    return struct.pack(endian + "II", btype, n) + body + struct.pack(endian + "I", n)
+
+
+def _shb(endian: str = "<") -> bytes:
+    return _block(0x0A0D0D0A, struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1), endian)
+
+
+def _idb(linktype: int, options: bytes = b"", endian: str = "<") -> bytes:
+    return _block(1, struct.pack(endian + "HHI", linktype, 0, 65535) + options, endian)
+
+
+def _opt(code: int, value: bytes, endian: str = "<") -> bytes:
+    return struct.pack(endian + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _epb(ifid: int, ticks: int, data: bytes, wire: int | None = None, endian: str = "<") -> bytes:
+    head = struct.pack(
+        endian + "IIIII",
+        ifid,
+        ticks >> 32,
+        ticks & 0xFFFFFFFF,
+        len(data),
+        len(data) if wire is None else wire,
+    )
+    return _block(6, head + data, endian)
+
+
+def _crafted() -> dict[str, bytes]:
+    rec = [(1_600_000_000, 123_456, ETH_FRAME, 60), (1_600_000_001, 5, ETH_FRAME[:40], 1500)]
+    opts = _opt(9, b"\x09") + _opt(14, struct.pack("<q", 100)) + _opt(0, b"")
+    ng = _shb() + _idb(1, opts) + _idb(101, _opt(9, bytes([0x80 | 20])))
+    ng += _epb(0, 1_600_000_000_123_456_789, ETH_FRAME) + _epb(1, 3 << 20, ETH_FRAME[14:])
+    ng += _block(3, struct.pack("<I", 60) + ETH_FRAME)  # simple packet block
+    ng += _block(2, struct.pack("<HHIIII", 0, 0, 0, 7, 60, 60) + ETH_FRAME)  # obsolete PB
+    ng += _block(0x0BAD, b"skipped")  # unknown block types are skipped
+    return {
+        "empty": b"",
+        "three_bytes": b"\xd4\xc3\xb2",
+        "short_header": _pcap()[:20],
+        "bad_magic": b"\x01\x02\x03\x04" + _pcap()[4:],
+        "unsupported_link": _pcap(linktype=147, records=rec),
+        "fcs_bits_in_link": _pcap(linktype=0x04000001, records=rec),
+        "usec_le": _pcap(records=rec),
+        "nsec_be": _pcap(records=rec, magic=0xA1B23C4D, endian=">"),
+        "truncated_record_header": _pcap(records=rec) + b"\0" * 9,
+        "truncated_record": _pcap(records=rec)[:-10],
+        "oversized_caplen": _pcap(records=rec) + struct.pack("<IIII", 1, 0, 300_000, 300_000),
+        "pcapng": ng,
+        "pcapng_big_endian": _shb(">") + _idb(1, endian=">") + _epb(0, 77, ETH_FRAME, endian=">"),
+        "pcapng_new_section": ng + _shb() + _epb(0, 1, ETH_FRAME),
+        "pcapng_bad_length": ng + struct.pack("<II", 6, 30) + b"\0" * 22,
+        "pcapng_truncated_block": ng + _epb(0, 1, ETH_FRAME)[:-8],
+        "pcapng_spb_before_idb": _shb() + _block(3, struct.pack("<I", 60) + ETH_FRAME),
+        "pcapng_idb_unsupported": _shb() + _idb(1) + _epb(0, 1, ETH_FRAME) + _idb(147),
+        "pcapng_caplen_past_block": _shb()
+        + _idb(1)
+        + _block(6, struct.pack("<IIIII", 0, 0, 1, 500, 500) + ETH_FRAME),
+    }
+
+
+def _read_all(mod: Any, path: Path) -> tuple[list[tuple[bytes, int, int, int, int]], Any]:
+    frames: list[tuple[bytes, int, int, int, int]] = []
+    try:
+        reader = mod.PcapReader(str(path))
+        for b in reader.batches(3):
+            buf = memoryview(b.buffer).cast("B")
+            for i in range(b.count):
+                o, n = int(b.offset[i]), int(b.caplen[i])
+                frames.append(
+                    (
+                        bytes(buf[o : o + n]),
+                        int(b.wirelen[i]),
+                        int(b.ts_ns[i]),
+                        int(b.linktype[i]),
+                        int(b.iface[i]),
+                    )
+                )
+    except CaptureError as exc:
+        return frames, (type(exc).__name__, getattr(exc, "offset", None))
+    return frames, None
+
+
+@pytest.mark.parametrize("name", sorted(_crafted()))
+def test_reader_faults_match(name: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{name}.pcap"
+    path.write_bytes(_crafted()[name])
+    c_frames, c_err = _read_all(_c_backend(), path)
+    py_frames, py_err = _read_all(_py_backend(), path)
+    assert c_err == py_err
+    assert c_frames == py_frames
+    good = name in ("usec_le", "nsec_be", "fcs_bits_in_link", "pcapng", "pcapng_big_endian")
+    assert (c_err is None) == good, c_err
+    if good:
+        assert len(c_frames) >= 1
+
+
+def test_reader_missing_file(tmp_path: Path) -> None:
+    for mod in (_c_backend(), _py_backend()):
+        with pytest.raises(CaptureError):
+            list(mod.PcapReader(str(tmp_path / "absent.pcap")).batches())
