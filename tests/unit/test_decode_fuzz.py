@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+
 import pytest
 
 from tests.conftest import BACKEND_PARAMS, REPO, ZEEK_CORPUS
