@@ -113,6 +113,11 @@ class Controller:
         self.enforcer.setup()
         self._sync_allow()
         report = self.reconcile()
+        # the circuit breaker survives a restart: count the last minute's automatic bans
+        now = self.clock()
+        for b in self.store.active_bans(now):
+            if b.actor.startswith("detector:") and b.created > now - 60.0:
+                self.policy.note_acted(b.created)
         if control:
             self.control = ControlServer(self.cfg.state_dir, self.handle)
             self.add_reader(self.control.fileno(), self.control.on_readable)
@@ -275,6 +280,10 @@ class Controller:
         ]
         superseded = self._nested_ranges(bans, now, actor, d.id, evidence)
         specs = [BanSpec(b.addr, b.action, d.ttl_s, d.id) for b in bans]
+        # a ban that already exists is replaced (removed and re-added in the same commit):
+        # its new timeout and decision id must win, and kernels differ on whether
+        # re-adding an element refreshes them
+        refreshed = [(b.addr, b.action) for b in bans if any(o.action is b.action for o in self.store.get_bans(b.addr))]
         try:
             with self.store.transaction():
                 for old in superseded:
@@ -282,7 +291,7 @@ class Controller:
                 self.store.put_bans(bans)
                 for b in bans:
                     self.store.record_offence(b.addr, now, self.cfg.policy.offender_window_s)
-                res = self.enforcer.apply(specs, [(o.addr, o.action) for o in superseded])  # raises: rollback
+                res = self.enforcer.apply(specs, [(o.addr, o.action) for o in superseded] + refreshed)  # raises: rollback
                 self.audit.record(actor, "ban", str(d.target), decision_id=d.id, evidence=evidence, result="ok",
                                   detail={"action": d.action.value, "ttl_s": d.ttl_s, "count": len(bans),
                                           "superseded": [str(o.addr) for o in superseded],

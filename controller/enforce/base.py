@@ -95,6 +95,9 @@ class Enforcer(abc.ABC):
     ) -> ApplyResult:
         """Add/refresh and remove bans; removing an absent ban is not an error.
 
+        Removals happen before additions, so removing and adding the same key replaces it
+        (new timeout and decision id) without an instant where it is missing.
+
         Raises ``EnforcementError`` if the kernel refused the change or the read-back does
         not show it.
         """

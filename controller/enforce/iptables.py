@@ -152,7 +152,10 @@ class IptablesEnforcer(Enforcer):
         self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[Target, Action]] = ()
     ) -> ApplyResult:
         t0 = time.perf_counter()
-        lines = [f"del {_set(_kind(act, a), a.version)} {a}" for a, act in remove]
+        adding = {(s.addr, s.action) for s in add}
+        # ``add -exist`` already replaces timeout and comment: deleting first would open a
+        # gap between the two restore lines
+        lines = [f"del {_set(_kind(act, a), a.version)} {a}" for a, act in remove if (a, act) not in adding]
         for spec in add:
             secs = 0 if spec.ttl_s is None else min(IPSET_MAX_TIMEOUT, max(1, math.ceil(spec.ttl_s)))
             lines.append(

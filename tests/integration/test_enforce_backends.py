@@ -157,6 +157,16 @@ def test_bulk_commit_spans_many_messages_and_reads_back(kernel: Enforcer) -> Non
 
 
 @pytest.mark.kernel
+def test_replacing_a_ban_updates_timeout_and_decision(kernel: Enforcer, lab: nslab.Lab) -> None:
+    a = A(nslab.CLIENT_V4)
+    kernel.apply([BanSpec(a, Action.DROP, 3000, "d-first")])
+    kernel.apply([BanSpec(a, Action.DROP, 60, "d-second")], remove=[(a, Action.DROP)])
+    (b,) = kernel.list_bans()
+    assert b.decision_id == "d-second" and b.remaining_s is not None and b.remaining_s <= 60
+    assert nslab.blocked(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
+
+
+@pytest.mark.kernel
 def test_unban_of_absent_element_does_not_abort_the_batch(kernel: Enforcer) -> None:
     kernel.apply(
         add=[BanSpec(A("203.0.113.5"), Action.DROP, 60, "d-x")],

@@ -152,3 +152,16 @@ def test_range_bans_nest_without_overlap(tmp_path: Path) -> None:
     assert kernel(ctl) == {}
     with pytest.raises(PolicyRefused, match="gateway"):
         ctl.ban("192.0.2.0/30", 60, "covers the gateway", "operator:alice")
+
+
+def test_circuit_breaker_survives_restart(tmp_path: Path) -> None:
+    clock = Clock()
+    ctl = make(tmp_path, clock, breaker_bans_per_minute=3)
+    for i in range(3):
+        assert ctl.submit_detection(det(f"203.0.113.{100 + i}")).verdict is Verdict.ACT
+    ctl.close()
+    clock.t += 5
+    ctl2 = Controller(ctl.cfg, enforcer=DryRunEnforcer(tmp_path, clock=clock), guard=ctl.guard, clock=clock)
+    ctl2.start(control=False)
+    d = ctl2.submit_detection(det("203.0.113.200"))
+    assert d.verdict is Verdict.PENDING and any("circuit breaker" in r for r in d.risky)
