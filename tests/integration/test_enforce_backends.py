@@ -97,7 +97,10 @@ def test_allow_list_wins(kernel: Enforcer, lab: nslab.Lab, attacker: str, bystan
     assert nslab.blocked(lab.probe(attacker, server))
     nets = [N(attacker), N("192.0.2.0/24"), N("192.0.3.0/24"), N("2001:db8::/32")]
     kernel.set_allow(nets)
-    assert sorted(map(str, kernel.list_allow())) == sorted(["192.0.2.0/23", str(N(attacker)), "2001:db8::/32"])
+    want = sorted(["192.0.2.0/23", str(N(attacker)), "2001:db8::/32"])
+    assert sorted(map(str, kernel.list_allow())) == want
+    if kernel.name == "nftables":  # an independent decoder: the nft binary's JSON
+        assert sorted(map(str, _nft_allow(lab))) == want
     assert nslab.passes(lab.probe(attacker, server)), "allow-listed source must pass despite its ban"
     assert nslab.blocked(lab.probe(bystander, server)), "the allow-list covers only its networks"
     kernel.set_allow([])
@@ -229,6 +232,18 @@ def make_hooked(backend: str, lab: nslab.Lab, hook: object) -> Enforcer:
     from controller.enforce.iptables import IptablesEnforcer
 
     return IptablesEnforcer(hook, netns=lab.server)  # type: ignore[arg-type]
+
+
+def _nft_allow(lab: nslab.Lab) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    import json
+
+    nets = []
+    for set_name in ("allow4", "allow6"):
+        out = lab.exec(lab.server, "nft", "-j", "list", "set", "inet", "netwarden", set_name).stdout
+        (s,) = [o["set"] for o in json.loads(out)["nftables"] if "set" in o]
+        for e in s.get("elem", []):
+            nets.append(N(f"{e['prefix']['addr']}/{e['prefix']['len']}") if isinstance(e, dict) else N(e))
+    return nets
 
 
 def _nft_json(lab: nslab.Lab) -> list[dict[str, dict[str, object]]]:
