@@ -41,6 +41,8 @@ from controller.store import Store, StoredBan
 from netwarden.errors import ConfigError, ControlError, EnforcementError, PolicyRefused
 
 log = logging.getLogger(__name__)
+#: how often the box's own addresses and gateways are re-read for anti-lockout
+GUARD_REFRESH_S = 30.0
 
 
 def make_enforcer(cfg: ControllerConfig, netns: str | None = None) -> Enforcer:
@@ -96,6 +98,7 @@ class Controller:
         self.store = Store(cfg.state_dir)
         self.audit = AuditLog(self.store.db, cfg.state_dir, store=self.store)
         self.enforcer = enforcer if enforcer is not None else make_enforcer(cfg)
+        self._own_guard = guard is None
         self.guard = guard if guard is not None else build_guard(cfg.safety)
         self.guard.allow = [n for n, _, _ in self.store.allow_list()]
         window = cfg.policy.offender_window_s
@@ -126,6 +129,8 @@ class Controller:
             detail={"hook": self.cfg.hook.value, "pid": os.getpid(), "reconcile": _rep(report)},
         )
         self.add_periodic(self.cfg.tick_s, self.tick)
+        if self._own_guard and self.cfg.safety.discover_local:
+            self.add_periodic(GUARD_REFRESH_S, self.refresh_guard)
         return report
 
     def close(self) -> None:
@@ -242,6 +247,20 @@ class Controller:
                 self.audit.record("controller", "expire", str(b.addr), decision_id=b.decision_id, detail={"action": b.action.value})
             for a in self.approvals.expire(now):
                 self.audit.record("controller", "approval-expired", a.id, decision_id=a.id)
+
+    def refresh_guard(self) -> None:
+        """Re-read the box's addresses and gateways (DHCP, new interfaces): anti-lockout
+        must follow them, in policy and in the kernel allow-list."""
+        fresh = build_guard(self.cfg.safety).fixed
+        if {(p.net, p.why) for p in fresh} == {(p.net, p.why) for p in self.guard.fixed}:
+            return
+        old = self.guard.fixed
+        self.guard.fixed = fresh
+        self._sync_allow()
+        self.audit.record("controller", "guard-refresh", detail={
+            "added": sorted({str(p.net) for p in fresh} - {str(p.net) for p in old}),
+            "removed": sorted({str(p.net) for p in old} - {str(p.net) for p in fresh}),
+        })
 
     def _sync_allow(self) -> None:
         self.enforcer.set_allow(self.guard.kernel_allow())

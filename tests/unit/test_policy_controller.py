@@ -165,3 +165,21 @@ def test_circuit_breaker_survives_restart(tmp_path: Path) -> None:
     ctl2.start(control=False)
     d = ctl2.submit_detection(det("203.0.113.200"))
     assert d.verdict is Verdict.PENDING and any("circuit breaker" in r for r in d.risky)
+
+
+def test_anti_lockout_follows_a_new_host_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import controller.daemon as daemon
+
+    clock = Clock()
+    fixed = [Protected(N("192.0.2.2/32"), "self")]
+    monkeypatch.setattr(daemon, "build_guard", lambda _safety: Guard(fixed=list(fixed)))
+    cfg = ControllerConfig(state_dir=tmp_path, safety=SafetyConfig(discover_local=True))
+    ctl = Controller(cfg, enforcer=DryRunEnforcer(tmp_path, clock=clock), clock=clock)
+    ctl.start(control=False)
+    ctl.ban("198.51.100.9", 600, "scanner", "operator:alice")
+    fixed.append(Protected(N("198.51.100.9/32"), "self"))  # DHCP gave the box that address
+    ctl.refresh_guard()
+    assert N("198.51.100.9/32") in ctl.enforcer.list_allow()
+    with pytest.raises(PolicyRefused, match="an address of this host"):
+        ctl.ban("198.51.100.9", 600, "again", "operator:alice")
+    assert ("guard-refresh", "", "ok") in events(ctl)
