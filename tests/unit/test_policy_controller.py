@@ -168,7 +168,7 @@ def test_circuit_breaker_survives_restart(tmp_path: Path) -> None:
 
 
 def test_anti_lockout_follows_a_new_host_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import controller.daemon as daemon
+    from controller import daemon
 
     clock = Clock()
     fixed = [Protected(N("192.0.2.2/32"), "self")]
