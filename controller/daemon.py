@@ -257,6 +257,15 @@ class Controller:
         old = self.guard.fixed
         self.guard.fixed = fresh
         self._sync_allow()
+        now = self.clock()
+        with self.store.transaction():  # bans on what is now protected are lifted
+            for b in self.store.active_bans(now):
+                refusal = self.guard.refusal(as_network(b.addr))
+                if refusal:
+                    self.store.delete_ban(b.addr, b.action)
+                    self.enforcer.apply(remove=[(b.addr, b.action)])
+                    self.audit.record("controller", "unban", str(b.addr), decision_id=b.decision_id,
+                                      detail={"why": refusal})
         self.audit.record("controller", "guard-refresh", detail={
             "added": sorted({str(p.net) for p in fresh} - {str(p.net) for p in old}),
             "removed": sorted({str(p.net) for p in old} - {str(p.net) for p in fresh}),

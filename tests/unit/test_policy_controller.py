@@ -180,6 +180,7 @@ def test_anti_lockout_follows_a_new_host_address(tmp_path: Path, monkeypatch: py
     fixed.append(Protected(N("198.51.100.9/32"), "self"))  # DHCP gave the box that address
     ctl.refresh_guard()
     assert N("198.51.100.9/32") in ctl.enforcer.list_allow()
+    assert kernel(ctl) == {} and ctl.store.active_bans(clock()) == []  # the ban was lifted
     with pytest.raises(PolicyRefused, match="an address of this host"):
         ctl.ban("198.51.100.9", 600, "again", "operator:alice")
     assert ("guard-refresh", "", "ok") in events(ctl)
