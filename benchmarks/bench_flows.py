@@ -139,8 +139,11 @@ def _child(kind: str, path: str) -> None:
 
 
 def measure(kind: str, path: Path) -> dict:
+    # One core: no BLAS worker threads spinning beside the measured loop.
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_flows", "--child", kind, str(path)],
+        env=env,
         check=False,
         cwd=ROOT,
         capture_output=True,
