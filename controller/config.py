@@ -6,6 +6,7 @@ Example (every key optional)::
     enforce = "dryrun"          # nftables | iptables | dryrun (the default)
     hook = "input"              # input | forward | prerouting
     state_dir = "/var/lib/netwarden"
+    resync_s = 300              # re-check the kernel against the store (heals a flushed ruleset)
 
     [enforce]
     limit_rate = 10             # packets/s above which a rate-limited source is dropped
@@ -147,6 +148,7 @@ class ControllerConfig:
     limit_burst: int = 20
     priority: int | None = None
     tick_s: float = 1.0
+    resync_s: float = 300.0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
@@ -155,6 +157,8 @@ class ControllerConfig:
             raise ConfigError(f"enforce must be one of {', '.join(BACKENDS)}, got {self.enforce!r}")
         if self.limit_rate < 1 or self.limit_burst < 1:
             raise ConfigError("enforce.limit_rate and limit_burst must be >= 1")
+        if self.tick_s <= 0 or self.resync_s <= 0:
+            raise ConfigError("controller.tick_s and resync_s must be positive")
 
 
 def _policy(d: dict[str, Any]) -> PolicyConfig:
@@ -217,6 +221,7 @@ def load(path: str | Path | None = None, **overrides: Any) -> ControllerConfig:
         "limit_burst": e.get("limit_burst", 20),
         "priority": e.get("priority"),
         "tick_s": float(c.get("tick_s", 1.0)),
+        "resync_s": float(c.get("resync_s", 300.0)),
         "policy": _policy(data.get("policy", {})),
         "safety": _safety(data.get("safety", {})),
     }

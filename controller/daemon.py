@@ -129,6 +129,7 @@ class Controller:
             detail={"hook": self.cfg.hook.value, "pid": os.getpid(), "reconcile": _rep(report)},
         )
         self.add_periodic(self.cfg.tick_s, self.tick)
+        self.add_periodic(self.cfg.resync_s, self.resync)
         if self._own_guard and self.cfg.safety.discover_local:
             self.add_periodic(GUARD_REFRESH_S, self.refresh_guard)
         return report
@@ -211,7 +212,8 @@ class Controller:
             pass
 
     # --- reconciliation and expiry ------------------------------------------------------
-    def reconcile(self) -> ReconcileReport:
+    def reconcile(self, quiet: bool = False) -> ReconcileReport:
+        """Make the kernel match the store; ``quiet`` audits only when something changed."""
         now = self.clock()
         expired = self.store.pop_expired(now)
         for b in expired:
@@ -237,8 +239,16 @@ class Controller:
         if readd or unknown:
             self.enforcer.apply(readd, unknown)
         report = ReconcileReport(len(active) - len(readd), len(readd), len(unknown), len(expired))
-        self.audit.record("controller", "reconcile", self.enforcer.name, detail=_rep(report))
+        if not quiet or readd or unknown or expired:
+            self.audit.record("controller", "reconcile", self.enforcer.name, detail=_rep(report))
         return report
+
+    def resync(self) -> ReconcileReport:
+        """Heal outside interference (``nft flush ruleset``, a deleted ipset): re-create our
+        objects, reload the allow-list, reconcile. Cheap when nothing changed."""
+        self.enforcer.setup()
+        self._sync_allow()
+        return self.reconcile(quiet=True)
 
     def tick(self) -> None:
         now = self.clock()

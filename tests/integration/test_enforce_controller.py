@@ -223,3 +223,34 @@ def audit_entries(state: Path) -> list[dict[str, object]]:
 
 def request_free_audit_len(state: Path) -> int:
     return len(audit_entries(state))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("backend", ["nftables", "iptables"])
+def test_resync_heals_a_flushed_ruleset(backend: str, lab: nslab.Lab, tmp_path: Path) -> None:
+    reason = nslab.skip_reason(*TOOLS[backend])
+    if reason:
+        pytest.skip(reason)
+    from controller.config import ControllerConfig, SafetyConfig
+    from controller.daemon import Controller
+    from controller.policy import Guard
+
+    cfg = ControllerConfig(state_dir=tmp_path, enforce=backend, safety=SafetyConfig(discover_local=False))
+    ctl = Controller(cfg, enforcer=reader(backend, lab), guard=Guard())
+    try:
+        ctl.start(control=False)
+        ctl.ban(nslab.CLIENT_V4, 300, "test", "operator:test")
+        assert nslab.blocked(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
+        if backend == "nftables":
+            lab.exec(lab.server, "nft", "flush", "ruleset")
+        else:
+            lab.exec(lab.server, "iptables", "-F", "NETWARDEN")
+            lab.exec(lab.server, "ipset", "flush", "nw-ban4")
+        assert nslab.passes(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
+        rep = ctl.resync()
+        assert (rep.kept, rep.readded) == (0, 1)
+        assert nslab.blocked(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
+        assert ctl.resync().readded == 0  # and a healthy state is left alone
+    finally:
+        ctl.enforcer.teardown()
+        ctl.close()
