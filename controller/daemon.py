@@ -246,7 +246,8 @@ class Controller:
     def resync(self) -> ReconcileReport:
         """Heal outside interference (``nft flush ruleset``, a deleted ipset): re-create our
         objects, reload the allow-list, reconcile. Cheap when nothing changed."""
-        self.enforcer.setup()
+        if self.enforcer.ensure():
+            self.audit.record("controller", "repair", self.enforcer.name, detail={"why": "firewall objects missing or altered"})
         self._sync_allow()
         return self.reconcile(quiet=True)
 

@@ -89,6 +89,14 @@ class Enforcer(abc.ABC):
     def setup(self) -> None:
         """Create our own table/chain/sets if missing. Never removes existing bans."""
 
+    def ensure(self) -> bool:
+        """Re-create our objects only if they are missing or altered; True if it had to.
+
+        Backends that can check their schema cheaply override this so a periodic check
+        does not replace healthy rules (and reset their counters)."""
+        self.setup()
+        return True
+
     @abc.abstractmethod
     def apply(
         self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[Target, Action]] = ()

@@ -53,6 +53,8 @@ HOOKNUM = {Hook.PREROUTING: 0, Hook.INPUT: 1, Hook.FORWARD: 2}
 #: raw priority (-300) for prerouting drops floods before conntrack; just ahead of the
 #: usual filter priority (0) otherwise, so our drop is seen before an operator's accept.
 DEFAULT_PRIORITY = {Hook.PREROUTING: -300, Hook.INPUT: -10, Hook.FORWARD: -10}
+#: our rules, in chain order: the allow-list first
+RULE_ORDER = ("allow", "ban", "rng", "limit")
 #: a per-source limiter is forgotten after this long without packets
 METER_TIMEOUT_MS = 60_000
 #: at most this many elements are verified one by one; above it the set is dumped once
@@ -160,7 +162,7 @@ class NftablesEnforcer(Enforcer):
             return (nl.NEWRULE, nl.NLM_F_CREATE | nl.NLM_F_APPEND, nl.NFPROTO_INET, body)
 
         out = []
-        for verdict_sets in ("allow", "ban", "rng", "limit"):
+        for verdict_sets in RULE_ORDER:
             for version, proto in ((4, nl.NFPROTO_IPV4), (6, nl.NFPROTO_IPV6)):
                 head = (
                     nl.ex_meta_nfproto(),
@@ -235,26 +237,35 @@ class NftablesEnforcer(Enforcer):
         """Read the schema back through pyroute2 (an independent decoder)."""
         from pyroute2.nftables.main import NFTables
 
-        def read() -> tuple[set[str], set[str], int]:
+        def read() -> tuple[set[str], set[str], list[str]]:
             nft = NFTables(nfgen_family=nl.NFPROTO_INET)
             try:
                 sets = {s.get_attr("NFTA_SET_NAME") for s in nft.get_sets() if s.get_attr("NFTA_SET_TABLE") == self.table}
                 chains = {c.get_attr("NFTA_CHAIN_NAME") for c in nft.get_chains() if c.get_attr("NFTA_CHAIN_TABLE") == self.table}
-                rules = sum(
-                    1
+                rules = [  # in chain order; pyroute2 decodes the comment from the userdata
+                    str(r.get_attr("NFTA_RULE_USERDATA"))
                     for r in nft.get_rules()
                     if r.get_attr("NFTA_RULE_TABLE") == self.table and r.get_attr("NFTA_RULE_CHAIN") == self.hook.value
-                )
+                ]
             finally:
                 nft.close()
             return sets, chains, rules
 
         sets, chains, rules = call_in_netns(self.netns, read)
         want_sets = {f"{p}{v}" for p in ("allow", "ban", "rng", "limit", "meter") for v in (4, 6)}
-        if not want_sets <= sets or chains != {self.hook.value} or rules != 8:
+        want_rules = [f"netwarden {p}{v}" for p in RULE_ORDER for v in (4, 6)]
+        if not want_sets <= sets or chains != {self.hook.value} or rules != want_rules:
             raise EnforcementError(
                 f"nftables read-back mismatch: sets={sorted(sets)} chains={sorted(chains)} rules={rules}"
             )
+
+    def ensure(self) -> bool:
+        try:
+            self._verify_schema()
+            return False
+        except EnforcementError:
+            self.setup()
+            return True
 
     def teardown(self) -> None:
         try:

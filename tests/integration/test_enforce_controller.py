@@ -254,3 +254,31 @@ def test_resync_heals_a_flushed_ruleset(backend: str, lab: nslab.Lab, tmp_path: 
     finally:
         ctl.enforcer.teardown()
         ctl.close()
+
+
+@pytest.mark.kernel
+def test_resync_leaves_healthy_rules_alone_and_repairs_altered_ones(lab: nslab.Lab, tmp_path: Path) -> None:
+    import json as _json
+
+    from controller.config import ControllerConfig, SafetyConfig
+    from controller.daemon import Controller
+    from controller.policy import Guard
+
+    def handles() -> list[int]:
+        out = lab.exec(lab.server, "nft", "-j", "list", "chain", "inet", "netwarden", "input").stdout
+        return [o["rule"]["handle"] for o in _json.loads(out)["nftables"] if "rule" in o]
+
+    cfg = ControllerConfig(state_dir=tmp_path, enforce="nftables", safety=SafetyConfig(discover_local=False))
+    ctl = Controller(cfg, enforcer=reader("nftables", lab), guard=Guard())
+    try:
+        ctl.start(control=False)
+        before = handles()
+        ctl.resync()
+        assert handles() == before, "a healthy chain is not rewritten (counters kept)"
+        lab.exec(lab.server, "nft", "delete", "rule", "inet", "netwarden", "input", "handle", str(before[0]))
+        ctl.resync()
+        assert len(handles()) == len(before) and handles() != before
+        assert any(e["event"] == "repair" for e in ctl.audit.entries())
+    finally:
+        ctl.enforcer.teardown()
+        ctl.close()
