@@ -1543,6 +1543,7 @@ cdef class FlowEngine:
 
     cdef eng_t* e
     cdef readonly object config
+    cdef bint busy  # a call is running without the GIL: a second caller must not enter
 
     def __cinit__(self, *args, **kwargs):
         self.e = <eng_t*>calloc(1, sizeof(eng_t))
@@ -1591,6 +1592,12 @@ cdef class FlowEngine:
         free(e)
         self.e = NULL
 
+    cdef _enter(self):
+        # The GIL is released inside; one engine serves one thread at a time.
+        if self.busy:
+            raise RuntimeError("FlowEngine is in use by another thread")
+        self.busy = True
+
     cdef _check_oom(self):
         if self.e.oom:
             self.e.oom = False
@@ -1631,24 +1638,36 @@ cdef class FlowEngine:
                 raise ValueError(f"pktsum holds {pktsum.shape[0]} rows, batch has {n}")
             psraw = pktsum.reshape(-1).view(np.uint8)
             ps = <nw_pktsum_rec*>&psraw[0]
-        with nogil:
-            eng_feed(self.e, base, size, n, &offs[0], &caps[0], &wires[0], &tss[0], &lts[0],
-                     &ifs[0], ps)
+        self._enter()
+        try:
+            with nogil:
+                eng_feed(self.e, base, size, n, &offs[0], &caps[0], &wires[0], &tss[0],
+                         &lts[0], &ifs[0], ps)
+        finally:
+            self.busy = False
         self._check_oom()
 
     def advance(self, int64_t now_ns):
         """Expire flows and fragments up to network time ``now_ns``."""
-        with nogil:
-            if now_ns > self.e.now:
-                self.e.now = now_ns
-            run_timers(self.e, self.e.now)
-            expire_frags(self.e, self.e.now)
+        self._enter()
+        try:
+            with nogil:
+                if now_ns > self.e.now:
+                    self.e.now = now_ns
+                run_timers(self.e, self.e.now)
+                expire_frags(self.e, self.e.now)
+        finally:
+            self.busy = False
         self._check_oom()
 
     def flush(self):
         """End every live flow (end of input)."""
-        with nogil:
-            eng_flush(self.e)
+        self._enter()
+        try:
+            with nogil:
+                eng_flush(self.e)
+        finally:
+            self.busy = False
         self._check_oom()
 
     def drain_flows(self, out):
@@ -1657,6 +1676,8 @@ cdef class FlowEngine:
         cdef size_t n
         if out.dtype != FLOW_DTYPE or not out.flags.c_contiguous or out.ndim != 1:
             raise ValueError("out must be a 1-d C-contiguous FLOW_DTYPE array")
+        if self.busy:
+            raise RuntimeError("FlowEngine is in use by another thread")
         n = min(<size_t>out.shape[0], self.e.outf_n - self.e.outf_start)
         if n == 0:
             return 0
@@ -1674,6 +1695,8 @@ cdef class FlowEngine:
         cdef size_t n
         if out.dtype != ARP_DTYPE or not out.flags.c_contiguous or out.ndim != 1:
             raise ValueError("out must be a 1-d C-contiguous ARP_DTYPE array")
+        if self.busy:
+            raise RuntimeError("FlowEngine is in use by another thread")
         n = min(<size_t>out.shape[0], self.e.outa_n - self.e.outa_start)
         if n == 0:
             return 0
