@@ -34,6 +34,10 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
   (no more gaps) with > 16 KiB above a hole before any ACK or > 10 MiB buffered.
   UDP: D/d once per direction; ICMP: no letters; X once when Zeek's DNS analyzer sees an
   unknown opcode. conn_state from conn/main.zeek.
+* Close: a FIN/RST marks its side closed only once its data is delivered (no hole below
+  its highest sequence, and no data buffered by the peer); until then the close is
+  deferred and carried out when an ACK turns the hole into a gap (Zeek's close_deferred
+  and EndpointEOF). Last-packet time stops advancing once both sides closed.
 * Reuse: a SYN (or SYN-ACK on a half-open connection) with a new ISN on an existing TCP
   tuple ends the old flow (end_reason CLOSED) and starts a new one.
 * Timers run on network time (packet timestamps), fired before the packet that moves time
@@ -104,8 +108,9 @@ BACKEND = "py"
 #: (tests of newer rules skip it until then). 1: initial; 2: Zeek application flips
 #: (DNS/NTP), UDP byte slots, DNS session timer, UDP tunnel detection; 3: 802.11 per Zeek
 #: (A-MSDU subframes, no HTC), Aruba GRE, GRE-in-UDP, inner packets keep the outer wire
-#: length; 4: TCP reassembly gives up above an unacked hole (no more gaps reported).
-SEMANTICS_REVISION = 4
+#: length; 4: TCP reassembly gives up above an unacked hole (no more gaps reported);
+#: 5: a FIN/RST close waits while data is pending (Zeek's close_deferred / EndpointEOF).
+SEMANTICS_REVISION = 5
 NS = 1_000_000_000
 
 #: Zeek's likely_server_ports from the analyzers a default ``zeek`` loads.
@@ -244,6 +249,7 @@ class Flow(T.HistorySink):
         "proto",
         "r",
         "removed",
+        "close_deferred",
         "rep_len",
         "req_len",
         "resp_addr",
@@ -288,6 +294,7 @@ class Flow(T.HistorySink):
         self.tun_violated = 0  # bit per TunnelType whose header failed on this flow
         self.dns_first_done = False  # Zeek's DNS analyzer has seen its first message
         self.ntp_flipped = False
+        self.close_deferred = False  # a FIN/RST close waits for pending data (Zeek)
         # UDP/ICMP payload bytes per role slot; -1 = never sent (Zeek's INACTIVE). Like
         # Zeek's request_len/reply_len these slots do NOT follow a role flip.
         self.req_len = -1
@@ -1089,13 +1096,28 @@ class FlowEngine:
                     ep.rxmt_cnt, ep.rxmt_thresh = f.scaled(ep.is_orig, "T", ep.rxmt_cnt, ep.rxmt_thresh)
         do_close, _gen_event = self._tcp_state_machine(f, ep, peer, flags, base_seq, ack_seq, length, delta_last, ts)
         if ack:
-            T.ack_received(peer, rel_ack, f.is_partial, f)
+            if T.ack_received(peer, rel_ack, f.is_partial, f):
+                self._tcp_check_eof(f, peer)
         rel_data_seq = rel_seq + 1 if syn else rel_seq
         if length > 0 and not rst and not underflow and captured >= length:
             # Snaplen-truncated payload never reaches the reassembler (acks then show gaps).
             T.data_sent(ep, rel_data_seq, length)
+        self._tcp_check_eof(f, ep)
         if do_close:
             self._tcp_connection_closed(f, ep, peer)
+
+    def _tcp_check_eof(self, f: Flow, ep: T.Endpoint) -> None:
+        """Zeek's CheckEOF/EndpointEOF: once a closed or reset side has no data pending, a
+        close that was deferred because of pending data is carried out (for this side)."""
+        if ep.did_eof or not (ep.fin_cnt > 0 or ep.state == T.CLOSED or ep.state == T.RESET):
+            return
+        peer = f.er if ep is f.eo else f.eo
+        if T.data_pending(ep, peer):
+            return
+        ep.did_eof = True
+        if f.close_deferred:
+            self._tcp_connection_closed(f, ep, peer)
+            f.close_deferred = False
 
     def _tcp_update_history(self, f: Flow, ep: T.Endpoint, flags: int, rel_seq: int, length: int) -> None:
         syn = flags & T.TH_SYN
@@ -1194,6 +1216,11 @@ class FlowEngine:
         return do_close, gen_event
 
     def _tcp_connection_closed(self, f: Flow, ep: T.Endpoint, peer: T.Endpoint) -> None:
+        if T.data_pending(ep, peer):
+            # Zeek defers the close until the data is delivered (or given up as a gap).
+            f.close_deferred = True
+            return
+        f.close_deferred = False
         if ep.did_close:
             return
         ep.did_close = True

@@ -57,6 +57,7 @@ class Endpoint:
         "chk_cnt",
         "chk_thresh",
         "did_close",
+        "did_eof",
         "fin_cnt",
         "fin_seq",
         "gap_cnt",
@@ -112,6 +113,7 @@ class Endpoint:
         self.blocks: list[list[int]] = []  # sorted [start, end) relative ranges
         self.missed = 0
         self.skip = False  # reassembly given up (Zeek's skip_deliveries): no more gaps
+        self.did_eof = False  # all of this side's data delivered after its FIN/RST
 
     def set_state(self, s: int) -> None:
         if s != self.state:
@@ -300,14 +302,31 @@ def undelivered(ep: Endpoint, up_to: int, is_partial: bool, hist: HistorySink) -
         ep.reassem_seq = up_to
 
 
-def ack_received(ep: Endpoint, seq: int, is_partial: bool, hist: HistorySink) -> None:
+def ack_received(ep: Endpoint, seq: int, is_partial: bool, hist: HistorySink) -> bool:
+    """The peer acked ``seq`` of ep's data; returns whether the ack advanced (the caller
+    then checks ep for end of data, as Zeek's reassembler does)."""
     if ep.fin_cnt > 0 and seq >= ep.fin_seq:
         seq = ep.fin_seq - 1
     if seq <= ep.trim_seq:
-        return
+        return False
     if seq > ep.reassem_seq:
         undelivered(ep, seq, is_partial, hist)
     ep.trim_seq = seq
+    return True
+
+
+def data_pending(ep: Endpoint, peer: Endpoint) -> bool:
+    """Zeek's TCP_Reassembler::DataPending: ep's data is not all delivered (a hole below
+    its highest sequence), or the peer still buffers data above a hole."""
+    if ep.skip:
+        return False
+    delivered = ep.start_seq + ep.reassem_seq
+    last = (ep.seq_wraps << 32) + ep.last_seq
+    if last < delivered:
+        return False
+    if delivered != last - 1 and delivered != last:
+        return True
+    return ep.state != RESET and len(peer.blocks) > 0
 
 
 def gap(ep: Endpoint, length: int, hist: HistorySink) -> None:

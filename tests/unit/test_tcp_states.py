@@ -253,3 +253,23 @@ def test_reassembly_gives_up_above_unacked_hole(backend) -> None:
     r = one(backend, frames)
     assert int(r["missed_bytes"]) == 0 and "G" not in hist(r)
     assert int(r["orig_bytes"]) == 100 + 14 * 1400
+
+
+@pytest.mark.semantics(5)
+def test_close_waits_for_pending_data(backend) -> None:
+    """Both sides FIN while the originator's data has an unacked hole: Zeek defers the
+    closes, so a later packet still extends the connection's duration."""
+    t0 = 10**18
+    ms = 10**6
+    frames = [
+        (t0, seg(A, "S", ISN_A)),
+        (t0 + 1 * ms, seg(B, "SA", ISN_B, ISN_A + 1)),
+        (t0 + 2 * ms, seg(A, "A", ISN_A + 1, ISN_B + 1)),
+        (t0 + 3 * ms, seg(A, "PA", ISN_A + 101, ISN_B + 1, b"x" * 10)),  # 100 bytes missing
+        (t0 + 4 * ms, seg(A, "FA", ISN_A + 111, ISN_B + 1)),
+        (t0 + 5 * ms, seg(B, "FA", ISN_B + 1, ISN_A + 1)),  # acks nothing of A's data
+        (t0 + 2000 * ms, seg(A, "A", ISN_A + 112, ISN_B + 2)),
+    ]
+    r = one(backend, frames)
+    assert state(r) == ConnState.SF
+    assert int(r["ts_last_ns"]) - int(r["ts_first_ns"]) == 2000 * ms
