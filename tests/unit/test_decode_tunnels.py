@@ -108,7 +108,7 @@ def test_gre_ip(backend) -> None:
 
 
 def test_gre_key_and_sequence(backend) -> None:
-    gre = raw(GRE(proto=0x0800, key_present=1, key=7, seqnum_present=1, seqence_number=9))
+    gre = raw(GRE(proto=0x0800, key_present=1, key=7, seqnum_present=1, sequence_number=9))
     check_inner(split(run_engine(backend, [outer_ip(47, gre + inner_v4())])[0])[0][0], TunnelType.GRE)
 
 
@@ -123,7 +123,7 @@ def test_erspan_type1(backend) -> None:
 
 
 def test_erspan_type2(backend) -> None:
-    gre = raw(GRE(proto=0x88BE, seqnum_present=1, seqence_number=1))
+    gre = raw(GRE(proto=0x88BE, seqnum_present=1, sequence_number=1))
     erspan = struct.pack(">II", 0x10010000, 0)  # version 1 (type II), session 1
     recs = run_engine(backend, [outer_ip(47, gre + erspan + inner_eth())])[0]
     check_inner(split(recs)[0][0], TunnelType.GRE)
@@ -131,7 +131,7 @@ def test_erspan_type2(backend) -> None:
 
 @pytest.mark.parametrize("subheader", [False, True])
 def test_erspan_type3(backend, subheader: bool) -> None:
-    gre = raw(GRE(proto=0x22EB, seqnum_present=1, seqence_number=1))
+    gre = raw(GRE(proto=0x22EB, seqnum_present=1, sequence_number=1))
     erspan = struct.pack(">III", 0x20010000, 0, 1 if subheader else 0) + (b"\x00" * 8 if subheader else b"")
     recs = run_engine(backend, [outer_ip(47, gre + erspan + inner_eth())])[0]
     check_inner(split(recs)[0][0], TunnelType.GRE)
