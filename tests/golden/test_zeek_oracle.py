@@ -126,9 +126,11 @@ def test_checksum_validation_oracle(zeek_corpus: Path, backend_name: str) -> Non
     assert rc == 0, err
     got = read_conn_log(out)
     assert _undirected(got) == _undirected(expected)
-    # Both bad-checksum letters are reported, from whichever side sent them.
-    assert sorted("".join(r["history"] for r in got).lower().count(c) for c in "c") == [
-        "".join(r["history"] for r in expected).lower().count("c")]
+    # The bad-checksum letters are all reported (from whichever side sent them).
+    def bad_letters(rows: list[dict[str, str]]) -> int:
+        return "".join(r["history"] for r in rows).lower().count("c")
+
+    assert bad_letters(got) == bad_letters(expected) > 0
     # Without validation the same capture is the single connection of conn.log.
     rc, out, err = run_cli(d / "trace.pcap", backend_name)
     assert rc == 0, err
