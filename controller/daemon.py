@@ -107,6 +107,7 @@ class Controller:
         self.control: ControlServer | None = None
         self._sel = selectors.DefaultSelector()
         self._periodic: list[list[Any]] = []  # [interval, next_due, callback]
+        self._ops: dict[str, Callable[[dict[str, Any], str], Any]] = {}
         self._stop = False
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -150,6 +151,11 @@ class Controller:
 
     def remove_reader(self, fd: int) -> None:
         self._sel.unregister(fd)
+
+    def add_op(self, name: str, fn: Callable[[dict[str, Any], str], Any]) -> None:
+        """Serve a control-socket operation ``name`` with ``fn(args, actor)`` (extensions
+        such as ingest status)."""
+        self._ops[name] = fn
 
     def add_periodic(self, interval_s: float, callback: Callable[[], None]) -> None:
         self._periodic.append([interval_s, self.clock() + interval_s, callback])
@@ -475,6 +481,8 @@ class Controller:
             return self.audit.entries(limit=int(args.get("limit", 50)))
         if op == "verify":
             return _rep(self.audit.verify())
+        if op in self._ops:
+            return self._ops[op](args, actor)
         raise ControlError(f"unknown operation {op!r}")
 
 

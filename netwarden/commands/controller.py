@@ -14,6 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--hook", choices=("input", "forward", "prerouting"), default=None,
                    help="input for a host, forward for a gateway, prerouting (raw) against floods")
     p.add_argument("--config", default=None, help="TOML configuration file")
+    p.add_argument("--listen", action="append", metavar="ENDPOINT", default=[],
+                   help="also receive sensor batches on this ZeroMQ endpoint (repeatable)")
+    p.add_argument("--curve-keys", default=None, metavar="DIR", help="CURVE server keys for --listen")
+    p.add_argument("--archive", default=None, metavar="DIR", help="archive received records here")
     p.set_defaults(func=run)
 
 
@@ -26,8 +30,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, enforce=args.enforce, hook=args.hook, state_dir=args.state_dir)
     log = logging.getLogger("netwarden.controller")
     ctl = Controller(cfg)
+    collector = None
     try:
         rep = ctl.start()
+        if args.listen:
+            collector = _attach_ingest(ctl, args)
         # one line operators and tests can wait for, printed once SIGTERM is handled
         ctl.run(
             on_ready=lambda: print(
@@ -38,5 +45,21 @@ def run(args: argparse.Namespace) -> int:
         )
         log.info("stopping; kernel bans stay in place")
     finally:
+        if collector is not None:
+            collector.close()
         ctl.close()
     return 0
+
+
+def _attach_ingest(ctl: object, args: argparse.Namespace) -> object:
+    """Sensor batches into the same loop: collector fd + tick, archive, consumers."""
+    from controller.archive import RecordArchive
+    from controller.collector import Collector, CurveServerKeys
+    from controller.ingest import Ingest
+
+    curve = CurveServerKeys.from_dir(args.curve_keys) if args.curve_keys else None
+    collector = Collector(args.listen, curve=curve)
+    ingest = Ingest(collector, RecordArchive(args.archive) if args.archive else None)
+    ingest.attach(ctl)
+    ctl.add_op("ingest", lambda _args, _actor: ingest.status())  # type: ignore[attr-defined]
+    return collector

@@ -89,3 +89,33 @@ def _me() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+def test_controller_command_with_ingest(tmp_path: Path) -> None:
+    """`netwarden controller --listen` serves bans and sensor ingest from one loop."""
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[safety]\ndiscover_local = false\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "netwarden", "controller", "--state-dir", str(tmp_path / "st"), "--config", str(cfg),
+         "--listen", f"tcp://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "controller ready: backend=dryrun" in proc.stdout.readline()
+        status = request(tmp_path / "st", "ingest")
+        assert status["ok"] and status["result"]["batches"] == 0
+        assert request(tmp_path / "st", "ban", addr="203.0.113.5", ttl=30)["ok"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
