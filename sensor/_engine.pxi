@@ -1401,6 +1401,11 @@ cdef bint tcp_state_machine(eng_t* e, int64_t idx, tcp_ep* ep, tcp_ep* peer, int
 cdef void tcp_connection_closed(eng_t* e, int64_t idx, tcp_ep* ep, tcp_ep* peer) noexcept nogil:
     cdef flow_t* f = &e.ft.pool[idx]
     cdef bint complete
+    if data_pending(ep, peer):
+        # Zeek defers the close until the data is delivered (or given up as a gap).
+        f.close_deferred = True
+        return
+    f.close_deferred = False
     if ep.did_close:
         return
     ep.did_close = True
@@ -1409,6 +1414,22 @@ cdef void tcp_connection_closed(eng_t* e, int64_t idx, tcp_ep* ep, tcp_ep* peer)
         add_timer(e, f.last_ns + TCP_CLOSE_DELAY, TM_DELETE, idx)
     elif ep.prev_state != EP_INACTIVE:
         add_timer(e, f.last_ns + TCP_SESSION_TIMER, TM_EXPIRE, idx)
+
+
+cdef void tcp_check_eof(eng_t* e, int64_t idx, tcp_ep* ep) noexcept nogil:
+    """Zeek's CheckEOF/EndpointEOF: once a closed or reset side has no data pending, a close
+    that was deferred because of pending data is carried out (for this side)."""
+    cdef flow_t* f = &e.ft.pool[idx]
+    cdef tcp_ep* peer
+    if ep.did_eof or not (ep.fin_cnt > 0 or ep.state == EP_CLOSED or ep.state == EP_RESET):
+        return
+    peer = &f.ep[1] if ep == &f.ep[0] else &f.ep[0]
+    if data_pending(ep, peer):
+        return
+    ep.did_eof = True
+    if f.close_deferred:
+        tcp_connection_closed(e, idx, ep, peer)
+        f.close_deferred = False
 
 
 cdef void tcp_process(eng_t* e, int64_t idx, tcp_ep* ep, int flags, int64_t base_seq,
@@ -1467,11 +1488,13 @@ cdef void tcp_process(eng_t* e, int64_t idx, tcp_ep* ep, int flags, int64_t base
                 hist_scaled(f, ep.is_orig, 84, &ep.rxmt_cnt, &ep.rxmt_thresh)  # "T"
     do_close = tcp_state_machine(e, idx, ep, peer, flags, base_seq, length, ts)
     if ack:
-        tcp_ack_received(peer, rel_ack, f.is_partial, f)
+        if tcp_ack_received(peer, rel_ack, f.is_partial, f):
+            tcp_check_eof(e, idx, peer)
     rel_data_seq = rel_seq + 1 if syn else rel_seq
     if length > 0 and not rst and not underflow and captured >= length:
         # Snaplen-truncated payload never reaches the reassembler (acks then show gaps).
         data_sent(ep, rel_data_seq, length)
+    tcp_check_eof(e, idx, ep)
     if do_close:
         tcp_connection_closed(e, idx, ep, peer)
 

@@ -90,6 +90,7 @@ cdef struct flow_t:
     int64_t rep_len
     bint dns_first_done  # Zeek's DNS analyzer has seen its first message
     bint ntp_flipped
+    bint close_deferred  # a FIN/RST close waits for pending data (Zeek)
     bint is_partial
     uint8_t first_packet_seen
     uint8_t flags
@@ -275,14 +276,17 @@ cdef void tcp_undelivered(tcp_ep* ep, int64_t up_to, bint is_partial, flow_t* f)
         ep.reassem_seq = up_to
 
 
-cdef void tcp_ack_received(tcp_ep* ep, int64_t seq, bint is_partial, flow_t* f) noexcept nogil:
+cdef bint tcp_ack_received(tcp_ep* ep, int64_t seq, bint is_partial, flow_t* f) noexcept nogil:
+    """The peer acked `seq` of ep's data; whether the ack advanced (the caller then checks
+    ep for end of data, as Zeek's reassembler does)."""
     if ep.fin_cnt > 0 and seq >= ep.fin_seq:
         seq = ep.fin_seq - 1
     if seq <= ep.trim_seq:
-        return
+        return False
     if seq > ep.reassem_seq:
         tcp_undelivered(ep, seq, is_partial, f)
     ep.trim_seq = seq
+    return True
 
 
 # --- statistics -----------------------------------------------------------------------------

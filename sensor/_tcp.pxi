@@ -65,6 +65,7 @@ cdef struct tcp_ep:
     int64_t trim_seq
     int64_t missed
     bint skip  # reassembly given up (Zeek's skip_deliveries): no more gaps
+    bint did_eof  # all of this side's data delivered after its FIN/RST
     int nblocks
     int64_t (*blocks)[2]  # sorted [start, end) relative ranges, TCP_MAX_BLOCKS + 1 slots
 
@@ -255,6 +256,21 @@ cdef void insert_block(tcp_ep* ep, int64_t start, int64_t end) noexcept nogil:
             j += 1
     if ep.nblocks > TCP_MAX_BLOCKS:
         ep.nblocks -= 1  # bounded memory: forget the highest block
+
+
+cdef bint data_pending(tcp_ep* ep, tcp_ep* peer) noexcept nogil:
+    """Zeek's TCP_Reassembler::DataPending: ep's data is not all delivered (a hole below
+    its highest sequence), or the peer still buffers data above a hole."""
+    cdef int64_t delivered, last
+    if ep.skip:
+        return False
+    delivered = ep.start_seq + ep.reassem_seq
+    last = (ep.seq_wraps << 32) + ep.last_seq
+    if last < delivered:
+        return False
+    if delivered != last - 1 and delivered != last:
+        return True
+    return ep.state != EP_RESET and peer.nblocks > 0
 
 
 cdef int64_t buffered_bytes(tcp_ep* ep) noexcept nogil:
