@@ -114,6 +114,8 @@ class Controller:
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self, control: bool = True) -> ReconcileReport:
+        if control:  # first: refuses to run beside a live controller before touching the kernel
+            self.control = ControlServer(self.cfg.state_dir, self.handle)
         self.enforcer.setup()
         self._sync_allow()
         report = self.reconcile()
@@ -122,8 +124,7 @@ class Controller:
         for b in self.store.active_bans(now):
             if b.actor.startswith("detector:") and b.created > now - 60.0:
                 self.policy.note_acted(b.created)
-        if control:
-            self.control = ControlServer(self.cfg.state_dir, self.handle)
+        if self.control is not None:
             self.add_reader(self.control.fileno(), self.control.on_readable)
         self.audit.record(
             "controller", "start", self.enforcer.name,
