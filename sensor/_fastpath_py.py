@@ -65,7 +65,9 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
   responder port; on other ports AYIYA then Teredo are recognised by Zeek's detection
   heuristics) are flows themselves and the inner flows' parent_id is the outer flow's id. A tunnel header
   that fails to parse stops decapsulation of that tunnel type for the flow (Zeek's
-  analyzer violation). At most MAX_TUNNEL_DEPTH nested layers.
+  analyzer violation). At most MAX_TUNNEL_DEPTH nested layers. An inner flow whose packets
+  switch between tunnels (outer flows) more than 5 times gets history X once (Zeek's
+  max_changes_per_connection); IP/GRE tunnel ids are per unordered address pair.
 * Emission order: records are emitted when flows end (timer order above; reuse/eviction
   immediately); ``flush()`` ends the remaining flows in flow_id order. The table holds
   at most ``max_flows``; when full the least recently active flow is evicted (EVICTED).
@@ -109,8 +111,9 @@ BACKEND = "py"
 #: (DNS/NTP), UDP byte slots, DNS session timer, UDP tunnel detection; 3: 802.11 per Zeek
 #: (A-MSDU subframes, no HTC), Aruba GRE, GRE-in-UDP, inner packets keep the outer wire
 #: length; 4: TCP reassembly gives up above an unacked hole (no more gaps reported);
-#: 5: a FIN/RST close waits while data is pending (Zeek's close_deferred / EndpointEOF).
-SEMANTICS_REVISION = 5
+#: 5: a FIN/RST close waits while data is pending (Zeek's close_deferred / EndpointEOF);
+#: 6: tunnel changes per inner flow (X after 5), IP/GRE tunnel id per unordered pair.
+SEMANTICS_REVISION = 6
 NS = 1_000_000_000
 
 #: Zeek's likely_server_ports from the analyzers a default ``zeek`` loads.
@@ -142,6 +145,7 @@ UDP_TEREDO = 3544
 UDP_AYIYA = 5072
 MAX_TUNNEL_DEPTH = 4
 MAX_TUNNEL_IDS = 65536
+MAX_TUNNEL_CHANGES = 5  # Zeek's Tunnel::max_changes_per_connection
 
 # Zeek TCP timer constants (seconds).
 TCP_ATTEMPT_DELAY = 5 * NS
@@ -249,6 +253,8 @@ class Flow(T.HistorySink):
         "proto",
         "r",
         "removed",
+        "parent_cur",
+        "tun_changes",
         "close_deferred",
         "rep_len",
         "req_len",
@@ -295,6 +301,8 @@ class Flow(T.HistorySink):
         self.dns_first_done = False  # Zeek's DNS analyzer has seen its first message
         self.ntp_flipped = False
         self.close_deferred = False  # a FIN/RST close waits for pending data (Zeek)
+        self.parent_cur = 0  # encapsulation of the latest packet (tunnel id / outer flow)
+        self.tun_changes = 0
         # UDP/ICMP payload bytes per role slot; -1 = never sent (Zeek's INACTIVE). Like
         # Zeek's request_len/reply_len these slots do NOT follow a role flip.
         self.req_len = -1
@@ -836,6 +844,14 @@ class FlowEngine:
             ev |= PktEvent.NEW_FLOW
         else:
             self.table.move_to_end(key)
+            if parent != f.parent_cur:
+                # Zeek's CheckEncapsulation: a packet via another tunnel is a change; after
+                # MAX_TUNNEL_CHANGES changes the connection gets X once.
+                if f.tun_changes >= MAX_TUNNEL_CHANGES:
+                    f.conn_check(0x400, "X")
+                else:
+                    f.tun_changes += 1
+                f.parent_cur = parent
         if fragmented:
             f.flags |= FlowFlags.FRAGMENTED
         is_orig = p.src == f.orig_addr and sport == f.orig_port
@@ -901,6 +917,7 @@ class FlowEngine:
         self.next_id += 1
         f.key = key
         f.parent_id = parent
+        f.parent_cur = parent
         f.ttype = ttype
         f.iface = iface
         f.ip_version = p.ip_version
@@ -1232,7 +1249,10 @@ class FlowEngine:
 
     # --- tunnels ----------------------------------------------------------------------------
     def _tunnel_id(self, p: Any, ttype: int) -> int:
-        key = (p.ip_version, p.src, p.dst, ttype)
+        # Zeek names an IP/GRE tunnel by its unordered address pair (either direction is
+        # the same tunnel); the outer protocol separates GRE from IP-in-IP on one pair.
+        lo, hi = (p.src, p.dst) if p.src <= p.dst else (p.dst, p.src)
+        key = (p.ip_version, lo, hi, p.proto)
         tid = self.tunnels.get(key)
         if tid is None:
             if len(self.tunnels) >= MAX_TUNNEL_IDS:

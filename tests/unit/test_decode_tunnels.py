@@ -237,3 +237,27 @@ def test_aruba_gre_80211_single(backend) -> None:
     body = bytes.fromhex("aaaa03000000") + b"\x08\x00" + inner_v4()
     frame = raw(GRE(proto=0x9000)) + _dot11_qos(False) + body
     check_inner(split(run_engine(backend, [outer_ip(47, frame)])[0])[0][0], TunnelType.GRE)
+
+
+@pytest.mark.semantics(6)
+def test_inner_flow_switching_tunnels_gets_x(backend) -> None:
+    """Zeek counts encapsulation changes per inner connection; past 5 the history gets X."""
+    hdr = struct.pack(">II", 0x08000000, 0x00000100)
+    req = raw(Ether(type=0x0800)) + raw(IP(src="192.168.7.1", dst="192.168.7.2") / ICMP(type=8, id=1))
+    frames = [outer_udp(4789, hdr + req, sport=1000 + (i % 2)) for i in range(8)]
+    inner, outer = split(run_engine(backend, frames)[0])
+    assert len(outer) == 2 and len(inner) == 1
+    assert bytes(inner[0]["history"]).rstrip(b"\0") == b"X"
+    steady = [outer_udp(4789, hdr + req, sport=1000) for _ in range(8)]
+    inner, _ = split(run_engine(backend, steady)[0])
+    assert bytes(inner[0]["history"]).rstrip(b"\0") == b""
+
+
+@pytest.mark.semantics(6)
+def test_gre_tunnel_id_is_direction_free(backend) -> None:
+    fwd = outer_ip(47, raw(GRE(proto=0x0800)) + inner_v4())
+    back_inner = raw(IP(src="192.168.7.2", dst="192.168.7.1") / TCP(sport=9999, dport=40000, flags="SA"))
+    back = raw(Ether() / IP(src="10.0.0.2", dst="10.0.0.1", proto=47) / (raw(GRE(proto=0x0800)) + back_inner))
+    inner, _ = split(run_engine(backend, [fwd, back])[0])
+    assert len(inner) == 1 and (int(inner[0]["orig_pkts"]), int(inner[0]["resp_pkts"])) == (1, 1)
+    assert bytes(inner[0]["history"]).rstrip(b"\0") == b"Sh"  # no tunnel change, no X
