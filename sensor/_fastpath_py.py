@@ -215,6 +215,7 @@ class Side:
 
 class Flow(T.HistorySink):
     __slots__ = (
+        "close_deferred",
         "dns_answers",
         "dns_entropy",
         "dns_first_done",
@@ -249,19 +250,18 @@ class Flow(T.HistorySink):
         "one_way",
         "orig_addr",
         "orig_port",
+        "parent_cur",
         "parent_id",
         "proto",
         "r",
         "removed",
-        "parent_cur",
-        "tun_changes",
-        "close_deferred",
         "rep_len",
         "req_len",
         "resp_addr",
         "resp_port",
         "start_ns",
         "ttype",
+        "tun_changes",
         "tun_violated",
         "vlan",
     )
@@ -1112,9 +1112,8 @@ class FlowEngine:
                 if delta_last <= 0 and length > 0:
                     ep.rxmt_cnt, ep.rxmt_thresh = f.scaled(ep.is_orig, "T", ep.rxmt_cnt, ep.rxmt_thresh)
         do_close, _gen_event = self._tcp_state_machine(f, ep, peer, flags, base_seq, ack_seq, length, delta_last, ts)
-        if ack:
-            if T.ack_received(peer, rel_ack, f.is_partial, f):
-                self._tcp_check_eof(f, peer)
+        if ack and T.ack_received(peer, rel_ack, f.is_partial, f):
+            self._tcp_check_eof(f, peer)
         rel_data_seq = rel_seq + 1 if syn else rel_seq
         if length > 0 and not rst and not underflow and captured >= length:
             # Snaplen-truncated payload never reaches the reassembler (acks then show gaps).
