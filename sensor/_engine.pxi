@@ -22,6 +22,7 @@ cdef enum:
     UDP_AYIYA = 5072
     MAX_TUNNEL_DEPTH = 4
     MAX_TUNNEL_IDS = 65536
+    MAX_TUNNEL_CHANGES = 5  # Zeek's Tunnel::max_changes_per_connection
     TUN_SLOTS = 131072
 
     TT_NONE = 0
@@ -82,9 +83,9 @@ cdef inline bint is_dns_udp_port(uint32_t port) noexcept nogil:
 cdef struct tun_ent:
     uint8_t used
     uint8_t ver
-    uint8_t ttype
-    uint8_t src[16]
-    uint8_t dst[16]
+    uint8_t proto  # outer IP protocol: GRE and IP-in-IP on one pair are distinct tunnels
+    uint8_t lo[16]  # the address pair, ordered: either direction is the same tunnel
+    uint8_t hi[16]
     uint64_t id
 
 
@@ -756,26 +757,32 @@ cdef const uint8_t* eng_reassemble(eng_t* e, const uint8_t* b, dc_pkt* p, int64_
 
 
 # --- tunnels --------------------------------------------------------------------------------
-cdef uint64_t tunnel_id(eng_t* e, dc_pkt* p, uint8_t ttype) noexcept nogil:
-    """Parent id of a GRE / IP-in-IP tunnel, per (outer src, dst, tunnel type)."""
+cdef uint64_t tunnel_id(eng_t* e, dc_pkt* p) noexcept nogil:
+    """Parent id of a GRE / IP-in-IP tunnel: Zeek names it by its unordered outer address
+    pair and the outer protocol."""
     cdef uint64_t h = 0xCBF29CE484222325ULL, j
     cdef int k
     cdef tun_ent* t
+    cdef const uint8_t* lo = p.src
+    cdef const uint8_t* hi = p.dst
     if e.tun == NULL:
         e.tun = <tun_ent*>calloc(TUN_SLOTS, sizeof(tun_ent))
         if e.tun == NULL:
             e.oom = True
             return 0
+    if memcmp(p.src, p.dst, 16) > 0:
+        lo = p.dst
+        hi = p.src
     for k in range(16):
-        h = (h ^ p.src[k]) * 0x100000001B3ULL
-        h = (h ^ p.dst[k]) * 0x100000001B3ULL
+        h = (h ^ lo[k]) * 0x100000001B3ULL
+        h = (h ^ hi[k]) * 0x100000001B3ULL
     h = (h ^ p.ip_version) * 0x100000001B3ULL
-    h = (h ^ ttype) * 0x100000001B3ULL
+    h = (h ^ p.proto) * 0x100000001B3ULL
     j = h & (TUN_SLOTS - 1)
     while e.tun[j].used:
         t = &e.tun[j]
-        if (t.ver == p.ip_version and t.ttype == ttype and memcmp(t.src, p.src, 16) == 0
-                and memcmp(t.dst, p.dst, 16) == 0):
+        if (t.ver == p.ip_version and t.proto == p.proto and memcmp(t.lo, lo, 16) == 0
+                and memcmp(t.hi, hi, 16) == 0):
             return t.id
         j = (j + 1) & (TUN_SLOTS - 1)
     if e.tun_count >= MAX_TUNNEL_IDS:
@@ -785,9 +792,9 @@ cdef uint64_t tunnel_id(eng_t* e, dc_pkt* p, uint8_t ttype) noexcept nogil:
     t = &e.tun[j]
     t.used = 1
     t.ver = p.ip_version
-    t.ttype = ttype
-    memcpy(t.src, p.src, 16)
-    memcpy(t.dst, p.dst, 16)
+    t.proto = p.proto
+    memcpy(t.lo, lo, 16)
+    memcpy(t.hi, hi, 16)
     t.id = e.next_id
     e.next_id += 1
     e.tun_count += 1
@@ -980,6 +987,7 @@ cdef int64_t new_flow(eng_t* e, const fkey* key, uint64_t h, dc_pkt* p, uint16_t
     f.flow_id = e.next_id
     e.next_id += 1
     f.parent_id = parent
+    f.parent_cur = parent
     f.ttype = ttype
     f.iface = iface
     f.ip_version = p.ip_version
@@ -1122,7 +1130,7 @@ cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_pk
         if proto == 4 or proto == 41:  # IP-in-IP, 6in4, 4in6
             e.st.tunnel_packets += 1
             eng_inner(e, b, l4, lim, wire_end, ETH_IPV4 if proto == 4 else ETH_IPV6, ts, iface,
-                      TT_IP, tunnel_id(e, p, TT_IP), depth + 1)
+                      TT_IP, tunnel_id(e, p), depth + 1)
             return
         if proto == 47:
             ioff = decode_gre(b, l4, lim, &iet)
@@ -1130,8 +1138,8 @@ cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_pk
                 e.st.decode_errors += 1
                 return
             e.st.tunnel_packets += 1
-            eng_inner(e, b, ioff, lim, wire_end, iet, ts, iface, TT_GRE,
-                      tunnel_id(e, p, TT_GRE), depth + 1)
+            eng_inner(e, b, ioff, lim, wire_end, iet, ts, iface, TT_GRE, tunnel_id(e, p),
+                      depth + 1)
             return
     if proto == PROTO_TCP:
         if p.l4_len < 20 or avail < 20:
@@ -1189,6 +1197,15 @@ cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_pk
         ev |= EV_NEW_FLOW
     else:
         lru_touch(e, <uint32_t>idx)
+        f = &e.ft.pool[idx]
+        if parent != f.parent_cur:
+            # Zeek's CheckEncapsulation: a packet via another tunnel is a change; after
+            # MAX_TUNNEL_CHANGES changes the connection gets X once.
+            if f.tun_changes >= MAX_TUNNEL_CHANGES:
+                hist_conn_check(f, 0x400, 88)  # "X"
+            else:
+                f.tun_changes += 1
+            f.parent_cur = parent
     f = &e.ft.pool[idx]
     if fragmented:
         f.flags |= FLAG_FRAGMENTED

@@ -91,6 +91,8 @@ cdef struct flow_t:
     bint dns_first_done  # Zeek's DNS analyzer has seen its first message
     bint ntp_flipped
     bint close_deferred  # a FIN/RST close waits for pending data (Zeek)
+    uint64_t parent_cur  # encapsulation of the latest packet (tunnel id / outer flow)
+    uint32_t tun_changes
     bint is_partial
     uint8_t first_packet_seen
     uint8_t flags
