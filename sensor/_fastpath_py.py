@@ -112,19 +112,24 @@ BACKEND = "py"
 #: (A-MSDU subframes, no HTC), Aruba GRE, GRE-in-UDP, inner packets keep the outer wire
 #: length; 4: TCP reassembly gives up above an unacked hole (no more gaps reported);
 #: 5: a FIN/RST close waits while data is pending (Zeek's close_deferred / EndpointEOF);
-#: 6: tunnel changes per inner flow (X after 5), IP/GRE tunnel id per unordered pair.
-SEMANTICS_REVISION = 6
+#: 6: tunnel changes per inner flow (X after 5), IP/GRE tunnel id per unordered pair;
+#: 7: likely_server_ports exactly as Zeek's default analyzers register them (no 23/tcp,
+#: 110/tcp; adds 443/udp, 2123/udp, 4754/udp).
+SEMANTICS_REVISION = 7
 NS = 1_000_000_000
 
-#: Zeek's likely_server_ports from the analyzers a default ``zeek`` loads.
+#: Zeek's likely_server_ports: the server ports its default analyzers register
+#: (base/protocols/*/main.zeek and base/packet-protocols: DNS, DHCP server, HTTP, SSL/DTLS,
+#: QUIC, SSH, FTP, SMTP, ... and the UDP tunnel ports). A ``zeek -b`` run that loads fewer
+#: analyzers has fewer of them.
 LIKELY_TCP_PORTS = frozenset((
-    21, 22, 23, 25, 53, 79, 80, 81, 88, 110, 135, 139, 143, 389, 443, 445, 465, 502, 514, 563,
-    585, 587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268,
-    3306, 3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
+    21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 465, 502, 514, 563, 585,
+    587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306,
+    3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
 ))
 LIKELY_UDP_PORTS = frozenset((
-    53, 67, 88, 123, 137, 161, 162, 389, 514, 1812, 2152, 3389, 3544, 4011, 4789, 5060, 5072,
-    5353, 5355, 6081, 20000,
+    53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 1812, 2123, 2152, 3389, 3544, 4011, 4754,
+    4789, 5060, 5072, 5353, 5355, 6081, 20000,
 ))
 
 PROTO_ICMP = 1
