@@ -273,3 +273,13 @@ def test_close_waits_for_pending_data(backend) -> None:
     r = one(backend, frames)
     assert state(r) == ConnState.SF
     assert int(r["ts_last_ns"]) - int(r["ts_first_ns"]) == 2000 * ms
+
+
+@pytest.mark.semantics(7)
+@pytest.mark.parametrize("proto,port,flipped", [("tcp", 443, True), ("tcp", 110, False), ("udp", 443, True),
+                                                ("udp", 68, False), ("udp", 4789, True)])
+def test_likely_server_ports(backend, proto: str, port: int, flipped: bool) -> None:
+    """Zeek's default likely_server_ports decide the flip of a connection seen mid-stream."""
+    l4 = TCP(sport=port, dport=50000, flags="PA", seq=1, ack=1) if proto == "tcp" else UDP(sport=port, dport=50000)
+    r = one(backend, [raw(Ether() / IP(src=B, dst=A) / l4 / b"data")])
+    assert (addr(r, "orig") == A) is flipped
