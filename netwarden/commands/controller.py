@@ -17,7 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--listen", action="append", metavar="ENDPOINT", default=[],
                    help="also receive sensor batches on this ZeroMQ endpoint (repeatable)")
     p.add_argument("--curve-keys", default=None, metavar="DIR", help="CURVE server keys for --listen")
-    p.add_argument("--archive", default=None, metavar="DIR", help="archive received records here")
+    p.add_argument("--archive", default=None, metavar="DIR",
+                   help="archive received records here (default: STATE_DIR/archive)")
+    p.add_argument("--no-archive", action="store_true", help="do not archive received records")
+    p.add_argument("--archive-hours", type=float, default=24 * 7,
+                   help="archive retention in hours (default 168)")
     p.set_defaults(func=run)
 
 
@@ -34,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rep = ctl.start()
         if args.listen:
-            collector = _attach_ingest(ctl, args)
+            collector = _attach_ingest(ctl, args, cfg.state_dir)
         # one line operators and tests can wait for, printed once SIGTERM is handled
         ctl.run(
             on_ready=lambda: print(
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attach_ingest(ctl: object, args: argparse.Namespace) -> object:
+def _attach_ingest(ctl: object, args: argparse.Namespace, state_dir: object) -> object:
     """Sensor batches into the same loop: collector fd + tick, archive, consumers."""
     from controller.archive import RecordArchive
     from controller.collector import Collector, CurveServerKeys
@@ -59,7 +63,13 @@ def _attach_ingest(ctl: object, args: argparse.Namespace) -> object:
 
     curve = CurveServerKeys.from_dir(args.curve_keys) if args.curve_keys else None
     collector = Collector(args.listen, curve=curve)
-    ingest = Ingest(collector, RecordArchive(args.archive) if args.archive else None)
+    from pathlib import Path
+
+    archive = None
+    if not args.no_archive:
+        root = Path(args.archive) if args.archive else Path(str(state_dir)) / "archive"
+        archive = RecordArchive(root, retention_hours=args.archive_hours)
+    ingest = Ingest(collector, archive)
     ingest.attach(ctl)
     ctl.add_op("ingest", lambda _args, _actor: ingest.status())  # type: ignore[attr-defined]
     return collector
