@@ -40,7 +40,7 @@ class Capture:
     def __init__(self) -> None:
         self.packets: list = []
 
-    def add(self, t: float, pkt) -> None:  # noqa: ANN001 - scapy packet
+    def add(self, t: float, pkt) -> None:
         pkt.time = START + t
         self.packets.append(pkt)
 

@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "pcaps"))
-import generate  # noqa: E402
+import generate
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_replay_reports_flows_telemetry_and_the_scanner(demo_pcap: Path, backend
     proc = subprocess.run(
         [sys.executable, "-m", "netwarden", "replay", "--json", "--backend", backend,
          str(demo_pcap)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        check=False, capture_output=True, text=True, timeout=300, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     s = json.loads(proc.stdout)
@@ -53,7 +53,7 @@ def test_replay_reports_flows_telemetry_and_the_scanner(demo_pcap: Path, backend
 def test_replay_missing_file_is_one_line_error(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "netwarden", "replay", str(tmp_path / "nope.pcap")],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        check=False, capture_output=True, text=True, timeout=60, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode != 0
     assert "nope.pcap" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
