@@ -148,25 +148,36 @@ cdef inline flow_t* F(eng_t* e, int64_t idx) noexcept nogil:
     return &e.ft.pool[idx]
 
 
+#: Zeek's likely_server_ports: the server ports its default analyzers register (the same
+#: sets as the reference). Kept as 64 Ki-bit maps so the per-flow test is one bit lookup.
+LIKELY_TCP_PORTS = (
+    21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 465, 502, 514, 563, 585,
+    587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306,
+    3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
+)
+LIKELY_UDP_PORTS = (
+    53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 1812, 2123, 2152, 3389, 3544, 4011, 4754,
+    4789, 5060, 5072, 5353, 5355, 6081, 20000,
+)
+cdef uint8_t LIKELY_TCP[8192]
+cdef uint8_t LIKELY_UDP[8192]
+
+
+cdef void _fill_port_map(uint8_t* m, ports):
+    memset(m, 0, 8192)
+    for port in ports:
+        m[port >> 3] |= 1 << (port & 7)
+
+
+_fill_port_map(LIKELY_TCP, LIKELY_TCP_PORTS)
+_fill_port_map(LIKELY_UDP, LIKELY_UDP_PORTS)
+
+
 cdef inline bint is_likely(uint32_t port, uint8_t proto) noexcept nogil:
+    port &= 0xFFFF
     if proto == PROTO_TCP:
-        return (port == 21 or port == 22 or port == 23 or port == 25 or port == 53
-                or port == 79 or port == 80 or port == 81 or port == 88 or port == 110
-                or port == 135 or port == 139 or port == 143 or port == 389 or port == 443
-                or port == 445 or port == 465 or port == 502 or port == 514 or port == 563
-                or port == 585 or port == 587 or port == 614 or port == 631 or port == 636
-                or port == 989 or port == 990 or port == 992 or port == 993 or port == 995
-                or port == 1080 or port == 1434 or port == 1883 or port == 2811
-                or port == 3128 or port == 3268 or port == 3306 or port == 3389
-                or port == 5222 or port == 5223 or port == 5269 or port == 5432
-                or port == 6379 or port == 6666 or port == 6667 or port == 6668
-                or port == 6669 or port == 8000 or port == 8080 or port == 8888
-                or port == 20000)
-    return (port == 53 or port == 67 or port == 88 or port == 123 or port == 137
-            or port == 161 or port == 162 or port == 389 or port == 514 or port == 1812
-            or port == 2152 or port == 3389 or port == 3544 or port == 4011 or port == 4789
-            or port == 5060 or port == 5072 or port == 5353 or port == 5355 or port == 6081
-            or port == 20000)
+        return (LIKELY_TCP[port >> 3] >> (port & 7)) & 1
+    return (LIKELY_UDP[port >> 3] >> (port & 7)) & 1
 
 
 cdef inline int icmp_pair(uint8_t proto, uint8_t t) noexcept nogil:
