@@ -42,6 +42,7 @@ from sensor.afpacket import RingConfig, kernel_stats, open_ring_socket, receive_
 from sensor.afpacket import ifindex as _ifindex
 from sensor.batch import PacketBatch
 from sensor.config import EngineConfig
+from sensor.pipeline import FlowSource, RecordSource, TelemetrySource
 
 log = logging.getLogger(__name__)
 
@@ -145,23 +146,24 @@ class CaptureWorker:
     def __init__(self, spec: WorkerSpec) -> None:
         from sensor import engine as engine_mod
         from sensor._ring import RxRing
-        from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+        from sensor.schema import PKTSUM_DTYPE
 
         self.spec = spec
         ring = spec.ring
-        self.engine: Any = _NullEngine()
+        engine: Any = _NullEngine()
         if spec.decode:
             backend = engine_mod.load_backend(spec.backend)
             if not hasattr(backend, "FlowEngine"):
                 raise ConfigError(f"flow engine backend {backend.__name__} has no FlowEngine")
-            self.engine = backend.FlowEngine(spec.engine_config)
-        self.telemetry: Any = None
+            engine = backend.FlowEngine(spec.engine_config)
+        self.flow_source = FlowSource(engine)
+        self.telemetry: TelemetrySource | None = None
         if ring.telemetry and spec.decode:
-            from sensor.telemetry import HostTelemetry, TelemetryConfig
-
-            self.telemetry = HostTelemetry(
-                TelemetryConfig(window=ring.telemetry_window, iface=spec.worker_id & 0xFF)
-            )
+            self.telemetry = TelemetrySource(ring.telemetry_window, iface=spec.worker_id & 0xFF)
+        # The flow engine first: it fills the packet summaries telemetry reads.
+        self.sources: list[RecordSource] = [self.flow_source]
+        if self.telemetry is not None:
+            self.sources.append(self.telemetry)
         self.sock, self.mapped = open_ring_socket(
             spec.iface, ring, spec.bpf_instructions, spec.fanout_group
         )
@@ -171,8 +173,6 @@ class CaptureWorker:
         # Room for a whole block plus re-inserted VLAN tags, so one packet always fits.
         self.batch.buffer = np.zeros(max(ring.block_size * 2, cap * 256), np.uint8)
         self.pktsum = np.zeros(cap, PKTSUM_DTYPE) if self.telemetry is not None else None
-        self._flows = np.zeros(4096, FLOW_DTYPE)
-        self._arp = np.zeros(1024, ARP_DTYPE)
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._last_ts = 0
 
@@ -210,42 +210,36 @@ class CaptureWorker:
         self.counters["link_down"] += 1
         time.sleep(timeout_ms / 1000.0)  # no busy loop while the link is down
 
+    @property
+    def engine(self) -> Any:
+        return self.flow_source.engine
+
+    def _feed(self) -> None:
+        for src in self.sources:
+            src.feed(self.batch, self.pktsum)
+
     def step(self, timeout_ms: int) -> tuple[int, list[tuple[str, np.ndarray]]]:
         """Drain what the ring holds (waiting up to ``timeout_ms`` if empty), feed it."""
         n = self.fill(timeout_ms)
         if n:
-            self.engine.feed(self.batch, pktsum=self.pktsum)
-            if self.telemetry is not None:
-                self.telemetry.update(self.pktsum, n)
+            self._feed()
             self._last_ts = int(self.batch.ts_ns[n - 1])
         else:
             # Idle wire: network time still passes, so timeouts and windows must fire.
             now = max(time.time_ns(), self._last_ts)
-            self.engine.advance(now)
-            if self.telemetry is not None:
-                self.telemetry.advance(now)
+            for src in self.sources:
+                src.advance(now)
         return n, self.collect()
 
     def collect(self) -> list[tuple[str, np.ndarray]]:
         out: list[tuple[str, np.ndarray]] = []
-        for kind, buf, drain in (
-            ("flow", self._flows, self.engine.drain_flows),
-            ("arp", self._arp, self.engine.drain_arp),
-        ):
-            while True:
-                k = int(drain(buf))
-                if k:
-                    out.append((kind, buf[:k].copy()))
-                    if kind == "flow":
-                        self.counters["flows"] += k
-                if k < len(buf):
-                    break
-        if self.telemetry is not None:
-            for kind, recs in self.telemetry.drain():
-                if len(recs):
-                    out.append((kind, recs))
-                    if kind == "host":
-                        self.counters["host_records"] += len(recs)
+        for src in self.sources:
+            for kind, recs in src.drain():
+                out.append((kind, recs))
+                if kind == "flow":
+                    self.counters["flows"] += len(recs)
+                elif kind == "host":
+                    self.counters["host_records"] += len(recs)
         return out
 
     def finish(self) -> list[tuple[str, np.ndarray]]:
@@ -263,13 +257,10 @@ class CaptureWorker:
                 break  # the interface is gone: flush what we hold
             if not n:
                 break
-            self.engine.feed(self.batch, pktsum=self.pktsum)
-            if self.telemetry is not None:
-                self.telemetry.update(self.pktsum, n)
+            self._feed()
             out.extend(self.collect())
-        self.engine.flush()
-        if self.telemetry is not None:
-            self.telemetry.flush()
+        for src in self.sources:
+            src.finish()
         out.extend(self.collect())
         return out
 
@@ -288,7 +279,7 @@ class CaptureWorker:
             "flows": self.counters["flows"],
             "host_records": self.counters["host_records"],
             "queue_overruns": self.counters["queue_overruns"],
-            "host_evictions": int(self.telemetry.evictions) if self.telemetry is not None else 0,
+            "host_evictions": self.telemetry.evictions if self.telemetry is not None else 0,
             "link_down": self.counters["link_down"],
         }
         prev = getattr(self, "_prev", {})

@@ -42,25 +42,18 @@ def _run(paths: list[str], backend: str | None, window: float) -> RunResult:
     """Feed every capture through one engine and one telemetry table; collect records."""
     from sensor.config import EngineConfig
     from sensor.engine import load_backend
-    from sensor.telemetry import HostTelemetry, TelemetryConfig
+    from sensor.pipeline import FlowSource, RecordSource, TelemetrySource
 
     mod = load_backend(backend)
-    engine = mod.FlowEngine(EngineConfig())
-    tel = HostTelemetry(TelemetryConfig(window=window), backend=backend)
+    flows = FlowSource(mod.FlowEngine(EngineConfig()))
+    sources: list[RecordSource] = [flows, TelemetrySource(window, backend=backend)]
     out: dict[str, list[np.ndarray]] = defaultdict(list)
-    bufs = {"flow": np.zeros(4096, FLOW_DTYPE), "arp": np.zeros(1024, ARP_DTYPE)}
-    drains = {"flow": engine.drain_flows, "arp": engine.drain_arp}
     pktsum = np.zeros(4096, PKTSUM_DTYPE)
     counts: Counter[str] = Counter()
 
     def drain() -> None:
-        for kind, buf in bufs.items():
-            while (n := int(drains[kind](buf))):
-                out[kind].append(buf[:n].copy())
-                if n < len(buf):
-                    break
-        for kind, recs in tel.drain():
-            if len(recs):
+        for s in sources:
+            for kind, recs in s.drain():
                 out[kind].append(recs)
 
     fault: BaseException | None = None
@@ -69,8 +62,8 @@ def _run(paths: list[str], backend: str | None, window: float) -> RunResult:
             for batch in mod.PcapReader(path).batches(4096):
                 if batch.count > len(pktsum):
                     pktsum = np.zeros(batch.count, PKTSUM_DTYPE)
-                engine.feed(batch, pktsum)
-                tel.update(pktsum, batch.count)
+                for s in sources:
+                    s.feed(batch, pktsum)
                 counts["packets"] += batch.count
                 counts["bytes"] += int(batch.wirelen[: batch.count].sum())
                 if batch.count:
@@ -81,11 +74,10 @@ def _run(paths: list[str], backend: str | None, window: float) -> RunResult:
                 drain()
     except Exception as exc:  # noqa: BLE001 - reported after what was read is summarised
         fault = exc
-    engine.flush()
-    tel.flush()
+    for s in sources:
+        s.finish()
     drain()
-    stats = {k: int(v) for k, v in engine.stats().items() if isinstance(v, (int, np.integer))}
-    counts.update({"decode_errors": stats.get("decode_errors", 0)})
+    counts.update({"decode_errors": flows.counters().get("decode_errors", 0)})
     return out, dict(counts), mod.__name__.rsplit(".", 1)[-1], fault
 
 

@@ -4,8 +4,8 @@
 
 The pcap sensor loop reads packet batches, feeds an ordered list of record sources (the
 flow engine first, since it fills the per-packet summaries the per-host telemetry reads),
-and hands what they emit to the publisher in messages of ``--batch`` records. A new record
-source plugs in by implementing ``RecordSource``.
+and hands what they emit to the publisher in messages of ``--batch`` records. The record
+sources live in ``sensor.pipeline``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from netwarden.errors import CaptureError, CaptureFormatError, ConfigError
+from sensor.pipeline import FlowSource, RecordSource, TelemetrySource, loss_counters
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
     from sensor.publisher import Publisher
 
 log = logging.getLogger("netwarden.sensor")
-
-#: Engine/telemetry counters whose names say they count loss go into bus drop counters.
-_LOSS_WORDS = ("drop", "error", "evict", "overrun", "truncat", "losing", "freeze")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -131,95 +129,6 @@ class _StopFlag:
                 signal.signal(signum, prev)
 
         return restore
-
-
-# ---- record sources ------------------------------------------------------------------------
-
-
-class RecordSource(Protocol):
-    """Something that turns packet batches into records for the bus."""
-
-    def feed(self, batch: PacketBatch, pktsum: np.ndarray | None) -> None: ...
-
-    def advance(self, now_ns: int) -> None: ...
-
-    def finish(self) -> None: ...
-
-    def drain(self) -> list[tuple[str, np.ndarray]]: ...
-
-    def counters(self) -> dict[str, int]: ...
-
-
-class FlowSource:
-    """The flow engine: FLOW and ARP records; fills the per-packet summaries."""
-
-    def __init__(self, engine: Any) -> None:
-        import numpy as np
-
-        from sensor.schema import ARP_DTYPE, FLOW_DTYPE
-
-        self.engine = engine
-        self._out = (("flow", np.zeros(4096, FLOW_DTYPE), engine.drain_flows),
-                     ("arp", np.zeros(1024, ARP_DTYPE), engine.drain_arp))  # fmt: skip
-
-    def feed(self, batch: PacketBatch, pktsum: np.ndarray | None) -> None:
-        self.engine.feed(batch, pktsum)
-
-    def advance(self, now_ns: int) -> None:
-        self.engine.advance(now_ns)
-
-    def finish(self) -> None:
-        self.engine.flush()
-
-    def drain(self) -> list[tuple[str, np.ndarray]]:
-        out = []
-        for kind, buf, drain in self._out:
-            while True:
-                n = int(drain(buf))
-                if n:
-                    out.append((kind, buf[:n].copy()))
-                if n < len(buf):
-                    break
-        return out
-
-    def counters(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.engine.stats().items() if isinstance(v, int)}
-
-
-class TelemetrySource:
-    """Per-host telemetry (``sensor.telemetry``), fed from the engine's packet summaries."""
-
-    def __init__(self, window: float | None) -> None:
-        from sensor.telemetry import HostTelemetry, TelemetryConfig
-
-        cfg = TelemetryConfig() if window is None else TelemetryConfig(window=window)
-        self.tel = HostTelemetry(cfg)
-        self._pending = 0
-
-    def feed(self, batch: PacketBatch, pktsum: np.ndarray | None) -> None:
-        if pktsum is not None:
-            self.tel.update(pktsum, batch.count)
-
-    def advance(self, now_ns: int) -> None:
-        self.tel.advance(now_ns)
-
-    def finish(self) -> None:
-        self.tel.flush()
-
-    def drain(self) -> list[tuple[str, np.ndarray]]:
-        return [(kind, recs) for kind, recs in self.tel.drain() if len(recs)]
-
-    def counters(self) -> dict[str, int]:
-        stats = getattr(self.tel, "stats", None)
-        if not callable(stats):
-            return {}
-        return {k: int(v) for k, v in stats().items() if isinstance(v, int)}
-
-
-def loss_counters(counters: dict[str, int]) -> dict[str, int]:
-    """The subset of counters that measure loss, for bus headers (bounded in number)."""
-    picked = {k: v for k, v in counters.items() if any(w in k for w in _LOSS_WORDS)}
-    return dict(sorted(picked.items())[:24])
 
 
 class Outbox:

@@ -1,0 +1,120 @@
+"""Record sources: what turns packet batches into records for the bus.
+
+Every capture loop (``netwarden sensor --pcap``, live capture workers in ``sensor.live``,
+``netwarden replay``'s summary) feeds each packet batch through an ordered list of
+``RecordSource`` objects and drains the ``(kind, records)`` pairs they emit. The flow engine
+comes first because it fills the per-packet summaries (``pktsum``) that per-host telemetry
+reads. A new record source plugs in by implementing ``RecordSource``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sensor.batch import PacketBatch
+
+#: Engine/telemetry counters whose names say they count loss go into bus drop counters.
+_LOSS_WORDS = ("drop", "error", "evict", "overrun", "truncat", "losing", "freeze")
+
+
+class RecordSource(Protocol):
+    """Something that turns packet batches into records for the bus."""
+
+    def feed(self, batch: PacketBatch, pktsum: np.ndarray | None) -> None: ...
+
+    def advance(self, now_ns: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def drain(self) -> list[tuple[str, np.ndarray]]: ...
+
+    def counters(self) -> dict[str, int]: ...
+
+
+def _int_counters(stats: dict[str, Any]) -> dict[str, int]:
+    import numpy as np
+
+    return {k: int(v) for k, v in stats.items() if isinstance(v, (int, np.integer))}
+
+
+class FlowSource:
+    """The flow engine: FLOW and ARP records; fills the per-packet summaries."""
+
+    def __init__(self, engine: Any) -> None:
+        import numpy as np
+
+        from sensor.schema import ARP_DTYPE, FLOW_DTYPE
+
+        self.engine = engine
+        self._out = (("flow", np.zeros(4096, FLOW_DTYPE), engine.drain_flows),
+                     ("arp", np.zeros(1024, ARP_DTYPE), engine.drain_arp))  # fmt: skip
+
+    def feed(self, batch: PacketBatch, pktsum: np.ndarray | None) -> None:
+        self.engine.feed(batch, pktsum)
+
+    def advance(self, now_ns: int) -> None:
+        self.engine.advance(now_ns)
+
+    def finish(self) -> None:
+        self.engine.flush()
+
+    def drain(self) -> list[tuple[str, np.ndarray]]:
+        out = []
+        for kind, buf, drain in self._out:
+            while True:
+                n = int(drain(buf))
+                if n:
+                    out.append((kind, buf[:n].copy()))  # buf is reused: hand out a copy
+                if n < len(buf):
+                    break
+        return out
+
+    def counters(self) -> dict[str, int]:
+        return _int_counters(self.engine.stats())
+
+
+class TelemetrySource:
+    """Per-host telemetry (``sensor.telemetry``), fed from the engine's packet summaries."""
+
+    def __init__(
+        self, window: float | None = None, *, iface: int = 0, backend: str | None = None
+    ) -> None:
+        from sensor.telemetry import HostTelemetry, TelemetryConfig
+
+        cfg = TelemetryConfig(iface=iface)
+        if window is not None:
+            cfg = TelemetryConfig(window=window, iface=iface)
+        self.tel = HostTelemetry(cfg, backend=backend)
+
+    @property
+    def evictions(self) -> int:
+        """Hosts pushed out of the full table (records emitted early, not lost)."""
+        return int(self.tel.evictions)
+
+    def feed(self, batch: PacketBatch, pktsum: np.ndarray | None) -> None:
+        if pktsum is not None:
+            self.tel.update(pktsum, batch.count)
+
+    def advance(self, now_ns: int) -> None:
+        self.tel.advance(now_ns)
+
+    def finish(self) -> None:
+        self.tel.flush()
+
+    def drain(self) -> list[tuple[str, np.ndarray]]:
+        return [(kind, recs) for kind, recs in self.tel.drain() if len(recs)]
+
+    def counters(self) -> dict[str, int]:
+        stats = getattr(self.tel, "stats", None)
+        if not callable(stats):
+            return {}
+        return _int_counters(stats())
+
+
+def loss_counters(counters: dict[str, int]) -> dict[str, int]:
+    """The subset of counters that measure loss, for bus headers (bounded in number)."""
+    picked = {k: v for k, v in counters.items() if any(w in k for w in _LOSS_WORDS)}
+    return dict(sorted(picked.items())[:24])
