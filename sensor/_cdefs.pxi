@@ -1,6 +1,6 @@
 # C declarations shared by every part of the engine.
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.stdio cimport snprintf

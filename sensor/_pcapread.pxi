@@ -77,26 +77,31 @@ cdef int rd_fail(rd_state* s, size_t off, const char* msg) noexcept nogil:
     return RD_ERR
 
 
-cdef int64_t rd_ng_ts(const rd_iface* ifc, uint64_t ticks) noexcept nogil:
-    """Timestamp ticks at the interface's resolution -> ns since the epoch (floor)."""
+cdef bint rd_ng_ts(const rd_iface* ifc, uint64_t ticks, int64_t* out) noexcept nogil:
+    """Timestamp ticks at the interface's resolution plus if_tsoffset -> ns since the epoch
+    (floor); False when the result does not fit the int64 nanosecond field."""
     cdef uint8_t e = ifc.tsresol & 0x7F
-    cdef uint64_t p = 1
+    cdef __int128 p = 1, ns
     cdef int i
-    cdef __int128 wide
     if e > 60:
         e = 60  # as the reference: absurd resolutions are clamped
     if ifc.tsresol & 0x80:
-        wide = <__int128>ticks * 1000000000
-        return <int64_t>(wide >> e)
-    if e <= 9:
+        ns = (<__int128>ticks * 1000000000) >> e
+    elif e <= 9:
         for i in range(9 - e):
             p *= 10
-        return <int64_t>(ticks * p)
-    if e - 9 >= 20:
-        return 0  # 10**20 > 2**64 > ticks
-    for i in range(e - 9):
-        p *= 10
-    return <int64_t>(ticks // p)
+        ns = <__int128>ticks * p
+    elif e - 9 >= 20:
+        ns = 0  # 10**20 > 2**64 > ticks
+    else:
+        for i in range(e - 9):
+            p *= 10
+        ns = <__int128>ticks / p
+    ns += <__int128>ifc.tsoffset_s * 1000000000
+    if ns > <__int128>INT64_MAX or ns < <__int128>INT64_MIN:
+        return False
+    out[0] = <int64_t>ns
+    return True
 
 
 cdef int rd_open(rd_state* s) noexcept nogil:
@@ -251,7 +256,10 @@ cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* 
             off[0] = p + 28
             caplen[0] = incl
             wirelen[0] = orig
-            ts[0] = rd_ng_ts(&s.ifaces[ifid], ticks) + s.ifaces[ifid].tsoffset_s * 1000000000
+            if not rd_ng_ts(&s.ifaces[ifid], ticks, ts):
+                # The reference raises OverflowError here (an uncaught crash); a clean
+                # format error names the block instead.
+                return rd_fail(s, p, "pcapng timestamp out of range")
             lt[0] = s.ifaces[ifid].linktype
             iface[0] = <uint8_t>ifid
             return RD_OK
@@ -283,7 +291,10 @@ cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* 
             off[0] = p + 28
             caplen[0] = incl
             wirelen[0] = orig
-            ts[0] = rd_ng_ts(&s.ifaces[ifid], ticks) + s.ifaces[ifid].tsoffset_s * 1000000000
+            if not rd_ng_ts(&s.ifaces[ifid], ticks, ts):
+                # The reference raises OverflowError here (an uncaught crash); a clean
+                # format error names the block instead.
+                return rd_fail(s, p, "pcapng timestamp out of range")
             lt[0] = s.ifaces[ifid].linktype
             iface[0] = <uint8_t>ifid
             return RD_OK

@@ -365,3 +365,17 @@ def test_reader_missing_file(tmp_path: Path) -> None:
     for mod in (_c_backend(), _py_backend()):
         with pytest.raises(CaptureError):
             list(mod.PcapReader(str(tmp_path / "absent.pcap")).batches())
+
+
+def test_compiled_reader_rejects_out_of_range_timestamp(tmp_path: Path) -> None:
+    """A pcapng timestamp beyond the int64 nanosecond range (if_tsresol 0 = seconds) is a
+    clean format error naming the block, after the packets before it. (The reference
+    reader lets an OverflowError escape here; not a parity case.)"""
+    good = _epb(0, 5, ETH_FRAME)
+    data = _shb() + _idb(1, _opt(9, b"\x00")) + good
+    bad_at = len(data)
+    path = tmp_path / "ts_overflow.pcapng"
+    path.write_bytes(data + _epb(0, 1 << 62, ETH_FRAME))
+    frames, err = _read_all(_c_backend(), path)
+    assert err == ("CaptureFormatError", bad_at)
+    assert [f[2] for f in frames] == [5 * 1_000_000_000]
