@@ -11,7 +11,13 @@ block being copied. Copying also lets us put back the 802.1Q tag the kernel stri
 Ring layout (linux/if_packet.h): each block starts with ``tpacket_block_desc``
 (block_status at +8, num_pkts at +12, offset_to_first_pkt at +16); each packet with
 ``tpacket3_hdr`` (next_offset +0, sec +4, nsec +8, snaplen +12, len +16, status +20,
-mac +24, vlan_tci +32, vlan_tpid +36).
+mac +24, vlan_tci +32, vlan_tpid +36), followed by a ``sockaddr_ll`` at
+TPACKET_ALIGN(sizeof(tpacket3_hdr)) = +48 whose ``sll_pkttype`` (+10, so +58) says
+PACKET_HOST / PACKET_OUTGOING / ...
+
+On a loopback interface every packet passes the tap twice, once leaving (PACKET_OUTGOING)
+and once arriving (PACKET_HOST), so with ``skip_outgoing`` the leaving copy is left out and
+each packet is seen once, as on a real link.
 """
 
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -55,18 +61,28 @@ cdef enum:  # linux/if_packet.h
     TP_STATUS_VLAN_VALID = 0x10
     TP_STATUS_VLAN_TPID_VALID = 0x40
     LINKTYPE_ETHERNET = 1
+    TPACKET3_PKTTYPE = 58  # sockaddr_ll.sll_pkttype after the tpacket3_hdr
+    PACKET_OUTGOING = 4
 
 
 cdef class RxRing:
     """Reader over an mmap'd TPACKET_V3 ring of ``block_count`` blocks of ``block_size``.
 
-    ``fill(...)`` copies up to the batch capacity, returns how many packets it wrote, and
-    blocks in ``poll`` (GIL released) for at most ``timeout_ms`` only when nothing is ready.
-    It returns -1 when the socket reports an error (interface down or removed). Fields are
-    declared in ``_ring.pxd``.
+    ``fill(batch, iface_id, timeout_ms)`` copies up to the batch capacity into a
+    ``PacketBatch`` (``sensor/batch.py``), returns how many packets it wrote, and blocks in
+    ``poll`` (GIL released) for at most ``timeout_ms`` only when nothing is ready. It returns
+    -1 when the socket reports an error (interface down or removed). Fields are declared in
+    ``_ring.pxd``.
     """
 
-    def __cinit__(self, int fd, object mapped, uint32_t block_size, uint32_t block_count):
+    def __cinit__(
+        self,
+        int fd,
+        object mapped,
+        uint32_t block_size,
+        uint32_t block_count,
+        bint skip_outgoing=False,
+    ):
         self._view = memoryview(mapped).cast("B")
         if <uint64_t>self._view.shape[0] < <uint64_t>block_size * block_count:
             raise ValueError("mapped ring is smaller than block_size * block_count")
@@ -77,46 +93,46 @@ cdef class RxRing:
         self._cur = 0
         self._left = 0
         self._pkt = NULL
+        self._skip_outgoing = skip_outgoing
 
     def release(self):
         """Drop the reference to the mapping (so the mmap can be closed)."""
         self._base = NULL
         self._view = None
 
-    def fill(
-        self,
-        uint8_t[::1] buf,
-        uint64_t[::1] offset,
-        uint32_t[::1] caplen,
-        uint32_t[::1] wirelen,
-        int64_t[::1] ts_ns,
-        uint16_t[::1] linktype,
-        uint8_t[::1] iface,
-        uint8_t iface_id,
-        int timeout_ms,
-    ):
+    def fill(self, batch, uint8_t iface_id, int timeout_ms):
         if self._base == NULL:
             raise ValueError("ring is closed")
+        cdef uint8_t[::1] buf = batch.buffer
+        cdef uint64_t[::1] offset = batch.offset
+        cdef uint32_t[::1] caplen = batch.caplen
+        cdef uint32_t[::1] wirelen = batch.wirelen
+        cdef int64_t[::1] ts_ns = batch.ts_ns
+        cdef uint16_t[::1] linktype = batch.linktype
+        cdef uint8_t[::1] iface = batch.iface
+        cdef BatchOut out
+        out.cap = offset.shape[0]
+        if out.cap == 0 or buf.shape[0] == 0 or out.cap > linktype.shape[0] \
+                or out.cap > iface.shape[0] or out.cap > ts_ns.shape[0] \
+                or out.cap > caplen.shape[0] or out.cap > wirelen.shape[0]:
+            return 0
+        out.buf = &buf[0]
+        out.bufcap = <uint64_t>buf.shape[0]
+        out.offset = &offset[0]
+        out.caplen = &caplen[0]
+        out.wirelen = &wirelen[0]
+        out.ts_ns = &ts_ns[0]
+        out.linktype = &linktype[0]
+        out.iface = &iface[0]
+        out.iface_id = iface_id
         cdef Py_ssize_t n
         with nogil:
-            n = self._fill(buf, offset, caplen, wirelen, ts_ns, linktype, iface, iface_id,
-                           timeout_ms)
+            n = self._fill(&out, timeout_ms)
         return n
 
-    cdef Py_ssize_t _fill(
-        self,
-        uint8_t[::1] buf,
-        uint64_t[::1] offset,
-        uint32_t[::1] caplen,
-        uint32_t[::1] wirelen,
-        int64_t[::1] ts_ns,
-        uint16_t[::1] linktype,
-        uint8_t[::1] iface,
-        uint8_t iface_id,
-        int timeout_ms,
-    ) noexcept nogil:
-        cdef Py_ssize_t cap = offset.shape[0]
-        cdef uint64_t bufcap = <uint64_t>buf.shape[0]
+    cdef Py_ssize_t _fill(self, BatchOut *out, int timeout_ms) noexcept nogil:
+        cdef Py_ssize_t cap = out.cap
+        cdef uint64_t bufcap = out.bufcap
         cdef Py_ssize_t n = 0
         cdef uint64_t pos = 0
         cdef bint waited = False
@@ -127,9 +143,6 @@ cdef class RxRing:
         cdef uint32_t status, pstatus, snap, wlen, need, tpid, tci
         cdef uint16_t mac
         cdef pollfd pfd
-        if cap > linktype.shape[0] or cap > iface.shape[0] or cap > ts_ns.shape[0] \
-                or cap > caplen.shape[0] or cap > wirelen.shape[0] or bufcap == 0:
-            return 0
         while n < cap and not full:
             blk = self._base + <uint64_t>self._cur * self._block_size
             status = nw_ring_load_acquire(blk + 8)
@@ -154,6 +167,11 @@ cdef class RxRing:
                     self.losing_blocks += 1
             while self._left > 0 and n < cap:
                 h = self._pkt
+                if self._skip_outgoing and h[TPACKET3_PKTTYPE] == PACKET_OUTGOING:
+                    self.outgoing_skipped += 1
+                    self._left -= 1
+                    self._pkt = h + nw_rd32(h)
+                    continue
                 snap = nw_rd32(h + 12)
                 wlen = nw_rd32(h + 16)
                 pstatus = nw_rd32(h + 20)
@@ -164,7 +182,7 @@ cdef class RxRing:
                 if pos + need > bufcap:
                     full = True
                     break
-                dst = &buf[0] + pos
+                dst = out.buf + pos
                 if need != snap:
                     # Put the stripped tag back after the two MAC addresses.
                     tci = nw_rd32(h + 32) & 0xFFFF
@@ -183,12 +201,12 @@ cdef class RxRing:
                     memcpy(dst, h + mac, snap)
                 if snap < nw_rd32(h + 16):
                     self.truncated += 1
-                offset[n] = pos
-                caplen[n] = need
-                wirelen[n] = wlen
-                ts_ns[n] = <int64_t>nw_rd32(h + 4) * 1000000000 + nw_rd32(h + 8)
-                linktype[n] = LINKTYPE_ETHERNET
-                iface[n] = iface_id
+                out.offset[n] = pos
+                out.caplen[n] = need
+                out.wirelen[n] = wlen
+                out.ts_ns[n] = <int64_t>nw_rd32(h + 4) * 1000000000 + nw_rd32(h + 8)
+                out.linktype[n] = LINKTYPE_ETHERNET
+                out.iface[n] = out.iface_id
                 n += 1
                 pos += need
                 self.packets += 1

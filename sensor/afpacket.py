@@ -6,6 +6,7 @@ capture control live in ``sensor.live``.
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import socket
 import struct
@@ -64,6 +65,21 @@ def ifindex(iface: str) -> int:
         raise InterfaceError(f"no such interface: {iface!r}") from None
 
 
+SIOCGIFFLAGS = 0x8913
+IFF_LOOPBACK = 0x8
+
+
+def is_loopback(iface: str) -> bool:
+    """True for a loopback interface (asked of the kernel, so right inside a namespace)."""
+    ifreq = struct.pack("16sH14x", iface.encode()[:15], 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            res = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq)
+        except OSError:
+            raise InterfaceError(f"no such interface: {iface!r}") from None
+    return bool(struct.unpack_from("H", res, 16)[0] & IFF_LOOPBACK)
+
+
 SIOCETHTOOL = 0x8946
 ETHTOOL_GFLAGS = 0x25
 ETHTOOL_GGRO = 0x2B
@@ -78,7 +94,6 @@ def receive_offloads(iface: str) -> dict[str, bool]:
     but not their packet counts. Unknown (driver does not say) is left out.
     """
     import ctypes
-    import fcntl
 
     out: dict[str, bool] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

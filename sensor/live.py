@@ -38,7 +38,13 @@ from typing import Any
 import numpy as np
 
 from netwarden.errors import ConfigError, InterfaceError, NetWardenError
-from sensor.afpacket import RingConfig, kernel_stats, open_ring_socket, receive_offloads
+from sensor.afpacket import (
+    RingConfig,
+    is_loopback,
+    kernel_stats,
+    open_ring_socket,
+    receive_offloads,
+)
 from sensor.afpacket import ifindex as _ifindex
 from sensor.batch import PacketBatch
 from sensor.config import EngineConfig
@@ -167,7 +173,13 @@ class CaptureWorker:
         self.sock, self.mapped = open_ring_socket(
             spec.iface, ring, spec.bpf_instructions, spec.fanout_group
         )
-        self.ring = RxRing(self.sock.fileno(), self.mapped, ring.block_size, ring.block_count)
+        self.ring = RxRing(
+            self.sock.fileno(),
+            self.mapped,
+            ring.block_size,
+            ring.block_count,
+            skip_outgoing=is_loopback(spec.iface),  # lo shows each packet leave and arrive
+        )
         cap = ring.batch_packets
         self.batch = PacketBatch.empty(cap)
         # Room for a whole block plus re-inserted VLAN tags, so one packet always fits.
@@ -178,17 +190,7 @@ class CaptureWorker:
 
     def fill(self, timeout_ms: int) -> int:
         b = self.batch
-        n = self.ring.fill(
-            b.buffer,
-            b.offset,
-            b.caplen,
-            b.wirelen,
-            b.ts_ns,
-            b.linktype,
-            b.iface,
-            self.spec.worker_id & 0xFF,
-            timeout_ms,
-        )
+        n = self.ring.fill(self.batch, self.spec.worker_id & 0xFF, timeout_ms)
         if n < 0:
             self._socket_error(timeout_ms)
             n = 0

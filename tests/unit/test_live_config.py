@@ -83,3 +83,12 @@ def test_receive_offloads_reports_booleans_for_loopback() -> None:
     assert set(got) <= {"gro", "lro"}
     assert all(isinstance(v, bool) for v in got.values())
     assert receive_offloads("nw-no-such-if0") == {}
+
+
+def test_is_loopback_asks_the_kernel() -> None:
+    from netwarden.errors import InterfaceError
+    from sensor.afpacket import is_loopback
+
+    assert is_loopback("lo") is True
+    with pytest.raises(InterfaceError):
+        is_loopback("nw-no-such-if0")
