@@ -13,7 +13,12 @@ Split by concern into include files:
   _flowtable.pxi  open-addressing flow table over a pool of flow structs
   _timers.pxi     network-time timer heap
   _frag.pxi       bounded IP fragment reassembly
-  _engine.pxi     packet path, flow life cycle, FlowEngine
+  _engine.pxi     engine state, packet path, flow table use, timers, fragments
+  _records.pxi    conn_state and the emitted flow record
+  _tunnels.pxi    tunnel ids and UDP tunnel dispatch
+  _apps.pxi       UDP/ICMP accounting, DNS summary, DNS/NTP analyzer flips
+  _tcpflow.pxi    TCP per flow: reuse, history, state machine, close/EOF
+  _api.pxi        FlowEngine, the Python boundary
 See sensor/engine.py for the contract both backends honour.
 """
 
@@ -47,6 +52,11 @@ include "_flowtable.pxi"
 include "_timers.pxi"
 include "_frag.pxi"
 include "_engine.pxi"
+include "_records.pxi"
+include "_tunnels.pxi"
+include "_apps.pxi"
+include "_tcpflow.pxi"
+include "_api.pxi"
 
 # Refuse to load if records.h and sensor/schema.py disagree: every record written below is
 # memcpy'd into arrays of those dtypes.
