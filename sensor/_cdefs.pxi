@@ -1,6 +1,8 @@
 # C declarations shared by every part of the engine.
 
-from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport (
+    INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+)
 from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.stdio cimport snprintf
@@ -16,6 +18,8 @@ cdef extern from *:
     uint16_t bswap16 "nw_bswap16"(uint16_t) nogil
     uint32_t bswap32 "nw_bswap32"(uint32_t) nogil
     uint64_t bswap64 "nw_bswap64"(uint64_t) nogil
+    # GCC/Clang's 128-bit integer, for timestamp arithmetic that must not overflow; Cython
+    # only needs a name for it (declared as a wide signed integer).
     ctypedef long long __int128 "__int128"
 
 

@@ -21,7 +21,7 @@ cdef inline uint64_t fk_hash(const fkey* k) noexcept nogil:
     # FNV-1a over the key words, then a final avalanche (splitmix64's finaliser).
     cdef const uint64_t* w = <const uint64_t*>k
     cdef uint64_t h = 0xCBF29CE484222325ULL
-    cdef int i
+    cdef size_t i
     for i in range(sizeof(fkey) // 8):
         h = (h ^ w[i]) * 0x100000001B3ULL
     h ^= h >> 30
