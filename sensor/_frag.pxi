@@ -125,8 +125,39 @@ cdef int64_t fs_add(fragstore* s, dc_pkt* p, int64_t ts) noexcept nogil:
 
 
 cdef bint frag_add_range(frag_t* fb, ssz start, ssz stop) noexcept nogil:
+    """Record [start, stop) as received, keeping the ranges sorted and merged.
+
+    The reference appends every fragment's range and sorts them all on each arrival; a
+    flood of duplicate fragments would make that unbounded in memory and time. Merged
+    components give the same answer (see frag_complete) in at most one range per 8-byte
+    fragment offset."""
     cdef int64_t (*nr)[2]
-    cdef ssz ncap
+    cdef ssz ncap, i, j, k
+    # First component that could touch [start, stop): the components are disjoint and
+    # separated by gaps, so every earlier one ends before start.
+    i = 0
+    while i < fb.nranges and fb.ranges[i][1] < start:
+        i += 1
+    if i < fb.nranges and fb.ranges[i][0] <= stop:
+        # Merge with component i and every later one that [start, stop) now reaches.
+        if start < fb.ranges[i][0]:
+            fb.ranges[i][0] = start
+        if stop > fb.ranges[i][1]:
+            fb.ranges[i][1] = stop
+        j = i + 1
+        while j < fb.nranges and fb.ranges[j][0] <= fb.ranges[i][1]:
+            if fb.ranges[j][1] > fb.ranges[i][1]:
+                fb.ranges[i][1] = fb.ranges[j][1]
+            j += 1
+        if j > i + 1:
+            k = i + 1
+            while j < fb.nranges:
+                fb.ranges[k][0] = fb.ranges[j][0]
+                fb.ranges[k][1] = fb.ranges[j][1]
+                k += 1
+                j += 1
+            fb.nranges = k
+        return True
     if fb.nranges == fb.ranges_cap:
         ncap = fb.ranges_cap * 2 + 8
         nr = <int64_t (*)[2]>realloc(fb.ranges, ncap * 2 * sizeof(int64_t))
@@ -134,32 +165,22 @@ cdef bint frag_add_range(frag_t* fb, ssz start, ssz stop) noexcept nogil:
             return False
         fb.ranges = nr
         fb.ranges_cap = ncap
-    fb.ranges[fb.nranges][0] = start
-    fb.ranges[fb.nranges][1] = stop
+    j = fb.nranges
+    while j > i:
+        fb.ranges[j][0] = fb.ranges[j - 1][0]
+        fb.ranges[j][1] = fb.ranges[j - 1][1]
+        j -= 1
+    fb.ranges[i][0] = start
+    fb.ranges[i][1] = stop
     fb.nranges += 1
     return True
 
 
-cdef int range_cmp(const void* a, const void* b) noexcept nogil:
-    cdef const int64_t* x = <const int64_t*>a
-    cdef const int64_t* y = <const int64_t*>b
-    if x[0] != y[0]:
-        return -1 if x[0] < y[0] else 1
-    if x[1] != y[1]:
-        return -1 if x[1] < y[1] else 1
-    return 0
-
-
 cdef bint frag_complete(frag_t* fb) noexcept nogil:
-    """Do the ranges cover [0, total)? (Sorting in place is harmless: order is not kept.)"""
-    cdef ssz covered = 0, k
-    qsort(fb.ranges, fb.nranges, 2 * sizeof(int64_t), range_cmp)
-    for k in range(fb.nranges):
-        if fb.ranges[k][0] > covered:
-            return False
-        if fb.ranges[k][1] > covered:
-            covered = fb.ranges[k][1]
-    return covered >= fb.total
+    """The reference walks the sorted ranges and stops at the first one starting beyond
+    what is covered so far: complete iff every range joins one component from offset 0
+    and that component reaches the datagram's end."""
+    return (fb.nranges == 1 and fb.ranges[0][0] == 0 and fb.ranges[0][1] >= fb.total)
 
 
 cdef ssz ipv6_strip_frag(uint8_t* hdr, ssz n, uint8_t proto) noexcept nogil:
