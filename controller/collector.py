@@ -41,6 +41,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from netwarden.errors import BusError, ConfigError, FrameRejected
 from sensor import wire
+from sensor.curve import read_key_file
 
 log = logging.getLogger("netwarden.collector")
 
@@ -64,21 +65,12 @@ class CurveServerKeys:
     def from_dir(cls, directory: str | os.PathLike[str]) -> CurveServerKeys:
         """Load ``server.key_secret``; authorised sensors' ``*.key`` files live in
         ``authorized/``."""
-        from zmq.auth import load_certificate
-
         d = Path(directory)
         secret_file = d / f"{SERVER_KEY_NAME}.key_secret"
         auth = d / AUTHORIZED_DIR
-        if not secret_file.is_file():
-            raise ConfigError(f"CURVE keys: {secret_file} is missing (run `netwarden keygen`)")
+        public, secret = read_key_file(secret_file, secret=True)
         if not auth.is_dir():
             raise ConfigError(f"CURVE keys: {auth} (authorised sensor keys) is missing")
-        try:
-            public, secret = load_certificate(secret_file)
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"CURVE keys in {d}: {exc}") from None
-        if not secret:
-            raise ConfigError(f"CURVE keys: {secret_file} holds no secret key")
         return cls(public=public, secret=secret, authorized_dir=auth)
 
 

@@ -28,18 +28,28 @@ BACKEND_ENV = "NETWARDEN_BACKEND"
 BACKENDS = {"c": "sensor._fastpath", "py": "sensor._fastpath_py"}
 
 
-def load_backend(name: str | None = None) -> ModuleType:
+def pick_backend(
+    backends: dict[str, str], name: str | None = None, needs: str | None = None
+) -> ModuleType:
+    """The module ``backends[name]`` (name defaults to ``$NETWARDEN_BACKEND``). With no name,
+    the compiled one ("c") when it imports and has the attribute ``needs``, else the
+    pure-Python reference ("py"). Shared by every component that has both backends."""
     name = name or os.environ.get(BACKEND_ENV) or ""
     if name:
-        if name not in BACKENDS:
+        if name not in backends:
             from netwarden.errors import ConfigError
 
-            raise ConfigError(f"{BACKEND_ENV} must be one of {sorted(BACKENDS)}, got {name!r}")
-        return importlib.import_module(BACKENDS[name])
+            raise ConfigError(f"{BACKEND_ENV} must be one of {sorted(backends)}, got {name!r}")
+        return importlib.import_module(backends[name])
     try:
-        mod = importlib.import_module(BACKENDS["c"])
-        if hasattr(mod, "FlowEngine"):
+        mod = importlib.import_module(backends["c"])
+        if needs is None or hasattr(mod, needs):
             return mod
     except ImportError:
         pass
-    return importlib.import_module(BACKENDS["py"])
+    return importlib.import_module(backends["py"])
+
+
+def load_backend(name: str | None = None) -> ModuleType:
+    """The flow engine backend (``PcapReader``, ``FlowEngine``)."""
+    return pick_backend(BACKENDS, name, needs="FlowEngine")

@@ -55,6 +55,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from netwarden.errors import BusError, ConfigError, FrameRejected
 from sensor import wire
+from sensor.curve import read_key_file
 from sensor.schema import RECORD_TYPES
 
 log = logging.getLogger("netwarden.publisher")
@@ -79,21 +80,9 @@ class CurveClientKeys:
     def from_dir(cls, directory: str | os.PathLike[str]) -> CurveClientKeys:
         """Load ``sensor.key_secret`` and ``server.key`` (files written by zmq.auth /
         ``netwarden keygen``)."""
-        from zmq.auth import load_certificate
-
         d = Path(directory)
-        own = d / f"{CLIENT_KEY_NAME}.key_secret"
-        server = d / SERVER_PUBLIC_FILE
-        for p in (own, server):
-            if not p.is_file():
-                raise ConfigError(f"CURVE keys: {p} is missing (run `netwarden keygen`)")
-        try:
-            public, secret = load_certificate(own)
-            server_public, _ = load_certificate(server)
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"CURVE keys in {d}: {exc}") from None
-        if not secret:
-            raise ConfigError(f"CURVE keys: {own} holds no secret key")
+        public, secret = read_key_file(d / f"{CLIENT_KEY_NAME}.key_secret", secret=True)
+        server_public, _ = read_key_file(d / SERVER_PUBLIC_FILE, secret=False)
         return cls(public=public, secret=secret, server_public=server_public)
 
 
@@ -384,41 +373,33 @@ class Publisher:
                 self._c["messages_sent"] += 1
                 self._c["bytes_sent"] += len(p.body)
 
-    def _heartbeat(self) -> None:
+    def _control_header(self, kind: str) -> wire.Header:
+        """A header-only message (heartbeat, bye) with the current session state."""
         with self._lock:
-            h = wire.Header(
+            return wire.Header(
                 sensor_id=self.sensor_id,
                 session=self.session,
                 seq=0,
                 base=self._base(),
                 acked=self._acked,
-                kind=wire.HEARTBEAT,
+                kind=kind,
                 next_seq=self._next_seq,
                 heartbeat_s=self.heartbeat_s,
                 drops=self._drops(),
             )
-            try:
-                self._sock.send(wire.encode_header(h), zmq.NOBLOCK)
+
+    def _heartbeat(self) -> None:
+        try:
+            self._sock.send(wire.encode_header(self._control_header(wire.HEARTBEAT)), zmq.NOBLOCK)
+            with self._lock:
                 self._c["heartbeats_sent"] += 1
-            except zmq.Again:
-                pass  # nobody to tell; the collector marks us down by silence anyway
+        except zmq.Again:
+            pass  # nobody to tell; the collector marks us down by silence anyway
 
     def _bye(self) -> None:
         """Tell the collector this run ends: a clean stop, not a silent sensor."""
-        with self._lock:
-            h = wire.Header(
-                sensor_id=self.sensor_id,
-                session=self.session,
-                seq=0,
-                base=self._base(),
-                acked=self._acked,
-                kind=wire.BYE,
-                next_seq=self._next_seq,
-                heartbeat_s=self.heartbeat_s,
-                drops=self._drops(),
-            )
         try:
-            self._sock.send(wire.encode_header(h), zmq.NOBLOCK)
+            self._sock.send(wire.encode_header(self._control_header(wire.BYE)), zmq.NOBLOCK)
         except zmq.Again:
             pass
 

@@ -19,14 +19,12 @@ to the true count because a flow (the unit the sketches count) lives in exactly 
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from netwarden.errors import ConfigError
-from sensor.engine import BACKEND_ENV
+from sensor.engine import pick_backend
 
 BACKENDS = {"c": "sensor._telemetry", "py": "sensor._telemetry_py"}
 
@@ -58,15 +56,8 @@ class TelemetryConfig:
 
 
 def load_backend(name: str | None = None) -> ModuleType:
-    name = name or os.environ.get(BACKEND_ENV) or ""
-    if name:
-        if name not in BACKENDS:
-            raise ConfigError(f"{BACKEND_ENV} must be one of {sorted(BACKENDS)}, got {name!r}")
-        return importlib.import_module(BACKENDS[name])
-    try:
-        return importlib.import_module(BACKENDS["c"])
-    except ImportError:
-        return importlib.import_module(BACKENDS["py"])
+    """The telemetry backend, chosen like the flow engine's (``sensor.engine.pick_backend``)."""
+    return pick_backend(BACKENDS, name, needs="HostTelemetry")
 
 
 def HostTelemetry(config: TelemetryConfig | None = None, backend: str | None = None) -> Any:

@@ -13,6 +13,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from netwarden.errors import EnforcementError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: what a ban applies to: one address, or a range (a network wider than one address).
@@ -89,13 +91,22 @@ class Enforcer(abc.ABC):
     def setup(self) -> None:
         """Create our own table/chain/sets if missing. Never removes existing bans."""
 
-    def ensure(self) -> bool:
-        """Re-create our objects only if they are missing or altered; True if it had to.
+    def _verify_schema(self) -> None:
+        """Raise ``EnforcementError`` unless our objects are in place as ``setup`` left them.
 
-        Backends that can check their schema cheaply override this so a periodic check
-        does not replace healthy rules (and reset their counters)."""
-        self.setup()
-        return True
+        Backends that can read their schema back cheaply override this so a periodic
+        ``ensure`` does not replace healthy rules (and reset their counters); by default
+        the schema is never taken as verified."""
+        raise EnforcementError(f"{self.name}: no schema read-back")
+
+    def ensure(self) -> bool:
+        """Re-create our objects only if they are missing or altered; True if it had to."""
+        try:
+            self._verify_schema()
+            return False
+        except EnforcementError:
+            self.setup()
+            return True
 
     @abc.abstractmethod
     def apply(

@@ -137,14 +137,6 @@ class IptablesEnforcer(Enforcer):
             if len(head) < 2 or head[1].split()[-1] != CHAIN:
                 raise EnforcementError(f"{tool}: jump to {CHAIN} is not first in {self.builtin}")
 
-    def ensure(self) -> bool:
-        try:
-            self._verify_schema()
-            return False
-        except EnforcementError:
-            self.setup()
-            return True
-
     def teardown(self) -> None:
         for tool in ("iptables", "ip6tables"):
             for table, builtin in (("filter", "INPUT"), ("filter", "FORWARD"), ("raw", "PREROUTING")):

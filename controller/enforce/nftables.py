@@ -259,14 +259,6 @@ class NftablesEnforcer(Enforcer):
                 f"nftables read-back mismatch: sets={sorted(sets)} chains={sorted(chains)} rules={rules}"
             )
 
-    def ensure(self) -> bool:
-        try:
-            self._verify_schema()
-            return False
-        except EnforcementError:
-            self.setup()
-            return True
-
     def teardown(self) -> None:
         try:
             self.sock.transaction([(nl.DELTABLE, 0, nl.NFPROTO_INET, nl.strz(nl.TABLE_NAME, self.table))])

@@ -230,3 +230,19 @@ def blocked(result: dict[str, bool]) -> bool:
 
 def passes(result: dict[str, bool]) -> bool:
     return result["icmp"] and result["tcp"] and result["udp"]
+
+
+#: the commands each kernel enforcement backend needs
+ENFORCER_TOOLS = {"nftables": ("nft",), "iptables": ("iptables", "ip6tables", "ipset")}
+
+
+def enforcer(backend: str, netns: str, hook: object = None):  # type: ignore[no-untyped-def]
+    """A kernel enforcer (``nftables`` or ``iptables``) bound to namespace ``netns``; no setup."""
+    args = () if hook is None else (hook,)
+    if backend == "nftables":
+        from controller.enforce.nftables import NftablesEnforcer
+
+        return NftablesEnforcer(*args, netns=netns)  # type: ignore[arg-type]
+    from controller.enforce.iptables import IptablesEnforcer
+
+    return IptablesEnforcer(*args, netns=netns)  # type: ignore[arg-type]

@@ -19,35 +19,16 @@ from controller.enforce.dryrun import DryRunEnforcer
 A = ipaddress.ip_address
 N = ipaddress.ip_network
 KERNEL_BACKENDS = ("nftables", "iptables")
-TOOLS = {"nftables": ("nft",), "iptables": ("iptables", "ip6tables", "ipset")}
 
 
 def _skip(backend: str) -> None:
-    reason = nslab.skip_reason(*TOOLS[backend])
+    reason = nslab.skip_reason(*nslab.ENFORCER_TOOLS[backend])
     if reason:
         pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[nslab.Lab]:
-    reason = nslab.skip_reason("nft")
-    if reason:
-        pytest.skip(reason)
-    before = nslab.root_ruleset()
-    with nslab.Lab() as lab:
-        lab.start_echo()
-        yield lab
-    assert nslab.root_ruleset() == before, "root namespace ruleset changed"
 
 
 def make(backend: str, lab: nslab.Lab) -> Enforcer:
-    if backend == "nftables":
-        from controller.enforce.nftables import NftablesEnforcer
-
-        return NftablesEnforcer(netns=lab.server)
-    from controller.enforce.iptables import IptablesEnforcer
-
-    return IptablesEnforcer(netns=lab.server)
+    return nslab.enforcer(backend, lab.server)
 
 
 @pytest.fixture(params=KERNEL_BACKENDS)
@@ -225,13 +206,7 @@ def test_hook_change_keeps_bans(backend: str, lab: nslab.Lab) -> None:
 
 
 def make_hooked(backend: str, lab: nslab.Lab, hook: object) -> Enforcer:
-    if backend == "nftables":
-        from controller.enforce.nftables import NftablesEnforcer
-
-        return NftablesEnforcer(hook, netns=lab.server)  # type: ignore[arg-type]
-    from controller.enforce.iptables import IptablesEnforcer
-
-    return IptablesEnforcer(hook, netns=lab.server)  # type: ignore[arg-type]
+    return nslab.enforcer(backend, lab.server, hook)
 
 
 def _nft_allow(lab: nslab.Lab) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import netns as nslab
@@ -22,30 +21,11 @@ import pytest
 from controller.enforce.base import Action, BanSpec, Enforcer
 
 A = ipaddress.ip_address
-TOOLS = {"nftables": ("nft",), "iptables": ("iptables", "ip6tables", "ipset")}
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[nslab.Lab]:
-    reason = nslab.skip_reason("nft")
-    if reason:
-        pytest.skip(reason)
-    before = nslab.root_ruleset()
-    with nslab.Lab() as lab:
-        lab.start_echo()
-        yield lab
-    assert nslab.root_ruleset() == before, "root namespace ruleset changed"
 
 
 def reader(backend: str, lab: nslab.Lab) -> Enforcer:
     """An independent view of the kernel sets (no setup: reads only, or edits for drift)."""
-    if backend == "nftables":
-        from controller.enforce.nftables import NftablesEnforcer
-
-        return NftablesEnforcer(netns=lab.server)
-    from controller.enforce.iptables import IptablesEnforcer
-
-    return IptablesEnforcer(netns=lab.server)
+    return nslab.enforcer(backend, lab.server)
 
 
 class Daemon:
@@ -82,7 +62,7 @@ def cli(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.kernel
 @pytest.mark.parametrize("backend", ["nftables", "iptables"])
 def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> None:
-    reason = nslab.skip_reason(*TOOLS[backend])
+    reason = nslab.skip_reason(*nslab.ENFORCER_TOOLS[backend])
     if reason:
         pytest.skip(reason)
     state = tmp_path / "state"
@@ -228,7 +208,7 @@ def request_free_audit_len(state: Path) -> int:
 @pytest.mark.kernel
 @pytest.mark.parametrize("backend", ["nftables", "iptables"])
 def test_resync_heals_a_flushed_ruleset(backend: str, lab: nslab.Lab, tmp_path: Path) -> None:
-    reason = nslab.skip_reason(*TOOLS[backend])
+    reason = nslab.skip_reason(*nslab.ENFORCER_TOOLS[backend])
     if reason:
         pytest.skip(reason)
     from controller.config import ControllerConfig, SafetyConfig
