@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 EXIT_REFUSED = 3
@@ -127,32 +128,40 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     Console().print(t)
 
 
-def cmd_bans(args: argparse.Namespace) -> int:
-    rc, result = _call(args, "kernel-bans" if args.kernel else "bans")
+def _listing(
+    args: argparse.Namespace,
+    op: str,
+    title: Callable[[list[Any]], str],
+    columns: list[str],
+    row: Callable[[Any], list[str]],
+) -> int:
+    """Ask the controller for a list; print it as JSON (``--json``) or as a table."""
+    rc, result = _call(args, op)
     if rc:
         return rc
-    if args.json:
+    if getattr(args, "json", False):
         print(json.dumps(result, indent=1))
-        return 0
-    _table(
-        f"{len(result)} bans",
-        ["address", "action", "remaining", "decision", "reason"],
-        [[b["addr"], b["action"], "permanent" if b["remaining_s"] is None else f"{b['remaining_s']:.0f}s",
-          b["decision_id"], b.get("reason", "")] for b in result],
-    )
+    else:
+        _table(title(result), columns, [row(r) for r in result])
     return 0
+
+
+def cmd_bans(args: argparse.Namespace) -> int:
+    return _listing(
+        args, "kernel-bans" if args.kernel else "bans", lambda res: f"{len(res)} bans",
+        ["address", "action", "remaining", "decision", "reason"],
+        lambda b: [b["addr"], b["action"],
+                   "permanent" if b["remaining_s"] is None else f"{b['remaining_s']:.0f}s",
+                   b["decision_id"], b.get("reason", "")],
+    )  # fmt: skip
 
 
 def cmd_allow(args: argparse.Namespace) -> int:
     if args.verb == "list":
-        rc, result = _call(args, "allow-list")
-        if rc == 0:
-            if args.json:
-                print(json.dumps(result, indent=1))
-            else:
-                _table("allow-list (accepted before any ban)", ["network", "source", "note"],
-                       [[r["cidr"], r["source"], r["note"]] for r in result])
-        return rc
+        return _listing(
+            args, "allow-list", lambda _: "allow-list (accepted before any ban)",
+            ["network", "source", "note"], lambda r: [r["cidr"], r["source"], r["note"]],
+        )  # fmt: skip
     if not args.cidr:
         print(f"netwarden allow {args.verb}: a CIDR is required", file=sys.stderr)
         return 2
@@ -170,19 +179,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
-    rc, result = _call(args, "approvals")
-    if rc:
-        return rc
-    if args.json:
-        print(json.dumps(result, indent=1))
-        return 0
-    _table(
-        f"{len(result)} pending approvals",
+    return _listing(
+        args, "approvals", lambda res: f"{len(res)} pending approvals",
         ["id", "target", "action", "ttl", "why approval", "evidence"],
-        [[a["id"], str(a["proposal"]["target"]), a["proposal"]["action"], str(a["proposal"]["ttl_s"]), a["reason"],
-          (a["proposal"].get("detection") or {}).get("evidence_id", "")] for a in result],
-    )
-    return 0
+        lambda a: [a["id"], str(a["proposal"]["target"]), a["proposal"]["action"],
+                   str(a["proposal"]["ttl_s"]), a["reason"],
+                   (a["proposal"].get("detection") or {}).get("evidence_id", "")],
+    )  # fmt: skip
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
