@@ -51,30 +51,13 @@ def _replay(veth, loops: int) -> tuple[int, float]:
     return (int(sent.group(1)) if sent else -1), (float(rate.group(1)) if rate else 0.0)
 
 
-def _wait_file(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("capture did not start")
-        time.sleep(0.05)
-
-
 def run_sensor(veth, loops: int, tmp: Path, extra: list[str]) -> dict:
     ready, out = tmp / f"r{time.monotonic_ns()}", tmp / f"o{time.monotonic_ns()}.npz"
-    cmd = veth.prefix(veth.ns_b) + [
-        sys.executable,
-        "-m",
-        "sensor.live",
-        "--iface",
-        veth.IF_B,
-        "--ready-file",
-        str(ready),
-        "--out",
-        str(out),
-        *extra,
-    ]
+    from netns_live import live_capture_command, wait_ready  # on sys.path after _veth()
+
+    cmd = live_capture_command(veth.prefix(veth.ns_b), veth.IF_B, ready, out, *extra)
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.DEVNULL)
-    _wait_file(ready, proc)
+    wait_ready(ready, proc)
     t0 = time.monotonic()
     sent, rate = _replay(veth, loops)
     proc.send_signal(signal.SIGTERM)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 from typing import Self
 
 
@@ -87,3 +90,24 @@ class VethPair:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def live_capture_command(
+    ns_prefix: list[str], iface: str, ready: Path, out: Path, *extra: str
+) -> list[str]:
+    """``python -m sensor.live`` capturing on ``iface`` inside a namespace: it creates
+    ``ready`` once every worker listens and writes its records to ``out`` on exit."""
+    return [*ns_prefix, sys.executable, "-m", "sensor.live", "--iface", iface,
+            "--ready-file", str(ready), "--out", str(out), *extra]  # fmt: skip
+
+
+def wait_ready(ready: Path, proc: subprocess.Popen, timeout: float = 60) -> None:  # type: ignore[type-arg]
+    """Wait until a capture started with ``live_capture_command`` is listening."""
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise RuntimeError(f"capture exited early: {err}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("capture never became ready")
+        time.sleep(0.05)

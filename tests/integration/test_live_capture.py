@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from netns_live import VethPair, have_root, missing_tools
+from netns_live import VethPair, have_root, live_capture_command, missing_tools, wait_ready
 
 from sensor.config import EngineConfig
 from sensor.engine import load_backend
@@ -113,31 +113,14 @@ def live_capture(
     and once after (``phase="after"``)."""
     ready = tmp_path / f"ready-{workers}-{time.monotonic_ns()}"
     out = tmp_path / f"live-{workers}-{time.monotonic_ns()}.npz"
-    cmd = veth.prefix(veth.ns_b) + [
-        sys.executable,
-        "-m",
-        "sensor.live",
-        "--iface",
-        "lo" if loopback else veth.IF_B,
-        "--workers",
-        str(workers),
-        "--ready-file",
-        str(ready),
-        "--out",
-        str(out),
-    ]
+    iface = "lo" if loopback else veth.IF_B
+    cmd = live_capture_command(veth.prefix(veth.ns_b), iface, ready, out, "--workers", str(workers))
     if bpf:
         cmd += ["--filter", bpf]
     cmd += extra or []
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"capture exited early: {proc.stderr.read()}")
-            if time.monotonic() > deadline:
-                pytest.fail("capture never became ready")
-            time.sleep(0.05)
+        wait_ready(ready, proc)
         if during:
             during(proc, "before")
         replay_ns, replay_if = (veth.ns_b, "lo") if loopback else (veth.ns_a, veth.IF_A)
@@ -460,29 +443,15 @@ def test_removed_interface_stops_with_error_and_flushes(tmp_path: Path, workers:
     with VethPair() as pair:
         ready, out = tmp_path / "ready", tmp_path / "out.npz"
         proc = subprocess.Popen(
-            pair.prefix(pair.ns_b)
-            + [
-                sys.executable,
-                "-m",
-                "sensor.live",
-                "--iface",
-                pair.IF_B,
-                "--workers",
-                str(workers),
-                "--ready-file",
-                str(ready),
-                "--out",
-                str(out),
-            ],
+            live_capture_command(
+                pair.prefix(pair.ns_b), pair.IF_B, ready, out, "--workers", str(workers)
+            ),
             cwd=REPO,
             stderr=subprocess.PIPE,
             text=True,
         )
         try:
-            deadline = time.monotonic() + 60
-            while not ready.exists():
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_ready(ready, proc)
             pair.exec_a("tcpreplay", "-i", pair.IF_A, "--pps=5000", str(pcap))
             time.sleep(0.2)  # past the ring's block timeout: every packet reached the ring
             pair.exec_b("ip", "link", "del", pair.IF_B)
