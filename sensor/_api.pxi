@@ -118,6 +118,11 @@ cdef class FlowEngine:
         free(e)
         self.e = NULL
 
+    @property
+    def cfg(self):
+        """The EngineConfig (the reference's attribute name)."""
+        return self.config
+
     cdef _enter(self):
         # The GIL is released inside; one engine serves one thread at a time.
         if self.busy:

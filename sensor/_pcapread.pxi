@@ -323,6 +323,7 @@ cdef class PcapReader:
     """Zero-copy reader of a pcap or pcapng file; see sensor/engine.py for the contract."""
 
     cdef readonly str path
+    cdef readonly Py_ssize_t packets  # records read so far (as the reference's counter)
     cdef object _mm
     cdef const uint8_t[::1] _view
     cdef rd_state* _st
@@ -393,6 +394,7 @@ cdef class PcapReader:
                 n = rd_fill(self._st, max_packets, &off[0], &cap[0], &wire[0], &ts[0],
                             &lt[0], &ifc[0], &status)
             if n:
+                self.packets += n
                 b.buffer = self._mm
                 b.count = n
                 yield b
