@@ -577,6 +577,21 @@ def capture_flows(
         restore()
 
 
+def ring_from_options(args: Any, **overrides: Any) -> RingConfig:
+    """The ring the command-line options ask for (``ring_blocks``, ``ring_block_size``,
+    ``block_timeout``, ``promisc``; see ``netwarden.commands.capture_options``); options left
+    unset keep ``RingConfig``'s defaults. Out-of-range values raise ``ConfigError``."""
+    given = {
+        "block_count": getattr(args, "ring_blocks", None),
+        "block_size": getattr(args, "ring_block_size", None),
+        "retire_ms": getattr(args, "block_timeout", None),
+    }
+    kw: dict[str, Any] = {k: int(v) for k, v in given.items() if v is not None}
+    kw["promisc"] = bool(getattr(args, "promisc", False))
+    kw.update(overrides)
+    return RingConfig(**kw)
+
+
 def run_sensor(args: Any, publisher: Any) -> int:
     """Body of ``netwarden sensor --iface``: capture and publish every record batch.
 
@@ -586,12 +601,8 @@ def run_sensor(args: Any, publisher: Any) -> int:
     its ``dropped`` attribute (records it had to discard), when present, is reported as
     ``bus_drops``.
     """
-    ring = RingConfig(
-        block_size=int(getattr(args, "ring_block_size", None) or RingConfig.block_size),
-        block_count=int(getattr(args, "ring_blocks", None) or RingConfig.block_count),
-        retire_ms=int(getattr(args, "block_timeout", None) or RingConfig.retire_ms),
-        promisc=bool(getattr(args, "promisc", False)),
-        telemetry_window=float(getattr(args, "window", None) or RingConfig.telemetry_window),
+    ring = ring_from_options(
+        args, telemetry_window=float(getattr(args, "window", None) or RingConfig.telemetry_window)
     )
     report = _stderr_stats()
 

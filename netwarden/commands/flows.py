@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from netwarden.commands.capture_options import add_live_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("flows", help="assemble flows from pcap/pcapng files or an interface")
@@ -14,7 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("c", "py"), help="flow engine (default: compiled if built)")
     p.add_argument("--validate-checksums", action="store_true", help="drop packets with bad checksums")
     p.add_argument("--iface", help="capture live from this interface instead of files")
-    p.add_argument("--duration", type=float, default=10.0, help="live capture seconds (with --iface)")
+    add_live_arguments(
+        p.add_argument_group("live capture (--iface)"),
+        duration_help="stop after S seconds (default: at Ctrl-C / SIGTERM); live flows are "
+        "written as they end and the rest when capture stops",
+    )
     p.set_defaults(func=run)
 
 
@@ -37,7 +43,18 @@ def run(args: argparse.Namespace) -> int:
                 print("netwarden flows: error: live capture is not available (sensor.live missing)",
                       file=sys.stderr)
                 return 1
-            for recs in capture_flows(args.iface, args.duration, config):
+            from sensor.live import ring_from_options
+
+            flows = capture_flows(
+                args.iface,
+                args.duration,
+                config,
+                workers=args.workers,
+                bpf=args.filter,
+                promisc=args.promisc,
+                ring=ring_from_options(args),
+            )
+            for recs in flows:
                 writer.write(recs)
         else:
             from sensor.flows import iter_flow_records

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from netwarden.commands.capture_options import add_live_arguments
 from netwarden.errors import CaptureError, CaptureFormatError, ConfigError
 from sensor.pipeline import FlowSource, RecordSource, TelemetrySource, loss_counters
 
@@ -66,15 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-telemetry", action="store_true", help="flows and ARP only")
     p.add_argument("--window", type=float, default=None, metavar="S",
                    help="per-host telemetry window, seconds (default 1)")
-    live = p.add_argument_group("live capture (--iface)")
-    live.add_argument("--workers", default="1", help="fanout worker processes, N or auto")
-    live.add_argument("--filter", default=None, metavar="BPF", help="capture filter")
-    live.add_argument("--promisc", action="store_true", help="promiscuous mode")
-    live.add_argument("--duration", type=float, default=None, metavar="S",
-                      help="stop after S seconds")
-    live.add_argument("--ring-blocks", type=int, default=None)
-    live.add_argument("--ring-block-size", type=int, default=None)
-    live.add_argument("--block-timeout", type=int, default=None, metavar="MS")
+    add_live_arguments(p.add_argument_group("live capture (--iface)"))
     p.set_defaults(func=run_sensor_command)
 
     c = sub.add_parser(

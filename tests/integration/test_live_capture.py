@@ -232,6 +232,57 @@ def test_loopback_capture_sees_each_packet_once(tmp_path: Path) -> None:
     )
 
 
+def _json_flow_keys(lines: list[str]) -> Counter:
+    keys = Counter()
+    for line in lines:
+        f = json.loads(line)
+        keys[(f["proto"], f["orig_addr"], f["orig_port"], f["resp_addr"], f["resp_port"],
+              f["orig_pkts"], f["resp_pkts"], f["orig_ip_bytes"], f["resp_ip_bytes"])] += 1  # fmt: skip
+    return keys
+
+
+def test_flows_command_live_with_filter_workers_and_ring_options(
+    veth: VethPair, tmp_path: Path
+) -> None:
+    """``netwarden flows --iface`` with two fanout workers, a BPF filter and ring options
+    writes the same UDP flows as ``netwarden flows`` on the file, and no TCP ones."""
+    _engine()
+    pcap = CORPUS / "zeek" / "wikipedia" / "trace.pcap"
+    out = tmp_path / "live.json"
+    proc = subprocess.Popen(
+        veth.prefix(veth.ns_b)
+        + [sys.executable, "-m", "netwarden", "flows", "--iface", veth.IF_B, "--format", "json",
+           "-o", str(out), "--workers", "2", "--filter", "udp", "--promisc",
+           "--ring-blocks", "8", "--ring-block-size", str(1 << 18), "--block-timeout", "10"],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        # The first stats line comes from the running capture: every worker's ring is open.
+        for line in proc.stderr:
+            if line.startswith("capture:"):
+                break
+        else:
+            pytest.fail(f"flows --iface exited early (rc {proc.wait()})")
+        veth.exec_a("tcpreplay", "-i", veth.IF_A, "--pps=5000", str(pcap))
+        proc.send_signal(signal.SIGTERM)
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    ref = subprocess.run(
+        [sys.executable, "-m", "netwarden", "flows", "--format", "json", str(pcap)],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    want = Counter({k: n for k, n in _json_flow_keys(ref).items() if k[0] == 17})
+    got = _json_flow_keys(out.read_text().splitlines())
+    assert sum(want.values()) > 0 and len(want) < len(_json_flow_keys(ref))  # filter matters
+    assert got == want
+
+
 @pytest.mark.parametrize("name", ["q_in_q", "vlan_mpls", "mpls_in_vlan"])
 def test_vlan_tags_stripped_by_the_kernel_are_restored(
     veth: VethPair, tmp_path: Path, name: str

@@ -86,9 +86,39 @@ def test_receive_offloads_reports_booleans_for_loopback() -> None:
 
 
 def test_is_loopback_asks_the_kernel() -> None:
-    from netwarden.errors import InterfaceError
     from sensor.afpacket import is_loopback
 
     assert is_loopback("lo") is True
     with pytest.raises(InterfaceError):
         is_loopback("nw-no-such-if0")
+
+
+@pytest.mark.parametrize("command", ["flows", "sensor"])
+def test_live_capture_options_reach_the_ring(command: str) -> None:
+    from netwarden.cli import build_parser
+    from sensor.afpacket import RingConfig
+    from sensor.live import resolve_workers, ring_from_options
+
+    extra = ["--connect", "ipc:///nonexistent"] if command == "sensor" else []
+    args = build_parser().parse_args(
+        [command, "--iface", "lo", *extra, "--workers", "auto", "--filter", "udp port 53",
+         "--promisc", "--ring-blocks", "8", "--ring-block-size", str(RingConfig.block_size * 2),
+         "--block-timeout", "5", "--duration", "2.5"]
+    )  # fmt: skip
+    assert (args.workers, args.filter, args.duration) == ("auto", "udp port 53", 2.5)
+    assert resolve_workers(args.workers) >= 1
+    ring = ring_from_options(args)
+    assert (ring.block_count, ring.block_size, ring.retire_ms, ring.promisc) == (
+        8, RingConfig.block_size * 2, 5, True
+    )  # fmt: skip
+    defaults = ring_from_options(build_parser().parse_args([command, "--iface", "lo", *extra]))
+    assert defaults == RingConfig()
+
+
+def test_out_of_range_ring_options_are_refused() -> None:
+    from netwarden.cli import build_parser
+    from sensor.live import ring_from_options
+
+    args = build_parser().parse_args(["flows", "--iface", "lo", "--ring-blocks", "1"])
+    with pytest.raises(ConfigError):
+        ring_from_options(args)

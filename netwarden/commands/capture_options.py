@@ -1,0 +1,27 @@
+"""Live capture options shared by ``netwarden flows --iface`` and ``netwarden sensor --iface``.
+
+Not a subcommand: both commands add the same arguments with ``add_live_arguments``;
+``sensor.live.ring_from_options`` turns them into a ``RingConfig``. Kept free of heavy
+imports because it runs while the CLI parsers are built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def add_live_arguments(group: Any, duration_help: str = "stop after S seconds") -> None:
+    """``--workers --filter --promisc --duration --ring-blocks --ring-block-size
+    --block-timeout`` on a parser or argument group."""
+    group.add_argument("--workers", default="1", metavar="N|auto",
+                       help="fanout worker processes (auto: one per core but one)")
+    group.add_argument("--filter", default=None, metavar="BPF",
+                       help="capture filter, tcpdump syntax (e.g. 'tcp or udp port 53')")
+    group.add_argument("--promisc", action="store_true", help="promiscuous mode")
+    group.add_argument("--duration", type=float, default=None, metavar="S", help=duration_help)
+    group.add_argument("--ring-blocks", type=int, default=None, metavar="N",
+                       help="ring blocks per worker (default 64)")
+    group.add_argument("--ring-block-size", type=int, default=None, metavar="BYTES",
+                       help="ring block size, a multiple of the page size (default 1 MiB)")
+    group.add_argument("--block-timeout", type=int, default=None, metavar="MS",
+                       help="the kernel hands over a partly filled block after MS (default 20)")  # fmt: skip
