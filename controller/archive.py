@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from netwarden.errors import ConfigError, StoreError
-from sensor.schema import RECORD_TYPES, SCHEMA_VERSION, dtype_hash
+from sensor.schema import RECORD_TYPES, SCHEMA_VERSION, dtype_hash, record_bytes
 
 _BUCKET_FMT = "%Y%m%dT%H"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -77,7 +77,7 @@ class RecordArchive:
     def _write(self, kind: str, bucket: str, sensor_id: str, records: np.ndarray) -> None:
         d = self._type_dir(kind) / bucket
         d.mkdir(parents=True, exist_ok=True)
-        data = np.ascontiguousarray(records).tobytes()
+        data = record_bytes(records)  # padding zeroed: same records, same file bytes
         path = d / f"{_SAFE.sub('_', sensor_id) or 'sensor'}.rec"
         try:
             with open(path, "ab") as f:

@@ -90,7 +90,7 @@ class CurveClientKeys:
 class _Pending:
     seq: int
     record_type: str
-    body: bytes
+    body: bytes | bytearray  # wire.record_bytes: padding zeroed
     count: int
     ts_first_ns: int
     ts_last_ns: int
@@ -218,7 +218,7 @@ class Publisher:
         for start in range(0, len(records), per_msg):
             chunk = records[start : start + per_msg]
             t0, t1 = wire.time_span(chunk)
-            self._enqueue(record_type, chunk.tobytes(), len(chunk), t0, t1)
+            self._enqueue(record_type, wire.record_bytes(chunk), len(chunk), t0, t1)
         self._wake()
 
     def set_counters(self, counters: Mapping[str, int]) -> None:
@@ -316,7 +316,7 @@ class Publisher:
         except (BlockingIOError, OSError):
             pass  # already awake (pipe full) or closing
 
-    def _enqueue(self, rtype: str, body: bytes, count: int, t0: int, t1: int) -> None:
+    def _enqueue(self, rtype: str, body: bytes | bytearray, count: int, t0: int, t1: int) -> None:
         with self._lock:
             # Evict the oldest until the new message fits: bounded memory, fresh data kept.
             while self._buf and self._buffered_bytes + len(body) > self.buffer_bytes:

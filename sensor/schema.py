@@ -11,6 +11,7 @@ Bump ``SCHEMA_VERSION`` on any change to a dtype below.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 
 import numpy as np
@@ -354,3 +355,47 @@ PAIR_DTYPE = np.dtype(
 )
 RECORD_TYPES["host"] = HOST_DTYPE
 RECORD_TYPES["pair"] = PAIR_DTYPE
+
+
+@functools.cache
+def padding_runs(dt: np.dtype) -> tuple[tuple[int, int], ...]:
+    """``(offset, length)`` of every byte of a record that belongs to no field (alignment
+    padding, also inside nested structs and arrays of structs)."""
+
+    def used(d: np.dtype) -> np.ndarray:
+        if d.names:
+            m = np.zeros(d.itemsize, bool)
+            for name in d.names:
+                fdt, off = d.fields[name][:2]
+                m[off : off + fdt.itemsize] |= used(fdt)
+            return m
+        if d.subdtype is not None:
+            base, shape = d.subdtype
+            return np.tile(used(base), int(np.prod(shape)))
+        return np.ones(d.itemsize, bool)
+
+    free = np.flatnonzero(~used(dt))
+    if not len(free):
+        return ()
+    breaks = np.flatnonzero(np.diff(free) != 1) + 1
+    return tuple((int(r[0]), len(r)) for r in np.split(free, breaks))
+
+
+def record_bytes(records: np.ndarray) -> bytes | bytearray:
+    """The bytes of ``records`` as they go on the bus and into the archive.
+
+    Padding bytes are whatever the memory held (``np.concatenate``, ``np.empty`` and slices of
+    reused buffers leave them as they were), so they are zeroed here: the same records always
+    give the same bytes, and no stale memory leaves the process. Types without padding are a
+    plain copy; the others one copy plus a few strided stores, never a change to ``records``.
+    """
+    runs = padding_runs(records.dtype)
+    src = np.ascontiguousarray(records)
+    if not runs:
+        return src.tobytes()
+    out = bytearray(src.nbytes)
+    rows = np.frombuffer(out, np.uint8).reshape(len(src), src.dtype.itemsize)
+    rows[...] = src.view(np.uint8).reshape(rows.shape)
+    for off, n in runs:
+        rows[:, off : off + n] = 0
+    return out

@@ -27,7 +27,7 @@ import msgpack
 import numpy as np
 
 from netwarden.errors import FrameRejected
-from sensor.schema import RECORD_TYPES, SCHEMA_VERSION, dtype_hash
+from sensor.schema import RECORD_TYPES, SCHEMA_VERSION, dtype_hash, padding_runs, record_bytes
 
 #: Version of this framing (header keys and frame layout), independent of the schema.
 WIRE_VERSION = 1
@@ -249,10 +249,14 @@ def records_header(
 
 
 def encode(header: Header, records: np.ndarray | None = None) -> list[Any]:
-    """Frames of one message. The record frame is a zero-copy view of a contiguous array."""
+    """Frames of one message. The record frame is a zero-copy view of a contiguous array
+    when the dtype has no padding, else ``record_bytes`` (padding zeroed)."""
     frames: list[Any] = [encode_header(header)]
     if records is not None and len(records):
-        frames.append(memoryview(np.ascontiguousarray(records)).cast("B"))
+        if padding_runs(records.dtype):
+            frames.append(memoryview(record_bytes(records)))
+        else:
+            frames.append(memoryview(np.ascontiguousarray(records)).cast("B"))
     return frames
 
 
