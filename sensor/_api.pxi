@@ -155,6 +155,9 @@ cdef class FlowEngine:
         tss = np.ascontiguousarray(batch.ts_ns[:n], np.int64)
         lts = np.ascontiguousarray(batch.linktype[:n], np.uint16)
         ifs = np.ascontiguousarray(batch.iface[:n], np.uint8)
+        if min(offs.shape[0], caps.shape[0], wires.shape[0], tss.shape[0], lts.shape[0],
+               ifs.shape[0]) < n:
+            raise ValueError(f"batch.count is {n} but its arrays are shorter")
         mv = memoryview(batch.buffer)
         if mv.ndim != 1 or mv.itemsize != 1:
             mv = mv.cast("B")
