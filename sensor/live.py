@@ -16,6 +16,9 @@ Loss is counted where it happens: ``kernel_drops`` (PACKET_STATISTICS), ``ring_l
 ``flow_evictions`` and ``host_evictions`` (full tables: records emitted early, not lost) and
 ``link_down``. Counters are reported every second and on exit.
 
+On a loopback interface the kernel shows every packet twice (leaving, then arriving); the
+ring reader drops the PACKET_OUTGOING copy so each packet is counted once.
+
 Packet timestamps are the kernel's wall clock, so when the wire is idle the worker advances
 the engine and telemetry to ``time.time_ns()``: flows still time out and windows still
 close with no traffic.
@@ -553,6 +556,7 @@ def capture_flows(
     ring: RingConfig | None = None,
     on_stats: Callable[[CaptureStats, bool], None] | None = None,
     handle_signals: bool = True,
+    backend: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield ``FLOW_DTYPE`` arrays captured live on ``iface`` for ``duration`` seconds
     (None: until SIGINT/SIGTERM), then the flushed live flows. Stats go to stderr unless
@@ -566,6 +570,7 @@ def capture_flows(
         promisc=promisc,
         ring=ring,
         duration=duration,
+        backend=backend,
         on_stats=on_stats or _stderr_stats(),
     )
     restore = cap.install_signal_handlers() if handle_signals else (lambda: None)

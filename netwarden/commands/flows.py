@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                 bpf=args.filter,
                 promisc=args.promisc,
                 ring=ring_from_options(args),
+                backend=args.backend,
             )
             for recs in flows:
                 writer.write(recs)
