@@ -369,7 +369,7 @@ class LiveCapture:
         self.iface = iface
         _ifindex(iface)  # fail before any process starts
         merged = [k.upper() for k, on in receive_offloads(iface).items() if on]
-        if merged:
+        if merged and not is_loopback(iface):  # lo delivers through netif_rx: no GRO there
             log.warning(
                 "%s has %s on: the kernel merges packets before capture, so packet counts "
                 "will be lower than on the wire (ethtool -K %s gro off lro off)",
