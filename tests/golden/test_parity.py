@@ -30,10 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("NETWARDEN_SHARED") or ROOT.parent / "shared")
 CORPUS = SHARED / "corpus"
 BATCH = 512  # small batches exercise batch boundaries, fragments and tunnels across them
-# The multi-hour background captures are large for the reference backend; they run when
-# NETWARDEN_PARITY_FULL=1 and otherwise only their first packets are compared.
-FULL = os.environ.get("NETWARDEN_PARITY_FULL") == "1"
-PREFIX_PACKETS = 20_000
 
 
 def _c_backend() -> Any:
@@ -174,8 +170,7 @@ def compare(path: Path, limit: int | None = None, config: EngineConfig | None = 
 
 @pytest.mark.parametrize("path", corpus_captures())
 def test_corpus_capture(path: Path) -> None:
-    limit = None if FULL or "background" not in path.parts else PREFIX_PACKETS
-    run = compare(path, limit)
+    run = compare(path)
     if "malformed" not in path.parts:
         assert run.flow_array().size or run.arp_array().size, "no records from a real capture"
 
