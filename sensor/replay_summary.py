@@ -24,12 +24,13 @@ from sensor.schema import (
 
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
 
-#: Telemetry indicators shown when a host's peak window reaches the floor.
+#: Telemetry indicators shown when a host's peak window reaches the floor. Distinct counts
+#: are the sensor's HyperLogLog estimates (a few per cent off), hence "estimate".
 INDICATORS = (
-    ("out_dst_ports", "distinct destination ports it opened flows to", 20),
-    ("out_dst_hosts", "distinct hosts it contacted", 20),
+    ("out_dst_ports", "distinct destination ports it opened flows to (estimate)", 20),
+    ("out_dst_hosts", "distinct hosts it contacted (estimate)", 20),
     ("out_syn_noreply", "SYNs it sent that got no reply", 20),
-    ("in_src_hosts", "distinct sources sending to it", 20),
+    ("in_src_hosts", "distinct sources sending to it (estimate)", 20),
     ("in_unreach", "ICMP unreachables it received", 10),
     ("out_dns_queries", "DNS queries it sent", 20),
 )
