@@ -295,9 +295,12 @@ cdef void remove_flow(eng_t* e, int64_t idx, uint8_t reason) noexcept nogil:
 # --- timers -------------------------------------------------------------------------------
 cdef void fire(eng_t* e, uint32_t kind, int64_t idx, int64_t t) noexcept nogil:
     cdef flow_t* f = &e.ft.pool[idx]
-    cdef tcp_ep* eo = f_eo(f)
-    cdef tcp_ep* er = f_er(f)
+    cdef tcp_ep* eo = NULL
+    cdef tcp_ep* er = NULL
     cdef int64_t to
+    if f.ep != NULL:
+        eo = f_eo(f)
+        er = f_er(f)
     if kind == TM_INACTIVITY:
         to = flow_timeout(e, f)
         if f.last_ns + to <= t:
@@ -622,14 +625,24 @@ cdef int64_t new_flow(eng_t* e, const fkey* key, uint64_t h, dc_pkt* p, uint16_t
     cdef flow_t* f
     cdef bint flip = False
     cdef uint8_t bcast[4]
+    cdef tcp_ep* eps = NULL
+    if proto == PROTO_TCP:
+        eps = <tcp_ep*>malloc(2 * sizeof(tcp_ep))
+        if eps == NULL:
+            e.oom = True
+            return -1
+        ep_init(&eps[0], True)
+        ep_init(&eps[1], False)
     if e.ft.used >= e.ft.max_flows:
         e.st.flows_evicted += 1
         remove_flow(e, e.lru_head - 1, ER_EVICTED)
     idx = ft_add(&e.ft, key, h)
     if idx < 0:
+        free(eps)
         e.oom = True
         return -1
     f = &e.ft.pool[idx]
+    f.ep = eps
     f.flow_id = e.next_id
     e.next_id += 1
     f.parent_id = parent
@@ -650,8 +663,6 @@ cdef int64_t new_flow(eng_t* e, const fkey* key, uint64_t h, dc_pkt* p, uint16_t
     f.oi = 0
     f.req_len = -1
     f.rep_len = -1
-    ep_init(&f.ep[0], True)
-    ep_init(&f.ep[1], False)
     f.hist_rx = RX_START
     if proto == PROTO_TCP:
         if not tflags & TH_SYN or tflags & TH_ACK:

@@ -83,7 +83,7 @@ cdef struct flow_t:
     # directions
     int oi  # slot of the originator in sd[] / ep[]
     side_t sd[2]
-    tcp_ep ep[2]
+    tcp_ep* ep  # two TCP endpoints (TCP flows only; NULL otherwise: UDP/ICMP flows stay small)
     # UDP/ICMP payload bytes per role slot, -1 = never sent (Zeek's INACTIVE). Like Zeek's
     # request_len / reply_len these do NOT follow a role flip.
     int64_t req_len
@@ -124,17 +124,20 @@ cdef inline side_t* f_r(flow_t* f) noexcept nogil:
 
 
 cdef inline tcp_ep* f_eo(flow_t* f) noexcept nogil:
-    return &f.ep[f.oi]
+    return &f.ep[f.oi]  # TCP flows only
 
 
 cdef inline tcp_ep* f_er(flow_t* f) noexcept nogil:
-    return &f.ep[1 - f.oi]
+    return &f.ep[1 - f.oi]  # TCP flows only
 
 
 cdef inline void flow_release(flow_t* f) noexcept nogil:
-    """Free what a flow owns outside the pool (gap blocks, DNS name set)."""
-    ep_free(&f.ep[0])
-    ep_free(&f.ep[1])
+    """Free what a flow owns outside the pool (TCP endpoints, gap blocks, DNS name set)."""
+    if f.ep != NULL:
+        ep_free(&f.ep[0])
+        ep_free(&f.ep[1])
+        free(f.ep)
+        f.ep = NULL
     if f.dns_names != NULL:
         free(f.dns_names)
         f.dns_names = NULL
@@ -227,8 +230,9 @@ cdef void flow_flip_roles(flow_t* f) noexcept nogil:
     f.orig_port = f.resp_port
     f.resp_port = tp
     f.oi = 1 - f.oi
-    f_eo(f).is_orig = True
-    f_er(f).is_orig = False
+    if f.ep != NULL:
+        f_eo(f).is_orig = True
+        f_er(f).is_orig = False
     f.first_packet_seen = (2 if fps & 1 else 0) | (1 if fps & 2 else 0)
     f.is_partial = False
     f.first_dirs = (~f.first_dirs) & ((1 << f.n_first) - 1)
