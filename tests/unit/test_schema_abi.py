@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from netwarden.errors import SchemaError
 from sensor import schema
+
+ROOT = Path(__file__).resolve().parents[2]
 
 fastpath = pytest.importorskip("sensor._fastpath", reason="compiled module not built (make build)")
 if not hasattr(fastpath, "check_record_layouts"):
@@ -75,3 +81,26 @@ def test_dtype_field_without_c_counterpart_is_named(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(schema.RECORD_TYPES, "pktsum", renamed)
     with pytest.raises(SchemaError, match="sport"):
         fastpath.check_record_layouts()
+
+
+def test_import_refuses_a_mismatched_schema() -> None:
+    """The check runs when the module loads: with a dtype altered before the import, the
+    import itself raises SchemaError (run in a fresh interpreter, whose import is real)."""
+    code = (
+        "import numpy as np\n"
+        "from sensor import schema\n"
+        "dt = schema.FLOW_DTYPE\n"
+        "schema.RECORD_TYPES['flow'] = np.dtype(\n"
+        "    [(n, '<u4' if n == 'orig_pkts' else dt.fields[n][0]) for n in dt.names], align=True)\n"
+        "from netwarden.errors import SchemaError\n"
+        "try:\n"
+        "    import sensor._fastpath\n"
+        "except SchemaError as exc:\n"
+        "    print('refused:', exc)\n"
+        "else:\n"
+        "    print('loaded')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert out.startswith("refused: flow"), out
