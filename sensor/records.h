@@ -103,4 +103,105 @@ typedef struct nw_pktsum_rec {
     uint8_t dst[16];
 } nw_pktsum_rec;
 
+/* Field tables for the layout check: name, offsetof and size of every member, in order. */
+typedef struct nw_field {
+    const char *name;
+    size_t offset;
+    size_t size;
+} nw_field;
+
+#define NW_FIELD(T, f) { #f, offsetof(T, f), sizeof(((T *)0)->f) }
+
+static const nw_field nw_flow_fields[] = {
+    NW_FIELD(nw_flow_rec, flow_id),
+    NW_FIELD(nw_flow_rec, parent_id),
+    NW_FIELD(nw_flow_rec, ts_first_ns),
+    NW_FIELD(nw_flow_rec, ts_last_ns),
+    NW_FIELD(nw_flow_rec, orig_bytes),
+    NW_FIELD(nw_flow_rec, resp_bytes),
+    NW_FIELD(nw_flow_rec, missed_bytes),
+    NW_FIELD(nw_flow_rec, orig_pkts),
+    NW_FIELD(nw_flow_rec, resp_pkts),
+    NW_FIELD(nw_flow_rec, orig_ip_bytes),
+    NW_FIELD(nw_flow_rec, resp_ip_bytes),
+    NW_FIELD(nw_flow_rec, orig_len_mean),
+    NW_FIELD(nw_flow_rec, orig_len_std),
+    NW_FIELD(nw_flow_rec, resp_len_mean),
+    NW_FIELD(nw_flow_rec, resp_len_std),
+    NW_FIELD(nw_flow_rec, orig_iat_min),
+    NW_FIELD(nw_flow_rec, orig_iat_max),
+    NW_FIELD(nw_flow_rec, orig_iat_mean),
+    NW_FIELD(nw_flow_rec, orig_iat_std),
+    NW_FIELD(nw_flow_rec, resp_iat_min),
+    NW_FIELD(nw_flow_rec, resp_iat_max),
+    NW_FIELD(nw_flow_rec, resp_iat_mean),
+    NW_FIELD(nw_flow_rec, resp_iat_std),
+    NW_FIELD(nw_flow_rec, orig_len_min),
+    NW_FIELD(nw_flow_rec, orig_len_max),
+    NW_FIELD(nw_flow_rec, resp_len_min),
+    NW_FIELD(nw_flow_rec, resp_len_max),
+    NW_FIELD(nw_flow_rec, orig_flag_counts),
+    NW_FIELD(nw_flow_rec, resp_flag_counts),
+    NW_FIELD(nw_flow_rec, dns_queries),
+    NW_FIELD(nw_flow_rec, dns_responses),
+    NW_FIELD(nw_flow_rec, dns_answers),
+    NW_FIELD(nw_flow_rec, dns_distinct_names),
+    NW_FIELD(nw_flow_rec, dns_nxdomain),
+    NW_FIELD(nw_flow_rec, dns_qtype_mask),
+    NW_FIELD(nw_flow_rec, dns_label_entropy_max),
+    NW_FIELD(nw_flow_rec, dns_rcode_mask),
+    NW_FIELD(nw_flow_rec, dns_longest_label),
+    NW_FIELD(nw_flow_rec, dns_max_name_len),
+    NW_FIELD(nw_flow_rec, orig_port),
+    NW_FIELD(nw_flow_rec, resp_port),
+    NW_FIELD(nw_flow_rec, vlan),
+    NW_FIELD(nw_flow_rec, inner_vlan),
+    NW_FIELD(nw_flow_rec, first_sizes),
+    NW_FIELD(nw_flow_rec, first_dirs),
+    NW_FIELD(nw_flow_rec, n_first),
+    NW_FIELD(nw_flow_rec, ip_version),
+    NW_FIELD(nw_flow_rec, proto),
+    NW_FIELD(nw_flow_rec, conn_state),
+    NW_FIELD(nw_flow_rec, tunnel_type),
+    NW_FIELD(nw_flow_rec, end_reason),
+    NW_FIELD(nw_flow_rec, flags),
+    NW_FIELD(nw_flow_rec, iface),
+    NW_FIELD(nw_flow_rec, orig_addr),
+    NW_FIELD(nw_flow_rec, resp_addr),
+    NW_FIELD(nw_flow_rec, orig_mac),
+    NW_FIELD(nw_flow_rec, resp_mac),
+    NW_FIELD(nw_flow_rec, history),
+    NW_FIELD(nw_flow_rec, dns_qname),
+};
+#define NW_FLOW_NFIELDS (sizeof(nw_flow_fields) / sizeof(nw_field))
+
+static const nw_field nw_arp_fields[] = {
+    NW_FIELD(nw_arp_rec, ts_ns),
+    NW_FIELD(nw_arp_rec, op),
+    NW_FIELD(nw_arp_rec, vlan),
+    NW_FIELD(nw_arp_rec, sender_mac),
+    NW_FIELD(nw_arp_rec, target_mac),
+    NW_FIELD(nw_arp_rec, eth_src),
+    NW_FIELD(nw_arp_rec, sender_ip),
+    NW_FIELD(nw_arp_rec, target_ip),
+    NW_FIELD(nw_arp_rec, iface),
+};
+#define NW_ARP_NFIELDS (sizeof(nw_arp_fields) / sizeof(nw_field))
+
+static const nw_field nw_pktsum_fields[] = {
+    NW_FIELD(nw_pktsum_rec, ts_ns),
+    NW_FIELD(nw_pktsum_rec, flow_id),
+    NW_FIELD(nw_pktsum_rec, ip_len),
+    NW_FIELD(nw_pktsum_rec, payload_len),
+    NW_FIELD(nw_pktsum_rec, sport),
+    NW_FIELD(nw_pktsum_rec, dport),
+    NW_FIELD(nw_pktsum_rec, ip_version),
+    NW_FIELD(nw_pktsum_rec, proto),
+    NW_FIELD(nw_pktsum_rec, tcp_flags),
+    NW_FIELD(nw_pktsum_rec, events),
+    NW_FIELD(nw_pktsum_rec, src),
+    NW_FIELD(nw_pktsum_rec, dst),
+};
+#define NW_PKTSUM_NFIELDS (sizeof(nw_pktsum_fields) / sizeof(nw_field))
+
 #endif
