@@ -22,12 +22,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {name}", flush=True)
         t0 = time.monotonic()
+        saved_argv = sys.argv
+        sys.argv = [name]  # each benchmark parses its own (empty) command line
         try:
             rc = importlib.import_module(name).main()
-        except Exception as exc:  # noqa: BLE001 -- one broken benchmark must not hide the others
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 -- one broken benchmark must not hide the others
             print(f"{name} failed: {type(exc).__name__}: {exc}", flush=True)
             failed.append(name)
             continue
+        finally:
+            sys.argv = saved_argv
         if rc:
             failed.append(name)
         print(f"== {name} done in {time.monotonic() - t0:.1f} s", flush=True)
