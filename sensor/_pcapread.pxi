@@ -334,7 +334,14 @@ cdef class PcapReader:
             raise MemoryError()
 
     def __init__(self, path):
+        # As the reference: a missing file fails here, any other open error when reading.
         self.path = str(path)
+        if not os.path.exists(self.path):
+            raise CaptureError(f"{self.path}: no such file")
+
+    cdef _map(self):
+        if self._mm is not None:
+            return
         try:
             with open(self.path, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
@@ -342,8 +349,8 @@ cdef class PcapReader:
                     self._mm = b""
                 else:
                     self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        except OSError as exc:
-            raise CaptureError(f"{self.path}: {exc.strerror or exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise CaptureError(f"{self.path}: {getattr(exc, 'strerror', None) or exc}") from exc
         self._view = self._mm
         self._st.base = &self._view[0] if self._view.shape[0] else NULL
         self._st.size = self._view.shape[0]
@@ -371,7 +378,8 @@ cdef class PcapReader:
         cdef uint8_t[::1] ifc
         if max_packets < 1:
             raise ConfigError(f"max_packets must be >= 1, got {max_packets}")
-        # Header faults surface when reading starts, as in the reference reader.
+        # Open and header faults surface when reading starts, as in the reference reader.
+        self._map()
         if rd_open(self._st) != RD_OK:
             self._raise()
         dropped = 0

@@ -358,10 +358,15 @@ def test_reader_faults_match(name: str, tmp_path: Path) -> None:
         assert len(c_frames) >= 1
 
 
-def test_reader_missing_file(tmp_path: Path) -> None:
+def test_reader_open_faults(tmp_path: Path) -> None:
+    """A missing file fails at construction, any other open error (a directory) when
+    reading starts: the same points in both backends."""
     for mod in (_c_backend(), _py_backend()):
         with pytest.raises(CaptureError):
-            list(mod.PcapReader(str(tmp_path / "absent.pcap")).batches())
+            mod.PcapReader(str(tmp_path / "absent.pcap"))
+        reader = mod.PcapReader(str(tmp_path))
+        with pytest.raises(CaptureError):
+            list(reader.batches())
 
 
 def test_compiled_reader_rejects_out_of_range_timestamp(tmp_path: Path) -> None:
