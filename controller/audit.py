@@ -65,6 +65,7 @@ class VerifyResult:
     entries: int
     bad_seq: int | None = None
     problem: str = ""
+    head: str = GENESIS  # hash of the last good entry: what the other copy must agree on
 
 
 def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -75,16 +76,20 @@ def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
 def verify_chain(entries: Iterable[dict[str, Any]]) -> VerifyResult:
     """Check sequence, links and hashes; report the first bad entry."""
     prev = GENESIS
-    n = 0
-    for n, e in enumerate(entries, start=1):
-        if e["seq"] != n:
-            return VerifyResult(False, n - 1, e["seq"], f"sequence gap: expected {n}, found {e['seq']}")
-        if e["prev_hash"] != prev:
-            return VerifyResult(False, n - 1, e["seq"], "link to previous entry broken")
-        if entry_hash(prev, e) != e["hash"]:
-            return VerifyResult(False, n - 1, e["seq"], "entry content does not match its hash")
-        prev = e["hash"]
-    return VerifyResult(True, n)
+    n = good = 0
+    try:
+        for n, e in enumerate(entries, start=1):
+            if e["seq"] != n:
+                return VerifyResult(False, n - 1, e["seq"], f"sequence gap: expected {n}, found {e['seq']}", prev)
+            if e["prev_hash"] != prev:
+                return VerifyResult(False, n - 1, e["seq"], "link to previous entry broken", prev)
+            if entry_hash(prev, e) != e["hash"]:
+                return VerifyResult(False, n - 1, e["seq"], "entry content does not match its hash", prev)
+            prev = e["hash"]
+            good = n
+    except (ValueError, KeyError, TypeError) as exc:  # a mangled line is tampering too, not a crash
+        return VerifyResult(False, good, good + 1, f"entry unreadable: {type(exc).__name__}: {exc}", prev)
+    return VerifyResult(True, n, head=prev)
 
 
 class AuditLog:
@@ -188,3 +193,36 @@ def verify_jsonl(path: str | Path) -> VerifyResult:
         return VerifyResult(True, 0)
     with open(path) as fh:
         return verify_chain(json.loads(line) for line in fh if line.strip())
+
+
+def compare_copies(db: sqlite3.Connection, jsonl: str | Path, db_res: VerifyResult, mirror: VerifyResult) -> str:
+    """Why the two copies disagree, or "" if they hold the same chain.
+
+    Each chain alone cannot show that its newest entries were cut off (or the whole file
+    removed): what remains is still a valid chain. Both copies must end at the same entry
+    with the same hash.
+    """
+    if not (db_res.ok and mirror.ok) or (db_res.entries, db_res.head) == (mirror.entries, mirror.head):
+        return ""
+    if db_res.entries == mirror.entries:
+        return f"the copies disagree at entry {db_res.entries}: one of them was rewritten"
+    k = min(db_res.entries, mirror.entries)
+    if mirror.entries < db_res.entries:
+        row = db.execute("SELECT hash FROM audit WHERE seq = ?", (k,)).fetchone()
+        same_prefix = (row[0] if row else GENESIS) == mirror.head
+        short, longer, n = "json lines", "database", db_res.entries
+    else:
+        same_prefix = _jsonl_hash_at(jsonl, k) == db_res.head
+        short, longer, n = "database", "json lines", mirror.entries
+    how = "its last entries are missing" if same_prefix else "and the copies differ before that"
+    return f"{short} ends at entry {k}, the {longer} at entry {n}: {how}"
+
+
+def _jsonl_hash_at(path: str | Path, seq: int) -> str:
+    if seq == 0:
+        return GENESIS
+    with open(path) as fh:
+        for n, line in enumerate((ln for ln in fh if ln.strip()), start=1):
+            if n == seq:
+                return str(json.loads(line)["hash"])
+    return ""

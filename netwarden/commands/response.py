@@ -190,22 +190,26 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     if args.verify:
-        from controller.audit import JSONL_NAME, AuditLog, verify_jsonl
+        from controller.audit import JSONL_NAME, AuditLog, compare_copies, verify_jsonl
         from controller.store import Store
 
         d = _dir(args)
         store = Store(d, readonly=True)
         try:
             res = AuditLog(store.db, d, readonly=True).verify()
+            mirror = verify_jsonl(d / JSONL_NAME)
+            # each chain alone cannot show a cut-off tail: the two copies must agree
+            disagree = compare_copies(store.db, d / JSONL_NAME, res, mirror)
         finally:
             store.close()
-        mirror = verify_jsonl(d / JSONL_NAME)
         for name, r in (("database", res), ("json lines", mirror)):
             if r.ok:
                 print(f"{name}: chain ok, {r.entries} entries")
             else:
                 print(f"{name}: TAMPERED at entry {r.bad_seq}: {r.problem} ({r.entries} good entries before it)")
-        return 0 if res.ok and mirror.ok else 4
+        if disagree:
+            print(f"copies: TAMPERED: {disagree}")
+        return 0 if res.ok and mirror.ok and not disagree else 4
     rc, result = _call(args, "audit", limit=args.limit)
     if rc:
         return rc

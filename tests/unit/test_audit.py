@@ -106,3 +106,64 @@ def test_rolled_back_entries_leave_no_gap_in_either_copy(tmp_path: Path) -> None
     mirror = verify_jsonl(tmp_path / JSONL_NAME)
     assert mirror.ok and mirror.entries == 3
     assert [e["subject"] for e in log.entries()] == ["203.0.113.1", "203.0.113.3", ""]
+
+
+def _cut_jsonl_tail(path: Path) -> None:
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-2]))
+
+
+def _garble_jsonl_line(path: Path) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    lines[3] = lines[3][: len(lines[3]) // 2] + "\n"  # a half-written or hand-edited line
+    path.write_text("".join(lines))
+
+
+def _rechain_jsonl(path: Path) -> None:
+    """A forger who rewrites the whole mirror with freshly computed hashes."""
+    from controller.audit import GENESIS, entry_hash
+
+    prev, out = GENESIS, []
+    for line in path.read_text().splitlines():
+        e = json.loads(line)
+        if e["seq"] == 2:
+            e["actor"] = "operator:mallory"
+        e["prev_hash"], e["hash"] = prev, entry_hash(prev, e)
+        prev = e["hash"]
+        out.append(json.dumps(e, sort_keys=True) + "\n")
+    path.write_text("".join(out))
+
+
+def _drop_db_tail(store: Store) -> None:
+    store.db.execute("DROP TRIGGER audit_no_delete")
+    store.db.execute("DELETE FROM audit WHERE seq >= 5")
+    store.db.commit()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expect"),
+    [
+        (lambda store, path: None, None),
+        (lambda store, path: _cut_jsonl_tail(path), "json lines ends at entry 4, the database at entry 6"),
+        (lambda store, path: path.unlink(), "json lines ends at entry 0, the database at entry 6"),
+        (lambda store, path: _garble_jsonl_line(path), "json lines: TAMPERED at entry 4"),
+        (lambda store, path: _rechain_jsonl(path), "the copies disagree at entry 6"),
+        (lambda store, path: _drop_db_tail(store), "database ends at entry 4, the json lines at entry 6"),
+    ],
+    ids=["intact", "jsonl-tail-cut", "jsonl-removed", "jsonl-garbled", "jsonl-rechained", "db-tail-cut"],
+)
+def test_audit_verify_cli_compares_both_copies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tamper: object, expect: str | None
+) -> None:
+    """Tampering that leaves each copy a valid chain on its own (a cut-off tail, a removed
+    or wholly re-hashed mirror) is still found: `audit --verify` makes the copies agree."""
+    from netwarden.cli import main as cli
+
+    store, _ = filled(tmp_path)
+    tamper(store, tmp_path / JSONL_NAME)  # type: ignore[operator]
+    store.close()
+    rc = cli(["audit", "--verify", "--state-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    if expect is None:
+        assert rc == 0 and "TAMPERED" not in out, out
+    else:
+        assert rc == 4 and expect in out, out
