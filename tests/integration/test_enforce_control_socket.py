@@ -119,3 +119,45 @@ def test_controller_command_with_ingest(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_state_dir_from_environment_and_dryrun_by_default(tmp_path: Path) -> None:
+    """With neither --enforce nor --state-dir, the controller runs dry and both it and the
+    CLI find their state through NETWARDEN_STATE_DIR; a refused ban says why."""
+    import signal
+    import subprocess
+    import sys
+
+    state = tmp_path / "from-env"
+    env = {**os.environ, "NETWARDEN_STATE_DIR": str(state)}
+    proc = subprocess.Popen([sys.executable, "-m", "netwarden", "controller"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "netwarden", *argv], capture_output=True, text=True,
+                              env=env, timeout=60, check=False)
+
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        assert "backend=dryrun" in ready and f"state_dir={state}" in ready, ready
+        assert (state / "control.sock").exists()
+        r = run("ban", "203.0.113.44", "--ttl", "30", "--reason", "env test")
+        assert r.returncode == 0, r.stderr
+        bans = json.loads(run("bans", "--json").stdout)
+        assert [b["addr"] for b in bans] == ["203.0.113.44"]
+        r = run("ban", "127.0.0.1", "--ttl", "30")  # loopback: anti-lockout
+        assert r.returncode == 3 and "refused" in r.stderr and "loopback" in r.stderr, r
+        # --state-dir wins over the environment
+        other = tmp_path / "elsewhere"
+        r = subprocess.run([sys.executable, "-m", "netwarden", "bans", "--state-dir", str(other)],
+                           capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert r.returncode == 1 and str(other) in r.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    r = run("audit", "--verify")
+    assert r.returncode == 0 and "database: chain ok" in r.stdout, r.stdout
