@@ -242,9 +242,9 @@ class Policy:
         refusal = self.guard.refusal(target)
         if refusal:
             return make(Verdict.REFUSED, refusal, -1)
-        widest = self.cfg.widest_prefix_v4 if target.version == 4 else self.cfg.widest_prefix_v6
-        if target.prefixlen < widest:
-            return make(Verdict.REFUSED, f"range {target} is wider than /{widest}", -1)
+        too_wide = self.too_wide(target)
+        if too_wide:
+            return make(Verdict.REFUSED, too_wide, -1)
         level, why = self.gate(self.level_for(det), det)
         if level == 0:
             return make(Verdict.OBSERVE, why or "autonomy level 0 (observe)", 0)
@@ -257,6 +257,13 @@ class Policy:
             return make(Verdict.PENDING, "autonomy level 2 (act after approval)", 2)
         return make(Verdict.ACT, f"autonomy level 3, offence #{self.offences(_target(target)) + 1}", 3)
 
+    def too_wide(self, target: IPNetwork) -> str | None:
+        widest = self.cfg.widest_prefix_v4 if target.version == 4 else self.cfg.widest_prefix_v6
+        if target.prefixlen < widest:
+            return f"range {target} is wider than /{widest} (policy.widest_prefix_v{target.version})"
+        return None
+
     def check_operator(self, target: IPNetwork) -> str | None:
-        """Operators may ban anything policy may not refuse: anti-lockout still applies."""
-        return self.guard.refusal(target)
+        """Operators may ban anything policy may not refuse: anti-lockout and the widest
+        range still apply (a typo such as 2000::/3 must not cut off a whole family)."""
+        return self.guard.refusal(target) or self.too_wide(target)

@@ -105,6 +105,19 @@ def test_operator_ban_refused_never_reaches_backend(tmp_path: Path) -> None:
     assert [e[2] for e in events(ctl) if e[0] == "ban"] == ["refused", "refused"]
 
 
+@pytest.mark.parametrize("cidr", ["2000::/3", "10.0.0.0/8", "0.0.0.0/1"])
+def test_operator_range_wider_than_the_policy_limit_is_refused(tmp_path: Path, cidr: str) -> None:
+    """A typo such as 2000::/3 must not cut off a whole family: the widest-range bound of
+    policy holds for operators too, and the refusal never reaches the backend."""
+    ctl = make(tmp_path, Clock(), widest_prefix_v4=16, widest_prefix_v6=32)
+    with pytest.raises(PolicyRefused, match="wider than"):
+        ctl.ban(cidr, 60, "typo", "operator:alice")
+    assert kernel(ctl) == {}
+    assert [e[2] for e in events(ctl) if e[0] == "ban"] == ["refused"]
+    ctl.ban("198.51.0.0/16", 60, "at the limit", "operator:alice")
+    assert kernel(ctl) == {"198.51.0.0/16": kernel(ctl)["198.51.0.0/16"]}
+
+
 def test_allow_add_lifts_covered_bans_and_refuses_later(tmp_path: Path) -> None:
     ctl = make(tmp_path, Clock())
     ctl.ban("203.0.113.30", 600, "x", "operator:alice")
