@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from netwarden.errors import ConfigError
 
+#: Timeouts become int64 nanoseconds added to packet timestamps: ~31 years keeps that sum
+#: far from overflow (and rejects inf/NaN).
+MAX_TIMEOUT_S = 1e9
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -25,10 +29,12 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         for name in ("tcp_timeout", "udp_timeout", "icmp_timeout", "other_timeout", "frag_timeout"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
-        if self.active_timeout < 0:
-            raise ConfigError(f"active_timeout must be >= 0, got {self.active_timeout!r}")
+            if not 0 < getattr(self, name) <= MAX_TIMEOUT_S:
+                raise ConfigError(f"{name} must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds, "
+                                  f"got {getattr(self, name)!r}")  # fmt: skip
+        if not 0 <= self.active_timeout <= MAX_TIMEOUT_S:
+            raise ConfigError(f"active_timeout must be >= 0 and <= {MAX_TIMEOUT_S:.0f} seconds, "
+                              f"got {self.active_timeout!r}")  # fmt: skip
         if not 1 <= self.max_flows <= 1 << 26:
             raise ConfigError(f"max_flows must be in 1..{1 << 26}, got {self.max_flows!r}")
         if not 1 <= self.max_frag_datagrams <= 1 << 20:

@@ -6,16 +6,19 @@ import argparse
 import sys
 
 from netwarden.commands.capture_options import add_live_arguments
+from netwarden.commands.engine_options import add_engine_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("flows", help="assemble flows from pcap/pcapng files or an interface")
     p.add_argument("pcaps", nargs="*", metavar="PCAP", help="capture files, read in order")
-    p.add_argument("--format", choices=("zeek", "json", "csv"), default="zeek")
+    p.add_argument("--format", choices=("zeek", "json", "csv"), default="zeek",
+                   help="zeek: conn.log TSV (default); json: one object per flow; csv")  # fmt: skip
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.add_argument("--backend", choices=("c", "py"), help="flow engine (default: compiled if built)")
     p.add_argument("--validate-checksums", action="store_true", help="drop packets with bad checksums")
     p.add_argument("--iface", help="capture live from this interface instead of files")
+    add_engine_arguments(p.add_argument_group("flow timeouts"))
     add_live_arguments(
         p.add_argument_group("live capture (--iface)"),
         duration_help="stop after S seconds (default: at Ctrl-C / SIGTERM); live flows are "
@@ -25,13 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from netwarden.commands.engine_options import engine_config
     from netwarden.errors import CaptureError, ConfigError
-    from sensor.config import EngineConfig
     from sensor.zeeklog import make_writer
 
     if not args.pcaps and not args.iface:
         raise ConfigError("give at least one PCAP or --iface")
-    config = EngineConfig(validate_checksums=args.validate_checksums)
+    config = engine_config(args, validate_checksums=args.validate_checksums)
+    if args.iface:
+        # Refuse bad live options before -o truncates an existing file.
+        _check_live_options(args)
     fh = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115 (closed below)
     writer = make_writer(args.format, fh)
     rc = 0
@@ -72,3 +78,23 @@ def run(args: argparse.Namespace) -> int:
         if args.output:
             fh.close()
     return rc
+
+
+def _check_live_options(args: argparse.Namespace) -> None:
+    """Raise ``ConfigError`` / ``InterfaceError`` for what ``LiveCapture`` would refuse."""
+    try:
+        from sensor.afpacket import ifindex
+        from sensor.live import resolve_workers, ring_from_options
+    except ImportError:
+        return  # reported by run() with its own message
+    resolve_workers(args.workers)
+    ring_from_options(args)
+    if args.duration is not None and not args.duration > 0:
+        from netwarden.errors import ConfigError
+
+        raise ConfigError(f"--duration must be > 0 seconds, got {args.duration!r}")
+    if args.filter:
+        from sensor.bpf import compile_filter
+
+        compile_filter(args.filter)
+    ifindex(args.iface)

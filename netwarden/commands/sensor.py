@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netwarden.commands.capture_options import add_live_arguments
+from netwarden.commands.engine_options import add_engine_arguments, engine_config
 from netwarden.errors import CaptureError, CaptureFormatError, ConfigError
 from sensor.pipeline import FlowSource, RecordSource, TelemetrySource, loss_counters
 
@@ -67,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-telemetry", action="store_true", help="flows and ARP only")
     p.add_argument("--window", type=float, default=None, metavar="S",
                    help="per-host telemetry window, seconds (default 1)")
+    add_engine_arguments(p.add_argument_group("flow timeouts"))
     add_live_arguments(p.add_argument_group("live capture (--iface)"))
     p.set_defaults(func=run_sensor_command)
 
@@ -308,7 +310,8 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
         backend = load_backend()
     except ImportError as exc:
         raise CaptureError(f"no flow engine backend is importable ({exc})") from None
-    sources: list[RecordSource] = [FlowSource(backend.FlowEngine(EngineConfig()))]
+    config = getattr(args, "engine_config", None) or EngineConfig()
+    sources: list[RecordSource] = [FlowSource(backend.FlowEngine(config))]
     if not args.no_telemetry:
         try:
             sources.append(TelemetrySource(args.window))
@@ -393,6 +396,8 @@ def _publisher(args: argparse.Namespace) -> Publisher:
 
 
 def run_sensor_command(args: argparse.Namespace) -> int:
+    # Bad timeouts fail here, before a publisher connects; both paths read it from args.
+    args.engine_config = engine_config(args)
     if args.iface:
         try:
             from sensor.live import run_sensor

@@ -62,3 +62,12 @@ def _print(status: dict[str, Any]) -> None:
         tab.add_row(sid, state, ago, recs, str(st["gaps"]), f"{st['lost_messages']} messages",
                     drops_txt)  # fmt: skip
     con.print(tab if status["sensors"] else "no sensor has connected yet")
+    bus = status.get("bus")
+    if bus:
+        con.print(_rejected_line(bus))
+
+
+def _rejected_line(bus: dict[str, Any]) -> str:
+    """Bus messages the collector refused (malformed, wrong schema, oversized...), by reason."""
+    why = ", ".join(f"{k} {v}" for k, v in sorted(bus.get("rejected", {}).items()) if v)
+    return f"rejected messages: {bus.get('rejected_total', 0)}" + (f" ({why})" if why else "")
