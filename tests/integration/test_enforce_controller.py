@@ -119,6 +119,7 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
         # restart: bans stay in the kernel while the controller is down, and the restart
         # neither unbans nor re-adds them (the kernel countdown continues)
         before = {b.addr: b.remaining_s for b in kernel.list_bans()}
+        elements_before = element_timeouts(backend, lab)
         assert daemon.stop() == 0
         assert nslab.blocked(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
         seq_before = request_free_audit_len(state)
@@ -130,6 +131,9 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
             assert rem is not None and before[addr] is not None and rem <= before[addr]
         events = [e["event"] for e in audit_entries(state)[seq_before:]]
         assert "ban" not in events and "unban" not in events, events
+        # the kernel's own view: an element re-added with its remaining time would carry
+        # a shorter original timeout than the one it was banned with
+        assert element_timeouts(backend, lab) == elements_before
 
         # drift while down: an element lost, a stray one added -> reconcile fixes exactly those
         assert daemon.stop() == 0
@@ -188,6 +192,26 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
     (state / "audit.jsonl").write_text("\n".join(lines) + "\n")
     r = cli(state, "audit", "--verify")
     assert "json lines: TAMPERED at entry 5" in r.stdout
+
+
+def element_timeouts(backend: str, lab: nslab.Lab) -> dict[str, tuple[int, str]] | None:
+    """Each ban element's original timeout and comment as ``nft -j`` shows them (None for
+    ipset, whose listing shows only the time left)."""
+    if backend != "nftables":
+        return None
+    doc = json.loads(lab.exec(lab.server, "nft", "-j", "list", "table", "inet", "netwarden").stdout)
+    out: dict[str, tuple[int, str]] = {}
+    for obj in doc["nftables"]:
+        s = obj.get("set")
+        if not s or s["name"].startswith(("allow", "meter")):
+            continue
+        for e in s.get("elem", []):
+            el = e["elem"]
+            val = el["val"]
+            key = f"{val['prefix']['addr']}/{val['prefix']['len']}" if isinstance(val, dict) else str(val)
+            out[key] = (el["timeout"], el.get("comment", ""))
+    assert out, "no ban elements read back"
+    return out
 
 
 def audit_entries(state: Path) -> list[dict[str, object]]:
