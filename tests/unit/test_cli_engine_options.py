@@ -17,7 +17,7 @@ from sensor.config import MAX_TIMEOUT_S, EngineConfig
 from tests.conftest import BACKEND_PARAMS, REPO
 
 pytest.importorskip("scapy")
-from scapy.all import IP, UDP, Ether, wrpcap  # noqa: E402
+from scapy.all import IP, UDP, Ether, wrpcap
 
 
 def _netwarden(*args: str) -> subprocess.CompletedProcess[str]:
