@@ -286,3 +286,43 @@ def test_resync_leaves_healthy_rules_alone_and_repairs_altered_ones(lab: nslab.L
     finally:
         ctl.enforcer.teardown()
         ctl.close()
+
+
+@pytest.mark.kernel
+def test_nftables_controller_runs_without_any_binary_on_path(lab: nslab.Lab, tmp_path: Path) -> None:
+    """The nftables backend talks netlink only: with an empty PATH (no nft, no ip) the
+    controller still sets up, bans v4 and v6, reads back and unbans."""
+    import os
+
+    state = tmp_path / "state"
+    config = tmp_path / "c.toml"
+    config.write_text('[safety]\nresolv_conf = "/nonexistent"\n')
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.server, "env", f"PATH={empty}", sys.executable, "-m", "netwarden", "controller",
+         "--enforce", "nftables", "--state-dir", str(state), "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+    )
+    kernel = reader("nftables", lab)
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        assert "controller ready: backend=nftables" in ready, (ready, proc.stderr.read() if proc.stderr else "")  # type: ignore[union-attr]
+        for addr in (nslab.CLIENT_V4, nslab.CLIENT_V6):
+            server = nslab.SERVER_V4 if ":" not in addr else nslab.SERVER_V6
+            assert cli(state, "ban", addr, "--ttl", "120", "--reason", "no binaries").returncode == 0
+            assert nslab.blocked(lab.probe(addr, server))
+        assert {b.addr for b in kernel.list_bans()} == {A(nslab.CLIENT_V4), A(nslab.CLIENT_V6)}
+        for addr in (nslab.CLIENT_V4, nslab.CLIENT_V6):
+            assert cli(state, "unban", addr).returncode == 0
+        assert kernel.list_bans() == []
+        assert nslab.passes(lab.probe(nslab.CLIENT_V6, nslab.SERVER_V6))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kernel.teardown()
+        kernel.close()
