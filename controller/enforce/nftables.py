@@ -271,6 +271,12 @@ class NftablesEnforcer(Enforcer):
         self, add: Sequence[BanSpec] = (), remove: Sequence[tuple[Target, Action]] = ()
     ) -> ApplyResult:
         t0 = time.perf_counter()
+        verify_remove = remove
+        if any(is_range(a) for a, _ in remove):
+            # the kernel matches an interval entry by its start key alone: destroying an
+            # absent range that starts where a banned one does would lift the banned one
+            present = {(b.addr, b.action) for b in self._list_ranges()}
+            remove = [(a, act) for a, act in remove if not is_range(a) or (a, act) in present]
         adds: dict[str, list[bytes]] = {}
         dels: dict[str, list[bytes]] = {}
         for spec in add:
@@ -296,8 +302,8 @@ class NftablesEnforcer(Enforcer):
                 items.append((nl.NEWSETELEM, nl.NLM_F_CREATE, nl.NFPROTO_INET, body))
         if items:
             self.sock.transaction(items)
-        self._verify_bans(add, remove)
-        return ApplyResult(len(add), len(remove), time.perf_counter() - t0)
+        self._verify_bans(add, verify_remove)
+        return ApplyResult(len(add), len(verify_remove), time.perf_counter() - t0)
 
     def _verify_bans(self, add: Sequence[BanSpec], remove: Sequence[tuple[Target, Action]]) -> None:
         final: dict[tuple[Target, Action], bool] = {(a, act): False for a, act in remove}

@@ -160,6 +160,24 @@ def test_unban_of_absent_element_does_not_abort_the_batch(kernel: Enforcer) -> N
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize(("attacker", "server", "banned", "absent"), [
+    pytest.param(nslab.CLIENT_V4, nslab.SERVER_V4, "10.77.0.0/31", ("10.77.0.0/30", "10.77.0.0/24"), id="v4"),
+    pytest.param(nslab.CLIENT_V6, nslab.SERVER_V6, "fd77::/127", ("fd77::/126", "fd77::/64"), id="v6"),
+])
+def test_unbanning_an_absent_range_leaves_an_overlapping_one(
+    kernel: Enforcer, lab: nslab.Lab, attacker: str, server: str, banned: str, absent: tuple[str, ...]
+) -> None:
+    """An interval-set entry is keyed by its start: removing a range that was never banned
+    but starts where a banned one does must not lift the banned one."""
+    from controller.enforce.base import target
+
+    kernel.apply([BanSpec(target(banned), Action.DROP, 300, "d-kept")])
+    kernel.apply(remove=[(target(r), Action.DROP) for r in absent])
+    assert [(b.addr, b.decision_id) for b in kernel.list_bans()] == [(target(banned), "d-kept")]
+    assert nslab.blocked(lab.probe(attacker, server))
+
+
+@pytest.mark.kernel
 def test_setup_again_keeps_elements_and_their_expiry(kernel: Enforcer, lab: nslab.Lab) -> None:
     kernel.apply([BanSpec(A(nslab.CLIENT_V4), Action.DROP, 300, "d-keep")])
     (before,) = kernel.list_bans()
