@@ -441,8 +441,13 @@ class Controller:
             self.audit.record(actor, "approved" if approve else "denied", approval_id, decision_id=d.id, result="ok")
         out: dict[str, Any] = {"id": approval_id, "status": "approved" if approve else "denied"}
         if approve:
-            bans = self._enforce(d, actor, evidence=d.detection.evidence_id if d.detection else "approval",
-                                 reason=f"approved: {a.reason}")
+            try:
+                bans = self._enforce(d, actor, evidence=d.detection.evidence_id if d.detection else "approval",
+                                     reason=f"approved: {a.reason}")
+            except PolicyRefused:
+                # e.g. allow-listed since it was proposed: the approval must not read "approved"
+                self.store.set_approval_status(approval_id, "refused", actor, self.clock())
+                raise
             out["banned"] = [str(b.addr) for b in bans]
         return out
 

@@ -72,7 +72,7 @@ class Approval:
     id: str
     created: float
     expires_at: float
-    status: str  # pending | approved | denied | expired
+    status: str  # pending | approved | denied | expired | refused (approved, then anti-lockout said no)
     reason: str  # why approval was needed
     proposal: dict[str, Any]
     decided_by: str | None

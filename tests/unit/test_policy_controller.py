@@ -72,6 +72,20 @@ def test_approval_then_enforce_and_deny(tmp_path: Path) -> None:
         ctl.resolve_approval(d1.id, True, "operator:bob")
 
 
+def test_approval_of_a_since_allow_listed_target_is_refused_and_says_so(tmp_path: Path) -> None:
+    ctl = make(tmp_path, Clock())
+    d = ctl.submit_detection(det("203.0.113.14", "bruteforce"))
+    assert d.verdict is Verdict.PENDING
+    ctl.allow_add("203.0.113.0/28", "partner", "operator:bob")
+    with pytest.raises(PolicyRefused, match="allow-listed"):
+        ctl.resolve_approval(d.id, True, "operator:alice")
+    assert kernel(ctl) == {}
+    (a,) = [a for a in ctl.store.approvals() if a.id == d.id]
+    assert a.status == "refused" and a.decided_by == "operator:alice"
+    assert ("ban", "203.0.113.14/32", "refused") in events(ctl)
+    assert ctl.audit.verify().ok
+
+
 def test_approval_expires(tmp_path: Path) -> None:
     clock = Clock()
     ctl = make(tmp_path, clock, approval_ttl_s=30.0)
