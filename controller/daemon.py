@@ -399,6 +399,16 @@ class Controller:
                               result="ok", detail={"removed": len(gone)})
         return len(gone)
 
+    def covering_ranges(self, addr: str, now: float) -> list[str]:
+        """Range bans that still cover ``addr`` (an unban of one address does not cut a
+        hole in a range: the operator is told which range to lift instead)."""
+        net = as_network(_target(addr))
+        return [
+            str(b.addr) for b in self.store.active_bans(now)
+            if is_range(b.addr) and b.addr != _target(addr) and b.addr.version == net.version
+            and as_network(b.addr).supernet_of(net)  # type: ignore[arg-type]
+        ]
+
     def allow_add(self, cidr: str, note: str, actor: str) -> dict[str, Any]:
         net = _net(cidr)
         now = self.clock()
@@ -462,7 +472,8 @@ class Controller:
                          Action(args.get("action", "drop")))
             return {"decision_id": d.id, "addr": str(target(d.target)) if d.target else None, "ttl_s": d.ttl_s}
         if op == "unban":
-            return {"addr": args["addr"], "removed": self.unban(args["addr"], actor)}
+            removed = self.unban(args["addr"], actor)
+            return {"addr": args["addr"], "removed": removed, "covered_by": self.covering_ranges(args["addr"], now)}
         if op == "bans":
             return [b.to_dict(now) for b in self.store.active_bans(now)]
         if op == "kernel-bans":

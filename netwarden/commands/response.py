@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("unban", help="lift every ban on an address (or a range ban)")
     p.add_argument("addr", help="address or CIDR")
     _state(p)
-    p.set_defaults(func=lambda a: _simple(a, "unban", addr=a.addr))
+    p.set_defaults(func=cmd_unban)
 
     p = sub.add_parser("bans", help="list active bans")
     p.add_argument("--json", action="store_true")
@@ -114,6 +114,18 @@ def cmd_ban(args: argparse.Namespace) -> int:
         ttl = "until unbanned" if result["ttl_s"] is None else f"for {result['ttl_s']:g}s"
         print(f"banned {result['addr']} {ttl} (decision {result['decision_id']})")
     return rc
+
+
+def cmd_unban(args: argparse.Namespace) -> int:
+    rc, result = _call(args, "unban", addr=args.addr)
+    if rc:
+        return rc
+    print(f"unbanned {result['addr']} ({result['removed']} bans lifted)" if result["removed"]
+          else f"{result['addr']} was not banned")
+    for rng in result.get("covered_by", []):
+        print(f"netwarden unban: {result['addr']} is still blocked by the range ban {rng} "
+              f"(unban {rng} to lift it)", file=sys.stderr)
+    return 0
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:

@@ -161,3 +161,20 @@ def test_state_dir_from_environment_and_dryrun_by_default(tmp_path: Path) -> Non
             proc.wait()
     r = run("audit", "--verify")
     assert r.returncode == 0 and "database: chain ok" in r.stdout, r.stdout
+
+
+def test_unban_inside_a_range_ban_names_the_range(
+    running: Controller, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = str(tmp_path)
+    assert cli(["ban", "198.51.100.0/24", "--ttl", "60", "--state-dir", d]) == 0
+    assert cli(["ban", "198.51.100.7", "--ttl", "60", "--state-dir", d]) == 0
+    capsys.readouterr()
+    assert cli(["unban", "198.51.100.7", "--state-dir", d]) == 0
+    out = capsys.readouterr()
+    assert "unbanned 198.51.100.7 (1 bans lifted)" in out.out
+    assert "still blocked by the range ban 198.51.100.0/24" in out.err
+    assert cli(["unban", "203.0.113.200", "--state-dir", d]) == 0
+    out = capsys.readouterr()
+    assert "was not banned" in out.out and out.err == ""
+    assert {str(b.addr) for b in running.enforcer.list_bans()} == {"198.51.100.0/24"}
