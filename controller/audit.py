@@ -109,6 +109,9 @@ class AuditLog:
         if not readonly:
             self.db.executescript(_SCHEMA)
         self._load_head()
+        #: entries re-written to a mirror that lagged the database (a crash between the
+        #: database commit and the mirror write); a mirror that disagrees is left alone
+        self.mirror_healed = 0 if readonly else self._heal_mirror()
         if store is not None:
             store.after_commit.append(self._flush)
             store.after_rollback.append(self._rolled_back)
@@ -116,6 +119,18 @@ class AuditLog:
     def _load_head(self) -> None:
         row = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         self.seq, self.last_hash = (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+
+    def _heal_mirror(self) -> int:
+        tail = _jsonl_tail(self.jsonl)
+        if tail is None or tail[0] >= self.seq:
+            return 0
+        row = self.db.execute("SELECT hash FROM audit WHERE seq = ?", (tail[0],)).fetchone()
+        if (row[0] if row else GENESIS) != tail[1]:
+            return 0  # not a prefix of the database chain: evidence for `audit --verify`
+        missing = self.entries(since_seq=tail[0])
+        with self.jsonl.open("a") as fh:
+            fh.writelines(json.dumps(e, sort_keys=True) + "\n" for e in missing)
+        return len(missing)
 
     def _flush(self) -> None:
         if self._pending:
@@ -193,6 +208,32 @@ def verify_jsonl(path: str | Path) -> VerifyResult:
         return VerifyResult(True, 0)
     with open(path) as fh:
         return verify_chain(json.loads(line) for line in fh if line.strip())
+
+
+def _jsonl_tail(path: Path) -> tuple[int, str] | None:
+    """(seq, hash) of the mirror's last entry, (0, GENESIS) if it has none, None if the
+    last line cannot be read."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            end = fh.tell()
+            block = 1 << 16
+            while True:  # read backwards until the last line is whole
+                start = max(0, end - block)
+                fh.seek(start)
+                lines = fh.read(end - start).rstrip(b"\n").split(b"\n")
+                if len(lines) > 1 or start == 0:
+                    break
+                block *= 4
+    except FileNotFoundError:
+        return (0, GENESIS)
+    if lines == [b""]:
+        return (0, GENESIS)
+    try:
+        last = json.loads(lines[-1])
+        return int(last["seq"]), str(last["hash"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def compare_copies(db: sqlite3.Connection, jsonl: str | Path, db_res: VerifyResult, mirror: VerifyResult) -> str:

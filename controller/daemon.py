@@ -128,7 +128,8 @@ class Controller:
             self.add_reader(self.control.fileno(), self.control.on_readable)
         self.audit.record(
             "controller", "start", self.enforcer.name,
-            detail={"hook": self.cfg.hook.value, "pid": os.getpid(), "reconcile": _rep(report)},
+            detail={"hook": self.cfg.hook.value, "pid": os.getpid(), "reconcile": _rep(report),
+                    "audit_mirror_healed": self.audit.mirror_healed},
         )
         self.add_periodic(self.cfg.tick_s, self.tick)
         self.add_periodic(self.cfg.resync_s, self.resync)

@@ -167,3 +167,28 @@ def test_audit_verify_cli_compares_both_copies(
         assert rc == 0 and "TAMPERED" not in out, out
     else:
         assert rc == 4 and expect in out, out
+
+
+def test_a_lagging_mirror_is_completed_on_reopen_and_a_forged_one_is_not(tmp_path: Path) -> None:
+    """A crash between the database commit and the mirror write leaves the mirror short:
+    the next start completes it from the database. A mirror whose last entry disagrees
+    with the database is left for `audit --verify` to report."""
+    from controller.audit import compare_copies
+
+    store, log = filled(tmp_path)
+    path = tmp_path / JSONL_NAME
+    _cut_jsonl_tail(path)
+    store.close()
+    store = Store(tmp_path)
+    log = AuditLog(store.db, tmp_path)
+    assert log.mirror_healed == 2
+    db_res, mirror = log.verify(), verify_jsonl(path)
+    assert mirror.ok and mirror.entries == 6 and compare_copies(store.db, path, db_res, mirror) == ""
+    store.close()
+
+    _rechain_jsonl(path)  # same length, different chain
+    _cut_jsonl_tail(path)
+    store = Store(tmp_path)
+    log = AuditLog(store.db, tmp_path)
+    assert log.mirror_healed == 0
+    assert "differ" in compare_copies(store.db, path, log.verify(), verify_jsonl(path))
