@@ -28,6 +28,7 @@ a controller restart delivery is at-least-once and nothing within the sensor's b
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import time
@@ -74,6 +75,18 @@ class CurveServerKeys:
         return cls(public=public, secret=secret, authorized_dir=auth)
 
 
+def _peer_ip(frame: zmq.Frame) -> str:
+    """The sender's IP address (ZeroMQ's Peer-Address metadata), or "" for ipc/inproc."""
+    try:
+        addr = frame.get("Peer-Address")
+    except (zmq.ZMQError, AttributeError):
+        return ""
+    try:
+        return str(ipaddress.ip_address(str(addr).split("%")[0]))
+    except ValueError:
+        return ""
+
+
 @dataclass
 class SensorStatus:
     """What the controller knows about one sensor (a snapshot; see ``Collector.sensors``)."""
@@ -83,6 +96,7 @@ class SensorStatus:
     up: bool = True
     stopped: bool = False  # said goodbye on a clean shutdown (down, but not a failure)
     key: str = ""  # CURVE public key (Z85) the sensor id is bound to, when CURVE is on
+    peer_address: str = ""  # IP address the sensor's last message came from (tcp only)
     first_seen: float = 0.0  # wall clock, seconds
     last_seen: float = 0.0
     heartbeat_s: float = 1.0
@@ -320,6 +334,7 @@ class Collector:
             log.warning("sensor %s restarted (session %x -> %x)", h.sensor_id, st.session, h.session)
             st.session, st.next_seq = h.session, min(h.base, h.acked + 1)
         st.last_seen, st.last_seen_mono = now, mono
+        st.peer_address = _peer_ip(frames[1])
         st.heartbeat_s = h.heartbeat_s
         st.drops = dict(h.drops)
         if h.sent_ns:

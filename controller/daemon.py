@@ -36,7 +36,15 @@ from controller.enforce.base import (
     is_range,
     target,
 )
-from controller.policy import Decision, Guard, Policy, Verdict, build_guard, new_decision_id
+from controller.policy import (
+    Decision,
+    Guard,
+    Policy,
+    Protected,
+    Verdict,
+    build_guard,
+    new_decision_id,
+)
 from controller.store import Store, StoredBan
 from netwarden.errors import ConfigError, ControlError, EnforcementError, PolicyRefused
 
@@ -99,6 +107,7 @@ class Controller:
         self.audit = AuditLog(self.store.db, cfg.state_dir, store=self.store)
         self.enforcer = enforcer if enforcer is not None else make_enforcer(cfg)
         self._own_guard = guard is None
+        self._learnt: list[Protected] = []  # protected at run time (connected sensors)
         self.guard = guard if guard is not None else build_guard(cfg.safety)
         self.guard.allow = [n for n, _, _ in self.store.allow_list()]
         window = cfg.policy.offender_window_s
@@ -270,7 +279,24 @@ class Controller:
     def refresh_guard(self) -> None:
         """Re-read the box's addresses and gateways (DHCP, new interfaces): anti-lockout
         must follow them, in policy and in the kernel allow-list."""
-        fresh = build_guard(self.cfg.safety).fixed
+        self._set_guard(build_guard(self.cfg.safety).fixed + self._learnt, "guard-refresh")
+
+    def protect(self, addr: str, why: str) -> bool:
+        """Protect an address learnt at run time (a sensor that connected to us): refused
+        in policy, accepted first in the kernel, existing bans on it lifted. Returns False
+        when it was already protected."""
+        try:
+            net = ipaddress.ip_network(addr)
+        except ValueError:
+            return False
+        if any(p.net == net for p in self.guard.fixed):
+            return False
+        learnt = Protected(net, why)
+        self._learnt.append(learnt)
+        self._set_guard([*self.guard.fixed, learnt], "guard-learn")
+        return True
+
+    def _set_guard(self, fresh: list[Protected], event: str) -> None:
         if {(p.net, p.why) for p in fresh} == {(p.net, p.why) for p in self.guard.fixed}:
             return
         old = self.guard.fixed
@@ -285,7 +311,7 @@ class Controller:
                     self.enforcer.apply(remove=[(b.addr, b.action)])
                     self.audit.record("controller", "unban", str(b.addr), decision_id=b.decision_id,
                                       detail={"why": refusal})
-        self.audit.record("controller", "guard-refresh", detail={
+        self.audit.record("controller", event, detail={
             "added": sorted({str(p.net) for p in fresh} - {str(p.net) for p in old}),
             "removed": sorted({str(p.net) for p in old} - {str(p.net) for p in fresh}),
         })

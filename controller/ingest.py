@@ -33,12 +33,16 @@ class Ingest:
         self.records: Counter[str] = Counter()
         self.batches = 0
         self.consumer_errors: Counter[str] = Counter()
+        self._controller: Any = None
+        self._protected: set[str] = set()
 
     def add_consumer(self, name: str, fn: Consumer) -> None:
         self.consumers.append((name, fn))
 
     def attach(self, controller: Any) -> None:
-        """Register with the controller's loop (``add_reader`` / ``add_periodic``)."""
+        """Register with the controller's loop (``add_reader`` / ``add_periodic``). Sensors
+        that connect are protected by the controller's anti-lockout (never block a sensor)."""
+        self._controller = controller
         controller.add_reader(self.collector.fileno(), self.pump)
         controller.add_periodic(1.0, self.pump)
         if self.archive is not None:
@@ -62,7 +66,20 @@ class Ingest:
                 except Exception:
                     self.consumer_errors[name] += 1
                     log.exception("ingest consumer %s failed on a %s batch", name, b.record_type)
+        if batches:
+            self._protect_sensors()
         return len(batches)
+
+    def _protect_sensors(self) -> None:
+        protect = getattr(self._controller, "protect", None)
+        if protect is None:
+            return
+        for st in self.collector.sensors().values():
+            addr = st.peer_address
+            if addr and addr not in self._protected:
+                self._protected.add(addr)
+                if protect(addr, "sensor"):
+                    log.info("sensor %s at %s is now protected from blocking", st.sensor_id, addr)
 
     def status(self) -> dict[str, Any]:
         return {

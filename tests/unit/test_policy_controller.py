@@ -211,3 +211,23 @@ def test_anti_lockout_follows_a_new_host_address(tmp_path: Path, monkeypatch: py
     with pytest.raises(PolicyRefused, match="an address of this host"):
         ctl.ban("198.51.100.9", 600, "again", "operator:alice")
     assert ("guard-refresh", "", "ok") in events(ctl)
+
+
+def test_a_learnt_sensor_address_is_protected_and_its_ban_lifted(tmp_path: Path) -> None:
+    clock = Clock()
+    ctl = make(tmp_path, clock)
+    d = ctl.submit_detection(det("203.0.113.50"))
+    assert "203.0.113.50" in kernel(ctl), d
+    # A sensor connects from that address: anti-lockout now covers it, in policy and kernel.
+    assert ctl.protect("203.0.113.50", "sensor") is True
+    assert ctl.protect("203.0.113.50", "sensor") is False  # already protected
+    assert "203.0.113.50" not in kernel(ctl)
+    assert N("203.0.113.50/32") in ctl.enforcer.list_allow()
+    again = ctl.submit_detection(det("203.0.113.50"))
+    assert again.verdict is not Verdict.ACT and "sensor" in again.reason
+    assert "203.0.113.50" not in kernel(ctl)
+    assert any(e == "guard-learn" for e, _, _ in events(ctl))
+    ctl.refresh_guard()  # re-reading the box's addresses keeps what was learnt
+    assert N("203.0.113.50/32") in ctl.enforcer.list_allow()
+    assert ctl.audit.verify().ok
+    assert ctl.protect("not an address", "sensor") is False
