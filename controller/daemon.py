@@ -77,18 +77,25 @@ class ReconcileReport:
     expired: int
 
 
-def _target(text: str) -> Target:
+def _strict_net(text: str, what: str) -> IPNetwork:
+    """Parse operator input strictly: a CIDR with host bits set (``10.0.0.5/8``) is a typo
+    that would silently widen a ban or an allow entry, so it is refused, not masked."""
     try:
-        return target(str(text))
+        return ipaddress.ip_network(str(text), strict=True)
     except ValueError as exc:
-        raise ConfigError(f"not an IP address or CIDR: {text!r}") from exc
+        try:
+            wide = ipaddress.ip_network(str(text), strict=False)
+        except ValueError:
+            raise ConfigError(f"not {what}: {text!r}") from exc
+        raise ConfigError(f"{text} has host bits set; did you mean {wide}?") from exc
+
+
+def _target(text: str) -> Target:
+    return target(_strict_net(text, "an IP address or CIDR"))
 
 
 def _net(text: str) -> IPNetwork:
-    try:
-        return ipaddress.ip_network(str(text), strict=False)
-    except ValueError as exc:
-        raise ConfigError(f"not a CIDR: {text!r}") from exc
+    return _strict_net(text, "a CIDR")
 
 
 class Controller:

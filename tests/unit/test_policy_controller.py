@@ -231,3 +231,17 @@ def test_a_learnt_sensor_address_is_protected_and_its_ban_lifted(tmp_path: Path)
     assert N("203.0.113.50/32") in ctl.enforcer.list_allow()
     assert ctl.audit.verify().ok
     assert ctl.protect("not an address", "sensor") is False
+
+
+@pytest.mark.parametrize("typo", ["198.51.100.77/24", "2001:db8::1/32"])
+def test_operator_cidr_with_host_bits_is_refused_not_widened(tmp_path: Path, typo: str) -> None:
+    from netwarden.errors import ConfigError
+
+    ctl = make(tmp_path, Clock())
+    with pytest.raises(ConfigError, match="host bits"):
+        ctl.ban(typo, 60, "typo", "operator")
+    with pytest.raises(ConfigError, match="host bits"):
+        ctl.allow_add(typo, "typo", "operator")
+    assert kernel(ctl) == {}
+    ctl.ban("198.51.100.77", 60, "single address", "operator")
+    assert "198.51.100.77" in kernel(ctl)
