@@ -1,7 +1,8 @@
 """Live capture options shared by ``netwarden flows --iface`` and ``netwarden sensor --iface``.
 
 Not a subcommand: both commands add the same arguments with ``add_live_arguments``;
-``sensor.live.ring_from_options`` turns them into a ``RingConfig``. Kept free of heavy
+``sensor.live.ring_from_options`` turns them into a ``RingConfig``; ``check_live_options``
+refuses bad values before a command opens its output or connects. Kept free of heavy
 imports because it runs while the CLI parsers are built.
 """
 
@@ -25,3 +26,24 @@ def add_live_arguments(group: Any, duration_help: str = "stop after S seconds") 
                        help="ring block size, a multiple of the page size (default 1 MiB)")
     group.add_argument("--block-timeout", type=int, default=None, metavar="MS",
                        help="the kernel hands over a partly filled block after MS (default 20)")  # fmt: skip
+
+
+def check_live_options(args: Any) -> None:
+    """Raise ``ConfigError`` / ``InterfaceError`` for what ``LiveCapture`` would refuse, so
+    a command can refuse before it opens its output or connects to a controller."""
+    try:
+        from sensor.afpacket import ifindex
+        from sensor.live import resolve_workers, ring_from_options
+    except ImportError:
+        return  # the command reports a missing live capture itself
+    resolve_workers(args.workers)
+    ring_from_options(args)
+    if args.duration is not None and not args.duration > 0:
+        from netwarden.errors import ConfigError
+
+        raise ConfigError(f"--duration must be > 0 seconds, got {args.duration!r}")
+    if args.filter:
+        from sensor.bpf import compile_filter
+
+        compile_filter(args.filter)
+    ifindex(args.iface)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from netwarden.commands.capture_options import add_live_arguments
+from netwarden.commands.capture_options import add_live_arguments, check_live_options
 from netwarden.commands.engine_options import add_engine_arguments
 
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     config = engine_config(args, validate_checksums=args.validate_checksums)
     if args.iface:
         # Refuse bad live options before -o truncates an existing file.
-        _check_live_options(args)
+        check_live_options(args)
     fh = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115 (closed below)
     writer = make_writer(args.format, fh)
     rc = 0
@@ -79,22 +79,3 @@ def run(args: argparse.Namespace) -> int:
             fh.close()
     return rc
 
-
-def _check_live_options(args: argparse.Namespace) -> None:
-    """Raise ``ConfigError`` / ``InterfaceError`` for what ``LiveCapture`` would refuse."""
-    try:
-        from sensor.afpacket import ifindex
-        from sensor.live import resolve_workers, ring_from_options
-    except ImportError:
-        return  # reported by run() with its own message
-    resolve_workers(args.workers)
-    ring_from_options(args)
-    if args.duration is not None and not args.duration > 0:
-        from netwarden.errors import ConfigError
-
-        raise ConfigError(f"--duration must be > 0 seconds, got {args.duration!r}")
-    if args.filter:
-        from sensor.bpf import compile_filter
-
-        compile_filter(args.filter)
-    ifindex(args.iface)

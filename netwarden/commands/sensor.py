@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netwarden.commands.capture_options import add_live_arguments
+from netwarden.commands.capture_options import add_live_arguments, check_live_options
 from netwarden.commands.engine_options import add_engine_arguments, engine_config
 from netwarden.errors import CaptureError, CaptureFormatError, ConfigError
 from sensor.pipeline import FlowSource, RecordSource, TelemetrySource, loss_counters
@@ -395,9 +395,23 @@ def _publisher(args: argparse.Namespace) -> Publisher:
     )
 
 
+def _check_window(window: float | None) -> None:
+    """``--window`` by telemetry's own rule (0 must not quietly mean the default)."""
+    if window is None:
+        return
+    try:
+        from sensor.telemetry import TelemetryConfig
+    except ImportError:
+        return  # no telemetry: the window is unused
+    TelemetryConfig(window=window)
+
+
 def run_sensor_command(args: argparse.Namespace) -> int:
-    # Bad timeouts fail here, before a publisher connects; both paths read it from args.
+    # Bad options fail here, before a publisher connects; both paths read the config from args.
     args.engine_config = engine_config(args)
+    _check_window(args.window)
+    if args.iface:
+        check_live_options(args)
     if args.iface:
         try:
             from sensor.live import run_sensor
