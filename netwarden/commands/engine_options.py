@@ -1,6 +1,6 @@
 """Flow engine options shared by ``netwarden flows`` and ``netwarden sensor``.
 
-Not a subcommand: both commands add the same timeout arguments with
+Not a subcommand: both commands add the same timeout and checksum arguments with
 ``add_engine_arguments`` and turn them into an ``EngineConfig`` with ``engine_config``.
 Defaults stay in ``EngineConfig`` (Zeek's inactivity timeouts), so an option left unset
 changes nothing. Kept free of heavy imports because it runs while the parsers are built.
@@ -27,19 +27,24 @@ _HELP = {
 
 
 def add_engine_arguments(group: Any) -> None:
-    """``--tcp-timeout --udp-timeout --icmp-timeout --other-timeout --active-timeout``."""
+    """``--tcp-timeout --udp-timeout --icmp-timeout --other-timeout --active-timeout
+    --validate-checksums``."""
     for dest in TIMEOUT_OPTIONS:
         opt = "--" + dest.replace("_", "-")
         group.add_argument(opt, type=float, default=None, metavar="S", help=_HELP[dest])
+    group.add_argument("--validate-checksums", action="store_true",
+                       help="drop packets with bad IP/TCP/UDP/ICMP checksums (default: keep them, like zeek -C)")  # fmt: skip
 
 
 def engine_config(args: Any, **fields: Any) -> EngineConfig:
-    """The ``EngineConfig`` the options ask for (``fields`` adds others, e.g.
-    ``validate_checksums``); a bad value raises ``ConfigError`` naming the option."""
+    """The ``EngineConfig`` the options ask for (``fields`` sets others); a bad value
+    raises ``ConfigError`` naming the option."""
     from netwarden.errors import ConfigError
     from sensor.config import EngineConfig
 
     kw = dict(fields)
+    if getattr(args, "validate_checksums", False):
+        kw["validate_checksums"] = True
     for dest in TIMEOUT_OPTIONS:
         value = getattr(args, dest, None)
         if value is not None:

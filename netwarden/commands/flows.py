@@ -16,9 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="zeek: conn.log TSV (default); json: one object per flow; csv")  # fmt: skip
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.add_argument("--backend", choices=("c", "py"), help="flow engine (default: compiled if built)")
-    p.add_argument("--validate-checksums", action="store_true", help="drop packets with bad checksums")
     p.add_argument("--iface", help="capture live from this interface instead of files")
-    add_engine_arguments(p.add_argument_group("flow timeouts"))
+    add_engine_arguments(p.add_argument_group("flow engine"))
     add_live_arguments(
         p.add_argument_group("live capture (--iface)"),
         duration_help="stop after S seconds (default: at Ctrl-C / SIGTERM); live flows are "
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.pcaps and not args.iface:
         raise ConfigError("give at least one PCAP or --iface")
-    config = engine_config(args, validate_checksums=args.validate_checksums)
+    config = engine_config(args)
     if args.iface:
         # Refuse bad live options before -o truncates an existing file.
         check_live_options(args)

@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-telemetry", action="store_true", help="flows and ARP only")
     p.add_argument("--window", type=float, default=None, metavar="S",
                    help="per-host telemetry window, seconds (default 1)")
-    add_engine_arguments(p.add_argument_group("flow timeouts"))
+    add_engine_arguments(p.add_argument_group("flow engine"))
     add_live_arguments(p.add_argument_group("live capture (--iface)"))
     p.set_defaults(func=run_sensor_command)
 
