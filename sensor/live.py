@@ -538,7 +538,10 @@ def _stderr_stats(prefix: str = "") -> Callable[[CaptureStats, bool], None]:
 
     def report(stats: CaptureStats, final: bool) -> None:
         now = time.monotonic()
-        line = stats.line(state["prev"], now - state["t"])
+        if final:  # the whole capture's average rate, not the last second's
+            line = stats.line(None, now - stats.started)
+        else:
+            line = stats.line(state["prev"], now - state["t"])
         state["prev"], state["t"] = dict(stats.counters), now
         print(f"{prefix}{line}{' (final)' if final else ''}", file=sys.stderr, flush=True)
 
