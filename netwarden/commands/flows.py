@@ -77,4 +77,3 @@ def run(args: argparse.Namespace) -> int:
         if args.output:
             fh.close()
     return rc
-

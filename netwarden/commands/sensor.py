@@ -412,7 +412,6 @@ def run_sensor_command(args: argparse.Namespace) -> int:
     _check_window(args.window)
     if args.iface:
         check_live_options(args)
-    if args.iface:
         try:
             from sensor.live import run_sensor
         except ImportError as exc:
