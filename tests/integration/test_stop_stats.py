@@ -114,7 +114,11 @@ def test_sensor_pcap_prints_final_stats(tmp_path: Path) -> None:
         assert proc.stderr is not None
         err = proc.stderr.read()
     assert proc.returncode == 0, err
-    final = [ln for ln in err.splitlines() if ln.startswith("sensor: packets=") and ln.endswith("(final)")]
+    final = [
+        ln
+        for ln in err.splitlines()
+        if ln.startswith("sensor: packets=") and ln.endswith("(final)")
+    ]
     assert len(final) == 1, err
     m = re.match(r"sensor: packets=(\d+) pps=(\d+) .*losses\[(.*?)\]", final[0])
     assert m, final[0]

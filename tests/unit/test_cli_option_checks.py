@@ -43,7 +43,11 @@ def spaced_udp(tmp_path: Path) -> Path:
 def _engine_flows(backend_name: str, path: Path, config: EngineConfig) -> list[tuple[int, int]]:
     from sensor.flows import iter_flow_records
 
-    recs = [r for arr in iter_flow_records([str(path)], backend=backend_name, config=config) for r in arr]
+    recs = [
+        r
+        for arr in iter_flow_records([str(path)], backend=backend_name, config=config)
+        for r in arr
+    ]
     return sorted((int(r["ts_first_ns"]), int(r["orig_pkts"])) for r in recs)
 
 
@@ -55,7 +59,9 @@ def test_udp_timeout_option_reaches_the_engine(
     proc = _netwarden("flows", "--format", "json", "--backend", backend_name,
                       "--udp-timeout", str(udp_timeout), str(spaced_udp))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    got = sorted((f["ts_first_ns"], f["orig_pkts"]) for f in map(json.loads, proc.stdout.splitlines()))
+    got = sorted(
+        (f["ts_first_ns"], f["orig_pkts"]) for f in map(json.loads, proc.stdout.splitlines())
+    )
     want = _engine_flows(backend_name, spaced_udp, EngineConfig(udp_timeout=udp_timeout))
     assert got == want
     # The option changed something: the default (60 s) keeps all three packets in one flow.
@@ -76,7 +82,9 @@ def test_bad_timeouts_are_one_line_errors_and_touch_no_output(
     proc = _netwarden("flows", option, value, "-o", str(out), str(spaced_udp))
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"netwarden flows: error: {option} "), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"netwarden flows: error: {option} "), (
+        proc.stderr
+    )
     assert out.read_text() == "previous run\n"
 
 
