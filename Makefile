@@ -53,7 +53,7 @@ demo: build
 	$(VENV)/bin/netwarden replay pcaps/demo.pcap
 
 lint: venv
-	$(VENV)/bin/ruff check sensor controller netwarden tests benchmarks
+	$(VENV)/bin/ruff check sensor controller netwarden tests benchmarks pcaps
 
 clean:
 	rm -rf build $(VENV) sensor/*.so sensor/*.c $(EXT_STAMP) *.egg-info .pytest_cache

@@ -24,7 +24,7 @@ class PacketBatch:
     count: int = 0
 
     @classmethod
-    def empty(cls, capacity: int) -> "PacketBatch":
+    def empty(cls, capacity: int) -> PacketBatch:
         return cls(
             buffer=b"",
             offset=np.zeros(capacity, np.uint64),
@@ -37,7 +37,7 @@ class PacketBatch:
         )
 
     @classmethod
-    def from_packets(cls, packets: list[tuple[int, bytes]], linktype: int = 1) -> "PacketBatch":
+    def from_packets(cls, packets: list[tuple[int, bytes]], linktype: int = 1) -> PacketBatch:
         """Build a batch from ``(ts_ns, frame)`` pairs (tests and crafted input)."""
         b = cls.empty(len(packets))
         buf = bytearray()
