@@ -202,7 +202,11 @@ class PcapReader:
                     raise CaptureFormatError("packet block caplen exceeds block", self.path, pos)
                 lt, tps, offset_s = ifaces[ifid]
                 ticks = (hi << 32) | lo
-                acc.add(data[body + 20 : body + 20 + caplen], wirelen, _ticks_to_ns(ticks, tps) + offset_s * 1_000_000_000, lt, ifid)
+                ts_ns = _ticks_to_ns(ticks, tps) + offset_s * 1_000_000_000
+                if not -(1 << 63) <= ts_ns < 1 << 63:  # does not fit the int64 ns field
+                    yield from self._drain(acc)
+                    raise CaptureFormatError("pcapng timestamp out of range", self.path, pos)
+                acc.add(data[body + 20 : body + 20 + caplen], wirelen, ts_ns, lt, ifid)
                 self.packets += 1
             elif btype == 3:  # SPB: interface 0, no timestamp
                 if not ifaces:
