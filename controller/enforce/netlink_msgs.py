@@ -162,10 +162,10 @@ def ex_counter() -> bytes:
     return expr("counter", be64(1, 0), be64(2, 0))
 
 
-def ex_limit_over(rate_per_s: int, burst: int) -> bytes:
-    return expr(
-        "limit", be64(1, rate_per_s), be64(2, 1), be32(3, burst), be32(4, 0), be32(5, LIMIT_F_INV)
-    )
+def _limit_over(rate_per_s: int, burst: int) -> bytes:
+    """``limit rate over N/second burst B packets`` as an unlisted expression (the meter's)."""
+    attrs = be64(1, rate_per_s), be64(2, 1), be32(3, burst), be32(4, 0), be32(5, LIMIT_F_INV)
+    return strz(EXPR_NAME, "limit") + nest(EXPR_DATA, *attrs)
 
 
 def ex_meter_over(set_name: str, rate_per_s: int, burst: int, timeout_ms: int) -> bytes:
@@ -180,8 +180,7 @@ def ex_meter_over(set_name: str, rate_per_s: int, burst: int, timeout_ms: int) -
         be32(3, 1),  # NFTA_DYNSET_OP = NFT_DYNSET_OP_UPDATE (refresh the entry's timeout)
         be32(4, NFT_REG_1),  # NFTA_DYNSET_SREG_KEY
         be64(6, timeout_ms),  # NFTA_DYNSET_TIMEOUT
-        nest(7, strz(EXPR_NAME, "limit"), nest(EXPR_DATA, be64(1, rate_per_s), be64(2, 1), be32(3, burst),
-                                                be32(4, 0), be32(5, LIMIT_F_INV))),  # NFTA_DYNSET_EXPR
+        nest(7, _limit_over(rate_per_s, burst)),  # NFTA_DYNSET_EXPR
     )
 
 
