@@ -168,7 +168,9 @@ class CaptureWorker:
         self.flow_source = FlowSource(engine)
         self.telemetry: TelemetrySource | None = None
         if ring.telemetry and spec.decode:
-            self.telemetry = TelemetrySource(ring.telemetry_window, iface=spec.worker_id & 0xFF)
+            self.telemetry = TelemetrySource(
+                ring.telemetry_window, iface=spec.worker_id & 0xFF, backend=spec.backend
+            )
         # The flow engine first: it fills the packet summaries telemetry reads.
         self.sources: list[RecordSource] = [self.flow_source]
         if self.telemetry is not None:
@@ -192,12 +194,11 @@ class CaptureWorker:
         self._last_ts = 0
 
     def fill(self, timeout_ms: int) -> int:
-        b = self.batch
         n = self.ring.fill(self.batch, self.spec.worker_id & 0xFF, timeout_ms)
         if n < 0:
             self._socket_error(timeout_ms)
             n = 0
-        b.count = n
+        self.batch.count = n
         return n
 
     def _socket_error(self, timeout_ms: int) -> None:
