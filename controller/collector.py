@@ -199,7 +199,7 @@ class Collector:
 
                 self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger("zmq.auth"))
                 self._auth.start()
-                self._auth.configure_curve(domain="*", location=str(curve.authorized_dir))
+                self.reload_keys()
                 sock.curve_server = True
                 sock.curve_publickey = curve.public
                 sock.curve_secretkey = curve.secret
