@@ -19,6 +19,7 @@ from sensor.schema import (
     PAIR_DTYPE,
     PKTSUM_DTYPE,
     ConnState,
+    FlowFlags,
     addr_to_str,
 )
 
@@ -100,7 +101,7 @@ def replay(
     hosts = _cat(parts["host"], HOST_DTYPE)
     pairs = _cat(parts["pair"], PAIR_DTYPE)
     # Interim records (active timeout) repeat a flow: count each flow once, by its last record.
-    final = flows[(flows["flags"] & 1) == 0] if len(flows) else flows
+    final = flows[(flows["flags"] & FlowFlags.INTERIM) == 0]
 
     by_proto = Counter(PROTO_NAMES.get(int(p), "other") for p in final["proto"])
     by_state = Counter(ConnState(int(s)).name for s in final["conn_state"] if s)
