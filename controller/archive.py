@@ -31,6 +31,7 @@ from sensor.schema import RECORD_TYPES, SCHEMA_VERSION, dtype_hash, record_bytes
 
 _BUCKET_FMT = "%Y%m%dT%H"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_HOUR_NS = 3_600_000_000_000
 
 
 def _time_field(dt: np.dtype) -> str:
@@ -39,7 +40,9 @@ def _time_field(dt: np.dtype) -> str:
 
 
 def _bucket(ts_ns: int) -> str:
-    return datetime.fromtimestamp(max(ts_ns, 0) / 1e9, tz=UTC).strftime(_BUCKET_FMT)
+    """The hour bucket of ``ts_ns``, floored in integer nanoseconds (as ``append`` does)."""
+    hour_start = max(ts_ns, 0) // _HOUR_NS * 3600
+    return datetime.fromtimestamp(hour_start, tz=UTC).strftime(_BUCKET_FMT)
 
 
 def _bucket_start(name: str) -> float:
@@ -65,14 +68,15 @@ class RecordArchive:
             raise StoreError(f"archive: records are not of the current {kind!r} dtype")
         if not len(records):
             return
-        ts = records[_time_field(records.dtype)]
-        buckets = np.array([_bucket(int(t)) for t in (ts.min(), ts.max())])
-        if buckets[0] == buckets[1]:
-            self._write(kind, buckets[0], sensor_id, records)
+        # Hours as integers: a batch of flows spanning hours (long-lived flows) is split
+        # with numpy, not by formatting a bucket name per record.
+        hours = np.maximum(records[_time_field(records.dtype)], 0) // _HOUR_NS
+        first, last = int(hours.min()), int(hours.max())
+        if first == last:
+            self._write(kind, _bucket(first * _HOUR_NS), sensor_id, records)
             return
-        names = np.array([_bucket(int(t)) for t in ts])
-        for name in np.unique(names):
-            self._write(kind, str(name), sensor_id, records[names == name])
+        for h in np.unique(hours):
+            self._write(kind, _bucket(int(h) * _HOUR_NS), sensor_id, records[hours == h])
 
     def _write(self, kind: str, bucket: str, sensor_id: str, records: np.ndarray) -> None:
         d = self._type_dir(kind) / bucket
