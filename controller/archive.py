@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from netwarden.errors import ConfigError, StoreError
-from sensor.schema import RECORD_TYPES, SCHEMA_VERSION, dtype_hash, record_bytes
+from sensor.schema import RECORD_TYPES, SCHEMA_VERSION, record_bytes
+from sensor.wire import record_hash
 
 _BUCKET_FMT = "%Y%m%dT%H"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -59,8 +60,7 @@ class RecordArchive:
         self.bytes_written = 0
 
     def _type_dir(self, kind: str) -> Path:
-        dt = RECORD_TYPES[kind]
-        return self.root / f"v{SCHEMA_VERSION}-{dtype_hash(dt)}" / kind
+        return self.root / f"v{SCHEMA_VERSION}-{record_hash(kind)}" / kind
 
     def append(self, kind: str, sensor_id: str, records: np.ndarray) -> None:
         """Append records of ``kind`` (already validated against the schema by the bus)."""
