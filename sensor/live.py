@@ -691,13 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help=".npz file written on exit")
     args = ap.parse_args(argv)
 
-    ring = RingConfig(
-        block_size=args.ring_block_size,
-        block_count=args.ring_blocks,
-        retire_ms=args.block_timeout,
-        telemetry=not args.no_telemetry,
-        telemetry_window=args.window,
-    )
+    ring = ring_from_options(args, telemetry=not args.no_telemetry, telemetry_window=args.window)
 
     def ready() -> None:
         if args.ready_file:
