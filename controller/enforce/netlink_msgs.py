@@ -350,27 +350,31 @@ class NftSocket:
                 f"nftables transaction refused ({len(errors)} errors: {', '.join(names)})",
             )
 
-    def dump(self, msg: int, family: int, body: bytes) -> Iterator[tuple[int, bytes]]:
-        """Yield (message type, body after nfgenmsg) of a dump."""
-        seq = self._next_seq()
-        self.sock.send(message(nft_type(msg), NLM_F_REQUEST | NLM_F_DUMP, seq, family, body))
+    def _answers(self, seq: int, what: str) -> Iterator[tuple[int, bytes]]:
+        """(message type, payload) of every message answering ``seq``, until the caller
+        stops reading; a silent kernel is an ``EnforcementError``."""
         while True:
             try:
                 data = self.sock.recv(4 << 20)
             except TimeoutError as exc:
-                raise EnforcementError("nftables: dump timed out") from exc
+                raise EnforcementError(f"nftables: {what} timed out") from exc
             for mtype, _flags, mseq, payload in _iter_msgs(data):
-                if mseq != seq:
-                    continue
-                if mtype == NLMSG_DONE:
-                    return
-                if mtype == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    if code == 0:
-                        continue
-                    raise OSError(code, f"nftables dump: {os.strerror(code)}")
-                yield mtype & 0xFF, payload[4:]
+                if mseq == seq:
+                    yield mtype, payload
 
+    def dump(self, msg: int, family: int, body: bytes) -> Iterator[tuple[int, bytes]]:
+        """Yield (message type, body after nfgenmsg) of a dump."""
+        seq = self._next_seq()
+        self.sock.send(message(nft_type(msg), NLM_F_REQUEST | NLM_F_DUMP, seq, family, body))
+        for mtype, payload in self._answers(seq, "dump"):
+            if mtype == NLMSG_DONE:
+                return
+            if mtype == NLMSG_ERROR:
+                code = -struct.unpack_from("=i", payload)[0]
+                if code == 0:
+                    continue
+                raise OSError(code, f"nftables dump: {os.strerror(code)}")
+            yield mtype & 0xFF, payload[4:]
 
     def get(self, msg: int, family: int, body: bytes) -> tuple[list[bytes], int]:
         """A plain GET (not a dump): the replies (bodies after nfgenmsg) and the final
@@ -378,17 +382,11 @@ class NftSocket:
         seq = self._next_seq()
         self.sock.send(message(nft_type(msg), NLM_F_REQUEST | NLM_F_ACK, seq, family, body))
         replies: list[bytes] = []
-        while True:
-            try:
-                data = self.sock.recv(4 << 20)
-            except TimeoutError as exc:
-                raise EnforcementError("nftables: get timed out") from exc
-            for mtype, _flags, mseq, payload in _iter_msgs(data):
-                if mseq != seq:
-                    continue
-                if mtype == NLMSG_ERROR:
-                    return replies, -struct.unpack_from("=i", payload)[0]
-                replies.append(payload[4:])
+        for mtype, payload in self._answers(seq, "get"):
+            if mtype == NLMSG_ERROR:
+                return replies, -struct.unpack_from("=i", payload)[0]
+            replies.append(payload[4:])
+        raise AssertionError("unreachable: _answers only ends by raising")
 
 
 def _iter_msgs(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
