@@ -4,7 +4,9 @@ Every capture loop (``netwarden sensor --pcap``, live capture workers in ``senso
 ``netwarden replay``'s summary) feeds each packet batch through an ordered list of
 ``RecordSource`` objects and drains the ``(kind, records)`` pairs they emit. The flow engine
 comes first because it fills the per-packet summaries (``pktsum``) that per-host telemetry
-reads. A new record source plugs in by implementing ``RecordSource``.
+reads. A new record source plugs in by implementing ``RecordSource``; ``Pipeline`` runs
+an ordered list of them and owns the shared summary array (the pcap sensor and replay use
+it; live workers size their summaries by the ring batch and feed their sources directly).
 """
 
 from __future__ import annotations
@@ -118,3 +120,42 @@ def loss_counters(counters: dict[str, int]) -> dict[str, int]:
     """The subset of counters that measure loss, for bus headers (bounded in number)."""
     picked = {k: v for k, v in counters.items() if any(w in k for w in _LOSS_WORDS)}
     return dict(sorted(picked.items())[:24])
+
+
+class Pipeline:
+    """An ordered list of record sources fed batch by batch, sharing one per-packet summary
+    array (grown to the largest batch seen). The flow engine must come first: it fills the
+    summaries the sources after it read. With a single source no summaries are written."""
+
+    def __init__(self, sources: list[RecordSource]) -> None:
+        import numpy as np
+
+        from sensor.schema import PKTSUM_DTYPE
+
+        self.sources = sources
+        self._pktsum = np.zeros(4096, PKTSUM_DTYPE) if len(sources) > 1 else None
+
+    def feed(self, batch: PacketBatch) -> None:
+        if self._pktsum is not None and len(self._pktsum) < batch.count:
+            import numpy as np
+
+            self._pktsum = np.zeros(batch.count, self._pktsum.dtype)
+        for s in self.sources:
+            s.feed(batch, self._pktsum)
+
+    def advance(self, now_ns: int) -> None:
+        for s in self.sources:
+            s.advance(now_ns)
+
+    def finish(self) -> None:
+        for s in self.sources:
+            s.finish()
+
+    def drain(self) -> list[tuple[str, np.ndarray]]:
+        return [rec for s in self.sources for rec in s.drain()]
+
+    def counters(self) -> dict[str, int]:
+        merged: dict[str, int] = {}
+        for s in self.sources:
+            merged.update(s.counters())
+        return merged

@@ -17,7 +17,6 @@ from sensor.schema import (
     FLOW_DTYPE,
     HOST_DTYPE,
     PAIR_DTYPE,
-    PKTSUM_DTYPE,
     ConnState,
     FlowFlags,
     addr_to_str,
@@ -44,28 +43,23 @@ def _run(paths: list[str], backend: str | None, window: float) -> RunResult:
     """Feed every capture through one engine and one telemetry table; collect records."""
     from sensor.config import EngineConfig
     from sensor.engine import load_backend
-    from sensor.pipeline import FlowSource, RecordSource, TelemetrySource
+    from sensor.pipeline import FlowSource, Pipeline, TelemetrySource
 
     mod = load_backend(backend)
     flows = FlowSource(mod.FlowEngine(EngineConfig()))
-    sources: list[RecordSource] = [flows, TelemetrySource(window, backend=backend)]
+    pipe = Pipeline([flows, TelemetrySource(window, backend=backend)])
     out: dict[str, list[np.ndarray]] = defaultdict(list)
-    pktsum = np.zeros(4096, PKTSUM_DTYPE)
     counts: Counter[str] = Counter()
 
     def drain() -> None:
-        for s in sources:
-            for kind, recs in s.drain():
-                out[kind].append(recs)
+        for kind, recs in pipe.drain():
+            out[kind].append(recs)
 
     fault: BaseException | None = None
     try:
         for path in paths:
             for batch in mod.PcapReader(path).batches(4096):
-                if batch.count > len(pktsum):
-                    pktsum = np.zeros(batch.count, PKTSUM_DTYPE)
-                for s in sources:
-                    s.feed(batch, pktsum)
+                pipe.feed(batch)
                 counts["packets"] += batch.count
                 counts["bytes"] += int(batch.wirelen[: batch.count].sum())
                 if batch.count:
@@ -76,10 +70,9 @@ def _run(paths: list[str], backend: str | None, window: float) -> RunResult:
                 drain()
     except Exception as exc:  # noqa: BLE001 - reported after what was read is summarised
         fault = exc
-    for s in sources:
-        s.finish()
+    pipe.finish()
     drain()
-    counts.update({"decode_errors": flows.counters().get("decode_errors", 0)})
+    counts["decode_errors"] = flows.counters().get("decode_errors", 0)
     return out, dict(counts), mod.__name__.rsplit(".", 1)[-1], fault
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from netwarden.commands.capture_options import add_live_arguments, check_live_options
 from netwarden.commands.engine_options import add_engine_arguments, engine_config
 from netwarden.errors import CaptureError, CaptureFormatError, ConfigError
-from sensor.pipeline import FlowSource, RecordSource, TelemetrySource, loss_counters
+from sensor.pipeline import FlowSource, Pipeline, RecordSource, TelemetrySource, loss_counters
 
 if TYPE_CHECKING:
     import numpy as np
@@ -300,11 +300,9 @@ class _StatsLine:
 
 def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopFlag) -> int:
     """Read ``args.pcap`` through the flow engine (and telemetry) and publish the records."""
-    import numpy as np
 
     from sensor.config import EngineConfig
     from sensor.engine import load_backend
-    from sensor.schema import PKTSUM_DTYPE
 
     try:
         backend = load_backend()
@@ -317,7 +315,7 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
             sources.append(TelemetrySource(args.window))
         except ImportError:
             log.info("sensor.telemetry not available: publishing flows and ARP only")
-    pktsum = np.zeros(4096, PKTSUM_DTYPE) if len(sources) > 1 else None
+    pipe = Pipeline(sources)
     # Read flat out, a file must not outrun the controller and evict records: wait for
     # acks instead (until a stop signal). Paced replay behaves like live capture.
     flat_out = args.replay_speed == 0
@@ -329,12 +327,9 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
     losses: dict[str, int] = {}
 
     def publish() -> None:
-        counters: dict[str, int] = {}
-        for s in sources:
-            for kind, recs in s.drain():
-                outbox.add(kind, recs)
-            counters.update(s.counters())
-        losses.update(loss_counters(counters))
+        for kind, recs in pipe.drain():
+            outbox.add(kind, recs)
+        losses.update(loss_counters(pipe.counters()))
         publisher.set_counters(losses)
 
     # Smaller batches when pacing, so packets leave close to their due time.
@@ -352,12 +347,8 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
                     break
                 continue
             n = batch.count
-            if pktsum is not None and len(pktsum) < n:
-                pktsum = np.zeros(n, PKTSUM_DTYPE)
-            now_ns = int(batch.ts_ns[n - 1])
-            for s in sources:
-                s.feed(batch, pktsum)
-                s.advance(now_ns)
+            pipe.feed(batch)
+            pipe.advance(int(batch.ts_ns[n - 1]))
             packets += n
             publish()
             outbox.tick()
@@ -368,8 +359,7 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
         # Everything before the fault was fed; finish those flows like end of input.
         print(f"netwarden sensor: warning: {exc}", file=sys.stderr)
         rc = 1
-    for s in sources:
-        s.finish()
+    pipe.finish()
     publish()
     outbox.flush()
     stats.maybe(packets, outbox, publisher, losses, final=True)
