@@ -1,6 +1,6 @@
 """Driver: capture files -> flow engine -> FLOW_DTYPE record arrays.
 
-Used by ``netwarden flows``, replay and the sensor. Records read before a capture fault are
+Used by ``netwarden flows`` and the tests. Records read before a capture fault are
 always delivered: ``iter_flow_records`` yields them (after flushing the engine) and only
 then raises the ``CaptureFormatError``/``CaptureError`` that stopped reading.
 """
@@ -14,19 +14,12 @@ import numpy as np
 
 from sensor.config import EngineConfig
 from sensor.engine import load_backend
-from sensor.schema import FLOW_DTYPE
-
-DRAIN_CHUNK = 4096
+from sensor.pipeline import FlowSource
 
 
-def _drain(engine: object, out: np.ndarray) -> Iterator[np.ndarray]:
-    while True:
-        n = engine.drain_flows(out)  # type: ignore[attr-defined]
-        if n == 0:
-            return
-        yield out[:n].copy()
-        if n < len(out):
-            return
+def _flows(source: FlowSource) -> Iterator[np.ndarray]:
+    # FlowSource drains ARP records too, so the engine's ARP queue never piles up here.
+    return (recs for kind, recs in source.drain() if kind == "flow")
 
 
 def iter_flow_records(
@@ -39,18 +32,16 @@ def iter_flow_records(
     all files, in order, as if they were one capture). On a fault, every record of packets
     read so far is yielded before the error propagates."""
     mod = backend if isinstance(backend, ModuleType) else load_backend(backend)
-    engine = mod.FlowEngine(config or EngineConfig())
-    out = np.zeros(DRAIN_CHUNK, FLOW_DTYPE)
+    source = FlowSource(mod.FlowEngine(config or EngineConfig()))
     fault: BaseException | None = None
     try:
         for path in paths:
-            reader = mod.PcapReader(path)
-            for batch in reader.batches(max_packets):
-                engine.feed(batch)
-                yield from _drain(engine, out)
+            for batch in mod.PcapReader(path).batches(max_packets):
+                source.feed(batch, None)
+                yield from _flows(source)
     except Exception as exc:  # noqa: BLE001 -- re-raised after the flush below
         fault = exc
-    engine.flush()
-    yield from _drain(engine, out)
+    source.finish()
+    yield from _flows(source)
     if fault is not None:
         raise fault
