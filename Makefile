@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 EXT_STAMP := sensor/.built-stamp
+# Cython sources anywhere under sensor/, and the shared record structs.
+EXT_SRC := $(shell find sensor -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi') netwarden/records/records.h
 SHARED ?= ../shared
 # Debian packages the kernel tests and live capture need (installed only when root).
 APT_PKGS := nftables iptables ipset iproute2 tcpreplay tcpdump iputils-ping libpcap0.8 procps
@@ -33,7 +35,7 @@ $(STAMP): pyproject.toml
 
 venv: sysdeps $(STAMP)
 
-$(EXT_STAMP): $(STAMP) setup.py $(wildcard sensor/*.pyx sensor/*.pxd sensor/*.pxi sensor/*.h)
+$(EXT_STAMP): $(STAMP) setup.py $(EXT_SRC)
 	$(PY) setup.py -q build_ext --inplace
 	@touch $@
 
@@ -56,4 +58,5 @@ lint: venv
 	$(VENV)/bin/ruff check sensor controller netwarden tests benchmarks pcaps
 
 clean:
-	rm -rf build $(VENV) sensor/*.so sensor/*.c $(EXT_STAMP) *.egg-info .pytest_cache
+	rm -rf build $(VENV) $(EXT_STAMP) *.egg-info .pytest_cache
+	find sensor \( -name '*.so' -o -name '*.c' \) -delete

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from netwarden.bus.wire import record_hash
 from netwarden.errors import ConfigError, StoreError
-from sensor.schema import RECORD_TYPES, SCHEMA_VERSION, record_bytes
-from sensor.wire import record_hash
+from netwarden.records.schema import RECORD_TYPES, SCHEMA_VERSION, record_bytes
 
 _BUCKET_FMT = "%Y%m%dT%H"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")

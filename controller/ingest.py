@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.archive import RecordArchive
-from controller.collector import Collector
-from sensor import wire
+from netwarden.bus import wire
+from netwarden.bus.collector import Collector
 
 log = logging.getLogger("netwarden.ingest")
 

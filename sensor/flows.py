@@ -12,8 +12,8 @@ from types import ModuleType
 
 import numpy as np
 
-from sensor.config import EngineConfig
 from sensor.engine import load_backend
+from sensor.engine.config import EngineConfig
 from sensor.pipeline import FlowSource
 
 

@@ -5,7 +5,7 @@ table the pcap path uses, from ``sensor.engine.load_backend``) and one per-host 
 table. With ``workers > 1`` each worker is its own process and the sockets form one
 PACKET_FANOUT group hashed by flow, so every flow lands whole in one worker; the parent
 merges what they emit. Records leave a worker as ``(kind, array)`` items, kind being a key
-of ``sensor.schema.RECORD_TYPES`` ("flow", "arp", "host", "pair"). The fanout group
+of ``netwarden.records.schema.RECORD_TYPES`` ("flow", "arp", "host", "pair"). The fanout group
 defragments IP before hashing (fragments after the first have no ports), so with several
 workers the kernel hands over reassembled datagrams: the same flows, fewer "packets".
 
@@ -41,16 +41,16 @@ from typing import Any
 import numpy as np
 
 from netwarden.errors import ConfigError, InterfaceError, NetWardenError
-from sensor.afpacket import (
+from sensor.capture.afpacket import (
     RingConfig,
     is_loopback,
     kernel_stats,
     open_ring_socket,
     receive_offloads,
 )
-from sensor.afpacket import ifindex as _ifindex
-from sensor.batch import PacketBatch
-from sensor.config import EngineConfig
+from sensor.capture.afpacket import ifindex as _ifindex
+from sensor.capture.batch import PacketBatch
+from sensor.engine.config import EngineConfig
 from sensor.pipeline import FlowSource, RecordSource, TelemetrySource
 
 log = logging.getLogger(__name__)
@@ -153,9 +153,9 @@ class CaptureWorker:
     """One ring, one engine, one telemetry table. ``step()`` does one drain/feed/emit round."""
 
     def __init__(self, spec: WorkerSpec) -> None:
+        from netwarden.records.schema import PKTSUM_DTYPE
         from sensor import engine as engine_mod
-        from sensor._ring import RxRing
-        from sensor.schema import PKTSUM_DTYPE
+        from sensor.capture._ring import RxRing
 
         self.spec = spec
         ring = spec.ring
@@ -382,7 +382,7 @@ class LiveCapture:
         self.ring = replace(ring, promisc=promisc or ring.promisc)
         self.bpf_instructions: bytes | None = None
         if bpf:
-            from sensor.bpf import compile_filter
+            from sensor.capture.bpf import compile_filter
 
             self.bpf_instructions = compile_filter(bpf).instructions
         if duration is not None and not duration > 0:
@@ -726,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = 1
     finally:
         restore()
-    from sensor.schema import RECORD_TYPES
+    from netwarden.records.schema import RECORD_TYPES
 
     arrays = {
         kind: np.concatenate(parts[kind]) if parts.get(kind) else np.zeros(0, dt)

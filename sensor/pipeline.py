@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from sensor.batch import PacketBatch
+    from sensor.capture.batch import PacketBatch
 
 #: Engine/telemetry counters whose names say they count loss go into bus drop counters.
 _LOSS_WORDS = ("drop", "error", "evict", "overrun", "truncat", "losing", "freeze")
@@ -48,7 +48,7 @@ class FlowSource:
     def __init__(self, engine: Any) -> None:
         import numpy as np
 
-        from sensor.schema import ARP_DTYPE, FLOW_DTYPE
+        from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE
 
         self.engine = engine
         self._out = (("flow", np.zeros(4096, FLOW_DTYPE), engine.drain_flows),
@@ -130,7 +130,7 @@ class Pipeline:
     def __init__(self, sources: list[RecordSource]) -> None:
         import numpy as np
 
-        from sensor.schema import PKTSUM_DTYPE
+        from netwarden.records.schema import PKTSUM_DTYPE
 
         self.sources = sources
         self._pktsum = np.zeros(4096, PKTSUM_DTYPE) if len(sources) > 1 else None

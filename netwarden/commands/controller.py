@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
 def _attach_ingest(ctl: object, args: argparse.Namespace, state_dir: object) -> object:
     """Sensor batches into the same loop: collector fd + tick, archive, consumers."""
     from controller.archive import RecordArchive
-    from controller.collector import Collector, CurveServerKeys
     from controller.ingest import Ingest
+    from netwarden.bus.collector import Collector, CurveServerKeys
 
     curve = CurveServerKeys.from_dir(args.curve_keys) if args.curve_keys else None
     collector = Collector(args.listen, curve=curve)

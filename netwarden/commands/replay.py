@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{p}: no such file")
     if args.top < 1:
         raise ConfigError("--top must be >= 1")
-    from sensor.replay_summary import replay
+    from sensor.export.replay_summary import replay
 
     summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top)
     if args.json:

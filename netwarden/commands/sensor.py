@@ -30,8 +30,8 @@ from sensor.pipeline import FlowSource, Pipeline, RecordSource, TelemetrySource,
 if TYPE_CHECKING:
     import numpy as np
 
-    from sensor.batch import PacketBatch
-    from sensor.publisher import Publisher
+    from netwarden.bus.publisher import Publisher
+    from sensor.capture.batch import PacketBatch
 
 log = logging.getLogger("netwarden.sensor")
 
@@ -223,7 +223,7 @@ class LiveOutlet:
 
 
 def _slice(b: PacketBatch, i: int, j: int) -> PacketBatch:
-    from sensor.batch import PacketBatch
+    from sensor.capture.batch import PacketBatch
 
     return PacketBatch(b.buffer, b.offset[i:j], b.caplen[i:j], b.wirelen[i:j], b.ts_ns[i:j],
                        b.linktype[i:j], b.iface[i:j], count=j - i)  # fmt: skip
@@ -236,7 +236,7 @@ def _paced(
     yield an empty batch every ``idle_s`` so the caller can flush partial messages."""
     import numpy as np
 
-    from sensor.batch import PacketBatch
+    from sensor.capture.batch import PacketBatch
 
     t0_net: int | None = None
     t0_wall = last = 0.0
@@ -301,8 +301,8 @@ class _StatsLine:
 def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopFlag) -> int:
     """Read ``args.pcap`` through the flow engine (and telemetry) and publish the records."""
 
-    from sensor.config import EngineConfig
     from sensor.engine import load_backend
+    from sensor.engine.config import EngineConfig
 
     try:
         backend = load_backend()
@@ -367,7 +367,7 @@ def run_pcap_sensor(args: argparse.Namespace, publisher: Publisher, stop: _StopF
 
 
 def _publisher(args: argparse.Namespace) -> Publisher:
-    from sensor.publisher import CurveClientKeys, Publisher
+    from netwarden.bus.publisher import CurveClientKeys, Publisher
 
     if args.batch < 1 or args.batch > 1 << 20:
         raise ConfigError(f"--batch must be in 1..{1 << 20}, got {args.batch}")
@@ -470,7 +470,7 @@ def _status(collector: Any, as_json: bool) -> None:
 
 
 def run_collect_command(args: argparse.Namespace) -> int:
-    from controller.collector import Collector, CurveServerKeys
+    from netwarden.bus.collector import Collector, CurveServerKeys
 
     curve = CurveServerKeys.from_dir(args.curve_keys) if args.curve_keys else None
     stop = _StopFlag()

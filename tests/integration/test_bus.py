@@ -25,10 +25,10 @@ import pytest
 import zmq
 import zmq.auth
 
-from controller.collector import Collector, CurveServerKeys
-from sensor import wire
-from sensor.publisher import CurveClientKeys, Publisher
-from sensor.schema import FLOW_DTYPE, SCHEMA_VERSION
+from netwarden.bus import wire
+from netwarden.bus.collector import Collector, CurveServerKeys
+from netwarden.bus.publisher import CurveClientKeys, Publisher
+from netwarden.records.schema import FLOW_DTYPE, SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0  # upper bound for any wait; a healthy run takes a fraction of it
@@ -38,8 +38,8 @@ WAIT_S = 60.0  # upper bound for any wait; a healthy run takes a fraction of it
 SENSOR_CHILD = r"""
 import json, sys, time
 import numpy as np
-from sensor.publisher import Publisher, CurveClientKeys
-from sensor.schema import FLOW_DTYPE
+from netwarden.bus.publisher import Publisher, CurveClientKeys
+from netwarden.records.schema import FLOW_DTYPE
 cfg = json.loads(sys.argv[1])
 curve = CurveClientKeys.from_dir(cfg["curve"]) if cfg.get("curve") else None
 pub = Publisher(cfg["endpoint"], sensor_id=cfg["sensor_id"], curve=curve,
@@ -65,7 +65,7 @@ print(json.dumps(st), flush=True)
 # poll acknowledges it) until SIGTERM.
 COLLECTOR_CHILD = r"""
 import signal, sys
-from controller.collector import Collector
+from netwarden.bus.collector import Collector
 stop = []
 signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
 c = Collector(sys.argv[1])
@@ -399,7 +399,7 @@ def _backend_or_skip() -> object:
 
 def _engine_flows(backend: object) -> np.ndarray:
     """The oracle for the bus path: the engine's own output on the file, no bus involved."""
-    from sensor.config import EngineConfig
+    from sensor.engine.config import EngineConfig
 
     eng = backend.FlowEngine(EngineConfig())  # type: ignore[attr-defined]
     out, buf = [], np.zeros(4096, FLOW_DTYPE)
@@ -445,7 +445,7 @@ def test_sensor_pcap_command_publishes_exactly_the_engines_flows(
 
 def test_sensor_stops_on_sigterm_and_flushes_live_flows(tmp_path: Path) -> None:
     _backend_or_skip()
-    from sensor.schema import EndReason
+    from netwarden.records.schema import EndReason
 
     with Collector(f"ipc://{tmp_path}/s.sock") as c:
         # Real-time replay of a 10-hour capture: it will be mid-file when stopped.
@@ -562,9 +562,9 @@ def test_live_sensor_command_publishes_the_files_flows(tmp_path: Path) -> None:
     if missing := [t for t in ("ip", "tcpreplay") if shutil.which(t) is None]:
         pytest.skip(f"missing tools: {missing}")
     try:
-        import sensor._ring  # noqa: F401
+        import sensor.capture._ring  # noqa: F401
     except ImportError:
-        pytest.skip("sensor._ring is not built (make build)")
+        pytest.skip("sensor.capture._ring is not built (make build)")
     backend = _backend_or_skip()
     from netns_live import VethPair  # tests/integration helper (namespaces + veth)
 
