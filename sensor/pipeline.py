@@ -1,12 +1,12 @@
 """Record sources: what turns packet batches into records for the bus.
 
-Every capture loop (``netwarden sensor --pcap``, live capture workers in ``sensor.live``,
-``netwarden replay``'s summary) feeds each packet batch through an ordered list of
-``RecordSource`` objects and drains the ``(kind, records)`` pairs they emit. The flow engine
-comes first because it fills the per-packet summaries (``pktsum``) that per-host telemetry
-reads. A new record source plugs in by implementing ``RecordSource``; ``Pipeline`` runs
-an ordered list of them and owns the shared summary array (the pcap sensor and replay use
-it; live workers size their summaries by the ring batch and feed their sources directly).
+The sensor loop (``sensor.runner.SensorLoop``: ``netwarden sensor`` over a file or an
+interface, every live fanout worker, ``netwarden flows``) and ``netwarden replay``'s summary
+feed each packet batch through an ordered list of ``RecordSource`` objects and drain the
+``(kind, records)`` pairs they emit. The flow engine comes first because it fills the
+per-packet summaries (``pktsum``) that per-host telemetry reads. A new record source plugs
+in by implementing ``RecordSource``; ``Pipeline`` runs an ordered list of them and owns
+the shared summary array.
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from sensor.capture.batch import PacketBatch
-
-#: Engine/telemetry counters whose names say they count loss go into bus drop counters.
-_LOSS_WORDS = ("drop", "error", "evict", "overrun", "truncat", "losing", "freeze")
-
 
 class RecordSource(Protocol):
     """Something that turns packet batches into records for the bus."""
@@ -114,12 +110,6 @@ class TelemetrySource:
         if not callable(stats):
             return {}
         return _int_counters(stats())
-
-
-def loss_counters(counters: dict[str, int]) -> dict[str, int]:
-    """The subset of counters that measure loss, for bus headers (bounded in number)."""
-    picked = {k: v for k, v in counters.items() if any(w in k for w in _LOSS_WORDS)}
-    return dict(sorted(picked.items())[:24])
 
 
 class Pipeline:

@@ -73,7 +73,7 @@ def _run(paths: list[str], backend: str | None, window: float) -> RunResult:
     pipe.finish()
     drain()
     counts["decode_errors"] = flows.counters().get("decode_errors", 0)
-    return out, dict(counts), mod.__name__.rsplit(".", 1)[-1], fault
+    return out, dict(counts), str(mod.BACKEND), fault
 
 
 def _cat(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
