@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from netwarden.bus.wire import record_hash
 from netwarden.errors import ConfigError, StoreError
+from netwarden.records.identity import record_uids
 from netwarden.records.schema import RECORD_TYPES, SCHEMA_VERSION, record_bytes
 
 _BUCKET_FMT = "%Y%m%dT%H"
@@ -113,6 +114,18 @@ class RecordArchive:
         if end_ns is not None:
             mask &= recs[ts_field] < end_ns
         return recs[mask]
+
+    def find_flows(
+        self, uids: Iterable[str], start_ns: int | None = None, end_ns: int | None = None
+    ) -> np.ndarray:
+        """The flow records named by ``uids`` (``netwarden.records.identity``: the uids of
+        Zeek logs, alerts and incidents; unique across sensors, restarts and fanout workers),
+        interim records included, in archive order."""
+        wanted = set(uids)
+        recs = self.read("flow", start_ns, end_ns)
+        if not wanted or not len(recs):
+            return recs[:0]
+        return recs[np.fromiter((u in wanted for u in record_uids(recs)), bool, len(recs))]
 
     def _iter_files(self, kind: str, start_ns: int | None, end_ns: int | None) -> Iterator[Path]:
         d = self._type_dir(kind)

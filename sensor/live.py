@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from netwarden.errors import ConfigError, InterfaceError, NetWardenError
+from netwarden.records.identity import MAX_WORKERS, session_id
 from sensor.capture.afpacket import (
     RingConfig,
     is_loopback,
@@ -84,7 +85,7 @@ def resolve_workers(value: int | str | None) -> int:
             value = int(value)
         except ValueError:
             raise ConfigError(f"--workers must be a number or 'auto', got {value!r}") from None
-    if not 1 <= value <= 64:
+    if not 1 <= value <= min(64, MAX_WORKERS):
         raise ConfigError(f"--workers must be 1..64, got {value}")
     return value
 
@@ -251,6 +252,7 @@ class LiveCapture:
         self.stop_flag = stop if stop is not None else Stop()
         self._per_worker: dict[int, dict[str, int]] = {}
         self._deadline = float("inf")
+        self._epoch_us = time.time_ns() // 1000
 
     def _ready(self) -> None:
         """Every ring is open: the duration starts now."""
@@ -290,13 +292,16 @@ class LiveCapture:
 
     def records(self) -> Iterator[tuple[str, np.ndarray]]:
         self.stats = CaptureStats()
+        self._epoch_us = time.time_ns() // 1000
         if self.workers == 1:
             yield from self._run_inline()
         else:
             yield from self._run_fanout()
 
     def _spec(self, group: int | None, worker_id: int) -> WorkerSpec:
-        return WorkerSpec(self.iface, self.config, self.ring, self.bpf_instructions, group,
+        # Each worker is its own engine run: its own session (start time + worker number).
+        config = replace(self.config, session=session_id(worker_id, self._epoch_us))
+        return WorkerSpec(self.iface, config, self.ring, self.bpf_instructions, group,
                           worker_id, self.backend, self.decode)  # fmt: skip
 
     def _run_inline(self) -> Iterator[tuple[str, np.ndarray]]:

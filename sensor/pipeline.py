@@ -78,7 +78,12 @@ class TelemetrySource:
     """Per-host telemetry (``sensor.telemetry``), fed from the engine's packet summaries."""
 
     def __init__(
-        self, window: float | None = None, *, iface: int = 0, backend: str | None = None
+        self,
+        window: float | None = None,
+        *,
+        iface: int = 0,
+        backend: str | None = None,
+        identity: tuple[int, int] = (0, 0),
     ) -> None:
         from sensor.telemetry import HostTelemetry, TelemetryConfig
 
@@ -86,6 +91,8 @@ class TelemetrySource:
         if window is not None:
             cfg = TelemetryConfig(window=window, iface=iface)
         self.tel = HostTelemetry(cfg, backend=backend)
+        # (sensor, session) stamped on host and pair records, as the engine stamps flows.
+        self.identity = identity
 
     @property
     def evictions(self) -> int:
@@ -103,7 +110,11 @@ class TelemetrySource:
         self.tel.flush()
 
     def drain(self) -> list[tuple[str, np.ndarray]]:
-        return [(kind, recs) for kind, recs in self.tel.drain() if len(recs)]
+        out = [(kind, recs) for kind, recs in self.tel.drain() if len(recs)]
+        if any(self.identity):
+            for _, recs in out:
+                recs["sensor"], recs["session"] = self.identity
+        return out
 
     def counters(self) -> dict[str, int]:
         stats = getattr(self.tel, "stats", None)

@@ -247,7 +247,8 @@ def make_pipeline(
     if telemetry and decode:
         tel_backend = backend if isinstance(backend, str) else None
         try:
-            sources.append(TelemetrySource(window, iface=iface, backend=tel_backend))
+            sources.append(TelemetrySource(window, iface=iface, backend=tel_backend,
+                                           identity=(config.sensor, config.session)))  # fmt: skip
         except ImportError:
             pass  # no telemetry backend: flows and ARP only
     return Pipeline(sources)

@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,11 +102,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _capture(args: argparse.Namespace, stop: Stop) -> Any:
     """The sensor loop over ``--pcap``, or the live capture over ``--iface``."""
+    from netwarden.records.identity import sensor_hash, session_id
     from sensor.engine import load_backend
     from sensor.engine.config import EngineConfig
     from sensor.runner import PcapSource, SensorLoop, make_pipeline
 
     config = getattr(args, "engine_config", None) or EngineConfig()
+    # Records name their sensor and this run (netwarden.records.identity).
+    config = replace(config, sensor=sensor_hash(_sensor_id(args)), session=session_id(0))
     if args.iface:
         from sensor.capture.afpacket import RingConfig
         from sensor.live import LiveCapture, ring_from_options
@@ -143,11 +147,15 @@ def _publisher(args: argparse.Namespace) -> Publisher:
     curve = CurveClientKeys.from_dir(args.curve_keys) if args.curve_keys else None
     return Publisher(
         args.connect,
-        sensor_id=args.sensor_id or socket.gethostname(),
+        sensor_id=_sensor_id(args),
         curve=curve,
         heartbeat_s=args.heartbeat,
         buffer_bytes=args.buffer_mb << 20,
     )
+
+
+def _sensor_id(args: argparse.Namespace) -> str:
+    return str(args.sensor_id or socket.gethostname())
 
 
 def _check_window(window: float | None) -> None:

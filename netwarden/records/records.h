@@ -1,4 +1,4 @@
-/* C mirrors of the numpy record dtypes in netwarden/records/schema.py (SCHEMA_VERSION 1).
+/* C mirrors of the numpy record dtypes in netwarden/records/schema.py (SCHEMA_VERSION 2).
  *
  * Field order, types and natural alignment match the dtypes built with align=True, so a
  * record written here can be memcpy'd into a numpy structured array. _fastpath.pyx checks
@@ -17,6 +17,8 @@
 typedef struct nw_flow_rec {
     uint64_t flow_id;
     uint64_t parent_id;
+    uint64_t sensor;
+    uint64_t session;
     int64_t ts_first_ns;
     int64_t ts_last_ns;
     uint64_t orig_bytes;
@@ -78,6 +80,8 @@ typedef struct nw_flow_rec {
 
 typedef struct nw_arp_rec {
     int64_t ts_ns;
+    uint64_t sensor;
+    uint64_t session;
     uint16_t op;
     uint16_t vlan;
     uint8_t sender_mac[6];
@@ -115,6 +119,8 @@ typedef struct nw_field {
 static const nw_field nw_flow_fields[] = {
     NW_FIELD(nw_flow_rec, flow_id),
     NW_FIELD(nw_flow_rec, parent_id),
+    NW_FIELD(nw_flow_rec, sensor),
+    NW_FIELD(nw_flow_rec, session),
     NW_FIELD(nw_flow_rec, ts_first_ns),
     NW_FIELD(nw_flow_rec, ts_last_ns),
     NW_FIELD(nw_flow_rec, orig_bytes),
@@ -177,6 +183,8 @@ static const nw_field nw_flow_fields[] = {
 
 static const nw_field nw_arp_fields[] = {
     NW_FIELD(nw_arp_rec, ts_ns),
+    NW_FIELD(nw_arp_rec, sensor),
+    NW_FIELD(nw_arp_rec, session),
     NW_FIELD(nw_arp_rec, op),
     NW_FIELD(nw_arp_rec, vlan),
     NW_FIELD(nw_arp_rec, sender_mac),

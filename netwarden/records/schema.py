@@ -16,7 +16,7 @@ import hashlib
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sensor + session identity in every record
 
 #: Maximum stored lengths of fixed-size text fields (bytes, NUL padded).
 HISTORY_LEN = 40
@@ -103,8 +103,10 @@ DNS_QTYPE_OTHER_BIT = 31
 
 FLOW_DTYPE = np.dtype(
     [
-        ("flow_id", "<u8"),  # unique per engine run; uid = sensor id + flow_id
+        ("flow_id", "<u8"),  # unique per engine run (sensor + session): uid, see identity
         ("parent_id", "<u8"),  # flow_id of the enclosing tunnel flow, 0 if none
+        ("sensor", "<u8"),  # the sensor's identity: netwarden.records.identity.sensor_hash
+        ("session", "<u8"),  # the engine run: start epoch (us) << 12 | worker, see identity
         ("ts_first_ns", "<i8"),
         ("ts_last_ns", "<i8"),
         ("orig_bytes", "<u8"),  # payload bytes (TCP: from sequence numbers)
@@ -169,6 +171,8 @@ FLOW_DTYPE = np.dtype(
 ARP_DTYPE = np.dtype(
     [
         ("ts_ns", "<i8"),
+        ("sensor", "<u8"),  # the sensor's identity: netwarden.records.identity.sensor_hash
+        ("session", "<u8"),  # the engine run: start epoch (us) << 12 | worker, see identity
         ("op", "<u2"),  # 1 request, 2 reply
         ("vlan", "<u2"),
         ("sender_mac", "u1", (6,)),
@@ -275,6 +279,8 @@ HOST_DTYPE = np.dtype(
         ("ts_end_ns", "<i8"),  # window end (exclusive)
         ("ts_last_ns", "<i8"),  # last packet of this host
         ("ts_long_start_ns", "<i8"),  # start of the long window of the *_long counts
+        ("sensor", "<u8"),  # the sensor's identity: netwarden.records.identity.sensor_hash
+        ("session", "<u8"),  # the engine run: start epoch (us) << 12 | worker, see identity
         ("out_bytes", "<u8"),  # IP bytes
         ("in_bytes", "<u8"),
         ("out_payload", "<u8"),  # L4 payload bytes
@@ -336,6 +342,8 @@ PAIR_DTYPE = np.dtype(
         ("ts_start_ns", "<i8"),
         ("ts_end_ns", "<i8"),
         ("ts_last_ns", "<i8"),
+        ("sensor", "<u8"),  # the sensor's identity: netwarden.records.identity.sensor_hash
+        ("session", "<u8"),  # the engine run: start epoch (us) << 12 | worker, see identity
         ("bytes", "<u8"),
         ("payload", "<u8"),
         ("pkts", "<u4"),

@@ -92,6 +92,8 @@ cdef class FlowEngine:
         self.e.tunnels = bool(c.decode_tunnels)
         self.e.dns = bool(c.dns)
         self.e.next_id = 1
+        self.e.sensor = <uint64_t>c.sensor
+        self.e.session = <uint64_t>c.session
         if self.e.ft.pool == NULL:
             if ft_init(&self.e.ft, <uint32_t>c.max_flows) != 0:
                 raise MemoryError("flow table")

@@ -27,6 +27,8 @@ cdef extern from "records.h":
     ctypedef struct nw_flow_rec:
         uint64_t flow_id
         uint64_t parent_id
+        uint64_t sensor
+        uint64_t session
         int64_t ts_first_ns
         int64_t ts_last_ns
         uint64_t orig_bytes
@@ -87,6 +89,8 @@ cdef extern from "records.h":
 
     ctypedef struct nw_arp_rec:
         int64_t ts_ns
+        uint64_t sensor
+        uint64_t session
         uint16_t op
         uint16_t vlan
         uint8_t sender_mac[6]

@@ -26,6 +26,10 @@ class EngineConfig:
     validate_checksums: bool = False  # drop packets with bad IP/TCP/UDP/ICMP checksums
     decode_tunnels: bool = True  # GRE, ERSPAN, VXLAN, Geneve, GTP-U, Teredo, AYIYA
     dns: bool = True  # per-flow DNS summaries on port 53
+    # Record identity stamped on every record (netwarden.records.identity): the sensor's
+    # name hash and this engine run's session (start epoch and worker). 0 = anonymous.
+    sensor: int = 0
+    session: int = 0
 
     def __post_init__(self) -> None:
         for name in ("tcp_timeout", "udp_timeout", "icmp_timeout", "other_timeout", "frag_timeout"):
@@ -39,3 +43,6 @@ class EngineConfig:
             raise ConfigError(f"max_flows must be in 1..{1 << 26}, got {self.max_flows!r}")
         if not 1 <= self.max_frag_datagrams <= 1 << 20:
             raise ConfigError(f"max_frag_datagrams out of range: {self.max_frag_datagrams!r}")
+        for name in ("sensor", "session"):
+            if not 0 <= getattr(self, name) < 1 << 64:
+                raise ConfigError(f"{name} must be a 64-bit unsigned integer")

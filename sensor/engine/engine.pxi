@@ -125,6 +125,8 @@ cdef struct eng_t:
     fragstore frags
     int64_t now
     uint64_t next_id
+    uint64_t sensor  # record identity (EngineConfig.sensor / .session), stamped on records
+    uint64_t session
     tun_ent* tun
     uint32_t tun_count
     uint8_t* scratch[MAX_TUNNEL_DEPTH + 1]
@@ -510,6 +512,8 @@ cdef void eng_arp(eng_t* e, const uint8_t* b, ssz off, ssz end, dc_pkt* p, int64
     e.outa_n += 1
     memset(a, 0, sizeof(nw_arp_rec))
     a.ts_ns = ts
+    a.sensor = e.sensor
+    a.session = e.session
     a.op = <uint16_t>u16(b, off + 6)
     a.vlan = p.vlan
     memcpy(a.sender_mac, b + off + 8, 6)

@@ -105,6 +105,8 @@ cdef void emit(eng_t* e, flow_t* f, uint8_t reason, bint interim) noexcept nogil
     s = f_r(f)
     r.flow_id = f.flow_id
     r.parent_id = f.parent_id
+    r.sensor = e.sensor
+    r.session = e.session
     r.ts_first_ns = f.start_ns
     r.ts_last_ns = f.last_ns
     if f.proto == PROTO_TCP:

@@ -2,8 +2,8 @@
 
 The conn.log writer follows Zeek's ASCII log format: ``#separator \\x09`` header block,
 ``#fields``/``#types``, ``-`` for unset values, ``(empty)`` for empty sets, and a
-``#close`` line. ``uid`` is derived deterministically from ``flow_id`` (``C`` + base62), and
-``tunnel_parents`` holds the uid of ``parent_id``.
+``#close`` line. ``uid`` is the record's identity (sensor, session, flow_id) rendered by
+``netwarden.records.identity``, and ``tunnel_parents`` holds the uid of ``parent_id``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from netwarden.records.identity import record_uids
 from netwarden.records.schema import (
     DNS_QTYPE_BITS,
     DNS_QTYPE_OTHER_BIT,
@@ -37,22 +38,6 @@ CONN_TYPES = (
     "count", "string", "bool", "bool", "count", "string", "count", "count", "count", "count",
     "set[string]", "count",
 )
-_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def uid_for(flow_id: int, sensor_id: int = 0) -> str:
-    """A stable Zeek-looking uid: 'C' + 17 base62 digits of a mixed 64-bit id."""
-    x = (int(flow_id) ^ (int(sensor_id) << 48)) & 0xFFFFFFFFFFFFFFFF
-    # A fixed bijective mix so consecutive ids do not look consecutive.
-    x = (x * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-    x ^= x >> 31
-    digits = []
-    for _ in range(17):
-        x, r = divmod(x, 62)
-        digits.append(_B62[r])
-    return "C" + "".join(digits)
-
-
 def proto_name(proto: int) -> str:
     if proto == 6:
         return "tcp"
@@ -67,7 +52,13 @@ def _interval(ns: int) -> str:
     return f"{ns // 1_000_000_000}.{(ns % 1_000_000_000) // 1000:06d}"
 
 
-def conn_row(r: np.void) -> list[str]:
+def _with_uids(records: np.ndarray) -> zip[tuple[np.void, str, str]]:
+    """Each record with its uid and its tunnel parent's uid (computed per batch)."""
+    parents = record_uids(records, "parent_id")
+    return zip(records, record_uids(records), parents, strict=True)
+
+
+def conn_row(r: np.void, uid: str, parent_uid: str) -> list[str]:
     ver = int(r["ip_version"])
     # Zeek reads captures at microsecond precision (libpcap truncates finer stamps), so
     # durations are differences of truncated microseconds.
@@ -77,7 +68,7 @@ def conn_row(r: np.void) -> list[str]:
     parent = int(r["parent_id"])
     return [
         _interval(int(r["ts_first_ns"])),
-        uid_for(int(r["flow_id"])),
+        uid,
         addr_to_str(r["orig_addr"], ver),
         str(int(r["orig_port"])),
         addr_to_str(r["resp_addr"], ver),
@@ -96,7 +87,7 @@ def conn_row(r: np.void) -> list[str]:
         str(int(r["orig_ip_bytes"])),
         str(int(r["resp_pkts"])),
         str(int(r["resp_ip_bytes"])),
-        uid_for(parent) if parent else "-",
+        parent_uid if parent else "-",
         str(int(r["proto"])),
     ]
 
@@ -111,8 +102,8 @@ class ConnLogWriter:
         fh.write("#types\t" + "\t".join(CONN_TYPES) + "\n")
 
     def write(self, records: np.ndarray) -> None:
-        for r in records:
-            self.fh.write("\t".join(conn_row(r)) + "\n")
+        for r, uid, parent_uid in _with_uids(records):
+            self.fh.write("\t".join(conn_row(r, uid, parent_uid)) + "\n")
 
     def close(self) -> None:
         now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
@@ -124,7 +115,7 @@ def _mac(a: Any) -> str:
     return ":".join(f"{int(x):02x}" for x in a)
 
 
-def record_to_dict(r: np.void) -> dict[str, Any]:
+def record_to_dict(r: np.void, uid: str, parent_uid: str) -> dict[str, Any]:
     """Every FLOW_DTYPE field in human form (addresses, enums, flag names, times)."""
     ver = int(r["ip_version"])
     d: dict[str, Any] = {}
@@ -158,10 +149,10 @@ def record_to_dict(r: np.void) -> dict[str, Any]:
             d[name] = float(v)
         else:
             d[name] = int(v)
-    d["uid"] = uid_for(int(r["flow_id"]))
+    d["uid"] = uid
     d["proto_name"] = proto_name(int(r["proto"]))
     d["duration"] = (int(r["ts_last_ns"]) - int(r["ts_first_ns"])) / 1e9
-    d["tunnel_parent_uid"] = uid_for(int(r["parent_id"])) if int(r["parent_id"]) else None
+    d["tunnel_parent_uid"] = parent_uid if int(r["parent_id"]) else None
     return d
 
 
@@ -170,8 +161,9 @@ class JsonLinesWriter:
         self.fh = fh
 
     def write(self, records: np.ndarray) -> None:
-        for r in records:
-            self.fh.write(json.dumps(record_to_dict(r), separators=(",", ":")) + "\n")
+        for r, uid, parent_uid in _with_uids(records):
+            d = record_to_dict(r, uid, parent_uid)
+            self.fh.write(json.dumps(d, separators=(",", ":")) + "\n")
 
     def close(self) -> None:
         self.fh.flush()
@@ -183,8 +175,8 @@ class CsvWriter:
         self.w: Any = None
 
     def write(self, records: np.ndarray) -> None:
-        for r in records:
-            d = record_to_dict(r)
+        for r, uid, parent_uid in _with_uids(records):
+            d = record_to_dict(r, uid, parent_uid)
             row = {k: (json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v))
                    for k, v in d.items()}
             if self.w is None:

@@ -397,11 +397,12 @@ def _backend_or_skip() -> object:
     return backend
 
 
-def _engine_flows(backend: object) -> np.ndarray:
-    """The oracle for the bus path: the engine's own output on the file, no bus involved."""
+def _engine_flows(backend: object, sensor: int = 0, session: int = 0) -> np.ndarray:
+    """The oracle for the bus path: the engine's own output on the file, no bus involved
+    (with the record identity the sensor stamped)."""
     from sensor.engine.config import EngineConfig
 
-    eng = backend.FlowEngine(EngineConfig())  # type: ignore[attr-defined]
+    eng = backend.FlowEngine(EngineConfig(sensor=sensor, session=session))  # type: ignore[attr-defined]
     out, buf = [], np.zeros(4096, FLOW_DTYPE)
     for batch in backend.PcapReader(str(TRACE)).batches(max_packets=4096):  # type: ignore[attr-defined]
         eng.feed(batch)
@@ -437,10 +438,40 @@ def test_sensor_pcap_command_publishes_exactly_the_engines_flows(
     flows = [b for b in got if b.record_type == "flow"]
     assert all(b.count <= 7 for b in got)
     received = np.concatenate([b.records for b in flows])
+    # The records name the sensor and this run (netwarden.records.identity).
+    from netwarden.records.identity import sensor_hash
+
+    assert set(received["sensor"].tolist()) == {sensor_hash("cli")}
+    assert len(set(received["session"].tolist())) == 1
+    expected = _engine_flows(backend, sensor_hash("cli"), int(received["session"][0]))
     key = lambda a: a[np.argsort(a["flow_id"], kind="stable")].tobytes()
     assert key(received) == key(expected)
     assert st.records_by_type["flow"] == len(expected) and st.gaps == 0
     assert "0 unacknowledged at exit" in err
+
+
+def test_flow_uids_stay_unique_across_sensor_restarts_and_sensors(tmp_path: Path) -> None:
+    """The same file published by one sensor twice (a restart) and by a second sensor: the
+    engines number flows alike, yet every flow's uid is distinct and names its sensor."""
+    _backend_or_skip()
+    from netwarden.records.identity import record_uids, sensor_hash
+
+    runs = []
+    with Collector(f"ipc://{tmp_path}/s.sock") as c:
+        for sensor_id in ("nw-a", "nw-a", "nw-b"):
+            proc = _netwarden("sensor", "--pcap", str(TRACE), "--connect", c.endpoint,
+                              "--sensor-id", sensor_id, "--stats-interval", "0")  # fmt: skip
+            got: list[wire.Batch] = []
+            _poll_until(c, lambda: proc.poll() is not None, got)  # noqa: B023
+            _, err = proc.communicate(timeout=WAIT_S)
+            assert proc.returncode == 0, err
+            flows = np.concatenate([b.records for b in got if b.record_type == "flow"])
+            assert set(flows["sensor"].tolist()) == {sensor_hash(sensor_id)}
+            runs.append(flows)
+    assert len({int(f["session"][0]) for f in runs}) == 3  # one session per run
+    assert np.array_equal(np.sort(runs[0]["flow_id"]), np.sort(runs[1]["flow_id"]))
+    uids = [u for f in runs for u in record_uids(f)]
+    assert len(set(uids)) == len(uids) == 3 * len(runs[0])
 
 
 def test_sensor_stops_on_sigterm_and_flushes_live_flows(tmp_path: Path) -> None:

@@ -472,6 +472,8 @@ class FlowEngine:
             ts, op, vlan, smac, tmac, esrc, sip, tip, iface = self.out_arp[i]
             r = out[i]
             r["ts_ns"] = ts
+            r["sensor"] = self.cfg.sensor
+            r["session"] = self.cfg.session
             r["op"] = op
             r["vlan"] = vlan
             r["sender_mac"] = np.frombuffer(smac, np.uint8)
@@ -1451,6 +1453,8 @@ class FlowEngine:
         r = np.zeros((), FLOW_DTYPE)
         r["flow_id"] = f.flow_id
         r["parent_id"] = f.parent_id
+        r["sensor"] = self.cfg.sensor
+        r["session"] = self.cfg.session
         r["ts_first_ns"] = f.start_ns
         r["ts_last_ns"] = f.last_ns
         if f.proto == PROTO_TCP:
