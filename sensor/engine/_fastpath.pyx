@@ -2,7 +2,8 @@
 # cython: initializedcheck=False
 """Compiled flow engine: the hot path mirroring ``sensor.engine.reference.fastpath`` record for record.
 
-Split by concern into include files:
+_fastpath.pxd is the table of contents: every constant and struct, file by file. The
+functions are split by concern into include files:
   cdefs.pxi      C declarations (libc, byte swaps, records.h)
   layout.pxi     record struct layout check against netwarden.records.schema (runs at import)
   pcapread.pxi   pcap / pcapng reader over an mmap (zero copy)
@@ -41,7 +42,7 @@ BACKEND = "c"
 #: mirrors; tests of newer rules skip the compiled twin until it catches up.
 SEMANTICS_REVISION = 7
 
-include "cdefs.pxi"
+# cdefs.pxi: included by _fastpath.pxd, the table of contents of every struct below
 include "layout.pxi"
 include "pcapread.pxi"
 include "decode.pxi"

@@ -67,9 +67,7 @@ cdef void eng_feed(eng_t* e, const uint8_t* base, size_t size, Py_ssize_t count,
 cdef class FlowEngine:
     """Decode batches of packets and assemble Zeek-style bidirectional flows (compiled)."""
 
-    cdef eng_t* e
-    cdef readonly object config
-    cdef bint busy  # a call is running without the GIL: a second caller must not enter
+    # Attributes: _fastpath.pxd.
 
     def __cinit__(self, *args, **kwargs):
         self.e = <eng_t*>calloc(1, sizeof(eng_t))

@@ -5,54 +5,7 @@
 # Two-result decoders (offset, ethertype) return the offset and write the ethertype through
 # a pointer. No allocation, no GIL; every read is bounds-checked against `end` first.
 
-ctypedef Py_ssize_t ssz
-
-cdef enum:
-    ETH_IPV4 = 0x0800
-    ETH_IPV6 = 0x86DD
-    ETH_ARP = 0x0806
-    ETH_VLAN = 0x8100
-    ETH_QINQ = 0x88A8
-    ETH_QINQ_OLD = 0x9100
-    ETH_MPLS_UC = 0x8847
-    ETH_MPLS_MC = 0x8848
-    ETH_PPPOE_SESS = 0x8864
-    ETH_PBB = 0x88E7
-    ETH_FABRICPATH = 0x8903
-    ETH_VNTAG = 0x8926
-    ETH_TEB = 0x6558
-    ETH_ERSPAN2 = 0x88BE
-    ETH_ERSPAN3 = 0x22EB
-    ETH_PPP = 0x880B
-    ETH_NONE = 0
-    ETH_80211 = 0x10000  # pseudo ethertype: an 802.11 frame follows (radiotap, Aruba GRE)
-    NOT_IP = -2  # decoder result: a well-formed frame that carries no IP/ARP
-    MAX_L2_DEPTH = 8
-    MAX_IPV6_EXT = 16
-
-
-cdef struct dc_pkt:
-    uint32_t ethertype
-    uint16_t vlan
-    uint16_t inner_vlan
-    uint8_t src_mac[6]
-    uint8_t dst_mac[6]
-    uint8_t ip_version
-    ssz ip_off
-    ssz ip_hdr_len
-    ssz ip_len
-    uint8_t proto
-    ssz l4_off
-    ssz l4_len
-    uint8_t src[16]
-    uint8_t dst[16]
-    uint8_t addr_len  # 0 (unset), 4 or 16
-    uint32_t frag_off
-    uint8_t frag_more
-    uint32_t frag_id
-    uint8_t df
-    uint8_t ttl
-    uint8_t amsdu  # 802.11 QoS data with the A-MSDU bit: the payload is subframes
+# Constants and structs of this file: _fastpath.pxd (table of contents).
 
 
 cdef inline void dc_reset_l2(dc_pkt* p) noexcept nogil:

@@ -6,21 +6,7 @@
 
 from libc.math cimport log2
 
-cdef enum:
-    DNS_MAX_POINTERS = 16
-    DNS_MAX_NAME = 255
-    DNS_MAX_TRACKED_NAMES = 64
-
-
-cdef struct dns_msg:
-    uint8_t is_response
-    uint8_t rcode
-    uint32_t qtype
-    uint32_t ancount
-    uint8_t qname[256]  # lower-cased, dot-separated
-    int qname_len
-    int longest_label
-    double label_entropy
+# Constants and structs of this file: _fastpath.pxd (table of contents).
 
 
 cdef inline uint8_t dns_lower(uint8_t c) noexcept nogil:

@@ -4,64 +4,7 @@
 # store, tunnel ids and the output queues. Function names follow the reference's methods
 # (_l3 -> eng_l3, _transport -> eng_transport, ...) so the two can be read side by side.
 
-cdef enum:
-    PROTO_ICMP = 1
-    PROTO_TCP = 6
-    PROTO_UDP = 17
-    PROTO_ICMP6 = 58
-    PROTO_ESP = 50
-    PROTO_NONE = 59  # IPv6 no next header
-    PROTO_MOBILITY = 135
-    UDP_VXLAN = 4789
-    UDP_GENEVE = 6081
-    UDP_GTPU = 2152
-    UDP_GTPC = 2123
-    UDP_NTP = 123
-    UDP_GRE = 4754  # GRE-in-UDP (RFC 8086)
-    UDP_TEREDO = 3544
-    UDP_AYIYA = 5072
-    MAX_TUNNEL_DEPTH = 4
-    MAX_TUNNEL_IDS = 65536
-    MAX_TUNNEL_CHANGES = 5  # Zeek's Tunnel::max_changes_per_connection
-    TUN_SLOTS = 131072
-
-    TT_NONE = 0
-    TT_IP = 1
-    TT_GRE = 2
-    TT_VXLAN = 3
-    TT_GENEVE = 4
-    TT_GTPV1 = 5
-    TT_TEREDO = 6
-    TT_AYIYA = 7
-
-    ER_ACTIVE = 0
-    ER_IDLE = 1
-    ER_CLOSED = 2
-    ER_EOF = 3
-    ER_EVICTED = 4
-
-    CS_S0 = 1
-    CS_S1 = 2
-    CS_SF = 3
-    CS_REJ = 4
-    CS_S2 = 5
-    CS_S3 = 6
-    CS_RSTO = 7
-    CS_RSTR = 8
-    CS_RSTOS0 = 9
-    CS_RSTRH = 10
-    CS_SH = 11
-    CS_SHR = 12
-    CS_OTH = 13
-
-    EV_NEW_FLOW = 1
-    EV_REPLY = 2
-    EV_FIRST_REPLY = 4
-    EV_ICMP_UNREACH = 8
-    EV_DNS_QUERY = 16
-    EV_DNS_RESPONSE = 32
-    EV_ARP = 64
-    EV_FLOW_END = 128
+# Constants and structs of this file: _fastpath.pxd (table of contents).
 
 cdef int64_t NS = 1000000000
 # Zeek TCP timer constants.
@@ -78,71 +21,6 @@ cdef int64_t DNS_SESSION_TIMEOUT = 10 * NS
 
 cdef inline bint is_dns_udp_port(uint32_t port) noexcept nogil:
     return port == 53 or port == 137 or port == 5353 or port == 5355
-
-
-cdef struct tun_ent:
-    uint8_t used
-    uint8_t ver
-    uint8_t proto  # outer IP protocol: GRE and IP-in-IP on one pair are distinct tunnels
-    uint8_t lo[16]  # the address pair, ordered: either direction is the same tunnel
-    uint8_t hi[16]
-    uint64_t id
-
-
-cdef struct eng_stats:
-    uint64_t packets
-    uint64_t bytes
-    uint64_t decode_errors
-    uint64_t unsupported_link
-    uint64_t flows_created
-    uint64_t flows_emitted
-    uint64_t flows_evicted
-    uint64_t arp
-    uint64_t frag_reassembled
-    uint64_t frag_dropped
-    uint64_t checksum_errors
-    uint64_t tunnel_packets
-    uint64_t non_ip
-    uint64_t no_transport
-
-
-cdef struct eng_t:
-    # configuration (network-time nanoseconds)
-    int64_t tcp_to
-    int64_t udp_to
-    int64_t icmp_to
-    int64_t other_to
-    int64_t active_to
-    int64_t frag_to
-    bint validate
-    bint tunnels
-    bint dns
-    # state
-    ftable ft
-    uint32_t lru_head  # pool index + 1 of the least recently active flow
-    uint32_t lru_tail
-    theap timers
-    fragstore frags
-    int64_t now
-    uint64_t next_id
-    uint64_t sensor  # record identity (EngineConfig.sensor / .session), stamped on records
-    uint64_t session
-    tun_ent* tun
-    uint32_t tun_count
-    uint8_t* scratch[MAX_TUNNEL_DEPTH + 1]
-    # outputs
-    nw_flow_rec* outf
-    size_t outf_start
-    size_t outf_n
-    size_t outf_cap
-    nw_arp_rec* outa
-    size_t outa_start
-    size_t outa_n
-    size_t outa_cap
-    nw_pktsum_rec* ps  # row of the packet being decoded, NULL when not summarised
-    dns_msg dnsm
-    bint oom  # an allocation failed; reported at the Python boundary
-    eng_stats st
 
 
 # --- small helpers -----------------------------------------------------------------------

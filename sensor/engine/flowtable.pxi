@@ -2,19 +2,7 @@
 # flow structs. The pool grows by doubling up to max_flows; slots hold pool index + 1, so
 # a realloc of the pool never invalidates the table. No Python object per flow.
 
-cdef enum:
-    FT_MIN_POOL = 1024
-
-
-cdef struct ftable:
-    uint32_t* slots  # 0 empty, else pool index + 1
-    uint64_t nslots  # power of two, >= 2 * pool capacity
-    flow_t* pool
-    uint32_t cap  # allocated pool entries
-    uint32_t max_flows
-    uint32_t used
-    uint32_t free_head  # pool index + 1 of the first free entry, 0 = none
-    uint32_t high  # entries ever handed out (pool[high:] never used)
+# Constants and structs of this file: _fastpath.pxd (table of contents).
 
 
 cdef inline uint64_t fk_hash(const fkey* k) noexcept nogil:

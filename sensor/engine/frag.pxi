@@ -5,36 +5,7 @@
 # datagram's payload buffer is capped at MAX_FRAG_BYTES. Lookup is a scan of the FIFO:
 # pending datagrams are few (they complete or time out within frag_timeout).
 
-cdef enum:
-    MAX_FRAG_BYTES = 65535 + 40
-
-
-cdef struct frag_t:
-    uint8_t ver
-    uint8_t proto
-    uint8_t src[16]
-    uint8_t dst[16]
-    uint32_t frag_id
-    int64_t first_ns
-    ssz total  # payload length once the last fragment is seen, else -1
-    uint8_t* data
-    ssz data_len
-    uint8_t* hdr  # IP header (+ extension headers) of the offset-0 fragment
-    ssz hdr_len
-    int64_t (*ranges)[2]
-    ssz nranges
-    ssz ranges_cap
-    uint32_t prev  # FIFO links: pool index + 1, 0 = none
-    uint32_t next
-
-
-cdef struct fragstore:
-    frag_t* pool
-    uint32_t cap
-    uint32_t count
-    uint32_t head  # oldest
-    uint32_t tail
-    uint32_t free_head
+# Constants and structs of this file: _fastpath.pxd (table of contents).
 
 
 cdef void fs_init(fragstore* s, uint32_t cap) noexcept nogil:

@@ -4,70 +4,7 @@
 # signed start_seq (may be -1 for a partial start), wrap counters, and the gap reassembler
 # (contiguous edge + at most TCP_MAX_BLOCKS pending ranges, malloc'd on first use).
 
-cdef enum:
-    EP_INACTIVE = 0
-    EP_SYN_SENT = 1
-    EP_SYN_ACK_SENT = 2
-    EP_PARTIAL = 3
-    EP_ESTABLISHED = 4
-    EP_CLOSED = 5
-    EP_RESET = 6
-
-    TH_FIN = 0x01
-    TH_SYN = 0x02
-    TH_RST = 0x04
-    TH_PUSH = 0x08
-    TH_ACK = 0x10
-    TH_URG = 0x20
-
-    HIST_SYN = 0x1
-    HIST_FIN = 0x2
-    HIST_RST = 0x4
-    HIST_FIN_RST = 0x8
-    HIST_DATA = 0x10
-    HIST_ACK = 0x20
-    HIST_MULTI = 0x40
-
-    TOO_LARGE_SEQ_DELTA = 1048576
-    TCP_MAX_BLOCKS = 64
-    # Zeek's tcp_max_above_hole_without_any_acks / tcp_excessive_data_without_further_acks
-    MAX_ABOVE_HOLE_WITHOUT_ACKS = 16384
-    MAX_BUFFERED_WITHOUT_ACKS = 10 * 1024 * 1024
-
-
-
-cdef struct tcp_ep:
-    int state
-    int prev_state
-    int64_t start_seq
-    int64_t last_seq
-    int64_t ack_seq
-    int64_t seq_wraps
-    int64_t ack_wraps
-    int64_t fin_cnt
-    int64_t rst_cnt
-    int64_t fin_seq
-    bint did_close
-    bint is_orig
-    int64_t hist_last_syn
-    int64_t hist_last_fin
-    int64_t hist_last_rst
-    int64_t rxmt_cnt
-    int64_t rxmt_thresh
-    int64_t win0_cnt
-    int64_t win0_thresh
-    int64_t gap_cnt
-    int64_t gap_thresh
-    int64_t chk_cnt
-    int64_t chk_thresh
-    int64_t window_scale
-    int64_t reassem_seq
-    int64_t trim_seq
-    int64_t missed
-    bint skip  # reassembly given up (Zeek's skip_deliveries): no more gaps
-    bint did_eof  # all of this side's data delivered after its FIN/RST
-    int nblocks
-    int64_t (*blocks)[2]  # sorted [start, end) relative ranges, TCP_MAX_BLOCKS + 1 slots
+# Constants and structs of this file: _fastpath.pxd (table of contents).
 
 
 cdef inline int64_t seq_delta(int64_t a, int64_t b) noexcept nogil:

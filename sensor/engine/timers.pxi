@@ -2,29 +2,7 @@
 # the reference's heapq of (due, seq, kind, flow). A timer names its flow by pool index and
 # flow_id, so a timer outliving its flow (or a recycled pool slot) is recognised and skipped.
 
-cdef enum:
-    TM_INACTIVITY = 0
-    TM_ATTEMPT = 1
-    TM_EXPIRE = 2
-    TM_DELETE = 3
-    TM_RESET = 4
-    TM_ACTIVE = 5
-    TM_DNS = 6  # Zeek's DNS analyzer session timer on UDP DNS ports
-
-
-cdef struct timer_t:
-    int64_t due
-    uint64_t seq
-    uint64_t flow_id
-    uint32_t idx
-    uint32_t kind
-
-
-cdef struct theap:
-    timer_t* h
-    size_t n
-    size_t cap
-    uint64_t seq
+# Constants and structs of this file: _fastpath.pxd (table of contents).
 
 
 cdef inline bint tm_less(const timer_t* a, const timer_t* b) noexcept nogil:
