@@ -11,10 +11,11 @@ functions are split by concern into include files:
   dns.pxi        DNS header + first question parser (bounded)
   tcp.pxi        Zeek's TCP endpoint state machine and sequence accounting
   flow.pxi       the flow struct, history letters, per-direction statistics
-  flowtable.pxi  open-addressing flow table over a pool of flow structs
-  timers.pxi     network-time timer heap
-  frag.pxi       bounded IP fragment reassembly
-  engine.pxi     engine state, packet path, flow table use, timers, fragments
+  flowtable.pxi  open-addressing flow table over a pool of flow structs, LRU order
+  timers.pxi     network-time timer heap; idle timeouts and firing
+  frag.pxi       bounded IP fragment reassembly and its expiry
+  engine.pxi     the packet path: link, L3, ARP, new flows, the transport step
+  wifi.pxi       802.11 frames in the packet path (A-MSDU subframes)
   records.pxi    conn_state and the emitted flow record
   tunnels.pxi    tunnel ids and UDP tunnel dispatch
   apps.pxi       UDP/ICMP accounting, DNS summary, DNS/NTP analyzer flips
@@ -53,6 +54,7 @@ include "flowtable.pxi"
 include "timers.pxi"
 include "frag.pxi"
 include "engine.pxi"
+include "wifi.pxi"
 include "records.pxi"
 include "tunnels.pxi"
 include "apps.pxi"

@@ -141,3 +141,43 @@ cdef void ft_remove(ftable* t, uint32_t idx) noexcept nogil:
     t.pool[idx].next_free = t.free_head
     t.free_head = idx + 1
     t.used -= 1
+
+
+# --- the engine's LRU order (the reference's OrderedDict order) and flow removal ----------
+cdef inline void lru_append(eng_t* e, uint32_t idx) noexcept nogil:
+    cdef flow_t* f = &e.ft.pool[idx]
+    f.lru_prev = e.lru_tail
+    f.lru_next = 0
+    if e.lru_tail:
+        e.ft.pool[e.lru_tail - 1].lru_next = idx + 1
+    else:
+        e.lru_head = idx + 1
+    e.lru_tail = idx + 1
+
+
+cdef inline void lru_unlink(eng_t* e, uint32_t idx) noexcept nogil:
+    cdef flow_t* f = &e.ft.pool[idx]
+    if f.lru_prev:
+        e.ft.pool[f.lru_prev - 1].lru_next = f.lru_next
+    else:
+        e.lru_head = f.lru_next
+    if f.lru_next:
+        e.ft.pool[f.lru_next - 1].lru_prev = f.lru_prev
+    else:
+        e.lru_tail = f.lru_prev
+    f.lru_prev = 0
+    f.lru_next = 0
+
+
+cdef inline void lru_touch(eng_t* e, uint32_t idx) noexcept nogil:
+    if e.lru_tail != idx + 1:
+        lru_unlink(e, idx)
+        lru_append(e, idx)
+
+
+cdef void remove_flow(eng_t* e, int64_t idx, uint8_t reason) noexcept nogil:
+    cdef flow_t* f = &e.ft.pool[idx]
+    emit(e, f, reason, False)
+    lru_unlink(e, <uint32_t>idx)
+    flow_release(f)
+    ft_remove(&e.ft, <uint32_t>idx)

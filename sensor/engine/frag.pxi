@@ -174,3 +174,104 @@ cdef ssz ipv6_strip_frag(uint8_t* hdr, ssz n, uint8_t proto) noexcept nogil:
         nxt = hdr[cur]
         cur += ln
     return n
+
+
+# --- the engine's fragment reassembly: expiry and the reassembly step ---------------------
+cdef void expire_frags(eng_t* e, int64_t now) noexcept nogil:
+    cdef frag_t* fb
+    while e.frags.head:
+        fb = &e.frags.pool[e.frags.head - 1]
+        if fb.first_ns + e.frag_to > now:
+            break
+        fs_unlink(&e.frags, e.frags.head - 1)
+        e.st.frag_dropped += 1
+
+
+cdef const uint8_t* eng_reassemble(eng_t* e, const uint8_t* b, dc_pkt* p, int64_t ts,
+                                   ssz end, int depth, ssz* out_len) noexcept nogil:
+    """Add a fragment; the reassembled datagram (in a per-depth scratch buffer) or NULL."""
+    cdef int64_t i
+    cdef frag_t* fb
+    cdef ssz start, stop, dlen, hlen, tot, plen
+    cdef uint8_t* nd
+    cdef uint8_t* out
+    expire_frags(e, ts)
+    i = fs_find(&e.frags, p)
+    if i < 0:
+        if e.frags.count >= e.frags.cap:
+            fs_unlink(&e.frags, e.frags.head - 1)
+            e.st.frag_dropped += 1
+        i = fs_add(&e.frags, p, ts)
+        if i < 0:
+            e.oom = True
+            return NULL
+    fb = &e.frags.pool[i]
+    start = p.frag_off
+    dlen = (p.l4_off + p.l4_len if p.l4_off + p.l4_len < end else end) - p.l4_off
+    if dlen < 0:
+        dlen = 0
+    stop = start + dlen
+    if stop > MAX_FRAG_BYTES:
+        fs_unlink(&e.frags, <uint32_t>i)
+        e.st.frag_dropped += 1
+        return NULL
+    if start == 0:
+        hlen = p.l4_off - p.ip_off
+        free(fb.hdr)
+        fb.hdr = <uint8_t*>malloc(hlen if hlen > 0 else 1)
+        if fb.hdr == NULL:
+            e.oom = True
+            fb.hdr_len = 0
+            return NULL
+        memcpy(fb.hdr, b + p.ip_off, hlen)
+        fb.hdr_len = hlen
+    if not p.frag_more:
+        fb.total = stop
+    if fb.data == NULL:
+        # Sized once at the cap (zero-filled, as the reference's gaps): no realloc churn.
+        fb.data = <uint8_t*>calloc(MAX_FRAG_BYTES, 1)
+        if fb.data == NULL:
+            e.oom = True
+            return NULL
+    if fb.data_len < stop:
+        fb.data_len = stop
+    memcpy(fb.data + start, b + p.l4_off, dlen)
+    if not frag_add_range(fb, start, stop):
+        e.oom = True
+        return NULL
+    if fb.total < 0 or fb.hdr_len == 0:
+        return NULL
+    if not frag_complete(fb):
+        return NULL
+    # Complete: build header + payload in this depth's scratch buffer.
+    if e.scratch[depth] == NULL:
+        e.scratch[depth] = <uint8_t*>malloc(2 * MAX_FRAG_BYTES)
+        if e.scratch[depth] == NULL:
+            e.oom = True
+            fs_unlink(&e.frags, <uint32_t>i)
+            return NULL
+    out = e.scratch[depth]
+    e.st.frag_reassembled += 1
+    hlen = fb.hdr_len
+    if hlen > MAX_FRAG_BYTES:
+        fs_unlink(&e.frags, <uint32_t>i)
+        return NULL
+    memcpy(out, fb.hdr, hlen)
+    if p.ip_version == 4:
+        tot = hlen + fb.total
+        out[2] = (tot >> 8) & 0xFF
+        out[3] = tot & 0xFF
+        out[6] = 0
+        out[7] = 0
+    else:
+        hlen = ipv6_strip_frag(out, hlen, p.proto)
+        plen = hlen - 40 + fb.total
+        out[4] = (plen >> 8) & 0xFF
+        out[5] = plen & 0xFF
+    if hlen + fb.total > MAX_FRAG_BYTES:
+        fs_unlink(&e.frags, <uint32_t>i)
+        return NULL
+    memcpy(out + hlen, fb.data, fb.total)
+    fs_unlink(&e.frags, <uint32_t>i)
+    out_len[0] = hlen + fb.total
+    return out
