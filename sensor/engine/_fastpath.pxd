@@ -381,6 +381,17 @@ cdef struct tun_ent:
     uint8_t hi[16]
     uint64_t id
 
+cdef struct pkt_ctx:
+    # Where a packet is being decoded: what each step of the packet path hands the next,
+    # beside the bytes themselves (which change with reassembly and 802.11 subframes).
+    int64_t ts  # capture time, ns
+    uint8_t iface
+    uint8_t ttype  # type of the enclosing tunnel (TT_*), TT_NONE for the outer packet
+    uint64_t parent  # flow_id of the enclosing tunnel flow, 0 for the outer packet
+    int depth  # tunnel nesting, 0 for the outer packet
+    bint fragmented  # the bytes are a reassembled IP datagram
+
+
 cdef struct eng_stats:
     uint64_t packets
     uint64_t bytes

@@ -106,6 +106,13 @@ cdef void eng_packet(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, uint32_t
                      int64_t ts, uint8_t iface) noexcept nogil:
     cdef dc_pkt p
     cdef ssz l3
+    cdef pkt_ctx at
+    at.ts = ts
+    at.iface = iface
+    at.ttype = TT_NONE
+    at.parent = 0
+    at.depth = 0
+    at.fragmented = False
     dc_reset_l2(&p)
     dc_reset_l3(&p)
     l3 = decode_link(b, 0, end, lt, &p)
@@ -118,20 +125,19 @@ cdef void eng_packet(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, uint32_t
         e.st.decode_errors += 1
         return
     if p.ethertype == ETH_80211:
-        eng_wifi(e, b, l3, end, wire_end, &p, ts, iface, 0, 0, 0)
+        eng_wifi(e, b, l3, end, wire_end, &p, &at)
         return
-    eng_l3(e, b, l3, end, wire_end, &p, ts, iface, 0, 0, 0)
+    eng_l3(e, b, l3, end, wire_end, &p, &at)
 
 
 cdef void eng_l3(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, dc_pkt* p,
-                 int64_t ts, uint8_t iface, uint8_t ttype, uint64_t parent,
-                 int depth) noexcept nogil:
+                 const pkt_ctx* at) noexcept nogil:
     cdef uint32_t et = p.ethertype
     cdef ssz l4, glen
-    cdef bint fragmented = False
+    cdef pkt_ctx whole
     cdef const uint8_t* g
     if et == ETH_ARP:
-        eng_arp(e, b, off, end, p, ts, iface)
+        eng_arp(e, b, off, end, p, at.ts, at.iface)
         return
     if et == ETH_IPV4:
         l4 = decode_ipv4(b, off, end, wire_end, p)
@@ -156,13 +162,15 @@ cdef void eng_l3(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, dc_
             return
         p.frag_more = 0
     if p.frag_off or p.frag_more:
-        g = eng_reassemble(e, b, p, ts, end, depth, &glen)
+        g = eng_reassemble(e, b, p, at.ts, end, at.depth, &glen)
         if g == NULL:
             return
         b = g
         end = glen
         wire_end = glen
-        fragmented = True
+        whole = at[0]
+        whole.fragmented = True
+        at = &whole
         if p.ip_version == 4:
             l4 = decode_ipv4(b, 0, end, wire_end, p)
         else:
@@ -177,7 +185,7 @@ cdef void eng_l3(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, dc_
         # nothing; none of them makes a connection.
         e.st.no_transport += 1
         return
-    eng_transport(e, b, end, wire_end, p, ts, iface, ttype, parent, depth, fragmented)
+    eng_transport(e, b, end, wire_end, p, at)
 
 
 cdef void eng_arp(eng_t* e, const uint8_t* b, ssz off, ssz end, dc_pkt* p, int64_t ts,
@@ -299,8 +307,14 @@ cdef int64_t new_flow(eng_t* e, const fkey* key, uint64_t h, dc_pkt* p, uint16_t
 
 
 cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_pkt* p,
-                        int64_t ts, uint8_t iface, uint8_t ttype, uint64_t parent, int depth,
-                        bint fragmented) noexcept nogil:
+                        const pkt_ctx* at) noexcept nogil:
+    cdef int64_t ts = at.ts
+    cdef uint8_t iface = at.iface
+    cdef uint8_t ttype = at.ttype
+    cdef uint64_t parent = at.parent
+    cdef int depth = at.depth
+    cdef bint fragmented = at.fragmented
+    cdef pkt_ctx inner
     cdef uint8_t proto = p.proto
     cdef ssz l4 = p.l4_off
     cdef ssz avail = end - l4
@@ -322,8 +336,8 @@ cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_pk
     if depth < MAX_TUNNEL_DEPTH and e.tunnels:
         if proto == 4 or proto == 41:  # IP-in-IP, 6in4, 4in6
             e.st.tunnel_packets += 1
-            eng_inner(e, b, l4, lim, wire_end, ETH_IPV4 if proto == 4 else ETH_IPV6, ts, iface,
-                      TT_IP, tunnel_id(e, p), depth + 1)
+            inner = ctx_inner(at, TT_IP, tunnel_id(e, p))
+            eng_inner(e, b, l4, lim, wire_end, ETH_IPV4 if proto == 4 else ETH_IPV6, &inner)
             return
         if proto == 47:
             ioff = decode_gre(b, l4, lim, &iet)
@@ -331,8 +345,8 @@ cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_pk
                 e.st.decode_errors += 1
                 return
             e.st.tunnel_packets += 1
-            eng_inner(e, b, ioff, lim, wire_end, iet, ts, iface, TT_GRE, tunnel_id(e, p),
-                      depth + 1)
+            inner = ctx_inner(at, TT_GRE, tunnel_id(e, p))
+            eng_inner(e, b, ioff, lim, wire_end, iet, &inner)
             return
     if proto == PROTO_TCP:
         if p.l4_len < 20 or avail < 20:
@@ -450,4 +464,4 @@ cdef void eng_transport(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_pk
         memcpy(e.ps.dst, p.dst, 16)
     # UDP tunnels: the outer flow is counted first, then the inner packet.
     if proto == PROTO_UDP and e.tunnels and depth < MAX_TUNNEL_DEPTH:
-        eng_udp_tunnel(e, b, end, wire_end, p, idx, ts, iface, depth)
+        eng_udp_tunnel(e, b, end, wire_end, p, idx, at)

@@ -46,14 +46,24 @@ cdef uint64_t tunnel_id(eng_t* e, dc_pkt* p) noexcept nogil:
     return t.id
 
 
+cdef inline pkt_ctx ctx_inner(const pkt_ctx* at, uint8_t ttype, uint64_t parent) noexcept nogil:
+    """The context of a packet inside a tunnel of type ``ttype`` (flow or tunnel id
+    ``parent``) found in the packet at ``at``."""
+    cdef pkt_ctx inner = at[0]
+    inner.ttype = ttype
+    inner.parent = parent
+    inner.depth = at.depth + 1
+    inner.fragmented = False
+    return inner
+
+
 cdef void eng_inner(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, uint32_t etype,
-                    int64_t ts, uint8_t iface, uint8_t ttype, uint64_t parent,
-                    int depth) noexcept nogil:
+                    const pkt_ctx* at) noexcept nogil:
     cdef dc_pkt q
     dc_reset_l2(&q)
     dc_reset_l3(&q)
     if etype == ETH_80211:
-        eng_wifi(e, b, off, end, wire_end, &q, ts, iface, ttype, parent, depth)
+        eng_wifi(e, b, off, end, wire_end, &q, at)
         return
     if etype == ETH_TEB:
         off = decode_ethernet(b, off, end, &q)
@@ -64,11 +74,11 @@ cdef void eng_inner(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, 
         return
     # Inner packets keep the outer wire length (Zeek: a snaplen-truncated tunnel packet
     # still carries its inner datagram's claimed length).
-    eng_l3(e, b, off, end, wire_end, &q, ts, iface, ttype, parent, depth)
+    eng_l3(e, b, off, end, wire_end, &q, at)
 
 
 cdef void eng_udp_tunnel(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_pkt* p,
-                         int64_t idx, int64_t ts, uint8_t iface, int depth) noexcept nogil:
+                         int64_t idx, const pkt_ctx* at) noexcept nogil:
     """Zeek's UDP dispatch: the tunnel analyzer of the flow's responder port, else AYIYA
     then Teredo detection. A header that fails to parse marks the flow as violating that
     tunnel type (no further decapsulation of it)."""
@@ -81,6 +91,7 @@ cdef void eng_udp_tunnel(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_p
     cdef uint32_t rp = f.resp_port
     cdef uint64_t flow_id = f.flow_id
     cdef nw_pktsum_rec* saved
+    cdef pkt_ctx inner
     if start >= stop:
         return
     if rp == UDP_VXLAN:
@@ -123,5 +134,6 @@ cdef void eng_udp_tunnel(eng_t* e, const uint8_t* b, ssz end, ssz wire_end, dc_p
     e.st.tunnel_packets += 1
     saved = e.ps
     e.ps = NULL  # the per-packet summary describes the outer packet
-    eng_inner(e, b, ioff, stop, wire_end, et, ts, iface, ttype, flow_id, depth + 1)
+    inner = ctx_inner(at, ttype, flow_id)
+    eng_inner(e, b, ioff, stop, wire_end, et, &inner)
     e.ps = saved

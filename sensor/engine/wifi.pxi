@@ -2,8 +2,7 @@
 # sensor/engine/reference/fastpath.py): each subframe goes through the packet path.
 
 cdef void eng_wifi(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, dc_pkt* p,
-                   int64_t ts, uint8_t iface, uint8_t ttype, uint64_t parent,
-                   int depth) noexcept nogil:
+                   const pkt_ctx* at) noexcept nogil:
     """802.11 data frame: one LLC/SNAP packet, or each subframe of an A-MSDU (padded to
     len % 4, as Zeek's analyzer does)."""
     cdef ssz pay, l3, cur, n, sub_end, pad
@@ -22,7 +21,7 @@ cdef void eng_wifi(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, d
         elif l3 < 0:
             e.st.decode_errors += 1
         else:
-            eng_l3(e, b, l3, end, wire_end, p, ts, iface, ttype, parent, depth)
+            eng_l3(e, b, l3, end, wire_end, p, at)
         return
     cur = pay
     while cur < end:
@@ -42,7 +41,7 @@ cdef void eng_wifi(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, d
         if l3 < 0:
             e.st.decode_errors += 1
             return
-        eng_l3(e, b, l3, sub_end, sub_end, &q, ts, iface, ttype, parent, depth)
+        eng_l3(e, b, l3, sub_end, sub_end, &q, at)
         cur = sub_end
         pad = n % 4
         if end - cur >= pad:
