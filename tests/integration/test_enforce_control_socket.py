@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from controller.app import Controller
 from controller.config import ControllerConfig, SafetyConfig
-from controller.control import ControlServer, request, socket_path
-from controller.daemon import Controller
-from controller.policy import Guard, Protected
+from controller.ops.server import ControlServer, request, socket_path
+from controller.response.policy import Guard, Protected
 from netwarden.cli import main as cli
 from netwarden.errors import ControlError
 

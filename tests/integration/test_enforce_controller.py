@@ -18,7 +18,7 @@ from pathlib import Path
 import netns as nslab
 import pytest
 
-from controller.enforce.base import Action, BanSpec, Enforcer
+from controller.response.enforce.base import Action, BanSpec, Enforcer
 
 A = ipaddress.ip_address
 
@@ -215,8 +215,8 @@ def element_timeouts(backend: str, lab: nslab.Lab) -> dict[str, tuple[int, str]]
 
 
 def audit_entries(state: Path) -> list[dict[str, object]]:
-    from controller.audit import AuditLog
-    from controller.store import Store
+    from controller.state.audit import AuditLog
+    from controller.state.store import Store
 
     store = Store(state, readonly=True)
     try:
@@ -235,9 +235,9 @@ def test_resync_heals_a_flushed_ruleset(backend: str, lab: nslab.Lab, tmp_path: 
     reason = nslab.skip_reason(*nslab.ENFORCER_TOOLS[backend])
     if reason:
         pytest.skip(reason)
+    from controller.app import Controller
     from controller.config import ControllerConfig, SafetyConfig
-    from controller.daemon import Controller
-    from controller.policy import Guard
+    from controller.response.policy import Guard
 
     cfg = ControllerConfig(state_dir=tmp_path, enforce=backend, safety=SafetyConfig(discover_local=False))
     ctl = Controller(cfg, enforcer=reader(backend, lab), guard=Guard())
@@ -264,9 +264,9 @@ def test_resync_heals_a_flushed_ruleset(backend: str, lab: nslab.Lab, tmp_path: 
 def test_resync_leaves_healthy_rules_alone_and_repairs_altered_ones(lab: nslab.Lab, tmp_path: Path) -> None:
     import json as _json
 
+    from controller.app import Controller
     from controller.config import ControllerConfig, SafetyConfig
-    from controller.daemon import Controller
-    from controller.policy import Guard
+    from controller.response.policy import Guard
 
     def handles() -> list[int]:
         out = lab.exec(lab.server, "nft", "-j", "list", "chain", "inet", "netwarden", "input").stdout
