@@ -18,13 +18,13 @@ def prepare_state_dir(path: str | Path) -> Path:
     """Create the state dir (0700) if missing; refuse a path that is, or lies under, a
     file, or that this user may not create, with one line saying so."""
     p = Path(path)
-    for parent in (p, *p.parents):
-        if parent.exists() and not parent.is_dir():
-            where = "is a file" if parent == p else f"is under {parent}, which is a file"
-            raise ConfigError(f"state dir {p} {where}, not a directory")
-        if parent.exists():
-            break
     try:
+        for parent in (p, *p.parents):
+            if parent.exists() and not parent.is_dir():
+                where = "is a file" if parent == p else f"is under {parent}, which is a file"
+                raise ConfigError(f"state dir {p} {where}, not a directory")
+            if parent.exists():
+                break
         p.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise ConfigError(f"cannot create state dir {p}: {exc.strerror}"

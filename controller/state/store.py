@@ -83,26 +83,27 @@ def _check_intact(db: sqlite3.Connection, path: Path) -> None:
     """Refuse a damaged database at open, with one line, rather than fail later mid-request."""
     try:
         problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+    except sqlite3.OperationalError:
+        raise  # cannot open or read (permissions, locking): not damage
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: database is corrupt ({exc}); restore it from a backup") from exc
     if problems != ["ok"]:
-        raise StoreError(f"{path}: database is corrupt ({'; '.join(problems)}); restore it from a backup")
+        said = "; ".join(" ".join(p.split()) for p in problems)
+        raise StoreError(f"{path}: database is corrupt ({said}); restore it from a backup")
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
-    """Open without writing: ``mode=ro`` needs the WAL's shared-memory file (or the right to
-    create it), which a read-only copy lacks; ``immutable=1`` then reads the file as it is."""
+    """Open without writing anything. Without a ``-wal`` file (no controller has the
+    database open, or a copy taken for forensics) the file is read as it is
+    (``immutable=1``): ``mode=ro`` would create the WAL's shared-memory files, or fail
+    where it may not. Beside a live controller, ``mode=ro`` reads its WAL too."""
     if not path.is_file():
         raise StoreError(f"no database at {path}")
     uri = "file:" + urllib.parse.quote(str(path.resolve()))
-    try:
-        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
-        _check_intact(db, path)
-    except StoreError:
-        raise
-    except sqlite3.OperationalError:
-        db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
-        _check_intact(db, path)
+    live = path.with_name(path.name + "-wal").exists()
+    db = sqlite3.connect(f"{uri}?{'mode=ro' if live else 'immutable=1'}", uri=True, isolation_level=None,
+                         check_same_thread=False)
+    _check_intact(db, path)
     return db
 
 
