@@ -250,7 +250,7 @@ def test_an_unwritable_audit_mirror_is_an_error_answer_and_heals(running: Contro
     b'{"op": "ban", "args": {"addr": "203.0.113.9", "ttl": 1e400}}\n',
     b'{"op": "ban", "args": {"addr": "203.0.113.9", "ttl": NaN}}\n',
     b'{"op": "ban", "args": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}\n",
-    b'{"op": "ban", "args": {"x": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}}\n",
+    b'{"op": "ban", "args": {"addr": "203.0.113.9", "x": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}}\n",
     b'{"op": ["ban"]}\n',
     b'{"op": "ban", "args": {"addr": "203.0.113.9", "ttl": ' + b"9" * 400 + b"}}\n",
     b"\xff\xfe\n",
