@@ -5,11 +5,9 @@ private, and bad input gets one clear line instead of a traceback."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import stat
@@ -22,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from controller_proc import ControllerProcess
 
 from controller.app import Controller
 from controller.config import ControllerConfig, SafetyConfig
 from controller.ops.server import ControlServer, request, socket_path
-from controller.response.policy import Guard, Protected
 from controller.state.audit import JSONL_NAME, verify_jsonl
 from controller.state.files import prepare_state_dir
 from controller.state.store import DB_NAME, Store
@@ -54,41 +52,9 @@ def _one_clear_line(r: subprocess.CompletedProcess[str], *words: str) -> None:
         assert w in r.stderr, r.stderr
 
 
-class Daemon:
-    """``netwarden controller`` in a subprocess (dry run), ready when it says so."""
-
-    def __init__(self, state: Path, *extra: str) -> None:
-        self.state = state
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "netwarden", "controller", "--state-dir", str(state), "--config",
-             str(_cfg(state)), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert "controller ready" in line, (line, self.proc.stderr.read() if self.proc.stderr else "")
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[Controller]:
-    cfg = ControllerConfig(state_dir=tmp_path / "st", tick_s=0.2, safety=SafetyConfig(discover_local=False))
-    ctl = Controller(cfg, guard=Guard(fixed=[Protected(ipaddress.ip_network("192.0.2.1/32"), "gateway")]))
-    ctl.start()
-    t = threading.Thread(target=ctl.run, kwargs={"install_signals": False})
-    t.start()
-    yield ctl
-    ctl.stop()
-    t.join(timeout=30)
-    ctl.close()
+def Daemon(state: Path, *extra: str) -> ControllerProcess:
+    """``netwarden controller`` (dry run) on ``state``."""
+    return ControllerProcess(state, _cfg(state), *extra)
 
 
 def _free_port() -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 import signal
 import sqlite3
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import netns as nslab
 import pytest
+from controller_proc import ControllerProcess
 
 from controller.response.enforce.base import Action, BanSpec, Enforcer
 
@@ -28,30 +28,9 @@ def reader(backend: str, lab: nslab.Lab) -> Enforcer:
     return nslab.enforcer(backend, lab.server)
 
 
-class Daemon:
+class Daemon(ControllerProcess):
     def __init__(self, lab: nslab.Lab, backend: str, state: Path, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", lab.server, sys.executable, "-m", "netwarden", "controller",
-             "--enforce", backend, "--state-dir", str(state), "--config", str(config)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert self.proc.stdout is not None
-        self.ready = self.proc.stdout.readline()
-        if "controller ready" not in self.ready:
-            self.proc.kill()
-            raise AssertionError(f"controller did not start: {self.ready!r} {self.proc.stderr.read()}")  # type: ignore[union-attr]
-
-    def counts(self) -> dict[str, int]:
-        return {k: int(v) for k, v in re.findall(r"(kept|readded|removed|expired)=(\d+)", self.ready)}
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(state, config, "--enforce", backend, prefix=("ip", "netns", "exec", lab.server))
 
 
 def cli(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
