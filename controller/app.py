@@ -19,7 +19,7 @@ Parts, each with a narrow interface:
 Where a detection stage plugs in: ``Controller.add_stage(name, consumer)`` hands it every
 ingested batch (in-process ``Ingest.add_consumer`` underneath), ``Controller.add_periodic``
 advances it on time, and it reports through ``Controller.submit_detection``; its control
-operations go to ``Controller.add_op``.
+operations go to ``Controller.add_op``, and ``Controller.at_close`` saves its state.
 """
 
 from __future__ import annotations
@@ -157,6 +157,11 @@ class Controller:
         """Serve a control-socket operation ``name`` with ``fn(args, actor)``."""
         self.ops.add(name, fn)
 
+    def at_close(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` when the controller closes, before the store does (latest first):
+        e.g. a detection stage saving its learnt state."""
+        self._on_close.append(fn)
+
     def add_stage(self, name: str, consumer: Consumer) -> None:
         """Hand every ingested batch (after the archive) to ``consumer``: the place a
         detection stage plugs in. Registered before or after ``attach_ingest``."""
@@ -179,7 +184,7 @@ class Controller:
 
         curve = CurveServerKeys.from_dir(curve_keys) if curve_keys else None
         collector = Collector(listen, curve=curve)
-        self._on_close.append(collector.close)
+        self.at_close(collector.close)
         ingest = Ingest(collector, None if archive is None else RecordArchive(archive, retention_hours=archive_hours))
         for name, consumer in self._stages:
             ingest.add_consumer(name, consumer)
