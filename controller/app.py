@@ -28,9 +28,9 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.config import ControllerConfig
-from controller.ingest.ingest import Consumer, Ingest
 from controller.loop import Loop
 from controller.ops.operations import register_response_ops
 from controller.ops.registry import Operation, Operations
@@ -42,6 +42,9 @@ from controller.response.responder import Responder
 from controller.state.audit import AuditLog
 from controller.state.files import StateLock, prepare_state_dir
 from controller.state.store import Store
+
+if TYPE_CHECKING:  # ingest pulls in ZeroMQ: imported when a controller listens
+    from controller.ingest.ingest import Consumer, Ingest
 
 __all__ = ["GUARD_REFRESH_S", "Controller", "ReconcileReport", "make_enforcer"]
 
@@ -181,6 +184,7 @@ class Controller:
         its root, None for no archive), the registered stages, the ``ingest`` operation."""
         from controller.collector import Collector, CurveServerKeys
         from controller.ingest.archive import RecordArchive
+        from controller.ingest.ingest import Ingest
 
         curve = CurveServerKeys.from_dir(curve_keys) if curve_keys else None
         collector = Collector(listen, curve=curve)
