@@ -24,7 +24,7 @@ log = logging.getLogger("netwarden.controller")
 class _Periodic:
     interval_s: float
     due: float
-    callback: Callable[[], None]
+    callback: Callable[[], object]
 
 
 class Loop:
@@ -46,7 +46,8 @@ class Loop:
         """Stop watching ``fd`` (reader or writer)."""
         self._sel.unregister(fd)
 
-    def add_periodic(self, interval_s: float, callback: Callable[[], None]) -> None:
+    def add_periodic(self, interval_s: float, callback: Callable[[], object]) -> None:
+        """Run ``callback`` every ``interval_s`` (its result is ignored)."""
         self._periodic.append(_Periodic(interval_s, self.clock() + interval_s, callback))
 
     def stop(self) -> None:
@@ -78,8 +79,8 @@ class Loop:
         finally:
             if install_signals:
                 signal.set_wakeup_fd(-1)
-                for sig, handler in old.items():
-                    signal.signal(sig, handler)
+                for signum, handler in old.items():
+                    signal.signal(signum, handler)
             self.remove_reader(self._wake_r.fileno())
             self._wake_r.close()
             self._wake_w.close()

@@ -14,6 +14,7 @@ go on being served).
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import math
@@ -46,7 +47,7 @@ class LoopLike(Protocol):
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None: ...
     def add_writer(self, fd: int, callback: Callable[[], None]) -> None: ...
     def remove_reader(self, fd: int) -> None: ...
-    def add_periodic(self, interval_s: float, callback: Callable[[], None]) -> None: ...
+    def add_periodic(self, interval_s: float, callback: Callable[[], object]) -> None: ...
 
 
 def socket_path(state_dir: str | Path) -> Path:
@@ -193,7 +194,7 @@ class ControlServer:
                 continue
             c = _Client(conn, _peer_name(conn), self.clock() + REQUEST_DEADLINE_S)
             self._clients[conn.fileno()] = c
-            self._loop.add_reader(conn.fileno(), lambda c=c: self._read(c))
+            self._loop.add_reader(conn.fileno(), functools.partial(self._read, c))
 
     def _read(self, c: _Client) -> None:
         while True:
@@ -219,7 +220,7 @@ class ControlServer:
         c.out = json.dumps(resp, default=str).encode() + b"\n"
         self._loop.remove_reader(c.conn.fileno())
         c.writing = True
-        self._loop.add_writer(c.conn.fileno(), lambda: self._write(c))
+        self._loop.add_writer(c.conn.fileno(), functools.partial(self._write, c))
         self._write(c)
 
     def _write(self, c: _Client) -> None:
