@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from controller.archive import RecordArchive
+from controller.ingest.archive import RecordArchive
 from netwarden.bus import wire
 from netwarden.bus.collector import Collector
 
