@@ -112,7 +112,7 @@ def test_identity_values_are_checked() -> None:
 def test_archive_finds_flows_by_uid_across_sensors_and_restarts(
     backend: object, tmp_path: object
 ) -> None:
-    from controller.archive import RecordArchive
+    from controller.ingest.archive import RecordArchive
 
     if not TRACE.is_file():
         pytest.skip(f"corpus trace {TRACE} not present")
