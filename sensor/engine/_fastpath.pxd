@@ -1,7 +1,8 @@
 # cython: language_level=3
-# Table of contents of sensor/engine/_fastpath.pyx, the compiled flow engine: every constant
-# and C struct it works on, file by file in include order (the functions live in the .pxi
-# files named in each heading; their Python twins in sensor/engine/reference/).
+# Table of contents of sensor/engine/_fastpath.pyx, the compiled flow engine: every C struct
+# it works on (with the constants that size them), file by file in include order. The
+# functions and the protocol constants live in the .pxi files named in each heading; their
+# Python twins in sensor/engine/reference/.
 #
 #   cdefs.pxi      C declarations (libc, byte swaps, records.h): included here
 #   layout.pxi     record struct layout check against netwarden.records.schema
@@ -12,29 +13,6 @@ include "cdefs.pxi"
 
 # ---- decode.pxi: link, L2, IP and tunnel header decoders -------------------------
 ctypedef Py_ssize_t ssz
-
-cdef enum:
-    ETH_IPV4 = 0x0800
-    ETH_IPV6 = 0x86DD
-    ETH_ARP = 0x0806
-    ETH_VLAN = 0x8100
-    ETH_QINQ = 0x88A8
-    ETH_QINQ_OLD = 0x9100
-    ETH_MPLS_UC = 0x8847
-    ETH_MPLS_MC = 0x8848
-    ETH_PPPOE_SESS = 0x8864
-    ETH_PBB = 0x88E7
-    ETH_FABRICPATH = 0x8903
-    ETH_VNTAG = 0x8926
-    ETH_TEB = 0x6558
-    ETH_ERSPAN2 = 0x88BE
-    ETH_ERSPAN3 = 0x22EB
-    ETH_PPP = 0x880B
-    ETH_NONE = 0
-    ETH_80211 = 0x10000  # pseudo ethertype: an 802.11 frame follows (radiotap, Aruba GRE)
-    NOT_IP = -2  # decoder result: a well-formed frame that carries no IP/ARP
-    MAX_L2_DEPTH = 8
-    MAX_IPV6_EXT = 16
 
 cdef struct dc_pkt:
     uint32_t ethertype
@@ -60,9 +38,7 @@ cdef struct dc_pkt:
     uint8_t amsdu  # 802.11 QoS data with the A-MSDU bit: the payload is subframes
 
 # ---- dns.pxi: DNS header + first question parser (bounded) -----------------------
-cdef enum:
-    DNS_MAX_POINTERS = 16
-    DNS_MAX_NAME = 255
+cdef enum:  # sizes the structs below use
     DNS_MAX_TRACKED_NAMES = 64
 
 cdef struct dns_msg:
@@ -76,35 +52,8 @@ cdef struct dns_msg:
     double label_entropy
 
 # ---- tcp.pxi: Zeek's TCP endpoint state machine and sequence accounting ----------
-cdef enum:
-    EP_INACTIVE = 0
-    EP_SYN_SENT = 1
-    EP_SYN_ACK_SENT = 2
-    EP_PARTIAL = 3
-    EP_ESTABLISHED = 4
-    EP_CLOSED = 5
-    EP_RESET = 6
-
-    TH_FIN = 0x01
-    TH_SYN = 0x02
-    TH_RST = 0x04
-    TH_PUSH = 0x08
-    TH_ACK = 0x10
-    TH_URG = 0x20
-
-    HIST_SYN = 0x1
-    HIST_FIN = 0x2
-    HIST_RST = 0x4
-    HIST_FIN_RST = 0x8
-    HIST_DATA = 0x10
-    HIST_ACK = 0x20
-    HIST_MULTI = 0x40
-
-    TOO_LARGE_SEQ_DELTA = 1048576
+cdef enum:  # sizes the structs below use
     TCP_MAX_BLOCKS = 64
-    # Zeek's tcp_max_above_hole_without_any_acks / tcp_excessive_data_without_further_acks
-    MAX_ABOVE_HOLE_WITHOUT_ACKS = 16384
-    MAX_BUFFERED_WITHOUT_ACKS = 10 * 1024 * 1024
 
 cdef struct tcp_ep:
     int state
@@ -140,18 +89,8 @@ cdef struct tcp_ep:
     int64_t (*blocks)[2]  # sorted [start, end) relative ranges, TCP_MAX_BLOCKS + 1 slots
 
 # ---- flow.pxi: the flow struct, history letters, per-direction statistics --------
-cdef enum:
+cdef enum:  # sizes the structs below use
     HIST_CAP = 40  # HISTORY_LEN: stored letters; longer histories only count
-    FLAG_INTERIM = 1
-    FLAG_FLIPPED = 2
-    FLAG_BAD_CHECKSUM = 4
-    FLAG_FRAGMENTED = 8
-    # Zeek's /^?S[^HAFGIQ]*R/ over the history, run as letters are appended.
-    RX_START = 0
-    RX_CARET = 1
-    RX_IN = 2
-    RX_MATCH = 3
-    RX_FAIL = 4
 
 cdef struct fkey:
     uint8_t a_addr[16]
@@ -247,9 +186,6 @@ cdef struct flow_t:
     uint8_t dns_qname_len
 
 # ---- flowtable.pxi: open-addressing flow table over a pool of flow structs -------
-cdef enum:
-    FT_MIN_POOL = 1024
-
 cdef struct ftable:
     uint32_t* slots  # 0 empty, else pool index + 1
     uint64_t nslots  # power of two, >= 2 * pool capacity
@@ -261,15 +197,6 @@ cdef struct ftable:
     uint32_t high  # entries ever handed out (pool[high:] never used)
 
 # ---- timers.pxi: network-time timer heap -----------------------------------------
-cdef enum:
-    TM_INACTIVITY = 0
-    TM_ATTEMPT = 1
-    TM_EXPIRE = 2
-    TM_DELETE = 3
-    TM_RESET = 4
-    TM_ACTIVE = 5
-    TM_DNS = 6  # Zeek's DNS analyzer session timer on UDP DNS ports
-
 cdef struct timer_t:
     int64_t due
     uint64_t seq
@@ -284,9 +211,6 @@ cdef struct theap:
     uint64_t seq
 
 # ---- frag.pxi: bounded IP fragment reassembly ------------------------------------
-cdef enum:
-    MAX_FRAG_BYTES = 65535 + 40
-
 cdef struct frag_t:
     uint8_t ver
     uint8_t proto
@@ -314,64 +238,8 @@ cdef struct fragstore:
     uint32_t free_head
 
 # ---- engine.pxi: engine state, packet path, flow table use, timers, fragments ----
-cdef enum:
-    PROTO_ICMP = 1
-    PROTO_TCP = 6
-    PROTO_UDP = 17
-    PROTO_ICMP6 = 58
-    PROTO_ESP = 50
-    PROTO_NONE = 59  # IPv6 no next header
-    PROTO_MOBILITY = 135
-    UDP_VXLAN = 4789
-    UDP_GENEVE = 6081
-    UDP_GTPU = 2152
-    UDP_GTPC = 2123
-    UDP_NTP = 123
-    UDP_GRE = 4754  # GRE-in-UDP (RFC 8086)
-    UDP_TEREDO = 3544
-    UDP_AYIYA = 5072
+cdef enum:  # sizes the structs below use
     MAX_TUNNEL_DEPTH = 4
-    MAX_TUNNEL_IDS = 65536
-    MAX_TUNNEL_CHANGES = 5  # Zeek's Tunnel::max_changes_per_connection
-    TUN_SLOTS = 131072
-
-    TT_NONE = 0
-    TT_IP = 1
-    TT_GRE = 2
-    TT_VXLAN = 3
-    TT_GENEVE = 4
-    TT_GTPV1 = 5
-    TT_TEREDO = 6
-    TT_AYIYA = 7
-
-    ER_ACTIVE = 0
-    ER_IDLE = 1
-    ER_CLOSED = 2
-    ER_EOF = 3
-    ER_EVICTED = 4
-
-    CS_S0 = 1
-    CS_S1 = 2
-    CS_SF = 3
-    CS_REJ = 4
-    CS_S2 = 5
-    CS_S3 = 6
-    CS_RSTO = 7
-    CS_RSTR = 8
-    CS_RSTOS0 = 9
-    CS_RSTRH = 10
-    CS_SH = 11
-    CS_SHR = 12
-    CS_OTH = 13
-
-    EV_NEW_FLOW = 1
-    EV_REPLY = 2
-    EV_FIRST_REPLY = 4
-    EV_ICMP_UNREACH = 8
-    EV_DNS_QUERY = 16
-    EV_DNS_RESPONSE = 32
-    EV_ARP = 64
-    EV_FLOW_END = 128
 
 cdef struct tun_ent:
     uint8_t used

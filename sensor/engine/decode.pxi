@@ -5,7 +5,30 @@
 # Two-result decoders (offset, ethertype) return the offset and write the ethertype through
 # a pointer. No allocation, no GIL; every read is bounds-checked against `end` first.
 
-# Constants and structs of this file: _fastpath.pxd (table of contents).
+# Structs of this file: _fastpath.pxd (table of contents).
+
+cdef enum:
+    ETH_IPV4 = 0x0800
+    ETH_IPV6 = 0x86DD
+    ETH_ARP = 0x0806
+    ETH_VLAN = 0x8100
+    ETH_QINQ = 0x88A8
+    ETH_QINQ_OLD = 0x9100
+    ETH_MPLS_UC = 0x8847
+    ETH_MPLS_MC = 0x8848
+    ETH_PPPOE_SESS = 0x8864
+    ETH_PBB = 0x88E7
+    ETH_FABRICPATH = 0x8903
+    ETH_VNTAG = 0x8926
+    ETH_TEB = 0x6558
+    ETH_ERSPAN2 = 0x88BE
+    ETH_ERSPAN3 = 0x22EB
+    ETH_PPP = 0x880B
+    ETH_NONE = 0
+    ETH_80211 = 0x10000  # pseudo ethertype: an 802.11 frame follows (radiotap, Aruba GRE)
+    NOT_IP = -2  # decoder result: a well-formed frame that carries no IP/ARP
+    MAX_L2_DEPTH = 8
+    MAX_IPV6_EXT = 16
 
 
 cdef inline void dc_reset_l2(dc_pkt* p) noexcept nogil:

@@ -6,7 +6,11 @@
 
 from libc.math cimport log2
 
-# Constants and structs of this file: _fastpath.pxd (table of contents).
+# Structs of this file: _fastpath.pxd (table of contents).
+
+cdef enum:
+    DNS_MAX_POINTERS = 16
+    DNS_MAX_NAME = 255
 
 
 cdef inline uint8_t dns_lower(uint8_t c) noexcept nogil:

@@ -6,7 +6,65 @@
 # store, tunnel ids and the output queues. Function names follow the reference's methods
 # (_l3 -> eng_l3, _transport -> eng_transport, ...) so the two can be read side by side.
 
-# Constants and structs of this file: _fastpath.pxd (table of contents).
+# Structs of this file: _fastpath.pxd (table of contents).
+
+cdef enum:
+    PROTO_ICMP = 1
+    PROTO_TCP = 6
+    PROTO_UDP = 17
+    PROTO_ICMP6 = 58
+    PROTO_ESP = 50
+    PROTO_NONE = 59  # IPv6 no next header
+    PROTO_MOBILITY = 135
+    UDP_VXLAN = 4789
+    UDP_GENEVE = 6081
+    UDP_GTPU = 2152
+    UDP_GTPC = 2123
+    UDP_NTP = 123
+    UDP_GRE = 4754  # GRE-in-UDP (RFC 8086)
+    UDP_TEREDO = 3544
+    UDP_AYIYA = 5072
+    MAX_TUNNEL_IDS = 65536
+    MAX_TUNNEL_CHANGES = 5  # Zeek's Tunnel::max_changes_per_connection
+    TUN_SLOTS = 131072
+
+    TT_NONE = 0
+    TT_IP = 1
+    TT_GRE = 2
+    TT_VXLAN = 3
+    TT_GENEVE = 4
+    TT_GTPV1 = 5
+    TT_TEREDO = 6
+    TT_AYIYA = 7
+
+    ER_ACTIVE = 0
+    ER_IDLE = 1
+    ER_CLOSED = 2
+    ER_EOF = 3
+    ER_EVICTED = 4
+
+    CS_S0 = 1
+    CS_S1 = 2
+    CS_SF = 3
+    CS_REJ = 4
+    CS_S2 = 5
+    CS_S3 = 6
+    CS_RSTO = 7
+    CS_RSTR = 8
+    CS_RSTOS0 = 9
+    CS_RSTRH = 10
+    CS_SH = 11
+    CS_SHR = 12
+    CS_OTH = 13
+
+    EV_NEW_FLOW = 1
+    EV_REPLY = 2
+    EV_FIRST_REPLY = 4
+    EV_ICMP_UNREACH = 8
+    EV_DNS_QUERY = 16
+    EV_DNS_RESPONSE = 32
+    EV_ARP = 64
+    EV_FLOW_END = 128
 
 cdef int64_t NS = 1000000000
 # Zeek TCP timer constants.

@@ -5,7 +5,19 @@
 # originator's slot, so flipping roles swaps one index and pointers to an endpoint stay
 # valid (the reference swaps object references, which C cannot do with embedded structs).
 
-# Constants and structs of this file: _fastpath.pxd (table of contents).
+# Structs of this file: _fastpath.pxd (table of contents).
+
+cdef enum:
+    FLAG_INTERIM = 1
+    FLAG_FLIPPED = 2
+    FLAG_BAD_CHECKSUM = 4
+    FLAG_FRAGMENTED = 8
+    # Zeek's /^?S[^HAFGIQ]*R/ over the history, run as letters are appended.
+    RX_START = 0
+    RX_CARET = 1
+    RX_IN = 2
+    RX_MATCH = 3
+    RX_FAIL = 4
 
 
 cdef inline side_t* f_o(flow_t* f) noexcept nogil:

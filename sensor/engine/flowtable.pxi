@@ -2,7 +2,10 @@
 # flow structs. The pool grows by doubling up to max_flows; slots hold pool index + 1, so
 # a realloc of the pool never invalidates the table. No Python object per flow.
 
-# Constants and structs of this file: _fastpath.pxd (table of contents).
+# Structs of this file: _fastpath.pxd (table of contents).
+
+cdef enum:
+    FT_MIN_POOL = 1024
 
 
 cdef inline uint64_t fk_hash(const fkey* k) noexcept nogil:

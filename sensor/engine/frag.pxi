@@ -5,7 +5,10 @@
 # datagram's payload buffer is capped at MAX_FRAG_BYTES. Lookup is a scan of the FIFO:
 # pending datagrams are few (they complete or time out within frag_timeout).
 
-# Constants and structs of this file: _fastpath.pxd (table of contents).
+# Structs of this file: _fastpath.pxd (table of contents).
+
+cdef enum:
+    MAX_FRAG_BYTES = 65535 + 40
 
 
 cdef void fs_init(fragstore* s, uint32_t cap) noexcept nogil:

@@ -4,7 +4,36 @@
 # signed start_seq (may be -1 for a partial start), wrap counters, and the gap reassembler
 # (contiguous edge + at most TCP_MAX_BLOCKS pending ranges, malloc'd on first use).
 
-# Constants and structs of this file: _fastpath.pxd (table of contents).
+# Structs of this file: _fastpath.pxd (table of contents).
+
+cdef enum:
+    EP_INACTIVE = 0
+    EP_SYN_SENT = 1
+    EP_SYN_ACK_SENT = 2
+    EP_PARTIAL = 3
+    EP_ESTABLISHED = 4
+    EP_CLOSED = 5
+    EP_RESET = 6
+
+    TH_FIN = 0x01
+    TH_SYN = 0x02
+    TH_RST = 0x04
+    TH_PUSH = 0x08
+    TH_ACK = 0x10
+    TH_URG = 0x20
+
+    HIST_SYN = 0x1
+    HIST_FIN = 0x2
+    HIST_RST = 0x4
+    HIST_FIN_RST = 0x8
+    HIST_DATA = 0x10
+    HIST_ACK = 0x20
+    HIST_MULTI = 0x40
+
+    TOO_LARGE_SEQ_DELTA = 1048576
+    # Zeek's tcp_max_above_hole_without_any_acks / tcp_excessive_data_without_further_acks
+    MAX_ABOVE_HOLE_WITHOUT_ACKS = 16384
+    MAX_BUFFERED_WITHOUT_ACKS = 10 * 1024 * 1024
 
 
 cdef inline int64_t seq_delta(int64_t a, int64_t b) noexcept nogil:

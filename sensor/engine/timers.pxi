@@ -2,7 +2,16 @@
 # the reference's heapq of (due, seq, kind, flow). A timer names its flow by pool index and
 # flow_id, so a timer outliving its flow (or a recycled pool slot) is recognised and skipped.
 
-# Constants and structs of this file: _fastpath.pxd (table of contents).
+# Structs of this file: _fastpath.pxd (table of contents).
+
+cdef enum:
+    TM_INACTIVITY = 0
+    TM_ATTEMPT = 1
+    TM_EXPIRE = 2
+    TM_DELETE = 3
+    TM_RESET = 4
+    TM_ACTIVE = 5
+    TM_DNS = 6  # Zeek's DNS analyzer session timer on UDP DNS ports
 
 
 cdef inline bint tm_less(const timer_t* a, const timer_t* b) noexcept nogil:
