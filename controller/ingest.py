@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.archive import RecordArchive
+from controller.bus_trust import may_protect
 from controller.collector import Collector
 from sensor import wire
 
@@ -41,7 +42,8 @@ class Ingest:
 
     def attach(self, controller: Any) -> None:
         """Register with the controller's loop (``add_reader`` / ``add_periodic``). Sensors
-        that connect are protected by the controller's anti-lockout (never block a sensor)."""
+        authenticated by CURVE are protected by the controller's anti-lockout (never block a
+        sensor); an unauthenticated peer never is (``bus_trust.may_protect``)."""
         self._controller = controller
         controller.add_reader(self.collector.fileno(), self.pump)
         controller.add_periodic(1.0, self.pump)
@@ -76,7 +78,7 @@ class Ingest:
             return
         for st in self.collector.sensors().values():
             addr = st.peer_address
-            if addr and addr not in self._protected:
+            if addr and addr not in self._protected and may_protect(st.key):
                 self._protected.add(addr)
                 if protect(addr, "sensor"):
                     log.info("sensor %s at %s is now protected from blocking", st.sensor_id, addr)

@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--listen", action="append", metavar="ENDPOINT", default=[],
                    help="also receive sensor batches on this ZeroMQ endpoint (repeatable)")
     p.add_argument("--curve-keys", default=None, metavar="DIR", help="CURVE server keys for --listen")
+    p.add_argument("--no-curve", action="store_true",
+                   help="accept unauthenticated sensors on a non-loopback --listen (not recommended)")
     p.add_argument("--archive", default=None, metavar="DIR",
                    help="archive received records here (default: STATE_DIR/archive)")
     p.add_argument("--no-archive", action="store_true", help="do not archive received records")
@@ -29,8 +31,11 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from controller import config
+    from controller.bus_trust import check_listen
     from controller.daemon import Controller
 
+    if args.listen:  # before anything is started or written
+        check_listen(args.listen, curve=bool(args.curve_keys), no_curve=args.no_curve, command="netwarden controller")
     cfg = config.load(args.config, enforce=args.enforce, hook=args.hook, state_dir=args.state_dir)
     log = logging.getLogger("netwarden.controller")
     ctl = Controller(cfg)
