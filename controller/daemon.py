@@ -46,6 +46,7 @@ from controller.policy import (
     new_decision_id,
 )
 from controller.store import Store, StoredBan
+from controller.targets import check_allow, check_ttl
 from netwarden.errors import ConfigError, ControlError, EnforcementError, PolicyRefused
 
 log = logging.getLogger(__name__)
@@ -408,8 +409,7 @@ class Controller:
     def ban(self, addr: str, ttl_s: float | None, reason: str, actor: str, action: Action = Action.DROP) -> Decision:
         """An operator's ban of an address or a range; anti-lockout still applies."""
         t = _target(addr)
-        if ttl_s is not None and ttl_s <= 0:
-            raise ConfigError("ttl must be positive (omit it for a ban until unbanned)")
+        ttl_s = check_ttl(ttl_s)  # finite, positive, bounded (NaN would be a permanent ban)
         if is_range(t) and action is not Action.DROP:
             raise ConfigError("a range can be dropped, not rate-limited")
         net = as_network(t)
@@ -443,8 +443,9 @@ class Controller:
             and as_network(b.addr).supernet_of(net)  # type: ignore[arg-type]
         ]
 
-    def allow_add(self, cidr: str, note: str, actor: str) -> dict[str, Any]:
+    def allow_add(self, cidr: str, note: str, actor: str, force: bool = False) -> dict[str, Any]:
         net = _net(cidr)
+        check_allow(net, force)  # 0.0.0.0/0 would lift every ban: needs force
         now = self.clock()
         with self.store.transaction():
             added = self.store.add_allow(net, note, now)
@@ -501,8 +502,7 @@ class Controller:
         if op == "ping":
             return {"pid": os.getpid(), "backend": self.enforcer.name, "hook": self.cfg.hook.value}
         if op == "ban":
-            ttl = args.get("ttl")
-            d = self.ban(args["addr"], None if ttl is None else float(ttl), str(args.get("reason", "")), actor,
+            d = self.ban(args["addr"], check_ttl(args.get("ttl")), str(args.get("reason", "")), actor,
                          Action(args.get("action", "drop")))
             return {"decision_id": d.id, "addr": str(target(d.target)) if d.target else None, "ttl_s": d.ttl_s}
         if op == "unban":
@@ -514,7 +514,7 @@ class Controller:
             return [{"addr": str(k.addr), "action": k.action.value, "remaining_s": k.remaining_s,
                      "decision_id": k.decision_id} for k in self.enforcer.list_bans()]
         if op == "allow-add":
-            return self.allow_add(args["cidr"], str(args.get("note", "")), actor)
+            return self.allow_add(args["cidr"], str(args.get("note", "")), actor, args.get("force") is True)
         if op == "allow-remove":
             return self.allow_remove(args["cidr"], actor)
         if op == "allow-list":
