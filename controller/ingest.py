@@ -61,7 +61,9 @@ class Ingest:
                     self.archive.append(b.record_type, b.sensor_id, b.records)
                 except Exception as exc:  # noqa: BLE001 - a full disk must not stop the loop
                     self.consumer_errors["archive"] += 1
-                    log.warning("archive: %s", exc)
+                    n = self.consumer_errors["archive"]
+                    if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: a full disk must not flood the log
+                        log.warning("archive: %s (%d batches not archived so far)", exc, n)
             for name, fn in self.consumers:
                 try:
                     fn(b)
@@ -93,6 +95,9 @@ class Ingest:
                 "root": str(self.archive.root),
                 "records_written": self.archive.records_written,
                 "bytes_written": self.archive.bytes_written,
+                "disk_bytes": self.archive.disk_bytes,
+                "max_bytes": self.archive.max_bytes,
+                "refused_full": self.archive.refused_full,
             },
             "sensors": {sid: st.as_dict() for sid, st in self.collector.sensors().items()},
             "bus": self.collector.stats(),

@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-archive", action="store_true", help="do not archive received records")
     p.add_argument("--archive-hours", type=float, default=24 * 7,
                    help="archive retention in hours (default 168)")
+    p.add_argument("--archive-max-gb", type=float, default=4.0,
+                   help="cap on the archive's disk use in GiB; batches beyond it are not archived (default 4)")
     p.set_defaults(func=run)
 
 
@@ -73,7 +75,7 @@ def _attach_ingest(ctl: object, args: argparse.Namespace, state_dir: object) -> 
     archive = None
     if not args.no_archive:
         root = Path(args.archive) if args.archive else Path(str(state_dir)) / "archive"
-        archive = RecordArchive(root, retention_hours=args.archive_hours)
+        archive = RecordArchive(root, retention_hours=args.archive_hours, max_bytes=int(args.archive_max_gb * (1 << 30)))
     ingest = Ingest(collector, archive)
     ingest.attach(ctl)
     ctl.add_op("ingest", lambda _args, _actor: ingest.status())  # type: ignore[attr-defined]
