@@ -85,9 +85,11 @@ def _peer_ip(frame: zmq.Frame) -> str:
     except (zmq.ZMQError, AttributeError):
         return ""
     try:
-        return str(ipaddress.ip_address(str(addr).split("%")[0]))
+        ip = ipaddress.ip_address(str(addr).split("%")[0])
     except ValueError:
         return ""
+    mapped = getattr(ip, "ipv4_mapped", None)  # a v4 peer on a dual-stack socket
+    return str(mapped or ip)
 
 
 @dataclass
@@ -201,7 +203,8 @@ class Collector:
         hard_limit = 2 * max_message_bytes
         sock.setsockopt(zmq.MAXMSGSIZE, hard_limit)
         sock.setsockopt(zmq.RCVHWM, bus_limits.peer_hwm(hard_limit, rcvhwm, max_queued_bytes_per_peer))
-        sock.setsockopt(zmq.IPV6, 1)  # tcp://[::1]:P binds; v4 endpoints work as before
+        if any(wire.is_ipv6_endpoint(ep) for ep in endpoints):
+            sock.setsockopt(zmq.IPV6, 1)  # else tcp://[::1]:P cannot bind
         try:
             if curve is not None:
                 from zmq.auth.thread import ThreadAuthenticator

@@ -31,21 +31,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    from pathlib import Path
 
     from controller import config
+    from controller.app import Controller
     from controller.bus_trust import check_listen
-    from controller.daemon import Controller
 
     if args.listen:  # before anything is started or written
         check_listen(args.listen, curve=bool(args.curve_keys), no_curve=args.no_curve, command="netwarden controller")
     cfg = config.load(args.config, enforce=args.enforce, hook=args.hook, state_dir=args.state_dir)
     log = logging.getLogger("netwarden.controller")
     ctl = Controller(cfg)
-    collector = None
     try:
         rep = ctl.start()
         if args.listen:
-            collector = _attach_ingest(ctl, args, cfg.state_dir)
+            archive = None if args.no_archive else Path(args.archive) if args.archive else cfg.state_dir / "archive"
+            ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive, archive_hours=args.archive_hours,
+                              archive_max_bytes=int(args.archive_max_gb * (1 << 30)))
         # one line operators and tests can wait for, printed once SIGTERM is handled
         ctl.run(
             on_ready=lambda: print(
@@ -56,27 +58,5 @@ def run(args: argparse.Namespace) -> int:
         )
         log.info("stopping; kernel bans stay in place")
     finally:
-        if collector is not None:
-            collector.close()
         ctl.close()
     return 0
-
-
-def _attach_ingest(ctl: object, args: argparse.Namespace, state_dir: object) -> object:
-    """Sensor batches into the same loop: collector fd + tick, archive, consumers."""
-    from controller.archive import RecordArchive
-    from controller.collector import Collector, CurveServerKeys
-    from controller.ingest import Ingest
-
-    curve = CurveServerKeys.from_dir(args.curve_keys) if args.curve_keys else None
-    collector = Collector(args.listen, curve=curve)
-    from pathlib import Path
-
-    archive = None
-    if not args.no_archive:
-        root = Path(args.archive) if args.archive else Path(str(state_dir)) / "archive"
-        archive = RecordArchive(root, retention_hours=args.archive_hours, max_bytes=int(args.archive_max_gb * (1 << 30)))
-    ingest = Ingest(collector, archive)
-    ingest.attach(ctl)
-    ctl.add_op("ingest", lambda _args, _actor: ingest.status())  # type: ignore[attr-defined]
-    return collector

@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _ttl(text: str) -> float:
     """``--ttl``: finite, positive, bounded seconds (the controller checks again)."""
-    from controller.targets import check_ttl
+    from controller.response.targets import check_ttl
     from netwarden.errors import ConfigError
 
     try:
@@ -102,7 +102,7 @@ def _dir(args: argparse.Namespace) -> Any:
 
 
 def _call(args: argparse.Namespace, op: str, **kw: Any) -> tuple[int, Any]:
-    from controller.control import request
+    from controller.ops.server import request
 
     resp = request(_dir(args), op, **kw)
     if resp.get("ok"):
@@ -218,8 +218,8 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     if args.verify:
-        from controller.audit import JSONL_NAME, AuditLog, compare_copies, verify_jsonl
-        from controller.store import Store
+        from controller.state.audit import JSONL_NAME, AuditLog, compare_copies, verify_jsonl
+        from controller.state.store import Store
 
         d = _dir(args)
         store = Store(d, readonly=True)

@@ -21,12 +21,12 @@ import pytest
 import zmq
 import zmq.auth
 
+from controller.app import Controller
 from controller.bus_trust import check_listen, is_local_endpoint
 from controller.collector import Collector, CurveServerKeys
 from controller.config import ControllerConfig, SafetyConfig
-from controller.daemon import Controller
-from controller.enforce.dryrun import DryRunEnforcer
-from controller.ingest import Ingest
+from controller.ingest.ingest import Ingest
+from controller.response.enforce.dryrun import DryRunEnforcer
 from netwarden.errors import ConfigError, PolicyRefused
 from sensor import wire
 from tests.conftest import REPO

@@ -15,10 +15,10 @@ from pathlib import Path
 import netns as nslab
 import pytest
 
+from controller.app import Controller
 from controller.config import ControllerConfig, SafetyConfig
-from controller.daemon import Controller
-from controller.enforce.base import Enforcer
-from controller.policy import Guard, Protected
+from controller.response.enforce.base import Enforcer
+from controller.response.policy import Guard, Protected
 from netwarden.errors import EnforcementError, PolicyRefused
 
 N = ipaddress.ip_network
@@ -96,7 +96,7 @@ def test_allow_intervals_round_trip(nft: Enforcer, lab: nslab.Lab, case: str) ->
 
 
 def test_adjacent_range_bans_read_back(nft: Enforcer, lab: nslab.Lab) -> None:
-    from controller.enforce.base import Action, BanSpec
+    from controller.response.enforce.base import Action, BanSpec
 
     a, b = N("192.0.2.0/24"), N("192.0.3.0/24")
     nft.apply([BanSpec(a, Action.DROP, 300, "d-a"), BanSpec(b, Action.DROP, None, "d-b")])

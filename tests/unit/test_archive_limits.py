@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.archive import MAX_HOURS_PER_BATCH, UNBUCKETED, RecordArchive
+from controller.ingest.archive import MAX_HOURS_PER_BATCH, UNBUCKETED, RecordArchive
 from netwarden.errors import StoreError
 from sensor.schema import FLOW_DTYPE
 

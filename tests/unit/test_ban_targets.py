@@ -7,16 +7,17 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from controller.app import Controller
 from controller.config import ControllerConfig, PolicyConfig, SafetyConfig
-from controller.daemon import Controller
 from controller.detection import Detection
-from controller.enforce.dryrun import DryRunEnforcer
-from controller.policy import Verdict
-from controller.targets import MAX_TTL_S, check_ttl
+from controller.response.enforce.dryrun import DryRunEnforcer
+from controller.response.policy import Verdict
+from controller.response.targets import MAX_TTL_S, check_ttl
 from netwarden.errors import ConfigError, PolicyRefused
 from tests.conftest import REPO
 
@@ -24,12 +25,13 @@ N = ipaddress.ip_network
 
 
 @pytest.fixture()
-def ctl(tmp_path: Path) -> Controller:
+def ctl(tmp_path: Path) -> Iterator[Controller]:
     cfg = ControllerConfig(state_dir=tmp_path, policy=PolicyConfig(detectors={"portscan": 3}),
                            safety=SafetyConfig(discover_local=False))  # fmt: skip
     c = Controller(cfg, enforcer=DryRunEnforcer(tmp_path))
     c.start(control=False)
-    return c
+    yield c
+    c.close()
 
 
 def state(c: Controller) -> tuple[list[str], list[str]]:
