@@ -18,8 +18,9 @@ MAX_SEQ_JUMP = 1 << 24
 EVICT_SILENT_S = 10.0
 #: sensors silent this long are forgotten (status shows them as down until then)
 EXPIRE_SILENT_S = 3600.0
-#: ZeroMQ queues at most this many bytes of received messages per peer (by default)
-MAX_QUEUED_BYTES_PER_PEER = 64 << 20
+#: ZeroMQ queues at most this many bytes of received messages per peer (by default):
+#: about a dozen messages of the largest size, and as many heartbeats or small batches
+MAX_QUEUED_BYTES_PER_PEER = 256 << 20
 
 
 class _Header(Protocol):

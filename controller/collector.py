@@ -197,10 +197,11 @@ class Collector:
         self._curve = curve
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
-        # Frames up to twice the limit are received and counted as "oversized" by the
-        # decoder; ZeroMQ cuts off a peer sending a larger one before we see it. Queued
-        # bytes per peer are bounded: HWM x largest frame <= max_queued_bytes_per_peer.
-        hard_limit = 2 * max_message_bytes
+        # Frames up to 1.25 x the limit are received and counted as "oversized" by the
+        # decoder (a 17 MiB message against 16 MiB); ZeroMQ cuts off a peer sending a
+        # larger one before we see it. Queued bytes per peer are bounded:
+        # HWM x largest frame <= max_queued_bytes_per_peer.
+        hard_limit = max_message_bytes + max_message_bytes // 4
         sock.setsockopt(zmq.MAXMSGSIZE, hard_limit)
         sock.setsockopt(zmq.RCVHWM, bus_limits.peer_hwm(hard_limit, rcvhwm, max_queued_bytes_per_peer))
         if any(wire.is_ipv6_endpoint(ep) for ep in endpoints):
