@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,42 @@ def test_ipv6_endpoint_binds_and_a_sensor_delivers() -> None:
         finally:
             pub.close(timeout=5.0)
         assert c.sensors()["v6"].peer_address == "::1"
+
+
+def test_one_curve_key_cannot_fill_the_sensor_table(tmp_path: Path) -> None:
+    import os
+
+    import zmq.auth
+
+    from controller.collector import MAX_IDS_PER_KEY, CurveServerKeys
+
+    ctl = tmp_path / "keys"
+    (ctl / "authorized").mkdir(parents=True)
+    zmq.auth.create_certificates(str(ctl), "server")
+    server_public, _ = zmq.auth.load_certificate(str(ctl / "server.key"))
+    clients = []
+    for name in ("compromised", "honest"):
+        pub, sec = zmq.auth.create_certificates(str(tmp_path), name)
+        os.replace(pub, ctl / "authorized" / f"{name}.key")
+        clients.append(zmq.auth.load_certificate(sec))
+    endpoint = f"tcp://127.0.0.1:{_port()}"
+    ctx = zmq.Context()
+    socks = []
+    try:
+        with Collector(endpoint, curve=CurveServerKeys.from_dir(ctl), max_sensors=MAX_IDS_PER_KEY + 8) as c:
+            for public, secret in clients:
+                s = ctx.socket(zmq.DEALER)
+                s.setsockopt(zmq.LINGER, 0)
+                s.curve_publickey, s.curve_secretkey, s.curve_serverkey = public, secret, server_public
+                s.connect(endpoint)
+                socks.append(s)
+            for i in range(MAX_IDS_PER_KEY + 50):  # made-up ids from one authorised key
+                socks[0].send_multipart(_heartbeat(f"fake-{i}"))
+            _until(c, lambda: c.stats()["rejected"]["sensor_limit"] == 50)
+            assert c.stats()["sensors"] == MAX_IDS_PER_KEY
+            socks[1].send_multipart(_heartbeat("honest"))  # another key still gets in
+            _until(c, lambda: "honest" in c.sensors())
+    finally:
+        for s in socks:
+            s.close(0)
+        ctx.term()
