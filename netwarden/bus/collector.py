@@ -40,6 +40,7 @@ from typing import Any, Self
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from netwarden.bus import limits as bus_limits
 from netwarden.bus import wire
 from netwarden.bus.curve import read_key_file
 from netwarden.errors import BusError, ConfigError, FrameRejected
@@ -51,7 +52,9 @@ SERVER_KEY_NAME = "server"
 AUTHORIZED_DIR = "authorized"
 
 #: Counters for events that are not decoder rejects.
-_EXTRA_REJECTS = ("sensor_limit", "impersonation")
+_EXTRA_REJECTS = ("sensor_limit", "impersonation", "implausible")
+#: sensor ids one CURVE key may hold (a compromised key cannot fill the table)
+MAX_IDS_PER_KEY = 64
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,11 @@ def _peer_ip(frame: zmq.Frame) -> str:
     except (zmq.ZMQError, AttributeError):
         return ""
     try:
-        return str(ipaddress.ip_address(str(addr).split("%")[0]))
+        ip = ipaddress.ip_address(str(addr).split("%")[0])
     except ValueError:
         return ""
+    mapped = getattr(ip, "ipv4_mapped", None)  # a v4 peer on a dual-stack socket
+    return str(mapped or ip)
 
 
 @dataclass
@@ -162,6 +167,7 @@ class Collector:
         max_per_poll: int = 1024,
         rcvhwm: int = 1000,
         log_interval_s: float = 1.0,
+        max_queued_bytes_per_peer: int = bus_limits.MAX_QUEUED_BYTES_PER_PEER,
     ) -> None:
         endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
         for ep in endpoints:
@@ -180,6 +186,7 @@ class Collector:
                 "received_messages", "received_records", "received_bytes", "heartbeats",
                 "duplicates", "out_of_order", "gaps", "lost_messages", "connections",
                 "disconnects", "auth_refused", "handshake_failed", "acks_sent",
+                "sensors_evicted", "sensors_expired",
             ),
             0,
         )  # fmt: skip
@@ -190,9 +197,15 @@ class Collector:
         self._curve = curve
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVHWM, rcvhwm)
-        # ZeroMQ drops the connection of a peer sending a larger frame, before we see it.
-        sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        # Frames up to 1.25 x the limit are received and counted as "oversized" by the
+        # decoder (a 17 MiB message against 16 MiB); ZeroMQ cuts off a peer sending a
+        # larger one before we see it. Queued bytes per peer are bounded:
+        # HWM x largest frame <= max_queued_bytes_per_peer.
+        hard_limit = max_message_bytes + max_message_bytes // 4
+        sock.setsockopt(zmq.MAXMSGSIZE, hard_limit)
+        sock.setsockopt(zmq.RCVHWM, bus_limits.peer_hwm(hard_limit, rcvhwm, max_queued_bytes_per_peer))
+        if any(wire.is_ipv6_endpoint(ep) for ep in endpoints):
+            sock.setsockopt(zmq.IPV6, 1)  # else tcp://[::1]:P cannot bind
         try:
             if curve is not None:
                 from zmq.auth.thread import ThreadAuthenticator
@@ -318,9 +331,14 @@ class Collector:
                 "impersonation", rid, f"sensor id {h.sensor_id!r} is bound to another key"
             )
             return
+        why = bus_limits.implausible(
+            h, None if st is None or st.session != h.session else st.next_seq, wire.DATA
+        )
+        if why:
+            self._reject("implausible", rid, f"sensor {h.sensor_id!r}: {why}")
+            return
         if st is None:
-            if len(self._sensors) >= self.max_sensors:
-                self._reject("sensor_limit", rid, f"more than {self.max_sensors} sensors")
+            if not self._admit(h.sensor_id, key, rid, mono):
                 return
             # Everything up to ``acked`` was settled with an earlier collector; anything
             # between it and ``base`` was evicted unacknowledged and counts as lost below.
@@ -388,6 +406,22 @@ class Collector:
         prev = acks.get(rid)
         acks[rid] = (h.session, st.next_seq - 1, resend or bool(prev and prev[2]))
 
+    def _admit(self, sensor_id: str, key: str, rid: bytes, mono: float) -> bool:
+        """Room for a new sensor id: per-key limit, then a full table forgets a silent or
+        unauthenticated entry (``bus_limits.evictable``) or refuses the newcomer."""
+        if key and sum(1 for s in self._sensors.values() if s.key == key) >= MAX_IDS_PER_KEY:
+            self._reject("sensor_limit", rid, f"CURVE key already holds {MAX_IDS_PER_KEY} sensor ids")
+            return False
+        if len(self._sensors) >= self.max_sensors:
+            victim = bus_limits.evictable(self._sensors, mono, bool(key))
+            if victim is None:
+                self._reject("sensor_limit", rid, f"more than {self.max_sensors} sensors")
+                return False
+            del self._sensors[victim]
+            self._c["sensors_evicted"] += 1
+            log.info("sensor table full: forgot sensor %s to admit %s", victim, sensor_id)
+        return True
+
     def _reject(self, reason: str, rid: bytes, detail: str) -> None:
         self._rejected[reason] = self._rejected.get(reason, 0) + 1
         self._rlog.warning(
@@ -427,6 +461,10 @@ class Collector:
 
     def _update_liveness(self) -> None:
         mono = time.monotonic()
+        for sid in bus_limits.expired(self._sensors, mono):
+            del self._sensors[sid]
+            self._c["sensors_expired"] += 1
+            log.info("sensor %s forgotten: silent for over %.0f s", sid, bus_limits.EXPIRE_SILENT_S)
         for st in self._sensors.values():
             up = self._is_up(st, mono)
             if up != st.up:

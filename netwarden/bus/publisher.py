@@ -173,6 +173,8 @@ class Publisher:
         sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
         sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
         sock.setsockopt(zmq.MAXMSGSIZE, 1 << 16)  # acks are tiny
+        if wire.is_ipv6_endpoint(endpoint):
+            sock.setsockopt(zmq.IPV6, 1)  # else tcp://[::1]:P never connects
         if curve is not None:
             sock.curve_publickey = curve.public
             sock.curve_secretkey = curve.secret

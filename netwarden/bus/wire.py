@@ -180,6 +180,12 @@ def check_endpoint(endpoint: str) -> str:
     return endpoint
 
 
+def is_ipv6_endpoint(endpoint: str) -> bool:
+    """tcp://[v6 address]:PORT (ZeroMQ needs its IPV6 option for those)."""
+    transport, _, rest = endpoint.partition("://")
+    return transport == "tcp" and rest.startswith("[")
+
+
 def encode_header(h: Header) -> bytes:
     return msgpack.packb(
         {

@@ -78,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("--json", action="store_true", help="one JSON object per line")
     c.add_argument("--curve-keys", metavar="DIR",
                    help="CURVE: DIR holds server.key_secret and authorized/*.key")
+    c.add_argument("--no-curve", action="store_true",
+                   help="accept unauthenticated sensors on a non-loopback --listen (not recommended)")
     c.add_argument("--count", type=int, default=None, help="exit after N data batches")
     c.add_argument("--duration", type=float, default=None, metavar="S", help="exit after S s")
     c.add_argument("--status-interval", type=float, default=5.0, metavar="S",
@@ -262,8 +264,10 @@ def _status(collector: Any, as_json: bool) -> None:
 
 
 def run_collect_command(args: argparse.Namespace) -> int:
+    from controller.bus_trust import check_listen
     from netwarden.bus.collector import Collector, CurveServerKeys
 
+    check_listen(args.listen, curve=bool(args.curve_keys), no_curve=args.no_curve, command="netwarden collect")
     curve = CurveServerKeys.from_dir(args.curve_keys) if args.curve_keys else None
     stop = Stop()
     restore = stop.install()

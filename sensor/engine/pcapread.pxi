@@ -17,6 +17,12 @@ cdef enum:
     MAX_IFACES = 4096
 
 
+cdef extern from "sigbus_guard.h":
+    int nw_guard_add(const void* base, size_t size) nogil
+    int nw_guard_hit(int slot) nogil
+    void nw_guard_remove(int slot) nogil
+
+
 # Consumed capture pages are unmapped in windows of this many bytes. (Mapping ahead with
 # MADV_POPULATE_READ measured slower than kernel fault-around here.)
 WINDOW = 1 << 24
@@ -325,10 +331,14 @@ cdef class PcapReader:
     cdef readonly str path
     cdef readonly Py_ssize_t packets  # records read so far (as the reference's counter)
     cdef object _mm
+    cdef object _fh  # kept open: its size is re-checked while reading (truncation)
     cdef const uint8_t[::1] _view
     cdef rd_state* _st
+    cdef int _slot  # sigbus_guard.h slot of the mapping, -1 when none
+    cdef size_t _size0  # size when mapped
 
     def __cinit__(self, path):
+        self._slot = -1
         self._st = <rd_state*>calloc(1, sizeof(rd_state))
         if self._st == NULL:
             raise MemoryError()
@@ -343,20 +353,45 @@ cdef class PcapReader:
         if self._mm is not None:
             return
         try:
-            with open(self.path, "rb") as fh:
+            fh = open(self.path, "rb")
+            try:
                 size = os.fstat(fh.fileno()).st_size
-                if size == 0:
+                if size == 0:  # also /dev/zero and pipes: fstat says 0, as the reference
                     self._mm = b""
                 else:
                     self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except BaseException:
+                fh.close()
+                raise
         except (OSError, ValueError) as exc:
             raise CaptureError(f"{self.path}: {getattr(exc, 'strerror', None) or exc}") from exc
+        self._fh = fh
         self._view = self._mm
         self._st.base = &self._view[0] if self._view.shape[0] else NULL
         self._st.size = self._view.shape[0]
+        self._size0 = self._st.size
+        if self._st.size:
+            # a truncation while mapped reads zeros instead of killing us (SIGBUS)
+            self._slot = nw_guard_add(self._st.base, self._st.size)
 
     def __dealloc__(self):
+        nw_guard_remove(self._slot)
         free(self._st)
+
+    cdef Py_ssize_t _new_end(self) except -2:
+        """-1 while the mapped file is intact; else where reading must stop: its new size
+        (or the read position when a fault was repaired but the size does not tell)."""
+        if self._fh is None or not self._size0:
+            return -1
+        try:
+            cur = os.fstat(self._fh.fileno()).st_size
+        except OSError:
+            cur = 0
+        if cur < <Py_ssize_t>self._size0:
+            return cur
+        if nw_guard_hit(self._slot):
+            return <Py_ssize_t>self._st.pos
+        return -1
 
     cdef _raise(self):
         cls = UnsupportedLinkType if self._st.err_linktype else CaptureFormatError
@@ -370,7 +405,7 @@ cdef class PcapReader:
 
     def batches(self, Py_ssize_t max_packets=4096):
         cdef int status = RD_OK
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n, k, end
         cdef uint64_t[::1] off
         cdef uint32_t[::1] cap, wire
         cdef int64_t[::1] ts
@@ -383,6 +418,7 @@ cdef class PcapReader:
         if rd_open(self._st) != RD_OK:
             self._raise()
         dropped = 0
+        shrunk = False
         page = mmap.PAGESIZE
         mapped = isinstance(self._mm, mmap.mmap)
         if mapped:
@@ -395,16 +431,34 @@ cdef class PcapReader:
                 if upto - dropped >= WINDOW:
                     self._mm.madvise(mmap.MADV_DONTNEED, dropped, upto - dropped)
                     dropped = upto
+            end = self._new_end()
+            if end >= 0:  # the file shrank: stop at its new end
+                self._st.size = min(self._st.size, <size_t>end)
+                shrunk = True
             b = PacketBatch.empty(max_packets)
             off = b.offset; cap = b.caplen; wire = b.wirelen
             ts = b.ts_ns; lt = b.linktype; ifc = b.iface
             with nogil:
                 n = rd_fill(self._st, max_packets, &off[0], &cap[0], &wire[0], &ts[0],
                             &lt[0], &ifc[0], &status)
+            end = self._new_end()
+            if end >= 0:
+                # shrank during the fill: keep only records wholly inside the new end
+                shrunk = True
+                self._st.size = min(self._st.size, <size_t>end)
+                k = 0
+                while k < n and off[k] + cap[k] <= self._st.size:
+                    k += 1
+                n = k
+                status = RD_ERR
             if n:
                 self.packets += n
                 b.buffer = self._mm
                 b.count = n
                 yield b
+        if shrunk:
+            raise CaptureFormatError(
+                f"the file shrank to {self._st.size} bytes (from {self._size0}) while being read; "
+                f"stopped there", self.path, <Py_ssize_t>min(self._st.pos, self._st.size))
         if status == RD_ERR:
             self._raise()

@@ -27,6 +27,7 @@ SUPPORTED_LINKTYPES = frozenset((0, 1, 9, 10, 12, 14, 50, 101, 105, 108, 113, 12
 
 MAX_CAPLEN = 256 * 1024  # larger records are treated as corruption
 MAX_BLOCK = 16 * 1024 * 1024  # pcapng blocks above this are corruption
+MAX_IFACES = 4096  # pcapng interfaces per section (as the compiled reader)
 
 PCAP_USEC = 0xA1B2C3D4
 PCAP_NSEC = 0xA1B23C4D
@@ -90,7 +91,9 @@ class PcapReader:
     def batches(self, max_packets: int = 4096) -> Iterator[PacketBatch]:
         try:
             with open(self.path, "rb") as fh:
-                data = fh.read()
+                # As much as the file's size says, never more: /dev/zero or a pipe reads
+                # as empty (as the compiled reader's mmap), not forever.
+                data = fh.read(os.fstat(fh.fileno()).st_size)
         except OSError as exc:
             raise CaptureError(f"{self.path}: {exc.strerror or exc}") from exc
         acc = _Accum()
@@ -116,7 +119,7 @@ class PcapReader:
         elif m_be in (PCAP_USEC, PCAP_NSEC):
             bo, magic = ">", m_be
         else:
-            raise CaptureFormatError(f"unknown capture magic 0x{m_be:08x}", self.path, 0)
+            raise CaptureFormatError("not a pcap or pcapng file (bad magic)", self.path, 0)
         scale = 1 if magic == PCAP_NSEC else 1000
         # Upper bits carry FCS information (libpcap's LT_LINKTYPE mask).
         linktype = struct.unpack_from(bo + "I", data, 20)[0] & 0x03FFFFFF
@@ -128,14 +131,14 @@ class PcapReader:
         while pos < end:
             if pos + 16 > end:
                 yield from self._drain(acc)
-                raise CaptureFormatError("truncated record header", self.path, pos)
+                raise CaptureFormatError("truncated pcap record header", self.path, pos)
             sec, frac, caplen, wirelen = rec.unpack_from(data, pos)
             if caplen > MAX_CAPLEN:
                 yield from self._drain(acc)
-                raise CaptureFormatError(f"record caplen {caplen} too large", self.path, pos)
+                raise CaptureFormatError("pcap record length exceeds the maximum snapshot length", self.path, pos)
             if pos + 16 + caplen > end:
                 yield from self._drain(acc)
-                raise CaptureFormatError("truncated packet record", self.path, pos)
+                raise CaptureFormatError("truncated pcap record", self.path, pos)
             acc.add(data[pos + 16 : pos + 16 + caplen], wirelen, sec * 1_000_000_000 + frac * scale, linktype, 0)
             self.packets += 1
             pos += 16 + caplen
@@ -165,12 +168,12 @@ class PcapReader:
                     bo = ">"
                 else:
                     yield from self._drain(acc)
-                    raise CaptureFormatError("bad pcapng byte-order magic", self.path, pos)
+                    raise CaptureFormatError("pcapng section header with a bad byte-order magic", self.path, pos)
                 ifaces = []  # interface ids are per section
             btype, blen = struct.unpack_from(bo + "II", data, pos)
             if blen < 12 or blen % 4 or blen > MAX_BLOCK:
                 yield from self._drain(acc)
-                raise CaptureFormatError(f"bad pcapng block length {blen}", self.path, pos)
+                raise CaptureFormatError("pcapng block with an invalid length", self.path, pos)
             if pos + blen > end:
                 yield from self._drain(acc)
                 raise CaptureFormatError("truncated pcapng block", self.path, pos)
@@ -179,7 +182,10 @@ class PcapReader:
             if btype == 1:  # IDB
                 if bend - body < 8:
                     yield from self._drain(acc)
-                    raise CaptureFormatError("short interface description block", self.path, pos)
+                    raise CaptureFormatError("pcapng interface description block too short", self.path, pos)
+                if len(ifaces) >= MAX_IFACES:
+                    yield from self._drain(acc)
+                    raise CaptureFormatError("too many pcapng interfaces", self.path, pos)
                 lt = struct.unpack_from(bo + "H", data, body)[0]
                 if lt not in SUPPORTED_LINKTYPES:
                     yield from self._drain(acc)
@@ -189,17 +195,18 @@ class PcapReader:
             elif btype in (6, 2):  # EPB, OPB
                 if bend - body < 20:
                     yield from self._drain(acc)
-                    raise CaptureFormatError("short packet block", self.path, pos)
+                    what = "enhanced packet block" if btype == 6 else "packet block"
+                    raise CaptureFormatError(f"pcapng {what} too short", self.path, pos)
                 if btype == 6:
                     ifid, hi, lo, caplen, wirelen = struct.unpack_from(bo + "IIIII", data, body)
                 else:
                     ifid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(bo + "HHIIII", data, body)
                 if ifid >= len(ifaces):
                     yield from self._drain(acc)
-                    raise CaptureFormatError(f"packet for undeclared interface {ifid}", self.path, pos)
+                    raise CaptureFormatError("pcapng packet names an undeclared interface", self.path, pos)
                 if caplen > MAX_CAPLEN or body + 20 + caplen > bend:
                     yield from self._drain(acc)
-                    raise CaptureFormatError("packet block caplen exceeds block", self.path, pos)
+                    raise CaptureFormatError("pcapng packet data exceeds its block", self.path, pos)
                 lt, tps, offset_s = ifaces[ifid]
                 ticks = (hi << 32) | lo
                 ts_ns = _ticks_to_ns(ticks, tps) + offset_s * 1_000_000_000
@@ -211,12 +218,12 @@ class PcapReader:
             elif btype == 3:  # SPB: interface 0, no timestamp
                 if not ifaces:
                     yield from self._drain(acc)
-                    raise CaptureFormatError("simple packet block before any interface", self.path, pos)
+                    raise CaptureFormatError("pcapng simple packet block before any interface", self.path, pos)
                 wirelen = struct.unpack_from(bo + "I", data, body)[0]
                 caplen = min(wirelen, bend - body - 4)
                 if caplen > MAX_CAPLEN:
                     yield from self._drain(acc)
-                    raise CaptureFormatError("simple packet block too large", self.path, pos)
+                    raise CaptureFormatError("pcapng simple packet block too large", self.path, pos)
                 acc.add(data[body + 4 : body + 4 + caplen], wirelen, 0, ifaces[0][0], 0)
                 self.packets += 1
             pos += blen
