@@ -54,8 +54,13 @@ demo: build
 	$(PY) pcaps/generate.py pcaps/demo.pcap
 	$(VENV)/bin/netwarden replay pcaps/demo.pcap
 
+LINT_PATHS := sensor controller netwarden tests benchmarks pcaps
+
+# Quality gates (CI runs them after the suite): lint, formatting, types.
 lint: venv
-	$(VENV)/bin/ruff check sensor controller netwarden tests benchmarks pcaps
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy sensor controller netwarden
 
 clean:
 	rm -rf build $(VENV) $(EXT_STAMP) *.egg-info .pytest_cache

@@ -184,7 +184,12 @@ def _worker_process(spec: WorkerSpec, out_q: Any, stop_event: Any, ready: Any) -
         put(("stats", (spec.worker_id, counters)))
 
     every_second = _Every()
-    loop.on_tick = lambda: every_second() and send_stats()
+
+    def tick() -> None:
+        if every_second():
+            send_stats()
+
+    loop.on_tick = tick
     try:
         try:
             for item in loop.records():
@@ -524,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         if kind != "pktsum"
     }
     arrays["stats"] = np.frombuffer(json.dumps(cap.stats.counters).encode(), np.uint8)
-    np.savez(args.out, **arrays)
+    np.savez(args.out, allow_pickle=False, **arrays)
     return rc
 
 

@@ -54,7 +54,7 @@ _DIR_BYTES = 4096
 
 def _time_field(dt: np.dtype) -> str:
     """The field that places a record in time (flows: first packet; windows: start)."""
-    return next(f for f in ("ts_first_ns", "ts_start_ns", "ts_ns") if f in dt.names)
+    return next(f for f in ("ts_first_ns", "ts_start_ns", "ts_ns") if f in (dt.names or ()))
 
 
 def _bucket(ts_ns: int) -> str:

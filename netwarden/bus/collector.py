@@ -264,7 +264,7 @@ class Collector:
         out: list[wire.Batch] = []
         for _ in range(max_rounds):
             out.extend(self.poll(0))
-            if not self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if not int(self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 break
         return out
 
@@ -287,7 +287,7 @@ class Collector:
         events = dict(self._poller.poll(timeout_ms))
         if self._monitor in events:
             self._on_monitor()
-        if self._sock in events or self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if self._sock in events or int(self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             for _ in range(self.max_per_poll):
                 try:
                     frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)

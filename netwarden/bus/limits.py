@@ -24,11 +24,16 @@ MAX_QUEUED_BYTES_PER_PEER = 256 << 20
 
 
 class _Header(Protocol):
-    kind: str
-    seq: int
-    base: int
-    acked: int
-    next_seq: int
+    @property
+    def kind(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def base(self) -> int: ...
+    @property
+    def acked(self) -> int: ...
+    @property
+    def next_seq(self) -> int: ...
 
 
 class _Entry(Protocol):

@@ -370,7 +370,7 @@ class Publisher:
                 except zmq.Again:
                     break  # not connected or at the high-water mark: data waits here
                 # After the first frame ZeroMQ guarantees the rest of the message goes.
-                self._sock.send(p.body, copy=len(p.body) < _ZERO_COPY_BYTES)
+                self._sock.send(p.body, 0, copy=len(p.body) < _ZERO_COPY_BYTES)
                 self._send_pos += 1
                 self._c["messages_sent"] += 1
                 self._c["bytes_sent"] += len(p.body)
@@ -475,7 +475,7 @@ class Publisher:
                     self._go_back("no acknowledgement")
                 self._transmit()
                 wait = max(0.0, min(next_hb - now, self.resend_after_s / 4))
-                for sock, _ in poller.poll(wait * 1000):
+                for sock, _ in poller.poll(int(wait * 1000)):
                     if sock is self._sock:
                         while True:
                             try:

@@ -268,7 +268,7 @@ def encode(header: Header, records: np.ndarray | None = None) -> list[Any]:
         if padding_runs(records.dtype):
             frames.append(memoryview(record_bytes(records)))
         else:
-            frames.append(memoryview(np.ascontiguousarray(records)).cast("B"))
+            frames.append(memoryview(np.ascontiguousarray(records).data).cast("B"))
     return frames
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -186,9 +188,15 @@ ARP_DTYPE = np.dtype(
 )
 
 
+def struct_fields(dtype: np.dtype) -> dict[str, tuple[np.dtype, int]]:
+    """A structured dtype's fields as ``{name: (dtype, offset)}`` in order ({} for a plain dtype)."""
+    fields: Mapping[str, tuple[Any, ...]] = dtype.fields or {}
+    return {name: (fields[name][0], fields[name][1]) for name in dtype.names or ()}
+
+
 def dtype_hash(dtype: np.dtype) -> str:
     """A short stable digest of a dtype's layout (names, formats, offsets, size)."""
-    desc = repr((dtype.descr, dtype.itemsize, [dtype.fields[n][1] for n in dtype.names]))
+    desc = repr((dtype.descr, dtype.itemsize, [off for _, off in struct_fields(dtype).values()]))
     return hashlib.sha256(desc.encode()).hexdigest()[:16]
 
 
@@ -202,13 +210,12 @@ def check_layout(name: str, c_size: int, c_offsets: dict[str, int]) -> None:
     dt = RECORD_TYPES[name]
     if c_size != dt.itemsize:
         raise SchemaError(f"{name}: C struct is {c_size} bytes, dtype is {dt.itemsize}")
+    fields = struct_fields(dt)
     for field, off in c_offsets.items():
-        if field not in dt.fields:
+        if field not in fields:
             raise SchemaError(f"{name}: C field {field!r} is not in the dtype")
-        if dt.fields[field][1] != off:
-            raise SchemaError(
-                f"{name}.{field}: C offset {off}, dtype offset {dt.fields[field][1]}"
-            )
+        if fields[field][1] != off:
+            raise SchemaError(f"{name}.{field}: C offset {off}, dtype offset {fields[field][1]}")
 
 
 def addr_to_str(addr: np.ndarray | bytes, version: int) -> str:
@@ -373,8 +380,7 @@ def padding_runs(dt: np.dtype) -> tuple[tuple[int, int], ...]:
     def used(d: np.dtype) -> np.ndarray:
         if d.names:
             m = np.zeros(d.itemsize, bool)
-            for name in d.names:
-                fdt, off = d.fields[name][:2]
+            for fdt, off in struct_fields(d).values():
                 m[off : off + fdt.itemsize] |= used(fdt)
             return m
         if d.subdtype is not None:

@@ -119,7 +119,7 @@ def record_to_dict(r: np.void, uid: str, parent_uid: str) -> dict[str, Any]:
     """Every FLOW_DTYPE field in human form (addresses, enums, flag names, times)."""
     ver = int(r["ip_version"])
     d: dict[str, Any] = {}
-    for name in r.dtype.names:
+    for name in r.dtype.names or ():
         v = r[name]
         if name in ("orig_addr", "resp_addr"):
             d[name] = addr_to_str(v, ver)

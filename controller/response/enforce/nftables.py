@@ -38,6 +38,7 @@ from controller.response.enforce.base import (
     BanSpec,
     Enforcer,
     Hook,
+    IPAddress,
     IPNetwork,
     KernelBan,
     Target,
@@ -358,10 +359,10 @@ class NftablesEnforcer(Enforcer):
         to ~1,000 keys; the kernel answers each in order and stops at the first absent
         one, so we resume after it.
         """
-        by_set: dict[str, list[tuple[Target, Action]]] = {}
+        by_set: dict[str, list[tuple[IPAddress, Action]]] = {}
         ranges: set[tuple[Target, Action]] = set()
         for addr, action in keys:
-            if is_range(addr):
+            if isinstance(addr, IPNetwork):  # a range (targets are normalised: see is_range)
                 ranges.add((addr, action))  # few; the interval sets are dumped instead
             else:
                 by_set.setdefault(_set_name(action, addr), []).append((addr, action))

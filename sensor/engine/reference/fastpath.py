@@ -412,7 +412,7 @@ class FlowEngine:
         self.next_id = 1
         self.tunnels: dict[tuple, int] = {}
         self.frags: OrderedDict[tuple, FragBuf] = OrderedDict()
-        self.out_flows: list[np.void] = []
+        self.out_flows: list[np.ndarray] = []  # 0-d FLOW_DTYPE records
         self.out_arp: list[tuple] = []
         self.dns = DnsMsg()
         self.st = {
