@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-archive", action="store_true", help="do not archive received records")
     p.add_argument("--archive-hours", type=float, default=24 * 7,
                    help="archive retention in hours (default 168)")
+    p.add_argument("--detectors", default=None, metavar="NAMES",
+                   help="comma-separated detectors to run on received batches (default: all)")
+    p.add_argument("--detector-plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE to register more detectors (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -34,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, enforce=args.enforce, hook=args.hook, state_dir=args.state_dir)
     log = logging.getLogger("netwarden.controller")
     ctl = Controller(cfg)
-    collector = None
+    collector = detection = None
     try:
         rep = ctl.start()
         if args.listen:
-            collector = _attach_ingest(ctl, args, cfg.state_dir)
+            collector, detection = _attach_ingest(ctl, args, cfg.state_dir)
         # one line operators and tests can wait for, printed once SIGTERM is handled
         ctl.run(
             on_ready=lambda: print(
@@ -49,14 +54,17 @@ def run(args: argparse.Namespace) -> int:
         )
         log.info("stopping; kernel bans stay in place")
     finally:
+        if detection is not None:
+            detection.save()  # learnt baselines survive the restart
         if collector is not None:
             collector.close()
         ctl.close()
     return 0
 
 
-def _attach_ingest(ctl: object, args: argparse.Namespace, state_dir: object) -> object:
-    """Sensor batches into the same loop: collector fd + tick, archive, consumers."""
+def _attach_ingest(ctl: object, args: argparse.Namespace, state_dir: object) -> tuple[Any, Any]:
+    """Sensor batches into the same loop: collector fd + tick, archive, consumers (the
+    detection stack among them)."""
     from controller.archive import RecordArchive
     from controller.collector import Collector, CurveServerKeys
     from controller.ingest import Ingest
@@ -72,4 +80,10 @@ def _attach_ingest(ctl: object, args: argparse.Namespace, state_dir: object) -> 
     ingest = Ingest(collector, archive)
     ingest.attach(ctl)
     ctl.add_op("ingest", lambda _args, _actor: ingest.status())  # type: ignore[attr-defined]
-    return collector
+    from controller.detect.stack import DetectionStack, IngestDetection, build
+
+    names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
+    stack = DetectionStack(build(names, args.detector_plugin), state_dir=Path(str(state_dir)))
+    detection = IngestDetection(stack, ctl)
+    detection.attach(ingest, ctl)
+    return collector, detection
