@@ -140,6 +140,15 @@ class RecordBuffer:
         ):
             self._rows -= len(self._parts.pop(0))
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"records": self.records(), "latest_ns": self.latest_ns}
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        rec = d.get("records")
+        self._parts = [rec] if rec is not None and len(rec) and rec.dtype == self.dtype else []
+        self._rows = sum(len(p) for p in self._parts)
+        self.latest_ns = int(d.get("latest_ns", 0))
+
     def records(self) -> np.ndarray:
         if not self._parts:
             return np.zeros(0, self.dtype)

@@ -6,7 +6,8 @@ opened to an authentication port, that the service answered, and that stayed sma
 short, as a failed login does. Attempts are counted per (client, server, port):
 
 * fast: ``FAST_COUNT`` attempts within ``FAST_S`` seconds;
-* slow: ``SLOW_COUNT`` attempts within ``SLOW_S`` (20 minutes), a guess every minute or so;
+* slow: ``SLOW_COUNT`` attempts within ``SLOW_S`` (20 minutes), more than one a minute (a
+  monitoring poll once a minute stays below);
 
 and most attempts must look alike (sizes within a tolerance of their median), as scripted
 guesses do; an operator's sessions, a git or rsync loop, vary. Web and mail ports carry
@@ -24,7 +25,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import DetectorBase, addr_keys, flow_uids, key_to_str
+from controller.detect.base import (
+    DetectorBase,
+    addr_keys,
+    flow_uids,
+    key_to_str,
+    pack_keys,
+    unpack_keys,
+)
 from controller.detect.stack import register
 from sensor.schema import FlowFlags
 
@@ -57,7 +65,7 @@ class BruteforceDetector(DetectorBase):
     FAST_S = 60.0
     FAST_COUNT = 6
     SLOW_S = 1200.0
-    SLOW_COUNT = 20
+    SLOW_COUNT = 30  # 1.5 a minute: above a poller checking the service every minute
     BUSY_FACTOR = 4
     MAX_DURATION_S = 120.0  # a failed login is over quickly
     MAX_BYTES = 32_768  # each way
@@ -171,12 +179,19 @@ class BruteforceDetector(DetectorBase):
         )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "attempts": self.att.copy()}
+        return {
+            **super().state_dict(),
+            "attempts": self.att.copy(),
+            "dirty": self._dirty,
+            "alerted": pack_keys(self._alerted),
+        }
 
     def load_state(self, d: dict[str, Any]) -> None:
         super().load_state(d)
         if "attempts" in d and d["attempts"].dtype == ATTEMPT_DTYPE:
             self.att = d["attempts"]
+        self._dirty = bool(d.get("dirty", False))
+        self._alerted = unpack_keys(d.get("alerted", []))
 
 
 def _alike(v: np.ndarray, cfg: BruteforceDetector) -> bool:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import DetectorBase, addr_keys, key_to_str
+from controller.detect.base import DetectorBase, addr_keys, key_to_str, pack_keys, unpack_keys
 from controller.detect.features import KeyedBaseline, RecordBuffer
 from controller.detect.stack import register
 from sensor.schema import PAIR_DTYPE
@@ -60,6 +60,8 @@ class FloodDetector(DetectorBase):
         self._alerted: dict[tuple[str, str], int] = {}
 
     def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
         if record_type == "host":
             self._pending.append(batch)
             self._tick(int(batch["ts_last_ns"].max()))
@@ -161,9 +163,20 @@ class FloodDetector(DetectorBase):
         )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "baseline": self.baseline.state_dict()}
+        pending = np.concatenate(self._pending) if self._pending else None
+        return {
+            **super().state_dict(),
+            "baseline": self.baseline.state_dict(),
+            "pairs": self.pairs.state_dict(),
+            "pending": pending,
+            "alerted": pack_keys(self._alerted),
+        }
 
     def load_state(self, d: dict[str, Any]) -> None:
         super().load_state(d)
         if "baseline" in d:
             self.baseline.load_state(d["baseline"])
+        self.pairs.load_state(d.get("pairs", {}))
+        p = d.get("pending")
+        self._pending = [p] if p is not None and len(p) else []
+        self._alerted = unpack_keys(d.get("alerted", []))

@@ -33,6 +33,8 @@ from controller.detect.base import (
     flow_uids,
     key_to_str,
     keys_from_strings,
+    pack_keys,
+    unpack_keys,
 )
 from controller.detect.features import KeyedBaseline, RecordBuffer
 from controller.detect.stack import register
@@ -85,6 +87,8 @@ class ScanDetector(DetectorBase):
         self._alerted: dict[tuple[str, str], int] = {}
 
     def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
         if record_type == "host":
             self._pending.append(batch)
             self._tick(int(batch["ts_last_ns"].max()))
@@ -92,7 +96,6 @@ class ScanDetector(DetectorBase):
             self.pairs.add(batch)
         elif record_type == "arp":
             self.arps.add(batch[batch["op"] == 1])
-            self._tick(int(batch["ts_ns"].max()))
 
     def advance(self, now_ns: int) -> list[Alert]:
         if not self._pending:
@@ -249,12 +252,25 @@ class ScanDetector(DetectorBase):
         )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "baseline": self.baseline.state_dict()}
+        pending = np.concatenate(self._pending) if self._pending else None
+        return {
+            **super().state_dict(),
+            "baseline": self.baseline.state_dict(),
+            "pairs": self.pairs.state_dict(),
+            "arps": self.arps.state_dict(),
+            "pending": pending,
+            "alerted": pack_keys(self._alerted),
+        }
 
     def load_state(self, d: dict[str, Any]) -> None:
         super().load_state(d)
         if "baseline" in d:
             self.baseline.load_state(d["baseline"])
+        self.pairs.load_state(d.get("pairs", {}))
+        self.arps.load_state(d.get("arps", {}))
+        p = d.get("pending")
+        self._pending = [p] if p is not None and len(p) else []
+        self._alerted = unpack_keys(d.get("alerted", []))
 
 
 # --- OS fingerprinting ------------------------------------------------------------------
@@ -297,7 +313,7 @@ class OsFingerprintDetector(DetectorBase):
         self._alerted: dict[tuple[str, str], int] = {}
 
     def observe(self, record_type: str, batch: np.ndarray) -> None:
-        if record_type != "flow":
+        if record_type != "flow" or not len(batch):
             return
         k = odd_flag_kinds(batch)
         if k.any():
@@ -346,3 +362,17 @@ class OsFingerprintDetector(DetectorBase):
                 self.name, self.version,
             ))  # fmt: skip
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "odd": self.odd.state_dict(),
+            "new": self._new,
+            "alerted": pack_keys(self._alerted),
+        }
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        super().load_state(d)
+        self.odd.load_state(d.get("odd", {}))
+        self._new = bool(d.get("new", False))
+        self._alerted = unpack_keys(d.get("alerted", []))
