@@ -18,7 +18,7 @@ import numpy as np
 
 from sensor.schema import FLOW_DTYPE, HOST_DTYPE, PAIR_DTYPE
 
-N_RECORDS = int(os.environ.get("NETWARDEN_BENCH_DETECT_RECORDS", 10_000_000))
+N_RECORDS = int(os.environ.get("NETWARDEN_BENCH_DETECT_RECORDS", "10000000"))
 BATCH = 20_000
 RIVER_SAMPLE = 20_000
 NS = 1_000_000_000

@@ -53,6 +53,7 @@ class HostAnomalyDetector(DetectorBase):
     ASYMMETRY = 5.0
     CANDIDATE_BYTES = 100e3  # pair windows from this size are tracked for exfiltration
     HOUR_WARM = 300
+    LEARN_ROWS = 4096  # host windows learnt per batch at most (a random sample under load)
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,13 +100,18 @@ class HostAnomalyDetector(DetectorBase):
         xm = HostModel.features(h)
         s = self.model.score(xm)
         odd = self.model.anomalous(s)
-        ref, tier = self.base.reference(keys)
         hk = _hour_keys(keys, h["ts_start_ns"])
-        href, hcnt = self.hourly.quantile(hk, 0.99)
-        use_hour = hcnt >= self.HOUR_WARM
-        vref = np.where(use_hour, href[:, 0], ref[:, 0])
         vol = x[:, 0]
-        far = (tier >= 0) & (vol >= self.FLOOR_BYTES) & (vol >= self.FACTOR * np.maximum(vref, 1))
+        far = vol >= self.FLOOR_BYTES  # references only for the few windows that are big
+        vref = np.zeros(len(h))
+        tier = np.full(len(h), -1)
+        use_hour = np.zeros(len(h), bool)
+        if far.any():
+            ref, tier[far] = self.base.reference(keys[far])
+            href, hcnt = self.hourly.quantile(hk[far], 0.99)
+            use_hour[far] = hcnt >= self.HOUR_WARM
+            vref[far] = np.where(use_hour[far], href[:, 0], ref[:, 0])
+        far &= (tier >= 0) & (vol >= self.FACTOR * np.maximum(vref, 1))
         out: list[Alert] = []
         for i in np.flatnonzero(far & odd):
             a = self._volume_alert(h[i], keys[i], vol[i], vref[i], int(tier[i]),
@@ -116,6 +122,9 @@ class HostAnomalyDetector(DetectorBase):
         learn = ~odd & ~far
         if len(prot):
             learn &= ~np.isin(keys, prot)
+        if learn.sum() > self.LEARN_ROWS:  # under load, learn a fixed-size random sample
+            learn[np.flatnonzero(learn)[self.model.rng.permutation(int(learn.sum()))
+                                        [self.LEARN_ROWS:]]] = False  # fmt: skip
         if learn.any():
             self.base.learn(keys[learn], x[learn], h["ts_end_ns"][learn])
             self.hourly.update(hk[learn], x[learn, :1], h["ts_end_ns"][learn])
