@@ -67,10 +67,22 @@ class DetectorBase:
         self.now_ns = 0  # latest network time seen (records or advance)
         self._protected: dict[str, int] = {}  # address -> until ns
 
+    #: network time jumping back by more than this is a new clock (a capture from another
+    #: day after this one, a sensor whose clock was reset): windows and buffers restart
+    CLOCK_RESET_S: ClassVar[float] = 3600.0
+
     # --- time ---------------------------------------------------------------------------
     def _tick(self, ts_ns: int) -> None:
         if ts_ns > self.now_ns:
             self.now_ns = int(ts_ns)
+        elif ts_ns < self.now_ns - self.CLOCK_RESET_S * 1e9:
+            self.now_ns = int(ts_ns)
+            self._protected = {}
+            self.on_clock_reset()
+
+    def on_clock_reset(self) -> None:
+        """Drop short-term buffers and suppressions keyed on the old clock (learnt
+        baselines stay)."""
 
     # --- protection from learning -------------------------------------------------------
     def protect(self, addr: str | None, now_ns: int) -> None:

@@ -140,6 +140,9 @@ class RecordBuffer:
         ):
             self._rows -= len(self._parts.pop(0))
 
+    def clear(self) -> None:
+        self._parts, self._rows, self.latest_ns = [], 0, 0
+
     def state_dict(self) -> dict[str, Any]:
         return {"records": self.records(), "latest_ns": self.latest_ns}
 

@@ -120,6 +120,10 @@ class BruteforceDetector(DetectorBase):
             self.att = self.att[-self.MAX_ROWS :]
         self._dirty = True
 
+    def on_clock_reset(self) -> None:
+        self.att = self.att[:0]
+        self._alerted = {}
+
     def advance(self, now_ns: int) -> list[Alert]:
         if not self._dirty or not len(self.att):
             return []

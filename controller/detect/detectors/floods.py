@@ -68,6 +68,10 @@ class FloodDetector(DetectorBase):
         elif record_type == "pair":
             self.pairs.add(batch)
 
+    def on_clock_reset(self) -> None:
+        self.pairs.clear()
+        self._alerted = {}
+
     @staticmethod
     def rates(h: np.ndarray) -> np.ndarray:
         """Per record, the per-second rate of each ``FEATURES`` entry (vectorised)."""

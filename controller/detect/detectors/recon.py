@@ -97,6 +97,11 @@ class ScanDetector(DetectorBase):
         elif record_type == "arp":
             self.arps.add(batch[batch["op"] == 1])
 
+    def on_clock_reset(self) -> None:
+        self.pairs.clear()
+        self.arps.clear()
+        self._alerted = {}
+
     def advance(self, now_ns: int) -> list[Alert]:
         if not self._pending:
             return []
@@ -320,6 +325,10 @@ class OsFingerprintDetector(DetectorBase):
             self.odd.add(batch[k > 0])
             self._new = True
         self._tick(int(batch["ts_last_ns"].max()))
+
+    def on_clock_reset(self) -> None:
+        self.odd.clear()
+        self._alerted = {}
 
     def advance(self, now_ns: int) -> list[Alert]:
         if not self._new:
