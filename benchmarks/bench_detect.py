@@ -21,14 +21,16 @@ from sensor.schema import FLOW_DTYPE, HOST_DTYPE, PAIR_DTYPE
 N_RECORDS = int(os.environ.get("NETWARDEN_BENCH_DETECT_RECORDS", "10000000"))
 BATCH = 20_000
 RIVER_SAMPLE = 20_000
+HOSTS, PEERS = 2_000, 20_000
 NS = 1_000_000_000
 
 
-def _addrs(n: int, base: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def _addrs(n: int, base: tuple[int, int], rng: np.random.Generator, pop: int) -> np.ndarray:
+    """``n`` addresses drawn from a fixed population of ``pop`` under ``base``/16."""
+    ids = rng.integers(0, pop, n)
     a = np.zeros((n, 16), np.uint8)
     a[:, 0], a[:, 1] = base
-    a[:, 2] = rng.integers(0, 256, n)
-    a[:, 3] = rng.integers(1, 255, n)
+    a[:, 2], a[:, 3] = ids // 250, ids % 250 + 1
     return a
 
 
@@ -37,17 +39,18 @@ def make_batch(kind: str, n: int, t_s: int, rng: np.random.Generator) -> np.ndar
     r = np.zeros(n, dt)
     t = t_s * NS
     if kind == "host":
-        r["addr"] = _addrs(n, (10, 1), rng)
+        r["addr"] = _addrs(n, (10, 1), rng, HOSTS)
         r["ts_start_ns"], r["ts_end_ns"], r["ts_last_ns"] = t, t + NS, t + NS - 1
         for f in ("out_bytes", "in_bytes", "out_pkts", "in_pkts", "out_flows", "in_flows",
                   "out_dst_hosts", "out_dst_ports", "in_src_hosts", "out_dns_queries"):  # fmt: skip
             r[f] = rng.poisson(20, n)
     elif kind == "pair":
-        r["src"], r["dst"] = _addrs(n, (10, 1), rng), _addrs(n, (93, 184), rng)
+        r["src"], r["dst"] = _addrs(n, (10, 1), rng, HOSTS), _addrs(n, (93, 184), rng, PEERS)
         r["ts_start_ns"], r["ts_end_ns"], r["ts_last_ns"] = t, t + NS, t + NS - 1
         r["bytes"], r["pkts"] = rng.poisson(5000, n), rng.poisson(10, n)
     else:
-        r["orig_addr"], r["resp_addr"] = _addrs(n, (10, 1), rng), _addrs(n, (93, 184), rng)
+        r["orig_addr"], r["resp_addr"] = (_addrs(n, (10, 1), rng, HOSTS),
+                                          _addrs(n, (93, 184), rng, PEERS))
         r["ts_first_ns"] = t + rng.integers(0, NS, n)
         r["ts_last_ns"] = r["ts_first_ns"] + 1000
         r["proto"] = 6

@@ -39,58 +39,82 @@ def bin_upper(b: np.ndarray) -> np.ndarray:
 
 class QuantileBaseline:
     """Decayed log-histograms of ``n_features`` per key, at most ``capacity`` keys (least
-    recently updated dropped first)."""
+    recently updated dropped first). Keys are kept sorted for lookup; each key points to a
+    slot of the histogram table, so a new key costs a slot, not a copy of the table."""
 
-    def __init__(self, n_features: int, alpha: float = 0.002, capacity: int = 1 << 15) -> None:
+    def __init__(self, n_features: int, alpha: float = 0.002, capacity: int = 1 << 14) -> None:
         self.n_features = n_features
         self.alpha = alpha
         self.capacity = capacity
-        self.keys = np.zeros(0, ADDR_KEY)
+        self.keys = np.zeros(0, ADDR_KEY)  # sorted
+        self.slot = np.zeros(0, np.int64)  # slot of each key
         self.hist = np.zeros((0, n_features, NBINS), np.float32)
-        self.count = np.zeros(0, np.int64)
-        self.last_ns = np.zeros(0, np.int64)
+        self.count = np.zeros(0, np.int64)  # per slot
+        self.last_ns = np.zeros(0, np.int64)  # per slot
+        self.free = np.zeros(0, np.int64)
 
     def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(slot, found) per key."""
         if not len(self.keys):
             return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
         idx = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return idx, self.keys[idx] == keys
+        return self.slot[idx], self.keys[idx] == keys
+
+    def _alloc(self, n: int) -> np.ndarray:
+        if len(self.free) < n:
+            grow = min(max(n - len(self.free), len(self.hist)), self.capacity - len(self.hist))
+            if grow > 0:
+                old = len(self.hist)
+                self.hist = np.concatenate(
+                    [self.hist, np.zeros((grow, self.n_features, NBINS), np.float32)])
+                self.count = np.concatenate([self.count, np.zeros(grow, np.int64)])
+                self.last_ns = np.concatenate([self.last_ns, np.zeros(grow, np.int64)])
+                self.free = np.concatenate([self.free, np.arange(old, old + grow)])
+        if len(self.free) < n:  # full: evict the least recently updated keys
+            need = n - len(self.free)
+            victims = np.argpartition(self.last_ns[self.slot], need - 1)[:need]
+            gone = self.slot[victims]
+            keep = np.ones(len(self.keys), bool)
+            keep[victims] = False
+            self.keys, self.slot = self.keys[keep], self.slot[keep]
+            self.free = np.concatenate([self.free, gone])
+        got, self.free = self.free[:n], self.free[n:]
+        self.hist[got] = 0
+        self.count[got] = 0
+        self.last_ns[got] = 0
+        return got
 
     def update(self, keys: np.ndarray, x: np.ndarray, ts_ns: np.ndarray) -> None:
         if not len(keys):
             return
         uk, inv = np.unique(keys, return_inverse=True)
-        idx, found = self._find(uk)
+        if len(uk) > self.capacity:
+            return
+        slots, found = self._find(uk)
         if (~found).any():
             add = uk[~found]
-            allk = np.concatenate([self.keys, add])
-            order = np.argsort(allk, kind="stable")
-            self.keys = allk[order]
-            self.hist = np.concatenate(
-                [self.hist, np.zeros((len(add), self.n_features, NBINS), np.float32)])[order]
-            self.count = np.concatenate([self.count, np.zeros(len(add), np.int64)])[order]
-            self.last_ns = np.concatenate([self.last_ns, np.zeros(len(add), np.int64)])[order]
-            idx, found = self._find(uk)
-        rows = idx[inv]
-        self.hist[idx] *= np.float32(1.0 - self.alpha)
+            got = self._alloc(len(add))
+            pos = np.searchsorted(self.keys, add)
+            self.keys = np.insert(self.keys, pos, add)
+            self.slot = np.insert(self.slot, pos, got)
+            slots, found = self._find(uk)
+        rows = slots[inv]
+        self.hist[slots] *= np.float32(1.0 - self.alpha)
         b = to_bins(x)
         flat = (rows[:, None] * self.n_features + np.arange(self.n_features)) * NBINS + b
         np.add.at(self.hist.reshape(-1), flat.reshape(-1), np.float32(1.0))
         np.add.at(self.count, rows, 1)
         np.maximum.at(self.last_ns, rows, np.asarray(ts_ns, np.int64))
-        if len(self.keys) > self.capacity:
-            keep = np.sort(np.argsort(-self.last_ns, kind="stable")[: self.capacity])
-            self.keys, self.hist = self.keys[keep], self.hist[keep]
-            self.count, self.last_ns = self.count[keep], self.last_ns[keep]
 
     def quantile(self, keys: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
         """(value at quantile ``q`` per key and feature, windows of history per key); zero
         history for unknown keys."""
-        idx, found = self._find(keys)
+        slots, found = self._find(keys)
         out = np.zeros((len(keys), self.n_features))
-        cnt = np.where(found, self.count[idx] if len(self.keys) else 0, 0)
+        cnt = np.zeros(len(keys), np.int64)
         if found.any():
-            h = self.hist[idx[found]].astype(np.float64)
+            cnt[found] = self.count[slots[found]]
+            h = self.hist[slots[found]].astype(np.float64)
             c = np.cumsum(h, axis=2)
             tot = c[:, :, -1:]
             b = (c < q * np.maximum(tot, 1e-9)).sum(axis=2)
@@ -98,15 +122,18 @@ class QuantileBaseline:
         return out, cnt
 
     def state_dict(self) -> dict[str, Any]:
-        return {"keys": self.keys.view(np.uint8).reshape(-1, 16).copy(), "hist": self.hist,
-                "count": self.count, "last_ns": self.last_ns}  # fmt: skip
+        return {"keys": self.keys.view(np.uint8).reshape(-1, 16).copy(), "slot": self.slot,
+                "hist": self.hist, "count": self.count, "last_ns": self.last_ns,
+                "free": self.free}  # fmt: skip
 
     def load_state(self, d: dict[str, Any]) -> None:
         self.keys = np.ascontiguousarray(d["keys"], np.uint8).reshape(-1, 16).view(ADDR_KEY)
         self.keys = self.keys.reshape(-1)
+        self.slot = np.asarray(d["slot"], np.int64)
         self.hist = np.asarray(d["hist"], np.float32).reshape(-1, self.n_features, NBINS)
         self.count = np.asarray(d["count"], np.int64)
         self.last_ns = np.asarray(d["last_ns"], np.int64)
+        self.free = np.asarray(d["free"], np.int64)
 
 
 class TieredBaseline:

@@ -10,7 +10,8 @@ KitNET. Inputs are scaled by running min/max. Learning is mini-batch SGD on at m
 stays small; the caller passes only rows that may be learnt (not from alerted hosts).
 
 Threshold (documented method, on benign data only): scores of benign windows are close to
-log-normal (Kitsune's author advises this fit). After ``GRACE`` learnt windows the model
+log-normal (Kitsune's author advises this fit). The first half of the ``GRACE`` windows is
+burn-in (the fit starts after it, over the second half); after ``GRACE`` windows the model
 keeps an exponentially weighted mean and variance of ``log(score)`` over the windows it
 learns, and a window is anomalous when its score's upper-tail p-value under that
 log-normal is below ``P_VALUE`` (1e-4, i.e. ``log(score) > mu + 3.72 sigma``). Nothing is
@@ -67,8 +68,8 @@ class HostModel:
     """The ensemble; ``score(x)`` -> anomaly scores, ``learn(x)`` updates it."""
 
     GRACE = 2000  # learnt windows before the model judges
-    LEARN_ROWS = 512
-    STEP_ROWS = 16
+    LEARN_ROWS = 256
+    STEP_ROWS = 32
     LR = 0.5
     ALPHA = 0.001  # weight of one window in the log-score mean/variance
 
@@ -146,8 +147,11 @@ class HostModel:
                 ae.train(part[:, list(g)], self.LR)
             self.out.train(np.clip(self._parts(part)[0], 0, 1), self.LR)
         ls = np.log(np.maximum(s, 1e-12))
-        if self.learnt < self.GRACE:  # running mean/variance during the grace period
-            n0, n1 = self.learnt, self.learnt + len(ls)
+        if self.learnt < self.GRACE // 2:  # burn-in: scores of an untrained model
+            self.mu, self.var = float(ls.mean()), float(ls.var())
+        elif self.learnt < self.GRACE:  # running mean/variance over the rest of the grace
+            n0 = self.learnt - self.GRACE // 2
+            n1 = n0 + len(ls)
             m = (self.mu * n0 + ls.sum()) / n1
             self.var = ((self.var + self.mu**2) * n0 + (ls**2).sum()) / n1 - m**2
             self.mu = float(m)

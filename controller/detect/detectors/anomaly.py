@@ -53,7 +53,7 @@ class HostAnomalyDetector(DetectorBase):
     ASYMMETRY = 5.0
     CANDIDATE_BYTES = 100e3  # pair windows from this size are tracked for exfiltration
     HOUR_WARM = 300
-    LEARN_ROWS = 4096  # host windows learnt per batch at most (a random sample under load)
+    LEARN_ROWS = 2048  # host windows learnt per batch at most (a random sample under load)
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,34 +84,49 @@ class HostAnomalyDetector(DetectorBase):
         self._tick(now_ns)
         out: list[Alert] = []
         if self._hosts:
-            h = np.concatenate(self._hosts)
+            h = np.concatenate(self._hosts) if len(self._hosts) > 1 else self._hosts[0]
             self._hosts = []
             out += self._host_windows(h)
         if self._pairs:
-            p = np.concatenate(self._pairs)
+            p = np.concatenate(self._pairs) if len(self._pairs) > 1 else self._pairs[0]
             self._pairs = []
             out += self._exfil(p)
         return out
 
     # --- host windows ----------------------------------------------------------------------
-    def _host_windows(self, h: np.ndarray) -> list[Alert]:
+    def _host_windows(self, h_all: np.ndarray) -> list[Alert]:
+        # Only three kinds of windows need work: big ones (may alert), a bounded random
+        # sample to learn, and big senders (evidence for exfiltration). Select them first.
+        vol_all = h_all["out_bytes"].astype(float) + h_all["in_bytes"].astype(float)
+        big = vol_all >= self.FLOOR_BYTES
+        sample = ~big
+        n_rest = int(sample.sum())
+        if n_rest > self.LEARN_ROWS:  # under load, learn a fixed-size random sample
+            pick = np.flatnonzero(sample)[self.model.rng.choice(n_rest, self.LEARN_ROWS,
+                                                                replace=False)]  # fmt: skip
+            sample[:] = False
+            sample[pick] = True
+        sender = h_all["out_bytes"] >= self.CANDIDATE_BYTES
+        sel = big | sample | sender
+        h = h_all[sel]
+        big, learn, sender = big[sel], sample[sel], sender[sel]
         keys = addr_keys(h["addr"], h["ip_version"])
         x = self._base_x(h)
         xm = HostModel.features(h)
-        s = self.model.score(xm)
-        odd = self.model.anomalous(s)
         hk = _hour_keys(keys, h["ts_start_ns"])
         vol = x[:, 0]
-        far = vol >= self.FLOOR_BYTES  # references only for the few windows that are big
         vref = np.zeros(len(h))
         tier = np.full(len(h), -1)
         use_hour = np.zeros(len(h), bool)
+        far = big.copy()
         if far.any():
             ref, tier[far] = self.base.reference(keys[far])
             href, hcnt = self.hourly.quantile(hk[far], 0.99)
             use_hour[far] = hcnt >= self.HOUR_WARM
             vref[far] = np.where(use_hour[far], href[:, 0], ref[:, 0])
         far &= (tier >= 0) & (vol >= self.FACTOR * np.maximum(vref, 1))
+        learn |= big & ~far  # big but explained by the baseline: learn it
+        odd = self.model.anomalous(self.model.score(xm))
         out: list[Alert] = []
         for i in np.flatnonzero(far & odd):
             a = self._volume_alert(h[i], keys[i], vol[i], vref[i], int(tier[i]),
@@ -119,20 +134,16 @@ class HostAnomalyDetector(DetectorBase):
             if a is not None:
                 out.append(a)
         prot = self.protected_keys()
-        learn = ~odd & ~far
+        learn &= ~odd
         if len(prot):
             learn &= ~np.isin(keys, prot)
-        if learn.sum() > self.LEARN_ROWS:  # under load, learn a fixed-size random sample
-            learn[np.flatnonzero(learn)[self.model.rng.permutation(int(learn.sum()))
-                                        [self.LEARN_ROWS:]]] = False  # fmt: skip
         if learn.any():
             self.base.learn(keys[learn], x[learn], h["ts_end_ns"][learn])
             self.hourly.update(hk[learn], x[learn, :1], h["ts_end_ns"][learn])
             self.model.learn(xm[learn])
         if len(self._last_row) > 50_000:
             self._last_row.clear()
-        big = np.flatnonzero(h["out_bytes"] >= self.CANDIDATE_BYTES)
-        for i in big:
+        for i in np.flatnonzero(sender):
             self._last_row[bytes(keys[i])] = xm[i]
         return out
 

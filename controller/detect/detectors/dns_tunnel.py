@@ -43,6 +43,12 @@ BIT_TXT = 1 << DNS_QTYPE_BITS[16]
 BIT_DATA = BIT_NULL | BIT_TXT | (1 << DNS_QTYPE_BITS[5]) | (1 << DNS_QTYPE_BITS[15])
 
 
+_HOST_COLS = np.dtype([("addr", "u1", (16,)), ("ip_version", "u1"), ("ts_start_ns", "<i8"),
+                       ("out_dns_queries", "<u4"), ("in_dns_queries", "<u4")])  # fmt: skip
+_PAIR_COLS = np.dtype([("src", "u1", (16,)), ("dst", "u1", (16,)), ("ip_version", "u1"),
+                       ("ts_start_ns", "<i8"), ("pkts", "<u4"), ("bytes", "<u8")])  # fmt: skip
+
+
 def zone_of(qname: bytes) -> str:
     """The registered-looking zone of a name: its last two labels, or three when the
     second-level label is a short public-suffix-like one (``co.uk``)."""
@@ -96,12 +102,21 @@ class DnsTunnelDetector(DetectorBase):
                 self._pending_flows.append(d)
             self._tick(int(batch["ts_last_ns"].max()))
         elif record_type == "host":
-            h = batch[(batch["out_dns_queries"] > 0) | (batch["in_dns_queries"] > 0)]
-            if len(h):
+            # only the columns this view reads, for hosts with DNS in the window
+            sel = np.flatnonzero((batch["out_dns_queries"] >= 2) | (batch["in_dns_queries"] >= 2))
+            if len(sel):
+                h = np.zeros(len(sel), _HOST_COLS)
+                for f in _HOST_COLS.names:
+                    h[f] = batch[f][sel]
                 self._hosts.append(h)
             self._tick(int(batch["ts_end_ns"].max()))
         elif record_type == "pair":
-            self._pairs.append(batch)
+            sel = np.flatnonzero(batch["pkts"] >= 2)
+            if len(sel):
+                p = np.zeros(len(sel), _PAIR_COLS)
+                for f in _PAIR_COLS.names:
+                    p[f] = batch[f][sel]
+                self._pairs.append(p)
 
     def advance(self, now_ns: int) -> list[Alert]:
         self._tick(now_ns)
@@ -192,15 +207,23 @@ class DnsTunnelDetector(DetectorBase):
     # --- telemetry view -------------------------------------------------------------------
     def _telemetry(self) -> list[Alert]:
         if not self._hosts:
-            self._pairs = []
+            if len(self._pairs) > 64:
+                self._pairs = self._pairs[-8:]  # pairs wait a few ticks for their hosts
             return []
         h = np.concatenate(self._hosts)
         self._hosts = []
-        p = np.concatenate(self._pairs) if self._pairs else np.zeros(0, h.dtype)
+        p = np.concatenate(self._pairs) if self._pairs else np.zeros(0, _PAIR_COLS)
         self._pairs = []
         clients = h[h["out_dns_queries"] >= 2]
         resolvers = h[h["in_dns_queries"] >= 2]
         if not len(clients) or not len(resolvers) or not len(p):
+            return []
+        # only pairs between a DNS client and a resolver of the same windows (vectorised)
+        ck = addr_keys(clients["addr"], clients["ip_version"])
+        rk = addr_keys(resolvers["addr"], resolvers["ip_version"])
+        ps, pd = addr_keys(p["src"], p["ip_version"]), addr_keys(p["dst"], p["ip_version"])
+        p = p[(np.isin(ps, ck) & np.isin(pd, rk)) | (np.isin(ps, rk) & np.isin(pd, ck))]
+        if not len(p):
             return []
         rkey = set(zip(addr_keys(resolvers["addr"], resolvers["ip_version"]).tolist(),
                        resolvers["ts_start_ns"].tolist(), strict=True))  # fmt: skip
