@@ -58,6 +58,14 @@ class KeyedBaseline:
             mean[found], std[found], cnt[found] = self.mean[i], np.sqrt(self.var[i]), self.count[i]
         return mean, std, cnt
 
+    def describe(self, key: np.void, feature: int, unit: str = "") -> str:
+        """ "its learnt level is 3 (over 120 windows)" or "no history for it yet"."""
+        mean, std, cnt = self.reference(np.array([key], self.keys.dtype))
+        if not cnt[0]:
+            return "no learnt history for it yet"
+        lvl = float(mean[0, feature] + 3 * std[0, feature])
+        return f"its learnt level is {lvl:.3g}{unit} (over {int(cnt[0])} windows)"
+
     def update(self, keys: np.ndarray, x: np.ndarray, ts_ns: np.ndarray) -> None:
         """Learn one window per row (``x``: ``(n, n_features)``)."""
         if not len(keys):

@@ -161,8 +161,8 @@ class FloodDetector(DetectorBase):
         return Alert(
             kind, attacker, [victim], severity, min(0.99, 0.7 + 0.1 * np.log10(max(rate / floor, 1))),
             int(r["ts_start_ns"]) / NS, now_ns / NS, mitre, ev,
-            f"{victim} received {rate:.0f} {what} per second from {who}; its learnt level is "
-            f"{ref:.1f}/s.",
+            f"{victim} received {rate:.0f} {what} per second from {who}; "
+            f"{self.baseline.describe(key, FEATURES.index(kind), '/s')}.",
             self.name, self.version,
         )  # fmt: skip
 

@@ -207,7 +207,7 @@ class ScanDetector(DetectorBase):
             },
             f"{att} probed {n} distinct ports on {victims[0]}"
             + (f" and {len(tgt) - 1} other host(s)" if len(tgt) > 1 else "")
-            + f" {span} ({style} scan); its learnt level is {ref:.0f}.",
+            + f" {span} ({style} scan); {self.baseline.describe(key, 0 if big else 2)}.",
             self.name, self.version,
         )  # fmt: skip
 
@@ -241,18 +241,20 @@ class ScanDetector(DetectorBase):
                     key=lambda kv: kv[1])[0]  # fmt: skip
         n = len(tgt)
         ref = max(learnt[1], learnt[3])
+        short = x[1] >= self.HOST_FLOOR  # the one-window count crossed the floor
+        ports = int(x[0] if short else x[2])
+        span = "in one telemetry window" if short else "within the long window (60 s)"
         return Alert(
             "host_sweep", att, [net], min(100.0, 35 + n / 8), min(0.99, 0.6 + n / 600),
             int(min(first)) / NS, now_ns / NS, "T1018",
             {
                 "distinct_targets": n, "targets_in_subnet": int(cnt[top]), "subnet": net,
-                "distinct_dst_ports": int(max(x[0], x[2])), "arp_requests_targets": arp_n,
+                "distinct_dst_ports": ports, "arp_requests_targets": arp_n,
                 "icmp_sent": icmp, "syn_sent": syn, "udp_sent": udp, "sweep_type": style,
                 "threshold": self.HOST_FLOOR, "learnt_reference": round(float(ref), 2),
             },
-            f"{att} contacted {n} distinct hosts ({int(cnt[top])} in {net}) on "
-            f"{int(max(x[0], x[2]))} port(s) within a minute ({style} sweep); its learnt "
-            f"level is {ref:.0f}.",
+            f"{att} contacted {n} distinct hosts ({int(cnt[top])} in {net}) on {ports} "
+            f"port(s) {span} ({style} sweep); {self.baseline.describe(key, 1 if short else 3)}.",
             self.name, self.version,
         )  # fmt: skip
 
