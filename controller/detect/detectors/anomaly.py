@@ -53,7 +53,7 @@ class HostAnomalyDetector(DetectorBase):
     ASYMMETRY = 5.0
     CANDIDATE_BYTES = 100e3  # pair windows from this size are tracked for exfiltration
     HOUR_WARM = 300
-    LEARN_ROWS = 2048  # host windows learnt per batch at most (a random sample under load)
+    LEARN_ROWS = 2048  # host windows learnt per second of network time at most (sampled)
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,6 +66,7 @@ class HostAnomalyDetector(DetectorBase):
         self._senders: dict[bytes, set[bytes]] = {}  # external /24 -> internal senders
         self._last_row: dict[bytes, np.ndarray] = {}
         self._alerted: dict[tuple[str, str], int] = {}
+        self._budget_sec, self._budget = -1, 0
 
     def observe(self, record_type: str, batch: np.ndarray) -> None:
         if record_type == "host":
@@ -101,11 +102,15 @@ class HostAnomalyDetector(DetectorBase):
         big = vol_all >= self.FLOOR_BYTES
         sample = ~big
         n_rest = int(sample.sum())
-        if n_rest > self.LEARN_ROWS:  # under load, learn a fixed-size random sample
-            pick = np.flatnonzero(sample)[self.model.rng.choice(n_rest, self.LEARN_ROWS,
+        sec = int(h_all["ts_end_ns"].max()) // NS
+        if sec != self._budget_sec:  # a learning budget per second of network time
+            self._budget_sec, self._budget = sec, self.LEARN_ROWS
+        if n_rest > self._budget:  # under load, learn a random sample within the budget
+            pick = np.flatnonzero(sample)[self.model.rng.choice(n_rest, self._budget,
                                                                 replace=False)]  # fmt: skip
             sample[:] = False
             sample[pick] = True
+        self._budget -= int(sample.sum())
         sender = h_all["out_bytes"] >= self.CANDIDATE_BYTES
         sel = big | sample | sender
         h = h_all[sel]
