@@ -69,6 +69,8 @@ class HostAnomalyDetector(DetectorBase):
         self._budget_sec, self._budget = -1, 0
 
     def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
         if record_type == "host":
             self._hosts.append(batch)
             self._tick(int(batch["ts_end_ns"].max()))

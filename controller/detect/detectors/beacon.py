@@ -9,8 +9,9 @@ address. Connections are grouped by (source, destination, destination port); a g
   the intervals between connection starts;
 * data size: the same two measures over the bytes the host sent per connection, plus
   smallness ``1 - mode/65535`` (check-ins are small);
-* duration: the share of the time this detector has watched (up to ``HORIZON_S``) that
-  the group spans: a beacon keeps going;
+* duration: the share of the time since the group's first connection (as far back as
+  this detector has watched, up to ``HORIZON_S``) that its connections span: a beacon keeps
+  going, a burst long ago does not;
 * histogram: the connections spread evenly over the group's span (``1 - CV`` of counts in
   ``min(n, 12)`` equal bins); a burst of page loads is uneven.
 
@@ -102,6 +103,7 @@ class BeaconDetector(DetectorBase):
         self._last_eval = 0
         self._alerted: dict[tuple[str, str], int] = {}
         self._beacon_peers: dict[str, set[str]] = {}  # host -> /16s it polls regularly
+        self._reset: dict[int, int] = {}  # group hash -> last connection of its last alert
 
     @staticmethod
     def _p16(dst: Any) -> str:
@@ -123,6 +125,8 @@ class BeaconDetector(DetectorBase):
 
     # --- input ---------------------------------------------------------------------------
     def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
         if record_type != "flow":
             return
         self._tick(int(batch["ts_last_ns"].max()))
@@ -198,8 +202,16 @@ class BeaconDetector(DetectorBase):
                 continue  # a service other internal hosts use too
             rows = buf[starts[gi] : ends[gi]]
             rows = rows[np.argsort(rows["ts"], kind="stable")]
+            reset = self._reset.get(int(rows["gh"][0]))
+            if reset is not None:  # evidence starts afresh after an alert on this group
+                rows = rows[rows["ts"] > reset]
+                if len(rows) < self.MIN_CONNS:
+                    continue
             ts_s = (rows["ts"] - rows["ts"][0]) / NS
-            sc = beacon_scores(ts_s, rows["ob"].astype(float), watched)
+            # watched: since the group's first connection (of this evidence), at most the
+            # detector's age: a beacon that keeps going since it began scores 1
+            since_first = (self.now_ns - int(rows["ts"][0])) / NS
+            sc = beacon_scores(ts_s, rows["ob"].astype(float), min(watched, since_first))
             if sc["total"] < self.THRESHOLD:
                 continue
             a = self._alert(rows, sc, int(p16[j]))
@@ -214,6 +226,7 @@ class BeaconDetector(DetectorBase):
         if last is not None and self.now_ns - last < 3600 * NS:
             return None
         self._alerted[(src, dst)] = self.now_ns
+        self._reset[int(rows["gh"][0])] = int(rows["ts"].max())
         self.protect(src, self.now_ns)
         n = len(rows)
         iv = np.diff(rows["ts"]) / NS
@@ -254,7 +267,9 @@ class BeaconDetector(DetectorBase):
     def state_dict(self) -> dict[str, Any]:
         d = super().state_dict()
         d.update(start_ns=self.start_ns, buf=self._buf.view(np.uint8).copy(),
-                 last_eval=self._last_eval,
+                 last_eval=self._last_eval, reset=[[g, t] for g, t in self._reset.items()],
+                 pending=(np.concatenate(self._rows) if self._rows
+                          else np.zeros(0, self._row_dtype())).view(np.uint8).copy(),
                  alerted=[[s, t, v] for (s, t), v in self._alerted.items()])  # fmt: skip
         return d
 
@@ -264,4 +279,8 @@ class BeaconDetector(DetectorBase):
         raw = np.asarray(d.get("buf", np.zeros(0, np.uint8)), np.uint8)
         self._buf = raw.view(self._row_dtype()).copy()
         self._last_eval = int(d.get("last_eval", 0))
+        self._reset = {int(g): int(t) for g, t in d.get("reset", [])}
+        pend = np.asarray(d.get("pending", np.zeros(0, np.uint8)), np.uint8)
+        pend = pend.view(self._row_dtype())
+        self._rows = [pend.copy()] if len(pend) else []
         self._alerted = {(str(s), str(t)): int(v) for s, t, v in d.get("alerted", [])}

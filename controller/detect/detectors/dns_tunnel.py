@@ -95,6 +95,8 @@ class DnsTunnelDetector(DetectorBase):
 
     # --- input ----------------------------------------------------------------------------
     def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
         if record_type == "flow":
             d = batch[batch["dns_queries"] > 0]
             if len(d):
@@ -312,8 +314,29 @@ class DnsTunnelDetector(DetectorBase):
     def state_dict(self) -> dict[str, Any]:
         d = super().state_dict()
         d["alerted"] = [[k, c, t] for (k, c), t in self._alerted.items()]
+        d["flows"] = self.flows.records().view(np.uint8).copy()
+        d["latest_ns"] = self.flows.latest_ns
+        pf = np.concatenate(self._pending_flows) if self._pending_flows else np.zeros(0, FLOW_DTYPE)
+        d["pending_flows"] = pf.view(np.uint8).copy()
+        for name, parts, dt in (("hosts", self._hosts, _HOST_COLS), ("pairs", self._pairs, _PAIR_COLS)):
+            d[name] = (np.concatenate(parts) if parts else np.zeros(0, dt)).view(np.uint8).copy()
+        d["tel"] = [[c, [list(r) for r in rows]] for c, rows in self._tel.items()]
         return d
 
     def load_state(self, d: dict[str, Any]) -> None:
         super().load_state(d)
         self._alerted = {(str(k), str(c)): int(t) for k, c, t in d.get("alerted", [])}
+
+        def arr(name: str, dt: np.dtype) -> list[np.ndarray]:
+            a = np.asarray(d.get(name, np.zeros(0, np.uint8)), np.uint8).view(dt).copy()
+            return [a] if len(a) else []
+
+        self.flows = RecordBuffer(FLOW_DTYPE, "ts_last_ns", self.WINDOW_S)
+        for part in arr("flows", FLOW_DTYPE):
+            self.flows.add(part)
+        self.flows.latest_ns = max(self.flows.latest_ns, int(d.get("latest_ns", 0)))
+        self._pending_flows = arr("pending_flows", FLOW_DTYPE)
+        self._hosts, self._pairs = arr("hosts", _HOST_COLS), arr("pairs", _PAIR_COLS)
+        self._tel = {str(c): [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]),
+                               int(r[5]), str(r[6])) for r in rows]
+                     for c, rows in d.get("tel", [])}  # fmt: skip
