@@ -73,12 +73,20 @@ class DetectorBase:
 
     # --- time ---------------------------------------------------------------------------
     def _tick(self, ts_ns: int) -> None:
+        """Network time moves forward to ``ts_ns`` (never back)."""
         if ts_ns > self.now_ns:
             self.now_ns = int(ts_ns)
-        elif ts_ns < self.now_ns - self.CLOCK_RESET_S * 1e9:
+
+    def _data_tick(self, ts_ns: int) -> None:
+        """Like ``_tick`` for the times *in records* only: a jump back of more than
+        ``CLOCK_RESET_S`` restarts the clock (``on_clock_reset``). Not for ``advance``'s
+        ``now_ns``, which is wall time in a live controller."""
+        if ts_ns < self.now_ns - self.CLOCK_RESET_S * 1e9:
             self.now_ns = int(ts_ns)
             self._protected = {}
             self.on_clock_reset()
+        else:
+            self._tick(ts_ns)
 
     def on_clock_reset(self) -> None:
         """Drop short-term buffers and suppressions keyed on the old clock (learnt

@@ -84,7 +84,7 @@ class BruteforceDetector(DetectorBase):
     def observe(self, record_type: str, batch: np.ndarray) -> None:
         if record_type != "flow" or not len(batch):
             return
-        self._tick(int(batch["ts_last_ns"].max()))
+        self._data_tick(int(batch["ts_last_ns"].max()))
         port = batch["resp_port"].astype(np.int64)
         known = np.isin(port, np.fromiter(SERVICES, np.int64))
         dur = (batch["ts_last_ns"] - batch["ts_first_ns"]) / NS

@@ -64,7 +64,7 @@ class FloodDetector(DetectorBase):
             return
         if record_type == "host":
             self._pending.append(batch)
-            self._tick(int(batch["ts_last_ns"].max()))
+            self._data_tick(int(batch["ts_last_ns"].max()))
         elif record_type == "pair":
             self.pairs.add(batch)
 

@@ -91,7 +91,7 @@ class ScanDetector(DetectorBase):
             return
         if record_type == "host":
             self._pending.append(batch)
-            self._tick(int(batch["ts_last_ns"].max()))
+            self._data_tick(int(batch["ts_last_ns"].max()))
         elif record_type == "pair":
             self.pairs.add(batch)
         elif record_type == "arp":
@@ -326,7 +326,7 @@ class OsFingerprintDetector(DetectorBase):
         if k.any():
             self.odd.add(batch[k > 0])
             self._new = True
-        self._tick(int(batch["ts_last_ns"].max()))
+        self._data_tick(int(batch["ts_last_ns"].max()))
 
     def on_clock_reset(self) -> None:
         self.odd.clear()
