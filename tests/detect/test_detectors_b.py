@@ -237,3 +237,52 @@ def test_state_round_trip_keeps_baselines() -> None:
     for cls in (DnsTunnelDetector, ArpFamilyDetector, BeaconDetector):
         d = cls()
         d.load_state(loads_state(dumps_state(d.state_dict())))
+
+
+def _windows(ip: str, t0: int, n: int, vol: int) -> np.ndarray:
+    h = np.zeros(n, host("10.0.0.1", 0).dtype)
+    h[:] = host(ip, 0)[0]
+    h["ts_start_ns"] = T0 + (t0 + np.arange(n)) * S
+    h["ts_end_ns"] = h["ts_start_ns"] + S
+    h["ts_last_ns"] = h["ts_end_ns"] - 1
+    h["out_bytes"], h["in_bytes"] = vol // 2, vol // 2
+    h["out_pkts"], h["in_pkts"] = vol // 2000, vol // 2000
+    h["out_flows"], h["out_dst_hosts"], h["out_dst_ports"] = 3, 2, 2
+    return h
+
+
+def _feed_hosts(det: HostAnomalyDetector, parts: list[np.ndarray]) -> list:  # type: ignore[type-arg]
+    out = []
+    h = np.concatenate(parts)
+    h = h[np.argsort(h["ts_start_ns"], kind="stable")]
+    for t in np.unique(h["ts_start_ns"]):
+        b = h[h["ts_start_ns"] == t]
+        det.observe("host", b)
+        out += det.advance(int(b["ts_end_ns"].max()))
+    return out
+
+
+def test_traffic_anomaly_far_above_learnt_level_and_a_busy_host_is_not() -> None:
+    det = HostAnomalyDetector()
+    learn = [_windows("10.0.0.5", 0, 1200, 1_000_000), _windows("10.0.0.6", 0, 1200, 800_000_000)]
+    learn += [_windows(f"10.0.0.{i}", 0, 1200, 50_000 * i) for i in range(10, 13)]
+    assert _feed_hosts(det, learn) == []
+    assert det.model.ready
+    out = _feed_hosts(det, [_windows("10.0.0.5", 1200, 1, 900_000_000),
+                            _windows("10.0.0.6", 1200, 1, 900_000_000)])  # fmt: skip
+    assert [(a.kind, a.attacker) for a in out] == [("traffic_anomaly", "10.0.0.5")]
+    ev = out[0].evidence
+    assert ev["reference_tier"] in ("host", "this hour of day") and ev["factor"] >= 20
+    assert ev["direction"] == "above" and "score" in ev["model"]
+
+
+def test_traffic_anomaly_far_below_when_a_busy_host_goes_silent() -> None:
+    det = HostAnomalyDetector()
+    busy = _windows("10.0.0.5", 0, 600, 2_000_000)
+    other = _windows("10.0.0.9", 0, 1500, 10_000)
+    out = _feed_hosts(det, [busy, other])
+    below = [a for a in out if a.kind == "traffic_anomaly"]
+    assert [(a.attacker, a.evidence["direction"]) for a in below] == [("10.0.0.5", "below")]
+    assert below[0].detected_at - 600 - T0 / S >= HostAnomalyDetector.SILENT_S
+    # a quiet host going silent is not an anomaly
+    assert all(a.attacker != "10.0.0.9" for a in out)

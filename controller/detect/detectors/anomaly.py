@@ -6,9 +6,12 @@ compared with the host's learnt distributions (``controller.detect.baselines``: 
 that raised an alert (here or, through ``protect``, in this detector) and windows the model
 finds anomalous are not learnt.
 
-* ``traffic_anomaly``: a window's volume (bytes both ways) at least ``FACTOR`` times the
-  host's learnt p99 for that hour of day (the all-hours p99 until that hour slot is warm),
-  above ``FLOOR_BYTES``, and the model agrees the window is anomalous. Evidence quotes the
+* ``traffic_anomaly``: far above: a window's volume (bytes both ways) at least ``FACTOR``
+  times the host's learnt p99 for that hour of day (the all-hours p99 until that hour slot
+  is warm), above ``FLOOR_BYTES``; the model's verdict raises the score and confidence
+  (it knows the whole network, so a level normal elsewhere is low priority). Far below:
+  a host silent for ``SILENT_S`` at an hour of day whose learnt median volume is at least
+  ``BELOW_FLOOR`` per window (a server or service that stopped). Evidence quotes the
   volume, the reference and its tier, and the model's score, threshold and p-value.
 * ``data_exfiltration``: over ``SPAN_S``, an internal host sends at least ``EXFIL_BYTES`` to
   one external address, at least ``ASYMMETRY`` times what comes back, to a network no other
@@ -53,6 +56,9 @@ class HostAnomalyDetector(DetectorBase):
     ASYMMETRY = 5.0
     CANDIDATE_BYTES = 100e3  # pair windows from this size are tracked for exfiltration
     HOUR_WARM = 300
+    SILENT_S = 600.0  # no window for this long counts as silent
+    SILENCE_CHECK_S = 60.0
+    BELOW_FLOOR = 1e5  # learnt median bytes per window from which silence is an anomaly
     LEARN_ROWS = 2048  # host windows learnt per second of network time at most (sampled)
 
     def __init__(self) -> None:
@@ -67,6 +73,7 @@ class HostAnomalyDetector(DetectorBase):
         self._last_row: dict[bytes, np.ndarray] = {}
         self._alerted: dict[tuple[str, str], int] = {}
         self._budget_sec, self._budget = -1, 0
+        self._last_silence = 0
 
     def observe(self, record_type: str, batch: np.ndarray) -> None:
         if not len(batch):
@@ -94,6 +101,39 @@ class HostAnomalyDetector(DetectorBase):
             p = np.concatenate(self._pairs) if len(self._pairs) > 1 else self._pairs[0]
             self._pairs = []
             out += self._exfil(p)
+        if self.now_ns - self._last_silence >= self.SILENCE_CHECK_S * NS:
+            self._last_silence = self.now_ns
+            out += self._silence()
+        return out
+
+    def _silence(self) -> list[Alert]:
+        """Hosts that went quiet (no window for ``SILENT_S``) at an hour of day in which
+        their learnt median volume is high: far below the learnt level (a service down)."""
+        tb = self.base.tiers[0]
+        if not len(tb.keys):
+            return []
+        last = tb.last_ns[tb.slot]
+        gone = (last < self.now_ns - self.SILENT_S * NS) & (last > self.now_ns - 7200 * NS)
+        if not gone.any():
+            return []
+        keys = tb.keys[gone]
+        hk = _hour_keys(keys, np.full(len(keys), self.now_ns, np.int64))
+        med, cnt = self.hourly.quantile(hk, 0.5)
+        hit = (cnt >= self.HOUR_WARM) & (med[:, 0] >= self.BELOW_FLOOR)
+        out = []
+        for k, m, c, t in zip(keys[hit], med[hit, 0], cnt[hit], last[gone][hit], strict=True):
+            host = key_to_str(k)
+            if not self._once("traffic_anomaly", host):
+                continue
+            out.append(Alert(
+                "traffic_anomaly", host, [host], 35.0, 0.6, t / NS, self.now_ns / NS, "",
+                {"volume_bytes": 0, "silent_s": (self.now_ns - t) / NS,
+                 "reference_median_bytes_per_window": m, "reference_tier": "this hour of day",
+                 "reference_windows": int(c), "direction": "below"},
+                f"{host} has been silent for {(self.now_ns - t) / NS:.0f} s at an hour when it "
+                f"usually moves {m / 1e6:.2f} MB per window (learnt over {int(c)} windows)",
+                self.name, self.version,
+            ))  # fmt: skip
         return out
 
     # --- host windows ----------------------------------------------------------------------
@@ -135,9 +175,9 @@ class HostAnomalyDetector(DetectorBase):
         learn |= big & ~far  # big but explained by the baseline: learn it
         odd = self.model.anomalous(self.model.score(xm))
         out: list[Alert] = []
-        for i in np.flatnonzero(far & odd):
+        for i in np.flatnonzero(far):
             a = self._volume_alert(h[i], keys[i], vol[i], vref[i], int(tier[i]),
-                                   bool(use_hour[i]), xm[i])  # fmt: skip
+                                   bool(use_hour[i]), xm[i], bool(odd[i]))  # fmt: skip
             if a is not None:
                 out.append(a)
         prot = self.protected_keys()
@@ -155,19 +195,22 @@ class HostAnomalyDetector(DetectorBase):
         return out
 
     def _volume_alert(self, row: np.ndarray, key: np.void, vol: float, ref: float, tier: int,
-                      hourly: bool, xm: np.ndarray) -> Alert | None:  # fmt: skip
+                      hourly: bool, xm: np.ndarray, odd: bool) -> Alert | None:  # fmt: skip
         host = key_to_str(key)
         if not self._once("traffic_anomaly", host):
             return None
         what = "this hour of day" if hourly else TieredBaseline.TIERS[tier]
         factor = vol / max(ref, 1.0)
         return Alert(
-            "traffic_anomaly", host, [host], min(60.0, 25 + 10 * np.log10(factor)), 0.6,
+            "traffic_anomaly", host, [host],
+            min(70.0, 20 + 5 * np.log10(factor) + (20 if odd else 0)), 0.8 if odd else 0.5,
             row["ts_start_ns"] / NS, self.now_ns / NS, "",
             {"volume_bytes": vol, "reference_p99_bytes": ref, "reference_tier": what,
-             "factor": round(factor, 1), "model": self.model.explain(xm)},
+             "factor": round(factor, 1), "direction": "above", "model": self.model.explain(xm)},
             f"{host} moved {vol / 1e6:.1f} MB in one window, {factor:.0f}x its learnt p99 "
-            f"({ref / 1e6:.2f} MB, {what})", self.name, self.version,
+            f"({ref / 1e6:.2f} MB, {what}); the multivariate model "
+            f"{'agrees' if odd else 'finds the window ordinary for the network'}",
+            self.name, self.version,
         )  # fmt: skip
 
     def _once(self, kind: str, who: str) -> bool:
