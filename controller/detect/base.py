@@ -142,7 +142,7 @@ def addr_keys(addr: np.ndarray, version: np.ndarray) -> np.ndarray:
 
 def key_to_str(key: np.void | bytes) -> str:
     """The printable address of one ``ADDR_KEY`` value."""
-    raw = bytes(key)
+    raw = key if isinstance(key, bytes) else key.tobytes()
     if raw[:12] == bytes(_V4_PREFIX):
         return str(ipaddress.IPv4Address(raw[12:]))
     return str(ipaddress.IPv6Address(raw))
@@ -168,5 +168,4 @@ def mac_strings(macs: np.ndarray) -> list[str]:
 def flow_uids(flows: np.ndarray, limit: int = 5) -> list[str]:
     """A few flow identifiers for evidence (``F`` + hex flow id; the sensor id is added when
     records carry one)."""
-    ids = flows["flow_id"][:limit] if len(flows) else []
-    return [f"F{int(i):x}" for i in ids]
+    return [f"F{int(i):x}" for i in flows["flow_id"][:limit]]

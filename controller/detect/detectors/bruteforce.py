@@ -134,7 +134,7 @@ class BruteforceDetector(DetectorBase):
         u, inv = np.unique(a["key"], return_inverse=True)
         n_slow = np.bincount(inv, minlength=len(u))
         n_fast = np.bincount(inv, weights=fast, minlength=len(u))
-        ports = np.frombuffer(b"".join(bytes(k)[32:34] for k in u), "<u2") if len(u) else []
+        ports = np.frombuffer(b"".join(k.tobytes()[32:34] for k in u), "<u2")
         busy = np.array([SERVICES.get(int(p), "") in BUSY for p in ports], bool)
         mult = np.where(busy, self.BUSY_FACTOR, 1)
         cand = (n_fast >= self.FAST_COUNT * mult) | (n_slow >= self.SLOW_COUNT * mult)
