@@ -45,9 +45,11 @@ def make_batch(kind: str, n: int, t_s: int, rng: np.random.Generator) -> np.ndar
     if kind == "host":
         r["addr"] = _addrs(n, (10, 1), rng, HOSTS)
         r["ts_start_ns"], r["ts_end_ns"], r["ts_last_ns"] = t, t + NS, t + NS - 1
-        for f in ("out_bytes", "in_bytes", "out_pkts", "in_pkts", "out_flows", "in_flows",
-                  "out_dst_hosts", "out_dst_ports", "in_src_hosts", "out_dns_queries"):  # fmt: skip
+        for f in ("out_pkts", "in_pkts", "out_flows", "in_flows", "out_dst_hosts",
+                  "out_dst_ports", "in_src_hosts"):  # fmt: skip
             r[f] = rng.poisson(20, n)
+        r["out_bytes"], r["in_bytes"] = rng.lognormal(9, 2, n), rng.lognormal(10, 2, n)
+        r["out_dns_queries"] = rng.poisson(0.5, n)  # a DNS query every other second
     elif kind == "pair":
         r["src"], r["dst"] = _addrs(n, (10, 1), rng, HOSTS), _addrs(n, (93, 184), rng, PEERS)
         r["ts_start_ns"], r["ts_end_ns"], r["ts_last_ns"] = t, t + NS, t + NS - 1

@@ -84,7 +84,9 @@ class HostModel:
         self.var = 1.0
 
     @staticmethod
-    def features(h: np.ndarray) -> np.ndarray:
+    def features(h: Any) -> np.ndarray:
+        """``log1p`` of the ``FEATURES`` columns of host records (an array or a dict of
+        columns)."""
         return np.log1p(np.stack([h[f].astype(np.float32) for f in FEATURES], axis=1))
 
     def _norm(self, x: np.ndarray) -> np.ndarray:

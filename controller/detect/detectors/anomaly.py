@@ -29,13 +29,17 @@ import numpy as np
 from controller.detect.alert import Alert
 from controller.detect.base import ADDR_KEY, DetectorBase, addr_keys, key_to_str
 from controller.detect.baselines import QuantileBaseline, TieredBaseline
-from controller.detect.model import HostModel
+from controller.detect.model import FEATURES, HostModel
 from controller.detect.nets import external, subnet_keys
 from controller.detect.stack import register
 
 NS = 1_000_000_000
 BASE_FEATURES = ("volume", "out_bytes", "out_flows", "out_dst_hosts", "out_dst_ports",
                  "out_dns_queries", "in_dst_ports")  # fmt: skip
+
+
+_COLUMNS = tuple(dict.fromkeys(("addr", "ip_version", "ts_start_ns", "ts_end_ns", *FEATURES,
+                                *BASE_FEATURES[1:])))
 
 
 def _hour_keys(keys: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
@@ -59,6 +63,8 @@ class HostAnomalyDetector(DetectorBase):
     SILENT_S = 600.0  # no window for this long counts as silent
     SILENCE_CHECK_S = 60.0
     BELOW_FLOOR = 1e5  # learnt median bytes per window from which silence is an anomaly
+    KEEP_SENDERS = 1 << 16
+    SENDER_BYTES = 1e6  # windows from which a host's features are kept for exfil evidence
     LEARN_ROWS = 2048  # host windows learnt per second of network time at most (sampled)
 
     def __init__(self) -> None:
@@ -70,7 +76,8 @@ class HostAnomalyDetector(DetectorBase):
         self._pairs: list[np.ndarray] = []
         self._up: dict[tuple[bytes, bytes], list[tuple[int, int, int]]] = {}
         self._senders: dict[bytes, set[bytes]] = {}  # external /24 -> internal senders
-        self._last_row: dict[bytes, np.ndarray] = {}
+        self._senders_k = np.zeros(0, ADDR_KEY)
+        self._senders_x = np.zeros((0, len(FEATURES)), np.float32)
         self._alerted: dict[tuple[str, str], int] = {}
         self._budget_sec, self._budget = -1, 0
         self._last_silence = 0
@@ -85,7 +92,7 @@ class HostAnomalyDetector(DetectorBase):
             self._pairs.append(batch)
 
     @staticmethod
-    def _base_x(h: np.ndarray) -> np.ndarray:
+    def _base_x(h: Any) -> np.ndarray:
         vol = h["out_bytes"].astype(float) + h["in_bytes"].astype(float)
         cols = [vol] + [h[f].astype(float) for f in BASE_FEATURES[1:]]
         return np.stack(cols, axis=1)
@@ -147,24 +154,28 @@ class HostAnomalyDetector(DetectorBase):
         sec = int(h_all["ts_end_ns"].max()) // NS
         if sec != self._budget_sec:  # a learning budget per second of network time
             self._budget_sec, self._budget = sec, self.LEARN_ROWS
-        if n_rest > self._budget:  # under load, learn a random sample within the budget
+        if self._budget <= 0:
+            sample[:] = False
+        elif n_rest > self._budget:  # under load, learn a random sample within the budget
             pick = np.flatnonzero(sample)[self.model.rng.choice(n_rest, self._budget,
                                                                 replace=False)]  # fmt: skip
             sample[:] = False
             sample[pick] = True
         self._budget -= int(sample.sum())
-        sender = h_all["out_bytes"] >= self.CANDIDATE_BYTES
-        sel = big | sample | sender
-        h = h_all[sel]
+        sender = h_all["out_bytes"] >= self.SENDER_BYTES
+        sel = np.flatnonzero(big | sample | sender)
+        # the columns used, for the selected rows only (copying whole records is slow)
+        h = {f: h_all[f][sel] for f in _COLUMNS}
         big, learn, sender = big[sel], sample[sel], sender[sel]
         keys = addr_keys(h["addr"], h["ip_version"])
         x = self._base_x(h)
         xm = HostModel.features(h)
         hk = _hour_keys(keys, h["ts_start_ns"])
         vol = x[:, 0]
-        vref = np.zeros(len(h))
-        tier = np.full(len(h), -1)
-        use_hour = np.zeros(len(h), bool)
+        n = len(sel)
+        vref = np.zeros(n)
+        tier = np.full(n, -1)
+        use_hour = np.zeros(n, bool)
         far = big.copy()
         if far.any():
             ref, tier[far] = self.base.reference(keys[far])
@@ -176,8 +187,8 @@ class HostAnomalyDetector(DetectorBase):
         odd = self.model.anomalous(self.model.score(xm))
         out: list[Alert] = []
         for i in np.flatnonzero(far):
-            a = self._volume_alert(h[i], keys[i], vol[i], vref[i], int(tier[i]),
-                                   bool(use_hour[i]), xm[i], bool(odd[i]))  # fmt: skip
+            a = self._volume_alert(int(h["ts_start_ns"][i]), keys[i], vol[i], vref[i],
+                                   int(tier[i]), bool(use_hour[i]), xm[i], bool(odd[i]))
             if a is not None:
                 out.append(a)
         prot = self.protected_keys()
@@ -188,13 +199,12 @@ class HostAnomalyDetector(DetectorBase):
             self.base.learn(keys[learn], x[learn], h["ts_end_ns"][learn])
             self.hourly.update(hk[learn], x[learn, :1], h["ts_end_ns"][learn])
             self.model.learn(xm[learn])
-        if len(self._last_row) > 50_000:
-            self._last_row.clear()
-        for i in np.flatnonzero(sender):
-            self._last_row[bytes(keys[i])] = xm[i]
+        if sender.any():  # latest features of big senders, for exfiltration evidence
+            self._senders_k = np.concatenate([self._senders_k, keys[sender]])[-self.KEEP_SENDERS:]
+            self._senders_x = np.concatenate([self._senders_x, xm[sender]])[-self.KEEP_SENDERS:]
         return out
 
-    def _volume_alert(self, row: np.ndarray, key: np.void, vol: float, ref: float, tier: int,
+    def _volume_alert(self, ts_ns: int, key: np.void, vol: float, ref: float, tier: int,
                       hourly: bool, xm: np.ndarray, odd: bool) -> Alert | None:  # fmt: skip
         host = key_to_str(key)
         if not self._once("traffic_anomaly", host):
@@ -204,7 +214,7 @@ class HostAnomalyDetector(DetectorBase):
         return Alert(
             "traffic_anomaly", host, [host],
             min(70.0, 20 + 5 * np.log10(factor) + (20 if odd else 0)), 0.8 if odd else 0.5,
-            row["ts_start_ns"] / NS, self.now_ns / NS, "",
+            ts_ns / NS, self.now_ns / NS, "",
             {"volume_bytes": vol, "reference_p99_bytes": ref, "reference_tier": what,
              "factor": round(factor, 1), "direction": "above", "model": self.model.explain(xm)},
             f"{host} moved {vol / 1e6:.1f} MB in one window, {factor:.0f}x its learnt p99 "
@@ -270,7 +280,8 @@ class HostAnomalyDetector(DetectorBase):
         host, peer = key_to_str(s), key_to_str(d)
         if not self._once("data_exfiltration", host):
             return None
-        xm = self._last_row.get(s)
+        hit = np.flatnonzero(self._senders_k == np.frombuffer(s, ADDR_KEY)[0])
+        xm = self._senders_x[hit[-1]] if len(hit) else None
         where = TieredBaseline.TIERS[tier] if tier >= 0 else "none yet"
         ev: dict[str, Any] = {
             "bytes_sent": sent, "bytes_received": back, "span_s": self.SPAN_S,

@@ -146,10 +146,6 @@ class BeaconDetector(DetectorBase):
         rows = np.zeros(len(sel), self._row_dtype())
         g = rows["g"]
         g["src"], g["dst"], g["port"] = src, dst, batch["resp_port"][sel]
-        rows["src_h"] = self._h(src)
-        port = batch["resp_port"][sel].astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)
-        rows["gh"] = rows["src_h"] * np.uint64(3) ^ self._h(dst) ^ port  # group hash
-        rows["d24"], rows["d16"] = self._h(subnet_keys(dst)), self._h(prefix16(dst))
         rows["ts"], rows["ob"] = batch["ts_first_ns"][sel], batch["orig_bytes"][sel]
         rows["fid"] = batch["flow_id"][sel]
         self._rows.append(rows)
@@ -181,6 +177,15 @@ class BeaconDetector(DetectorBase):
         buf = buf[buf["ts"] >= self.now_ns - int(self.HORIZON_S * NS)]
         if len(buf) > self.MAX_ROWS:
             buf = buf[np.argsort(buf["ts"], kind="stable")[-self.MAX_ROWS :]]
+        fresh = buf["gh"] == 0  # hashes are computed once, for the rows that are kept
+        if fresh.any():
+            g = buf["g"][fresh]
+            src_h = self._h(g["src"])
+            port = g["port"].astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)
+            buf["src_h"][fresh] = src_h
+            buf["gh"][fresh] = (src_h * np.uint64(3) ^ self._h(g["dst"]) ^ port) | np.uint64(1)
+            buf["d24"][fresh] = self._h(subnet_keys(g["dst"]))
+            buf["d16"][fresh] = self._h(prefix16(g["dst"]))
         buf = self._buf = buf[np.argsort(buf["gh"], kind="stable")]
         gh = buf["gh"]
         starts = np.flatnonzero(np.r_[True, gh[1:] != gh[:-1]])
