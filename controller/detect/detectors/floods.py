@@ -20,7 +20,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import DetectorBase, addr_keys, key_to_str, pack_keys, unpack_keys
+from controller.detect.base import (
+    DetectorBase,
+    addr_hash,
+    addr_keys,
+    key_to_str,
+    pack_keys,
+    unpack_keys,
+)
 from controller.detect.features import KeyedBaseline, RecordBuffer
 from controller.detect.stack import register
 from sensor.schema import PAIR_DTYPE
@@ -92,9 +99,9 @@ class FloodDetector(DetectorBase):
             return []
         h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending = []
-        keys = addr_keys(h["addr"], h["ip_version"])
+        hk = addr_hash(h["addr"], h["ip_version"])
         x = self.rates(h)
-        mean, std, cnt = self.baseline.reference(keys)
+        mean, std, cnt = self.baseline.reference(hk)
         ref = mean + 3 * std
         floors = np.array([KINDS[k][1] for k in FEATURES])
         # Only a long history may raise the bar (a flood's own ramp-up is not "normal").
@@ -118,19 +125,30 @@ class FloodDetector(DetectorBase):
         hit[:, udp_i] &= (many | few_fast) & ~(mostly_dns & hit[:, dns_i])
         alerts = []
         for i, j in zip(*np.nonzero(hit), strict=True):  # victims over a floor: few
-            a = self._alert(FEATURES[j], h[i], keys[i], float(x[i, j]), float(ref[i, j]), now_ns)
+            key = addr_keys(h["addr"][i : i + 1], h["ip_version"][i : i + 1])[0]
+            a = self._alert(FEATURES[j], h[i], key, hk[i], float(x[i, j]), float(ref[i, j]), now_ns)
             if a is not None:
                 alerts.append(a)
         any_hit = hit.any(axis=1)
         for a in alerts:  # the victim's flooded windows are not its normal
             for v in a.victims:
                 self.protect(v, self.now_ns)
-        learn = ~any_hit & ~np.isin(keys, self.protected_keys())
-        self.baseline.update(keys[learn], x[learn], h["ts_end_ns"][learn])
+        learn = ~any_hit
+        prot = self.protected_hashes()
+        if len(prot):
+            learn &= ~np.isin(hk, prot)
+        self.baseline.update(hk[learn], x[learn], h["ts_end_ns"][learn])
         return alerts
 
     def _alert(
-        self, kind: str, r: np.void, key: np.void, rate: float, ref: float, now_ns: int
+        self,
+        kind: str,
+        r: np.void,
+        key: np.void,
+        hk: np.uint64,
+        rate: float,
+        ref: float,
+        now_ns: int,
     ) -> Alert | None:
         victim = key_to_str(key)
         end = int(r["ts_end_ns"])
@@ -170,7 +188,7 @@ class FloodDetector(DetectorBase):
             kind, attacker, [victim], severity, min(0.99, 0.7 + 0.1 * np.log10(max(rate / floor, 1))),
             int(r["ts_start_ns"]) / NS, now_ns / NS, mitre, ev,
             f"{victim} received {rate:.0f} {what} per second from {who}; "
-            f"{self.baseline.describe(key, FEATURES.index(kind), '/s')}.",
+            f"{self.baseline.describe(hk, FEATURES.index(kind), '/s')}.",
             self.name, self.version,
         )  # fmt: skip
 
