@@ -235,7 +235,7 @@ class ArpFamilyDetector(DetectorBase):
                      evidence, summary, self.name, self.version)  # fmt: skip
 
     def _trim(self) -> None:
-        cut = self.now_ns - int(4 * self.LIVE_S * NS)
+        cut = max(self.requests.values(), default=0) - int(4 * self.LIVE_S * NS)
         if len(self.requests) > 50_000:
             self.requests = {k: t for k, t in self.requests.items() if t >= cut}
         if len(self.owners) > 50_000:
