@@ -10,8 +10,9 @@ address. Connections are grouped by (source, destination, destination port); a g
 * data size: the same two measures over the bytes the host sent per connection, plus
   smallness ``1 - mode/65535`` (check-ins are small);
 * duration: the share of the time since the group's first connection (as far back as
-  this detector has watched, up to ``HORIZON_S``) that its connections span: a beacon keeps
-  going, a burst long ago does not;
+  this detector has watched, up to ``HORIZON_S``) that its connections span, scaled down
+  when they span less than a minute: a beacon keeps going, a burst long ago or a burst of
+  page loads seconds apart does not;
 * histogram: the connections spread evenly over the group's span (``1 - CV`` of counts in
   ``min(n, 12)`` equal bins); a burst of page loads is uneven.
 
@@ -58,7 +59,8 @@ def madm_score(x: np.ndarray) -> float:
     return float(max(0.0, 1.0 - float(np.median(np.abs(x - med))) / med))
 
 
-def beacon_scores(ts_s: np.ndarray, sizes: np.ndarray, watched_s: float) -> dict[str, float]:
+def beacon_scores(ts_s: np.ndarray, sizes: np.ndarray, watched_s: float,
+                  min_span_s: float = 60.0) -> dict[str, float]:  # fmt: skip
     """RITA-style subscores for one group's connection start times (sorted, seconds) and
     bytes sent per connection."""
     d = np.diff(ts_s)
@@ -67,7 +69,7 @@ def beacon_scores(ts_s: np.ndarray, sizes: np.ndarray, watched_s: float) -> dict
     mode = float(vals[np.argmax(counts)])
     ds_score = (bowley_score(sizes) + madm_score(sizes) + max(0.0, 1 - mode / 65535)) / 3
     span = float(ts_s[-1] - ts_s[0])
-    dur = min(1.0, span / watched_s) if watched_s > 0 else 0.0
+    dur = min(1.0, span / watched_s) * min(1.0, span / min_span_s) if watched_s > 0 else 0.0
     nb = min(len(ts_s), 12)
     if span > 0 and nb >= 2:
         hist = np.histogram(ts_s, bins=nb, range=(ts_s[0], ts_s[-1]))[0].astype(float)
