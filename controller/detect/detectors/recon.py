@@ -110,8 +110,16 @@ class ScanDetector(DetectorBase):
         self._pending = []
         hk = addr_hash(h["addr"], h["ip_version"])
         x = np.stack([h[f].astype(float) for f in self.FEATURES], axis=1)
-        mean, std, cnt = self.baseline.reference(hk)
-        ref = mean + 3 * std  # the host's learnt high level ("p99")
+        # the host's learnt high level ("p99"), looked up for windows over a floor only
+        ref = np.zeros_like(x)
+        cnt = np.zeros(len(x), np.int64)
+        over = np.flatnonzero(
+            (x >= [self.PORT_FLOOR, self.HOST_FLOOR, self.PORT_FLOOR_LONG, self.HOST_FLOOR_LONG])
+            .any(axis=1)
+        )  # fmt: skip
+        if len(over):
+            mean, std, cnt[over] = self.baseline.reference(hk[over])
+            ref[over] = mean + 3 * std
         # A learnt level raises the sweep bar only for hosts with a long history, and at
         # most MAX_RAISE times: a monitoring server polling its subnet is learnt, but no
         # baseline masks a port scan (the port floors are fixed).
