@@ -321,13 +321,16 @@ def odd_flag_kinds(f: np.ndarray) -> np.ndarray:
     16 an odd ICMP request (timestamp, information, address mask, coded echo)."""
     of = f["orig_flag_counts"].astype(np.int64)
     tcp = (f["proto"] == 6) & (f["orig_pkts"] > 0)
-    hist = f["history"].astype("S40")
-    up = np.char.upper(hist)
-    handshake = (np.char.find(up, b"S") >= 0) & (np.char.find(up, b"H") >= 0)
+    hist = np.ascontiguousarray(f["history"]).view(np.uint8).reshape(len(f), -1)
+
+    def has(c: str) -> np.ndarray:  # the history string holds letter ``c``
+        return (hist == ord(c)).any(axis=1)
+
+    handshake = (has("S") | has("s")) & (has("H") | has("h"))
     k = np.zeros(len(f), np.int64)
     # Zeek's "Q" (upper case: the originator) is one packet with SYN and FIN (or RST);
     # per-flow flag counts cannot tell that from a SYN ... FIN session.
-    k |= np.where(np.char.find(hist, b"Q") >= 0, 1, 0)
+    k |= np.where(has("Q"), 1, 0)
     k |= np.where(of.sum(axis=1) == 0, 2, 0)
     k |= np.where((of[:, FIN] > 0) & (of[:, SYN] == 0) & (of[:, ACK] == 0), 4, 0)
     k |= np.where((of[:, URG] > 0) & ~handshake, 8, 0)
