@@ -149,6 +149,12 @@ class RecordBuffer:
             int(self._parts[0][self.time_field].max()) < cut or self._rows > self.max_rows
         ):
             self._rows -= len(self._parts.pop(0))
+        if self._parts and int(self._parts[0][self.time_field].min()) < cut:
+            # a merged part straddles the horizon: keep only its recent rows
+            head = self._parts[0]
+            keep = head[head[self.time_field] >= cut]
+            self._rows -= len(head) - len(keep)
+            self._parts[0] = keep
 
     def clear(self) -> None:
         self._parts, self._rows, self.latest_ns = [], 0, 0

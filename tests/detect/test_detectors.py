@@ -226,3 +226,17 @@ def test_http_needs_more_attempts_than_ssh() -> None:
     many = _sessions([i * 2.0 for i in range(30)], port=80)
     (a,) = _run(BruteforceDetector(), ("flow", many), now_s=62)
     assert a.kind == "http-auth_bruteforce"
+
+
+def test_record_buffer_keeps_only_its_horizon() -> None:
+    from controller.detect.features import RecordBuffer
+    from sensor.schema import PAIR_DTYPE
+
+    buf = RecordBuffer(PAIR_DTYPE, "ts_last_ns", horizon_s=10.0)
+    for t in range(30):
+        buf.add(pairs("10.0.0.1", ["10.0.0.2", "10.0.0.3"], t))
+        if t == 15:
+            assert len(buf.records()) > 0  # merges the parts into one
+    ts = buf.records()["ts_last_ns"]
+    assert ts.min() >= buf.latest_ns - 10 * S  # nothing older than the horizon ...
+    assert len(buf.records()) == 2 * 11  # ... and all of the last 10 s (11 windows end in it)
