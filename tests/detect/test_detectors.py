@@ -48,6 +48,21 @@ def test_server_answering_midstream_is_never_the_scanner() -> None:
     assert got == []
 
 
+def test_network_scan_of_many_hosts_and_ports() -> None:
+    dsts = [f"10.9.0.{i}" for i in range(1, 61)]
+    rec = host("10.0.0.5", 1, out_dst_ports=200, out_dst_hosts=60, out_flows=900, out_syn=900,
+               out_syn_noreply=500, in_rst=350)  # fmt: skip
+    (a,) = _run(ScanDetector(), ("pair", pairs("10.0.0.5", dsts, 1, flows=15)), ("host", rec))
+    assert (a.kind, a.attacker) == ("port_scan", "10.0.0.5") and len(a.victims) == 5
+
+
+def test_peer_to_peer_client_is_not_a_scan() -> None:
+    dsts = [f"{20 + i}.{i * 3 % 250}.1.{i + 1}" for i in range(80)]
+    rec = host("192.168.1.30", 1, out_dst_ports=75, out_dst_hosts=80, out_flows=80, out_syn=80,
+               out_syn_noreply=10, in_rst=4, in_synack=66)  # fmt: skip
+    assert _run(ScanDetector(), ("pair", pairs("192.168.1.30", dsts, 1)), ("host", rec)) == []
+
+
 def test_udp_scan_type() -> None:
     rec = host("10.0.0.5", 1, out_dst_ports=90, out_dst_hosts=1, out_flows=90, out_udp_pkts=90)
     (a,) = _run(ScanDetector(), ("pair", pairs("10.0.0.5", ["10.0.0.9"], 1)), ("host", rec))

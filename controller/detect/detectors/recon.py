@@ -71,6 +71,7 @@ class ScanDetector(DetectorBase):
     HOST_FLOOR = 40  # distinct target hosts in one window
     HOST_FLOOR_LONG = 100
     HOSTS_PER_PORT = 4  # sweep: target hosts per port
+    FAILED_SHARE = 0.5  # network scan (many hosts and ports): SYNs unanswered or refused
     SUBNET_SHARE = 0.5  # share of the targets inside the busiest /24
     UNANSWERED = 0.5  # a /16-wide sweep: packets back at most this share of packets sent
     BASELINE_FACTOR = 3.0  # sweep threshold >= factor * learnt level (mature hosts)
@@ -128,14 +129,20 @@ class ScanDetector(DetectorBase):
         ports, hosts = x[:, 0], x[:, 1]
         ports_l, hosts_l = x[:, 2], x[:, 3]
         originates = h["out_flows"].astype(float) >= 2 * h["in_flows"].astype(float)
-        scan = (
-            ((ports >= self.PORT_FLOOR) | (ports_l >= self.PORT_FLOOR_LONG))
-            & (
-                np.maximum(ports, ports_l)
-                >= self.PORTS_PER_HOST * np.maximum(np.maximum(hosts, hosts_l), 1)
-            )
-            & originates
+        many_ports = (ports >= self.PORT_FLOOR) | (ports_l >= self.PORT_FLOOR_LONG)
+        vertical = np.maximum(ports, ports_l) >= self.PORTS_PER_HOST * np.maximum(
+            np.maximum(hosts, hosts_l), 1
         )
+        # many ports on many hosts (a network scan): only when most SYNs failed (no
+        # answer, or refused), unlike a peer-to-peer client whose peers accept
+        syn = h["out_syn"].astype(float)
+        failed = h["out_syn_noreply"].astype(float) + h["in_rst"].astype(float)
+        network = (
+            (np.maximum(hosts, hosts_l) >= self.HOST_FLOOR / 2)
+            & (syn >= np.maximum(ports, 1))
+            & (failed >= self.FAILED_SHARE * syn)
+        )
+        scan = many_ports & (vertical | network) & originates
         sweep = (
             (hosts >= self.HOST_FLOOR * np.maximum(raise_[:, 1] / self.HOST_FLOOR, 1))
             | (hosts_l >= self.HOST_FLOOR_LONG * np.maximum(raise_[:, 3] / self.HOST_FLOOR_LONG, 1))
