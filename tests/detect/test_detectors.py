@@ -255,3 +255,11 @@ def test_record_buffer_keeps_only_its_horizon() -> None:
     ts = buf.records()["ts_last_ns"]
     assert ts.min() >= buf.latest_ns - 10 * S  # nothing older than the horizon ...
     assert len(buf.records()) == 2 * 11  # ... and all of the last 10 s (11 windows end in it)
+
+
+def test_device_retrying_tls_to_its_cloud_is_not_bruteforce() -> None:
+    det = BruteforceDetector()
+    got: list[Alert] = []
+    for i in range(150):  # a failing TLS connection retried every 8 s for 20 minutes
+        got += _run(det, ("flow", _sessions([i * 8.0], port=443)), now_s=i * 8.0 + 3)
+    assert got == []
