@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="archive retention in hours (default 168)")
     p.add_argument("--archive-max-gb", type=float, default=4.0,
                    help="cap on the archive's disk use in GiB; batches beyond it are not archived (default 4)")
+    p.add_argument("--detectors", default=None, metavar="NAMES",
+                   help="comma-separated detectors to run on received batches (default: all)")
+    p.add_argument("--detector-plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE to register more detectors (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -48,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
             archive = None if args.no_archive else Path(args.archive) if args.archive else cfg.state_dir / "archive"
             ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive, archive_hours=args.archive_hours,
                               archive_max_bytes=int(args.archive_max_gb * (1 << 30)))
+            from controller.detect.stack import attach_detection
+
+            attach_detection(ctl, cfg.state_dir, args.detectors, args.detector_plugin)
         # one line operators and tests can wait for, printed once SIGTERM is handled
         ctl.run(
             on_ready=lambda: print(

@@ -3,9 +3,8 @@
 Reads the capture through the same flow engine and per-host telemetry as the sensor,
 then prints a summary: traffic, flows by protocol and state, tunnels, DNS, ARP, and the
 hosts whose per-window telemetry stands out (fan-out to many ports or hosts, unanswered
-SYNs, ICMP unreachables, many sources towards one victim). Detection proper (scored
-incidents with plain-language explanations) is the next milestone; until it lands this
-report shows the raw indicators the detectors will score.
+SYNs, ICMP unreachables, many sources towards one victim), and the alerts the detection
+stack (``controller.detect``) raised, in capture time, as the records were made.
 """
 
 from __future__ import annotations
@@ -30,7 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--backend", choices=("c", "py"), help="flow engine backend (default: c)")
     p.add_argument("--window", type=float, default=1.0, help="telemetry window, seconds")
     p.add_argument("--top", type=int, default=5, help="rows per table (default 5)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per line: alerts, then the summary")
+    p.add_argument("--detectors", default=None, metavar="NAMES",
+                   help="comma-separated detectors to run (default: all registered)")
+    p.add_argument("--detector-plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE to register more detectors (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -40,12 +44,28 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{p}: no such file")
     if args.top < 1:
         raise ConfigError("--top must be >= 1")
+    from controller.detect import DetectionStack, build
     from sensor.export.replay_summary import replay
 
-    summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top)
+    names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
+    stack = DetectionStack(build(names, args.detector_plugin))
+    alerts: list[Any] = []
+
+    class _Sink:
+        observe = stack.observe
+
+        @staticmethod
+        def advance(now_ns: int) -> None:
+            alerts.extend(stack.advance(now_ns))
+
+    summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
+                            sink=_Sink())  # fmt: skip
+    summary["alerts"] = [a.to_json() for a in alerts]
+    summary["detection"] = stack.status()
     if args.json:
-        json.dump(summary, sys.stdout, indent=2)
-        print()
+        for a in summary["alerts"]:
+            print(json.dumps(a))
+        print(json.dumps({"type": "summary", **summary}))
     else:
         _print(summary)
     if fault:
@@ -99,4 +119,22 @@ def _print(s: dict[str, Any]) -> None:
     for n in s["notable"]:
         tab.add_row(n["host"], n["indicator"], str(n["peak"]), n["at"])
     con.print(tab if s["notable"] else "  no host stands out")
-    con.print(f"[bold]Incidents[/bold] {s['incidents']}")
+    if not s["alerts"]:
+        con.print("[bold]Alerts[/bold] none")
+        return
+    tab = Table(title=f"Alerts ({len(s['alerts'])})", title_justify="left")
+    for col in ("#", "detected (UTC)", "kind", "attacker", "victims", "score", "conf", "mitre"):
+        tab.add_column(col)
+    for i, a in enumerate(s["alerts"], 1):
+        vics = ", ".join(a["victims"][:3]) + (f" +{len(a['victims']) - 3}" if len(a["victims"]) > 3 else "")
+        tab.add_row(str(i), _ts(a["detected_at"]), a["kind"], a["attacker"] or "(spoofed)", vics,
+                    f"{a['score']:.0f}", f"{a['confidence']:.2f}", a["mitre"])  # fmt: skip
+    con.print(tab)
+    for i, a in enumerate(s["alerts"], 1):
+        con.print(f"  {i}. {a['summary']}", highlight=False)
+
+
+def _ts(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%m-%d %H:%M:%S.%f")[:-3]

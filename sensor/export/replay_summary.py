@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from netwarden.records.schema import (
     FlowFlags,
     addr_to_str,
 )
+from sensor.capture.batch import PacketBatch
 
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
 
@@ -39,7 +40,18 @@ INDICATORS = (
 RunResult = tuple[dict[str, list[np.ndarray]], dict[str, int], str, BaseException | None]
 
 
-def _run(paths: list[str], backend: str | None, window: float) -> RunResult:
+class RecordSink(Protocol):
+    """Where replayed records also go as they are made (the detection stack): batches in
+    order, then the capture time reached after each packet batch."""
+
+    def observe(self, record_type: str, batch: np.ndarray) -> None: ...
+
+    def advance(self, now_ns: int) -> object: ...
+
+
+def _run(
+    paths: list[str], backend: str | None, window: float, sink: RecordSink | None = None
+) -> RunResult:
     """Feed every capture through one engine and one telemetry table; collect records."""
     from sensor.engine import load_backend
     from sensor.engine.config import EngineConfig
@@ -51,29 +63,63 @@ def _run(paths: list[str], backend: str | None, window: float) -> RunResult:
     out: dict[str, list[np.ndarray]] = defaultdict(list)
     counts: Counter[str] = Counter()
 
-    def drain() -> None:
+    # capture time reached: a capture may jump back a little (frames repeated) and this
+    # stays put; a jump back of more than CLOCK_RESET_NS (another capture, older) restarts it
+    clock = [0]
+
+    def drain(now_ns: int | None = None) -> None:
         for kind, recs in pipe.drain():
             out[kind].append(recs)
+            if sink is not None:
+                sink.observe(kind, recs)
+        if sink is not None and now_ns is not None:
+            back = now_ns < clock[0] - CLOCK_RESET_NS
+            clock[0] = now_ns if back else max(clock[0], now_ns)
+            sink.advance(clock[0])
 
     fault: BaseException | None = None
     try:
         for path in paths:
             for batch in mod.PcapReader(path).batches(4096):
-                pipe.feed(batch)
+                if not batch.count:
+                    continue
+                # With a sink, feed slices of at most SINK_STEP_NS capture time, so the
+                # records (and the sink's clock) move as they would live.
+                for part in _time_slices(batch) if sink is not None else [batch]:
+                    pipe.feed(part)
+                    drain(int(part.ts_ns[: part.count].max()))
                 counts["packets"] += batch.count
                 counts["bytes"] += int(batch.wirelen[: batch.count].sum())
-                if batch.count:
-                    ts = batch.ts_ns[: batch.count]
-                    first = int(ts.min())
-                    counts["t_first"] = min(counts.get("t_first", first), first)
-                    counts["t_last"] = max(counts["t_last"], int(ts.max()))
-                drain()
+                ts = batch.ts_ns[: batch.count]
+                first = int(ts.min())
+                counts["t_first"] = min(counts.get("t_first", first), first)
+                counts["t_last"] = max(counts["t_last"], int(ts.max()))
     except Exception as exc:  # noqa: BLE001 - reported after what was read is summarised
         fault = exc
     pipe.finish()
-    drain()
+    drain(counts.get("t_last"))
     counts["decode_errors"] = flows.counters().get("decode_errors", 0)
     return out, dict(counts), str(mod.BACKEND), fault
+
+
+#: Capture time a replay slice spans at most when records also go to a sink.
+SINK_STEP_NS = 250_000_000
+#: A jump back in capture time larger than this restarts the sink's clock.
+CLOCK_RESET_NS = 3600 * 1_000_000_000
+
+
+def _time_slices(batch: PacketBatch) -> list[PacketBatch]:
+    """``batch`` cut where its packets cross a ``SINK_STEP_NS`` boundary (same buffer)."""
+    n = batch.count
+    ts = batch.ts_ns[:n]
+    cuts = (np.flatnonzero(np.diff(ts // SINK_STEP_NS) != 0) + 1).tolist()
+    if not cuts:
+        return [batch]
+    return [
+        PacketBatch(batch.buffer, batch.offset[a:b], batch.caplen[a:b], batch.wirelen[a:b],
+                    batch.ts_ns[a:b], batch.linktype[a:b], batch.iface[a:b], b - a)
+        for a, b in zip([0, *cuts], [*cuts, n], strict=True)
+    ]  # fmt: skip
 
 
 def _cat(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
@@ -85,10 +131,15 @@ def _ts(ns: int) -> str:
 
 
 def replay(
-    paths: list[str], backend: str | None = None, window: float = 1.0, top: int = 5
+    paths: list[str],
+    backend: str | None = None,
+    window: float = 1.0,
+    top: int = 5,
+    sink: RecordSink | None = None,
 ) -> tuple[dict[str, Any], str | None]:
-    """Run the captures and return (summary dict, fault message or None)."""
-    parts, counts, backend_name, fault = _run(paths, backend, window)
+    """Run the captures and return (summary dict, fault message or None). ``sink`` also
+    receives every record batch as it is made, and the capture time after each batch."""
+    parts, counts, backend_name, fault = _run(paths, backend, window, sink)
     flows = _cat(parts["flow"], FLOW_DTYPE)
     arp = _cat(parts["arp"], ARP_DTYPE)
     hosts = _cat(parts["host"], HOST_DTYPE)
@@ -168,6 +219,5 @@ def replay(
             "hosts": len({bytes(a) for a in hosts["addr"]}) if len(hosts) else 0,
         },
         "notable": notable,
-        "incidents": "not scored yet: detectors, baselines and incidents are the next milestone",
     }
     return summary, (str(fault) if fault else None)

@@ -35,7 +35,9 @@ def test_replay_reports_flows_telemetry_and_the_scanner(demo_pcap: Path, backend
         check=False, capture_output=True, text=True, timeout=300, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    s = json.loads(proc.stdout)
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert lines[-1]["type"] == "summary"  # alerts first, one JSON object per line
+    s = lines[-1]
     scanner = generate.SCANNER[1]
     # Every scanned port (1..1024) is its own flow; closed ports answer RST -> REJ.
     assert s["flows"]["by_state"].get("REJ", 0) >= 1024 - 3

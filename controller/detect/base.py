@@ -1,0 +1,199 @@
+"""The detector seam: what every detector implements, and helpers they share.
+
+A detector is river's shape made batch-sized. It sees the sensor's record batches as numpy
+structured arrays (``observe``), is told where network time stands (``advance``: capture
+time in ``netwarden replay``, wall time in ``netwarden controller``) and answers with the
+alerts that became due, and it saves and reloads its learnt state so baselines survive a
+restart. Scoring is the detector's job; deciding what to do is policy's.
+
+Record types (``netwarden.records.schema.RECORD_TYPES``): ``"flow"`` (one per ended or interim flow),
+``"host"`` (one per host per telemetry window), ``"pair"`` (one per directed host pair per
+window) and ``"arp"`` (one per ARP packet). A detector ignores the types it does not use.
+
+Hot paths are vectorised: a detector handles a batch with numpy operations, never a Python
+loop per record; Python loops are fine over the few rows that already crossed a threshold.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from controller.detect.alert import Alert
+
+#: Record types a detector may be handed.
+RECORD_TYPES = ("flow", "host", "pair", "arp")
+
+#: A host address as one comparable value: IPv4 as IPv4-mapped IPv6, 16 bytes.
+ADDR_KEY = np.dtype("V16")
+_V4_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What the detection stack drives. ``name`` is unique in the registry; ``version``
+    changes when the detector's logic or state layout changes (a state saved by another
+    version is dropped, not misread)."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+
+    def observe(self, record_type: str, batch: np.ndarray) -> None:
+        """Take one batch of records of ``record_type`` (numpy structured array)."""
+
+    def advance(self, now_ns: int) -> list[Alert]:
+        """Network time is now ``now_ns``; return the alerts that became due."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Learnt state as plain values and numpy arrays (saved by the stack)."""
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+
+class DetectorBase:
+    """Convenience base: keeps network time and a protect list (river's
+    ``protect_anomaly_detector``): hosts that raised an alert are not learnt as normal
+    until ``protect_s`` after their last alert."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    protect_s: ClassVar[float] = 600.0
+
+    def __init__(self) -> None:
+        self.now_ns = 0  # latest network time seen (records or advance)
+        self._protected: dict[str, int] = {}  # address -> until ns
+
+    #: network time jumping back by more than this is a new clock (a capture from another
+    #: day after this one, a sensor whose clock was reset): windows and buffers restart
+    CLOCK_RESET_S: ClassVar[float] = 3600.0
+
+    # --- time ---------------------------------------------------------------------------
+    def _tick(self, ts_ns: int) -> None:
+        """Network time moves forward to ``ts_ns`` (never back)."""
+        if ts_ns > self.now_ns:
+            self.now_ns = int(ts_ns)
+
+    def _data_tick(self, ts_ns: int) -> None:
+        """Like ``_tick`` for the times *in records* only: a jump back of more than
+        ``CLOCK_RESET_S`` restarts the clock (``on_clock_reset``). Not for ``advance``'s
+        ``now_ns``, which is wall time in a live controller."""
+        if ts_ns < self.now_ns - self.CLOCK_RESET_S * 1e9:
+            self.now_ns = int(ts_ns)
+            self._protected = {}
+            self.on_clock_reset()
+        else:
+            self._tick(ts_ns)
+
+    def on_clock_reset(self) -> None:
+        """Drop short-term buffers and suppressions keyed on the old clock (learnt
+        baselines stay)."""
+
+    # --- protection from learning -------------------------------------------------------
+    def protect(self, addr: str | None, now_ns: int) -> None:
+        if addr:
+            self._protected[addr] = int(now_ns + self.protect_s * 1e9)
+
+    def protected_keys(self) -> np.ndarray:
+        """Address keys (``ADDR_KEY``) currently protected, for ``np.isin`` masks."""
+        now = self.now_ns
+        live = [a for a, until in self._protected.items() if until > now]
+        if len(live) != len(self._protected):
+            self._protected = {a: self._protected[a] for a in live}
+        return keys_from_strings(live)
+
+    def protected_hashes(self) -> np.ndarray:
+        """``addr_hash`` values of the protected addresses (sorted)."""
+        return np.sort(hash_keys(self.protected_keys()))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"now_ns": self.now_ns, "protected": dict(self._protected)}
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        self.now_ns = int(d.get("now_ns", 0))
+        self._protected = {str(k): int(v) for k, v in d.get("protected", {}).items()}
+
+    def observe(self, record_type: str, batch: np.ndarray) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def advance(self, now_ns: int) -> list[Alert]:  # pragma: no cover
+        raise NotImplementedError
+
+
+def pack_keys(d: dict[Any, int]) -> list[list[Any]]:
+    """A dict with tuple/bytes keys as a list msgpack can store (``unpack_keys`` undoes)."""
+    return [[list(k) if isinstance(k, tuple) else k, v] for k, v in d.items()]
+
+
+def unpack_keys(rows: list[list[Any]]) -> dict[Any, int]:
+    return {(tuple(k) if isinstance(k, list) else k): int(v) for k, v in rows}
+
+
+# --- addresses ------------------------------------------------------------------------------
+def addr_keys(addr: np.ndarray, version: np.ndarray) -> np.ndarray:
+    """``ADDR_KEY`` values for a column of 16-byte addresses and their IP versions (IPv4 is
+    mapped to ``::ffff:a.b.c.d``, so v4 and v6 never collide). Vectorised."""
+    a = np.ascontiguousarray(addr, dtype=np.uint8).reshape(-1, 16).copy()
+    v4 = np.asarray(version) == 4
+    if v4.any():
+        a[v4, 12:16] = a[v4, 0:4]
+        a[v4, 0:12] = _V4_PREFIX
+    return a.view(ADDR_KEY).reshape(-1)
+
+
+_H1, _H2, _H3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B1)
+
+
+def addr_hash(addr: np.ndarray, version: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each (address, IP version): a fast key for per-host tables
+    (``np.unique`` / ``searchsorted`` on ``uint64`` instead of 16-byte strings). Vectorised."""
+    w = np.ascontiguousarray(addr, dtype=np.uint8).reshape(-1, 16).view("<u8")
+    with np.errstate(over="ignore"):
+        h = w[:, 0] * _H1 ^ w[:, 1] * _H2 ^ np.asarray(version, np.uint64) * _H3
+        h ^= h >> np.uint64(31)
+        h *= _H2
+        h ^= h >> np.uint64(29)
+    return h
+
+
+def hash_keys(keys: np.ndarray) -> np.ndarray:
+    """``addr_hash`` of ``ADDR_KEY`` values (IPv4-mapped back to 4-byte form)."""
+    raw = keys.view(np.uint8).reshape(-1, 16).copy()
+    v4 = (raw[:, :12] == _V4_PREFIX).all(axis=1)
+    raw[v4, 0:4] = raw[v4, 12:16]
+    raw[v4, 4:] = 0
+    return addr_hash(raw, np.where(v4, 4, 6))
+
+
+def key_to_str(key: np.void | bytes) -> str:
+    """The printable address of one ``ADDR_KEY`` value."""
+    raw = key if isinstance(key, bytes) else key.tobytes()
+    if raw[:12] == bytes(_V4_PREFIX):
+        return str(ipaddress.IPv4Address(raw[12:]))
+    return str(ipaddress.IPv6Address(raw))
+
+
+def keys_from_strings(addrs: list[str]) -> np.ndarray:
+    out = np.zeros(len(addrs), ADDR_KEY)
+    for i, s in enumerate(addrs):
+        try:
+            ip = ipaddress.ip_address(s)
+        except ValueError:
+            continue  # a MAC: not an IP key
+        raw = bytes(_V4_PREFIX) + ip.packed if ip.version == 4 else ip.packed
+        out[i] = np.frombuffer(raw, ADDR_KEY)[0]
+    return out
+
+
+def mac_strings(macs: np.ndarray) -> list[str]:
+    """``aa:bb:..`` strings for a column of 6-byte MACs (only for the few rows reported)."""
+    return [":".join(f"{b:02x}" for b in bytes(m)) for m in macs]
+
+
+def flow_uids(flows: np.ndarray, limit: int = 5) -> list[str]:
+    """A few flow identifiers for evidence (``F`` + hex flow id; the sensor id is added when
+    records carry one)."""
+    return [f"F{int(i):x}" for i in flows["flow_id"][:limit]]

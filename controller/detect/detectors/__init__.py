@@ -1,0 +1,2 @@
+"""Built-in detectors: every module here is imported by ``controller.detect.discover`` and
+registers its classes with ``@register``."""
