@@ -18,13 +18,13 @@ import time
 import uuid
 from pathlib import Path
 
+from controller.app import Controller
 from controller.config import ControllerConfig, PolicyConfig, SafetyConfig
-from controller.daemon import Controller
 from controller.detection import Detection
-from controller.enforce.base import Action, BanSpec
-from controller.enforce.nftables import NftablesEnforcer
-from controller.policy import Guard
-from controller.store import StoredBan
+from controller.response.enforce.base import Action, BanSpec
+from controller.response.enforce.nftables import NftablesEnforcer
+from controller.response.policy import Guard
+from controller.state.store import StoredBan
 
 N_BANS = 100_000
 BASE = int(ipaddress.IPv4Address("100.64.0.0"))  # outside the default internal networks
@@ -64,7 +64,7 @@ def bench_commit(ns: str) -> dict[str, float]:
     _ns(ns, "nft", "delete", "table", "inet", "nwbase")
 
     if shutil.which("ipset") and shutil.which("iptables"):
-        from controller.enforce.iptables import IptablesEnforcer
+        from controller.response.enforce.iptables import IptablesEnforcer
 
         ipt = IptablesEnforcer(netns=ns)
         ipt.setup()

@@ -1,7 +1,7 @@
 """What a detector hands to policy: one small typed record, no decision in it.
 
 Scoring, deciding and acting are separate steps: a detector says "kind K, attacker A hit
-victims V, score S, confidence C, evidence E"; ``controller.policy`` decides; an
+victims V, score S, confidence C, evidence E"; ``controller.response.policy`` decides; an
 ``Enforcer`` acts.
 """
 

@@ -32,18 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    from pathlib import Path
 
     from controller import config
-    from controller.daemon import Controller
+    from controller.app import Controller
 
     cfg = config.load(args.config, enforce=args.enforce, hook=args.hook, state_dir=args.state_dir)
     log = logging.getLogger("netwarden.controller")
     ctl = Controller(cfg)
-    collector = detection = None
     try:
         rep = ctl.start()
         if args.listen:
-            collector, detection = _attach_ingest(ctl, args, cfg.state_dir)
+            _attach_detection(ctl, args, cfg.state_dir)
+            archive = None if args.no_archive else Path(args.archive) if args.archive else cfg.state_dir / "archive"
+            ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive, archive_hours=args.archive_hours)
         # one line operators and tests can wait for, printed once SIGTERM is handled
         ctl.run(
             on_ready=lambda: print(
@@ -54,36 +56,24 @@ def run(args: argparse.Namespace) -> int:
         )
         log.info("stopping; kernel bans stay in place")
     finally:
-        if detection is not None:
-            detection.save()  # learnt baselines survive the restart
-        if collector is not None:
-            collector.close()
         ctl.close()
     return 0
 
 
-def _attach_ingest(ctl: object, args: argparse.Namespace, state_dir: object) -> tuple[Any, Any]:
-    """Sensor batches into the same loop: collector fd + tick, archive, consumers (the
-    detection stack among them)."""
-    from controller.archive import RecordArchive
-    from controller.collector import Collector, CurveServerKeys
-    from controller.ingest import Ingest
-
-    curve = CurveServerKeys.from_dir(args.curve_keys) if args.curve_keys else None
-    collector = Collector(args.listen, curve=curve)
+def _attach_detection(ctl: Any, args: argparse.Namespace, state_dir: Any) -> Any:
+    """The detection stack as a controller stage (batches in, alerts to policy on a tick,
+    state saved at close)."""
     from pathlib import Path
 
-    archive = None
-    if not args.no_archive:
-        root = Path(args.archive) if args.archive else Path(str(state_dir)) / "archive"
-        archive = RecordArchive(root, retention_hours=args.archive_hours)
-    ingest = Ingest(collector, archive)
-    ingest.attach(ctl)
-    ctl.add_op("ingest", lambda _args, _actor: ingest.status())  # type: ignore[attr-defined]
     from controller.detect.stack import DetectionStack, IngestDetection, build
 
     names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
     stack = DetectionStack(build(names, args.detector_plugin), state_dir=Path(str(state_dir)))
     detection = IngestDetection(stack, ctl)
-    detection.attach(ingest, ctl)
-    return collector, detection
+
+    class _Stages:
+        add_consumer = staticmethod(ctl.add_stage)
+
+    detection.attach(_Stages(), ctl)
+    ctl.at_close(detection.save)
+    return detection

@@ -88,7 +88,7 @@ def _dir(args: argparse.Namespace) -> Any:
 
 
 def _call(args: argparse.Namespace, op: str, **kw: Any) -> tuple[int, Any]:
-    from controller.control import request
+    from controller.ops.server import request
 
     resp = request(_dir(args), op, **kw)
     if resp.get("ok"):
@@ -202,8 +202,8 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     if args.verify:
-        from controller.audit import JSONL_NAME, AuditLog, compare_copies, verify_jsonl
-        from controller.store import Store
+        from controller.state.audit import JSONL_NAME, AuditLog, compare_copies, verify_jsonl
+        from controller.state.store import Store
 
         d = _dir(args)
         store = Store(d, readonly=True)

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from controller.config import default_state_dir
-    from controller.control import request
+    from controller.ops.server import request
 
     resp = request(args.state_dir or default_state_dir(), "ingest")
     if not resp.get("ok"):

@@ -119,7 +119,7 @@ def test_replay_json_runs_the_seam(demo_pcap: Path) -> None:
 
 
 def test_controller_runs_the_seam_over_zeromq(tmp_path: Path, demo_pcap: Path) -> None:
-    from controller.control import request
+    from controller.ops.server import request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -240,9 +240,9 @@ def enforcer(backend: str, netns: str, hook: object = None):  # type: ignore[no-
     """A kernel enforcer (``nftables`` or ``iptables``) bound to namespace ``netns``; no setup."""
     args = () if hook is None else (hook,)
     if backend == "nftables":
-        from controller.enforce.nftables import NftablesEnforcer
+        from controller.response.enforce.nftables import NftablesEnforcer
 
         return NftablesEnforcer(*args, netns=netns)  # type: ignore[arg-type]
-    from controller.enforce.iptables import IptablesEnforcer
+    from controller.response.enforce.iptables import IptablesEnforcer
 
     return IptablesEnforcer(*args, netns=netns)  # type: ignore[arg-type]

@@ -13,8 +13,8 @@ from pathlib import Path
 import netns as nslab
 import pytest
 
-from controller.enforce.base import Action, BanSpec, Enforcer
-from controller.enforce.dryrun import DryRunEnforcer
+from controller.response.enforce.base import Action, BanSpec, Enforcer
+from controller.response.enforce.dryrun import DryRunEnforcer
 
 A = ipaddress.ip_address
 N = ipaddress.ip_network
@@ -97,7 +97,7 @@ def test_allow_list_wins(kernel: Enforcer, lab: nslab.Lab, attacker: str, bystan
 def test_range_ban_is_one_entry_and_expires(
     kernel: Enforcer, lab: nslab.Lab, attacker: str, bystander: str, server: str, prefix: str, wider: str
 ) -> None:
-    from controller.enforce.base import target
+    from controller.response.enforce.base import target
 
     rng = target(prefix)
     kernel.apply([BanSpec(rng, Action.DROP, 300, "d-range")])
@@ -169,7 +169,7 @@ def test_unbanning_an_absent_range_leaves_an_overlapping_one(
 ) -> None:
     """An interval-set entry is keyed by its start: removing a range that was never banned
     but starts where a banned one does must not lift the banned one."""
-    from controller.enforce.base import target
+    from controller.response.enforce.base import target
 
     kernel.apply([BanSpec(target(banned), Action.DROP, 300, "d-kept")])
     kernel.apply(remove=[(target(r), Action.DROP) for r in absent])
@@ -194,7 +194,7 @@ def test_setup_again_keeps_elements_and_their_expiry(kernel: Enforcer, lab: nsla
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_hook_change_keeps_bans(backend: str, lab: nslab.Lab) -> None:
     """input -> prerouting (raw, before conntrack) -> forward: bans survive, traffic follows."""
-    from controller.enforce.base import Hook
+    from controller.response.enforce.base import Hook
 
     _skip(backend)
     first = make_hooked(backend, lab, Hook.INPUT)
@@ -265,7 +265,7 @@ def routed() -> Iterator[nslab.Lab]:
 def test_forward_hook_protects_hosts_behind_a_gateway(
     backend: str, routed: nslab.Lab, attacker: str, bystander: str, target: str
 ) -> None:
-    from controller.enforce.base import Hook
+    from controller.response.enforce.base import Hook
 
     _skip(backend)
     gw = make_hooked(backend, routed, Hook.FORWARD)
@@ -284,7 +284,7 @@ def test_forward_hook_protects_hosts_behind_a_gateway(
 
 
 def test_element_messages_stay_under_64k() -> None:
-    from controller.enforce import netlink_msgs as nl
+    from controller.response.enforce import netlink_msgs as nl
 
     els = [nl.element(ipaddress.IPv6Address(i).packed, 600_000, f"d-{i:012x}") for i in range(5000)]
     bodies = list(nl.element_list_bodies("netwarden", "ban6", els))

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import socket
 import stat
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from controller.config import ControllerConfig, SafetyConfig
-from controller.control import ControlServer, request, socket_path
-from controller.daemon import Controller
-from controller.policy import Guard, Protected
+from controller.app import Controller
+from controller.ops.server import ControlServer, request, socket_path
 from netwarden.cli import main as cli
 from netwarden.errors import ControlError
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[Controller]:
-    cfg = ControllerConfig(state_dir=tmp_path, tick_s=0.2, safety=SafetyConfig(discover_local=False))
-    guard = Guard(fixed=[Protected(ipaddress.ip_network("192.0.2.1/32"), "gateway")])
-    ctl = Controller(cfg, guard=guard)  # enforce = dryrun, the default
-    ctl.start()
-    t = threading.Thread(target=ctl.run, kwargs={"install_signals": False})
-    t.start()
-    yield ctl
-    ctl.stop()
-    t.join(timeout=30)
-    ctl.close()
 
 
 def test_requests_answers_and_refusals(running: Controller, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 import signal
 import sqlite3
 import subprocess
@@ -17,8 +16,9 @@ from pathlib import Path
 
 import netns as nslab
 import pytest
+from controller_proc import ControllerProcess
 
-from controller.enforce.base import Action, BanSpec, Enforcer
+from controller.response.enforce.base import Action, BanSpec, Enforcer
 
 A = ipaddress.ip_address
 
@@ -28,30 +28,9 @@ def reader(backend: str, lab: nslab.Lab) -> Enforcer:
     return nslab.enforcer(backend, lab.server)
 
 
-class Daemon:
+class Daemon(ControllerProcess):
     def __init__(self, lab: nslab.Lab, backend: str, state: Path, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", lab.server, sys.executable, "-m", "netwarden", "controller",
-             "--enforce", backend, "--state-dir", str(state), "--config", str(config)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert self.proc.stdout is not None
-        self.ready = self.proc.stdout.readline()
-        if "controller ready" not in self.ready:
-            self.proc.kill()
-            raise AssertionError(f"controller did not start: {self.ready!r} {self.proc.stderr.read()}")  # type: ignore[union-attr]
-
-    def counts(self) -> dict[str, int]:
-        return {k: int(v) for k, v in re.findall(r"(kept|readded|removed|expired)=(\d+)", self.ready)}
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(state, config, "--enforce", backend, prefix=("ip", "netns", "exec", lab.server))
 
 
 def cli(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -215,8 +194,8 @@ def element_timeouts(backend: str, lab: nslab.Lab) -> dict[str, tuple[int, str]]
 
 
 def audit_entries(state: Path) -> list[dict[str, object]]:
-    from controller.audit import AuditLog
-    from controller.store import Store
+    from controller.state.audit import AuditLog
+    from controller.state.store import Store
 
     store = Store(state, readonly=True)
     try:
@@ -235,9 +214,9 @@ def test_resync_heals_a_flushed_ruleset(backend: str, lab: nslab.Lab, tmp_path: 
     reason = nslab.skip_reason(*nslab.ENFORCER_TOOLS[backend])
     if reason:
         pytest.skip(reason)
+    from controller.app import Controller
     from controller.config import ControllerConfig, SafetyConfig
-    from controller.daemon import Controller
-    from controller.policy import Guard
+    from controller.response.policy import Guard
 
     cfg = ControllerConfig(state_dir=tmp_path, enforce=backend, safety=SafetyConfig(discover_local=False))
     ctl = Controller(cfg, enforcer=reader(backend, lab), guard=Guard())
@@ -264,9 +243,9 @@ def test_resync_heals_a_flushed_ruleset(backend: str, lab: nslab.Lab, tmp_path: 
 def test_resync_leaves_healthy_rules_alone_and_repairs_altered_ones(lab: nslab.Lab, tmp_path: Path) -> None:
     import json as _json
 
+    from controller.app import Controller
     from controller.config import ControllerConfig, SafetyConfig
-    from controller.daemon import Controller
-    from controller.policy import Guard
+    from controller.response.policy import Guard
 
     def handles() -> list[int]:
         out = lab.exec(lab.server, "nft", "-j", "list", "chain", "inet", "netwarden", "input").stdout

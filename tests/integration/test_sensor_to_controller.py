@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.archive import RecordArchive
+from controller.ingest.archive import RecordArchive
 from sensor.flows import iter_flow_records
 from tests.conftest import REPO, ZEEK_CORPUS
 

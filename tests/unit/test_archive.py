@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.archive import RecordArchive
+from controller.ingest.archive import RecordArchive
 from netwarden.errors import ConfigError, StoreError
 from sensor.schema import FLOW_DTYPE, HOST_DTYPE
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.audit import JSONL_NAME, AuditLog, verify_jsonl
-from controller.store import Store
+from controller.state.audit import JSONL_NAME, AuditLog, verify_jsonl
+from controller.state.store import Store
 
 
 def filled(tmp_path: Path, n: int = 6) -> tuple[Store, AuditLog]:
@@ -78,7 +78,7 @@ def test_tampered_jsonl_line_is_found(tmp_path: Path) -> None:
 
 def test_rehashed_forgery_breaks_the_next_link(tmp_path: Path) -> None:
     """Recomputing the forged entry's own hash does not help: the next entry links the old one."""
-    from controller.audit import entry_hash
+    from controller.state.audit import entry_hash
 
     store, log = filled(tmp_path)
     store.db.execute("DROP TRIGGER audit_no_update")
@@ -120,7 +120,7 @@ def _garble_jsonl_line(path: Path) -> None:
 
 def _rechain_jsonl(path: Path) -> None:
     """A forger who rewrites the whole mirror with freshly computed hashes."""
-    from controller.audit import GENESIS, entry_hash
+    from controller.state.audit import GENESIS, entry_hash
 
     prev, out = GENESIS, []
     for line in path.read_text().splitlines():
@@ -173,7 +173,7 @@ def test_a_lagging_mirror_is_completed_on_reopen_and_a_forged_one_is_not(tmp_pat
     """A crash between the database commit and the mirror write leaves the mirror short:
     the next start completes it from the database. A mirror whose last entry disagrees
     with the database is left for `audit --verify` to report."""
-    from controller.audit import compare_copies
+    from controller.state.audit import compare_copies
 
     store, log = filled(tmp_path)
     path = tmp_path / JSONL_NAME

@@ -11,7 +11,14 @@ import pytest
 from controller import config
 from controller.config import AssetGroup, PolicyConfig, Threshold
 from controller.detection import Detection
-from controller.policy import Guard, Policy, Protected, Verdict, build_guard, resolv_nameservers
+from controller.response.policy import (
+    Guard,
+    Policy,
+    Protected,
+    Verdict,
+    build_guard,
+    resolv_nameservers,
+)
 from netwarden.errors import ConfigError
 
 N = ipaddress.ip_network

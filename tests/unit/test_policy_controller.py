@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from controller.app import Controller
 from controller.config import ControllerConfig, PolicyConfig, SafetyConfig
-from controller.daemon import Controller
 from controller.detection import Detection
-from controller.enforce.base import Action, BanSpec
-from controller.enforce.dryrun import DryRunEnforcer
-from controller.policy import Guard, Protected, Verdict
+from controller.response.enforce.base import Action, BanSpec
+from controller.response.enforce.dryrun import DryRunEnforcer
+from controller.response.policy import Guard, Protected, Verdict
 from netwarden.errors import ControlError, PolicyRefused
 
 A = ipaddress.ip_address
@@ -195,7 +195,7 @@ def test_circuit_breaker_survives_restart(tmp_path: Path) -> None:
 
 
 def test_anti_lockout_follows_a_new_host_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from controller import daemon
+    from controller.response import responder as daemon
 
     clock = Clock()
     fixed = [Protected(N("192.0.2.2/32"), "self")]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.enforce.base import Action
-from controller.store import Approval, Store, StoredBan
+from controller.response.enforce.base import Action
+from controller.state.store import Approval, Store, StoredBan
 from netwarden.errors import StoreError
 
 A = ipaddress.ip_address

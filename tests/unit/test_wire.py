@@ -212,7 +212,7 @@ def _with_dirty_padding(fresh: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("record_type", ["flow", "arp", "host", "pair"])
 def test_concatenated_records_encode_like_fresh_ones(record_type: str, tmp_path) -> None:
-    from controller.archive import RecordArchive
+    from controller.ingest.archive import RecordArchive
 
     recs = _corpus_records().get(record_type)
     if recs is None or not len(recs):

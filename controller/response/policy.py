@@ -28,8 +28,8 @@ from pathlib import Path
 
 from controller.config import PolicyConfig, SafetyConfig
 from controller.detection import Detection
-from controller.enforce.base import Action, IPNetwork, Target
-from controller.enforce.base import target as _target
+from controller.response.enforce.base import Action, IPNetwork, Target
+from controller.response.enforce.base import target as _target
 
 log = logging.getLogger(__name__)
 

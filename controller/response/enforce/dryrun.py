@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from controller.enforce.base import (
+from controller.response.enforce.base import (
     Action,
     ApplyResult,
     BanSpec,
@@ -25,6 +25,8 @@ from controller.enforce.base import (
     collapse,
     target,
 )
+from controller.state.files import open_private
+from netwarden.errors import EnforcementError
 
 
 class DryRunEnforcer(Enforcer):
@@ -42,11 +44,17 @@ class DryRunEnforcer(Enforcer):
     def _load(self) -> None:
         if self.path is None or not self.path.exists():
             return
-        data = json.loads(self.path.read_text())
-        for row in data.get("bans", []):
-            key = (target(row["addr"]), Action(row["action"]))
-            self.bans[key] = (row["expires_at"], row["decision_id"])
-        self.allow = [ipaddress.ip_network(n) for n in data.get("allow", [])]
+        try:
+            data = json.loads(self.path.read_text())
+            for row in data.get("bans", []):
+                key = (target(row["addr"]), Action(row["action"]))
+                self.bans[key] = (row["expires_at"], row["decision_id"])
+            self.allow = [ipaddress.ip_network(n) for n in data.get("allow", [])]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise EnforcementError(
+                f"{self.path}: unreadable dry-run state ({type(exc).__name__}: {exc}); move it aside to start "
+                "with an empty dry-run kernel (the controller re-adds the stored bans)"
+            ) from exc
 
     def _save(self) -> None:
         if self.path is None:
@@ -59,13 +67,14 @@ class DryRunEnforcer(Enforcer):
             "allow": [str(n) for n in self.allow],
         }
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
+        with open_private(tmp, "w") as fh:
+            fh.write(json.dumps(data))
         os.replace(tmp, self.path)
 
     def _note(self, op: str, **fields: object) -> None:
         if self.journal is None:
             return
-        with self.journal.open("a") as fh:
+        with open_private(self.journal) as fh:
             fh.write(json.dumps({"ts": self.clock(), "would": op, **fields}) + "\n")
 
     def _expire(self) -> None:

@@ -20,7 +20,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Sequence
 
-from controller.enforce.base import (
+from controller.response.enforce.base import (
     Action,
     ApplyResult,
     BanSpec,
@@ -33,7 +33,7 @@ from controller.enforce.base import (
     is_range,
     target,
 )
-from controller.enforce.netns import ns_command
+from controller.response.enforce.netns import ns_command
 from netwarden.errors import EnforcementError
 
 CHAIN = "NETWARDEN"

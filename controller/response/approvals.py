@@ -11,9 +11,9 @@ import ipaddress
 from dataclasses import dataclass
 
 from controller.detection import Detection
-from controller.enforce.base import Action
-from controller.policy import Decision, Verdict
-from controller.store import Approval, Store
+from controller.response.enforce.base import Action
+from controller.response.policy import Decision, Verdict
+from controller.state.store import Approval, Store
 from netwarden.errors import ControlError
 
 

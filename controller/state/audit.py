@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from controller.store import Store
+    from controller.state.store import Store
 
+from controller.state.files import open_private
 from netwarden.errors import StoreError
 
 GENESIS = "0" * 64
 JSONL_NAME = "audit.jsonl"
 
-_SCHEMA = """
+AUDIT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, ts REAL NOT NULL, actor TEXT NOT NULL, event TEXT NOT NULL,
     subject TEXT NOT NULL, decision_id TEXT NOT NULL, evidence TEXT NOT NULL,
@@ -66,6 +67,10 @@ class VerifyResult:
     bad_seq: int | None = None
     problem: str = ""
     head: str = GENESIS  # hash of the last good entry: what the other copy must agree on
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries": self.entries, "bad_seq": self.bad_seq, "problem": self.problem,
+                "head": self.head}
 
 
 def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -107,7 +112,7 @@ class AuditLog:
         self.jsonl = Path(state_dir) / JSONL_NAME
         self._pending: list[str] = []
         if not readonly:
-            self.db.executescript(_SCHEMA)
+            self.db.executescript(AUDIT_SCHEMA)
         self._load_head()
         #: entries re-written to a mirror that lagged the database (a crash between the
         #: database commit and the mirror write); a mirror that disagrees is left alone
@@ -128,14 +133,22 @@ class AuditLog:
         if (row[0] if row else GENESIS) != tail[1]:
             return 0  # not a prefix of the database chain: evidence for `audit --verify`
         missing = self.entries(since_seq=tail[0])
-        with self.jsonl.open("a") as fh:
-            fh.writelines(json.dumps(e, sort_keys=True) + "\n" for e in missing)
+        self._append([json.dumps(e, sort_keys=True) + "\n" for e in missing])
         return len(missing)
+
+    def _append(self, lines: list[str]) -> None:
+        try:
+            with open_private(self.jsonl) as fh:
+                fh.writelines(lines)
+        except OSError as exc:
+            raise StoreError(
+                f"audit mirror {self.jsonl} not written ({exc.strerror or exc}); the database holds the entries "
+                "and the mirror is healed once it is writable again"
+            ) from exc
 
     def _flush(self) -> None:
         if self._pending:
-            with self.jsonl.open("a") as fh:
-                fh.writelines(self._pending)
+            self._append(self._pending)  # kept pending when it fails: written, in order, by the next flush
             self._pending = []
 
     def _rolled_back(self) -> None:

@@ -31,8 +31,8 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 
-from controller.enforce import netlink_msgs as nl
-from controller.enforce.base import (
+from controller.response.enforce import netlink_msgs as nl
+from controller.response.enforce.base import (
     Action,
     ApplyResult,
     BanSpec,
@@ -44,7 +44,7 @@ from controller.enforce.base import (
     collapse,
     is_range,
 )
-from controller.enforce.netns import call_in_netns
+from controller.response.enforce.netns import call_in_netns
 from netwarden.errors import EnforcementError
 
 log = logging.getLogger(__name__)

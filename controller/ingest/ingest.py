@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from controller.archive import RecordArchive
 from controller.collector import Collector
+from controller.ingest.archive import RecordArchive
 from sensor import wire
 
 log = logging.getLogger("netwarden.ingest")

@@ -12,32 +12,20 @@ import contextlib
 import ipaddress
 import json
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.enforce.base import Action, IPNetwork, Target, target
+from controller.response.enforce.base import Action, IPNetwork, Target, target
+from controller.state.files import create_private
+from controller.state.migrations import SCHEMA_VERSION, migrate
 from netwarden.errors import StoreError
 
-SCHEMA_VERSION = 1
-DB_NAME = "netwarden.db"
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "Approval", "Store", "StoredBan"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS bans (
-    addr TEXT NOT NULL, action TEXT NOT NULL, decision_id TEXT NOT NULL,
-    reason TEXT NOT NULL, actor TEXT NOT NULL, created REAL NOT NULL, expires_at REAL,
-    PRIMARY KEY (addr, action));
-CREATE INDEX IF NOT EXISTS bans_expiry ON bans (expires_at);
-CREATE TABLE IF NOT EXISTS allow (cidr TEXT PRIMARY KEY, note TEXT NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS approvals (
-    id TEXT PRIMARY KEY, created REAL NOT NULL, expires_at REAL NOT NULL,
-    status TEXT NOT NULL, reason TEXT NOT NULL, proposal TEXT NOT NULL,
-    decided_by TEXT, decided_at REAL);
-CREATE TABLE IF NOT EXISTS offenders (
-    addr TEXT PRIMARY KEY, count INTEGER NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL);
-"""
+DB_NAME = "netwarden.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +79,34 @@ class Approval:
         }
 
 
+def _check_intact(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a damaged database at open, with one line, rather than fail later mid-request."""
+    try:
+        problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+    except sqlite3.OperationalError:
+        raise  # cannot open or read (permissions, locking): not damage
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: database is corrupt ({exc}); restore it from a backup") from exc
+    if problems != ["ok"]:
+        said = "; ".join(" ".join(p.split()) for p in problems)
+        raise StoreError(f"{path}: database is corrupt ({said}); restore it from a backup")
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Open without writing anything. Without a ``-wal`` file (no controller has the
+    database open, or a copy taken for forensics) the file is read as it is
+    (``immutable=1``): ``mode=ro`` would create the WAL's shared-memory files, or fail
+    where it may not. Beside a live controller, ``mode=ro`` reads its WAL too."""
+    if not path.is_file():
+        raise StoreError(f"no database at {path}")
+    uri = "file:" + urllib.parse.quote(str(path.resolve()))
+    live = path.with_name(path.name + "-wal").exists()
+    db = sqlite3.connect(f"{uri}?{'mode=ro' if live else 'immutable=1'}", uri=True, isolation_level=None,
+                         check_same_thread=False)
+    _check_intact(db, path)
+    return db
+
+
 def _ban(row: sqlite3.Row) -> StoredBan:
     return StoredBan(
         target(row["addr"]),
@@ -117,26 +133,26 @@ def _approval(row: sqlite3.Row) -> Approval:
 
 
 class Store:
+    """``readonly`` opens for reading only, without writing anything (``audit --verify``
+    on a copy taken for forensics, on read-only media): an old schema is read as it is."""
+
     def __init__(self, state_dir: str | Path, readonly: bool = False) -> None:
         self.path = Path(state_dir) / DB_NAME
+        #: schema versions applied when this store was opened (empty when it was current)
+        self.migrated: list[int] = []
         try:
             if readonly:
-                if not self.path.exists():
-                    raise StoreError(f"no database at {self.path}")
-                self.db = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-                )
+                self.db = _open_readonly(self.path)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                create_private(self.path)  # 0600; sqlite gives its -wal and -shm files the same mode
                 # one user at a time, but not necessarily the creating thread (a daemon
                 # may be built in one thread and run its loop in another)
                 self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                _check_intact(self.db, self.path)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(_SCHEMA)
-                self.db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
+                self.migrated = migrate(self.db, self.path)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
         self.db.row_factory = sqlite3.Row
@@ -145,10 +161,6 @@ class Store:
         #: JSON-lines mirror is written only for entries the database kept)
         self.after_commit: list[Callable[[], None]] = []
         self.after_rollback: list[Callable[[], None]] = []
-        if not readonly:
-            got = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-            if int(got) != SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: schema version {got}, expected {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()

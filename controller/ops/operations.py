@@ -1,0 +1,61 @@
+"""The controller's built-in control operations, registered in one ``Operations`` table.
+
+Each function takes the request's ``args`` and the operator's name and returns a
+JSON-serialisable result; refusals raise ``PolicyRefused``, bad input a ``NetWardenError``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from controller.detection import Detection
+from controller.ops.registry import Operations, arg_float
+from controller.response.enforce.base import Action, target
+from controller.response.responder import Responder
+
+
+def register_response_ops(ops: Operations, r: Responder) -> None:
+    """Bans, allow-list, approvals, detections and the audit log."""
+
+    def ping(_args: dict[str, Any], _actor: str) -> dict[str, Any]:
+        return {"pid": os.getpid(), "backend": r.enforcer.name, "hook": r.cfg.hook.value}
+
+    def ban(args: dict[str, Any], actor: str) -> dict[str, Any]:
+        d = r.ban(args["addr"], arg_float(args, "ttl"), str(args.get("reason", "")), actor,
+                  Action(args.get("action", "drop")))
+        return {"decision_id": d.id, "addr": str(target(d.target)) if d.target else None, "ttl_s": d.ttl_s}
+
+    def unban(args: dict[str, Any], actor: str) -> dict[str, Any]:
+        removed = r.unban(args["addr"], actor)
+        return {"addr": args["addr"], "removed": removed, "covered_by": r.covering_ranges(args["addr"], r.clock())}
+
+    def bans(_args: dict[str, Any], _actor: str) -> list[dict[str, Any]]:
+        now = r.clock()
+        return [b.to_dict(now) for b in r.store.active_bans(now)]
+
+    def kernel_bans(_args: dict[str, Any], _actor: str) -> list[dict[str, Any]]:
+        return [{"addr": str(k.addr), "action": k.action.value, "remaining_s": k.remaining_s,
+                 "decision_id": k.decision_id} for k in r.enforcer.list_bans()]
+
+    def approvals(_args: dict[str, Any], _actor: str) -> list[dict[str, Any]]:
+        return [a.to_dict() for a in r.approvals.pending(r.clock())]
+
+    table: dict[str, Any] = {
+        "ping": ping,
+        "ban": ban,
+        "unban": unban,
+        "bans": bans,
+        "kernel-bans": kernel_bans,
+        "allow-add": lambda a, actor: r.allow_add(a["cidr"], str(a.get("note", "")), actor),
+        "allow-remove": lambda a, actor: r.allow_remove(a["cidr"], actor),
+        "allow-list": lambda _a, _actor: r.allow_entries(),
+        "approvals": approvals,
+        "approve": lambda a, actor: r.resolve_approval(str(a["id"]), True, actor),
+        "deny": lambda a, actor: r.resolve_approval(str(a["id"]), False, actor),
+        "detect": lambda a, _actor: r.submit_detection(Detection.from_dict(a)).to_dict(),
+        "audit": lambda a, _actor: r.audit.entries(limit=int(a.get("limit", 50))),
+        "verify": lambda _a, _actor: r.audit.verify().as_dict(),
+    }
+    for name, fn in table.items():
+        ops.add(name, fn)
