@@ -158,7 +158,8 @@ class Triage:
             return None
         entry = {"kind": "decision", "decision_id": d.id, "verdict": d.verdict.value, "reason": d.reason,
                  "target": step["target"], "action": d.action.value, "ttl_s": d.ttl_s, "level": d.level,
-                 "risky": list(d.risky), "at": self.now, "step": step["do"]}  # fmt: skip
+                 "risky": list(d.risky), "at": self.now, "step": step["do"], "score": inc.risk,
+                 "confidence": inc.confidence, "detector_kind": step["kind"]}  # fmt: skip
         inc.actions.append(entry)
         return {"id": d.id, "verdict": d.verdict.value, "reason": d.reason}
 
