@@ -121,7 +121,7 @@ class _Reader:
         try:
             self.istore = IncidentStore(self.store.db)
             self.istore.incidents(("open",))  # an old schema fails here, with one line
-        except Exception as exc:  # noqa: BLE001 - any failure here means an old or foreign schema
+        except Exception as exc:  # any failure: an old or foreign schema
             self.store.close()
             raise ConfigError(f"{d}: no incident tables ({exc}); open it once with this version's controller") from exc
 
