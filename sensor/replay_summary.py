@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sensor.batch import PacketBatch
 from sensor.schema import (
     ARP_DTYPE,
     FLOW_DTYPE,
@@ -62,33 +63,58 @@ def _run(
     out: dict[str, list[np.ndarray]] = defaultdict(list)
     counts: Counter[str] = Counter()
 
-    def drain() -> None:
+    clock = [0]  # capture time reached (a capture may jump back; this never does)
+
+    def drain(now_ns: int | None = None) -> None:
         for kind, recs in pipe.drain():
             out[kind].append(recs)
             if sink is not None:
                 sink.observe(kind, recs)
-        if sink is not None and "t_last" in counts:
-            sink.advance(counts["t_last"])
+        if sink is not None and now_ns is not None:
+            clock[0] = max(clock[0], now_ns)
+            sink.advance(clock[0])
 
     fault: BaseException | None = None
     try:
         for path in paths:
             for batch in mod.PcapReader(path).batches(4096):
-                pipe.feed(batch)
+                if not batch.count:
+                    continue
+                # With a sink, feed slices of at most SINK_STEP_NS capture time, so the
+                # records (and the sink's clock) move as they would live.
+                for part in _time_slices(batch) if sink is not None else [batch]:
+                    pipe.feed(part)
+                    drain(int(part.ts_ns[: part.count].max()))
                 counts["packets"] += batch.count
                 counts["bytes"] += int(batch.wirelen[: batch.count].sum())
-                if batch.count:
-                    ts = batch.ts_ns[: batch.count]
-                    first = int(ts.min())
-                    counts["t_first"] = min(counts.get("t_first", first), first)
-                    counts["t_last"] = max(counts["t_last"], int(ts.max()))
-                drain()
+                ts = batch.ts_ns[: batch.count]
+                first = int(ts.min())
+                counts["t_first"] = min(counts.get("t_first", first), first)
+                counts["t_last"] = max(counts["t_last"], int(ts.max()))
     except Exception as exc:  # noqa: BLE001 - reported after what was read is summarised
         fault = exc
     pipe.finish()
-    drain()
+    drain(counts.get("t_last"))
     counts["decode_errors"] = flows.counters().get("decode_errors", 0)
     return out, dict(counts), mod.__name__.rsplit(".", 1)[-1], fault
+
+
+#: Capture time a replay slice spans at most when records also go to a sink.
+SINK_STEP_NS = 250_000_000
+
+
+def _time_slices(batch: PacketBatch) -> list[PacketBatch]:
+    """``batch`` cut where its packets cross a ``SINK_STEP_NS`` boundary (same buffer)."""
+    n = batch.count
+    ts = batch.ts_ns[:n]
+    cuts = (np.flatnonzero(np.diff(ts // SINK_STEP_NS) != 0) + 1).tolist()
+    if not cuts:
+        return [batch]
+    return [
+        PacketBatch(batch.buffer, batch.offset[a:b], batch.caplen[a:b], batch.wirelen[a:b],
+                    batch.ts_ns[a:b], batch.linktype[a:b], batch.iface[a:b], b - a)
+        for a, b in zip([0, *cuts], [*cuts, n], strict=True)
+    ]  # fmt: skip
 
 
 def _cat(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:

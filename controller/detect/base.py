@@ -99,6 +99,15 @@ class DetectorBase:
         raise NotImplementedError
 
 
+def pack_keys(d: dict[Any, int]) -> list[list[Any]]:
+    """A dict with tuple/bytes keys as a list msgpack can store (``unpack_keys`` undoes)."""
+    return [[list(k) if isinstance(k, tuple) else k, v] for k, v in d.items()]
+
+
+def unpack_keys(rows: list[list[Any]]) -> dict[Any, int]:
+    return {(tuple(k) if isinstance(k, list) else k): int(v) for k, v in rows}
+
+
 # --- addresses ------------------------------------------------------------------------------
 def addr_keys(addr: np.ndarray, version: np.ndarray) -> np.ndarray:
     """``ADDR_KEY`` values for a column of 16-byte addresses and their IP versions (IPv4 is

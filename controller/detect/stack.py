@@ -269,9 +269,27 @@ class IngestDetection:
         except OSError as exc:
             log.warning("detector state not saved: %s", exc)
 
-    def attach(self, ingest: Any, controller: Any) -> None:
-        ingest.add_consumer("detect", self.consume)
+    def attach(self, controller: Any) -> None:
+        """Plug into ``controller.app.Controller``: a stage for every ingested batch, a
+        one-second tick, the ``alerts`` operation, state saved when it closes."""
+        controller.add_stage("detect", self.consume)
         controller.add_periodic(1.0, self.tick)
         controller.add_op("alerts", lambda _args, _actor: {
             "status": self.stack.status(), "submitted": self.submitted, "recent": list(self.recent),
         })  # fmt: skip
+        controller.at_close(self.save)
+
+
+def attach_detection(
+    controller: Any,
+    state_dir: str | Path,
+    names: str | None = None,
+    plugins: Iterable[str] = (),
+) -> IngestDetection:
+    """The detection stack of ``names`` (comma-separated; all registered when None) with
+    its state in ``state_dir``, attached to a running controller's ingest."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
+    stack = DetectionStack(build(wanted, plugins), state_dir=state_dir)
+    det = IngestDetection(stack, controller)
+    det.attach(controller)
+    return det

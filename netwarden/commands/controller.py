@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -43,9 +42,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         rep = ctl.start()
         if args.listen:
-            _attach_detection(ctl, args, cfg.state_dir)
             archive = None if args.no_archive else Path(args.archive) if args.archive else cfg.state_dir / "archive"
             ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive, archive_hours=args.archive_hours)
+            from controller.detect.stack import attach_detection
+
+            attach_detection(ctl, cfg.state_dir, args.detectors, args.detector_plugin)
         # one line operators and tests can wait for, printed once SIGTERM is handled
         ctl.run(
             on_ready=lambda: print(
@@ -58,22 +59,3 @@ def run(args: argparse.Namespace) -> int:
     finally:
         ctl.close()
     return 0
-
-
-def _attach_detection(ctl: Any, args: argparse.Namespace, state_dir: Any) -> Any:
-    """The detection stack as a controller stage (batches in, alerts to policy on a tick,
-    state saved at close)."""
-    from pathlib import Path
-
-    from controller.detect.stack import DetectionStack, IngestDetection, build
-
-    names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
-    stack = DetectionStack(build(names, args.detector_plugin), state_dir=Path(str(state_dir)))
-    detection = IngestDetection(stack, ctl)
-
-    class _Stages:
-        add_consumer = staticmethod(ctl.add_stage)
-
-    detection.attach(_Stages(), ctl)
-    ctl.at_close(detection.save)
-    return detection

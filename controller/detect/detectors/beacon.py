@@ -1,0 +1,266 @@
+"""``c2_beaconing``: a host checking in with a rare external server at regular times with
+regular sizes, scored the way RITA scores beacons, so each part can be read on its own.
+
+Input: FLOW records of TCP connections from an internal host to an external (public)
+address. Connections are grouped by (source, destination, destination port); a group with
+``MIN_CONNS`` or more is scored from four subscores, each 0..1, weighted equally:
+
+* timestamp: regular intervals, ``(1 - |Bowley skew|  +  max(0, 1 - MAD/median)) / 2`` of
+  the intervals between connection starts;
+* data size: the same two measures over the bytes the host sent per connection, plus
+  smallness ``1 - mode/65535`` (check-ins are small);
+* duration: the share of the time this detector has watched (up to ``HORIZON_S``) that
+  the group spans: a beacon keeps going;
+* histogram: the connections spread evenly over the group's span (``1 - CV`` of counts in
+  ``min(n, 12)`` equal bins); a burst of page loads is uneven.
+
+An alert needs ``total >= THRESHOLD``. Threat modifiers, as RITA's prevalence: the
+destination's /24 contacted by other internal hosts as well is a shared service (no
+alert); each of these halves the score: its /16 is contacted by other internal hosts; the
+period is slow (``SLOW_S``, the pace of updaters and IoT cloud heartbeats, while
+hands-on C2 checks in within seconds to minutes); the host already polls other external
+networks regularly (an appliance talking to its clouds). Below ``MIN_SCORE`` no alert. Only TCP to external
+addresses is scored: regular polling of internal services (monitoring, NTP, DNS) and UDP
+keep-alives that IoT devices send to their clouds' NAT/STUN endpoints are normal, while
+C2 frameworks check in over HTTP(S). Few connections give a lower confidence.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from controller.detect.alert import Alert
+from controller.detect.base import ADDR_KEY, DetectorBase, addr_keys, key_to_str
+from controller.detect.nets import external, prefix16, subnet_keys
+from controller.detect.stack import register
+from sensor.schema import FlowFlags
+
+NS = 1_000_000_000
+_GROUP = np.dtype([("src", ADDR_KEY), ("dst", ADDR_KEY), ("port", "<u2")])
+
+
+def bowley_score(x: np.ndarray) -> float:
+    """``1 - |Bowley skewness|`` of ``x`` (1 when the quartiles coincide)."""
+    q1, q2, q3 = np.percentile(x, [25, 50, 75])
+    if q3 - q1 <= 1e-9:
+        return 1.0
+    return float(1.0 - min(1.0, abs((q3 + q1 - 2 * q2) / (q3 - q1))))
+
+
+def madm_score(x: np.ndarray) -> float:
+    """``max(0, 1 - MAD/median)``: 1 for perfectly regular values."""
+    med = float(np.median(x))
+    if med <= 0:
+        return 0.0
+    return float(max(0.0, 1.0 - float(np.median(np.abs(x - med))) / med))
+
+
+def beacon_scores(ts_s: np.ndarray, sizes: np.ndarray, watched_s: float) -> dict[str, float]:
+    """RITA-style subscores for one group's connection start times (sorted, seconds) and
+    bytes sent per connection."""
+    d = np.diff(ts_s)
+    ts_score = (bowley_score(d) + madm_score(d)) / 2 if len(d) else 0.0
+    vals, counts = np.unique(sizes, return_counts=True)
+    mode = float(vals[np.argmax(counts)])
+    ds_score = (bowley_score(sizes) + madm_score(sizes) + max(0.0, 1 - mode / 65535)) / 3
+    span = float(ts_s[-1] - ts_s[0])
+    dur = min(1.0, span / watched_s) if watched_s > 0 else 0.0
+    nb = min(len(ts_s), 12)
+    if span > 0 and nb >= 2:
+        hist = np.histogram(ts_s, bins=nb, range=(ts_s[0], ts_s[-1]))[0].astype(float)
+        hist_score = max(0.0, 1.0 - float(hist.std() / hist.mean()))
+    else:
+        hist_score = 0.0
+    total = 0.25 * (ts_score + ds_score + dur + hist_score)
+    return {"timestamp": ts_score, "data_size": ds_score, "duration": dur,
+            "histogram": hist_score, "total": total}  # fmt: skip
+
+
+@register
+class BeaconDetector(DetectorBase):
+    """c2_beaconing over TCP connections to external hosts."""
+
+    name: ClassVar[str] = "beacon"
+    version: ClassVar[str] = "1"
+
+    MIN_CONNS = 3
+    THRESHOLD = 0.8
+    HORIZON_S = 6 * 3600.0  # connections kept per group
+    MAX_ROWS = 1 << 20
+    EVAL_S = 5.0  # evaluate at most this often (data time)
+    MAX_GROUPS = 2000  # groups scored per evaluation (the busiest)
+    PREV_CAP = 1 << 22
+    SLOW_S = 300.0  # median interval from which a beacon looks like a slow poller
+    MIN_SCORE = 40.0  # modified scores below this are not alerted
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.start_ns = 0
+        self._rows: list[np.ndarray] = []
+        self._buf = np.zeros(0, self._row_dtype())
+        self._last_eval = 0
+        self._prev24 = np.zeros(0, np.uint64)  # sorted: hash(dst /24) high bits | src low bits
+        self._prev16 = np.zeros(0, np.uint64)
+        self._alerted: dict[tuple[str, str], int] = {}
+        self._beacon_peers: dict[str, set[str]] = {}  # host -> /16s it polls regularly
+
+    @staticmethod
+    def _p16(dst: Any) -> str:
+        return key_to_str(prefix16(np.asarray([dst], ADDR_KEY))[0])
+
+    @staticmethod
+    def _row_dtype() -> np.dtype:
+        return np.dtype([("g", _GROUP), ("ts", "<i8"), ("ob", "<u8"), ("fid", "<u8")])
+
+    # --- prevalence sketch ---------------------------------------------------------------
+    @staticmethod
+    def _h(keys: np.ndarray) -> np.ndarray:
+        r = np.ascontiguousarray(keys).view(np.uint64).reshape(-1, 2)
+        z = r[:, 0] ^ (r[:, 1] * np.uint64(0x9E3779B97F4A7C15))
+        for mul in (0xBF58476D1CE4E5B9, 0x94D049BB133111EB):  # splitmix64 finaliser
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(mul)
+        return z ^ (z >> np.uint64(31))
+
+    def _prev_add(self, arr: np.ndarray, dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+        lo = np.uint64(0xFFFFF)
+        v = (self._h(dst) & ~lo) | (self._h(src) & lo)
+        if len(arr) >= self.PREV_CAP:
+            return arr
+        return np.union1d(arr, v)
+
+    def _prevalence(self, arr: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        lo = np.uint64(0xFFFFF)
+        d = self._h(dst) & ~lo
+        return np.searchsorted(arr, d | lo, side="right") - np.searchsorted(arr, d)
+
+    # --- input ---------------------------------------------------------------------------
+    def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if record_type != "flow":
+            return
+        self._tick(int(batch["ts_last_ns"].max()))
+        if not self.start_ns:
+            self.start_ns = int(batch["ts_first_ns"].min())
+        f = batch[(batch["proto"] == 6) & ((batch["flags"] & int(FlowFlags.INTERIM)) == 0)]
+        if not len(f):
+            return
+        src = addr_keys(f["orig_addr"], f["ip_version"])
+        dst = addr_keys(f["resp_addr"], f["ip_version"])
+        out = external(dst) & ~external(src)
+        if not out.any():
+            return
+        src, dst, f = src[out], dst[out], f[out]
+        self._prev24 = self._prev_add(self._prev24, subnet_keys(dst), src)
+        self._prev16 = self._prev_add(self._prev16, prefix16(dst), src)
+        rows = np.zeros(len(f), self._row_dtype())
+        rows["g"]["src"], rows["g"]["dst"], rows["g"]["port"] = src, dst, f["resp_port"]
+        rows["ts"], rows["ob"], rows["fid"] = f["ts_first_ns"], f["orig_bytes"], f["flow_id"]
+        self._rows.append(rows)
+
+    def advance(self, now_ns: int) -> list[Alert]:
+        self._tick(now_ns)
+        if not self._rows:
+            return []
+        pending = sum(len(r) for r in self._rows) + len(self._buf)
+        if self.now_ns - self._last_eval < self.EVAL_S * NS and pending > 100_000:
+            return []  # a big buffer is sorted at most every EVAL_S
+        new = np.concatenate(self._rows)
+        self._rows = []
+        since = self._last_eval
+        self._last_eval = self.now_ns
+        buf = np.concatenate([self._buf, new])
+        buf = buf[buf["ts"] >= self.now_ns - int(self.HORIZON_S * NS)]
+        if len(buf) > self.MAX_ROWS:
+            buf = buf[np.argsort(buf["ts"], kind="stable")[-self.MAX_ROWS :]]
+        gview = buf["g"].view(np.dtype((np.void, _GROUP.itemsize)))
+        order = np.lexsort((buf["ts"], gview))
+        buf = self._buf = buf[order]
+        gview = gview[order]
+        starts = np.flatnonzero(np.r_[True, gview[1:] != gview[:-1]])
+        ends = np.r_[starts[1:], len(buf)]
+        n = ends - starts
+        newest = np.maximum.reduceat(buf["ts"], starts) if len(buf) else np.zeros(0, np.int64)
+        cand = np.flatnonzero((n >= self.MIN_CONNS) & (newest >= since))
+        if len(cand) > self.MAX_GROUPS:
+            cand = cand[np.argsort(-n[cand], kind="stable")[: self.MAX_GROUPS]]
+        if not len(cand):
+            return []
+        heads = buf["g"][starts[cand]]
+        p24 = self._prevalence(self._prev24, subnet_keys(heads["dst"]))
+        p16 = self._prevalence(self._prev16, prefix16(heads["dst"]))
+        watched = min(self.HORIZON_S, (self.now_ns - self.start_ns) / NS)
+        out: list[Alert] = []
+        for j, gi in enumerate(cand):
+            if p24[j] >= 2:
+                continue  # a service other internal hosts use too
+            rows = buf[starts[gi] : ends[gi]]
+            ts_s = (rows["ts"] - rows["ts"][0]) / NS
+            sc = beacon_scores(ts_s, rows["ob"].astype(float), watched)
+            if sc["total"] < self.THRESHOLD:
+                continue
+            a = self._alert(rows, sc, int(p16[j]))
+            if a is not None:
+                out.append(a)
+        return out
+
+    def _alert(self, rows: np.ndarray, sc: dict[str, float], p16: int) -> Alert | None:
+        g = rows["g"][0]
+        src, dst, port = key_to_str(g["src"]), key_to_str(g["dst"]), int(g["port"])
+        last = self._alerted.get((src, dst))
+        if last is not None and self.now_ns - last < 3600 * NS:
+            return None
+        self._alerted[(src, dst)] = self.now_ns
+        self.protect(src, self.now_ns)
+        n = len(rows)
+        iv = np.diff(rows["ts"]) / NS
+        mods = []
+        if p16 >= 2:
+            mods.append("other internal hosts use the same /16")
+        if float(np.median(iv)) >= self.SLOW_S:
+            mods.append(f"slow period (>= {self.SLOW_S:.0f} s), as updaters and IoT clouds poll")
+        if self._beacon_peers.get(src, set()) - {self._p16(g["dst"])}:
+            mods.append("the host also polls other external networks (an appliance)")
+        score = 100 * sc["total"] * (n / (n + 2)) * 0.5 ** len(mods)
+        if score < self.MIN_SCORE:
+            self._beacon_peers.setdefault(src, set()).add(self._p16(g["dst"]))
+            del self._alerted[(src, dst)]
+            return None  # a regular but explained poller: not worth an alert
+        self._beacon_peers.setdefault(src, set()).add(self._p16(g["dst"]))
+        evidence: dict[str, Any] = {
+            "connections": n,
+            "median_interval_s": round(float(np.median(iv)), 2),
+            "interval_mad_s": round(float(np.median(np.abs(iv - np.median(iv)))), 2),
+            "median_bytes_sent": float(np.median(rows["ob"])),
+            "subscores": {k: round(v, 3) for k, v in sc.items()},
+            "reference": f"RITA-style score >= {self.THRESHOLD} over >= {self.MIN_CONNS} "
+            "connections; no other internal host uses this /24",
+            "other_internal_hosts_same_16": max(0, p16 - 1),
+            "modifiers": mods,
+            "flow_uids": [f"F{int(i):x}" for i in rows["fid"][-5:]],
+        }
+        return Alert(
+            "c2_beaconing", src, [dst], score, min(0.95, sc["total"] * (1 - 1 / n)),
+            rows["ts"][0] / NS, self.now_ns / NS, "T1071.001", evidence,
+            f"{src} checks in with {dst}:{port} every ~{np.median(iv):.0f} s with ~"
+            f"{np.median(rows['ob']):.0f} bytes ({n} connections, beacon score "
+            f"{sc['total']:.2f}); no other internal host talks to that network",
+            self.name, self.version,
+        )  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        d = super().state_dict()
+        d.update(start_ns=self.start_ns, prev24=self._prev24, prev16=self._prev16,
+                 buf=self._buf.view(np.uint8).copy(), last_eval=self._last_eval,
+                 alerted=[[s, t, v] for (s, t), v in self._alerted.items()])  # fmt: skip
+        return d
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        super().load_state(d)
+        self.start_ns = int(d.get("start_ns", 0))
+        self._prev24 = np.asarray(d.get("prev24", np.zeros(0)), np.uint64)
+        self._prev16 = np.asarray(d.get("prev16", np.zeros(0)), np.uint64)
+        raw = np.asarray(d.get("buf", np.zeros(0, np.uint8)), np.uint8)
+        self._buf = raw.view(self._row_dtype()).copy()
+        self._last_eval = int(d.get("last_eval", 0))
+        self._alerted = {(str(s), str(t)): int(v) for s, t, v in d.get("alerted", [])}

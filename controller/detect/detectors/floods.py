@@ -1,0 +1,182 @@
+"""Denial of service, victim-centric: syn_flood, icmp_flood, udp_amplification,
+dns_amplification and tcp_reflection, from the per-host telemetry windows (``host``).
+
+Each reads what the victim received in one window, as a rate (per second of window):
+SYNs it did not answer, ICMP packets, UDP packets and bytes nobody on it asked for (it sent
+far fewer UDP packets, or DNS queries, than it received), SYN-ACKs and RSTs for
+connections it never opened (few SYNs sent). The bar is the larger of a fixed floor (a rate
+no LAN host sees in normal use) and ``FACTOR`` times the victim's learnt level, learnt from
+its windows that raised nothing.
+
+Spoofed and reflected floods name no attacker: thousands of sources are forged or are
+innocent reflectors, so the response is a rate limit or upstream advice, never a ban. When
+one source sends most of the flood (``pair`` records) and the sources are few, it is named.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from controller.detect.alert import Alert
+from controller.detect.base import DetectorBase, addr_keys, key_to_str, pack_keys, unpack_keys
+from controller.detect.features import KeyedBaseline, RecordBuffer
+from controller.detect.stack import register
+from sensor.schema import PAIR_DTYPE
+
+NS = 1_000_000_000
+
+#: kind -> (ATT&CK id, floor per second, what is counted)
+KINDS = {
+    "syn_flood": ("T1499.002", 500.0, "unanswered SYNs"),
+    "icmp_flood": ("T1498.001", 500.0, "ICMP packets"),
+    "udp_amplification": ("T1498.002", 500.0, "unsolicited UDP packets"),
+    "dns_amplification": ("T1498.002", 20.0, "unsolicited DNS responses"),
+    "tcp_reflection": ("T1498.002", 500.0, "SYN-ACKs/RSTs for connections it never opened"),
+}
+FEATURES = tuple(KINDS)
+
+
+@register
+class FloodDetector(DetectorBase):
+    name: ClassVar[str] = "flood"
+    version: ClassVar[str] = "1"
+
+    FACTOR = 10.0  # above the victim's learnt level by this much
+    MIN_SOURCES_SPOOFED = 20  # more distinct sources than this: no single attacker named
+    ONE_SOURCE_SHARE = 0.8
+    DNS_MIN_BYTES_PER_S = 16_000.0  # amplified DNS: big responses add up
+    DNS_MIN_MEAN_SIZE = 512.0  # mean IP bytes per DNS response received
+    UDP_MIN_SOURCES = 10
+    SUPPRESS_S = 600.0
+    MATURE_WINDOWS = 300  # windows of history before a learnt level raises a bar
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.baseline = KeyedBaseline(len(FEATURES))
+        self.pairs = RecordBuffer(PAIR_DTYPE, "ts_last_ns", 30.0)
+        self._pending: list[np.ndarray] = []
+        self._alerted: dict[tuple[str, str], int] = {}
+
+    def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
+        if record_type == "host":
+            self._pending.append(batch)
+            self._tick(int(batch["ts_last_ns"].max()))
+        elif record_type == "pair":
+            self.pairs.add(batch)
+
+    @staticmethod
+    def rates(h: np.ndarray) -> np.ndarray:
+        """Per record, the per-second rate of each ``FEATURES`` entry (vectorised)."""
+        win = np.maximum((h["ts_end_ns"] - h["ts_start_ns"]) / NS, 1e-3)
+        f = {k: h[k].astype(float) for k in (
+            "in_syn_noreply", "in_icmp_pkts", "in_udp_pkts", "out_udp_pkts", "in_dns_responses",
+            "out_dns_queries", "in_synack", "in_rst", "out_syn")}  # fmt: skip
+        unsolicited_udp = np.maximum(f["in_udp_pkts"] - 4 * f["out_udp_pkts"], 0)
+        unsolicited_dns = np.maximum(f["in_dns_responses"] - 2 * f["out_dns_queries"], 0)
+        reflected = np.maximum(f["in_synack"] + f["in_rst"] - 2 * f["out_syn"], 0)
+        cols = (f["in_syn_noreply"], f["in_icmp_pkts"], unsolicited_udp, unsolicited_dns, reflected)
+        return np.stack(cols, axis=1) / win[:, None]
+
+    def advance(self, now_ns: int) -> list[Alert]:
+        if not self._pending:
+            return []
+        h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = []
+        keys = addr_keys(h["addr"], h["ip_version"])
+        x = self.rates(h)
+        mean, std, cnt = self.baseline.reference(keys)
+        ref = mean + 3 * std
+        floors = np.array([KINDS[k][1] for k in FEATURES])
+        # Only a long history may raise the bar (a flood's own ramp-up is not "normal").
+        mature = (cnt >= self.MATURE_WINDOWS)[:, None]
+        hit = x >= np.maximum(floors, np.where(mature, self.FACTOR * ref, 0.0))
+        win = np.maximum((h["ts_end_ns"] - h["ts_start_ns"]) / NS, 1e-3)
+        dns_i, udp_i = FEATURES.index("dns_amplification"), FEATURES.index("udp_amplification")
+        dns_bytes = h["in_dns_bytes"].astype(float)
+        dns_resp = np.maximum(h["in_dns_responses"].astype(float), 1)
+        hit[:, dns_i] &= (dns_bytes / win >= self.DNS_MIN_BYTES_PER_S) & (
+            dns_bytes / dns_resp >= self.DNS_MIN_MEAN_SIZE
+        )
+        # mostly DNS: it is DNS amplification, not generic UDP reflection
+        mostly_dns = dns_bytes >= 0.5 * h["in_udp_bytes"].astype(float)
+        hit[:, udp_i] &= (h["in_src_hosts"] >= self.UDP_MIN_SOURCES) & ~(mostly_dns & hit[:, dns_i])
+        alerts = []
+        for i, j in zip(*np.nonzero(hit), strict=True):  # victims over a floor: few
+            a = self._alert(FEATURES[j], h[i], keys[i], float(x[i, j]), float(ref[i, j]), now_ns)
+            if a is not None:
+                alerts.append(a)
+        any_hit = hit.any(axis=1)
+        for a in alerts:  # the victim's flooded windows are not its normal
+            for v in a.victims:
+                self.protect(v, self.now_ns)
+        learn = ~any_hit & ~np.isin(keys, self.protected_keys())
+        self.baseline.update(keys[learn], x[learn], h["ts_end_ns"][learn])
+        return alerts
+
+    def _alert(
+        self, kind: str, r: np.void, key: np.void, rate: float, ref: float, now_ns: int
+    ) -> Alert | None:
+        victim = key_to_str(key)
+        end = int(r["ts_end_ns"])
+        if end < self._alerted.get((kind, victim), 0):
+            return None
+        self._alerted[(kind, victim)] = end + int(self.SUPPRESS_S * NS)
+        sources = int(r["in_src_hosts"])
+        attacker, share = None, 0.0
+        p = self.pairs.records()
+        if len(p) and sources < self.MIN_SOURCES_SPOOFED:
+            m = (addr_keys(p["dst"], p["ip_version"]) == key) & (
+                p["ts_last_ns"] >= int(r["ts_start_ns"])
+            )
+            if m.any():
+                src = addr_keys(p["src"][m], p["ip_version"][m])
+                u, inv = np.unique(src, return_inverse=True)
+                pk = np.bincount(inv, weights=p["pkts"][m])
+                top = int(np.argmax(pk))
+                share = float(pk[top] / max(pk.sum(), 1))
+                if share >= self.ONE_SOURCE_SHARE:
+                    attacker = key_to_str(u[top])
+        mitre, floor, what = KINDS[kind]
+        win = max((end - int(r["ts_start_ns"])) / NS, 1e-3)
+        ev: dict[str, Any] = {
+            "rate_per_s": round(rate, 1), "measure": what, "floor_per_s": floor,
+            "learnt_reference_per_s": round(ref, 2), "distinct_sources": sources,
+            "window_s": win, "in_pkts": int(r["in_pkts"]), "in_bytes": int(r["in_bytes"]),
+        }  # fmt: skip
+        if kind == "dns_amplification":
+            ev["dns_response_bytes"] = int(r["in_dns_bytes"])
+            ev["dns_queries_sent"] = int(r["out_dns_queries"])
+        if attacker:
+            ev["top_source_share"] = round(share, 3)
+        who = attacker or (f"{sources} sources (spoofed or reflectors)")
+        severity = min(100.0, 50 + 15 * np.log10(max(rate / max(floor, 1), 1)) * 2)
+        return Alert(
+            kind, attacker, [victim], severity, min(0.99, 0.7 + 0.1 * np.log10(max(rate / floor, 1))),
+            int(r["ts_start_ns"]) / NS, now_ns / NS, mitre, ev,
+            f"{victim} received {rate:.0f} {what} per second from {who}; its learnt level is "
+            f"{ref:.1f}/s.",
+            self.name, self.version,
+        )  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        pending = np.concatenate(self._pending) if self._pending else None
+        return {
+            **super().state_dict(),
+            "baseline": self.baseline.state_dict(),
+            "pairs": self.pairs.state_dict(),
+            "pending": pending,
+            "alerted": pack_keys(self._alerted),
+        }
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        super().load_state(d)
+        if "baseline" in d:
+            self.baseline.load_state(d["baseline"])
+        self.pairs.load_state(d.get("pairs", {}))
+        p = d.get("pending")
+        self._pending = [p] if p is not None and len(p) else []
+        self._alerted = unpack_keys(d.get("alerted", []))

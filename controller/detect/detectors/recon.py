@@ -1,0 +1,378 @@
+"""Reconnaissance: port scans, host sweeps (ICMP, TCP, UDP, ARP) and active OS fingerprinting.
+
+``scan`` reads the per-host telemetry windows (``host``: distinct destination ports and
+hosts per window and per long window, SYNs, flows each way) and, for the few hosts that
+cross a threshold, the ``pair`` and ``arp`` records that name their targets:
+
+* port_scan: many distinct destination ports, at least ``PORTS_PER_HOST`` per target host
+  (vertical), from a host that originates far more flows than it receives (a server
+  answering mid-stream traffic is never the scanner: Zeek's originator rules).
+* host_sweep: many distinct target hosts on few ports, concentrated in one subnet (a /24
+  or /64), or many ARP who-has for distinct addresses.
+
+Thresholds are the larger of a fixed floor and a multiple of the host's own learnt level
+(``KeyedBaseline`` over its benign windows), so a monitoring server that always polls a
+subnet is learnt, while a learnt baseline never raises the bar above a real scan's size.
+
+``os_fingerprint`` reads flow records: TCP probes with flag combinations no stack sends in
+normal traffic (SYN with FIN, no flags at all, FIN/PSH/URG without a handshake, URG on a
+flow that never opened) from one source to one host within a minute.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from controller.detect.alert import Alert
+from controller.detect.base import (
+    ADDR_KEY,
+    DetectorBase,
+    addr_keys,
+    flow_uids,
+    key_to_str,
+    keys_from_strings,
+    pack_keys,
+    unpack_keys,
+)
+from controller.detect.features import KeyedBaseline, RecordBuffer
+from controller.detect.stack import register
+from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PAIR_DTYPE
+
+NS = 1_000_000_000
+
+
+def _ipv4_key(ip4: np.ndarray) -> np.ndarray:
+    a = np.zeros((len(ip4), 16), np.uint8)
+    a[:, :4] = ip4
+    return addr_keys(a, np.full(len(ip4), 4, np.uint8))
+
+
+def _subnet(keys: np.ndarray) -> np.ndarray:
+    """The /24 (IPv4) or /64 (IPv6) of each key, as a key."""
+    raw = keys.view(np.uint8).reshape(-1, 16).copy()
+    v4 = (raw[:, :12] == np.array([0] * 10 + [255, 255], np.uint8)).all(axis=1)
+    raw[v4, 15] = 0
+    raw[~v4, 8:] = 0
+    return raw.view(ADDR_KEY).reshape(-1)
+
+
+@register
+class ScanDetector(DetectorBase):
+    """port_scan and host_sweep from host telemetry windows."""
+
+    name: ClassVar[str] = "scan"
+    version: ClassVar[str] = "1"
+
+    PORT_FLOOR = 40  # distinct ports in one window (default 1 s)
+    PORT_FLOOR_LONG = 100  # ... in the long window (60 s)
+    PORTS_PER_HOST = 4  # vertical: ports per target host
+    HOST_FLOOR = 40  # distinct target hosts in one window
+    HOST_FLOOR_LONG = 100
+    HOSTS_PER_PORT = 4  # sweep: target hosts per port
+    SUBNET_SHARE = 0.5  # share of the targets inside the busiest /24
+    BASELINE_FACTOR = 3.0  # sweep threshold >= factor * learnt level (mature hosts)
+    MATURE_WINDOWS = 100  # windows of history before a learnt level may raise a threshold
+    MAX_RAISE = 4 * 100.0  # the most a learnt level may raise a sweep threshold to
+    SUPPRESS_S = 600.0  # one alert per kind and attacker this long
+    FEATURES = ("out_dst_ports", "out_dst_hosts", "out_dst_ports_long", "out_dst_hosts_long")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.baseline = KeyedBaseline(len(self.FEATURES))
+        self.pairs = RecordBuffer(PAIR_DTYPE, "ts_last_ns", 120.0)
+        self.arps = RecordBuffer(ARP_DTYPE, "ts_ns", 120.0)
+        self._pending: list[np.ndarray] = []
+        self._alerted: dict[tuple[str, str], int] = {}
+
+    def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
+        if record_type == "host":
+            self._pending.append(batch)
+            self._tick(int(batch["ts_last_ns"].max()))
+        elif record_type == "pair":
+            self.pairs.add(batch)
+        elif record_type == "arp":
+            self.arps.add(batch[batch["op"] == 1])
+
+    def advance(self, now_ns: int) -> list[Alert]:
+        if not self._pending:
+            return []
+        h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = []
+        keys = addr_keys(h["addr"], h["ip_version"])
+        x = np.stack([h[f].astype(float) for f in self.FEATURES], axis=1)
+        mean, std, cnt = self.baseline.reference(keys)
+        ref = mean + 3 * std  # the host's learnt high level ("p99")
+        # A learnt level raises the sweep bar only for hosts with a long history, and at
+        # most MAX_RAISE times: a monitoring server polling its subnet is learnt, but no
+        # baseline masks a port scan (the port floors are fixed).
+        mature = (cnt >= self.MATURE_WINDOWS)[:, None]
+        raise_ = np.where(mature, np.minimum(self.BASELINE_FACTOR * ref, self.MAX_RAISE), 1.0)
+        ports, hosts = x[:, 0], x[:, 1]
+        ports_l, hosts_l = x[:, 2], x[:, 3]
+        originates = h["out_flows"].astype(float) >= 2 * h["in_flows"].astype(float)
+        scan = (
+            ((ports >= self.PORT_FLOOR) | (ports_l >= self.PORT_FLOOR_LONG))
+            & (
+                np.maximum(ports, ports_l)
+                >= self.PORTS_PER_HOST * np.maximum(np.maximum(hosts, hosts_l), 1)
+            )
+            & originates
+        )
+        sweep = (
+            (hosts >= self.HOST_FLOOR * np.maximum(raise_[:, 1] / self.HOST_FLOOR, 1))
+            | (hosts_l >= self.HOST_FLOOR_LONG * np.maximum(raise_[:, 3] / self.HOST_FLOOR_LONG, 1))
+        ) & (np.maximum(hosts, hosts_l) >= self.HOSTS_PER_PORT * np.maximum(ports, 1))
+        learnt = ref
+        alerts: list[Alert] = []
+        for i in np.flatnonzero(scan | sweep):  # only the hosts over a threshold
+            if scan[i]:
+                a = self._port_scan(h[i], keys[i], x[i], learnt[i], now_ns)
+                if a:
+                    alerts.append(a)
+            if sweep[i]:
+                a = self._host_sweep(h[i], keys[i], x[i], learnt[i], now_ns)
+                if a:
+                    alerts.append(a)
+        flagged = keys_from_strings([a.attacker for a in alerts if a.attacker])
+        for a in alerts:
+            self.protect(a.attacker, self.now_ns)
+        learn = ~(scan | sweep) & ~np.isin(keys, self.protected_keys()) & ~np.isin(keys, flagged)
+        self.baseline.update(keys[learn], x[learn], h["ts_end_ns"][learn])
+        return alerts
+
+    # --- the few hosts over a threshold ---------------------------------------------------
+    def _suppressed(self, kind: str, att: str, ts_ns: int) -> bool:
+        until = self._alerted.get((kind, att), 0)
+        if ts_ns < until:
+            return True
+        self._alerted[(kind, att)] = ts_ns + int(self.SUPPRESS_S * NS)
+        return False
+
+    def _targets(self, key: np.void, start_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(target keys, flows per target, first window start) of pairs from ``key``
+        since ``start_ns``."""
+        p = self.pairs.records()
+        if not len(p):
+            return np.zeros(0, ADDR_KEY), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        src = addr_keys(p["src"], p["ip_version"])
+        m = (src == key) & (p["ts_last_ns"] >= start_ns)
+        p = p[m]
+        dst = addr_keys(p["dst"], p["ip_version"])
+        u, inv = np.unique(dst, return_inverse=True)
+        flows = np.bincount(inv, weights=p["flows"], minlength=len(u)).astype(np.int64)
+        first = np.full(len(u), np.iinfo(np.int64).max)
+        np.minimum.at(first, inv, p["ts_start_ns"])
+        return u, flows, first
+
+    def _port_scan(
+        self, r: np.void, key: np.void, x: np.ndarray, learnt: np.ndarray, now_ns: int
+    ) -> Alert | None:
+        att = key_to_str(key)
+        start = int(r["ts_long_start_ns"])
+        tgt, flows, first = self._targets(key, start)
+        if not len(tgt):
+            return None
+        if self._suppressed("port_scan", att, int(r["ts_end_ns"])):
+            return None
+        order = np.argsort(-flows, kind="stable")
+        victims = [key_to_str(tgt[j]) for j in order[:5]]
+        syn, udp = int(r["out_syn"]), int(r["out_udp_pkts"])
+        flows_out = max(int(r["out_flows"]), 1)
+        style = "TCP SYN" if syn >= flows_out / 2 else "UDP" if udp >= flows_out / 2 else "TCP"
+        noreply = int(r["out_syn_noreply"])
+        ports, ports_l = int(x[0]), int(x[2])
+        big = ports >= ports_l / 2
+        n, ref = (ports, learnt[0]) if big else (ports_l, learnt[2])
+        span = "in one telemetry window" if big else "within the long window (60 s)"
+        window_s = (int(r["ts_end_ns"]) - int(r["ts_start_ns"])) / NS
+        score = min(100.0, 40 + 60 * np.log10(max(n, 1) / self.PORT_FLOOR + 1))
+        return Alert(
+            "port_scan", att, victims, score, min(0.99, 0.6 + n / 500),
+            int(first.min()) / NS, now_ns / NS, "T1046",
+            {
+                "distinct_dst_ports": n, "window_s": window_s if big else 60.0,
+                "threshold": self.PORT_FLOOR if big else self.PORT_FLOOR_LONG,
+                "learnt_reference": round(float(ref), 2),
+                "target_hosts": int(max(x[1], x[3])), "syn_sent": syn, "syn_unanswered": noreply,
+                "udp_sent": udp, "scan_type": style,
+            },
+            f"{att} probed {n} distinct ports on {victims[0]}"
+            + (f" and {len(tgt) - 1} other host(s)" if len(tgt) > 1 else "")
+            + f" {span} ({style} scan); its learnt level is {ref:.0f}.",
+            self.name, self.version,
+        )  # fmt: skip
+
+    def _host_sweep(
+        self, r: np.void, key: np.void, x: np.ndarray, learnt: np.ndarray, now_ns: int
+    ) -> Alert | None:
+        att = key_to_str(key)
+        start = int(r["ts_long_start_ns"])
+        tgt, _, first = self._targets(key, start)
+        arp_n = 0
+        a = self.arps.records()
+        if len(a):
+            a = a[(a["ts_ns"] >= start) & (_ipv4_key(a["sender_ip"]) == key)]
+            if len(a):
+                at = np.unique(_ipv4_key(a["target_ip"]))
+                arp_n = len(at)
+                tgt = np.unique(np.concatenate([tgt, at]))
+                first = np.append(first, int(a["ts_ns"].min()))
+        if not len(tgt):
+            return None
+        nets, cnt = np.unique(_subnet(tgt), return_counts=True)
+        top = int(np.argmax(cnt))
+        if cnt[top] < self.SUBNET_SHARE * len(tgt) or cnt[top] < self.HOST_FLOOR / 2:
+            return None  # spread over the internet: a busy client, not a sweep
+        if self._suppressed("host_sweep", att, int(r["ts_end_ns"])):
+            return None
+        net = key_to_str(nets[top])
+        net = f"{net}/24" if ":" not in net else f"{net}/64"
+        icmp, syn, udp = int(r["out_icmp_pkts"]), int(r["out_syn"]), int(r["out_udp_pkts"])
+        style = max((("ARP", arp_n), ("ICMP", icmp), ("TCP", syn), ("UDP", udp)),
+                    key=lambda kv: kv[1])[0]  # fmt: skip
+        n = len(tgt)
+        ref = max(learnt[1], learnt[3])
+        return Alert(
+            "host_sweep", att, [net], min(100.0, 35 + n / 8), min(0.99, 0.6 + n / 600),
+            int(min(first)) / NS, now_ns / NS, "T1018",
+            {
+                "distinct_targets": n, "targets_in_subnet": int(cnt[top]), "subnet": net,
+                "distinct_dst_ports": int(max(x[0], x[2])), "arp_requests_targets": arp_n,
+                "icmp_sent": icmp, "syn_sent": syn, "udp_sent": udp, "sweep_type": style,
+                "threshold": self.HOST_FLOOR, "learnt_reference": round(float(ref), 2),
+            },
+            f"{att} contacted {n} distinct hosts ({int(cnt[top])} in {net}) on "
+            f"{int(max(x[0], x[2]))} port(s) within a minute ({style} sweep); its learnt "
+            f"level is {ref:.0f}.",
+            self.name, self.version,
+        )  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        pending = np.concatenate(self._pending) if self._pending else None
+        return {
+            **super().state_dict(),
+            "baseline": self.baseline.state_dict(),
+            "pairs": self.pairs.state_dict(),
+            "arps": self.arps.state_dict(),
+            "pending": pending,
+            "alerted": pack_keys(self._alerted),
+        }
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        super().load_state(d)
+        if "baseline" in d:
+            self.baseline.load_state(d["baseline"])
+        self.pairs.load_state(d.get("pairs", {}))
+        self.arps.load_state(d.get("arps", {}))
+        p = d.get("pending")
+        self._pending = [p] if p is not None and len(p) else []
+        self._alerted = unpack_keys(d.get("alerted", []))
+
+
+# --- OS fingerprinting ------------------------------------------------------------------
+FIN, SYN, RST, PSH, ACK, URG = range(6)
+
+
+def odd_flag_kinds(f: np.ndarray) -> np.ndarray:
+    """Per TCP flow, a bit mask of odd probe kinds its originator sent: 1 SYN+FIN,
+    2 no flags at all, 4 FIN/PSH/URG without SYN or ACK (FIN/Xmas), 8 URG before any
+    handshake. Non-TCP flows get 0."""
+    of = f["orig_flag_counts"].astype(np.int64)
+    tcp = (f["proto"] == 6) & (f["orig_pkts"] > 0)
+    hist = f["history"].astype("S40")
+    up = np.char.upper(hist)
+    handshake = (np.char.find(up, b"S") >= 0) & (np.char.find(up, b"H") >= 0)
+    k = np.zeros(len(f), np.int64)
+    # Zeek's "Q" (upper case: the originator) is one packet with SYN and FIN (or RST);
+    # per-flow flag counts cannot tell that from a SYN ... FIN session.
+    k |= np.where(np.char.find(hist, b"Q") >= 0, 1, 0)
+    k |= np.where(of.sum(axis=1) == 0, 2, 0)
+    k |= np.where((of[:, FIN] > 0) & (of[:, SYN] == 0) & (of[:, ACK] == 0), 4, 0)
+    k |= np.where((of[:, URG] > 0) & ~handshake, 8, 0)
+    return np.where(tcp, k, 0)
+
+
+@register
+class OsFingerprintDetector(DetectorBase):
+    name: ClassVar[str] = "os_fingerprint"
+    version: ClassVar[str] = "1"
+
+    WINDOW_S = 60.0
+    MIN_KINDS = 2  # distinct odd probe kinds in at least two probes to one host ...
+    MIN_FLOWS = 3  # ... or this many odd probes
+    MAX_PORTS = 16  # more distinct ports: a (FIN/NULL/Xmas) port scan, not a fingerprint
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.odd = RecordBuffer(FLOW_DTYPE, "ts_last_ns", self.WINDOW_S)
+        self._new = False
+        self._alerted: dict[tuple[str, str], int] = {}
+
+    def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if record_type != "flow" or not len(batch):
+            return
+        k = odd_flag_kinds(batch)
+        if k.any():
+            self.odd.add(batch[k > 0])
+            self._new = True
+        self._tick(int(batch["ts_last_ns"].max()))
+
+    def advance(self, now_ns: int) -> list[Alert]:
+        if not self._new:
+            return []
+        self._new = False
+        f = self.odd.records()
+        f = f[f["ts_last_ns"] >= self.odd.latest_ns - int(self.WINDOW_S * NS)]
+        src = addr_keys(f["orig_addr"], f["ip_version"])
+        dst = addr_keys(f["resp_addr"], f["ip_version"])
+        kinds = odd_flag_kinds(f)
+        pair = np.stack([src.view(np.uint8).reshape(-1, 16), dst.view(np.uint8).reshape(-1, 16)], 1)
+        pk = np.ascontiguousarray(pair.reshape(-1, 32)).view("V32").reshape(-1)
+        u, inv = np.unique(pk, return_inverse=True)
+        out = []
+        for j in range(len(u)):  # distinct (source, target) pairs with odd probes: few
+            m = inv == j
+            kb = int(np.bitwise_or.reduce(kinds[m]))
+            n_kinds = kb.bit_count()
+            ports = len(np.unique(f["resp_port"][m]))
+            n = int(m.sum())
+            enough = n >= self.MIN_FLOWS or (n >= 2 and n_kinds >= self.MIN_KINDS)
+            if not enough or ports > self.MAX_PORTS:
+                continue
+            att, vic = key_to_str(src[m][0]), key_to_str(dst[m][0])
+            t_last = int(f["ts_last_ns"][m].max())
+            if t_last < self._alerted.get((att, vic), 0):
+                continue
+            self._alerted[(att, vic)] = t_last + int(600 * NS)
+            names = [n for b, n in ((1, "SYN+FIN"), (2, "NULL"), (4, "FIN/Xmas"), (8, "URG"))
+                     if kb & b]  # fmt: skip
+            self.protect(att, self.now_ns)
+            out.append(Alert(
+                "os_fingerprint", att, [vic], 45 + 10 * n_kinds, min(0.95, 0.5 + 0.15 * n_kinds),
+                int(f["ts_first_ns"][m].min()) / NS, now_ns / NS, "T1082",
+                {"odd_probe_flows": int(m.sum()), "odd_kinds": names, "distinct_ports": ports,
+                 "reference": "0 such probes in normal traffic (RFC 793 stacks never send them)",
+                 "flow_uids": flow_uids(f[m])},
+                f"{att} sent {int(m.sum())} TCP probes with invalid flag combinations "
+                f"({', '.join(names)}) to {vic}, the pattern of active OS fingerprinting.",
+                self.name, self.version,
+            ))  # fmt: skip
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "odd": self.odd.state_dict(),
+            "new": self._new,
+            "alerted": pack_keys(self._alerted),
+        }
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        super().load_state(d)
+        self.odd.load_state(d.get("odd", {}))
+        self._new = bool(d.get("new", False))
+        self._alerted = unpack_keys(d.get("alerted", []))

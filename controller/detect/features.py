@@ -1,0 +1,157 @@
+"""Shared building blocks for detectors: learnt per-host references and short record
+buffers, all numpy, sized and bounded.
+
+``KeyedBaseline`` keeps, per address, an exponentially weighted mean and variance of a few
+features of the host's telemetry windows (learnt online; the caller masks out hosts that
+raised alerts, so an attack is not learnt as normal). Its ``reference`` is what evidence
+quotes ("this host's learnt level is 3").
+
+``RecordBuffer`` holds the last ``horizon_s`` of one record type (by a time column), so a
+detector can look up the pairs or ARP requests of the few hosts that crossed a threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from controller.detect.base import ADDR_KEY
+
+
+class KeyedBaseline:
+    """EW mean/variance of ``n_features`` per address key (``ADDR_KEY``). ``alpha`` is the
+    weight of a new window once a host has ``1/alpha`` windows of history (before that,
+    a plain running mean). At most ``capacity`` hosts; the least recently seen go first.
+    Cost: one ``np.unique`` and a ``searchsorted`` per batch."""
+
+    def __init__(self, n_features: int, alpha: float = 0.02, capacity: int = 1 << 16) -> None:
+        self.n_features = n_features
+        self.alpha = alpha
+        self.capacity = capacity
+        self.keys = np.zeros(0, ADDR_KEY)  # sorted
+        self.mean = np.zeros((0, n_features))
+        self.var = np.zeros((0, n_features))
+        self.count = np.zeros(0, np.int64)
+        self.last_ns = np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index into the table, found mask) for each key."""
+        if not len(self.keys):
+            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+        idx = np.searchsorted(self.keys, keys)
+        idx_c = np.minimum(idx, len(self.keys) - 1)
+        found = self.keys[idx_c] == keys
+        return idx_c, found
+
+    def reference(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mean, std, windows of history) per key; zeros for unknown hosts."""
+        mean = np.zeros((len(keys), self.n_features))
+        std = np.zeros((len(keys), self.n_features))
+        cnt = np.zeros(len(keys), np.int64)
+        idx, found = self._find(keys)
+        if found.any():
+            i = idx[found]
+            mean[found], std[found], cnt[found] = self.mean[i], np.sqrt(self.var[i]), self.count[i]
+        return mean, std, cnt
+
+    def update(self, keys: np.ndarray, x: np.ndarray, ts_ns: np.ndarray) -> None:
+        """Learn one window per row (``x``: ``(n, n_features)``)."""
+        if not len(keys):
+            return
+        uk, inv = np.unique(keys, return_inverse=True)
+        sums = np.zeros((len(uk), self.n_features))
+        np.add.at(sums, inv, x)
+        n = np.bincount(inv, minlength=len(uk))
+        xm = sums / n[:, None]  # several windows of one host in a batch: their mean
+        last = np.zeros(len(uk), np.int64)
+        np.maximum.at(last, inv, ts_ns.astype(np.int64))
+        idx, found = self._find(uk)
+        if found.any():
+            i = idx[found]
+            c = self.count[i] + 1
+            a = np.maximum(1.0 / c, self.alpha)[:, None]
+            d = xm[found] - self.mean[i]
+            self.mean[i] += a * d
+            self.var[i] = (1 - a) * (self.var[i] + a * d * d)
+            self.count[i] = c
+            self.last_ns[i] = np.maximum(self.last_ns[i], last[found])
+        new = ~found
+        if new.any():
+            keys_all = np.concatenate([self.keys, uk[new]])
+            order = np.argsort(keys_all, kind="stable")
+            self.keys = keys_all[order]
+            self.mean = np.concatenate([self.mean, xm[new]])[order]
+            self.var = np.concatenate([self.var, np.zeros((int(new.sum()), self.n_features))])[
+                order
+            ]
+            self.count = np.concatenate([self.count, np.ones(int(new.sum()), np.int64)])[order]
+            self.last_ns = np.concatenate([self.last_ns, last[new]])[order]
+            if len(self.keys) > self.capacity:
+                keep = np.sort(np.argsort(-self.last_ns, kind="stable")[: self.capacity])
+                self.keys, self.mean, self.var = self.keys[keep], self.mean[keep], self.var[keep]
+                self.count, self.last_ns = self.count[keep], self.last_ns[keep]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "keys": self.keys.view(np.uint8).reshape(-1, 16).copy(),
+            "mean": self.mean,
+            "var": self.var,
+            "count": self.count,
+            "last_ns": self.last_ns,
+        }
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        self.keys = np.ascontiguousarray(d["keys"], np.uint8).reshape(-1, 16).view(ADDR_KEY)
+        self.keys = self.keys.reshape(-1)
+        self.mean = np.asarray(d["mean"], float).reshape(-1, self.n_features)
+        self.var = np.asarray(d["var"], float).reshape(-1, self.n_features)
+        self.count = np.asarray(d["count"], np.int64)
+        self.last_ns = np.asarray(d["last_ns"], np.int64)
+
+
+class RecordBuffer:
+    """The records of one type from the last ``horizon_s`` seconds of data time
+    (``time_field``), at most ``max_rows`` (oldest dropped first)."""
+
+    def __init__(
+        self, dtype: np.dtype, time_field: str, horizon_s: float, max_rows: int = 1 << 18
+    ) -> None:
+        self.dtype = dtype
+        self.time_field = time_field
+        self.horizon_ns = int(horizon_s * 1e9)
+        self.max_rows = max_rows
+        self._parts: list[np.ndarray] = []
+        self._rows = 0
+        self.latest_ns = 0
+
+    def add(self, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
+        self._parts.append(batch)
+        self._rows += len(batch)
+        self.latest_ns = max(self.latest_ns, int(batch[self.time_field].max()))
+        cut = self.latest_ns - self.horizon_ns
+        while self._parts and (
+            int(self._parts[0][self.time_field].max()) < cut or self._rows > self.max_rows
+        ):
+            self._rows -= len(self._parts.pop(0))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"records": self.records(), "latest_ns": self.latest_ns}
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        rec = d.get("records")
+        self._parts = [rec] if rec is not None and len(rec) and rec.dtype == self.dtype else []
+        self._rows = sum(len(p) for p in self._parts)
+        self.latest_ns = int(d.get("latest_ns", 0))
+
+    def records(self) -> np.ndarray:
+        if not self._parts:
+            return np.zeros(0, self.dtype)
+        if len(self._parts) > 1:
+            self._parts = [np.concatenate(self._parts)]
+        return self._parts[0]

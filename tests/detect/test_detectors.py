@@ -1,0 +1,206 @@
+"""Each detector on crafted records: the attack it is for, and the near misses that must
+stay quiet (a busy web client is not a scan, a server answering is not the attacker, a
+resolver is not a sweep, a poll every minute is not a brute force)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from controller.detect import Alert
+from controller.detect.detectors.bruteforce import BruteforceDetector
+from controller.detect.detectors.floods import FloodDetector
+from controller.detect.detectors.recon import OsFingerprintDetector, ScanDetector
+from tests.detect.records import T0, S, arp_requests, flows, host, pairs
+
+
+def _run(det, *batches: tuple[str, np.ndarray], now_s: float = 5.0) -> list[Alert]:
+    for kind, b in batches:
+        det.observe(kind, b)
+    return det.advance(T0 + int(now_s * S))
+
+
+# --- port_scan --------------------------------------------------------------------------
+def test_vertical_scan_is_flagged_with_its_victim() -> None:
+    rec = host("10.0.0.5", 1, out_dst_ports=120, out_dst_hosts=1, out_dst_ports_long=130,
+               out_dst_hosts_long=1, out_flows=125, out_syn=125, out_syn_noreply=120)  # fmt: skip
+    (a,) = _run(ScanDetector(), ("pair", pairs("10.0.0.5", ["10.0.0.9"], 1, flows=125)),
+                ("host", rec))  # fmt: skip
+    assert (a.kind, a.attacker, a.victims) == ("port_scan", "10.0.0.5", ["10.0.0.9"])
+    assert a.evidence["distinct_dst_ports"] == 120 and a.evidence["scan_type"] == "TCP SYN"
+    assert a.mitre == "T1046" and "120 distinct ports" in a.summary
+
+
+def test_busy_web_client_is_not_a_scan() -> None:
+    dsts = [f"151.101.{i}.{i + 1}" for i in range(60)]
+    rec = host("192.168.1.20", 1, out_dst_ports=2, out_dst_hosts=60, out_dst_ports_long=2,
+               out_dst_hosts_long=60, out_flows=150, out_syn=150, in_synack=150)  # fmt: skip
+    assert _run(ScanDetector(), ("pair", pairs("192.168.1.20", dsts, 1)), ("host", rec)) == []
+
+
+def test_server_answering_midstream_is_never_the_scanner() -> None:
+    # a capture that replays itself: the server's answers open "new" flows to 600 client
+    # ports, while the client opened twice as many flows to it
+    rec = host("10.121.70.151", 44, out_dst_ports=650, out_dst_hosts=1, out_dst_ports_long=650,
+               out_dst_hosts_long=1, out_flows=624, in_flows=1320, out_synack=715)  # fmt: skip
+    got = _run(ScanDetector(), ("pair", pairs("10.121.70.151", ["10.234.125.254"], 44)),
+               ("host", rec), now_s=46)  # fmt: skip
+    assert got == []
+
+
+def test_udp_scan_type() -> None:
+    rec = host("10.0.0.5", 1, out_dst_ports=90, out_dst_hosts=1, out_flows=90, out_udp_pkts=90)
+    (a,) = _run(ScanDetector(), ("pair", pairs("10.0.0.5", ["10.0.0.9"], 1)), ("host", rec))
+    assert a.evidence["scan_type"] == "UDP"
+
+
+# --- host_sweep -------------------------------------------------------------------------
+def test_icmp_sweep_of_a_subnet() -> None:
+    dsts = [f"10.1.2.{i}" for i in range(1, 101)]
+    rec = host("10.1.2.200", 1, out_dst_hosts=100, out_dst_ports=1, out_dst_hosts_long=100,
+               out_flows=100, out_icmp_pkts=100)  # fmt: skip
+    (a,) = _run(ScanDetector(), ("pair", pairs("10.1.2.200", dsts, 1)), ("host", rec))
+    assert (a.kind, a.attacker, a.victims) == ("host_sweep", "10.1.2.200", ["10.1.2.0/24"])
+    assert a.evidence["sweep_type"] == "ICMP" and a.evidence["targets_in_subnet"] == 100
+
+
+def test_arp_sweep() -> None:
+    targets = [f"192.168.5.{i}" for i in range(1, 201)]
+    rec = host("192.168.5.77", 0, out_dst_hosts=200, out_dst_hosts_long=200, arp_req_out=200)
+    (a,) = _run(ScanDetector(), ("arp", arp_requests("192.168.5.77", targets, 0)), ("host", rec))
+    assert (a.kind, a.attacker) == ("host_sweep", "192.168.5.77")
+    assert a.evidence["sweep_type"] == "ARP" and a.victims == ["192.168.5.0/24"]
+
+
+def test_resolver_talking_to_many_servers_is_not_a_sweep() -> None:
+    dsts = [f"{i + 1}.{(7 * i) % 250}.{i % 13}.53" for i in range(80)]
+    rec = host("192.168.1.53", 1, out_dst_hosts=80, out_dst_ports=1, out_dst_hosts_long=80,
+               out_flows=80, out_udp_pkts=80, in_udp_pkts=80)  # fmt: skip
+    assert _run(ScanDetector(), ("pair", pairs("192.168.1.53", dsts, 1)), ("host", rec)) == []
+
+
+def test_scan_detector_learns_only_unflagged_hosts() -> None:
+    det = ScanDetector()
+    for t in range(5):
+        det.observe("host", host("10.0.0.7", t, out_dst_ports=3, out_dst_hosts=2, out_flows=5))
+        det.advance(T0 + (t + 1) * S)
+    scan = host("10.0.0.5", 6, out_dst_ports=120, out_dst_hosts=1, out_flows=125, out_syn=125)
+    det.observe("pair", pairs("10.0.0.5", ["10.0.0.9"], 6))
+    det.observe("host", scan)
+    assert [a.kind for a in det.advance(T0 + 8 * S)] == ["port_scan"]
+    keys = {bytes(k) for k in det.baseline.keys}
+    learnt = det.baseline.reference(det.baseline.keys)[0]
+    assert len(keys) == 1 and learnt[0, 0] == 3.0  # the benign host only
+
+
+# --- os_fingerprint -----------------------------------------------------------------------
+def test_odd_flag_probes_are_fingerprinting() -> None:
+    z = np.zeros(8, np.uint32)
+    synfin = flows("172.16.16.128", "172.16.16.150", 135, [0.6, 0.8], history=b"Q",
+                   orig_flag_counts=np.array([1, 1, 0, 1, 0, 1, 0, 0], np.uint32), resp_pkts=0)  # fmt: skip
+    null = flows("172.16.16.128", "172.16.16.150", 135, [0.7], history=b"", orig_flag_counts=z)
+    (a,) = _run(OsFingerprintDetector(), ("flow", synfin), ("flow", null), now_s=2)
+    assert (a.kind, a.attacker, a.victims) == ("os_fingerprint", "172.16.16.128", ["172.16.16.150"])
+    assert set(a.evidence["odd_kinds"]) >= {"SYN+FIN", "NULL", "URG"}
+
+
+def test_normal_sessions_and_one_odd_packet_are_not_fingerprinting() -> None:
+    normal = flows("10.0.0.1", "10.0.0.2", 443, [0, 1, 2, 3],
+                   orig_flag_counts=np.array([1, 1, 0, 3, 9, 0, 0, 0], np.uint32))  # fmt: skip
+    one = flows("10.0.0.3", "10.0.0.2", 80, [1], history=b"Q",
+                orig_flag_counts=np.array([1, 1, 0, 0, 0, 0, 0, 0], np.uint32))  # fmt: skip
+    assert _run(OsFingerprintDetector(), ("flow", normal), ("flow", one)) == []
+
+
+# --- floods -----------------------------------------------------------------------------
+def test_spoofed_syn_flood_names_the_victim_only() -> None:
+    rec = host("10.10.10.10", 0, in_syn=20000, in_syn_noreply=20000, in_pkts=20000,
+               in_src_hosts=19000)  # fmt: skip
+    (a,) = _run(FloodDetector(), ("host", rec))
+    assert (a.kind, a.attacker, a.victims) == ("syn_flood", None, ["10.10.10.10"])
+    assert a.to_detection() is None  # nothing to ban: the sources are forged
+
+
+def test_single_source_syn_flood_names_the_source() -> None:
+    rec = host("10.10.10.10", 0, in_syn=5000, in_syn_noreply=5000, in_src_hosts=1)
+    p = pairs("198.51.100.7", ["10.10.10.10"], 0, pkts=5000)
+    (a,) = _run(FloodDetector(), ("pair", p), ("host", rec))
+    assert (a.kind, a.attacker) == ("syn_flood", "198.51.100.7")
+
+
+def test_busy_server_answering_its_clients_is_not_flooded() -> None:
+    rec = host("10.0.0.80", 0, in_syn=5000, in_syn_noreply=40, out_synack=4960,
+               in_src_hosts=3000)  # fmt: skip
+    assert _run(FloodDetector(), ("host", rec)) == []
+
+
+def test_udp_amplification_vs_a_download() -> None:
+    amp = host("10.10.10.10", 0, in_udp_pkts=4000, in_udp_bytes=900_000, in_src_hosts=2700)
+    quic = host("192.168.1.9", 0, in_udp_pkts=4000, in_udp_bytes=5_000_000, out_udp_pkts=1500,
+                in_src_hosts=1)  # fmt: skip
+    got = _run(FloodDetector(), ("host", np.concatenate([amp, quic])))
+    assert [(a.kind, a.attacker, a.victims) for a in got] == [
+        ("udp_amplification", None, ["10.10.10.10"])]  # fmt: skip
+
+
+def test_dns_amplification_vs_a_resolver_client() -> None:
+    amp = host("10.10.10.10", 0, in_udp_pkts=60, in_dns_responses=60, in_udp_bytes=200_000,
+               in_dns_bytes=200_000, in_src_hosts=25)  # fmt: skip
+    client = host("192.168.1.9", 0, in_udp_pkts=60, in_dns_responses=60, out_dns_queries=60,
+                  in_udp_bytes=200_000, in_dns_bytes=200_000, in_src_hosts=2)  # fmt: skip
+    got = _run(FloodDetector(), ("host", np.concatenate([amp, client])))
+    assert [(a.kind, a.victims) for a in got] == [("dns_amplification", ["10.10.10.10"])]
+
+
+def test_tcp_reflection_vs_a_scanner_collecting_resets() -> None:
+    refl = host("10.10.10.10", 0, in_synack=3000, in_rst=500, in_src_hosts=800)
+    scanner = host("10.0.0.5", 0, in_rst=3000, out_syn=3000, in_src_hosts=1)
+    got = _run(FloodDetector(), ("host", np.concatenate([refl, scanner])))
+    assert [(a.kind, a.attacker, a.victims) for a in got] == [
+        ("tcp_reflection", None, ["10.10.10.10"])]  # fmt: skip
+
+
+def test_icmp_flood() -> None:
+    (a,) = _run(FloodDetector(), ("host", host("10.0.0.1", 0, in_icmp_pkts=9000, in_src_hosts=500)))
+    assert (a.kind, a.victims) == ("icmp_flood", ["10.0.0.1"])
+
+
+# --- brute force ------------------------------------------------------------------------
+def _sessions(starts: list[float], port: int = 22, **kw) -> np.ndarray:
+    return flows("203.0.113.5", "10.0.0.22", port, starts, duration_s=3.0, orig_bytes=kw.pop(
+        "orig_bytes", 1133), resp_bytes=kw.pop("resp_bytes", 1863), **kw)  # fmt: skip
+
+
+def test_fast_ssh_bruteforce_names_the_client() -> None:
+    (a,) = _run(BruteforceDetector(), ("flow", _sessions([i * 5.0 for i in range(8)])), now_s=45)
+    assert (a.kind, a.attacker, a.victims) == ("ssh_bruteforce", "203.0.113.5", ["10.0.0.22"])
+    assert a.evidence["attempts"] >= 6 and a.mitre == "T1110.001"
+
+
+def test_slow_bruteforce_over_twenty_minutes() -> None:
+    det = BruteforceDetector()
+    got: list[Alert] = []
+    for i in range(40):  # one guess every 28 s: never 6 in a minute
+        got += _run(det, ("flow", _sessions([i * 28.0], port=3389)), now_s=i * 28.0 + 3)
+    assert [(a.kind, a.attacker) for a in got] == [("rdp_bruteforce", "203.0.113.5")]
+
+
+def test_monitoring_poll_every_minute_is_not_bruteforce() -> None:
+    det = BruteforceDetector()
+    got: list[Alert] = []
+    for i in range(25):
+        got += _run(det, ("flow", _sessions([i * 60.0])), now_s=i * 60.0 + 3)
+    assert got == []
+
+
+def test_varied_sessions_are_not_bruteforce() -> None:
+    sizes = np.array([900, 15000, 4000, 22000, 300, 9000, 12000, 2500], np.uint64)
+    f = _sessions([i * 5.0 for i in range(8)], orig_bytes=sizes, resp_bytes=sizes * 3 % 30000)
+    assert _run(BruteforceDetector(), ("flow", f), now_s=45) == []
+
+
+def test_http_needs_more_attempts_than_ssh() -> None:
+    few = _sessions([i * 5.0 for i in range(10)], port=80)
+    assert _run(BruteforceDetector(), ("flow", few), now_s=50) == []
+    many = _sessions([i * 2.0 for i in range(30)], port=80)
+    (a,) = _run(BruteforceDetector(), ("flow", many), now_s=62)
+    assert a.kind == "http-auth_bruteforce"
