@@ -101,4 +101,7 @@ MESSAGES: dict[str, str] = {
 }
 
 #: feature names (evidence keys) shown in plain words; others are shown with spaces
-FEATURES: dict[str, str] = {}
+FEATURES: dict[str, str] = {
+    "window_s": "window (seconds)",
+    "interval_s": "interval (seconds)",
+}
