@@ -48,9 +48,17 @@ test-fast: build
 bench: build
 	$(PY) -m benchmarks.run
 
+DEMO_STATE ?= pcaps/demo-state
+
+# The whole loop on the demo capture: detection, incidents with their summaries, and what
+# policy would have blocked or escalated (dry run: nothing is enforced).
 demo: build
 	$(PY) pcaps/generate.py pcaps/demo.pcap
-	$(VENV)/bin/netwarden replay pcaps/demo.pcap
+	rm -rf $(DEMO_STATE)
+	$(VENV)/bin/netwarden replay pcaps/demo.pcap --state-dir $(DEMO_STATE) --config pcaps/demo.toml
+	@echo
+	@echo "Next: $(VENV)/bin/netwarden incident show INC-1 --state-dir $(DEMO_STATE) [--lang ja]"
+	@echo "      $(VENV)/bin/netwarden explain INC-1 --state-dir $(DEMO_STATE)"
 
 lint: venv
 	$(VENV)/bin/ruff check sensor controller netwarden tests benchmarks pcaps

@@ -6,6 +6,7 @@ resolve through the control socket."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -181,3 +182,14 @@ def test_changes_go_through_a_running_controller(demo: dict[str, Any], tmp_path:
         assert "Why it was flagged:" in text
     finally:
         assert ctl.stop() == 0
+
+
+def test_demo_config_shows_what_would_have_been_blocked_and_escalated(demo: dict[str, Any], tmp_path: Path) -> None:
+    """What `make demo` prints at its end (same command, same config)."""
+    out = nw("replay", str(demo["pcap"]), "--state-dir", str(tmp_path / "d"), "--config",
+             str(REPO / "pcaps" / "demo.toml")).stdout  # fmt: skip
+    tail = out[out.index("Incidents ("):]
+    assert "P1 (critical) incident INC-1: port scan" in tail and "Next: contain: block 192.168.10.66" in tail
+    assert f"would have asked approval to block {SCANNER} for INC-1: risky action needs approval: internal host" in tail
+    assert re.search(r"would have escalated INC-\d+ \(low_confidence\) via webhook", tail)
+    assert re.search(r"would have escalated d-[0-9a-f]{12} \(approval_unhandled\) via webhook", tail)
