@@ -11,7 +11,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -23,9 +23,9 @@ from tests.incidents.conftest import Clock, make_triage
 
 
 class _Hook(BaseHTTPRequestHandler):
-    got: list[tuple[str, dict[str, Any]]] = []
+    got: ClassVar[list[tuple[str, dict[str, Any]]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Hook.got.append((self.headers["Content-Type"], json.loads(body)))
         self.send_response(204)
