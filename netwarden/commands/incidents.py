@@ -379,7 +379,11 @@ def replay_output(alerts: list[Any], state_dir: str, config: str | None, end_tim
     return tri
 
 
-def print_replay_triage(tri: dict[str, Any], lang: str | None) -> None:
+def print_replay_triage(tri: dict[str, Any], lang: str | None, config: str | None = None) -> None:
+    if lang is None:
+        from controller.incidents.config import load
+
+        lang = load(config).copilot.lang
     incs = sorted(tri["incidents"], key=lambda i: (i.priority, -i.risk, i.id))
     print()
     if not incs:
@@ -388,7 +392,7 @@ def print_replay_triage(tri: dict[str, Any], lang: str | None) -> None:
         _incident_table(incs, f"Incidents ({len(incs)})")
         for i in incs:
             print()
-            print(i.summary.get(lang or "en", ""))
+            print(i.summary.get(lang, ""))
     if tri["suppressed"]:
         print(f"\n{tri['suppressed']} alert(s) suppressed by operator feedback")
     print(f"\nDry run ({tri['backend']} backend, nothing enforced):")

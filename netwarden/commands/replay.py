@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         if triage is not None:
             from netwarden.commands.incidents import print_replay_triage
 
-            print_replay_triage(triage, args.lang)
+            print_replay_triage(triage, args.lang, args.config)
     if fault:
         print(f"netwarden replay: error: {fault}", file=sys.stderr)
         return 1
