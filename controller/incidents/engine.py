@@ -46,6 +46,8 @@ OPEN, ACKNOWLEDGED, RESOLVED, CLOSED, MERGED = "open", "acknowledged", "resolved
 ACTIVE = (OPEN, ACKNOWLEDGED)
 PRIORITY_BANDS = ((85.0, "P1"), (60.0, "P2"), (40.0, "P3"), (0.0, "P4"))
 PRIORITY_NAMES = {"P1": "critical", "P2": "high", "P3": "medium", "P4": "low"}
+#: distinct alert entries one incident keeps (repeats beyond are counted)
+MAX_ENTRIES = 200
 
 
 def priority_of(risk: float) -> str:
@@ -187,6 +189,11 @@ class IncidentEngine:
         inc.updated_at = max(inc.updated_at, e["detected_at"])
         same = next((a for a in inc.alerts if (a["kind"], a["attacker"], sorted(a["victims"]))
                      == (e["kind"], e["attacker"], sorted(e["victims"]))), None)  # fmt: skip
+        if same is None and len(inc.alerts) >= MAX_ENTRIES:
+            # a long-running incident stays bounded: further distinct alerts count towards
+            # the strongest entry of their kind (the victims are still listed); a new kind
+            # is always added (there are few kinds)
+            same = max((a for a in inc.alerts if a["kind"] == e["kind"]), key=lambda a: a["score"], default=None)
         if same is not None:  # a repeat: count it, keep the strongest instance
             count = same["count"] + e.get("count", 1)
             if (e["score"], e["confidence"]) > (same["score"], same["confidence"]):

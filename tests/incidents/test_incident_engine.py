@@ -140,3 +140,13 @@ def test_config_from_toml_sections_names_bad_keys() -> None:
         from_dict({"incidents": {"bogus": 1}})
     with pytest.raises(ConfigError, match="criticality"):
         from_dict({"incidents": {"asset_groups": [{"name": "x", "networks": [], "criticality": "huge"}]}})
+
+
+def test_a_long_running_incident_stays_bounded() -> None:
+    from controller.incidents.engine import MAX_ENTRIES
+
+    eng = _engine()
+    many = [scan(i, victim=f"10.1.{i // 250}.{i % 250}") for i in range(MAX_ENTRIES + 50)]
+    inc = _feed(eng, [*many, brute(400)])[-1]
+    assert len(inc.alerts) == MAX_ENTRIES + 1 and inc.alert_count == MAX_ENTRIES + 51
+    assert "ssh_bruteforce" in inc.kinds and len(inc.victims) == MAX_ENTRIES + 51  # the scans' and SERVER
