@@ -193,3 +193,38 @@ def test_demo_config_shows_what_would_have_been_blocked_and_escalated(demo: dict
     assert f"would have asked approval to block {SCANNER} for INC-1: risky action needs approval: internal host" in tail
     assert re.search(r"would have escalated INC-\d+ \(low_confidence\) via webhook", tail)
     assert re.search(r"would have escalated d-[0-9a-f]{12} \(approval_unhandled\) via webhook", tail)
+
+
+def test_a_running_controller_fed_by_a_sensor_stores_incidents(demo: dict[str, Any], tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    state = tmp_path / "fed"
+    ctl = ControllerProcess(state, demo["cfg"], "--enforce", "dryrun", "--listen", endpoint, "--no-archive")
+    try:
+        sensor = subprocess.run([sys.executable, "-m", "netwarden", "sensor", "--pcap", str(demo["pcap"]), "--connect",
+                                 endpoint, "--sensor-id", "s-inc", "--batch", "64"],
+                                check=False, capture_output=True, text=True, timeout=300, cwd=REPO)  # fmt: skip
+        assert sensor.returncode == 0, sensor.stderr
+        st = ["--state-dir", str(state)]
+        deadline = time.monotonic() + 30
+        incs: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            incs = json.loads(nw("incidents", "--json", *st).stdout)
+            if any(SCANNER in i["attackers"] for i in incs):
+                break
+            time.sleep(0.5)
+        inc = next(i for i in incs if SCANNER in i["attackers"])
+        assert "port_scan" in inc["kinds"] and inc["status"] == "open" and inc["text"].startswith(inc["priority"])
+        (dec,) = [a for a in inc["actions"] if a["kind"] == "decision"]
+        assert dec["target"] == SCANNER and dec["verdict"] == "act"  # level 3, outside the internal networks
+        alerts = json.loads(nw("alerts", "--kind", "port_scan", "--json", *st).stdout)
+        assert alerts[0]["incident_id"] == inc["id"]
+        from controller.ops.server import request
+
+        recent = request(state, "alerts")["result"]["recent"]
+        assert any(r.get("incident_id") == inc["id"] and r["decision"] for r in recent)
+    finally:
+        assert ctl.stop() == 0
