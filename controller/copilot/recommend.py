@@ -17,6 +17,7 @@ anti-lockout decide what actually happens.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -30,6 +31,7 @@ ENFORCEABLE = ("block",)  # a per-source rate limit is advice until policy can c
 _REFERENCE_KEYS = ("learnt_reference", "reference", "baseline", "learnt_level", "expected")
 
 
+@functools.lru_cache(maxsize=65536)
 def is_ip(s: str | None) -> bool:
     if not s:
         return False
@@ -45,7 +47,9 @@ def recommend(inc: Incident, cfg: CopilotConfig) -> dict[str, Any]:
             "contain_confidence": cfg.contain_confidence, "investigate_risk": cfg.investigate_risk}  # fmt: skip
     attacks = [k for k in inc.kinds if k not in NOT_ATTACKS]
     if inc.risk > cfg.contain_risk and inc.confidence >= cfg.contain_confidence and attacks:
-        return {"action": CONTAIN, "rule": rule, "steps": contain_steps(inc), "commands": hunting_commands(inc)}
+        steps = contain_steps(inc)
+        return {"action": CONTAIN, "rule": rule, "steps": steps, "step_count": len(steps),
+                "commands": hunting_commands(inc)}  # fmt: skip
     if inc.risk > cfg.investigate_risk or (not attacks and inc.risk > cfg.contain_risk):
         steps = [{"do": "fix_device", "target": t, "enforce": False} for t in _hosts(inc)] if not attacks else []
         return {"action": INVESTIGATE, "rule": rule, "steps": steps, "commands": hunting_commands(inc)}

@@ -67,9 +67,10 @@ def kind_label(t: _Text, kind: str) -> str:
     return t(key) if key in t.m else t("kind_other", kind=kind)
 
 
-def _listing(t: _Text, items: list[str]) -> str:
+def _listing(t: _Text, items: list[str], total: int) -> str:
+    """The first few items; past ``MAX_LISTED``, their total (a count kept in the record)."""
     shown = t("list_join").join(items[:MAX_LISTED])
-    return shown if len(items) <= MAX_LISTED else t("more", shown=shown, total=len(items))
+    return shown if len(items) <= MAX_LISTED else t("more", shown=shown, total=total)
 
 
 def features(t: _Text, evidence: dict[str, Any]) -> str:
@@ -102,11 +103,11 @@ def summarize(inc: Incident, lang: str = "en") -> str:
     out.append(t("headline", priority=inc.priority, priority_name=t(f"priority_{PRIORITY_NAMES[inc.priority]}"),
                  id=inc.id, what=what))  # fmt: skip
     if inc.attackers:
-        out.append(t("attackers", attackers=_listing(t, inc.attackers)))
+        out.append(t("attackers", attackers=_listing(t, inc.attackers, len(inc.attackers))))
     elif any(k in VICTIM_CENTRIC for k in inc.kinds):
         out.append(t("attackers_spoofed"))
     if inc.victims:
-        out.append(t("victims", victims=_listing(t, inc.victims)))
+        out.append(t("victims", victims=_listing(t, inc.victims, len(inc.victims))))
     out.append(t("since", start=when(inc.opened_at), end=when(inc.updated_at), duration=num(inc.duration_s),
                  count=inc.alert_count))  # fmt: skip
     if inc.progression:
@@ -160,9 +161,8 @@ def _signed(p: float) -> str:
 
 def _done(t: _Text, inc: Incident) -> list[str]:
     out = []
-    for a in inc.actions:
-        if a.get("kind") != "decision":
-            continue
+    decisions = [a for a in inc.actions if a.get("kind") == "decision"]
+    for a in decisions[:MAX_LISTED]:
         target = a["target"]
         if a["verdict"] == "refused":
             out.append(t("done_refused", target=target, decision=a["decision_id"]))
@@ -175,10 +175,12 @@ def _done(t: _Text, inc: Incident) -> list[str]:
         else:
             out.append(t("done_decision", verdict=verdict, target=target, action=act, decision=a["decision_id"],
                          level=a["level"]))  # fmt: skip
+    if len(decisions) > MAX_LISTED:
+        out.append(t("done_more", total=len(decisions)))
     rec = inc.recommendation or {}
     advice = [s for s in rec.get("steps", []) if not s.get("enforce")]
     if rec.get("action") == CONTAIN and advice:
-        out.append(t("done_advice", steps=t("list_join").join(_step(t, s) for s in advice)))
+        out.append(t("done_advice", steps=t("list_join").join(_step(t, s) for s in advice[:MAX_LISTED])))
     if not out:
         out.append(t("done_none"))
     return out
@@ -192,7 +194,9 @@ def _next(t: _Text, inc: Incident) -> str:
     rec = inc.recommendation or {}
     action = rec.get("action", MONITOR)
     if action == CONTAIN:
-        return t("next_contain", steps=t("list_join").join(_step(t, s) for s in rec.get("steps", [])))
+        all_steps = rec.get("steps", [])
+        steps = [_step(t, s) for s in all_steps[: MAX_LISTED + 1]]  # _listing shows MAX_LISTED, then the total
+        return t("next_contain", steps=_listing(t, steps, rec.get("step_count", len(all_steps))))
     if action == INVESTIGATE:
         return t("next_investigate", threshold=num(rec["rule"]["investigate_risk"]))
     benign = [_benign(t, b) for b in rec.get("benign", [])]

@@ -26,6 +26,7 @@ Deterministic: the same alerts in the same order give the same incidents, ids in
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -100,6 +101,8 @@ class Incident:
             "priority_name": PRIORITY_NAMES[self.priority], "risk": self.risk, "confidence": self.confidence,
             "opened_at": self.opened_at, "updated_at": self.updated_at, "duration_s": self.duration_s,
             "attackers": list(self.attackers), "victims": list(self.victims), "focus": list(self.focus),
+            "attacker_count": len(self.attackers), "victim_count": len(self.victims),
+            "decision_count": sum(1 for a in self.actions if a.get("kind") == "decision"),
             "kinds": list(self.kinds), "stages": list(self.stages), "alert_count": self.alert_count,
             "alerts": [dict(a) for a in self.alerts], "reasons": [dict(r) for r in self.reasons],
             "progression": self.progression, "recommendation": self.recommendation,
@@ -247,12 +250,13 @@ class IncidentEngine:
 
     def _criticality(self, inc: Incident) -> dict[str, Any] | None:
         best: dict[str, Any] | None = None
+        if not self.cfg.asset_groups:
+            return None
         pts = self.cfg.criticality_points
         hosts = list(inc.victims) + [a["attacker"] for a in inc.alerts if a["kind"] in OUTBOUND and a["attacker"]]
-        for h in hosts:
-            try:
-                net = ipaddress.ip_network(h, strict=False)
-            except ValueError:
+        for h in dict.fromkeys(hosts):
+            net = _network(h)
+            if net is None:
                 continue
             for g in self.cfg.asset_groups:
                 if any(n.version == net.version and n.overlaps(net) for n in g.networks):  # type: ignore[arg-type]
@@ -300,6 +304,15 @@ def _id_order(iid: str) -> tuple[int, str]:
     return (int(tail), iid) if tail.isdigit() else (1 << 62, iid)
 
 
+@functools.lru_cache(maxsize=65536)
+def _network(h: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(h, strict=False)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=65536)
 def _addr_order(a: str) -> tuple[int, Any]:
     try:
         ip = ipaddress.ip_address(a)

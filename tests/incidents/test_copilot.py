@@ -76,7 +76,10 @@ def _incidents(ctl: Controller, clock: Clock) -> list[Incident]:
     for a in (scan(), brute(), beacon(), flood(30, victim="10.0.0.200"),
               alert("dns_tunneling", "10.0.0.31", ["192.0.2.53"], 55, 0.5, 40,
                     {"long_labels": 37, "entropy_bits": 4.21, "benign_known_resolver": 1,
-                     "learnt_reference": "labels under 24 chars or entropy under 3.2 bits/char"})):  # fmt: skip
+                     "learnt_reference": "labels under 24 chars or entropy under 3.2 bits/char"}),
+              alert("port_scan", "192.0.2.77", [f"10.0.5.{i}" for i in range(1, 6)], 90, 0.95, 45),
+              *[brute(100 + i, attacker=f"192.0.2.{10 + i}", victim="10.0.0.44", score=95, conf=0.95)
+                for i in range(4)]):  # fmt: skip
         clock.t = a.detected_at
         tri.process([a])
     tri.acknowledge("INC-3", "alice")
@@ -96,6 +99,11 @@ def test_every_number_in_a_summary_comes_from_the_evidence(ctl: Controller, cloc
         assert text == summarize(inc, lang)  # stored text is the deterministic rendering
         total += assert_numbers_from_evidence(text, inc.to_json())
     assert total > 40
+    wide = next(i for i in incs if "192.0.2.77" in i.attackers)
+    assert "10.0.5.1, 10.0.5.2, 10.0.5.3 (5 in total)" in wide.summary["en"] and "（計 5 件）" in wide.summary["ja"]
+    crowd = next(i for i in incs if "10.0.0.44" in i.victims)
+    assert crowd.to_json()["decision_count"] == 4 and "4 policy decisions in all" in crowd.summary["en"]
+    assert "(4 in total)" in crowd.summary["en"]  # the four sources, and the four blocks recommended
     # the check itself catches an invented figure, address or time
     rec = incs[0].to_json()
     for bad in (" 12345 hosts.", " 10.9.8.7 too.", " at 2001-01-01 00:00:00 UTC."):

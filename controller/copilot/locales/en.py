@@ -36,6 +36,7 @@ MESSAGES: dict[str, str] = {
     "done_decision": "Policy decided {verdict} on {target} ({action}, decision {decision}, autonomy level {level}).",
     "done_decision_ttl": "Policy decided {verdict} on {target} ({action} for {ttl} s, decision {decision}, autonomy level {level}).",
     "done_refused": "Policy refused to act on {target} (decision {decision}): it is protected or out of bounds.",
+    "done_more": "{total} policy decisions in all, listed with the incident.",
     "done_advice": "Advice for an operator: {steps}.",
     # what next
     "next_contain": "Next: contain: {steps}.",

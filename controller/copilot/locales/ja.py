@@ -35,6 +35,7 @@ MESSAGES: dict[str, str] = {
     "done_decision": "ポリシーは {target} について「{verdict}」と判断しました（{action}、判断 {decision}、自律レベル {level}）。",
     "done_decision_ttl": "ポリシーは {target} について「{verdict}」と判断しました（{action} {ttl} 秒、判断 {decision}、自律レベル {level}）。",
     "done_refused": "ポリシーは {target} への措置を拒否しました（判断 {decision}）：保護対象または範囲外です。",
+    "done_more": "ポリシーの判断は計 {total} 件で、インシデント詳細に記載しています。",
     "done_advice": "運用者への助言：{steps}。",
     # 次に行うこと
     "next_contain": "次の対応：封じ込め：{steps}。",
