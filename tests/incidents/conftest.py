@@ -1,36 +1,14 @@
-"""A dry-run controller on a temporary state dir, with its triage pipeline."""
+"""Fixtures: a capture-time clock and a dry-run controller on a temporary state dir."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from controller.app import Controller
-from controller.config import ControllerConfig, PolicyConfig, SafetyConfig
-from controller.incidents.config import TriageConfig
-from controller.incidents.escalate import Escalator
-from controller.incidents.triage import Triage
-from controller.response.policy import Guard
-from tests.incidents.alerts import T0
-
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make_controller(state: Path, clock: Clock, **policy: Any) -> Controller:
-    cfg = ControllerConfig(enforce="dryrun", state_dir=state, policy=PolicyConfig(**policy),
-                           safety=SafetyConfig(discover_local=False))  # fmt: skip
-    ctl = Controller(cfg, guard=Guard(), clock=clock)
-    ctl.start(control=False)
-    return ctl
+from tests.incidents.helpers import Clock, make_controller
 
 
 @pytest.fixture
@@ -43,9 +21,3 @@ def ctl(tmp_path: Path, clock: Clock) -> Iterator[Controller]:
     c = make_controller(tmp_path / "state", clock, detectors={"ssh_bruteforce": 3, "port_scan": 3, "c2_beaconing": 3})
     yield c
     c.close()
-
-
-def make_triage(ctl: Controller, cfg: TriageConfig | None = None, clock: Clock | None = None,
-                escalator: Escalator | None = None) -> Triage:  # fmt: skip
-    return Triage(ctl.store, ctl.audit, cfg or TriageConfig(), submit=ctl.submit_detection,
-                  wall=clock or (lambda: T0), escalator=escalator)  # fmt: skip

@@ -20,7 +20,7 @@ from controller.copilot.summary import summarize
 from controller.incidents.config import CopilotConfig, TriageConfig
 from controller.incidents.engine import Incident
 from tests.incidents.alerts import ATTACKER, SERVER, alert, beacon, brute, flood, scan
-from tests.incidents.conftest import Clock, make_triage
+from tests.incidents.helpers import Clock, make_triage
 
 IP = r"\b(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?\b"
 MAC = r"\b(?:[0-9a-f]{2}:){5}[0-9a-f]{2}\b"

@@ -19,7 +19,7 @@ from controller.app import Controller
 from controller.incidents.config import EscalationConfig, TriageConfig
 from controller.incidents.escalate import Escalator, rfc5424
 from tests.incidents.alerts import SERVER, brute, scan
-from tests.incidents.conftest import Clock, make_triage
+from tests.incidents.helpers import Clock, make_triage
 
 
 class _Hook(BaseHTTPRequestHandler):

@@ -16,7 +16,7 @@ from controller.state.migrations import SCHEMA_VERSION, schema_version
 from controller.state.store import Store
 from netwarden.errors import ConfigError
 from tests.incidents.alerts import ATTACKER, C2, SERVER, beacon, brute, flood, scan
-from tests.incidents.conftest import Clock, make_controller, make_triage
+from tests.incidents.helpers import Clock, make_controller, make_triage
 
 REPO = Path(__file__).resolve().parents[2]
 
