@@ -31,5 +31,6 @@ def test_missing_state_dir_is_one_line(tmp_path: Path) -> None:
         p = subprocess.run([sys.executable, "-m", "netwarden", *cmd, "--state-dir", str(tmp_path / "none")],
                            capture_output=True, text=True, timeout=60, cwd=REPO, check=False)  # fmt: skip
         assert p.returncode == 1 and p.stdout == ""
-        assert p.stderr.splitlines() == [f"netwarden {cmd[0]}: error: no NetWarden state in {tmp_path / 'none'} "
-                                         f"(run a controller or `netwarden replay ... --state-dir {tmp_path / 'none'}`)"]
+        none = tmp_path / "none"
+        want = f"netwarden {cmd[0]}: error: no NetWarden state in {none} (run a controller or `netwarden replay ... --state-dir {none}`)"
+        assert p.stderr.splitlines() == [want]
