@@ -46,6 +46,7 @@ test-fast: build
 	$(PY) -m pytest -q -x tests/unit
 
 bench: build
+	$(PIP) install -q "river==0.26.1"  # the [bench] extra of pyproject.toml: a baseline only
 	$(PY) -m benchmarks.run
 
 DEMO_STATE ?= pcaps/demo-state

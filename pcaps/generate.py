@@ -34,6 +34,17 @@ CLIENTS = [(f"02:00:00:00:01:{i:02x}", f"192.168.10.{20 + i}") for i in range(6)
 SCANNER = ("02:00:00:00:66:66", "192.168.10.66")
 SERVERS = ["93.184.216.34", "151.101.1.69", "140.82.112.3", "104.16.132.229"]
 SERVER_MAC = "02:00:00:00:00:02"
+BRUTEFORCER = "203.0.113.66"  # guesses SSH passwords on SSH_SERVER
+SSH_SERVER = CLIENTS[3]
+FLOOD_VICTIM = CLIENTS[0]  # receives a spoofed SYN flood on port 80
+#: (kind, attacker or None when spoofed, victim) of every attack the capture plants
+PLANTED = [
+    ("port_scan", SCANNER[1], CLIENTS[2][1]),
+    ("host_sweep", SCANNER[1], "192.168.10.0/24"),
+    ("dns_tunneling", CLIENTS[5][1], DNS_IP),
+    ("ssh_bruteforce", BRUTEFORCER, SSH_SERVER[1]),
+    ("syn_flood", None, FLOOD_VICTIM[1]),
+]
 
 
 class Capture:
@@ -94,6 +105,28 @@ def dns_lookup(cap: Capture, rng: random.Random, t: float, cmac: str, cip: str, 
                 an=DNSRR(rrname=name, type="A", rdata=answer, ttl=300))
     cap.add(t + rng.uniform(0.002, 0.03),
             Ether(src=GW_MAC, dst=cmac) / IP(src=DNS_IP, dst=cip) / UDP(sport=53, dport=sport) / r)
+
+
+def ssh_guess(cap: Capture, rng: random.Random, t: float, cip: str, smac: str, sip: str) -> None:
+    """One failed SSH login: handshake, banners, a key exchange, a refused password, close."""
+    sport = rng.randint(32768, 60999)
+    cs, ss = rng.randint(0, 2**32 - 1), rng.randint(0, 2**32 - 1)
+    c = Ether(src=GW_MAC, dst=smac) / IP(src=cip, dst=sip)
+    s = Ether(src=smac, dst=GW_MAC) / IP(src=sip, dst=cip)
+    cap.add(t, c / TCP(sport=sport, dport=22, flags="S", seq=cs))
+    cap.add(t + 0.01, s / TCP(sport=22, dport=sport, flags="SA", seq=ss, ack=cs + 1))
+    cs, ss, t = cs + 1, ss + 1, t + 0.011
+    cap.add(t, c / TCP(sport=sport, dport=22, flags="A", seq=cs, ack=ss))
+    for client, server in ((b"SSH-2.0-libssh\r\n", b"SSH-2.0-OpenSSH_9.2\r\n"),
+                           (b"k" * 600, b"K" * 900), (b"p" * 96, b"f" * 48)):
+        cap.add(t, c / TCP(sport=sport, dport=22, flags="PA", seq=cs, ack=ss) / Raw(client))
+        cs += len(client)
+        cap.add(t + 0.01, s / TCP(sport=22, dport=sport, flags="PA", seq=ss, ack=cs) / Raw(server))
+        ss += len(server)
+        t += 0.3
+    cap.add(t, c / TCP(sport=sport, dport=22, flags="FA", seq=cs, ack=ss))
+    cap.add(t + 0.01, s / TCP(sport=22, dport=sport, flags="FA", seq=ss, ack=cs + 1))
+    cap.add(t + 0.011, c / TCP(sport=sport, dport=22, flags="A", seq=cs + 1, ack=ss + 1))
 
 
 def build(seed: int = 7) -> Capture:
@@ -166,6 +199,17 @@ def build(seed: int = 7) -> Capture:
     for k in range(60):
         label = "".join(rng.choice(alphabet) for _ in range(52))
         dns_lookup(cap, rng, 140 + k * 0.5, mac, ip, f"{label}.t.exfil-demo.net", "10.0.0.1", "TXT")
+    # Attacks 4 and 5 draw from their own generator, so the capture above stays the same.
+    rng2 = random.Random(seed + 1)
+    # Attack 4: SSH password guessing from outside, one failed login every 4 s.
+    for k in range(12):
+        ssh_guess(cap, rng2, 150 + 4 * k, BRUTEFORCER, *SSH_SERVER)
+    # Attack 5: a spoofed SYN flood at a client's port 80: 3,000 SYNs in one second.
+    vmac, vip = FLOOD_VICTIM
+    for k in range(3000):
+        src = f"{rng2.randint(11, 223)}.{rng2.randint(0, 255)}.{rng2.randint(0, 255)}.{rng2.randint(1, 254)}"
+        cap.add(175 + k / 3000, Ether(src=GW_MAC, dst=vmac) / IP(src=src, dst=vip) /
+                TCP(sport=rng2.randint(1024, 65535), dport=80, flags="S", seq=rng2.getrandbits(32)))
     return cap
 
 

@@ -63,7 +63,9 @@ def _run(
     out: dict[str, list[np.ndarray]] = defaultdict(list)
     counts: Counter[str] = Counter()
 
-    clock = [0]  # capture time reached (a capture may jump back; this never does)
+    # capture time reached: a capture may jump back a little (frames repeated) and this
+    # stays put; a jump back of more than CLOCK_RESET_NS (another capture, older) restarts it
+    clock = [0]
 
     def drain(now_ns: int | None = None) -> None:
         for kind, recs in pipe.drain():
@@ -71,7 +73,8 @@ def _run(
             if sink is not None:
                 sink.observe(kind, recs)
         if sink is not None and now_ns is not None:
-            clock[0] = max(clock[0], now_ns)
+            back = now_ns < clock[0] - CLOCK_RESET_NS
+            clock[0] = now_ns if back else max(clock[0], now_ns)
             sink.advance(clock[0])
 
     fault: BaseException | None = None
@@ -101,6 +104,8 @@ def _run(
 
 #: Capture time a replay slice spans at most when records also go to a sink.
 SINK_STEP_NS = 250_000_000
+#: A jump back in capture time larger than this restarts the sink's clock.
+CLOCK_RESET_NS = 3600 * 1_000_000_000
 
 
 def _time_slices(batch: PacketBatch) -> list[PacketBatch]:

@@ -67,10 +67,30 @@ class DetectorBase:
         self.now_ns = 0  # latest network time seen (records or advance)
         self._protected: dict[str, int] = {}  # address -> until ns
 
+    #: network time jumping back by more than this is a new clock (a capture from another
+    #: day after this one, a sensor whose clock was reset): windows and buffers restart
+    CLOCK_RESET_S: ClassVar[float] = 3600.0
+
     # --- time ---------------------------------------------------------------------------
     def _tick(self, ts_ns: int) -> None:
+        """Network time moves forward to ``ts_ns`` (never back)."""
         if ts_ns > self.now_ns:
             self.now_ns = int(ts_ns)
+
+    def _data_tick(self, ts_ns: int) -> None:
+        """Like ``_tick`` for the times *in records* only: a jump back of more than
+        ``CLOCK_RESET_S`` restarts the clock (``on_clock_reset``). Not for ``advance``'s
+        ``now_ns``, which is wall time in a live controller."""
+        if ts_ns < self.now_ns - self.CLOCK_RESET_S * 1e9:
+            self.now_ns = int(ts_ns)
+            self._protected = {}
+            self.on_clock_reset()
+        else:
+            self._tick(ts_ns)
+
+    def on_clock_reset(self) -> None:
+        """Drop short-term buffers and suppressions keyed on the old clock (learnt
+        baselines stay)."""
 
     # --- protection from learning -------------------------------------------------------
     def protect(self, addr: str | None, now_ns: int) -> None:
@@ -122,7 +142,7 @@ def addr_keys(addr: np.ndarray, version: np.ndarray) -> np.ndarray:
 
 def key_to_str(key: np.void | bytes) -> str:
     """The printable address of one ``ADDR_KEY`` value."""
-    raw = bytes(key)
+    raw = key if isinstance(key, bytes) else key.tobytes()
     if raw[:12] == bytes(_V4_PREFIX):
         return str(ipaddress.IPv4Address(raw[12:]))
     return str(ipaddress.IPv6Address(raw))
@@ -148,5 +168,4 @@ def mac_strings(macs: np.ndarray) -> list[str]:
 def flow_uids(flows: np.ndarray, limit: int = 5) -> list[str]:
     """A few flow identifiers for evidence (``F`` + hex flow id; the sensor id is added when
     records carry one)."""
-    ids = flows["flow_id"][:limit] if len(flows) else []
-    return [f"F{int(i):x}" for i in ids]
+    return [f"F{int(i):x}" for i in flows["flow_id"][:limit]]

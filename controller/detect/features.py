@@ -58,6 +58,14 @@ class KeyedBaseline:
             mean[found], std[found], cnt[found] = self.mean[i], np.sqrt(self.var[i]), self.count[i]
         return mean, std, cnt
 
+    def describe(self, key: np.void, feature: int, unit: str = "") -> str:
+        """ "its learnt level is 3 (over 120 windows)" or "no history for it yet"."""
+        mean, std, cnt = self.reference(np.array([key], self.keys.dtype))
+        if not cnt[0]:
+            return "no learnt history for it yet"
+        lvl = float(mean[0, feature] + 3 * std[0, feature])
+        return f"its learnt level is {lvl:.3g}{unit} (over {int(cnt[0])} windows)"
+
     def update(self, keys: np.ndarray, x: np.ndarray, ts_ns: np.ndarray) -> None:
         """Learn one window per row (``x``: ``(n, n_features)``)."""
         if not len(keys):
@@ -139,6 +147,9 @@ class RecordBuffer:
             int(self._parts[0][self.time_field].max()) < cut or self._rows > self.max_rows
         ):
             self._rows -= len(self._parts.pop(0))
+
+    def clear(self) -> None:
+        self._parts, self._rows, self.latest_ns = [], 0, 0
 
     def state_dict(self) -> dict[str, Any]:
         return {"records": self.records(), "latest_ns": self.latest_ns}

@@ -21,7 +21,8 @@ def raw(keys: np.ndarray) -> np.ndarray:
 
 
 def is_v4(keys: np.ndarray) -> np.ndarray:
-    return (raw(keys)[:, :12] == _V4_PREFIX).all(axis=1)
+    r = np.ascontiguousarray(keys).view("<u8").reshape(-1, 2)
+    return (r[:, 0] == 0) & ((r[:, 1] & np.uint64(0xFFFFFFFF)) == np.uint64(0xFFFF0000))
 
 
 def v4_u32(keys: np.ndarray) -> np.ndarray:

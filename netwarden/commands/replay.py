@@ -138,16 +138,18 @@ def _print(s: dict[str, Any]) -> None:
         con.print("[bold]Alerts[/bold] none")
         return
     tab = Table(title=f"Alerts ({len(s['alerts'])})", title_justify="left")
-    for col in ("detected", "kind", "attacker", "victims", "score", "conf", "summary"):
-        tab.add_column(col, overflow="fold")
-    for a in s["alerts"]:
+    for col in ("#", "detected (UTC)", "kind", "attacker", "victims", "score", "conf", "mitre"):
+        tab.add_column(col)
+    for i, a in enumerate(s["alerts"], 1):
         vics = ", ".join(a["victims"][:3]) + (f" +{len(a['victims']) - 3}" if len(a["victims"]) > 3 else "")
-        tab.add_row(_ts(a["detected_at"]), a["kind"], a["attacker"] or "(spoofed)", vics,
-                    f"{a['score']:.0f}", f"{a['confidence']:.2f}", a["summary"])  # fmt: skip
+        tab.add_row(str(i), _ts(a["detected_at"]), a["kind"], a["attacker"] or "(spoofed)", vics,
+                    f"{a['score']:.0f}", f"{a['confidence']:.2f}", a["mitre"])  # fmt: skip
     con.print(tab)
+    for i, a in enumerate(s["alerts"], 1):
+        con.print(f"  {i}. {a['summary']}", highlight=False)
 
 
 def _ts(t: float) -> str:
     from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%m-%d %H:%M:%S.%f")[:-3]

@@ -4,6 +4,7 @@ time, records as they are made) and judge the alerts against a label row."""
 from __future__ import annotations
 
 import csv
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -29,13 +30,52 @@ class Run:
     alerts: list[Alert]
     t_first: float  # capture time of the first packet, epoch seconds
     errors: dict[str, int] = field(default_factory=dict)
+    warm_alerts: list[Alert] = field(default_factory=list)
 
 
-def run_captures(paths: list[str | Path], backend: str | None = "c", **stack_kw: Any) -> Run:
-    """All of ``paths`` as one stream through a fresh stack of every registered detector."""
+Event = tuple[str, Any]  # ("obs", (record_type, batch)) or ("adv", now_ns)
+
+
+@functools.cache
+def record_events(path: str, backend: str | None = "c") -> tuple[Event, ...]:
+    """The record batches and clock advances a replay of ``path`` hands a sink (cached)."""
+    from sensor.replay_summary import _run
+
+    events: list[Event] = []
+
+    class Rec:
+        @staticmethod
+        def observe(kind: str, batch: Any) -> None:
+            events.append(("obs", (kind, batch.copy())))
+
+        @staticmethod
+        def advance(now_ns: int) -> None:
+            events.append(("adv", now_ns))
+
+    _, _, _, fault = _run([path], backend, 1.0, Rec())
+    if fault is not None:
+        raise fault
+    return tuple(events)
+
+
+def run_captures(
+    paths: list[str | Path],
+    backend: str | None = "c",
+    warm: tuple[Event, ...] = (),
+    **stack_kw: Any,
+) -> Run:
+    """All of ``paths`` as one stream through a fresh stack of every registered detector,
+    after the stack has learnt from the recorded records ``warm`` (alerts raised while
+    warming are kept in ``Run.warm_alerts``)."""
     from sensor.replay_summary import _run
 
     stack = DetectionStack(build(), **stack_kw)
+    warm_alerts: list[Alert] = []
+    for what, arg in warm:
+        if what == "obs":
+            stack.observe(*arg)
+        else:
+            warm_alerts += stack.advance(arg)
     alerts: list[Alert] = []
 
     class Sink:
@@ -48,7 +88,7 @@ def run_captures(paths: list[str | Path], backend: str | None = "c", **stack_kw:
     _, counts, _, fault = _run([str(p) for p in paths], backend, 1.0, Sink())
     if fault is not None:
         raise fault
-    return Run(alerts, counts.get("t_first", 0) / 1e9, dict(stack.errors))
+    return Run(alerts, counts.get("t_first", 0) / 1e9, dict(stack.errors), warm_alerts)
 
 
 def read_labels(path: Path) -> list[dict[str, str]]:
@@ -115,3 +155,32 @@ def judge(label: dict[str, str], run: Run) -> tuple[Alert | None, str]:
                 return a, f"late: {a.detected_at - start:.1f} s > {deadline(kind):.0f} s"
             return a, "ok"
     return None, f"{kind} alert names {of_kind[0].attacker} -> {of_kind[0].victims[:2]}"
+
+
+def shift_pcap(src: Path, dst: Path, start_s: float) -> float:
+    """Copy a classic pcap (microsecond or nanosecond) so its first packet is at epoch
+    ``start_s``; returns the shift in seconds."""
+    import struct
+
+    data = bytearray(src.read_bytes())
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        bo = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        bo = ">"
+    else:
+        raise ValueError(f"{src}: not a classic pcap")
+    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    unit = 1e9 if nano else 1e6
+    off, first, shift = 24, None, 0
+    while off + 16 <= len(data):
+        sec, frac, incl, _ = struct.unpack_from(bo + "IIII", data, off)
+        t = sec * unit + frac
+        if first is None:
+            first = t
+            shift = int(start_s * unit) - int(first)
+        t += shift
+        struct.pack_into(bo + "II", data, off, int(t // unit), int(t % unit))
+        off += 16 + incl
+    dst.write_bytes(bytes(data))
+    return shift / unit

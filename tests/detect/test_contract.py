@@ -25,29 +25,13 @@ import pytest
 from controller.detect import discover
 from controller.detect.stack import dumps_state, loads_state
 from tests.conftest import CORPUS
+from tests.detect.harness import Event, record_events
 
-Event = tuple[str, Any]  # ("obs", (record_type, batch)) or ("adv", now_ns)
 H = 3 * 3600 * 10**9
 
 
-@functools.cache
 def stream(path: str) -> tuple[Event, ...]:
-    from sensor.replay_summary import _run
-
-    events: list[Event] = []
-
-    class Rec:
-        @staticmethod
-        def observe(kind: str, batch: np.ndarray) -> None:
-            events.append(("obs", (kind, batch.copy())))
-
-        @staticmethod
-        def advance(now_ns: int) -> None:
-            events.append(("adv", now_ns))
-
-    _, _, _, fault = _run([path], "c", 1.0, Rec())
-    assert fault is None
-    return tuple(events)
+    return record_events(path)
 
 
 @functools.cache

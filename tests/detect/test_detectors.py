@@ -33,7 +33,8 @@ def test_vertical_scan_is_flagged_with_its_victim() -> None:
 def test_busy_web_client_is_not_a_scan() -> None:
     dsts = [f"151.101.{i}.{i + 1}" for i in range(60)]
     rec = host("192.168.1.20", 1, out_dst_ports=2, out_dst_hosts=60, out_dst_ports_long=2,
-               out_dst_hosts_long=60, out_flows=150, out_syn=150, in_synack=150)  # fmt: skip
+               out_dst_hosts_long=60, out_flows=150, out_syn=150, in_synack=150, out_pkts=900,
+               in_pkts=2400)  # fmt: skip
     assert _run(ScanDetector(), ("pair", pairs("192.168.1.20", dsts, 1)), ("host", rec)) == []
 
 
@@ -71,6 +72,14 @@ def test_arp_sweep() -> None:
     assert a.evidence["sweep_type"] == "ARP" and a.victims == ["192.168.5.0/24"]
 
 
+def test_sweep_across_a_16_mostly_unanswered() -> None:
+    dsts = [f"10.20.{i * 7 % 256}.{i % 200 + 1}" for i in range(120)]
+    rec = host("10.20.0.9", 1, out_dst_hosts=120, out_dst_ports=1, out_flows=120, out_pkts=120,
+               out_syn=120, in_pkts=6)  # fmt: skip
+    (a,) = _run(ScanDetector(), ("pair", pairs("10.20.0.9", dsts, 1)), ("host", rec))
+    assert (a.kind, a.victims) == ("host_sweep", ["10.20.0.0/16"])
+
+
 def test_resolver_talking_to_many_servers_is_not_a_sweep() -> None:
     dsts = [f"{i + 1}.{(7 * i) % 250}.{i % 13}.53" for i in range(80)]
     rec = host("192.168.1.53", 1, out_dst_hosts=80, out_dst_ports=1, out_dst_hosts_long=80,
@@ -101,6 +110,14 @@ def test_odd_flag_probes_are_fingerprinting() -> None:
     (a,) = _run(OsFingerprintDetector(), ("flow", synfin), ("flow", null), now_s=2)
     assert (a.kind, a.attacker, a.victims) == ("os_fingerprint", "172.16.16.128", ["172.16.16.150"])
     assert set(a.evidence["odd_kinds"]) >= {"SYN+FIN", "NULL", "URG"}
+
+
+def test_icmp_fingerprint_probes() -> None:
+    f = flows("10.0.0.66", "10.0.0.2", 0, [0, 0.1, 0.2], proto=1, orig_port=[13, 17, 8],
+              history=b"")  # fmt: skip
+    f["resp_port"] = [0, 0, 9]  # ICMP code: an echo request with code 9
+    (a,) = _run(OsFingerprintDetector(), ("flow", f))
+    assert a.kind == "os_fingerprint" and a.evidence["odd_kinds"] == ["odd ICMP"]
 
 
 def test_normal_sessions_and_one_odd_packet_are_not_fingerprinting() -> None:
@@ -157,6 +174,12 @@ def test_tcp_reflection_vs_a_scanner_collecting_resets() -> None:
     got = _run(FloodDetector(), ("host", np.concatenate([refl, scanner])))
     assert [(a.kind, a.attacker, a.victims) for a in got] == [
         ("tcp_reflection", None, ["10.10.10.10"])]  # fmt: skip
+
+
+def test_few_reflectors_fast_with_big_answers() -> None:
+    amp = host("10.10.10.10", 0, in_udp_pkts=6000, in_udp_bytes=6000 * 480, in_src_hosts=4)
+    (a,) = _run(FloodDetector(), ("host", amp))
+    assert (a.kind, a.attacker) == ("udp_amplification", None)
 
 
 def test_icmp_flood() -> None:

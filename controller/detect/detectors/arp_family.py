@@ -34,6 +34,7 @@ from controller.detect.alert import Alert
 from controller.detect.base import DetectorBase, addr_keys
 from controller.detect.nets import external, mac_str, mac_u64
 from controller.detect.stack import register
+from sensor.schema import ARP_DTYPE
 
 NS = 1_000_000_000
 BROADCAST = 0xFFFFFFFFFFFF
@@ -65,12 +66,17 @@ class ArpFamilyDetector(DetectorBase):
         self.next_hop: dict[int, int] = {}  # MAC -> flows it carried to external peers
         self._pending: list[np.ndarray] = []
         self._alerted: dict[tuple[str, str], int] = {}
+        self._spoofers: dict[int, int] = {}  # MAC -> last spoofing alert ns (not learnt)
 
     def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
         if record_type == "arp":
             self._pending.append(batch)
             self._tick(int(batch["ts_ns"].max()))
         elif record_type == "flow":
+            if len(batch) > 4096:  # the gateway MAC shows in any sample of outbound flows
+                batch = batch[:: -(-len(batch) // 4096)]
             ext = external(addr_keys(batch["resp_addr"], batch["ip_version"])) & ~external(
                 addr_keys(batch["orig_addr"], batch["ip_version"])
             )
@@ -98,8 +104,9 @@ class ArpFamilyDetector(DetectorBase):
         n = len(askers.get(ip, ()))
         if n >= 3 and n == max(len(v) for v in askers.values()):
             return f"more hosts ask for it than for any other address ({n})"
-        if not gw and (ip & 255) in (1, 254):
-            return "conventional gateway address of its /24"
+        rivals = [m for m in owners if m != mac]
+        if (ip & 255) in (1, 254) and all(m in gw for m in rivals):
+            return "conventional gateway address of its /24, no other owner seen"
         return ""
 
     def advance(self, now_ns: int) -> list[Alert]:
@@ -202,8 +209,12 @@ class ArpFamilyDetector(DetectorBase):
                  "reference": "addresses of a segment share its subnets"},
                 "",
             )  # fmt: skip
-        # learn (an alerted claim is not learnt as the owner)
-        if alert is None or alert.kind != "arp_spoofing":
+        # learn (an alerted claim is not learnt as the owner, nor anything a spoofer says)
+        if alert is not None and alert.kind == "arp_spoofing":
+            self._spoofers[mac] = ts
+            owners.pop(mac, None)
+            self.mac_ips.get(mac, {}).pop(ip, None)
+        elif ts - self._spoofers.get(mac, -(1 << 62)) > self.REPEAT_S * NS:
             v = owners.setdefault(mac, [ts, last, 0])
             v[1] = max(v[1], last)
             v[2] += n
@@ -238,6 +249,11 @@ class ArpFamilyDetector(DetectorBase):
         d["subnets"] = [[vl, s, sorted(ms)] for vl, seg in self.subnets.items()
                         for s, ms in seg.items()]  # fmt: skip
         d["next_hop"] = [[m, c] for m, c in self.next_hop.items()]
+        d["requests"] = [[a, b, t] for (a, b), t in self.requests.items()]
+        d["spoofers"] = [[m, t] for m, t in self._spoofers.items()]
+        d["alerted"] = [[k, a, t] for (k, a), t in self._alerted.items()]
+        pend = np.concatenate(self._pending) if self._pending else np.zeros(0, ARP_DTYPE)
+        d["pending"] = pend.view(np.uint8).copy()
         return d
 
     def load_state(self, d: dict[str, Any]) -> None:
@@ -250,3 +266,8 @@ class ArpFamilyDetector(DetectorBase):
         for vl, s, ms in d.get("subnets", []):
             self.subnets.setdefault(int(vl), {})[int(s)] = {int(m) for m in ms}
         self.next_hop = {int(m): int(c) for m, c in d.get("next_hop", [])}
+        self.requests = {(int(a), int(b)): int(t) for a, b, t in d.get("requests", [])}
+        self._spoofers = {int(m): int(t) for m, t in d.get("spoofers", [])}
+        self._alerted = {(str(k), str(a)): int(t) for k, a, t in d.get("alerted", [])}
+        pend = np.asarray(d.get("pending", np.zeros(0, np.uint8)), np.uint8).view(ARP_DTYPE)
+        self._pending = [pend.copy()] if len(pend) else []

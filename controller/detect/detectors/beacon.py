@@ -9,14 +9,15 @@ address. Connections are grouped by (source, destination, destination port); a g
   the intervals between connection starts;
 * data size: the same two measures over the bytes the host sent per connection, plus
   smallness ``1 - mode/65535`` (check-ins are small);
-* duration: the share of the time this detector has watched (up to ``HORIZON_S``) that
-  the group spans: a beacon keeps going;
+* duration: the share of the time since the group's first connection (as far back as
+  this detector has watched, up to ``HORIZON_S``) that its connections span: a beacon keeps
+  going, a burst long ago does not;
 * histogram: the connections spread evenly over the group's span (``1 - CV`` of counts in
   ``min(n, 12)`` equal bins); a burst of page loads is uneven.
 
 An alert needs ``total >= THRESHOLD``. Threat modifiers, as RITA's prevalence: the
-destination's /24 contacted by other internal hosts as well is a shared service (no
-alert); each of these halves the score: its /16 is contacted by other internal hosts; the
+destination's /24 contacted by other internal hosts as well (among the connections kept,
+``HORIZON_S``) is a shared service (no alert); each of these halves the score: its /16 is contacted by other internal hosts; the
 period is slow (``SLOW_S``, the pace of updaters and IoT cloud heartbeats, while
 hands-on C2 checks in within seconds to minutes); the host already polls other external
 networks regularly (an appliance talking to its clouds). Below ``MIN_SCORE`` no alert. Only TCP to external
@@ -91,7 +92,6 @@ class BeaconDetector(DetectorBase):
     MAX_ROWS = 1 << 20
     EVAL_S = 5.0  # evaluate at most this often (data time)
     MAX_GROUPS = 2000  # groups scored per evaluation (the busiest)
-    PREV_CAP = 1 << 22
     SLOW_S = 300.0  # median interval from which a beacon looks like a slow poller
     MIN_SCORE = 40.0  # modified scores below this are not alerted
 
@@ -101,10 +101,9 @@ class BeaconDetector(DetectorBase):
         self._rows: list[np.ndarray] = []
         self._buf = np.zeros(0, self._row_dtype())
         self._last_eval = 0
-        self._prev24 = np.zeros(0, np.uint64)  # sorted: hash(dst /24) high bits | src low bits
-        self._prev16 = np.zeros(0, np.uint64)
         self._alerted: dict[tuple[str, str], int] = {}
         self._beacon_peers: dict[str, set[str]] = {}  # host -> /16s it polls regularly
+        self._reset: dict[int, int] = {}  # group hash -> last connection of its last alert
 
     @staticmethod
     def _p16(dst: Any) -> str:
@@ -112,51 +111,56 @@ class BeaconDetector(DetectorBase):
 
     @staticmethod
     def _row_dtype() -> np.dtype:
-        return np.dtype([("g", _GROUP), ("ts", "<i8"), ("ob", "<u8"), ("fid", "<u8")])
+        return np.dtype([("g", _GROUP), ("gh", "<u8"), ("src_h", "<u8"), ("d24", "<u8"),
+                         ("d16", "<u8"), ("ts", "<i8"), ("ob", "<u8"), ("fid", "<u8")])  # fmt: skip
 
-    # --- prevalence sketch ---------------------------------------------------------------
     @staticmethod
-    def _h(keys: np.ndarray) -> np.ndarray:
+    def _h(keys: np.ndarray, salt: int = 0) -> np.ndarray:
+        """A 64-bit mix of 16-byte keys (splitmix64 finaliser)."""
         r = np.ascontiguousarray(keys).view(np.uint64).reshape(-1, 2)
-        z = r[:, 0] ^ (r[:, 1] * np.uint64(0x9E3779B97F4A7C15))
-        for mul in (0xBF58476D1CE4E5B9, 0x94D049BB133111EB):  # splitmix64 finaliser
+        z = r[:, 0] ^ (r[:, 1] * np.uint64(0x9E3779B97F4A7C15)) ^ np.uint64(salt)
+        for mul in (0xBF58476D1CE4E5B9, 0x94D049BB133111EB):
             z = (z ^ (z >> np.uint64(30))) * np.uint64(mul)
         return z ^ (z >> np.uint64(31))
 
-    def _prev_add(self, arr: np.ndarray, dst: np.ndarray, src: np.ndarray) -> np.ndarray:
-        lo = np.uint64(0xFFFFF)
-        v = (self._h(dst) & ~lo) | (self._h(src) & lo)
-        if len(arr) >= self.PREV_CAP:
-            return arr
-        return np.union1d(arr, v)
-
-    def _prevalence(self, arr: np.ndarray, dst: np.ndarray) -> np.ndarray:
-        lo = np.uint64(0xFFFFF)
-        d = self._h(dst) & ~lo
-        return np.searchsorted(arr, d | lo, side="right") - np.searchsorted(arr, d)
-
     # --- input ---------------------------------------------------------------------------
     def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
         if record_type != "flow":
             return
         self._tick(int(batch["ts_last_ns"].max()))
         if not self.start_ns:
             self.start_ns = int(batch["ts_first_ns"].min())
-        f = batch[(batch["proto"] == 6) & ((batch["flags"] & int(FlowFlags.INTERIM)) == 0)]
-        if not len(f):
+        sel = np.flatnonzero((batch["proto"] == 6)
+                             & ((batch["flags"] & int(FlowFlags.INTERIM)) == 0))  # fmt: skip
+        if not len(sel):
             return
-        src = addr_keys(f["orig_addr"], f["ip_version"])
-        dst = addr_keys(f["resp_addr"], f["ip_version"])
+        ver = batch["ip_version"][sel]
+        src = addr_keys(batch["orig_addr"][sel], ver)
+        dst = addr_keys(batch["resp_addr"][sel], ver)
         out = external(dst) & ~external(src)
         if not out.any():
             return
-        src, dst, f = src[out], dst[out], f[out]
-        self._prev24 = self._prev_add(self._prev24, subnet_keys(dst), src)
-        self._prev16 = self._prev_add(self._prev16, prefix16(dst), src)
-        rows = np.zeros(len(f), self._row_dtype())
-        rows["g"]["src"], rows["g"]["dst"], rows["g"]["port"] = src, dst, f["resp_port"]
-        rows["ts"], rows["ob"], rows["fid"] = f["ts_first_ns"], f["orig_bytes"], f["flow_id"]
+        sel, src, dst = sel[out], src[out], dst[out]
+        rows = np.zeros(len(sel), self._row_dtype())
+        g = rows["g"]
+        g["src"], g["dst"], g["port"] = src, dst, batch["resp_port"][sel]
+        rows["ts"], rows["ob"] = batch["ts_first_ns"][sel], batch["orig_bytes"][sel]
+        rows["fid"] = batch["flow_id"][sel]
         self._rows.append(rows)
+
+    @staticmethod
+    def _distinct_src(buf: np.ndarray, col: str, heads: np.ndarray) -> np.ndarray:
+        """Distinct internal sources in ``buf`` per value of ``col`` in ``heads``."""
+        lo = np.uint64(0xFFFFF)
+        col_v = buf[col]
+        sub = np.isin(col_v, np.unique(heads[col]))
+        pairs = np.unique((col_v[sub] & ~lo) | (buf["src_h"][sub] & lo))
+        u, c = np.unique(pairs & ~lo, return_counts=True)
+        hv = heads[col] & ~lo
+        idx = np.minimum(np.searchsorted(u, hv), len(u) - 1)
+        return np.where(u[idx] == hv, c[idx], 0)
 
     def advance(self, now_ns: int) -> list[Alert]:
         self._tick(now_ns)
@@ -173,11 +177,18 @@ class BeaconDetector(DetectorBase):
         buf = buf[buf["ts"] >= self.now_ns - int(self.HORIZON_S * NS)]
         if len(buf) > self.MAX_ROWS:
             buf = buf[np.argsort(buf["ts"], kind="stable")[-self.MAX_ROWS :]]
-        gview = buf["g"].view(np.dtype((np.void, _GROUP.itemsize)))
-        order = np.lexsort((buf["ts"], gview))
-        buf = self._buf = buf[order]
-        gview = gview[order]
-        starts = np.flatnonzero(np.r_[True, gview[1:] != gview[:-1]])
+        fresh = buf["gh"] == 0  # hashes are computed once, for the rows that are kept
+        if fresh.any():
+            g = buf["g"][fresh]
+            src_h = self._h(g["src"])
+            port = g["port"].astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)
+            buf["src_h"][fresh] = src_h
+            buf["gh"][fresh] = (src_h * np.uint64(3) ^ self._h(g["dst"]) ^ port) | np.uint64(1)
+            buf["d24"][fresh] = self._h(subnet_keys(g["dst"]))
+            buf["d16"][fresh] = self._h(prefix16(g["dst"]))
+        buf = self._buf = buf[np.argsort(buf["gh"], kind="stable")]
+        gh = buf["gh"]
+        starts = np.flatnonzero(np.r_[True, gh[1:] != gh[:-1]])
         ends = np.r_[starts[1:], len(buf)]
         n = ends - starts
         newest = np.maximum.reduceat(buf["ts"], starts) if len(buf) else np.zeros(0, np.int64)
@@ -186,17 +197,26 @@ class BeaconDetector(DetectorBase):
             cand = cand[np.argsort(-n[cand], kind="stable")[: self.MAX_GROUPS]]
         if not len(cand):
             return []
-        heads = buf["g"][starts[cand]]
-        p24 = self._prevalence(self._prev24, subnet_keys(heads["dst"]))
-        p16 = self._prevalence(self._prev16, prefix16(heads["dst"]))
+        heads = buf[starts[cand]]
+        p24 = self._distinct_src(buf, "d24", heads)
+        p16 = self._distinct_src(buf, "d16", heads)
         watched = min(self.HORIZON_S, (self.now_ns - self.start_ns) / NS)
         out: list[Alert] = []
         for j, gi in enumerate(cand):
             if p24[j] >= 2:
                 continue  # a service other internal hosts use too
             rows = buf[starts[gi] : ends[gi]]
+            rows = rows[np.argsort(rows["ts"], kind="stable")]
+            reset = self._reset.get(int(rows["gh"][0]))
+            if reset is not None:  # evidence starts afresh after an alert on this group
+                rows = rows[rows["ts"] > reset]
+                if len(rows) < self.MIN_CONNS:
+                    continue
             ts_s = (rows["ts"] - rows["ts"][0]) / NS
-            sc = beacon_scores(ts_s, rows["ob"].astype(float), watched)
+            # watched: since the group's first connection (of this evidence), at most the
+            # detector's age: a beacon that keeps going since it began scores 1
+            since_first = (self.now_ns - int(rows["ts"][0])) / NS
+            sc = beacon_scores(ts_s, rows["ob"].astype(float), min(watched, since_first))
             if sc["total"] < self.THRESHOLD:
                 continue
             a = self._alert(rows, sc, int(p16[j]))
@@ -211,6 +231,7 @@ class BeaconDetector(DetectorBase):
         if last is not None and self.now_ns - last < 3600 * NS:
             return None
         self._alerted[(src, dst)] = self.now_ns
+        self._reset[int(rows["gh"][0])] = int(rows["ts"].max())
         self.protect(src, self.now_ns)
         n = len(rows)
         iv = np.diff(rows["ts"]) / NS
@@ -250,17 +271,21 @@ class BeaconDetector(DetectorBase):
 
     def state_dict(self) -> dict[str, Any]:
         d = super().state_dict()
-        d.update(start_ns=self.start_ns, prev24=self._prev24, prev16=self._prev16,
-                 buf=self._buf.view(np.uint8).copy(), last_eval=self._last_eval,
+        d.update(start_ns=self.start_ns, buf=self._buf.view(np.uint8).copy(),
+                 last_eval=self._last_eval, reset=[[g, t] for g, t in self._reset.items()],
+                 pending=(np.concatenate(self._rows) if self._rows
+                          else np.zeros(0, self._row_dtype())).view(np.uint8).copy(),
                  alerted=[[s, t, v] for (s, t), v in self._alerted.items()])  # fmt: skip
         return d
 
     def load_state(self, d: dict[str, Any]) -> None:
         super().load_state(d)
         self.start_ns = int(d.get("start_ns", 0))
-        self._prev24 = np.asarray(d.get("prev24", np.zeros(0)), np.uint64)
-        self._prev16 = np.asarray(d.get("prev16", np.zeros(0)), np.uint64)
         raw = np.asarray(d.get("buf", np.zeros(0, np.uint8)), np.uint8)
         self._buf = raw.view(self._row_dtype()).copy()
         self._last_eval = int(d.get("last_eval", 0))
+        self._reset = {int(g): int(t) for g, t in d.get("reset", [])}
+        pend = np.asarray(d.get("pending", np.zeros(0, np.uint8)), np.uint8)
+        pend = pend.view(self._row_dtype())
+        self._rows = [pend.copy()] if len(pend) else []
         self._alerted = {(str(s), str(t)): int(v) for s, t, v in d.get("alerted", [])}

@@ -84,7 +84,7 @@ class BruteforceDetector(DetectorBase):
     def observe(self, record_type: str, batch: np.ndarray) -> None:
         if record_type != "flow" or not len(batch):
             return
-        self._tick(int(batch["ts_last_ns"].max()))
+        self._data_tick(int(batch["ts_last_ns"].max()))
         port = batch["resp_port"].astype(np.int64)
         known = np.isin(port, np.fromiter(SERVICES, np.int64))
         dur = (batch["ts_last_ns"] - batch["ts_first_ns"]) / NS
@@ -120,6 +120,10 @@ class BruteforceDetector(DetectorBase):
             self.att = self.att[-self.MAX_ROWS :]
         self._dirty = True
 
+    def on_clock_reset(self) -> None:
+        self.att = self.att[:0]
+        self._alerted = {}
+
     def advance(self, now_ns: int) -> list[Alert]:
         if not self._dirty or not len(self.att):
             return []
@@ -130,7 +134,7 @@ class BruteforceDetector(DetectorBase):
         u, inv = np.unique(a["key"], return_inverse=True)
         n_slow = np.bincount(inv, minlength=len(u))
         n_fast = np.bincount(inv, weights=fast, minlength=len(u))
-        ports = np.frombuffer(b"".join(bytes(k)[32:34] for k in u), "<u2") if len(u) else []
+        ports = np.frombuffer(b"".join(k.tobytes()[32:34] for k in u), "<u2")
         busy = np.array([SERVICES.get(int(p), "") in BUSY for p in ports], bool)
         mult = np.where(busy, self.BUSY_FACTOR, 1)
         cand = (n_fast >= self.FAST_COUNT * mult) | (n_slow >= self.SLOW_COUNT * mult)

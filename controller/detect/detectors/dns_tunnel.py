@@ -43,6 +43,12 @@ BIT_TXT = 1 << DNS_QTYPE_BITS[16]
 BIT_DATA = BIT_NULL | BIT_TXT | (1 << DNS_QTYPE_BITS[5]) | (1 << DNS_QTYPE_BITS[15])
 
 
+_HOST_COLS = np.dtype([("addr", "u1", (16,)), ("ip_version", "u1"), ("ts_start_ns", "<i8"),
+                       ("out_dns_queries", "<u4"), ("in_dns_queries", "<u4")])  # fmt: skip
+_PAIR_COLS = np.dtype([("src", "u1", (16,)), ("dst", "u1", (16,)), ("ip_version", "u1"),
+                       ("ts_start_ns", "<i8"), ("pkts", "<u4"), ("bytes", "<u8")])  # fmt: skip
+
+
 def zone_of(qname: bytes) -> str:
     """The registered-looking zone of a name: its last two labels, or three when the
     second-level label is a short public-suffix-like one (``co.uk``)."""
@@ -89,6 +95,8 @@ class DnsTunnelDetector(DetectorBase):
 
     # --- input ----------------------------------------------------------------------------
     def observe(self, record_type: str, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
         if record_type == "flow":
             d = batch[batch["dns_queries"] > 0]
             if len(d):
@@ -96,12 +104,21 @@ class DnsTunnelDetector(DetectorBase):
                 self._pending_flows.append(d)
             self._tick(int(batch["ts_last_ns"].max()))
         elif record_type == "host":
-            h = batch[(batch["out_dns_queries"] > 0) | (batch["in_dns_queries"] > 0)]
-            if len(h):
+            # only the columns this view reads, for hosts with DNS in the window
+            sel = np.flatnonzero((batch["out_dns_queries"] >= 2) | (batch["in_dns_queries"] >= 2))
+            if len(sel):
+                h = np.zeros(len(sel), _HOST_COLS)
+                for f in _HOST_COLS.names:
+                    h[f] = batch[f][sel]
                 self._hosts.append(h)
             self._tick(int(batch["ts_end_ns"].max()))
         elif record_type == "pair":
-            self._pairs.append(batch)
+            sel = np.flatnonzero(batch["pkts"] >= 2)
+            if len(sel):
+                p = np.zeros(len(sel), _PAIR_COLS)
+                for f in _PAIR_COLS.names:
+                    p[f] = batch[f][sel]
+                self._pairs.append(p)
 
     def advance(self, now_ns: int) -> list[Alert]:
         self._tick(now_ns)
@@ -192,15 +209,23 @@ class DnsTunnelDetector(DetectorBase):
     # --- telemetry view -------------------------------------------------------------------
     def _telemetry(self) -> list[Alert]:
         if not self._hosts:
-            self._pairs = []
+            if len(self._pairs) > 64:
+                self._pairs = self._pairs[-8:]  # pairs wait a few ticks for their hosts
             return []
         h = np.concatenate(self._hosts)
         self._hosts = []
-        p = np.concatenate(self._pairs) if self._pairs else np.zeros(0, h.dtype)
+        p = np.concatenate(self._pairs) if self._pairs else np.zeros(0, _PAIR_COLS)
         self._pairs = []
         clients = h[h["out_dns_queries"] >= 2]
         resolvers = h[h["in_dns_queries"] >= 2]
         if not len(clients) or not len(resolvers) or not len(p):
+            return []
+        # only pairs between a DNS client and a resolver of the same windows (vectorised)
+        ck = addr_keys(clients["addr"], clients["ip_version"])
+        rk = addr_keys(resolvers["addr"], resolvers["ip_version"])
+        ps, pd = addr_keys(p["src"], p["ip_version"]), addr_keys(p["dst"], p["ip_version"])
+        p = p[(np.isin(ps, ck) & np.isin(pd, rk)) | (np.isin(ps, rk) & np.isin(pd, ck))]
+        if not len(p):
             return []
         rkey = set(zip(addr_keys(resolvers["addr"], resolvers["ip_version"]).tolist(),
                        resolvers["ts_start_ns"].tolist(), strict=True))  # fmt: skip
@@ -289,8 +314,29 @@ class DnsTunnelDetector(DetectorBase):
     def state_dict(self) -> dict[str, Any]:
         d = super().state_dict()
         d["alerted"] = [[k, c, t] for (k, c), t in self._alerted.items()]
+        d["flows"] = self.flows.records().view(np.uint8).copy()
+        d["latest_ns"] = self.flows.latest_ns
+        pf = np.concatenate(self._pending_flows) if self._pending_flows else np.zeros(0, FLOW_DTYPE)
+        d["pending_flows"] = pf.view(np.uint8).copy()
+        for name, parts, dt in (("hosts", self._hosts, _HOST_COLS), ("pairs", self._pairs, _PAIR_COLS)):
+            d[name] = (np.concatenate(parts) if parts else np.zeros(0, dt)).view(np.uint8).copy()
+        d["tel"] = [[c, [list(r) for r in rows]] for c, rows in self._tel.items()]
         return d
 
     def load_state(self, d: dict[str, Any]) -> None:
         super().load_state(d)
         self._alerted = {(str(k), str(c)): int(t) for k, c, t in d.get("alerted", [])}
+
+        def arr(name: str, dt: np.dtype) -> list[np.ndarray]:
+            a = np.asarray(d.get(name, np.zeros(0, np.uint8)), np.uint8).view(dt).copy()
+            return [a] if len(a) else []
+
+        self.flows = RecordBuffer(FLOW_DTYPE, "ts_last_ns", self.WINDOW_S)
+        for part in arr("flows", FLOW_DTYPE):
+            self.flows.add(part)
+        self.flows.latest_ns = max(self.flows.latest_ns, int(d.get("latest_ns", 0)))
+        self._pending_flows = arr("pending_flows", FLOW_DTYPE)
+        self._hosts, self._pairs = arr("hosts", _HOST_COLS), arr("pairs", _PAIR_COLS)
+        self._tel = {str(c): [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]),
+                               int(r[5]), str(r[6])) for r in rows]
+                     for c, rows in d.get("tel", [])}  # fmt: skip

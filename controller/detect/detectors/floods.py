@@ -49,6 +49,8 @@ class FloodDetector(DetectorBase):
     DNS_MIN_BYTES_PER_S = 16_000.0  # amplified DNS: big responses add up
     DNS_MIN_MEAN_SIZE = 512.0  # mean IP bytes per DNS response received
     UDP_MIN_SOURCES = 10
+    UDP_FAST_FACTOR = 4.0  # fewer sources: the rate must be this many times the floor ...
+    UDP_AMP_MEAN_SIZE = 300.0  # ... in datagrams this big on average (amplified answers)
     SUPPRESS_S = 600.0
     MATURE_WINDOWS = 300  # windows of history before a learnt level raises a bar
 
@@ -64,9 +66,13 @@ class FloodDetector(DetectorBase):
             return
         if record_type == "host":
             self._pending.append(batch)
-            self._tick(int(batch["ts_last_ns"].max()))
+            self._data_tick(int(batch["ts_last_ns"].max()))
         elif record_type == "pair":
             self.pairs.add(batch)
+
+    def on_clock_reset(self) -> None:
+        self.pairs.clear()
+        self._alerted = {}
 
     @staticmethod
     def rates(h: np.ndarray) -> np.ndarray:
@@ -103,7 +109,13 @@ class FloodDetector(DetectorBase):
         )
         # mostly DNS: it is DNS amplification, not generic UDP reflection
         mostly_dns = dns_bytes >= 0.5 * h["in_udp_bytes"].astype(float)
-        hit[:, udp_i] &= (h["in_src_hosts"] >= self.UDP_MIN_SOURCES) & ~(mostly_dns & hit[:, dns_i])
+        # many reflectors, or a few sending big unsolicited datagrams very fast
+        udp_mean = h["in_udp_bytes"].astype(float) / np.maximum(h["in_udp_pkts"].astype(float), 1)
+        many = h["in_src_hosts"] >= self.UDP_MIN_SOURCES
+        few_fast = (x[:, udp_i] >= self.UDP_FAST_FACTOR * KINDS["udp_amplification"][1]) & (
+            udp_mean >= self.UDP_AMP_MEAN_SIZE
+        )
+        hit[:, udp_i] &= (many | few_fast) & ~(mostly_dns & hit[:, dns_i])
         alerts = []
         for i, j in zip(*np.nonzero(hit), strict=True):  # victims over a floor: few
             a = self._alert(FEATURES[j], h[i], keys[i], float(x[i, j]), float(ref[i, j]), now_ns)
@@ -157,8 +169,8 @@ class FloodDetector(DetectorBase):
         return Alert(
             kind, attacker, [victim], severity, min(0.99, 0.7 + 0.1 * np.log10(max(rate / floor, 1))),
             int(r["ts_start_ns"]) / NS, now_ns / NS, mitre, ev,
-            f"{victim} received {rate:.0f} {what} per second from {who}; its learnt level is "
-            f"{ref:.1f}/s.",
+            f"{victim} received {rate:.0f} {what} per second from {who}; "
+            f"{self.baseline.describe(key, FEATURES.index(kind), '/s')}.",
             self.name, self.version,
         )  # fmt: skip
 

@@ -49,12 +49,12 @@ def _ipv4_key(ip4: np.ndarray) -> np.ndarray:
     return addr_keys(a, np.full(len(ip4), 4, np.uint8))
 
 
-def _subnet(keys: np.ndarray) -> np.ndarray:
-    """The /24 (IPv4) or /64 (IPv6) of each key, as a key."""
+def _subnet(keys: np.ndarray, wide: bool = False) -> np.ndarray:
+    """The /24 (IPv4) or /64 (IPv6) of each key, as a key; ``wide``: /16 or /48."""
     raw = keys.view(np.uint8).reshape(-1, 16).copy()
     v4 = (raw[:, :12] == np.array([0] * 10 + [255, 255], np.uint8)).all(axis=1)
-    raw[v4, 15] = 0
-    raw[~v4, 8:] = 0
+    raw[v4, 14 if wide else 15 :] = 0
+    raw[~v4, 6 if wide else 8 :] = 0
     return raw.view(ADDR_KEY).reshape(-1)
 
 
@@ -72,6 +72,7 @@ class ScanDetector(DetectorBase):
     HOST_FLOOR_LONG = 100
     HOSTS_PER_PORT = 4  # sweep: target hosts per port
     SUBNET_SHARE = 0.5  # share of the targets inside the busiest /24
+    UNANSWERED = 0.5  # a /16-wide sweep: packets back at most this share of packets sent
     BASELINE_FACTOR = 3.0  # sweep threshold >= factor * learnt level (mature hosts)
     MATURE_WINDOWS = 100  # windows of history before a learnt level may raise a threshold
     MAX_RAISE = 4 * 100.0  # the most a learnt level may raise a sweep threshold to
@@ -91,11 +92,16 @@ class ScanDetector(DetectorBase):
             return
         if record_type == "host":
             self._pending.append(batch)
-            self._tick(int(batch["ts_last_ns"].max()))
+            self._data_tick(int(batch["ts_last_ns"].max()))
         elif record_type == "pair":
             self.pairs.add(batch)
         elif record_type == "arp":
             self.arps.add(batch[batch["op"] == 1])
+
+    def on_clock_reset(self) -> None:
+        self.pairs.clear()
+        self.arps.clear()
+        self._alerted = {}
 
     def advance(self, now_ns: int) -> list[Alert]:
         if not self._pending:
@@ -202,7 +208,7 @@ class ScanDetector(DetectorBase):
             },
             f"{att} probed {n} distinct ports on {victims[0]}"
             + (f" and {len(tgt) - 1} other host(s)" if len(tgt) > 1 else "")
-            + f" {span} ({style} scan); its learnt level is {ref:.0f}.",
+            + f" {span} ({style} scan); {self.baseline.describe(key, 0 if big else 2)}.",
             self.name, self.version,
         )  # fmt: skip
 
@@ -223,31 +229,40 @@ class ScanDetector(DetectorBase):
                 first = np.append(first, int(a["ts_ns"].min()))
         if not len(tgt):
             return None
-        nets, cnt = np.unique(_subnet(tgt), return_counts=True)
-        top = int(np.argmax(cnt))
-        if cnt[top] < self.SUBNET_SHARE * len(tgt) or cnt[top] < self.HOST_FLOOR / 2:
+        # the busiest /24 (/64); else the busiest /16 (/48) when most probes went
+        # unanswered (a client of one big CDN network gets answers)
+        mostly_unanswered = int(r["in_pkts"]) <= self.UNANSWERED * int(r["out_pkts"])
+        for wide in (False, True) if mostly_unanswered else (False,):
+            nets, cnt = np.unique(_subnet(tgt, wide), return_counts=True)
+            top = int(np.argmax(cnt))
+            if cnt[top] >= self.SUBNET_SHARE * len(tgt) and cnt[top] >= self.HOST_FLOOR / 2:
+                break
+        else:
             return None  # spread over the internet: a busy client, not a sweep
         if self._suppressed("host_sweep", att, int(r["ts_end_ns"])):
             return None
         net = key_to_str(nets[top])
-        net = f"{net}/24" if ":" not in net else f"{net}/64"
+        bits = (16 if wide else 24) if ":" not in net else (48 if wide else 64)
+        net = f"{net}/{bits}"
         icmp, syn, udp = int(r["out_icmp_pkts"]), int(r["out_syn"]), int(r["out_udp_pkts"])
         style = max((("ARP", arp_n), ("ICMP", icmp), ("TCP", syn), ("UDP", udp)),
                     key=lambda kv: kv[1])[0]  # fmt: skip
         n = len(tgt)
         ref = max(learnt[1], learnt[3])
+        short = x[1] >= self.HOST_FLOOR  # the one-window count crossed the floor
+        ports = int(x[0] if short else x[2])
+        span = "in one telemetry window" if short else "within the long window (60 s)"
         return Alert(
             "host_sweep", att, [net], min(100.0, 35 + n / 8), min(0.99, 0.6 + n / 600),
             int(min(first)) / NS, now_ns / NS, "T1018",
             {
                 "distinct_targets": n, "targets_in_subnet": int(cnt[top]), "subnet": net,
-                "distinct_dst_ports": int(max(x[0], x[2])), "arp_requests_targets": arp_n,
+                "distinct_dst_ports": ports, "arp_requests_targets": arp_n,
                 "icmp_sent": icmp, "syn_sent": syn, "udp_sent": udp, "sweep_type": style,
                 "threshold": self.HOST_FLOOR, "learnt_reference": round(float(ref), 2),
             },
-            f"{att} contacted {n} distinct hosts ({int(cnt[top])} in {net}) on "
-            f"{int(max(x[0], x[2]))} port(s) within a minute ({style} sweep); its learnt "
-            f"level is {ref:.0f}.",
+            f"{att} contacted {n} distinct hosts ({int(cnt[top])} in {net}) on {ports} "
+            f"port(s) {span} ({style} sweep); {self.baseline.describe(key, 1 if short else 3)}.",
             self.name, self.version,
         )  # fmt: skip
 
@@ -278,9 +293,9 @@ FIN, SYN, RST, PSH, ACK, URG = range(6)
 
 
 def odd_flag_kinds(f: np.ndarray) -> np.ndarray:
-    """Per TCP flow, a bit mask of odd probe kinds its originator sent: 1 SYN+FIN,
-    2 no flags at all, 4 FIN/PSH/URG without SYN or ACK (FIN/Xmas), 8 URG before any
-    handshake. Non-TCP flows get 0."""
+    """Per flow, a bit mask of odd probe kinds its originator sent: 1 SYN+FIN, 2 no flags
+    at all, 4 FIN/PSH/URG without SYN or ACK (FIN/Xmas), 8 URG before any handshake,
+    16 an odd ICMP request (timestamp, information, address mask, coded echo)."""
     of = f["orig_flag_counts"].astype(np.int64)
     tcp = (f["proto"] == 6) & (f["orig_pkts"] > 0)
     hist = f["history"].astype("S40")
@@ -293,7 +308,13 @@ def odd_flag_kinds(f: np.ndarray) -> np.ndarray:
     k |= np.where(of.sum(axis=1) == 0, 2, 0)
     k |= np.where((of[:, FIN] > 0) & (of[:, SYN] == 0) & (of[:, ACK] == 0), 4, 0)
     k |= np.where((of[:, URG] > 0) & ~handshake, 8, 0)
-    return np.where(tcp, k, 0)
+    k = np.where(tcp, k, 0)
+    # ICMP probes of fingerprinting tools: timestamp, information and address-mask
+    # requests, echo requests with a non-zero code (ICMP flows: orig_port type, resp_port code)
+    icmp = (f["proto"] == 1) & (f["ip_version"] == 4)
+    typ, code = f["orig_port"], f["resp_port"]
+    odd_icmp = np.isin(typ, (13, 15, 17)) | ((typ == 8) & (code != 0))
+    return k | np.where(icmp & odd_icmp, 16, 0)
 
 
 @register
@@ -319,7 +340,11 @@ class OsFingerprintDetector(DetectorBase):
         if k.any():
             self.odd.add(batch[k > 0])
             self._new = True
-        self._tick(int(batch["ts_last_ns"].max()))
+        self._data_tick(int(batch["ts_last_ns"].max()))
+
+    def on_clock_reset(self) -> None:
+        self.odd.clear()
+        self._alerted = {}
 
     def advance(self, now_ns: int) -> list[Alert]:
         if not self._new:
@@ -348,8 +373,8 @@ class OsFingerprintDetector(DetectorBase):
             if t_last < self._alerted.get((att, vic), 0):
                 continue
             self._alerted[(att, vic)] = t_last + int(600 * NS)
-            names = [n for b, n in ((1, "SYN+FIN"), (2, "NULL"), (4, "FIN/Xmas"), (8, "URG"))
-                     if kb & b]  # fmt: skip
+            names = [n for b, n in ((1, "SYN+FIN"), (2, "NULL"), (4, "FIN/Xmas"), (8, "URG"),
+                                    (16, "odd ICMP")) if kb & b]  # fmt: skip
             self.protect(att, self.now_ns)
             out.append(Alert(
                 "os_fingerprint", att, [vic], 45 + 10 * n_kinds, min(0.95, 0.5 + 0.15 * n_kinds),
@@ -357,7 +382,7 @@ class OsFingerprintDetector(DetectorBase):
                 {"odd_probe_flows": int(m.sum()), "odd_kinds": names, "distinct_ports": ports,
                  "reference": "0 such probes in normal traffic (RFC 793 stacks never send them)",
                  "flow_uids": flow_uids(f[m])},
-                f"{att} sent {int(m.sum())} TCP probes with invalid flag combinations "
+                f"{att} sent {int(m.sum())} probes with invalid flag combinations or odd types "
                 f"({', '.join(names)}) to {vic}, the pattern of active OS fingerprinting.",
                 self.name, self.version,
             ))  # fmt: skip
