@@ -27,8 +27,9 @@ log = logging.getLogger("netwarden.incidents")
 
 class TriagedDetection(IngestDetection):
     """``IngestDetection`` whose alerts go through triage instead of straight to policy.
-    ``recent`` keeps each alert with its id, incident and decision (policy's for a
-    containment, else the copilot's recommendation); ``submitted`` counts alerts triaged."""
+    ``recent`` keeps each alert with its id, incident, the copilot's recommendation
+    (contain, investigate, monitor) and policy's decision on its source when a containment
+    went to policy (None otherwise); ``submitted`` counts alerts triaged."""
 
     def __init__(self, stack: DetectionStack, controller: Any, triage: Triage,
                  clock: Callable[[], int] = time.time_ns) -> None:  # fmt: skip
@@ -45,10 +46,15 @@ class TriagedDetection(IngestDetection):
                 log.exception("triage failed on %d alert(s)", len(alerts))
                 records = [a.to_json() for a in alerts]
             for rec in records:
-                if rec.get("decision") is None and rec.get("incident_id"):
-                    inc = self.triage.engine.active.get(rec["incident_id"])
-                    action = ((inc.recommendation or {}).get("action") if inc else None) or "monitor"
-                    rec["decision"] = {"id": None, "verdict": action, "by": "copilot", "incident": rec["incident_id"]}
+                inc = self.triage.engine.active.get(rec.get("incident_id") or "")
+                if inc is not None:
+                    rec["recommendation"] = (inc.recommendation or {}).get("action")
+                    if rec.get("decision") is None and rec.get("attacker"):
+                        # the alert is covered by the incident's earlier decision on its source
+                        done = [a for a in inc.actions if a.get("kind") == "decision" and a["target"] == rec["attacker"]]
+                        if done:
+                            d = done[-1]
+                            rec["decision"] = {"id": d["decision_id"], "verdict": d["verdict"], "reason": d["reason"]}
                 self.submitted += 1
                 self.recent.append(rec)
                 log.warning("alert %s %s attacker=%s victims=%s score=%.0f incident=%s",
