@@ -140,7 +140,7 @@ class DnsTunnelDetector(DetectorBase):
         if not hot.any():
             return []
         allf = self.flows.records()
-        allf = allf[allf["ts_last_ns"] >= self.now_ns - int(self.WINDOW_S * NS)]
+        allf = allf[allf["ts_last_ns"] >= self.flows.latest_ns - int(self.WINDOW_S * NS)]
         keys = addr_keys(allf["orig_addr"], allf["ip_version"])
         out: list[Alert] = []
         hot_keys = np.unique(addr_keys(new["orig_addr"][hot], new["ip_version"][hot]))
@@ -254,8 +254,9 @@ class DnsTunnelDetector(DetectorBase):
                  key_to_str(d))
             )  # fmt: skip
         span = int(self.TEL_SPAN_S * NS)
+        data_ns = max(ts)  # record time (the clock may be wall time in a controller)
         for client in touched:
-            rows = [r for r in self._tel[client] if r[0] >= self.now_ns - span]
+            rows = [r for r in self._tel[client] if r[0] >= data_ns - span]
             self._tel[client] = rows
             q = sum(r[1] for r in rows)
             up_p, up_b = sum(r[2] for r in rows), sum(r[3] for r in rows)
@@ -287,7 +288,7 @@ class DnsTunnelDetector(DetectorBase):
             if a is not None:
                 out.append(a)
         if len(self._tel) > 10_000:
-            cut = self.now_ns - span
+            cut = data_ns - span
             self._tel = {c: r for c, r in self._tel.items() if r and r[-1][0] >= cut}
         return out
 

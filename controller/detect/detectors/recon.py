@@ -29,10 +29,10 @@ from controller.detect.alert import Alert
 from controller.detect.base import (
     ADDR_KEY,
     DetectorBase,
+    addr_hash,
     addr_keys,
     flow_uids,
     key_to_str,
-    keys_from_strings,
     pack_keys,
     unpack_keys,
 )
@@ -108,10 +108,18 @@ class ScanDetector(DetectorBase):
             return []
         h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending = []
-        keys = addr_keys(h["addr"], h["ip_version"])
+        hk = addr_hash(h["addr"], h["ip_version"])
         x = np.stack([h[f].astype(float) for f in self.FEATURES], axis=1)
-        mean, std, cnt = self.baseline.reference(keys)
-        ref = mean + 3 * std  # the host's learnt high level ("p99")
+        # the host's learnt high level ("p99"), looked up for windows over a floor only
+        ref = np.zeros_like(x)
+        cnt = np.zeros(len(x), np.int64)
+        over = np.flatnonzero(
+            (x >= [self.PORT_FLOOR, self.HOST_FLOOR, self.PORT_FLOOR_LONG, self.HOST_FLOOR_LONG])
+            .any(axis=1)
+        )  # fmt: skip
+        if len(over):
+            mean, std, cnt[over] = self.baseline.reference(hk[over])
+            ref[over] = mean + 3 * std
         # A learnt level raises the sweep bar only for hosts with a long history, and at
         # most MAX_RAISE times: a monitoring server polling its subnet is learnt, but no
         # baseline masks a port scan (the port floors are fixed).
@@ -135,19 +143,22 @@ class ScanDetector(DetectorBase):
         learnt = ref
         alerts: list[Alert] = []
         for i in np.flatnonzero(scan | sweep):  # only the hosts over a threshold
+            key = addr_keys(h["addr"][i : i + 1], h["ip_version"][i : i + 1])[0]
             if scan[i]:
-                a = self._port_scan(h[i], keys[i], x[i], learnt[i], now_ns)
+                a = self._port_scan(h[i], key, hk[i], x[i], learnt[i], now_ns)
                 if a:
                     alerts.append(a)
             if sweep[i]:
-                a = self._host_sweep(h[i], keys[i], x[i], learnt[i], now_ns)
+                a = self._host_sweep(h[i], key, hk[i], x[i], learnt[i], now_ns)
                 if a:
                     alerts.append(a)
-        flagged = keys_from_strings([a.attacker for a in alerts if a.attacker])
         for a in alerts:
             self.protect(a.attacker, self.now_ns)
-        learn = ~(scan | sweep) & ~np.isin(keys, self.protected_keys()) & ~np.isin(keys, flagged)
-        self.baseline.update(keys[learn], x[learn], h["ts_end_ns"][learn])
+        learn = ~(scan | sweep)
+        prot = self.protected_hashes()
+        if len(prot):
+            learn &= ~np.isin(hk, prot)
+        self.baseline.update(hk[learn], x[learn], h["ts_end_ns"][learn])
         return alerts
 
     # --- the few hosts over a threshold ---------------------------------------------------
@@ -175,7 +186,13 @@ class ScanDetector(DetectorBase):
         return u, flows, first
 
     def _port_scan(
-        self, r: np.void, key: np.void, x: np.ndarray, learnt: np.ndarray, now_ns: int
+        self,
+        r: np.void,
+        key: np.void,
+        hk: np.uint64,
+        x: np.ndarray,
+        learnt: np.ndarray,
+        now_ns: int,
     ) -> Alert | None:
         att = key_to_str(key)
         start = int(r["ts_long_start_ns"])
@@ -208,12 +225,18 @@ class ScanDetector(DetectorBase):
             },
             f"{att} probed {n} distinct ports on {victims[0]}"
             + (f" and {len(tgt) - 1} other host(s)" if len(tgt) > 1 else "")
-            + f" {span} ({style} scan); {self.baseline.describe(key, 0 if big else 2)}.",
+            + f" {span} ({style} scan); {self.baseline.describe(hk, 0 if big else 2)}.",
             self.name, self.version,
         )  # fmt: skip
 
     def _host_sweep(
-        self, r: np.void, key: np.void, x: np.ndarray, learnt: np.ndarray, now_ns: int
+        self,
+        r: np.void,
+        key: np.void,
+        hk: np.uint64,
+        x: np.ndarray,
+        learnt: np.ndarray,
+        now_ns: int,
     ) -> Alert | None:
         att = key_to_str(key)
         start = int(r["ts_long_start_ns"])
@@ -262,7 +285,7 @@ class ScanDetector(DetectorBase):
                 "threshold": self.HOST_FLOOR, "learnt_reference": round(float(ref), 2),
             },
             f"{att} contacted {n} distinct hosts ({int(cnt[top])} in {net}) on {ports} "
-            f"port(s) {span} ({style} sweep); {self.baseline.describe(key, 1 if short else 3)}.",
+            f"port(s) {span} ({style} sweep); {self.baseline.describe(hk, 1 if short else 3)}.",
             self.name, self.version,
         )  # fmt: skip
 
