@@ -51,9 +51,17 @@ bench: build
 	$(PIP) install -q "river==0.26.1"  # the [bench] extra of pyproject.toml: a baseline only
 	$(PY) -m benchmarks.run
 
+DEMO_STATE ?= pcaps/demo-state
+
+# The whole loop on the demo capture: detection, incidents with their summaries, and what
+# policy would have blocked or escalated (dry run: nothing is enforced).
 demo: build
 	$(PY) pcaps/generate.py pcaps/demo.pcap
-	$(VENV)/bin/netwarden replay pcaps/demo.pcap
+	rm -rf $(DEMO_STATE)
+	$(VENV)/bin/netwarden replay pcaps/demo.pcap --state-dir $(DEMO_STATE) --config pcaps/demo.toml
+	@echo
+	@echo "Next: $(VENV)/bin/netwarden incident show INC-1 --state-dir $(DEMO_STATE) [--lang ja]"
+	@echo "      $(VENV)/bin/netwarden explain INC-1 --state-dir $(DEMO_STATE)"
 
 LINT_PATHS := sensor controller netwarden tests benchmarks pcaps
 

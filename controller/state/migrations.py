@@ -47,10 +47,48 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, expires_at)")
 
 
+_V3 = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, incident_id TEXT, kind TEXT NOT NULL, attacker TEXT,
+    detected_at REAL NOT NULL, score REAL NOT NULL, confidence REAL NOT NULL, suppressed_by TEXT,
+    body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS alerts_time ON alerts (detected_at);
+CREATE INDEX IF NOT EXISTS alerts_incident ON alerts (incident_id);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, status TEXT NOT NULL, priority TEXT NOT NULL,
+    risk REAL NOT NULL, confidence REAL NOT NULL, opened_at REAL NOT NULL, updated_at REAL NOT NULL,
+    body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, updated_at);
+CREATE TABLE IF NOT EXISTS suppressions (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, entity TEXT NOT NULL, service TEXT NOT NULL,
+    created REAL NOT NULL, expires_at REAL NOT NULL, feedback_id TEXT NOT NULL, note TEXT NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS suppressions_match ON suppressions (kind, entity);
+CREATE TABLE IF NOT EXISTS feedback (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, target TEXT NOT NULL, verdict TEXT NOT NULL,
+    kind TEXT NOT NULL, entity TEXT NOT NULL, service TEXT NOT NULL, actor TEXT NOT NULL,
+    note TEXT NOT NULL, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS feedback_pattern ON feedback (kind, entity, verdict);
+CREATE TABLE IF NOT EXISTS escalations (
+    id TEXT PRIMARY KEY, subject TEXT NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL,
+    channels TEXT NOT NULL, sent INTEGER NOT NULL, body TEXT NOT NULL,
+    UNIQUE (subject, reason));
+"""
+
+
+def _v3(db: sqlite3.Connection) -> None:
+    """Alerts and incidents (the triage layer), operator feedback with its scoped,
+    expiring suppressions, and escalations sent."""
+    for stmt in _V3.split(";\n"):
+        if stmt.strip():
+            db.execute(stmt)
+
+
 #: (version reached, what it does, the step); applied in order, each exactly once
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
     (1, "initial schema", _v1),
     (2, "index approvals by status", _v2),
+    (3, "alerts, incidents, feedback, suppressions, escalations", _v3),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -52,9 +52,12 @@ def run(args: argparse.Namespace) -> int:
             archive = None if args.no_archive else Path(args.archive) if args.archive else cfg.state_dir / "archive"
             ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive, archive_hours=args.archive_hours,
                               archive_max_bytes=int(args.archive_max_gb * (1 << 30)))
-            from controller.detect.stack import attach_detection
+        # the detection stack's alerts go through triage (incidents, copilot, feedback) to
+        # policy; incident operations are served with or without sensors
+        from controller.incidents.stage import attach_triage
 
-            attach_detection(ctl, cfg.state_dir, args.detectors, args.detector_plugin)
+        attach_triage(ctl, cfg.state_dir, args.config, detect=bool(args.listen), names=args.detectors,
+                      plugins=args.detector_plugin)  # fmt: skip
         # one line operators and tests can wait for, printed once SIGTERM is handled
         ctl.run(
             on_ready=lambda: print(

@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="comma-separated detectors to run (default: all registered)")
     p.add_argument("--detector-plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE to register more detectors (repeatable)")
+    p.add_argument("--state-dir", default=None, metavar="DIR",
+                   help="store alerts and incidents in DIR as the controller would (policy in dry run)")
+    p.add_argument("--config", default=None, metavar="FILE", help="controller TOML configuration (with --state-dir)")
+    p.add_argument("--lang", choices=("en", "ja"), default=None, help="language of incident summaries")
     p.set_defaults(func=run)
 
 
@@ -62,12 +66,23 @@ def run(args: argparse.Namespace) -> int:
                             sink=_Sink())  # fmt: skip
     summary["alerts"] = [a.to_json() for a in alerts]
     summary["detection"] = stack.status()
+    triage = None
+    if args.state_dir:  # alerts -> incidents -> policy (dry run), stored as a controller would
+        from netwarden.commands.incidents import replay_output
+
+        triage = replay_output(alerts, args.state_dir, args.config, stack.now_ns / 1e9, summary)
     if args.json:
         for a in summary["alerts"]:
             print(json.dumps(a))
-        print(json.dumps({"type": "summary", **summary}))
+        for inc in summary.get("incidents", []):
+            print(json.dumps(inc))
+        print(json.dumps({"type": "summary", **{k: v for k, v in summary.items() if k != "incidents"}}))
     else:
         _print(summary)
+        if triage is not None:
+            from netwarden.commands.incidents import print_replay_triage
+
+            print_replay_triage(triage, args.lang, args.config)
     if fault:
         print(f"netwarden replay: error: {fault}", file=sys.stderr)
         return 1

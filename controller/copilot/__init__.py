@@ -1,0 +1,1 @@
+"""The copilot: plain-language summaries, recommendations and explanations, offline."""

@@ -1,0 +1,1 @@
+"""Incidents: alerts grouped into stories with priority, lifecycle, feedback and escalation."""
