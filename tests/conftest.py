@@ -62,6 +62,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
+def demo_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo capture ``make demo`` replays, generated once per run (pcaps/generate.py)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "pcaps"))
+    import generate
+
+    path = tmp_path_factory.mktemp("demo") / "demo.pcap"
+    generate.build().write(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def zeek_corpus() -> Path:
     if not (ZEEK_CORPUS / "MANIFEST.tsv").exists():
         pytest.skip(f"Zeek corpus not found at {ZEEK_CORPUS} (set NETWARDEN_SHARED)")

@@ -8,18 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "pcaps"))
 import generate
-
-
-@pytest.fixture(scope="module")
-def demo_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "demo.pcap"
-    generate.build().write(path)
-    return path
 
 
 def test_demo_shows_every_planted_attack(demo_pcap: Path) -> None:

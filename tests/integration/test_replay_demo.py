@@ -18,13 +18,6 @@ sys.path.insert(0, str(REPO / "pcaps"))
 import generate
 
 
-@pytest.fixture(scope="module")
-def demo_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "demo.pcap"
-    generate.build().write(path)
-    return path
-
-
 @pytest.mark.parametrize("backend", ["py", "c"])
 def test_replay_reports_flows_telemetry_and_the_scanner(demo_pcap: Path, backend: str) -> None:
     if backend == "c" and not hasattr(pytest.importorskip("sensor.engine._fastpath"), "FlowEngine"):
