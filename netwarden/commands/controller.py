@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="comma-separated detectors to run on received batches (default: all)")
     p.add_argument("--detector-plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE to register more detectors (repeatable)")
+    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus metrics (netwarden_*) on http://HOST:PORT/metrics")
     p.set_defaults(func=run)
 
 
@@ -58,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
         attach_triage(ctl, cfg.state_dir, args.config, detect=bool(args.listen), names=args.detectors,
                       plugins=args.detector_plugin)  # fmt: skip
+        if args.metrics:
+            from netwarden.metrics import ControllerMetrics, serve
+
+            metrics = ControllerMetrics()
+            metrics.attach(ctl)
+            ctl.at_close(serve(args.metrics, metrics.registry))
         # one line operators and tests can wait for, printed once SIGTERM is handled
         ctl.run(
             on_ready=lambda: print(
