@@ -430,7 +430,7 @@ class StatsLine:
         lost = " ".join(f"{k}={v}" for k, v in sorted(losses.items()) if v) or "none"
         print(
             f"sensor: packets={packets} pps={pps:.0f} records[{sent}] losses[{lost}] "
-            f"bus: acked_seq={ps['acked_seq']} buffered={ps['buffered_records']} "
+            f"bus: sent={ps['records']} awaiting_ack={ps['buffered_records']} "
             f"dropped={ps['bus_dropped_records']} resends={ps['resends']}"
             + (" (final)" if final else ""),
             file=sys.stderr, flush=True,

@@ -47,13 +47,19 @@ def run(args: argparse.Namespace) -> int:
         check_listen(args.listen, curve=bool(args.curve_keys), no_curve=args.no_curve, command="netwarden controller")
     cfg = config.load(args.config, enforce=args.enforce, hook=args.hook, state_dir=args.state_dir)
     log = logging.getLogger("netwarden.controller")
+    base = logging.getLogger("netwarden")
+    if base.getEffectiveLevel() > logging.INFO:
+        base.setLevel(logging.INFO)  # a daemon says where it listens, who connects, and when it stops
     ctl = Controller(cfg)
     try:
         rep = ctl.start()
         if args.listen:
             archive = None if args.no_archive else Path(args.archive) if args.archive else cfg.state_dir / "archive"
-            ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive, archive_hours=args.archive_hours,
-                              archive_max_bytes=int(args.archive_max_gb * (1 << 30)))
+            ingest = ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive,
+                                       archive_hours=args.archive_hours,
+                                       archive_max_bytes=int(args.archive_max_gb * (1 << 30)))  # fmt: skip
+            log.info("listening for sensors on %s (%s)", ", ".join(ingest.collector.endpoints),
+                     "CURVE" if args.curve_keys else "no CURVE")  # fmt: skip
         # the detection stack's alerts go through triage (incidents, copilot, feedback) to
         # policy; incident operations are served with or without sensors
         from controller.incidents.stage import attach_triage
@@ -74,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         )
-        log.info("stopping; kernel bans stay in place")
+        log.info("stopping (signal received); kernel bans stay in place")
     finally:
         ctl.close()
+    log.info("controller stopped")
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from netwarden.errors import ConfigError
@@ -43,9 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    for p in args.pcaps:
-        if not Path(p).is_file():
-            raise ConfigError(f"{p}: no such file")
+    from netwarden.commands.capture_options import check_capture_files
+
+    check_capture_files(args.pcaps)  # before any summary: a text file is refused like a missing one
     if args.top < 1:
         raise ConfigError("--top must be >= 1")
     from controller.detect import DetectionStack, build
@@ -114,6 +113,14 @@ def _print(s: dict[str, Any]) -> None:
     for c in f["top"]:
         tab.add_row(c["proto"], c["orig"], c["resp"], c["state"], str(c["pkts"]),
                     str(c["bytes"]), c["history"])  # fmt: skip
+    con.print(tab)
+    attackers = {a["attacker"] for a in s.get("alerts", []) if a.get("attacker")}
+    tab = Table(title="Top host pairs by flows (scans and brute force rank here)", title_justify="left")
+    for col in ("originator", "responder", "flows", "ports", "pkts", "bytes", "alerted"):
+        tab.add_column(col)
+    for c in f.get("top_pairs", []):
+        tab.add_row(c["orig"], c["resp"], str(c["flows"]), str(c["ports"]), str(c["pkts"]), str(c["bytes"]),
+                    "yes" if c["orig"] in attackers or c["resp"] in attackers else "")  # fmt: skip
     con.print(tab)
     d = s["dns"]
     con.print(
