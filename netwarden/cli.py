@@ -16,7 +16,7 @@ from netwarden import __version__
 from netwarden.errors import NetWardenError
 
 #: Modules under netwarden.commands, in help order.
-COMMAND_MODULES = ("flows", "replay", "sensor", "controller", "response", "incidents", "status", "config")
+COMMAND_MODULES = ("flows", "replay", "sensor", "controller", "response", "incidents", "status", "config", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from netwarden.errors import ConfigError
@@ -61,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         def advance(now_ns: int) -> None:
             alerts.extend(stack.advance(now_ns))
 
+    records: dict[str, Any] = {}
     summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
-                            sink=_Sink())  # fmt: skip
+                            sink=_Sink(), records_out=records)  # fmt: skip
     summary["alerts"] = [a.to_json() for a in alerts]
     summary["detection"] = stack.status()
     triage = None
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         from netwarden.commands.incidents import replay_output
 
         triage = replay_output(alerts, args.state_dir, args.config, stack.now_ns / 1e9, summary)
+        _archive(Path(args.state_dir), records.get("flow"))
     if args.json:
         for a in summary["alerts"]:
             print(json.dumps(a))
@@ -86,6 +89,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"netwarden replay: error: {fault}", file=sys.stderr)
         return 1
     return 0
+
+
+def _archive(state_dir: Path, flows: Any) -> None:
+    """The replay's flow records into STATE_DIR/archive, as a controller archives what its
+    sensors send (``netwarden report`` draws the traffic from there). A replay into the
+    same state dir again replaces the previous replay's records."""
+    from controller.ingest.archive import RecordArchive
+
+    if flows is None:
+        return
+    root = state_dir / "archive"
+    if root.is_dir():
+        for old in root.glob("*/flow/*/replay.rec"):
+            old.unlink()
+    RecordArchive(root).append("flow", "replay", flows)
 
 
 def _print(s: dict[str, Any]) -> None:

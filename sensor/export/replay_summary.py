@@ -184,11 +184,15 @@ def replay(
     window: float = 1.0,
     top: int = 5,
     sink: RecordSink | None = None,
+    records_out: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Run the captures and return (summary dict, fault message or None). ``sink`` also
-    receives every record batch as it is made, and the capture time after each batch."""
+    receives every record batch as it is made, and the capture time after each batch;
+    ``records_out`` (a dict) gets the flow records ("flow")."""
     parts, counts, backend_name, fault = _run(paths, backend, window, sink)
     flows = _cat(parts["flow"], FLOW_DTYPE)
+    if records_out is not None:
+        records_out["flow"] = flows
     arp = _cat(parts["arp"], ARP_DTYPE)
     hosts = _cat(parts["host"], HOST_DTYPE)
     pairs = _cat(parts["pair"], PAIR_DTYPE)
