@@ -50,7 +50,9 @@ def serve(text: str, registry: CollectorRegistry) -> Callable[[], None]:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         raise ConfigError(f"--metrics {text}: cannot listen ({exc.strerror or exc})") from exc
-    log.info("metrics on http://%s:%d/metrics", host, port)
+    from netwarden.logs import event
+
+    log.info("metrics on http://%s:%d/metrics", host, port, extra=event("metrics.listen", url=f"http://{text}/metrics"))
 
     def stop() -> None:
         server.shutdown()

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="comma-separated detectors to run on received batches (default: all)")
     p.add_argument("--detector-plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE to register more detectors (repeatable)")
+    p.add_argument("--log-json", action="store_true", dest="log_json_here",
+                   help="log JSON lines with stable event names (as `netwarden --log-json`)")
     p.add_argument("--metrics", default=None, metavar="HOST:PORT",
                    help="serve Prometheus metrics (netwarden_*) on http://HOST:PORT/metrics")
     p.set_defaults(func=run)
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from controller import config
     from controller.app import Controller
     from controller.bus_trust import check_listen
+    from netwarden.logs import event
 
     if args.listen:  # before anything is started or written
         check_listen(args.listen, curve=bool(args.curve_keys), no_curve=args.no_curve, command="netwarden controller")
@@ -59,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
                                        archive_hours=args.archive_hours,
                                        archive_max_bytes=int(args.archive_max_gb * (1 << 30)))  # fmt: skip
             log.info("listening for sensors on %s (%s)", ", ".join(ingest.collector.endpoints),
-                     "CURVE" if args.curve_keys else "no CURVE")  # fmt: skip
+                     "CURVE" if args.curve_keys else "no CURVE",
+                     extra=event("controller.listen", endpoints=ingest.collector.endpoints,
+                                 curve=bool(args.curve_keys)))  # fmt: skip
         # the detection stack's alerts go through triage (incidents, copilot, feedback) to
         # policy; incident operations are served with or without sensors
         from controller.incidents.stage import attach_triage
@@ -80,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         )
-        log.info("stopping (signal received); kernel bans stay in place")
+        log.info("stopping (signal received); kernel bans stay in place", extra=event("controller.stopping"))
     finally:
         ctl.close()
-    log.info("controller stopped")
+    log.info("controller stopped", extra=event("controller.stopped"))
     return 0

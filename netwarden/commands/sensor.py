@@ -61,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="on exit, wait this long for the controller to acknowledge")
     p.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
                    help="seconds between capture stats lines on stderr (0: only at exit)")
+    p.add_argument("--log-json", action="store_true", dest="log_json_here",
+                   help="log JSON lines with stable event names (as `netwarden --log-json`)")
     p.add_argument("--metrics", default=None, metavar="HOST:PORT",
                    help="serve Prometheus metrics (netwarden_sensor_*) on http://HOST:PORT/metrics")
     p.add_argument("--no-telemetry", action="store_true", help="flows and ARP only")
