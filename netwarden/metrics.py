@@ -52,7 +52,12 @@ def serve(text: str, registry: CollectorRegistry) -> Callable[[], None]:
         raise ConfigError(f"--metrics {text}: cannot listen ({exc.strerror or exc})") from exc
     from netwarden.logs import event
 
-    log.info("metrics on http://%s:%d/metrics", host, port, extra=event("metrics.listen", url=f"http://{text}/metrics"))
+    log.info(
+        "metrics on http://%s:%d/metrics",
+        host,
+        port,
+        extra=event("metrics.listen", url=f"http://{text}/metrics"),
+    )
 
     def stop() -> None:
         server.shutdown()

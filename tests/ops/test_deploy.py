@@ -117,4 +117,6 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         names.append(f"./{name}")
     proc = subprocess.run(["systemd-analyze", "verify", *names], capture_output=True, text=True, timeout=60,
                           cwd=tmp_path, check=False)  # fmt: skip
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # unknown keys are only warnings: none allowed
+    assert proc.returncode == 0 and proc.stderr == "", (
+        proc.stderr
+    )  # unknown keys are only warnings: none allowed
