@@ -212,6 +212,11 @@ def load(path: str | Path | None = None, **overrides: Any) -> ControllerConfig:
             data = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"config {path}: {exc}") from exc
+    return from_dict(data, **overrides)
+
+
+def from_dict(data: dict[str, Any], **overrides: Any) -> ControllerConfig:
+    """The controller's configuration from parsed TOML (``load`` without the file)."""
     c = data.get("controller", {})
     e = data.get("enforce", {})
     kw: dict[str, Any] = {

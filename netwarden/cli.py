@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from netwarden import __version__
 from netwarden.errors import NetWardenError
 
 #: Modules under netwarden.commands, in help order.
-COMMAND_MODULES = ("flows", "replay", "sensor", "controller", "response", "incidents", "status")
+COMMAND_MODULES = ("flows", "replay", "sensor", "controller", "response", "incidents", "status", "config", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"netwarden {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines with stable event names")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -41,10 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from netwarden.logs import setup
+
+    setup(args.verbose, bool(args.log_json or getattr(args, "log_json_here", False)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -430,7 +430,7 @@ class StatsLine:
         lost = " ".join(f"{k}={v}" for k, v in sorted(losses.items()) if v) or "none"
         print(
             f"sensor: packets={packets} pps={pps:.0f} records[{sent}] losses[{lost}] "
-            f"bus: acked_seq={ps['acked_seq']} buffered={ps['buffered_records']} "
+            f"bus: sent={ps['records']} awaiting_ack={ps['buffered_records']} "
             f"dropped={ps['bus_dropped_records']} resends={ps['resends']}"
             + (" (final)" if final else ""),
             file=sys.stderr, flush=True,
@@ -445,9 +445,11 @@ def publish(
     *,
     stats_interval: float = 1.0,
     backpressure: Callable[[], bool] | None = None,
+    observe: Callable[[dict[str, int]], None] | None = None,
 ) -> None:
     """Publish everything ``capture`` yields in messages of ``batch`` records, with the loss
-    counters in every header; a stats line every ``stats_interval`` seconds and at exit."""
+    counters in every header; a stats line every ``stats_interval`` seconds and at exit.
+    ``observe`` gets the capture's cumulative counters at each tick (metrics)."""
     outbox = Outbox(publisher, batch, backpressure=backpressure)
     stats = StatsLine(stats_interval)
     last = [0.0]
@@ -460,6 +462,8 @@ def publish(
         last[0] = now
         counters = capture.counters()
         publisher.set_counters(loss_counters(counters))
+        if observe is not None:
+            observe(counters)
         if final:
             outbox.flush()
         else:

@@ -12,7 +12,8 @@ A consumer that raises is logged and counted; it never stops ingestion or the da
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,8 @@ class Ingest:
         self.consumer_errors: Counter[str] = Counter()
         self._controller: Any = None
         self._protected: set[str] = set()
+        #: (monotonic time, records so far), about one a second over the last ~10 s: records/s
+        self._rate: deque[tuple[float, int]] = deque(maxlen=11)
 
     def add_consumer(self, name: str, fn: Consumer) -> None:
         self.consumers.append((name, fn))
@@ -53,6 +56,9 @@ class Ingest:
     def pump(self) -> int:
         """Handle everything the collector has queued; returns the number of batches."""
         batches = self.collector.drain()
+        now = time.monotonic()
+        if not self._rate or now - self._rate[-1][0] >= 1.0:
+            self._rate.append((now, sum(self.records.values())))
         for b in batches:
             self.batches += 1
             self.records[b.record_type] += b.count
@@ -85,11 +91,19 @@ class Ingest:
                 if protect(addr, "sensor"):
                     log.info("sensor %s at %s is now protected from blocking", st.sensor_id, addr)
 
+    def records_per_s(self) -> float | None:
+        """Records a second over the last ~10 s (None until two samples a second apart)."""
+        if len(self._rate) < 2:
+            return None
+        (t0, n0), (t1, _n1) = self._rate[0], self._rate[-1]
+        return round((sum(self.records.values()) - n0) / max(time.monotonic() - t0, t1 - t0, 1e-9), 1)
+
     def status(self) -> dict[str, Any]:
         return {
             "endpoint": self.collector.endpoint,
             "batches": self.batches,
             "records": dict(self.records),
+            "records_per_s": self.records_per_s(),
             "consumer_errors": dict(self.consumer_errors),
             "archive": None if self.archive is None else {
                 "root": str(self.archive.root),

@@ -20,12 +20,13 @@ def register_response_ops(ops: Operations, r: Responder) -> None:
     """Bans, allow-list, approvals, detections and the audit log."""
 
     def ping(_args: dict[str, Any], _actor: str) -> dict[str, Any]:
-        return {"pid": os.getpid(), "backend": r.enforcer.name, "hook": r.cfg.hook.value}
+        return {"pid": os.getpid(), "hook": r.cfg.hook.value, **_backend(r)}
 
     def ban(args: dict[str, Any], actor: str) -> dict[str, Any]:
         d = r.ban(args["addr"], check_ttl(args.get("ttl")), str(args.get("reason", "")), actor,
                   Action(args.get("action", "drop")))
-        return {"decision_id": d.id, "addr": str(target(d.target)) if d.target else None, "ttl_s": d.ttl_s}
+        return {"decision_id": d.id, "addr": str(target(d.target)) if d.target else None, "ttl_s": d.ttl_s,
+                **_backend(r)}  # fmt: skip
 
     def unban(args: dict[str, Any], actor: str) -> dict[str, Any]:
         removed = r.unban(args["addr"], actor)
@@ -42,6 +43,21 @@ def register_response_ops(ops: Operations, r: Responder) -> None:
     def approvals(_args: dict[str, Any], _actor: str) -> list[dict[str, Any]]:
         return [a.to_dict() for a in r.approvals.pending(r.clock())]
 
+    def recommendations(args: dict[str, Any], _actor: str) -> list[dict[str, Any]]:
+        """Level-1 decisions (recommend: nothing done, an operator may act), newest last."""
+        rows = r.audit.db.execute(
+            "SELECT seq FROM audit WHERE event='decision' AND result='recommend' ORDER BY seq DESC LIMIT ?",
+            (int(args.get("limit", 20)),),
+        ).fetchall()
+        if not rows:
+            return []
+        entries = r.audit.entries(since_seq=min(x[0] for x in rows) - 1)
+        keep = {x[0] for x in rows}
+        return [{"decision_id": e["decision_id"], "target": e["subject"], "actor": e["actor"], "ts": e["ts"],
+                 "evidence": e["evidence"], "reason": e["detail"].get("reason", ""),
+                 "score": e["detail"].get("score"), "confidence": e["detail"].get("confidence")}
+                for e in entries if e["seq"] in keep]  # fmt: skip
+
     table: dict[str, Any] = {
         "ping": ping,
         "ban": ban,
@@ -52,6 +68,7 @@ def register_response_ops(ops: Operations, r: Responder) -> None:
         "allow-remove": lambda a, actor: r.allow_remove(a["cidr"], actor),
         "allow-list": lambda _a, _actor: r.allow_entries(),
         "approvals": approvals,
+        "recommendations": recommendations,
         "approve": lambda a, actor: r.resolve_approval(str(a["id"]), True, actor),
         "deny": lambda a, actor: r.resolve_approval(str(a["id"]), False, actor),
         "detect": lambda a, _actor: r.submit_detection(Detection.from_dict(a)).to_dict(),
@@ -60,3 +77,10 @@ def register_response_ops(ops: Operations, r: Responder) -> None:
     }
     for name, fn in table.items():
         ops.add(name, fn)
+
+
+def _backend(r: Responder) -> dict[str, Any]:
+    """The enforcement backend, and where a dry run writes what it would have done."""
+    journal = getattr(r.enforcer, "journal", None) if r.enforcer.name == "dryrun" else None
+    return {"backend": r.enforcer.name, "dry_run": r.enforcer.name == "dryrun",
+            "dry_run_file": None if journal is None else str(journal)}  # fmt: skip

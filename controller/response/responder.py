@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -92,6 +93,8 @@ class Responder:
         window = cfg.policy.offender_window_s
         self.policy = Policy(cfg.policy, self.guard, lambda a: store.offences(a, self.clock(), window))
         self.approvals = Approvals(store, cfg.policy.approval_ttl_s)
+        #: called with the seconds from a detection's decision to its ban in the kernel
+        self.latency_observers: list[Callable[[float], None]] = []
 
     # --- anti-lockout ---------------------------------------------------------------------
     def sync_allow(self) -> None:
@@ -149,6 +152,7 @@ class Responder:
     # --- decisions ----------------------------------------------------------------------
     def submit_detection(self, det: Detection) -> Decision:
         """Run policy on one detector record and act on the verdict."""
+        t0 = time.perf_counter()
         now = self.clock()
         d = self.policy.decide(det, now)
         with self.store.transaction():
@@ -163,6 +167,8 @@ class Responder:
                                   result="pending", detail={"expires_at": a.expires_at, "reason": d.reason})
         if d.verdict is Verdict.ACT:
             self._enforce(d, d.actor, evidence=det.evidence_id)
+            for observe in self.latency_observers:
+                observe(time.perf_counter() - t0)
             self.policy.note_acted(now, len(d.targets()))
         return d
 

@@ -44,6 +44,7 @@ from netwarden.bus import limits as bus_limits
 from netwarden.bus import wire
 from netwarden.bus.curve import read_key_file
 from netwarden.errors import BusError, ConfigError, FrameRejected
+from netwarden.logs import event
 
 log = logging.getLogger("netwarden.collector")
 
@@ -346,10 +347,13 @@ class Collector:
                 h.sensor_id, session=h.session, first_seen=now, key=key,
                 next_seq=min(h.base, h.acked + 1),
             )  # fmt: skip
-            log.info("sensor %s joined (session %x)", h.sensor_id, h.session)
+            log.info("sensor %s joined (session %x)", h.sensor_id, h.session,
+                     extra=event("sensor.joined", sensor=h.sensor_id, session=f"{h.session:x}"))  # fmt: skip
         elif st.session != h.session:
             st.restarts += 1
-            log.warning("sensor %s restarted (session %x -> %x)", h.sensor_id, st.session, h.session)
+            log.warning("sensor %s restarted (session %x -> %x)", h.sensor_id, st.session, h.session,
+                        extra=event("sensor.restarted", sensor=h.sensor_id, old_session=f"{st.session:x}",
+                                    session=f"{h.session:x}"))  # fmt: skip
             st.session, st.next_seq = h.session, min(h.base, h.acked + 1)
         st.last_seen, st.last_seen_mono = now, mono
         st.peer_address = _peer_ip(frames[1])
@@ -385,6 +389,7 @@ class Collector:
             (log.warning if unsent else log.info)(
                 "sensor %s stopped (clean shutdown%s)", h.sensor_id,
                 f", {unsent} messages never delivered" if unsent else "",
+                extra=event("sensor.stopped", sensor=h.sensor_id, undelivered=unsent),
             )  # fmt: skip
         elif h.seq < st.next_seq:
             st.duplicates += 1
@@ -472,11 +477,12 @@ class Collector:
                 if st.stopped:
                     continue  # already logged as a clean stop
                 if up:
-                    log.warning("sensor %s is up again", st.sensor_id)
+                    log.warning("sensor %s is up again", st.sensor_id, extra=event("sensor.up", sensor=st.sensor_id))
                 else:
                     log.warning(
                         "sensor %s is down: silent for %.1f s",
                         st.sensor_id, mono - st.last_seen_mono,
+                        extra=event("sensor.down", sensor=st.sensor_id, silent_s=round(mono - st.last_seen_mono, 1)),
                     )  # fmt: skip
 
     # ---- status -------------------------------------------------------------------------

@@ -47,3 +47,28 @@ def check_live_options(args: Any) -> None:
 
         compile_filter(args.filter)
     ifindex(args.iface)
+
+
+def check_capture_files(paths: list[str]) -> None:
+    """Refuse, with one line naming the file, a path that is missing, unreadable or not a
+    pcap/pcapng capture -- before a command writes a header or an output file."""
+    import struct
+    from pathlib import Path
+
+    from netwarden.errors import CaptureError
+    from sensor.engine.reference.pcapread import PCAP_NSEC, PCAP_USEC, PCAPNG_SHB
+
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise CaptureError(f"{p}: no such file" if not path.exists() else f"{p}: not a regular file")
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(4)
+        except OSError as exc:
+            raise CaptureError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        if len(head) < 4:
+            raise CaptureError(f"{p}: empty or too short to be a capture file")
+        magics = {struct.unpack("<I", head)[0], struct.unpack(">I", head)[0]}
+        if not magics & {PCAP_USEC, PCAP_NSEC, PCAPNG_SHB}:
+            raise CaptureError(f"{p}: not a pcap or pcapng capture file (it starts with {head!r})")

@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="comma-separated detectors to run on received batches (default: all)")
     p.add_argument("--detector-plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE to register more detectors (repeatable)")
+    p.add_argument("--log-json", action="store_true", dest="log_json_here",
+                   help="log JSON lines with stable event names (as `netwarden --log-json`)")
+    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus metrics (netwarden_*) on http://HOST:PORT/metrics")
     p.set_defaults(func=run)
 
 
@@ -40,24 +44,39 @@ def run(args: argparse.Namespace) -> int:
     from controller import config
     from controller.app import Controller
     from controller.bus_trust import check_listen
+    from netwarden.logs import event
 
     if args.listen:  # before anything is started or written
         check_listen(args.listen, curve=bool(args.curve_keys), no_curve=args.no_curve, command="netwarden controller")
     cfg = config.load(args.config, enforce=args.enforce, hook=args.hook, state_dir=args.state_dir)
     log = logging.getLogger("netwarden.controller")
+    base = logging.getLogger("netwarden")
+    if base.getEffectiveLevel() > logging.INFO:
+        base.setLevel(logging.INFO)  # a daemon says where it listens, who connects, and when it stops
     ctl = Controller(cfg)
     try:
         rep = ctl.start()
         if args.listen:
             archive = None if args.no_archive else Path(args.archive) if args.archive else cfg.state_dir / "archive"
-            ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive, archive_hours=args.archive_hours,
-                              archive_max_bytes=int(args.archive_max_gb * (1 << 30)))
+            ingest = ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive,
+                                       archive_hours=args.archive_hours,
+                                       archive_max_bytes=int(args.archive_max_gb * (1 << 30)))  # fmt: skip
+            log.info("listening for sensors on %s (%s)", ", ".join(ingest.collector.endpoints),
+                     "CURVE" if args.curve_keys else "no CURVE",
+                     extra=event("controller.listen", endpoints=ingest.collector.endpoints,
+                                 curve=bool(args.curve_keys)))  # fmt: skip
         # the detection stack's alerts go through triage (incidents, copilot, feedback) to
         # policy; incident operations are served with or without sensors
         from controller.incidents.stage import attach_triage
 
         attach_triage(ctl, cfg.state_dir, args.config, detect=bool(args.listen), names=args.detectors,
                       plugins=args.detector_plugin)  # fmt: skip
+        if args.metrics:
+            from netwarden.metrics import ControllerMetrics, serve
+
+            metrics = ControllerMetrics()
+            metrics.attach(ctl)
+            ctl.at_close(serve(args.metrics, metrics.registry))
         # one line operators and tests can wait for, printed once SIGTERM is handled
         ctl.run(
             on_ready=lambda: print(
@@ -66,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         )
-        log.info("stopping; kernel bans stay in place")
+        log.info("stopping (signal received); kernel bans stay in place", extra=event("controller.stopping"))
     finally:
         ctl.close()
+    log.info("controller stopped", extra=event("controller.stopped"))
     return 0

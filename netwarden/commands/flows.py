@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from netwarden.commands.capture_options import add_live_arguments, check_live_options
+from netwarden.commands.capture_options import (
+    add_live_arguments,
+    check_capture_files,
+    check_live_options,
+)
 from netwarden.commands.engine_options import add_engine_arguments
 
 
@@ -37,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.iface:
         # Refuse bad live options before -o truncates an existing file.
         check_live_options(args)
+    else:
+        check_capture_files(args.pcaps)  # nothing is written for a missing or foreign file
     fh = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115 (closed below)
     writer = make_writer(args.format, fh)
     rc = 0

@@ -43,9 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    for p in args.pcaps:
-        if not Path(p).is_file():
-            raise ConfigError(f"{p}: no such file")
+    from netwarden.commands.capture_options import check_capture_files
+
+    check_capture_files(args.pcaps)  # before any summary: a text file is refused like a missing one
     if args.top < 1:
         raise ConfigError("--top must be >= 1")
     from controller.detect import DetectionStack, build
@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         def advance(now_ns: int) -> None:
             alerts.extend(stack.advance(now_ns))
 
+    records: dict[str, Any] = {}
     summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
-                            sink=_Sink())  # fmt: skip
+                            sink=_Sink(), records_out=records)  # fmt: skip
     summary["alerts"] = [a.to_json() for a in alerts]
     summary["detection"] = stack.status()
     triage = None
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         from netwarden.commands.incidents import replay_output
 
         triage = replay_output(alerts, args.state_dir, args.config, stack.now_ns / 1e9, summary)
+        _archive(Path(args.state_dir), records.get("flow"))
     if args.json:
         for a in summary["alerts"]:
             print(json.dumps(a))
@@ -87,6 +89,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"netwarden replay: error: {fault}", file=sys.stderr)
         return 1
     return 0
+
+
+def _archive(state_dir: Path, flows: Any) -> None:
+    """The replay's flow records into STATE_DIR/archive, as a controller archives what its
+    sensors send (``netwarden report`` draws the traffic from there). A replay into the
+    same state dir again replaces the previous replay's records."""
+    from controller.ingest.archive import RecordArchive
+
+    if flows is None:
+        return
+    root = state_dir / "archive"
+    if root.is_dir():
+        for old in root.glob("*/flow/*/replay.rec"):
+            old.unlink()
+    RecordArchive(root).append("flow", "replay", flows)
 
 
 def _print(s: dict[str, Any]) -> None:
@@ -114,6 +131,14 @@ def _print(s: dict[str, Any]) -> None:
     for c in f["top"]:
         tab.add_row(c["proto"], c["orig"], c["resp"], c["state"], str(c["pkts"]),
                     str(c["bytes"]), c["history"])  # fmt: skip
+    con.print(tab)
+    attackers = {a["attacker"] for a in s.get("alerts", []) if a.get("attacker")}
+    tab = Table(title="Top host pairs by flows (scans and brute force rank here)", title_justify="left")
+    for col in ("originator", "responder", "flows", "ports", "pkts", "bytes", "alerted"):
+        tab.add_column(col)
+    for c in f.get("top_pairs", []):
+        tab.add_row(c["orig"], c["resp"], str(c["flows"]), str(c["ports"]), str(c["pkts"]), str(c["bytes"]),
+                    "yes" if c["orig"] in attackers or c["resp"] in attackers else "")  # fmt: skip
     con.print(tab)
     d = s["dns"]
     con.print(

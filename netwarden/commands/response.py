@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 EXIT_REFUSED = 3
+#: columns never wrapped nor cut: addresses and who did it
+_WHOLE = frozenset({"address", "target", "subject", "actor", "network"})
 
 
 def _state(p: argparse.ArgumentParser) -> None:
@@ -62,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.set_defaults(func=lambda a, v=verb: _simple(a, v, id=a.id))
 
     p = sub.add_parser("detect", help="submit a detector record to policy (testing, manual triage)")
-    p.add_argument("--kind", required=True, help="detector name, e.g. portscan")
+    p.add_argument("--kind", required=True, type=_kind, metavar="KIND",
+                   help="alert kind, one of: " + ", ".join(alert_kinds()))
     p.add_argument("--attacker", required=True, help="address or CIDR")
     p.add_argument("--victim", action="append", default=[], help="victim address (repeatable)")
     p.add_argument("--score", type=float, required=True, help="0..100")
@@ -78,6 +81,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true")
     _state(p)
     p.set_defaults(func=cmd_audit)
+
+
+def alert_kinds() -> list[str]:
+    """The alert kinds detectors raise (policy's ``detectors`` levels are keyed by them)."""
+    from controller.detect.detectors.bruteforce import SERVICES
+    from controller.incidents.kinds import STAGE_OF_KIND
+
+    return sorted(STAGE_OF_KIND) + sorted({f"{svc}_bruteforce" for svc in SERVICES.values()})
+
+
+def _kind(text: str) -> str:
+    kinds = alert_kinds()
+    if text not in kinds:
+        raise argparse.ArgumentTypeError(f"unknown kind {text!r}; valid kinds: {', '.join(kinds)}")
+    return text
 
 
 def _ttl(text: str) -> float:
@@ -126,7 +144,12 @@ def cmd_ban(args: argparse.Namespace) -> int:
                        action="ratelimit" if args.rate_limit else "drop")
     if rc == 0:
         ttl = "until unbanned" if result["ttl_s"] is None else f"for {result['ttl_s']:g}s"
-        print(f"banned {result['addr']} {ttl} (decision {result['decision_id']})")
+        if result.get("dry_run"):
+            print(f"DRY RUN: ban on {result['addr']} {ttl} recorded but NOT enforced (decision "
+                  f"{result['decision_id']}); the dry-run backend writes what it would do to "
+                  f"{result.get('dry_run_file') or 'nowhere (no state dir)'}")  # fmt: skip
+        else:
+            print(f"banned {result['addr']} {ttl} (decision {result['decision_id']}, {result.get('backend')})")
     return rc
 
 
@@ -146,9 +169,10 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=title)
+    t = Table(title=title, title_justify="left")
     for c in columns:
-        t.add_column(c)
+        # addresses and names whole (a wrapped cell still shows every character)
+        t.add_column(c, overflow="fold", no_wrap=c in _WHOLE)
     for r in rows:
         t.add_row(*r)
     Console().print(t)
@@ -172,9 +196,18 @@ def _listing(
     return 0
 
 
+def _dry_run_note(args: argparse.Namespace) -> str:
+    """" (DRY RUN ...)" when the controller enforces nothing, else ""."""
+    rc, ping = _call(args, "ping")
+    if rc or not ping.get("dry_run"):
+        return ""
+    return f" -- DRY RUN: not enforced; would-be rules in {ping.get('dry_run_file')}"
+
+
 def cmd_bans(args: argparse.Namespace) -> int:
+    note = "" if args.json else _dry_run_note(args)
     return _listing(
-        args, "kernel-bans" if args.kernel else "bans", lambda res: f"{len(res)} bans",
+        args, "kernel-bans" if args.kernel else "bans", lambda res: f"{len(res)} bans{note}",
         ["address", "action", "remaining", "decision", "reason"],
         lambda b: [b["addr"], b["action"],
                    "permanent" if b["remaining_s"] is None else f"{b['remaining_s']:.0f}s",
@@ -207,13 +240,26 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
-    return _listing(
+    rc = _listing(
         args, "approvals", lambda res: f"{len(res)} pending approvals",
         ["id", "target", "action", "ttl", "why approval", "evidence"],
         lambda a: [a["id"], str(a["proposal"]["target"]), a["proposal"]["action"],
                    str(a["proposal"]["ttl_s"]), a["reason"],
                    (a["proposal"].get("detection") or {}).get("evidence_id", "")],
     )  # fmt: skip
+    if rc or args.json:
+        return rc
+    # level-1 decisions ask nothing and block nothing: shown here so an operator can act
+    rc, recs = _call(args, "recommendations")
+    if rc or not recs:
+        return rc
+    print(f"{len(recs)} recommendations (level 1: nothing was done; act with `netwarden ban ADDR`)")
+    for r in recs:  # lines, not a table: whole decision ids and addresses at any width
+        score = f"score {r['score']:g}" if r["score"] is not None else ""
+        print(f"  {r['decision_id']}  {r['target']}  {score}  by {r['actor']}"
+              + (f"  evidence {r['evidence']}" if r["evidence"] else ""))  # fmt: skip
+        print(f"      why: {r['reason']}")
+    return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -61,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="on exit, wait this long for the controller to acknowledge")
     p.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
                    help="seconds between capture stats lines on stderr (0: only at exit)")
+    p.add_argument("--log-json", action="store_true", dest="log_json_here",
+                   help="log JSON lines with stable event names (as `netwarden --log-json`)")
+    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus metrics (netwarden_sensor_*) on http://HOST:PORT/metrics")
     p.add_argument("--no-telemetry", action="store_true", help="flows and ARP only")
     p.add_argument("--window", type=float, default=None, metavar="S",
                    help="per-host telemetry window, seconds (default 1)")
@@ -185,6 +189,14 @@ def run_sensor_command(args: argparse.Namespace) -> int:
     elif not Path(args.pcap).is_file():
         raise ConfigError(f"--pcap {args.pcap}: no such file")
     publisher = _publisher(args)
+    observe = None
+    stop_metrics = None
+    if args.metrics:
+        from netwarden.metrics import SensorMetrics, serve
+
+        metrics = SensorMetrics(publisher)
+        stop_metrics = serve(args.metrics, metrics.registry)
+        observe = metrics.observe
     stop = Stop()
     restore = stop.install()
     rc = 1
@@ -198,7 +210,7 @@ def run_sensor_command(args: argparse.Namespace) -> int:
         rc = 0
         try:
             publish(capture, publisher, args.batch, stats_interval=args.stats_interval,
-                    backpressure=(lambda: not stop) if flat_out else None)  # fmt: skip
+                    backpressure=(lambda: not stop) if flat_out else None, observe=observe)  # fmt: skip
         except CaptureFormatError as exc:
             # Everything before the fault was published, like end of input.
             print(f"netwarden sensor: warning: {exc}", file=sys.stderr)
@@ -206,6 +218,8 @@ def run_sensor_command(args: argparse.Namespace) -> int:
     finally:
         restore()
         left = publisher.close(timeout=args.close_timeout)
+        if stop_metrics is not None:
+            stop_metrics()
         ps = publisher.stats()
         print(
             f"sensor: bus: {ps['records']} records in {ps['batches']} messages, "

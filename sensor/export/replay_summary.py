@@ -37,6 +37,54 @@ INDICATORS = (
 )
 
 
+#: estimated indicators -> (flow field the host is in, flow field whose distinct values
+#: bound it): a host cannot have contacted more hosts (ports) than its flows name
+BOUNDED = {
+    "out_dst_hosts": ("orig_addr", "resp_addr"),
+    "out_dst_ports": ("orig_addr", "resp_port"),
+    "in_src_hosts": ("resp_addr", "orig_addr"),
+}
+
+
+def _distinct_bound(flows: np.ndarray, field: str, addr: np.ndarray) -> int:
+    """How many distinct peers (ports) the capture's flow records give the host: the most
+    an estimate of that indicator in any one window can truthfully be."""
+    side, other = BOUNDED[field]
+    mine = flows[(flows[side] == addr).all(axis=1)]
+    if not len(mine):
+        return 0
+    vals = mine[other]
+    return int(len(np.unique(vals, axis=0)) if vals.ndim > 1 else len(np.unique(vals)))
+
+
+def _top_pairs(final: np.ndarray, tot_bytes: np.ndarray, top: int) -> list[dict[str, Any]]:
+    """Host pairs ranked by how many flows the originator opened to the responder (then
+    by distinct ports): a scan or a brute force is many small flows, never the top by bytes."""
+    if not len(final):
+        return []
+    keys = np.concatenate([final["orig_addr"], final["resp_addr"]], axis=1)
+    uniq, inv, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.reshape(-1)
+    port_pairs = np.unique(np.stack([inv.astype(np.int64), final["resp_port"].astype(np.int64)], axis=1), axis=0)
+    ports = np.bincount(port_pairs[:, 0], minlength=len(uniq))
+    pkts = np.bincount(inv, weights=(final["orig_pkts"] + final["resp_pkts"]).astype(np.float64), minlength=len(uniq))
+    nbytes = np.bincount(inv, weights=tot_bytes.astype(np.float64), minlength=len(uniq))
+    version = np.zeros(len(uniq), np.int64)
+    version[inv] = final["ip_version"]
+    order = np.lexsort((-nbytes, -ports, -counts))[:top]
+    return [
+        {
+            "orig": addr_to_str(uniq[i, :16], int(version[i])),
+            "resp": addr_to_str(uniq[i, 16:], int(version[i])),
+            "flows": int(counts[i]),
+            "ports": int(ports[i]),
+            "pkts": int(pkts[i]),
+            "bytes": int(nbytes[i]),
+        }
+        for i in order
+    ]
+
+
 RunResult = tuple[dict[str, list[np.ndarray]], dict[str, int], str, BaseException | None]
 
 
@@ -136,11 +184,15 @@ def replay(
     window: float = 1.0,
     top: int = 5,
     sink: RecordSink | None = None,
+    records_out: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Run the captures and return (summary dict, fault message or None). ``sink`` also
-    receives every record batch as it is made, and the capture time after each batch."""
+    receives every record batch as it is made, and the capture time after each batch;
+    ``records_out`` (a dict) gets the flow records ("flow")."""
     parts, counts, backend_name, fault = _run(paths, backend, window, sink)
     flows = _cat(parts["flow"], FLOW_DTYPE)
+    if records_out is not None:
+        records_out["flow"] = flows
     arp = _cat(parts["arp"], ARP_DTYPE)
     hosts = _cat(parts["host"], HOST_DTYPE)
     pairs = _cat(parts["pair"], PAIR_DTYPE)
@@ -164,6 +216,7 @@ def replay(
             "bytes": int(tot_bytes[i]),
             "history": r["history"].decode(errors="replace") or "-",
         })
+    top_pairs = _top_pairs(final, tot_bytes, top)
     dns_flows = final[(final["dns_queries"] > 0) | (final["dns_responses"] > 0)]
     claims: dict[bytes, set[bytes]] = defaultdict(set)
     for r in arp:
@@ -173,9 +226,14 @@ def replay(
     if len(hosts):
         for field, label, floor in INDICATORS:
             peak_by_host: dict[str, tuple[int, int]] = {}
+            bounds: dict[str, int] = {}
             for r in hosts[hosts[field] >= floor]:
                 h = addr_to_str(r["addr"], int(r["ip_version"]))
                 val = int(r[field])
+                if field in BOUNDED:  # an estimate never says more than the capture holds
+                    if h not in bounds:
+                        bounds[h] = _distinct_bound(flows, field, r["addr"])
+                    val = min(val, bounds[h])
                 if val > peak_by_host.get(h, (-1, 0))[0]:
                     peak_by_host[h] = (val, int(r["ts_start_ns"]))
             for h, (val, ts) in sorted(peak_by_host.items(), key=lambda kv: -kv[1][0])[:top]:
@@ -197,6 +255,7 @@ def replay(
             "by_state": dict(by_state.most_common()),
             "tunnelled": int((final["tunnel_type"] > 0).sum()) if len(final) else 0,
             "top": top_rows,
+            "top_pairs": top_pairs,
         },
         "dns": {
             "flows": len(dns_flows),

@@ -42,7 +42,7 @@ def test_cli_exit_codes(running: Controller, tmp_path: Path, capsys: pytest.Capt
     capsys.readouterr()
     assert cli(["bans", "--json", "--state-dir", d]) == 0
     assert [b["addr"] for b in json.loads(capsys.readouterr().out)] == ["203.0.113.9"]
-    assert cli(["detect", "--kind", "portscan", "--attacker", "192.0.2.1", "--score", "99",
+    assert cli(["detect", "--kind", "port_scan", "--attacker", "192.0.2.1", "--score", "99",
                 "--confidence", "1", "--state-dir", d]) == 3
     assert cli(["approve", "d-nope", "--state-dir", d]) == 1
     assert cli(["audit", "--verify", "--state-dir", d]) == 0

@@ -49,7 +49,7 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
     config.write_text(
         '[controller]\ntick_s = 0.5\n'
         '[safety]\nresolv_conf = "/nonexistent"\nmanagement_networks = ["198.18.0.0/15"]\n'
-        '[policy]\ndetectors = { "ssh-bruteforce" = 3 }\n'
+        '[policy]\ndetectors = { ssh_bruteforce = 3 }\n'
     )
     kernel = reader(backend, lab)
     daemon = Daemon(lab, backend, state, config)
@@ -62,7 +62,7 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
 
         # a detector's record goes through policy: level 3 for this kind, but the attacker
         # is internal (fd77::/64 is in fc00::/7), so it waits for a human
-        r = cli(state, "detect", "--kind", "ssh-bruteforce", "--attacker", nslab.CLIENT2_V6, "--victim", nslab.SERVER_V6,
+        r = cli(state, "detect", "--kind", "ssh_bruteforce", "--attacker", nslab.CLIENT2_V6, "--victim", nslab.SERVER_V6,
                 "--score", "95", "--confidence", "0.97", "--evidence", "inc-42")
         assert r.returncode == 0 and r.stdout.startswith("pending:") and "internal host" in r.stdout, r
         assert nslab.passes(lab.probe(nslab.CLIENT2_V6, nslab.SERVER_V6))

@@ -1,0 +1,128 @@
+"""``netwarden status`` on a replay's state dir (no controller) and on a running controller
+fed by a sensor replaying the demo capture: text and --json checked for content."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "pcaps"))
+import generate
+
+from tests.integration.controller_proc import ControllerProcess
+
+SCANNER = generate.SCANNER[1]
+CONFIG = """
+[safety]
+discover_local = false
+[policy]
+detectors = { port_scan = 3, host_sweep = 3 }
+internal_networks = ["10.0.0.0/8"]
+[copilot]
+lang = "en"
+"""
+
+
+def nw(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "netwarden", *args], capture_output=True, text=True, timeout=300,
+                          cwd=REPO, check=False)  # fmt: skip
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    d = tmp_path_factory.mktemp("ops_demo")
+    pcap = d / "demo.pcap"
+    generate.build().write(pcap)
+    cfg = d / "nw.toml"
+    cfg.write_text(CONFIG)
+    state = d / "state"
+    nw("replay", "--state-dir", str(state), "--config", str(cfg), str(pcap))
+    return {"pcap": pcap, "cfg": cfg, "state": state}
+
+
+def test_status_of_a_replay_state_dir(demo: dict[str, Any]) -> None:
+    st = json.loads(nw("status", "--json", "--state-dir", str(demo["state"])).stdout)
+    assert st["controller"]["running"] is False and st["sensors"] == {}
+    assert st["enforcement"] == {"backend": "dryrun", "dry_run": True,
+                                 "dry_run_file": str(demo["state"] / "dryrun.jsonl")}  # fmt: skip
+    scan = [i for i in st["incidents"]["list"] if SCANNER in i["attackers"]]
+    assert scan and "port_scan" in scan[0]["kinds"]
+    assert (
+        st["incidents"]["open"]
+        == len(st["incidents"]["list"])
+        == sum(st["incidents"]["by_priority"].values())
+    )
+    # the replay's level-3 decision banned the scanner (dry run), active as of the replay's end
+    assert [b["addr"] for b in st["bans"]] == [SCANNER]
+    text = nw("status", "--state-dir", str(demo["state"])).stdout
+    lines = text.splitlines()
+    assert lines[0] == "!!! DRY RUN: nothing is enforced (backend dryrun) !!!"
+    assert lines[1].endswith(f"would-be bans are written to {demo['state'] / 'dryrun.jsonl'}")
+    assert "Controller: not running; enforcement backend last used: dryrun" in text
+    assert f"Open incidents: {st['incidents']['open']}  (P1 " in text
+    assert scan[0]["id"] in text
+    assert "Active bans: 1, would block (dry run)" in text and SCANNER in text
+    assert "Pending approvals: 0" in text
+    wide = [
+        x for x in lines if len(x) > 80 and str(demo["state"]) not in x
+    ]  # only paths may be longer
+    assert not wide, wide
+
+
+def test_status_of_a_missing_state_dir_is_one_line(tmp_path: Path) -> None:
+    out = nw("status", "--state-dir", str(tmp_path / "nope"), check=False)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "no NetWarden state in" in out.stderr
+
+
+def test_status_of_a_running_controller_fed_by_a_sensor(
+    demo: dict[str, Any], tmp_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    state = tmp_path / "fed"
+    ctl = ControllerProcess(
+        state, demo["cfg"], "--enforce", "dryrun", "--listen", endpoint, "--no-archive"
+    )
+    try:
+        sensor = subprocess.run([sys.executable, "-m", "netwarden", "sensor", "--pcap", str(demo["pcap"]), "--connect",
+                                 endpoint, "--sensor-id", "s-ops", "--batch", "64"],
+                                check=False, capture_output=True, text=True, timeout=300, cwd=REPO)  # fmt: skip
+        assert sensor.returncode == 0, sensor.stderr
+        st: dict[str, Any] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st = json.loads(nw("status", "--json", "--state-dir", str(state)).stdout)
+            if (
+                any(SCANNER in i["attackers"] for i in st["incidents"]["list"])
+                and st["controller"]["records_per_s"]
+            ):
+                break
+            time.sleep(0.5)
+        c = st["controller"]
+        assert c["running"] is True and c["records"] > 0 and c["records_per_s"] > 0
+        assert c["endpoint"] and c["bus_lag_s"] is not None
+        assert (
+            st["sensors"]["s-ops"]["state"] == "stopped" and st["sensors"]["s-ops"]["records"] > 0
+        )
+        assert st["enforcement"]["backend"] == "dryrun" and st["enforcement"]["dry_run"] is True
+        assert any(SCANNER in i["attackers"] for i in st["incidents"]["list"])
+        assert SCANNER in [b["addr"] for b in st["bans"]]
+        text = nw("status", "--state-dir", str(state)).stdout
+        assert text.startswith("!!! DRY RUN") and "Controller: running (pid " in text
+        assert "s-ops" in text and "stopped" in text and "records/s" in text
+        assert not [x for x in text.splitlines() if len(x) > 80 and str(state) not in x]
+    finally:
+        assert ctl.stop() == 0
