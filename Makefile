@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 EXT_STAMP := sensor/.built-stamp
 SHARED ?= ../shared
 # Debian packages the kernel tests and live capture need (installed only when root).
-APT_PKGS := nftables iptables ipset iproute2 tcpreplay tcpdump iputils-ping libpcap0.8 procps
+APT_PKGS := nftables iptables ipset iproute2 tcpreplay tcpdump iputils-ping libpcap0.8 procps \
+            nmap hydra openssh-server curl
 
 .PHONY: all venv sysdeps build test test-fast bench demo lint clean
 

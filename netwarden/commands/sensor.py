@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--sensor-id", default=None, help="unique name of this sensor (hostname)")
     p.add_argument("--batch", type=int, default=1024, metavar="N",
                    help="records per bus message (default 1024)")
+    p.add_argument("--max-delay", type=float, default=1.0, metavar="S",
+                   help="--iface: a partial message waits at most S seconds (default 1; "
+                        "0 publishes every record batch as soon as it is made)")
     p.add_argument("--replay-speed", type=float, default=0.0, metavar="X",
                    help="pcap: pace packets at X times their recorded rate (0 = flat out)")
     p.add_argument("--curve-keys", metavar="DIR",
@@ -194,12 +197,13 @@ class Outbox:
 
 class LiveOutlet:
     """What ``sensor.live.run_sensor`` publishes through: records regrouped into ``--batch``
-    sized messages; a partial one leaves within a second, since the live loop refreshes its
-    loss counters every second and that call flushes what waited long enough."""
+    sized messages; a partial one leaves within ``max_wait_s`` (a second by default), since
+    the live loop refreshes its loss counters every second and that call flushes what waited
+    long enough. ``max_wait_s=0``: every batch the capture makes leaves at once (latency)."""
 
-    def __init__(self, publisher: Publisher, batch: int) -> None:
+    def __init__(self, publisher: Publisher, batch: int, max_wait_s: float = 1.0) -> None:
         self.publisher = publisher
-        self.outbox = Outbox(publisher, batch)
+        self.outbox = Outbox(publisher, batch, max_wait_s=max_wait_s)
 
     def send(self, kind: str, records: np.ndarray, drops: dict[str, int] | None = None) -> None:
         if drops is not None:
@@ -415,7 +419,7 @@ def run_sensor_command(args: argparse.Namespace) -> int:
     rc = 1
     try:
         if args.iface:
-            outlet = LiveOutlet(publisher, args.batch)
+            outlet = LiveOutlet(publisher, args.batch, max(0.0, args.max_delay))
             try:
                 rc = run_sensor(args, outlet)
             finally:
