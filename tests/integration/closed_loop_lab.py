@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import IO, Self
 
+REPO = Path(__file__).resolve().parents[2]
 GATEWAY_OUT, GATEWAY_IN = "198.51.100.1", "10.79.0.1"
 SCANNER, BRUTE, ALLOWED, UPSTREAM, CLIENT = (
     "198.51.100.10", "198.51.100.11", "198.51.100.12", "198.51.100.254", "198.51.100.20",
@@ -35,7 +36,10 @@ TOOLS = ("ip", "nmap", "hydra", "curl", "ssh-keygen", "sshd")
 
 
 def missing_tools() -> list[str]:
-    found = {t: shutil.which(t) or (f"/usr/sbin/{t}" if os.path.exists(f"/usr/sbin/{t}") else None) for t in TOOLS}
+    found = {
+        t: shutil.which(t) or (f"/usr/sbin/{t}" if os.path.exists(f"/usr/sbin/{t}") else None)
+        for t in TOOLS
+    }
     return [t for t, p in found.items() if p is None]
 
 
@@ -53,6 +57,7 @@ class LoopLab:
         self.gw, self.atk, self.atk2, self.client, self.server = (f"nwl{tag}{s}" for s in "gabcs")
         self._made: list[str] = []
         self._procs: list[tuple[str, subprocess.Popen[str], IO[str] | None]] = []
+        self.controller_ready = ""
         try:
             self._build()
         except BaseException:
@@ -94,7 +99,9 @@ class LoopLab:
     def ip(self, ns: str, *args: str) -> None:
         sh("ip", "-n", ns, *args)
 
-    def run(self, ns: str, *cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, ns: str, *cmd: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", ns, *cmd, check=check, timeout=timeout)
 
     # --- processes ------------------------------------------------------------------------
@@ -114,7 +121,9 @@ class LoopLab:
         p = self.work / f"{name}.log"
         return p.read_text(errors="replace") if p.exists() else ""
 
-    def stop(self, proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+    def stop(
+        self, proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 15
+    ) -> int | None:
         """Signal one process we started and wait (kill after ``timeout``)."""
         if proc.poll() is None:
             try:
@@ -165,6 +174,26 @@ class LoopLab:
                    f"for i in $(seq {connections}); do curl -s -w '%{{http_code}}\\n' --max-time 2 "
                    f"--rate {rate}/s {fetches}; done")  # fmt: skip
 
+    def start_netwarden(
+        self, config: str, state: Path, bus: str, *sensor_args: str
+    ) -> subprocess.Popen[str]:
+        """``netwarden controller`` in the gateway (``config`` is its TOML text) listening on
+        ``bus``, then ``netwarden sensor --iface out0`` publishing to it with records sent
+        as soon as they are made; returns the controller once it is ready."""
+        cfg = self.work / "controller.toml"
+        cfg.write_text(config)
+        ctl = self.spawn("controller", self.gw, sys.executable, "-m", "netwarden", "controller", "--state-dir",
+                         str(state), "--config", str(cfg), "--listen", bus, "--no-archive", stdout_pipe=True,
+                         cwd=REPO)  # fmt: skip
+        assert ctl.stdout is not None
+        ready = ctl.stdout.readline()
+        if "controller ready" not in ready:
+            raise RuntimeError(f"controller did not start: {ready!r} {self.log('controller')}")
+        self.controller_ready = ready
+        self.spawn("sensor", self.gw, sys.executable, "-m", "netwarden", "sensor", "--iface", "out0", "--connect", bus,
+                   "--sensor-id", "gateway", "--batch", "256", "--max-delay", "0", *sensor_args, cwd=REPO)  # fmt: skip
+        return ctl
+
     def fetch(self, ns: str, timeout: float = 2.0) -> bool:
         """One page fetch from ``ns``: True when it answered 200."""
         r = self.run(ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(timeout),
@@ -175,7 +204,9 @@ class LoopLab:
         for _name, proc, log in reversed(self._procs):
             if proc.poll() is None:
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: the tool and its children
+                    os.killpg(
+                        proc.pid, signal.SIGKILL
+                    )  # its own session: the tool and its children
                 except ProcessLookupError:
                     pass
                 proc.wait(timeout=10)

@@ -34,7 +34,7 @@ from closed_loop_lab import (
     BRUTE,
     CLIENT,
     GATEWAY_OUT,
-        SCANNER,
+    SCANNER,
     SERVER,
     UPSTREAM,
     LoopLab,
@@ -66,7 +66,9 @@ resolv_conf = "/nonexistent"
 
 
 def _root_ruleset() -> str:
-    return subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True, check=False).stdout
+    return subprocess.run(
+        ["nft", "-j", "list", "ruleset"], capture_output=True, text=True, check=False
+    ).stdout
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
@@ -138,26 +140,22 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         pytest.skip("needs root (network namespaces and nftables in them)")
     missing = missing_tools()
     if missing:
-        pytest.skip(f"missing tools: {', '.join(missing)} (make sysdeps installs nmap, hydra, openssh-server, curl)")
+        pytest.skip(
+            f"missing tools: {', '.join(missing)} (make sysdeps installs nmap, hydra, openssh-server, curl)"
+        )
     work = tmp_path_factory.mktemp("closed_loop")
     before = _root_ruleset()
     lab = LoopLab(work)
     try:
         lab.start_server()
         state = work / "state"
-        cfg = work / "controller.toml"
-        cfg.write_text(CONFIG)
-        ctl = lab.spawn("controller", lab.gw, sys.executable, "-m", "netwarden", "controller", "--state-dir",
-                        str(state), "--config", str(cfg), "--listen", BUS, "--no-archive", stdout_pipe=True,
-                        cwd=REPO)  # fmt: skip
-        assert ctl.stdout is not None
-        ready = ctl.stdout.readline()
-        assert "controller ready" in ready and "hook=forward" in ready and "backend=nftables" in ready, (
-            ready, lab.log("controller"))  # fmt: skip
+        ctl = lab.start_netwarden(CONFIG, state, BUS)
+        assert (
+            "hook=forward" in lab.controller_ready and "backend=nftables" in lab.controller_ready
+        ), lab.log("controller")
         lp = Loop(lab, state)
-        lab.spawn("sensor", lab.gw, sys.executable, "-m", "netwarden", "sensor", "--iface", "out0", "--connect", BUS,
-                  "--sensor-id", "gateway", "--batch", "256", "--max-delay", "0", cwd=REPO)  # fmt: skip
         lab.start_client(CLIENT_CONNECTIONS)
+
         def sensor_flowing() -> bool:
             r = lp.cli("sensors", "--json")
             if r.returncode != 0:
@@ -213,7 +211,9 @@ def test_scanner_banned_within_two_seconds(loop: Loop) -> None:
         loop.lab.stop(hydra)
     out = loop.lab.log("hydra-banned")
     assert "valid password found" not in out and "1 of 1 target completed" not in out, out
-    assert "could not connect" in out.lower() or "timeout" in out.lower() or hydra.returncode != 0, out
+    assert (
+        "could not connect" in out.lower() or "timeout" in out.lower() or hydra.returncode != 0
+    ), out
     assert loop.lab.fetch(loop.lab.client), "the benign client still passes"
 
 
