@@ -219,14 +219,26 @@ def test_scanner_banned_within_two_seconds(loop: Loop) -> None:
 
 def test_bruteforce_at_autonomy_two_waits_for_approval(loop: Loop) -> None:
     """hydra against sshd: ssh_bruteforce is at autonomy 2, so the ban waits for
-    ``netwarden approve`` (the attacker still passes meanwhile), then lands."""
+    ``netwarden approve`` (the attacker still passes meanwhile), then lands.
+
+    The brute force joins the incident of the scans above (same victim, close in time),
+    whose risk calls for containment; that containment goes to policy for the new source.
+    (A brute force alone alerts at its first six attempts with a score near 62: the copilot
+    recommends investigating, and nothing goes to policy.)"""
+    t0 = time.monotonic()
     hydra = loop.hydra(loop.lab.atk2, "hydra")
     try:
         pending = wait_for(lambda: loop.pending_for(BRUTE), 40, 0.5)
     finally:
         loop.lab.stop(hydra)
     assert pending, (loop.alerts(), loop.lab.log("hydra"), loop.lab.log("controller"))
-    assert any(a["kind"] == "ssh_bruteforce" and a["attacker"] == BRUTE for a in loop.alerts())
+    print(
+        f"\nclosed loop: hydra start to pending approval for {BRUTE}: {time.monotonic() - t0:.1f} s"
+    )
+    brute = [a for a in loop.alerts() if a["kind"] == "ssh_bruteforce" and a["attacker"] == BRUTE]
+    assert brute and brute[0]["victims"] == [SERVER]
+    scans = [a for a in loop.alerts() if a["kind"] == "port_scan"]
+    assert brute[0]["incident_id"] in {a["incident_id"] for a in scans}, (brute, scans)
     time.sleep(1.0)
     assert BRUTE not in loop.banned(), "autonomy 2: nothing lands before approval"
     assert loop.lab.fetch(loop.lab.atk2), "not blocked while the approval waits"
