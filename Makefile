@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 EXT_STAMP := sensor/.built-stamp
+# Cython sources anywhere under sensor/, and the shared record structs.
+EXT_SRC := $(shell find sensor -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi') netwarden/records/records.h
 SHARED ?= ../shared
 # Debian packages the kernel tests and live capture need (installed only when root).
 APT_PKGS := nftables iptables ipset iproute2 tcpreplay tcpdump iputils-ping libpcap0.8 procps \
@@ -34,7 +36,7 @@ $(STAMP): pyproject.toml
 
 venv: sysdeps $(STAMP)
 
-$(EXT_STAMP): $(STAMP) setup.py $(wildcard sensor/*.pyx sensor/*.pxd sensor/*.pxi sensor/*.h)
+$(EXT_STAMP): $(STAMP) setup.py $(EXT_SRC)
 	$(PY) setup.py -q build_ext --inplace
 	@touch $@
 
@@ -62,8 +64,14 @@ demo: build
 	@echo "Next: $(VENV)/bin/netwarden incident show INC-1 --state-dir $(DEMO_STATE) [--lang ja]"
 	@echo "      $(VENV)/bin/netwarden explain INC-1 --state-dir $(DEMO_STATE)"
 
+LINT_PATHS := sensor controller netwarden tests benchmarks pcaps
+
+# Quality gates (CI runs them after the suite): lint, formatting, types.
 lint: venv
-	$(VENV)/bin/ruff check sensor controller netwarden tests benchmarks pcaps
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy sensor controller netwarden
 
 clean:
-	rm -rf build $(VENV) sensor/*.so sensor/*.c $(EXT_STAMP) *.egg-info .pytest_cache
+	rm -rf build $(VENV) $(EXT_STAMP) *.egg-info .pytest_cache
+	find sensor \( -name '*.so' -o -name '*.c' \) -delete

@@ -5,16 +5,17 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-# Every sensor/_*.pyx is one extension module named after its file.
+# Every sensor/**/_*.pyx is one extension module named after its path
+# (sensor/engine/_fastpath.pyx -> sensor.engine._fastpath). records.h is the shared schema.
 extensions = [
     Extension(
-        f"sensor.{path.stem}",
+        ".".join(path.with_suffix("").parts),
         [str(path)],
-        include_dirs=[numpy.get_include(), "sensor"],
+        include_dirs=[numpy.get_include(), str(path.parent), "netwarden/records"],
         extra_compile_args=["-O3", "-Wno-unused-function", "-Wno-unreachable-code"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
-    for path in sorted(Path("sensor").glob("_*.pyx"))
+    for path in sorted(Path("sensor").rglob("_*.pyx"))
 ]
 
 setup(

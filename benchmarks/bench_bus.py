@@ -29,7 +29,7 @@ BATCH_SIZES = (64, 256, 1024, 4096, 8192)
 # and report the records they sent on stdout.
 _RAW_SENDER = r"""
 import sys, zmq, numpy as np
-from sensor.schema import FLOW_DTYPE
+from netwarden.records.schema import FLOW_DTYPE
 endpoint, size, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ctx = zmq.Context(); s = ctx.socket(zmq.PUSH); s.setsockopt(zmq.SNDHWM, 1000)
 s.connect(endpoint)
@@ -46,8 +46,8 @@ s.close(linger=-1); ctx.term()
 
 _BUS_SENDER = r"""
 import sys, numpy as np
-from sensor.publisher import CurveClientKeys, Publisher
-from sensor.schema import FLOW_DTYPE
+from netwarden.bus.publisher import CurveClientKeys, Publisher
+from netwarden.records.schema import FLOW_DTYPE
 endpoint, size, total, keys = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 curve = CurveClientKeys.from_dir(keys) if keys else None
 pub = Publisher(endpoint, sensor_id="bench", buffer_bytes=64 << 20, curve=curve)
@@ -85,7 +85,7 @@ def _go(proc: subprocess.Popen[str]) -> float:
 
 def run_raw(size: int, total: int) -> tuple[float, int]:
     """Baseline: bare PULL receiving the record bytes, viewing them with np.frombuffer."""
-    from sensor.schema import FLOW_DTYPE
+    from netwarden.records.schema import FLOW_DTYPE
 
     endpoint = _free_tcp()
     ctx = zmq.Context()
@@ -122,7 +122,7 @@ def _curve_keys(tmp: Path) -> Path:
 
 def run_bus(size: int, total: int, sensor_keys: Path | None = None) -> tuple[float, int]:
     """NetWarden bus: Publisher -> Collector (header decode, sequence tracking, acks)."""
-    from controller.collector import Collector, CurveServerKeys
+    from netwarden.bus.collector import Collector, CurveServerKeys
 
     endpoint = _free_tcp()
     curve = CurveServerKeys.from_dir(sensor_keys.parent / "ctl") if sensor_keys else None
@@ -145,7 +145,7 @@ def run_bus(size: int, total: int, sensor_keys: Path | None = None) -> tuple[flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sensor.schema import FLOW_DTYPE
+    from netwarden.records.schema import FLOW_DTYPE
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_bus", description=__doc__)
     ap.add_argument("--mbytes", type=int, default=256, help="record bytes per run (MB)")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sensor.schema import FLOW_DTYPE, HOST_DTYPE, PAIR_DTYPE
+from netwarden.records.schema import FLOW_DTYPE, HOST_DTYPE, PAIR_DTYPE
 
 N_RECORDS = int(os.environ.get("NETWARDEN_BENCH_DETECT_RECORDS", "10000000"))
 BATCH = 20_000

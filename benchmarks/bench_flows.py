@@ -63,9 +63,9 @@ def warm_page_cache(path: Path) -> None:
 def _engine(backend: str, path: str) -> tuple[int, int]:
     import numpy as np
 
-    from sensor.config import EngineConfig
+    from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
     from sensor.engine import load_backend
-    from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+    from sensor.engine.config import EngineConfig
 
     mod = load_backend(backend)
     eng = mod.FlowEngine(EngineConfig())

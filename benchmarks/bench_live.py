@@ -106,7 +106,7 @@ def run_tcpdump(veth, loops: int) -> dict | None:
 
 def _summaries(n: int, sources: int, seed: int) -> np.ndarray:
     """``n`` SYN packet summaries at 200 kpps of packet time from ``sources`` addresses."""
-    from sensor.schema import PKTSUM_DTYPE, PktEvent
+    from netwarden.records.schema import PKTSUM_DTYPE, PktEvent
 
     rng = np.random.default_rng(seed)
     a = np.zeros(n, PKTSUM_DTYPE)
@@ -159,9 +159,9 @@ def main() -> int:
         print("  skipped live part: needs root, iproute2 and tcpreplay")
         return 0
     try:
-        import sensor._ring  # noqa: F401
+        import sensor.capture._ring  # noqa: F401
     except ImportError:
-        print("  skipped live part: sensor._ring not built (make build)")
+        print("  skipped live part: sensor.capture._ring not built (make build)")
         return 0
     if not PCAP.exists():
         print(f"  skipped live part: {PCAP} missing")

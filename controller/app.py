@@ -179,17 +179,19 @@ class Controller:
         curve_keys: str | None = None,
         archive: Path | None = None,
         archive_hours: float = 24 * 7,
+        archive_max_bytes: int | None = None,
     ) -> Ingest:
         """Sensor batches into the same loop: collector fd + tick, archive (``archive`` is
         its root, None for no archive), the registered stages, the ``ingest`` operation."""
-        from controller.collector import Collector, CurveServerKeys
         from controller.ingest.archive import RecordArchive
         from controller.ingest.ingest import Ingest
+        from netwarden.bus.collector import Collector, CurveServerKeys
 
         curve = CurveServerKeys.from_dir(curve_keys) if curve_keys else None
         collector = Collector(listen, curve=curve)
         self.at_close(collector.close)
-        ingest = Ingest(collector, None if archive is None else RecordArchive(archive, retention_hours=archive_hours))
+        archive_kw = {} if archive_max_bytes is None else {"max_bytes": archive_max_bytes}
+        ingest = Ingest(collector, None if archive is None else RecordArchive(archive, retention_hours=archive_hours, **archive_kw))
         for name, consumer in self._stages:
             ingest.add_consumer(name, consumer)
         ingest.attach(self)

@@ -14,7 +14,7 @@ Example (every key optional)::
 
     [policy]
     default_level = 1           # 0 observe, 1 recommend, 2 act after approval, 3 act
-    detectors = { portscan = 3, "ssh-bruteforce" = 2 }
+    detectors = { port_scan = 3, ssh_bruteforce = 2 }   # by alert kind (docs/detection.md)
     internal_networks = ["10.0.0.0/8", "192.168.0.0/16", "fd00::/8"]
     busy_clients = 50           # an attacker serving this many clients is risky to block
     widest_prefix_v4 = 16       # widest range ban (needs approval anyway); wider is refused

@@ -12,14 +12,10 @@ from types import ModuleType
 
 import numpy as np
 
-from sensor.config import EngineConfig
 from sensor.engine import load_backend
-from sensor.pipeline import FlowSource
-
-
-def _flows(source: FlowSource) -> Iterator[np.ndarray]:
-    # FlowSource drains ARP records too, so the engine's ARP queue never piles up here.
-    return (recs for kind, recs in source.drain() if kind == "flow")
+from sensor.engine.config import EngineConfig
+from sensor.pipeline import FlowSource, Pipeline
+from sensor.runner import PcapSource, SensorLoop
 
 
 def iter_flow_records(
@@ -32,16 +28,7 @@ def iter_flow_records(
     all files, in order, as if they were one capture). On a fault, every record of packets
     read so far is yielded before the error propagates."""
     mod = backend if isinstance(backend, ModuleType) else load_backend(backend)
-    source = FlowSource(mod.FlowEngine(config or EngineConfig()))
-    fault: BaseException | None = None
-    try:
-        for path in paths:
-            for batch in mod.PcapReader(path).batches(max_packets):
-                source.feed(batch, None)
-                yield from _flows(source)
-    except Exception as exc:  # noqa: BLE001 -- re-raised after the flush below
-        fault = exc
-    source.finish()
-    yield from _flows(source)
-    if fault is not None:
-        raise fault
+    # FlowSource drains ARP records too, so the engine's ARP queue never piles up here.
+    pipe = Pipeline([FlowSource(mod.FlowEngine(config or EngineConfig()))])
+    loop = SensorLoop(PcapSource(mod, list(paths), max_packets=max_packets), pipe)
+    return (recs for kind, recs in loop.records() if kind == "flow")

@@ -1,27 +1,25 @@
 """Live capture on AF_PACKET: TPACKET_V3 ring, PACKET_FANOUT workers, loss accounting.
 
-One ``CaptureWorker`` owns one ring socket, one flow engine (the same decoder and flow
-table the pcap path uses, from ``sensor.engine.load_backend``) and one per-host telemetry
-table. With ``workers > 1`` each worker is its own process and the sockets form one
-PACKET_FANOUT group hashed by flow, so every flow lands whole in one worker; the parent
-merges what they emit. Records leave a worker as ``(kind, array)`` items, kind being a key
-of ``sensor.schema.RECORD_TYPES`` ("flow", "arp", "host", "pair"). The fanout group
+Each worker runs the one sensor loop (``sensor.runner.SensorLoop``) over one ring
+(``sensor.capture.ring.RingSource``) with its own flow engine and per-host telemetry table,
+exactly as the pcap sensor does over a file. With ``workers > 1`` each worker is its own
+process and the sockets form one PACKET_FANOUT group hashed by flow, so every flow lands
+whole in one worker; the parent merges what they emit. Records leave a worker as ``(kind, array)`` items, kind being a key
+of ``netwarden.records.schema.RECORD_TYPES`` ("flow", "arp", "host", "pair"). The fanout group
 defragments IP before hashing (fragments after the first have no ports), so with several
 workers the kernel hands over reassembled datagrams: the same flows, fewer "packets".
 
-Loss is counted where it happens: ``kernel_drops`` (PACKET_STATISTICS), ``ring_losing``
-(blocks the kernel marked as having lost packets), ``ring_freezes`` (the ring was full),
-``queue_overruns`` (a worker's output queue to the parent was full), ``decode_errors`` and
-``frag_dropped`` (engine), ``bus_drops`` (the publisher, in ``run_sensor``); also
-``flow_evictions`` and ``host_evictions`` (full tables: records emitted early, not lost) and
-``link_down``. Counters are reported every second and on exit.
+Loss is counted where it happens, under the names of ``sensor.runner.LOSS_COUNTERS`` (the
+one definition: kernel, ring, worker queue, engine and telemetry tables); ``bus_drops`` is
+the publisher's. Counters are cumulative, summed over workers, reported every second and
+on exit.
 
 On a loopback interface the kernel shows every packet twice (leaving, then arriving); the
 ring reader drops the PACKET_OUTGOING copy so each packet is counted once.
 
 Packet timestamps are the kernel's wall clock, so when the wire is idle the worker advances
 the engine and telemetry to ``time.time_ns()``: flows still time out and windows still
-close with no traffic.
+close with no traffic (``RingSource.idle_ns``).
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,17 +38,16 @@ from typing import Any
 import numpy as np
 
 from netwarden.errors import ConfigError, InterfaceError, NetWardenError
-from sensor.afpacket import (
+from netwarden.records.identity import MAX_WORKERS, session_id
+from sensor.capture.afpacket import (
     RingConfig,
     is_loopback,
-    kernel_stats,
-    open_ring_socket,
     receive_offloads,
 )
-from sensor.afpacket import ifindex as _ifindex
-from sensor.batch import PacketBatch
-from sensor.config import EngineConfig
-from sensor.pipeline import FlowSource, RecordSource, TelemetrySource
+from sensor.capture.afpacket import ifindex as _ifindex
+from sensor.capture.ring import RingSource
+from sensor.engine.config import EngineConfig
+from sensor.runner import SensorLoop, Stop, loss_counters, make_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +69,8 @@ COUNTERS = (
     "link_down",
     "frag_dropped",
     "flow_evictions",
+    "checksum_errors",
+    "pair_evictions",
 )
 
 
@@ -87,7 +85,7 @@ def resolve_workers(value: int | str | None) -> int:
             value = int(value)
         except ValueError:
             raise ConfigError(f"--workers must be a number or 'auto', got {value!r}") from None
-    if not 1 <= value <= 64:
+    if not 1 <= value <= min(64, MAX_WORKERS):
         raise ConfigError(f"--workers must be 1..64, got {value}")
     return value
 
@@ -128,228 +126,89 @@ class CaptureStats:
         )
 
 
-class _NullEngine:
-    """Stands in for the flow engine when a worker only counts packets."""
-
-    def feed(self, batch: PacketBatch, pktsum: Any = None) -> None:
-        pass
-
-    def advance(self, now_ns: int) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def drain_flows(self, out: np.ndarray) -> int:
-        return 0
-
-    drain_arp = drain_flows
-
-    def stats(self) -> dict[str, int]:
-        return {}
+def _worker_loop(spec: WorkerSpec, stop: Stop) -> SensorLoop:
+    """The sensor loop of one worker: its ring, its flow engine and telemetry table."""
+    pipeline = make_pipeline(
+        spec.engine_config,
+        backend=spec.backend,
+        telemetry=spec.ring.telemetry,
+        window=spec.ring.telemetry_window,
+        iface=spec.worker_id & 0xFF,
+        decode=spec.decode,
+    )
+    source = RingSource(
+        spec.iface, spec.ring, spec.bpf_instructions, spec.fanout_group, spec.worker_id
+    )
+    return SensorLoop(source, pipeline, stop)
 
 
-class CaptureWorker:
-    """One ring, one engine, one telemetry table. ``step()`` does one drain/feed/emit round."""
+class _Every:
+    """True once per ``seconds`` of wall time."""
 
-    def __init__(self, spec: WorkerSpec) -> None:
-        from sensor import engine as engine_mod
-        from sensor._ring import RxRing
-        from sensor.schema import PKTSUM_DTYPE
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+        self.last = time.monotonic()
 
-        self.spec = spec
-        ring = spec.ring
-        engine: Any = _NullEngine()
-        if spec.decode:
-            backend = engine_mod.load_backend(spec.backend)
-            if not hasattr(backend, "FlowEngine"):
-                raise ConfigError(f"flow engine backend {backend.__name__} has no FlowEngine")
-            engine = backend.FlowEngine(spec.engine_config)
-        self.flow_source = FlowSource(engine)
-        self.telemetry: TelemetrySource | None = None
-        if ring.telemetry and spec.decode:
-            self.telemetry = TelemetrySource(
-                ring.telemetry_window, iface=spec.worker_id & 0xFF, backend=spec.backend
-            )
-        # The flow engine first: it fills the packet summaries telemetry reads.
-        self.sources: list[RecordSource] = [self.flow_source]
-        if self.telemetry is not None:
-            self.sources.append(self.telemetry)
-        self.sock, self.mapped = open_ring_socket(
-            spec.iface, ring, spec.bpf_instructions, spec.fanout_group
-        )
-        self.ring = RxRing(
-            self.sock.fileno(),
-            self.mapped,
-            ring.block_size,
-            ring.block_count,
-            skip_outgoing=is_loopback(spec.iface),  # lo shows each packet leave and arrive
-        )
-        cap = ring.batch_packets
-        self.batch = PacketBatch.empty(cap)
-        # Room for a whole block plus re-inserted VLAN tags, so one packet always fits.
-        self.batch.buffer = np.zeros(max(ring.block_size * 2, cap * 256), np.uint8)
-        self.pktsum = np.zeros(cap, PKTSUM_DTYPE) if self.telemetry is not None else None
-        self.counters = dict.fromkeys(COUNTERS, 0)
-        self._last_ts = 0
-
-    def fill(self, timeout_ms: int) -> int:
-        n = self.ring.fill(self.batch, self.spec.worker_id & 0xFF, timeout_ms)
-        if n < 0:
-            self._socket_error(timeout_ms)
-            n = 0
-        self.batch.count = n
-        return n
-
-    def _socket_error(self, timeout_ms: int) -> None:
-        """The link went down (keep waiting: the kernel resumes capture when it comes back)
-        or the interface was removed (raise)."""
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # reading clears it
-        try:
-            socket.if_nametoindex(self.spec.iface)
-        except OSError:
-            raise InterfaceError(f"interface {self.spec.iface!r} was removed") from None
-        if err and self.counters["link_down"] == 0:
-            log.warning(
-                "capture on %s: %s; waiting for the link", self.spec.iface, os.strerror(err)
-            )
-        self.counters["link_down"] += 1
-        time.sleep(timeout_ms / 1000.0)  # no busy loop while the link is down
-
-    @property
-    def engine(self) -> Any:
-        return self.flow_source.engine
-
-    def _feed(self) -> None:
-        for src in self.sources:
-            src.feed(self.batch, self.pktsum)
-
-    def step(self, timeout_ms: int) -> tuple[int, list[tuple[str, np.ndarray]]]:
-        """Drain what the ring holds (waiting up to ``timeout_ms`` if empty), feed it."""
-        n = self.fill(timeout_ms)
-        if n:
-            self._feed()
-            self._last_ts = int(self.batch.ts_ns[n - 1])
-        else:
-            # Idle wire: network time still passes, so timeouts and windows must fire.
-            now = max(time.time_ns(), self._last_ts)
-            for src in self.sources:
-                src.advance(now)
-        return n, self.collect()
-
-    def collect(self) -> list[tuple[str, np.ndarray]]:
-        out: list[tuple[str, np.ndarray]] = []
-        for src in self.sources:
-            for kind, recs in src.drain():
-                out.append((kind, recs))
-                if kind == "flow":
-                    self.counters["flows"] += len(recs)
-                elif kind == "host":
-                    self.counters["host_records"] += len(recs)
-        return out
-
-    def finish(self) -> list[tuple[str, np.ndarray]]:
-        """Drain the ring until it stays empty past a block timeout, then flush everything.
-
-        At most one ring's worth of blocks is drained: what was captured before the stop is
-        processed (and counted), while a busy wire cannot keep the worker from exiting."""
-        quiet_ms = self.spec.ring.retire_ms * 3 + 20
-        limit = int(self.ring.blocks) + self.spec.ring.block_count + 1
-        out: list[tuple[str, np.ndarray]] = []
-        while int(self.ring.blocks) < limit:
-            try:
-                n = self.fill(quiet_ms)
-            except InterfaceError:
-                break  # the interface is gone: flush what we hold
-            if not n:
-                break
-            self._feed()
-            out.extend(self.collect())
-        for src in self.sources:
-            src.finish()
-        out.extend(self.collect())
-        return out
-
-    def poll_stats(self) -> dict[str, int]:
-        """Counters since the previous call (deltas, so the parent can sum workers)."""
-        kpk, kdrop, kfreeze = kernel_stats(self.sock)
-        est = self.engine.stats()
-        cur = {
-            "packets": int(self.ring.packets),
-            "bytes": int(self.ring.bytes),
-            "ring_losing": int(self.ring.losing_blocks),
-            "truncated": int(self.ring.truncated),
-            "decode_errors": int(est.get("decode_errors", 0)),
-            "frag_dropped": int(est.get("frag_dropped", 0)),
-            "flow_evictions": int(est.get("flows_evicted", 0)),
-            "flows": self.counters["flows"],
-            "host_records": self.counters["host_records"],
-            "queue_overruns": self.counters["queue_overruns"],
-            "host_evictions": self.telemetry.evictions if self.telemetry is not None else 0,
-            "link_down": self.counters["link_down"],
-        }
-        prev = getattr(self, "_prev", {})
-        delta = {k: v - prev.get(k, 0) for k, v in cur.items()}
-        self._prev = cur
-        delta["kernel_packets"] = kpk
-        delta["kernel_drops"] = kdrop
-        delta["ring_freezes"] = kfreeze
-        return delta
-
-    def close(self) -> None:
-        self.ring.release()
-        try:
-            self.mapped.close()
-        except (BufferError, ValueError):
-            pass
-        self.sock.close()
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
 
 
-def _worker_process(spec: WorkerSpec, out_q: Any, stop: Any, ready: Any) -> None:
-    """Body of one fanout worker process: capture until ``stop`` is set, then flush."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+def _worker_process(spec: WorkerSpec, out_q: Any, stop_event: Any, ready: Any) -> None:
+    """Body of one fanout worker process: the sensor loop until the shared stop is set; its
+    records and (cumulative) counters go to the parent."""
+    stop = Stop(stop_event)
+    stop.install(signals=(signal.SIGTERM,), ignore=(signal.SIGINT,))  # the parent decides
     try:
-        worker = CaptureWorker(spec)
+        loop = _worker_loop(spec, stop)
     except Exception as exc:  # noqa: BLE001 -- a child cannot raise into the parent: report
         out_q.put(("error", f"{type(exc).__name__}: {exc}"))
         ready.set()
         return
     ready.set()
+    overruns = 0
 
     def put(item: tuple[str, Any]) -> None:
+        nonlocal overruns
         try:
             out_q.put(item, timeout=1.0)
         except queue.Full:
-            worker.counters["queue_overruns"] += 1
+            overruns += 1
 
-    last = time.monotonic()
+    def send_stats() -> None:
+        counters = loop.counters()
+        counters["queue_overruns"] = overruns
+        put(("stats", (spec.worker_id, counters)))
+
+    every_second = _Every()
+
+    def tick() -> None:
+        if every_second():
+            send_stats()
+
+    loop.on_tick = tick
     try:
         try:
-            while not stop.is_set():
-                _, items = worker.step(spec.ring.poll_ms)
-                for item in items:
-                    put(item)
-                if time.monotonic() - last >= 1.0:
-                    last = time.monotonic()
-                    put(("stats", worker.poll_stats()))
-        except Exception as exc:  # noqa: BLE001 -- report, then still flush what it holds
+            for item in loop.records():
+                put(item)
+        except Exception as exc:  # noqa: BLE001 -- the loop flushed what it held: report
             out_q.put(("error", f"{type(exc).__name__}: {exc}"))
-        for item in worker.finish():
-            put(item)
-        put(("stats", worker.poll_stats()))
+        send_stats()
     finally:
-        worker.close()
+        loop.source.close()
         out_q.put(("done", spec.worker_id))
 
 
 class LiveCapture:
     """Capture on ``iface`` with ``workers`` fanout workers; iterate ``records()``.
 
-    ``records()`` yields ``(kind, array)`` until ``stop()`` is called (by a signal handler,
+    ``records()`` yields ``(kind, array)`` until ``stop`` is set (by a signal handler,
     ``duration`` running out, or the caller) and every worker has flushed its live flows.
     ``stats`` holds the summed counters; ``on_stats`` is called with them every second and
-    once at the end.
+    once at the end, ``on_tick`` after every round of the loop (``sensor.runner.publish``).
     """
 
     def __init__(
@@ -366,6 +225,7 @@ class LiveCapture:
         decode: bool = True,
         on_stats: Callable[[CaptureStats, bool], None] | None = None,
         on_ready: Callable[[], None] | None = None,
+        stop: Stop | None = None,
     ) -> None:
         self.iface = iface
         _ifindex(iface)  # fail before any process starts
@@ -382,7 +242,7 @@ class LiveCapture:
         self.ring = replace(ring, promisc=promisc or ring.promisc)
         self.bpf_instructions: bytes | None = None
         if bpf:
-            from sensor.bpf import compile_filter
+            from sensor.capture.bpf import compile_filter
 
             self.bpf_instructions = compile_filter(bpf).instructions
         if duration is not None and not duration > 0:
@@ -392,100 +252,91 @@ class LiveCapture:
         self.decode = decode
         self.on_stats = on_stats
         self.on_ready = on_ready
+        self.on_tick: Callable[[], None] | None = None
         self.stats = CaptureStats()
-        self._stop = False
-        self._mp_stop: Any = None
+        self.stop_flag = stop if stop is not None else Stop()
+        self._per_worker: dict[int, dict[str, int]] = {}
+        self._deadline = float("inf")
+        self._epoch_us = time.time_ns() // 1000
+
+    def _ready(self) -> None:
+        """Every ring is open: the duration starts now."""
+        if self.duration:
+            self._deadline = time.monotonic() + self.duration
+        if self.on_ready is not None:
+            self.on_ready()
 
     def stop(self) -> None:
-        self._stop = True
-        if self._mp_stop is not None:
-            self._mp_stop.set()
+        self.stop_flag.set()
 
-    def install_signal_handlers(self) -> Callable[[], None]:
-        """SIGINT/SIGTERM stop the capture cleanly; returns a function restoring the old ones."""
-        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in old:
-            signal.signal(s, lambda *_: self.stop())
+    def counters(self) -> dict[str, int]:
+        return self.stats.counters
 
-        def restore() -> None:
-            for s, h in old.items():
-                signal.signal(s, h)
-
-        return restore
+    def _update(self, worker_id: int, counters: dict[str, int]) -> None:
+        self._per_worker[worker_id] = counters
+        summed = dict.fromkeys(COUNTERS, 0)
+        for c in self._per_worker.values():
+            for k, v in c.items():
+                summed[k] = summed.get(k, 0) + int(v)
+        summed["bus_drops"] = self.stats.counters.get("bus_drops", 0)
+        self.stats.counters = summed
 
     def _report(self, final: bool) -> None:
         if self.on_stats is not None:
             self.on_stats(self.stats, final)
 
+    def _tick(self, every_second: _Every, refresh: Callable[[], None] | None = None) -> None:
+        if time.monotonic() >= self._deadline:
+            self.stop()
+        if every_second():
+            if refresh is not None:
+                refresh()
+            self._report(False)
+        if self.on_tick is not None:
+            self.on_tick()
+
     def records(self) -> Iterator[tuple[str, np.ndarray]]:
+        self.stats = CaptureStats()
+        self._epoch_us = time.time_ns() // 1000
         if self.workers == 1:
             yield from self._run_inline()
         else:
             yield from self._run_fanout()
 
-    def _deadline(self) -> float:
-        return time.monotonic() + self.duration if self.duration else float("inf")
+    def _spec(self, group: int | None, worker_id: int) -> WorkerSpec:
+        # Each worker is its own engine run: its own session (start time + worker number).
+        config = replace(self.config, session=session_id(worker_id, self._epoch_us))
+        return WorkerSpec(self.iface, config, self.ring, self.bpf_instructions, group,
+                          worker_id, self.backend, self.decode)  # fmt: skip
 
     def _run_inline(self) -> Iterator[tuple[str, np.ndarray]]:
-        spec = WorkerSpec(
-            self.iface,
-            self.config,
-            self.ring,
-            self.bpf_instructions,
-            None,
-            0,
-            self.backend,
-            self.decode,
-        )
-        worker = CaptureWorker(spec)
-        if self.on_ready is not None:
-            self.on_ready()
-        deadline = self._deadline()
-        last = time.monotonic()
-        error: InterfaceError | None = None
+        loop = _worker_loop(self._spec(None, 0), self.stop_flag)
+        self._ready()
+        every_second = _Every()
+
+        def refresh() -> None:
+            self._update(0, loop.counters())
+
+        loop.on_tick = lambda: self._tick(every_second, refresh)
         try:
-            try:
-                while not self._stop and time.monotonic() < deadline:
-                    _, items = worker.step(self.ring.poll_ms)
-                    yield from items
-                    if time.monotonic() - last >= 1.0:
-                        last = time.monotonic()
-                        self.stats.add(worker.poll_stats())
-                        self._report(False)
-            except InterfaceError as exc:
-                error = exc  # flush the live flows first, then raise
-            yield from worker.finish()
-            self.stats.add(worker.poll_stats())
-            self._report(True)
+            yield from loop.records()
         finally:
-            worker.close()
-        if error is not None:
-            raise error
+            refresh()
+            self._report(True)
+            loop.source.close()
 
     def _run_fanout(self) -> Iterator[tuple[str, np.ndarray]]:
         ctx = mp.get_context("spawn")
         out_q = ctx.Queue(maxsize=1024)
-        self._mp_stop = ctx.Event()
-        if self._stop:
-            self._mp_stop.set()
+        self.stop_flag.share(ctx.Event())
         group = (os.getpid() ^ int(time.monotonic_ns())) & 0xFFFF
         procs = []
         readies = []
         for wid in range(self.workers):
-            spec = WorkerSpec(
-                self.iface,
-                self.config,
-                self.ring,
-                self.bpf_instructions,
-                group,
-                wid,
-                self.backend,
-                self.decode,
-            )
             ready = ctx.Event()
             p = ctx.Process(
                 target=_worker_process,
-                args=(spec, out_q, self._mp_stop, ready),
+                args=(self._spec(group, wid), out_q, self.stop_flag.event, ready),
                 name=f"netwarden-capture-{wid}",
                 daemon=True,
             )
@@ -494,19 +345,13 @@ class LiveCapture:
             readies.append(ready)
         for ready in readies:
             ready.wait(timeout=60)
-        if self.on_ready is not None:
-            self.on_ready()
-        deadline = self._deadline()
+        self._ready()
         done = 0
         errors: list[str] = []
-        last = time.monotonic()
+        every_second = _Every()
         try:
             while done < len(procs):
-                if time.monotonic() >= deadline:
-                    self.stop()
-                if time.monotonic() - last >= 1.0:
-                    last = time.monotonic()
-                    self._report(False)
+                self._tick(every_second)
                 try:
                     kind, payload = out_q.get(timeout=0.2)
                 except queue.Empty:
@@ -519,7 +364,7 @@ class LiveCapture:
                     errors.append(payload)
                     self.stop()
                 elif kind == "stats":
-                    self.stats.add(payload)
+                    self._update(*payload)
                 else:
                     yield kind, payload
             self._report(True)
@@ -534,7 +379,7 @@ class LiveCapture:
             raise InterfaceError("capture worker failed: " + "; ".join(errors))
 
 
-def _stderr_stats(prefix: str = "") -> Callable[[CaptureStats, bool], None]:
+def stderr_stats(prefix: str = "") -> Callable[[CaptureStats, bool], None]:
     state: dict[str, Any] = {"prev": None, "t": time.monotonic()}
 
     def report(stats: CaptureStats, final: bool) -> None:
@@ -575,9 +420,9 @@ def capture_flows(
         ring=ring,
         duration=duration,
         backend=backend,
-        on_stats=on_stats or _stderr_stats(),
+        on_stats=on_stats or stderr_stats(),
     )
-    restore = cap.install_signal_handlers() if handle_signals else (lambda: None)
+    restore = cap.stop_flag.install() if handle_signals else (lambda: None)
     try:
         for kind, arr in cap.records():
             if kind == "flow":
@@ -601,60 +446,10 @@ def ring_from_options(args: Any, **overrides: Any) -> RingConfig:
     return RingConfig(**kw)
 
 
-def run_sensor(args: Any, publisher: Any) -> int:
-    """Body of ``netwarden sensor --iface``: capture and publish every record batch.
-
-    ``args`` carries ``iface``, ``workers``, ``filter``, ``promisc``, ``duration`` and the
-    optional ring settings (``ring_blocks``, ``ring_block_size``, ``block_timeout``,
-    ``window``). ``publisher.send(record_type, records, drops=...)`` puts a batch on the bus;
-    its ``dropped`` attribute (records it had to discard), when present, is reported as
-    ``bus_drops``.
-    """
-    ring = ring_from_options(
-        args, telemetry_window=float(getattr(args, "window", None) or RingConfig.telemetry_window)
-    )
-    report = _stderr_stats()
-
-    def on_stats(stats: CaptureStats, final: bool) -> None:
-        stats.counters["bus_drops"] = int(getattr(publisher, "dropped", 0) or 0)
-        if hasattr(publisher, "set_counters"):
-            publisher.set_counters(drop_counters(stats))  # heartbeats carry them when idle
-        report(stats, final)
-
-    cap = LiveCapture(
-        args.iface,
-        getattr(args, "engine_config", None) or EngineConfig(),
-        workers=getattr(args, "workers", 1) or 1,
-        bpf=getattr(args, "filter", None),
-        ring=ring,
-        duration=getattr(args, "duration", None),
-        on_stats=on_stats,
-    )
-    restore = cap.install_signal_handlers()
-    try:
-        for kind, arr in cap.records():
-            publisher.send(kind, arr, drops=drop_counters(cap.stats))
-    finally:
-        restore()
-    return 0
-
-
 def drop_counters(stats: CaptureStats) -> dict[str, int]:
-    """The capture-side loss counters a bus header carries (cumulative; the publisher adds
-    its own bus drop counters)."""
-    c = stats.counters
-    keys = (
-        "kernel_drops",
-        "ring_freezes",
-        "ring_losing",
-        "queue_overruns",
-        "decode_errors",
-        "host_evictions",
-        "link_down",
-        "frag_dropped",
-        "flow_evictions",
-    )
-    return {k: int(c.get(k, 0)) for k in keys}
+    """The loss counters a bus header carries (``sensor.runner.LOSS_COUNTERS``; cumulative,
+    the publisher adds its own bus drop counters)."""
+    return loss_counters(stats.counters)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -712,10 +507,10 @@ def main(argv: list[str] | None = None) -> int:
         duration=args.duration,
         backend=args.backend,
         decode=not args.no_decode,
-        on_stats=_stderr_stats(),
+        on_stats=stderr_stats(),
         on_ready=ready,
     )
-    restore = cap.install_signal_handlers()
+    restore = cap.stop_flag.install()
     parts: dict[str, list[np.ndarray]] = {}
     rc = 0
     try:
@@ -726,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = 1
     finally:
         restore()
-    from sensor.schema import RECORD_TYPES
+    from netwarden.records.schema import RECORD_TYPES
 
     arrays = {
         kind: np.concatenate(parts[kind]) if parts.get(kind) else np.zeros(0, dt)
@@ -734,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         if kind != "pktsum"
     }
     arrays["stats"] = np.frombuffer(json.dumps(cap.stats.counters).encode(), np.uint8)
-    np.savez(args.out, **arrays)
+    np.savez(args.out, allow_pickle=False, **arrays)
     return rc
 
 

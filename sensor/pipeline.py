@@ -1,12 +1,12 @@
 """Record sources: what turns packet batches into records for the bus.
 
-Every capture loop (``netwarden sensor --pcap``, live capture workers in ``sensor.live``,
-``netwarden replay``'s summary) feeds each packet batch through an ordered list of
-``RecordSource`` objects and drains the ``(kind, records)`` pairs they emit. The flow engine
-comes first because it fills the per-packet summaries (``pktsum``) that per-host telemetry
-reads. A new record source plugs in by implementing ``RecordSource``; ``Pipeline`` runs
-an ordered list of them and owns the shared summary array (the pcap sensor and replay use
-it; live workers size their summaries by the ring batch and feed their sources directly).
+The sensor loop (``sensor.runner.SensorLoop``: ``netwarden sensor`` over a file or an
+interface, every live fanout worker, ``netwarden flows``) and ``netwarden replay``'s summary
+feed each packet batch through an ordered list of ``RecordSource`` objects and drain the
+``(kind, records)`` pairs they emit. The flow engine comes first because it fills the
+per-packet summaries (``pktsum``) that per-host telemetry reads. A new record source plugs
+in by implementing ``RecordSource``; ``Pipeline`` runs an ordered list of them and owns
+the shared summary array.
 """
 
 from __future__ import annotations
@@ -16,11 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from sensor.batch import PacketBatch
-
-#: Engine/telemetry counters whose names say they count loss go into bus drop counters.
-_LOSS_WORDS = ("drop", "error", "evict", "overrun", "truncat", "losing", "freeze")
-
+    from sensor.capture.batch import PacketBatch
 
 class RecordSource(Protocol):
     """Something that turns packet batches into records for the bus."""
@@ -48,7 +44,7 @@ class FlowSource:
     def __init__(self, engine: Any) -> None:
         import numpy as np
 
-        from sensor.schema import ARP_DTYPE, FLOW_DTYPE
+        from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE
 
         self.engine = engine
         self._out = (("flow", np.zeros(4096, FLOW_DTYPE), engine.drain_flows),
@@ -82,7 +78,12 @@ class TelemetrySource:
     """Per-host telemetry (``sensor.telemetry``), fed from the engine's packet summaries."""
 
     def __init__(
-        self, window: float | None = None, *, iface: int = 0, backend: str | None = None
+        self,
+        window: float | None = None,
+        *,
+        iface: int = 0,
+        backend: str | None = None,
+        identity: tuple[int, int] = (0, 0),
     ) -> None:
         from sensor.telemetry import HostTelemetry, TelemetryConfig
 
@@ -90,6 +91,8 @@ class TelemetrySource:
         if window is not None:
             cfg = TelemetryConfig(window=window, iface=iface)
         self.tel = HostTelemetry(cfg, backend=backend)
+        # (sensor, session) stamped on host and pair records, as the engine stamps flows.
+        self.identity = identity
 
     @property
     def evictions(self) -> int:
@@ -107,19 +110,17 @@ class TelemetrySource:
         self.tel.flush()
 
     def drain(self) -> list[tuple[str, np.ndarray]]:
-        return [(kind, recs) for kind, recs in self.tel.drain() if len(recs)]
+        out = [(kind, recs) for kind, recs in self.tel.drain() if len(recs)]
+        if any(self.identity):
+            for _, recs in out:
+                recs["sensor"], recs["session"] = self.identity
+        return out
 
     def counters(self) -> dict[str, int]:
         stats = getattr(self.tel, "stats", None)
         if not callable(stats):
             return {}
         return _int_counters(stats())
-
-
-def loss_counters(counters: dict[str, int]) -> dict[str, int]:
-    """The subset of counters that measure loss, for bus headers (bounded in number)."""
-    picked = {k: v for k, v in counters.items() if any(w in k for w in _LOSS_WORDS)}
-    return dict(sorted(picked.items())[:24])
 
 
 class Pipeline:
@@ -130,7 +131,7 @@ class Pipeline:
     def __init__(self, sources: list[RecordSource]) -> None:
         import numpy as np
 
-        from sensor.schema import PKTSUM_DTYPE
+        from netwarden.records.schema import PKTSUM_DTYPE
 
         self.sources = sources
         self._pktsum = np.zeros(4096, PKTSUM_DTYPE) if len(sources) > 1 else None

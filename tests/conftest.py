@@ -18,11 +18,11 @@ MALFORMED_CORPUS = CORPUS / "malformed"
 def c_backend_missing() -> str | None:
     """Why the compiled backend cannot be tested, or None when it can."""
     try:
-        mod = importlib.import_module("sensor._fastpath")
+        mod = importlib.import_module("sensor.engine._fastpath")
     except ImportError as exc:
-        return f"sensor._fastpath not built ({exc})"
+        return f"sensor.engine._fastpath not built ({exc})"
     if not hasattr(mod, "FlowEngine"):
-        return "sensor._fastpath has no FlowEngine yet"
+        return "sensor.engine._fastpath has no FlowEngine yet"
     return None
 
 
@@ -44,7 +44,7 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def backend(backend_name: str, request: pytest.FixtureRequest):
     """The backend module. Tests marked ``@pytest.mark.semantics(n)`` exercise rules added
-    in reference revision ``n`` (``sensor._fastpath_py.SEMANTICS_REVISION``); the compiled
+    in reference revision ``n`` (``sensor.engine.reference.fastpath.SEMANTICS_REVISION``); the compiled
     twin is skipped for them until it declares that revision."""
     from sensor.engine import load_backend
 
@@ -81,9 +81,9 @@ def run_engine(mod, frames, linktype: int = 1, config=None, t0_ns: int = 1_600_0
     flush. Returns (flow records, ARP records, stats, pktsum rows or None)."""
     import numpy as np
 
-    from sensor.batch import PacketBatch
-    from sensor.config import EngineConfig
-    from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+    from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+    from sensor.capture.batch import PacketBatch
+    from sensor.engine.config import EngineConfig
 
     pkts = []
     for i, fr in enumerate(frames):
@@ -104,6 +104,6 @@ def run_engine(mod, frames, linktype: int = 1, config=None, t0_ns: int = 1_600_0
 
 
 def addr(rec, which: str) -> str:
-    from sensor.schema import addr_to_str
+    from netwarden.records.schema import addr_to_str
 
     return addr_to_str(rec[which + "_addr"], int(rec["ip_version"]))

@@ -6,7 +6,7 @@ time in ``netwarden replay``, wall time in ``netwarden controller``) and answers
 alerts that became due, and it saves and reloads its learnt state so baselines survive a
 restart. Scoring is the detector's job; deciding what to do is policy's.
 
-Record types (``sensor.schema.RECORD_TYPES``): ``"flow"`` (one per ended or interim flow),
+Record types (``netwarden.records.schema.RECORD_TYPES``): ``"flow"`` (one per ended or interim flow),
 ``"host"`` (one per host per telemetry window), ``"pair"`` (one per directed host pair per
 window) and ``"arp"`` (one per ARP packet). A detector ignores the types it does not use.
 
@@ -105,6 +105,10 @@ class DetectorBase:
             self._protected = {a: self._protected[a] for a in live}
         return keys_from_strings(live)
 
+    def protected_hashes(self) -> np.ndarray:
+        """``addr_hash`` values of the protected addresses (sorted)."""
+        return np.sort(hash_keys(self.protected_keys()))
+
     def state_dict(self) -> dict[str, Any]:
         return {"now_ns": self.now_ns, "protected": dict(self._protected)}
 
@@ -138,6 +142,30 @@ def addr_keys(addr: np.ndarray, version: np.ndarray) -> np.ndarray:
         a[v4, 12:16] = a[v4, 0:4]
         a[v4, 0:12] = _V4_PREFIX
     return a.view(ADDR_KEY).reshape(-1)
+
+
+_H1, _H2, _H3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B1)
+
+
+def addr_hash(addr: np.ndarray, version: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each (address, IP version): a fast key for per-host tables
+    (``np.unique`` / ``searchsorted`` on ``uint64`` instead of 16-byte strings). Vectorised."""
+    w = np.ascontiguousarray(addr, dtype=np.uint8).reshape(-1, 16).view("<u8")
+    with np.errstate(over="ignore"):
+        h = w[:, 0] * _H1 ^ w[:, 1] * _H2 ^ np.asarray(version, np.uint64) * _H3
+        h ^= h >> np.uint64(31)
+        h *= _H2
+        h ^= h >> np.uint64(29)
+    return h
+
+
+def hash_keys(keys: np.ndarray) -> np.ndarray:
+    """``addr_hash`` of ``ADDR_KEY`` values (IPv4-mapped back to 4-byte form)."""
+    raw = keys.view(np.uint8).reshape(-1, 16).copy()
+    v4 = (raw[:, :12] == _V4_PREFIX).all(axis=1)
+    raw[v4, 0:4] = raw[v4, 12:16]
+    raw[v4, 4:] = 0
+    return addr_hash(raw, np.where(v4, 4, 6))
 
 
 def key_to_str(key: np.void | bytes) -> str:

@@ -16,11 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from controller.detect.base import ADDR_KEY
-
 
 class KeyedBaseline:
-    """EW mean/variance of ``n_features`` per address key (``ADDR_KEY``). ``alpha`` is the
+    """EW mean/variance of ``n_features`` per host key (``base.addr_hash``). ``alpha`` is the
     weight of a new window once a host has ``1/alpha`` windows of history (before that,
     a plain running mean). At most ``capacity`` hosts; the least recently seen go first.
     Cost: one ``np.unique`` and a ``searchsorted`` per batch."""
@@ -29,7 +27,7 @@ class KeyedBaseline:
         self.n_features = n_features
         self.alpha = alpha
         self.capacity = capacity
-        self.keys = np.zeros(0, ADDR_KEY)  # sorted
+        self.keys = np.zeros(0, np.uint64)  # sorted host hashes
         self.mean = np.zeros((0, n_features))
         self.var = np.zeros((0, n_features))
         self.count = np.zeros(0, np.int64)
@@ -49,18 +47,22 @@ class KeyedBaseline:
 
     def reference(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean, std, windows of history) per key; zeros for unknown hosts."""
-        mean = np.zeros((len(keys), self.n_features))
-        std = np.zeros((len(keys), self.n_features))
-        cnt = np.zeros(len(keys), np.int64)
+        if not len(self.keys):
+            z = np.zeros((len(keys), self.n_features))
+            return z, z.copy(), np.zeros(len(keys), np.int64)
         idx, found = self._find(keys)
-        if found.any():
-            i = idx[found]
-            mean[found], std[found], cnt[found] = self.mean[i], np.sqrt(self.var[i]), self.count[i]
+        mean = self.mean[idx]
+        std = np.sqrt(self.var[idx])
+        cnt = self.count[idx]
+        if not found.all():
+            mean[~found] = 0.0
+            std[~found] = 0.0
+            cnt = np.where(found, cnt, 0)
         return mean, std, cnt
 
-    def describe(self, key: np.void, feature: int, unit: str = "") -> str:
+    def describe(self, key: np.uint64 | int, feature: int, unit: str = "") -> str:
         """ "its learnt level is 3 (over 120 windows)" or "no history for it yet"."""
-        mean, std, cnt = self.reference(np.array([key], self.keys.dtype))
+        mean, std, cnt = self.reference(np.array([key], np.uint64))
         if not cnt[0]:
             return "no learnt history for it yet"
         lvl = float(mean[0, feature] + 3 * std[0, feature])
@@ -70,13 +72,14 @@ class KeyedBaseline:
         """Learn one window per row (``x``: ``(n, n_features)``)."""
         if not len(keys):
             return
-        uk, inv = np.unique(keys, return_inverse=True)
-        sums = np.zeros((len(uk), self.n_features))
-        np.add.at(sums, inv, x)
-        n = np.bincount(inv, minlength=len(uk))
-        xm = sums / n[:, None]  # several windows of one host in a batch: their mean
-        last = np.zeros(len(uk), np.int64)
-        np.maximum.at(last, inv, ts_ns.astype(np.int64))
+        order = np.argsort(keys, kind="stable")
+        ks = keys[order]
+        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        uk = ks[starts]
+        n = np.diff(np.r_[starts, len(ks)])
+        # several windows of one host in a batch: their mean, and the latest time
+        xm = np.add.reduceat(x[order], starts, axis=0) / n[:, None]
+        last = np.maximum.reduceat(ts_ns.astype(np.int64)[order], starts)
         idx, found = self._find(uk)
         if found.any():
             i = idx[found]
@@ -105,7 +108,7 @@ class KeyedBaseline:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "keys": self.keys.view(np.uint8).reshape(-1, 16).copy(),
+            "keys": self.keys,
             "mean": self.mean,
             "var": self.var,
             "count": self.count,
@@ -113,8 +116,7 @@ class KeyedBaseline:
         }
 
     def load_state(self, d: dict[str, Any]) -> None:
-        self.keys = np.ascontiguousarray(d["keys"], np.uint8).reshape(-1, 16).view(ADDR_KEY)
-        self.keys = self.keys.reshape(-1)
+        self.keys = np.asarray(d["keys"], np.uint64).reshape(-1)
         self.mean = np.asarray(d["mean"], float).reshape(-1, self.n_features)
         self.var = np.asarray(d["var"], float).reshape(-1, self.n_features)
         self.count = np.asarray(d["count"], np.int64)
@@ -147,6 +149,12 @@ class RecordBuffer:
             int(self._parts[0][self.time_field].max()) < cut or self._rows > self.max_rows
         ):
             self._rows -= len(self._parts.pop(0))
+        if self._parts and int(self._parts[0][self.time_field].min()) < cut:
+            # a merged part straddles the horizon: keep only its recent rows
+            head = self._parts[0]
+            keep = head[head[self.time_field] >= cut]
+            self._rows -= len(head) - len(keep)
+            self._parts[0] = keep
 
     def clear(self) -> None:
         self._parts, self._rows, self.latest_ns = [], 0, 0

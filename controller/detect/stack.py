@@ -131,8 +131,25 @@ class DetectionStack:
                 continue
             out.extend(a for a in got if self._fresh(a))
         out.sort(key=lambda a: (a.detected_at, a.kind, a.attacker or "", a.victims))
+        self._protect_everywhere(out)
         self.alerts_raised += len(out)
         return out
+
+    def _protect_everywhere(self, alerts: list[Alert]) -> None:
+        """Traffic that raised any alert is learnt as normal by no detector: every
+        detector with a ``protect(addr, now_ns)`` hears of every attacker (river's
+        ``protect_anomaly_detector``, across the stack)."""
+        for a in alerts:
+            if not a.attacker:
+                continue
+            for d in self.detectors:
+                protect = getattr(d, "protect", None)
+                if protect is not None:
+                    try:
+                        protect(a.attacker, int(getattr(d, "now_ns", self.now_ns)))
+                    except Exception:
+                        self.errors[d.name] += 1
+                        log.exception("detector %s failed to protect %s", d.name, a.attacker)
 
     def _fresh(self, a: Alert) -> bool:
         """False when every victim of ``a`` was alerted for this kind and attacker within

@@ -16,9 +16,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from controller.collector import Collector
+from controller.bus_trust import may_protect
 from controller.ingest.archive import RecordArchive
-from sensor import wire
+from netwarden.bus import wire
+from netwarden.bus.collector import Collector
 
 log = logging.getLogger("netwarden.ingest")
 
@@ -41,7 +42,8 @@ class Ingest:
 
     def attach(self, controller: Any) -> None:
         """Register with the controller's loop (``add_reader`` / ``add_periodic``). Sensors
-        that connect are protected by the controller's anti-lockout (never block a sensor)."""
+        authenticated by CURVE are protected by the controller's anti-lockout (never block a
+        sensor); an unauthenticated peer never is (``bus_trust.may_protect``)."""
         self._controller = controller
         controller.add_reader(self.collector.fileno(), self.pump)
         controller.add_periodic(1.0, self.pump)
@@ -59,7 +61,9 @@ class Ingest:
                     self.archive.append(b.record_type, b.sensor_id, b.records)
                 except Exception as exc:  # noqa: BLE001 - a full disk must not stop the loop
                     self.consumer_errors["archive"] += 1
-                    log.warning("archive: %s", exc)
+                    n = self.consumer_errors["archive"]
+                    if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: a full disk must not flood the log
+                        log.warning("archive: %s (%d batches not archived so far)", exc, n)
             for name, fn in self.consumers:
                 try:
                     fn(b)
@@ -76,7 +80,7 @@ class Ingest:
             return
         for st in self.collector.sensors().values():
             addr = st.peer_address
-            if addr and addr not in self._protected:
+            if addr and addr not in self._protected and may_protect(st.key):
                 self._protected.add(addr)
                 if protect(addr, "sensor"):
                     log.info("sensor %s at %s is now protected from blocking", st.sensor_id, addr)
@@ -91,6 +95,9 @@ class Ingest:
                 "root": str(self.archive.root),
                 "records_written": self.archive.records_written,
                 "bytes_written": self.archive.bytes_written,
+                "disk_bytes": self.archive.disk_bytes,
+                "max_bytes": self.archive.max_bytes,
+                "refused_full": self.archive.refused_full,
             },
             "sensors": {sid: st.as_dict() for sid, st in self.collector.sensors().items()},
             "bus": self.collector.stats(),

@@ -10,9 +10,10 @@ import os
 from typing import Any
 
 from controller.detection import Detection
-from controller.ops.registry import Operations, arg_float
+from controller.ops.registry import Operations
 from controller.response.enforce.base import Action, target
 from controller.response.responder import Responder
+from controller.response.targets import check_ttl
 
 
 def register_response_ops(ops: Operations, r: Responder) -> None:
@@ -22,7 +23,7 @@ def register_response_ops(ops: Operations, r: Responder) -> None:
         return {"pid": os.getpid(), "backend": r.enforcer.name, "hook": r.cfg.hook.value}
 
     def ban(args: dict[str, Any], actor: str) -> dict[str, Any]:
-        d = r.ban(args["addr"], arg_float(args, "ttl"), str(args.get("reason", "")), actor,
+        d = r.ban(args["addr"], check_ttl(args.get("ttl")), str(args.get("reason", "")), actor,
                   Action(args.get("action", "drop")))
         return {"decision_id": d.id, "addr": str(target(d.target)) if d.target else None, "ttl_s": d.ttl_s}
 
@@ -47,7 +48,7 @@ def register_response_ops(ops: Operations, r: Responder) -> None:
         "unban": unban,
         "bans": bans,
         "kernel-bans": kernel_bans,
-        "allow-add": lambda a, actor: r.allow_add(a["cidr"], str(a.get("note", "")), actor),
+        "allow-add": lambda a, actor: r.allow_add(a["cidr"], str(a.get("note", "")), actor, a.get("force") is True),
         "allow-remove": lambda a, actor: r.allow_remove(a["cidr"], actor),
         "allow-list": lambda _a, _actor: r.allow_entries(),
         "approvals": approvals,

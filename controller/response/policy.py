@@ -30,6 +30,7 @@ from controller.config import PolicyConfig, SafetyConfig
 from controller.detection import Detection
 from controller.response.enforce.base import Action, IPNetwork, Target
 from controller.response.enforce.base import target as _target
+from controller.response.targets import unbannable
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ class Guard:
     allow: list[IPNetwork] = field(default_factory=list)  # operator allow-list (mutable)
 
     def refusal(self, target: IPNetwork) -> str | None:
+        special = unbannable(target)  # multicast, broadcast, unspecified, mapped, scoped
+        if special:
+            return special
         for p in self.fixed:
             if p.net.version == target.version and p.net.overlaps(target):  # type: ignore[arg-type]
                 return f"{target} overlaps {p.net}: {_WHY[p.why]} (anti-lockout)"

@@ -39,6 +39,7 @@ from controller.response.policy import (
     build_guard,
     new_decision_id,
 )
+from controller.response.targets import check_allow, check_ttl
 from controller.state.audit import AuditLog
 from controller.state.store import Store, StoredBan
 from netwarden.errors import ConfigError, ControlError, EnforcementError, PolicyRefused
@@ -227,8 +228,7 @@ class Responder:
     def ban(self, addr: str, ttl_s: float | None, reason: str, actor: str, action: Action = Action.DROP) -> Decision:
         """An operator's ban of an address or a range; anti-lockout still applies."""
         t = _target(addr)
-        if ttl_s is not None and ttl_s <= 0:
-            raise ConfigError("ttl must be positive (omit it for a ban until unbanned)")
+        ttl_s = check_ttl(ttl_s)  # finite, positive, bounded (NaN would be a permanent ban)
         if is_range(t) and action is not Action.DROP:
             raise ConfigError("a range can be dropped, not rate-limited")
         net = as_network(t)
@@ -262,8 +262,9 @@ class Responder:
             and as_network(b.addr).supernet_of(net)  # type: ignore[arg-type]
         ]
 
-    def allow_add(self, cidr: str, note: str, actor: str) -> dict[str, Any]:
+    def allow_add(self, cidr: str, note: str, actor: str, force: bool = False) -> dict[str, Any]:
         net = _net(cidr)
+        check_allow(net, force)  # 0.0.0.0/0 would lift every ban: needs force
         now = self.clock()
         with self.store.transaction():
             added = self.store.add_allow(net, note, now)

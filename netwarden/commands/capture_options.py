@@ -32,7 +32,7 @@ def check_live_options(args: Any) -> None:
     """Raise ``ConfigError`` / ``InterfaceError`` for what ``LiveCapture`` would refuse, so
     a command can refuse before it opens its output or connects to a controller."""
     try:
-        from sensor.afpacket import ifindex
+        from sensor.capture.afpacket import ifindex
         from sensor.live import resolve_workers, ring_from_options
     except ImportError:
         return  # the command reports a missing live capture itself
@@ -43,7 +43,7 @@ def check_live_options(args: Any) -> None:
 
         raise ConfigError(f"--duration must be > 0 seconds, got {args.duration!r}")
     if args.filter:
-        from sensor.bpf import compile_filter
+        from sensor.capture.bpf import compile_filter
 
         compile_filter(args.filter)
     ifindex(args.iface)

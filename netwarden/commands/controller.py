@@ -17,11 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--listen", action="append", metavar="ENDPOINT", default=[],
                    help="also receive sensor batches on this ZeroMQ endpoint (repeatable)")
     p.add_argument("--curve-keys", default=None, metavar="DIR", help="CURVE server keys for --listen")
+    p.add_argument("--no-curve", action="store_true",
+                   help="accept unauthenticated sensors on a non-loopback --listen (not recommended)")
     p.add_argument("--archive", default=None, metavar="DIR",
                    help="archive received records here (default: STATE_DIR/archive)")
     p.add_argument("--no-archive", action="store_true", help="do not archive received records")
     p.add_argument("--archive-hours", type=float, default=24 * 7,
                    help="archive retention in hours (default 168)")
+    p.add_argument("--archive-max-gb", type=float, default=4.0,
+                   help="cap on the archive's disk use in GiB; batches beyond it are not archived (default 4)")
     p.add_argument("--detectors", default=None, metavar="NAMES",
                    help="comma-separated detectors to run on received batches (default: all)")
     p.add_argument("--detector-plugin", action="append", default=[], metavar="MODULE",
@@ -35,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
 
     from controller import config
     from controller.app import Controller
+    from controller.bus_trust import check_listen
 
+    if args.listen:  # before anything is started or written
+        check_listen(args.listen, curve=bool(args.curve_keys), no_curve=args.no_curve, command="netwarden controller")
     cfg = config.load(args.config, enforce=args.enforce, hook=args.hook, state_dir=args.state_dir)
     log = logging.getLogger("netwarden.controller")
     ctl = Controller(cfg)
@@ -43,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         rep = ctl.start()
         if args.listen:
             archive = None if args.no_archive else Path(args.archive) if args.archive else cfg.state_dir / "archive"
-            ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive, archive_hours=args.archive_hours)
+            ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive, archive_hours=args.archive_hours,
+                              archive_max_bytes=int(args.archive_max_gb * (1 << 30)))
         # the detection stack's alerts go through triage (incidents, copilot, feedback) to
         # policy; incident operations are served with or without sensors
         from controller.incidents.stage import attach_triage

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sensor.config import EngineConfig
+    from sensor.engine.config import EngineConfig
 
 #: Option destinations; each is also the ``EngineConfig`` field it sets.
 TIMEOUT_OPTIONS = ("tcp_timeout", "udp_timeout", "icmp_timeout", "other_timeout", "active_timeout")
@@ -40,7 +40,7 @@ def engine_config(args: Any, **fields: Any) -> EngineConfig:
     """The ``EngineConfig`` the options ask for (``fields`` sets others); a bad value
     raises ``ConfigError`` naming the option."""
     from netwarden.errors import ConfigError
-    from sensor.config import EngineConfig
+    from sensor.engine.config import EngineConfig
 
     kw = dict(fields)
     if getattr(args, "validate_checksums", False):

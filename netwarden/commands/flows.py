@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from netwarden.commands.engine_options import engine_config
     from netwarden.errors import CaptureError, ConfigError
-    from sensor.zeeklog import make_writer
+    from sensor.export.zeeklog import make_writer
 
     if not args.pcaps and not args.iface:
         raise ConfigError("give at least one PCAP or --iface")

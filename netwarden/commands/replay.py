@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError("--top must be >= 1")
     from controller.detect import DetectionStack, build
-    from sensor.replay_summary import replay
+    from sensor.export.replay_summary import replay
 
     names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
     stack = DetectionStack(build(names, args.detector_plugin))

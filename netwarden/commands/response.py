@@ -24,7 +24,7 @@ def _state(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("ban", help="ban an address (or a CIDR range) now")
     p.add_argument("addr", help="address or CIDR")
-    p.add_argument("--ttl", type=float, default=None, help="seconds (default: until unbanned)")
+    p.add_argument("--ttl", type=_ttl, default=None, help="seconds (default: until unbanned)")
     p.add_argument("--reason", default="", help="why (goes to the audit log)")
     p.add_argument("--rate-limit", action="store_true", help="rate-limit instead of drop")
     _state(p)
@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("verb", choices=("add", "remove", "list"))
     p.add_argument("cidr", nargs="?")
     p.add_argument("--note", default="")
+    p.add_argument("--force", action="store_true", help="allow a very wide CIDR (e.g. 0.0.0.0/0: lifts every ban)")
     p.add_argument("--json", action="store_true")
     _state(p)
     p.set_defaults(func=cmd_allow)
@@ -77,6 +78,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true")
     _state(p)
     p.set_defaults(func=cmd_audit)
+
+
+def _ttl(text: str) -> float:
+    """``--ttl``: finite, positive, bounded seconds (the controller checks again)."""
+    from controller.response.targets import check_ttl
+    from netwarden.errors import ConfigError
+
+    try:
+        ttl = check_ttl(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    assert ttl is not None
+    return ttl
 
 
 def _dir(args: argparse.Namespace) -> Any:
@@ -178,6 +192,8 @@ def cmd_allow(args: argparse.Namespace) -> int:
         print(f"netwarden allow {args.verb}: a CIDR is required", file=sys.stderr)
         return 2
     op = "allow-add" if args.verb == "add" else "allow-remove"
+    if args.verb == "add" and args.force:
+        return _simple(args, op, cidr=args.cidr, note=args.note, force=True)
     return _simple(args, op, cidr=args.cidr, note=args.note)
 
 

@@ -39,7 +39,7 @@ Event = tuple[str, Any]  # ("obs", (record_type, batch)) or ("adv", now_ns)
 @functools.cache
 def record_events(path: str, backend: str | None = "c") -> tuple[Event, ...]:
     """The record batches and clock advances a replay of ``path`` hands a sink (cached)."""
-    from sensor.replay_summary import _run
+    from sensor.export.replay_summary import _run
 
     events: list[Event] = []
 
@@ -67,7 +67,7 @@ def run_captures(
     """All of ``paths`` as one stream through a fresh stack of every registered detector,
     after the stack has learnt from the recorded records ``warm`` (alerts raised while
     warming are kept in ``Run.warm_alerts``)."""
-    from sensor.replay_summary import _run
+    from sensor.export.replay_summary import _run
 
     stack = DetectionStack(build(), **stack_kw)
     warm_alerts: list[Alert] = []

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from sensor.schema import ARP_DTYPE, FLOW_DTYPE, HOST_DTYPE, PAIR_DTYPE
+from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE, HOST_DTYPE, PAIR_DTYPE
 
 T0 = 1_700_000_000 * 10**9  # a fixed capture time
 S = 10**9

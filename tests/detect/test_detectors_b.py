@@ -13,7 +13,7 @@ from controller.detect.detectors.beacon import BeaconDetector, beacon_scores
 from controller.detect.detectors.dns_tunnel import DnsTunnelDetector
 from controller.detect.model import HostModel
 from controller.detect.stack import dumps_state, loads_state
-from sensor.schema import ARP_DTYPE, DNS_QTYPE_BITS, PAIR_DTYPE
+from netwarden.records.schema import ARP_DTYPE, DNS_QTYPE_BITS, PAIR_DTYPE
 from tests.detect.records import T0, S, _addr, flows, host
 
 NULL = 1 << DNS_QTYPE_BITS[10]
@@ -286,3 +286,12 @@ def test_traffic_anomaly_far_below_when_a_busy_host_goes_silent() -> None:
     assert below[0].detected_at - 600 - T0 / S >= HostAnomalyDetector.SILENT_S
     # a quiet host going silent is not an anomaly
     assert all(a.attacker != "10.0.0.9" for a in out)
+
+
+def test_arp_broadcast_announcement_of_the_gateway_by_a_host_is_spoofing() -> None:
+    bcast = "ff:ff:ff:ff:ff:ff"
+    recs = _normal_lan() + [_arp(1, ATT, "10.1.1.66", ZERO, "10.1.1.1", 2.0),
+                            _arp(2, ATT, "10.1.1.1", bcast, "10.1.1.1", 3.0)]  # fmt: skip
+    alerts = _run(ArpFamilyDetector(), [("arp", r) for r in recs], 10)
+    assert [(a.kind, a.attacker) for a in alerts] == [("arp_spoofing", ATT)]
+    assert "another live MAC" in alerts[0].evidence["signals"][0]

@@ -18,15 +18,18 @@ import pytest
 
 from controller.detect import Alert, DetectionStack
 from controller.detect.stack import dumps_state, loads_state
-from sensor.schema import FLOW_DTYPE
+from netwarden.records.schema import FLOW_DTYPE
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "pcaps"))
 import generate
 
+from controller.detect.stack import REGISTRY
 from tests.detect.trivial_plugin import THRESHOLD, ManyFlows
 
 PLUGIN = "tests.detect.trivial_plugin"
+# importing the plugin registered it; the other tests run the built-in detectors only
+REGISTRY.pop(ManyFlows.name, None)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +69,21 @@ def test_stack_fans_out_dedups_and_persists(tmp_path: Path) -> None:
     stack.save()
     fresh = DetectionStack([ManyFlows()], state_dir=tmp_path)
     assert fresh.detectors[0].counts == stack.detectors[0].counts  # type: ignore[attr-defined]
+
+
+def test_an_alert_protects_its_attacker_in_every_detector() -> None:
+    class Quiet(ManyFlows):
+        name = "quiet"
+
+        def advance(self, now_ns: int) -> list[Alert]:
+            return []
+
+    quiet = Quiet()
+    stack = DetectionStack([ManyFlows(), quiet])
+    stack.observe("flow", _flows("10.1.1.1", THRESHOLD, 10**18))
+    assert [a.attacker for a in stack.advance(10**18 + 10**9)] == ["10.1.1.1"]
+    # the quiet detector raised nothing, yet will not learn the attacker as normal
+    assert "10.1.1.1" in quiet._protected and len(quiet.protected_keys()) == 1
 
 
 def test_spoofed_alert_goes_to_no_ban() -> None:
@@ -146,7 +164,8 @@ def test_controller_runs_every_detector_over_zeromq(tmp_path: Path, demo_pcap: P
         deadline = time.monotonic() + 30
         got: dict = {}
         want = {(k, a, v) for k, a, v in generate.PLANTED} | {
-            ("test_many_flows", generate.SCANNER[1], generate.CLIENTS[2][1])}
+            ("test_many_flows", generate.SCANNER[1], generate.CLIENTS[2][1])
+        }
         seen: set = set()
         while time.monotonic() < deadline and not want <= seen:
             got = request(state, "alerts")["result"]

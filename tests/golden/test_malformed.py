@@ -25,9 +25,9 @@ CHILD = r"""
 import json, resource, signal, sys
 import numpy as np
 from netwarden.errors import CaptureFormatError
-from sensor.config import EngineConfig
+from sensor.engine.config import EngineConfig
 from sensor.engine import load_backend
-from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
 
 backend, limit, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 mod = load_backend(backend)

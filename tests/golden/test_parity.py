@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from netwarden.errors import CaptureError, CaptureFormatError
-from sensor.batch import PacketBatch
-from sensor.config import EngineConfig
+from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+from sensor.capture.batch import PacketBatch
 from sensor.engine import load_backend
-from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PKTSUM_DTYPE
+from sensor.engine.config import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("NETWARDEN_SHARED") or ROOT.parent / "shared")
@@ -528,7 +528,7 @@ def test_mutated_packets_parity(seed: int, corpus_packets: list[tuple[int, bytes
 
 @pytest.mark.parametrize("kind", ["bytes", "bytearray", "uint8", "memoryview"])
 def test_batch_buffer_kinds(kind: str) -> None:
-    """A batch may carry any buffer-protocol object (sensor/batch.py): the compiled engine
+    """A batch may carry any buffer-protocol object (sensor/capture/batch.py): the compiled engine
     reads bytes, bytearray, numpy and memoryview buffers alike, as the reference does."""
     c_mod, py_mod = _c_backend(), _py_backend()
     path = CORPUS / "zeek" / "wikipedia" / "trace.pcap"

@@ -25,10 +25,10 @@ import pytest
 import zmq
 import zmq.auth
 
-from controller.collector import Collector, CurveServerKeys
-from sensor import wire
-from sensor.publisher import CurveClientKeys, Publisher
-from sensor.schema import FLOW_DTYPE, SCHEMA_VERSION
+from netwarden.bus import wire
+from netwarden.bus.collector import Collector, CurveServerKeys
+from netwarden.bus.publisher import CurveClientKeys, Publisher
+from netwarden.records.schema import FLOW_DTYPE, SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0  # upper bound for any wait; a healthy run takes a fraction of it
@@ -38,8 +38,8 @@ WAIT_S = 60.0  # upper bound for any wait; a healthy run takes a fraction of it
 SENSOR_CHILD = r"""
 import json, sys, time
 import numpy as np
-from sensor.publisher import Publisher, CurveClientKeys
-from sensor.schema import FLOW_DTYPE
+from netwarden.bus.publisher import Publisher, CurveClientKeys
+from netwarden.records.schema import FLOW_DTYPE
 cfg = json.loads(sys.argv[1])
 curve = CurveClientKeys.from_dir(cfg["curve"]) if cfg.get("curve") else None
 pub = Publisher(cfg["endpoint"], sensor_id=cfg["sensor_id"], curve=curve,
@@ -65,7 +65,7 @@ print(json.dumps(st), flush=True)
 # poll acknowledges it) until SIGTERM.
 COLLECTOR_CHILD = r"""
 import signal, sys
-from controller.collector import Collector
+from netwarden.bus.collector import Collector
 stop = []
 signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
 c = Collector(sys.argv[1])
@@ -308,9 +308,10 @@ def test_hostile_frames_are_rejected_and_counted_without_stopping_the_collector(
         assert rejected["malformed"] == 2
         assert got[0].seq == 1 and got[0].sensor_id == "raw"
 
-        # A frame beyond MAXMSGSIZE never reaches the decoder: ZeroMQ cuts that peer off.
+        # A frame well beyond the limit (ZeroMQ's MAXMSGSIZE, 1.25 x) never reaches the
+        # decoder: ZeroMQ cuts that peer off. (Just over the limit is counted as oversized.)
         big = _raw_sender(ctx, endpoint)
-        big.send_multipart([good[0], b"\0" * (limit + 1)])
+        big.send_multipart([good[0], b"\0" * (2 * limit + 1)])
         _poll_until(c, lambda: c.stats()["disconnects"] >= 1)
         s.send_multipart(_data(2, 1))
         _poll_until(c, lambda: len(got) == 2, got)
@@ -397,11 +398,12 @@ def _backend_or_skip() -> object:
     return backend
 
 
-def _engine_flows(backend: object) -> np.ndarray:
-    """The oracle for the bus path: the engine's own output on the file, no bus involved."""
-    from sensor.config import EngineConfig
+def _engine_flows(backend: object, sensor: int = 0, session: int = 0) -> np.ndarray:
+    """The oracle for the bus path: the engine's own output on the file, no bus involved
+    (with the record identity the sensor stamped)."""
+    from sensor.engine.config import EngineConfig
 
-    eng = backend.FlowEngine(EngineConfig())  # type: ignore[attr-defined]
+    eng = backend.FlowEngine(EngineConfig(sensor=sensor, session=session))  # type: ignore[attr-defined]
     out, buf = [], np.zeros(4096, FLOW_DTYPE)
     for batch in backend.PcapReader(str(TRACE)).batches(max_packets=4096):  # type: ignore[attr-defined]
         eng.feed(batch)
@@ -437,15 +439,45 @@ def test_sensor_pcap_command_publishes_exactly_the_engines_flows(
     flows = [b for b in got if b.record_type == "flow"]
     assert all(b.count <= 7 for b in got)
     received = np.concatenate([b.records for b in flows])
+    # The records name the sensor and this run (netwarden.records.identity).
+    from netwarden.records.identity import sensor_hash
+
+    assert set(received["sensor"].tolist()) == {sensor_hash("cli")}
+    assert len(set(received["session"].tolist())) == 1
+    expected = _engine_flows(backend, sensor_hash("cli"), int(received["session"][0]))
     key = lambda a: a[np.argsort(a["flow_id"], kind="stable")].tobytes()
     assert key(received) == key(expected)
     assert st.records_by_type["flow"] == len(expected) and st.gaps == 0
     assert "0 unacknowledged at exit" in err
 
 
+def test_flow_uids_stay_unique_across_sensor_restarts_and_sensors(tmp_path: Path) -> None:
+    """The same file published by one sensor twice (a restart) and by a second sensor: the
+    engines number flows alike, yet every flow's uid is distinct and names its sensor."""
+    _backend_or_skip()
+    from netwarden.records.identity import record_uids, sensor_hash
+
+    runs = []
+    with Collector(f"ipc://{tmp_path}/s.sock") as c:
+        for sensor_id in ("nw-a", "nw-a", "nw-b"):
+            proc = _netwarden("sensor", "--pcap", str(TRACE), "--connect", c.endpoint,
+                              "--sensor-id", sensor_id, "--stats-interval", "0")  # fmt: skip
+            got: list[wire.Batch] = []
+            _poll_until(c, lambda: proc.poll() is not None, got)  # noqa: B023
+            _, err = proc.communicate(timeout=WAIT_S)
+            assert proc.returncode == 0, err
+            flows = np.concatenate([b.records for b in got if b.record_type == "flow"])
+            assert set(flows["sensor"].tolist()) == {sensor_hash(sensor_id)}
+            runs.append(flows)
+    assert len({int(f["session"][0]) for f in runs}) == 3  # one session per run
+    assert np.array_equal(np.sort(runs[0]["flow_id"]), np.sort(runs[1]["flow_id"]))
+    uids = [u for f in runs for u in record_uids(f)]
+    assert len(set(uids)) == len(uids) == 3 * len(runs[0])
+
+
 def test_sensor_stops_on_sigterm_and_flushes_live_flows(tmp_path: Path) -> None:
     _backend_or_skip()
-    from sensor.schema import EndReason
+    from netwarden.records.schema import EndReason
 
     with Collector(f"ipc://{tmp_path}/s.sock") as c:
         # Real-time replay of a 10-hour capture: it will be mid-file when stopped.
@@ -562,9 +594,9 @@ def test_live_sensor_command_publishes_the_files_flows(tmp_path: Path) -> None:
     if missing := [t for t in ("ip", "tcpreplay") if shutil.which(t) is None]:
         pytest.skip(f"missing tools: {missing}")
     try:
-        import sensor._ring  # noqa: F401
+        import sensor.capture._ring  # noqa: F401
     except ImportError:
-        pytest.skip("sensor._ring is not built (make build)")
+        pytest.skip("sensor.capture._ring is not built (make build)")
     backend = _backend_or_skip()
     from netns_live import VethPair  # tests/integration helper (namespaces + veth)
 

@@ -16,8 +16,8 @@ import msgpack
 import pytest
 import zmq
 
+from netwarden.records.schema import SCHEMA_VERSION
 from sensor.flows import iter_flow_records
-from sensor.schema import SCHEMA_VERSION
 from tests.conftest import REPO, ZEEK_CORPUS
 
 TRACE = ZEEK_CORPUS / "wikipedia" / "trace.pcap"

@@ -71,8 +71,8 @@ def _timed(fn: Callable[[], object]) -> float:
 
 # --- Critical 3: one slow client must not freeze the controller -------------------------------
 def test_a_trickling_client_delays_neither_other_operators_nor_sensor_acks(tmp_path: Path) -> None:
-    from sensor.publisher import Publisher
-    from sensor.schema import FLOW_DTYPE
+    from netwarden.bus.publisher import Publisher
+    from netwarden.records.schema import FLOW_DTYPE
 
     state = tmp_path / "st"
     port = _free_port()

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from netns_live import VethPair, have_root, live_capture_command, missing_tools, wait_ready
 
-from sensor.config import EngineConfig
+from netwarden.records.schema import FlowFlags
 from sensor.engine import load_backend
-from sensor.schema import FlowFlags
+from sensor.engine.config import EngineConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("NETWARDEN_SHARED", REPO.parent / "shared")) / "corpus"
@@ -43,7 +43,7 @@ pytestmark = [
 
 def _ring_built() -> bool:
     try:
-        import sensor._ring  # noqa: F401
+        import sensor.capture._ring  # noqa: F401
 
         return True
     except ImportError:
@@ -86,7 +86,7 @@ CAPTURES = {
 @pytest.fixture(scope="module")
 def veth():
     if not _ring_built():
-        pytest.skip("sensor._ring is not built (make build)")
+        pytest.skip("sensor.capture._ring is not built (make build)")
     pair = VethPair()
     try:
         yield pair
@@ -161,7 +161,7 @@ def file_flows(pcap: Path) -> np.ndarray:
 
 
 def _flow_dtype():
-    from sensor.schema import FLOW_DTYPE
+    from netwarden.records.schema import FLOW_DTYPE
 
     return FLOW_DTYPE
 
@@ -215,7 +215,7 @@ def test_loopback_capture_sees_each_packet_once(tmp_path: Path) -> None:
     PACKET_OUTGOING copy, so the capture matches the file packet for packet."""
     _engine()
     if not _ring_built():
-        pytest.skip("sensor._ring is not built (make build)")
+        pytest.skip("sensor.capture._ring is not built (make build)")
     pcap, packets = CAPTURES["ssh_many"]
     expected_packets = packets()
     with VethPair() as fresh:  # a namespace of its own: nothing else talks on its lo
@@ -414,7 +414,7 @@ def test_idle_wire_still_expires_flows(veth: VethPair, tmp_path: Path) -> None:
     """With 1 s timeouts and the wire silent for longer after the replay, flows end by
     inactivity (the worker advances the engine's clock when no packet comes), not at exit."""
     _engine()
-    from sensor.schema import EndReason
+    from netwarden.records.schema import EndReason
 
     pcap = CORPUS / "zeek" / "wikipedia" / "trace.pcap"
 
@@ -489,7 +489,7 @@ def test_link_flap_is_survived_and_counted(veth: VethPair, tmp_path: Path) -> No
 def test_removed_interface_stops_with_error_and_flushes(tmp_path: Path, workers: int) -> None:
     _engine()
     if not _ring_built():
-        pytest.skip("sensor._ring is not built (make build)")
+        pytest.skip("sensor.capture._ring is not built (make build)")
     pcap = CORPUS / "zeek" / "wikipedia" / "trace.pcap"
     with VethPair() as pair:
         ready, out = tmp_path / "ready", tmp_path / "out.npz"
@@ -526,7 +526,7 @@ def test_sensor_command_publishes_live_records_on_the_bus(
     _engine()
     import threading
 
-    from controller.collector import Collector
+    from netwarden.bus.collector import Collector
 
     pcap, packets = CAPTURES["ssh_many"]
     lines: list[str] = []

@@ -49,7 +49,7 @@ def _bus_flows(recs: np.ndarray) -> Counter:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_sensor_pcap_uses_the_engine_options(tmp_path: Path, case: str) -> None:
-    from controller.collector import Collector
+    from netwarden.bus.collector import Collector
 
     name, options = CASES[case]
     pcap = ZEEK_CORPUS / name / "trace.pcap"

@@ -57,9 +57,9 @@ def test_flows_iface_stops_on_sigint_with_final_stats_and_flushed_flows(tmp_path
     if missing_tools("ip", "tcpreplay"):
         pytest.skip(f"missing tools: {missing_tools('ip', 'tcpreplay')}")
     try:
-        import sensor._ring  # noqa: F401
+        import sensor.capture._ring  # noqa: F401
     except ImportError:
-        pytest.skip("sensor._ring is not built (make build)")
+        pytest.skip("sensor.capture._ring is not built (make build)")
     if not LIVE_TRACE.exists():
         pytest.skip(f"{LIVE_TRACE} missing (set NETWARDEN_SHARED)")
     out = tmp_path / "live.json"
@@ -99,7 +99,7 @@ def test_flows_iface_stops_on_sigint_with_final_stats_and_flushed_flows(tmp_path
 def test_sensor_pcap_prints_final_stats(tmp_path: Path) -> None:
     if not PCAP_TRACE.exists():
         pytest.skip(f"{PCAP_TRACE} missing (set NETWARDEN_SHARED)")
-    from controller.collector import Collector
+    from netwarden.bus.collector import Collector
 
     with Collector(f"ipc://{tmp_path}/c.sock") as c:
         proc = subprocess.Popen(

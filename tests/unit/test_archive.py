@@ -9,7 +9,7 @@ import pytest
 
 from controller.ingest.archive import RecordArchive
 from netwarden.errors import ConfigError, StoreError
-from sensor.schema import FLOW_DTYPE, HOST_DTYPE
+from netwarden.records.schema import FLOW_DTYPE, HOST_DTYPE
 
 HOUR_NS = 3600 * 10**9
 T0 = 1_764_000_000 * 10**9 - (1_764_000_000 * 10**9) % HOUR_NS  # start of an hour

@@ -11,8 +11,8 @@ from sensor.engine import BACKEND_ENV, pick_backend
 
 def test_env_forces_the_reference_for_engine_and_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(BACKEND_ENV, "py")
-    assert engine.load_backend().__name__ == "sensor._fastpath_py"
-    assert telemetry.load_backend().__name__ == "sensor._telemetry_py"
+    assert engine.load_backend().__name__ == "sensor.engine.reference.fastpath"
+    assert telemetry.load_backend().__name__ == "sensor.telemetry.reference"
 
 
 def test_unknown_name_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,8 +27,8 @@ def test_falls_back_when_the_compiled_module_lacks_what_is_needed(
 ) -> None:
     monkeypatch.delenv(BACKEND_ENV, raising=False)
     # "c" names a module that imports but has no such class: the reference is used.
-    backends = {"c": "sensor.schema", "py": "sensor._telemetry_py"}
-    assert pick_backend(backends, needs="NoSuchThing").__name__ == "sensor._telemetry_py"
-    assert pick_backend(backends).__name__ == "sensor.schema"
-    missing = {"c": "sensor._no_such_module", "py": "sensor._telemetry_py"}
-    assert pick_backend(missing).__name__ == "sensor._telemetry_py"
+    backends = {"c": "netwarden.records.schema", "py": "sensor.telemetry.reference"}
+    assert pick_backend(backends, needs="NoSuchThing").__name__ == "sensor.telemetry.reference"
+    assert pick_backend(backends).__name__ == "netwarden.records.schema"
+    missing = {"c": "sensor._no_such_module", "py": "sensor.telemetry.reference"}
+    assert pick_backend(missing).__name__ == "sensor.telemetry.reference"

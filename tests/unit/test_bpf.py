@@ -9,7 +9,7 @@ import pytest
 from scapy.all import ARP, IP, TCP, UDP, Dot1Q, Ether, IPv6
 
 from netwarden.errors import ConfigError
-from sensor.bpf import BpfProgram, compile_filter
+from sensor.capture.bpf import BpfProgram, compile_filter
 
 FRAMES = {
     "tcp22": bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(dport=22)),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from netwarden.errors import ConfigError
-from sensor.config import MAX_TIMEOUT_S, EngineConfig
+from sensor.engine.config import MAX_TIMEOUT_S, EngineConfig
 from tests.conftest import BACKEND_PARAMS, REPO
 
 pytest.importorskip("scapy")

@@ -42,8 +42,8 @@ def test_one_registry_serves_every_operation(tmp_path: Path) -> None:
 
 
 def test_a_stage_plugged_into_ingest_reaches_policy(tmp_path: Path) -> None:
-    from sensor.publisher import Publisher
-    from sensor.schema import FLOW_DTYPE
+    from netwarden.bus.publisher import Publisher
+    from netwarden.records.schema import FLOW_DTYPE
 
     ctl = _controller(tmp_path)
     seen: dict[str, list[int]] = {"early": [], "late": []}

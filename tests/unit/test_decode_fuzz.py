@@ -16,10 +16,10 @@ from tests.conftest import BACKEND_PARAMS, REPO, ZEEK_CORPUS
 CHILD = r"""
 import json, random, sys
 import numpy as np
-from sensor.batch import PacketBatch
-from sensor.config import EngineConfig
+from sensor.capture.batch import PacketBatch
+from sensor.engine.config import EngineConfig
 from sensor.engine import load_backend
-from sensor.schema import FLOW_DTYPE, ARP_DTYPE, PKTSUM_DTYPE
+from netwarden.records.schema import FLOW_DTYPE, ARP_DTYPE, PKTSUM_DTYPE
 
 backend, seed, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 mod = load_backend(backend)

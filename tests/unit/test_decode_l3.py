@@ -31,8 +31,8 @@ from scapy.all import (
     raw,
 )
 
-from sensor.config import EngineConfig
-from sensor.schema import DNS_QTYPE_BITS, ConnState, FlowFlags, PktEvent
+from netwarden.records.schema import DNS_QTYPE_BITS, ConnState, FlowFlags, PktEvent
+from sensor.engine.config import EngineConfig
 from tests.conftest import addr, run_engine
 
 E = Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b")

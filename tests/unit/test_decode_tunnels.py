@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("scapy")
 from scapy.all import GRE, ICMP, IP, TCP, UDP, Ether, IPv6, raw
 
-from sensor.config import EngineConfig
-from sensor.schema import TunnelType
+from netwarden.records.schema import TunnelType
+from sensor.engine.config import EngineConfig
 from tests.conftest import addr, run_engine
 
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from netwarden.bus import wire
 from netwarden.errors import ConfigError, InterfaceError
-from sensor import wire
 from sensor.live import (
     COUNTERS,
     CaptureStats,
@@ -86,7 +86,7 @@ def test_receive_offloads_reports_booleans_for_loopback() -> None:
 
 
 def test_is_loopback_asks_the_kernel() -> None:
-    from sensor.afpacket import is_loopback
+    from sensor.capture.afpacket import is_loopback
 
     assert is_loopback("lo") is True
     with pytest.raises(InterfaceError):
@@ -96,7 +96,7 @@ def test_is_loopback_asks_the_kernel() -> None:
 @pytest.mark.parametrize("command", ["flows", "sensor"])
 def test_live_capture_options_reach_the_ring(command: str) -> None:
     from netwarden.cli import build_parser
-    from sensor.afpacket import RingConfig
+    from sensor.capture.afpacket import RingConfig
     from sensor.live import resolve_workers, ring_from_options
 
     extra = ["--connect", "ipc:///nonexistent"] if command == "sensor" else []

@@ -1,4 +1,4 @@
-"""The compiled module's record structs must match sensor/schema.py, and say so when not."""
+"""The compiled module's record structs must match netwarden/records/schema.py, and say so when not."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from netwarden.errors import SchemaError
-from sensor import schema
+from netwarden.records import schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
-fastpath = pytest.importorskip("sensor._fastpath", reason="compiled module not built (make build)")
+fastpath = pytest.importorskip("sensor.engine._fastpath", reason="compiled module not built (make build)")
 if not hasattr(fastpath, "check_record_layouts"):
     pytest.skip("compiled module has no layout check", allow_module_level=True)
 
@@ -88,13 +88,13 @@ def test_import_refuses_a_mismatched_schema() -> None:
     import itself raises SchemaError (run in a fresh interpreter, whose import is real)."""
     code = (
         "import numpy as np\n"
-        "from sensor import schema\n"
+        "from netwarden.records import schema\n"
         "dt = schema.FLOW_DTYPE\n"
         "schema.RECORD_TYPES['flow'] = np.dtype(\n"
         "    [(n, '<u4' if n == 'orig_pkts' else dt.fields[n][0]) for n in dt.names], align=True)\n"
         "from netwarden.errors import SchemaError\n"
         "try:\n"
-        "    import sensor._fastpath\n"
+        "    import sensor.engine._fastpath\n"
         "except SchemaError as exc:\n"
         "    print('refused:', exc)\n"
         "else:\n"

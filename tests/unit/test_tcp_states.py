@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("scapy")
 from scapy.all import IP, TCP, UDP, Ether, raw
 
-from sensor.config import EngineConfig
-from sensor.schema import ConnState, EndReason, FlowFlags, PktEvent
+from netwarden.records.schema import ConnState, EndReason, FlowFlags, PktEvent
+from sensor.engine.config import EngineConfig
 from tests.conftest import addr, run_engine
 
 A, B = "10.0.0.1", "10.0.0.2"

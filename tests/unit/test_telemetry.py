@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensor.config import EngineConfig
+from netwarden.records.schema import HOST_DTYPE, PAIR_DTYPE, PKTSUM_DTYPE, PktEvent, TelemetryFlags
 from sensor.engine import load_backend
-from sensor.schema import HOST_DTYPE, PAIR_DTYPE, PKTSUM_DTYPE, PktEvent, TelemetryFlags
+from sensor.engine.config import EngineConfig
 from sensor.telemetry import HostTelemetry, TelemetryConfig
 
 ATTACKS = (
@@ -26,7 +26,7 @@ ATTACKS = (
 
 def _compiled_available() -> bool:
     try:
-        importlib.import_module("sensor._telemetry")
+        importlib.import_module("sensor.telemetry._telemetry")
         return True
     except ImportError:
         return False
@@ -37,7 +37,7 @@ BACKENDS = [
     pytest.param(
         "c",
         id="c-telemetry",
-        marks=pytest.mark.skipif(not _compiled_available(), reason="sensor._telemetry not built"),
+        marks=pytest.mark.skipif(not _compiled_available(), reason="sensor.telemetry._telemetry not built"),
     ),
 ]
 
@@ -111,7 +111,7 @@ def random_pktsum(n: int, seed: int) -> np.ndarray:
     return a
 
 
-@pytest.mark.skipif(not _compiled_available(), reason="sensor._telemetry not built")
+@pytest.mark.skipif(not _compiled_available(), reason="sensor.telemetry._telemetry not built")
 @pytest.mark.parametrize("capacity", [64, 4096], ids=["evicting", "roomy"])
 def test_backends_give_identical_records(capacity: int) -> None:
     data = random_pktsum(6000, seed=capacity)
@@ -330,7 +330,7 @@ def test_corpus_host_sweeper_has_most_distinct_hosts(f: str) -> None:
     assert _top(recs, "out_dst_hosts") == row["attacker_ip"]
 
 
-@pytest.mark.skipif(not _compiled_available(), reason="sensor._telemetry not built")
+@pytest.mark.skipif(not _compiled_available(), reason="sensor.telemetry._telemetry not built")
 def test_corpus_parity_between_backends() -> None:
     _engine_ready()
     row = _case("host_sweep", f="icmp_ping_sweep")

@@ -9,9 +9,9 @@ import msgpack
 import numpy as np
 import pytest
 
+from netwarden.bus import wire
 from netwarden.errors import FrameError, FrameRejected
-from sensor import wire
-from sensor.schema import RECORD_TYPES, SCHEMA_VERSION, padding_runs, record_bytes
+from netwarden.records.schema import RECORD_TYPES, SCHEMA_VERSION, padding_runs, record_bytes
 
 
 def _records(record_type: str, n: int, seed: int = 0) -> np.ndarray:
@@ -178,10 +178,10 @@ def test_good_endpoints_pass(endpoint: str) -> None:
 
 def _corpus_records() -> dict[str, np.ndarray]:
     """Flow, ARP, host and pair records of a real capture, from the sensor's own sources."""
-    from sensor.config import EngineConfig
+    from netwarden.records.schema import PKTSUM_DTYPE
     from sensor.engine import load_backend
+    from sensor.engine.config import EngineConfig
     from sensor.pipeline import FlowSource, TelemetrySource
-    from sensor.schema import PKTSUM_DTYPE
     from tests.conftest import ZEEK_CORPUS
 
     pcap = ZEEK_CORPUS / "wikipedia" / "trace.pcap"

@@ -81,15 +81,18 @@ class HostAnomalyDetector(DetectorBase):
         self._alerted: dict[tuple[str, str], int] = {}
         self._budget_sec, self._budget = -1, 0
         self._last_silence = 0
+        self.data_ns = 0  # newest record time (the clock may be wall time in a controller)
 
     def observe(self, record_type: str, batch: np.ndarray) -> None:
         if not len(batch):
             return
         if record_type == "host":
             self._hosts.append(batch)
+            self.data_ns = max(self.data_ns, int(batch["ts_end_ns"].max()))
             self._tick(int(batch["ts_end_ns"].max()))
         elif record_type == "pair":
             self._pairs.append(batch)
+            self.data_ns = max(self.data_ns, int(batch["ts_end_ns"].max()))
 
     @staticmethod
     def _base_x(h: Any) -> np.ndarray:
@@ -108,8 +111,8 @@ class HostAnomalyDetector(DetectorBase):
             p = np.concatenate(self._pairs) if len(self._pairs) > 1 else self._pairs[0]
             self._pairs = []
             out += self._exfil(p)
-        if self.now_ns - self._last_silence >= self.SILENCE_CHECK_S * NS:
-            self._last_silence = self.now_ns
+        if self.data_ns - self._last_silence >= self.SILENCE_CHECK_S * NS:
+            self._last_silence = self.data_ns
             out += self._silence()
         return out
 
@@ -120,11 +123,12 @@ class HostAnomalyDetector(DetectorBase):
         if not len(tb.keys):
             return []
         last = tb.last_ns[tb.slot]
-        gone = (last < self.now_ns - self.SILENT_S * NS) & (last > self.now_ns - 7200 * NS)
+        now = self.data_ns  # record time (the clock may be wall time in a controller)
+        gone = (last < now - self.SILENT_S * NS) & (last > now - 7200 * NS)
         if not gone.any():
             return []
         keys = tb.keys[gone]
-        hk = _hour_keys(keys, np.full(len(keys), self.now_ns, np.int64))
+        hk = _hour_keys(keys, np.full(len(keys), now, np.int64))
         med, cnt = self.hourly.quantile(hk, 0.5)
         hit = (cnt >= self.HOUR_WARM) & (med[:, 0] >= self.BELOW_FLOOR)
         out = []
@@ -134,10 +138,10 @@ class HostAnomalyDetector(DetectorBase):
                 continue
             out.append(Alert(
                 "traffic_anomaly", host, [host], 35.0, 0.6, t / NS, self.now_ns / NS, "",
-                {"volume_bytes": 0, "silent_s": (self.now_ns - t) / NS,
+                {"volume_bytes": 0, "silent_s": (now - t) / NS,
                  "reference_median_bytes_per_window": m, "reference_tier": "this hour of day",
                  "reference_windows": int(c), "direction": "below"},
-                f"{host} has been silent for {(self.now_ns - t) / NS:.0f} s at an hour when it "
+                f"{host} has been silent for {(now - t) / NS:.0f} s at an hour when it "
                 f"usually moves {m / 1e6:.2f} MB per window (learnt over {int(c)} windows)",
                 self.name, self.version,
             ))  # fmt: skip
@@ -253,7 +257,7 @@ class HostAnomalyDetector(DetectorBase):
                 touched.add((s, d))
         out: list[Alert] = []
         for s, d in touched:
-            rows = [r for r in self._up[(s, d)] if r[0] >= self.now_ns - span]
+            rows = [r for r in self._up[(s, d)] if r[0] >= self.data_ns - span]
             self._up[(s, d)] = rows
             sent, back = sum(r[1] for r in rows), sum(r[2] for r in rows)
             if sent < self.EXFIL_BYTES or sent < self.ASYMMETRY * back:
@@ -271,7 +275,7 @@ class HostAnomalyDetector(DetectorBase):
             if a is not None:
                 out.append(a)
         if len(self._up) > 100_000:
-            cut = self.now_ns - span
+            cut = self.data_ns - span
             self._up = {k: v for k, v in self._up.items() if v and v[-1][0] >= cut}
         return out
 
@@ -305,6 +309,7 @@ class HostAnomalyDetector(DetectorBase):
         d = super().state_dict()
         d.update(base=self.base.state_dict(), hourly=self.hourly.state_dict(),
                  model=self.model.state_dict(),
+                 data_ns=self.data_ns, last_silence=self._last_silence,
                  alerted=[[k, w, t] for (k, w), t in self._alerted.items()])  # fmt: skip
         return d
 
@@ -314,3 +319,5 @@ class HostAnomalyDetector(DetectorBase):
         self.hourly.load_state(d["hourly"])
         self.model.load_state(d["model"])
         self._alerted = {(str(k), str(w)): int(t) for k, w, t in d.get("alerted", [])}
+        self.data_ns = int(d.get("data_ns", 0))
+        self._last_silence = int(d.get("last_silence", 0))

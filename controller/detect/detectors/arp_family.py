@@ -15,7 +15,9 @@ They differ by behaviour, and the alert says which and why:
   also claims other addresses, or the address is the gateway's (its owner forwards the
   external traffic, many hosts ask for it, or before either is learnt it is the first or
   last host of its /24). Poisoning tools send exactly this. Devices answering for their own
-  address without a visible request are normal (a sensor does not see every request).
+  address without a visible request are normal (a sensor does not see every request). Also
+  spoofing, solicited or announced: a MAC that holds an address of its own claiming one that
+  another live MAC holds, or claiming the gateway's address.
 * ``ip_conflict`` (two devices, one address): a second MAC claims an address whose owner
   was heard within ``CONFLICT_S``, by requests, solicited replies or announcements, and
   neither MAC claims other addresses: a duplicated static address, not an attack.
@@ -34,7 +36,7 @@ from controller.detect.alert import Alert
 from controller.detect.base import DetectorBase, addr_keys
 from controller.detect.nets import external, mac_str, mac_u64
 from controller.detect.stack import register
-from sensor.schema import ARP_DTYPE
+from netwarden.records.schema import ARP_DTYPE
 
 NS = 1_000_000_000
 BROADCAST = 0xFFFFFFFFFFFF
@@ -42,6 +44,12 @@ BROADCAST = 0xFFFFFFFFFFFF
 
 def _ip(v: int) -> str:
     return f"{v >> 24 & 255}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}"
+
+
+def _ipv4_u32(octets: np.ndarray) -> np.ndarray:
+    """(n, 4) address octets -> (n,) big-endian uint32 addresses."""
+    o = octets.astype(np.uint32)
+    return (o[:, 0] << 24) | (o[:, 1] << 16) | (o[:, 2] << 8) | o[:, 3]
 
 
 @register
@@ -116,10 +124,8 @@ class ArpFamilyDetector(DetectorBase):
         a = np.concatenate(self._pending)
         self._pending = []
         a = a[np.argsort(a["ts_ns"], kind="stable")]
-        sip = a["sender_ip"].astype(np.uint32)
-        sip = (sip[:, 0] << 24) | (sip[:, 1] << 16) | (sip[:, 2] << 8) | sip[:, 3]
-        tip = a["target_ip"].astype(np.uint32)
-        tip = (tip[:, 0] << 24) | (tip[:, 1] << 16) | (tip[:, 2] << 8) | tip[:, 3]
+        sip = _ipv4_u32(a["sender_ip"])
+        tip = _ipv4_u32(a["target_ip"])
         smac = mac_u64(a["sender_mac"])
         tmac = mac_u64(a["target_mac"])
         op = a["op"].astype(np.uint64)
@@ -162,8 +168,12 @@ class ArpFamilyDetector(DetectorBase):
         subnet_hosts = seg.get(sub, set()) - {mac}
         alert = None
         gateway = unsolicited and self._is_gateway(ip, owners, mac)
-        if unsolicited and (others or other_ips or gateway):
-            why = ["unsolicited unicast ARP reply"]
+        gw = self._gateway_macs() if others else set()
+        takeover = bool(others) and mac not in gw and (
+            bool(other_ips) or any(m in gw for m in others))  # fmt: skip
+        if (unsolicited and (others or other_ips or gateway)) or takeover:
+            why = ["unsolicited unicast ARP reply"] if unsolicited else [
+                "claims an address another live MAC holds"]  # fmt: skip
             if others:
                 why.append(f"{_ip(ip)} belongs to {mac_str(next(iter(others)))}")
             if other_ips:
@@ -172,7 +182,8 @@ class ArpFamilyDetector(DetectorBase):
                 why.append(f"{_ip(ip)} is the gateway ({gateway})")
             alert = self._alert(
                 "arp_spoofing", mac, [_ip(target), _ip(ip)], 55 + 12 * (len(why) - 1), ts,
-                f"{mac_str(mac)} sent {n} unsolicited ARP repl{'y' if n == 1 else 'ies'} "
+                f"{mac_str(mac)} sent {n} {'unsolicited ARP repl' if unsolicited else 'ARP claim'}"
+                f"{('y' if unsolicited else '') if n == 1 else ('ies' if unsolicited else 's')} "
                 f"telling {_ip(target)} that {_ip(ip)} is at {mac_str(mac)} ({'; '.join(why)})",
                 {"claimed_ip": _ip(ip), "told": _ip(target), "replies": n,
                  "reference": "a reply normally answers a request seen within "
@@ -226,16 +237,17 @@ class ArpFamilyDetector(DetectorBase):
     def _alert(self, kind: str, mac: int, victims: list[str], score: float, ts: int,
                summary: str, evidence: dict[str, Any], mitre: str) -> Alert | None:  # fmt: skip
         att = mac_str(mac)
-        last = self._alerted.get((kind, att))
+        key = victims[0] if kind == "ip_conflict" else att  # a conflict is about the address
+        last = self._alerted.get((kind, key))
         if last is not None and self.now_ns - last < self.REPEAT_S * NS:
             return None
-        self._alerted[(kind, att)] = self.now_ns
+        self._alerted[(kind, key)] = self.now_ns
         conf = {"arp_spoofing": min(0.95, score / 100 + 0.2)}.get(kind, 0.7)
         return Alert(kind, att, victims, score, conf, ts / NS, self.now_ns / NS, mitre,
                      evidence, summary, self.name, self.version)  # fmt: skip
 
     def _trim(self) -> None:
-        cut = self.now_ns - int(4 * self.LIVE_S * NS)
+        cut = max(self.requests.values(), default=0) - int(4 * self.LIVE_S * NS)
         if len(self.requests) > 50_000:
             self.requests = {k: t for k, t in self.requests.items() if t >= cut}
         if len(self.owners) > 50_000:

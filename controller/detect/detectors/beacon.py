@@ -10,8 +10,9 @@ address. Connections are grouped by (source, destination, destination port); a g
 * data size: the same two measures over the bytes the host sent per connection, plus
   smallness ``1 - mode/65535`` (check-ins are small);
 * duration: the share of the time since the group's first connection (as far back as
-  this detector has watched, up to ``HORIZON_S``) that its connections span: a beacon keeps
-  going, a burst long ago does not;
+  this detector has watched, up to ``HORIZON_S``) that its connections span, scaled down
+  when they span less than a minute: a beacon keeps going, a burst long ago or a burst of
+  page loads seconds apart does not;
 * histogram: the connections spread evenly over the group's span (``1 - CV`` of counts in
   ``min(n, 12)`` equal bins); a burst of page loads is uneven.
 
@@ -36,7 +37,7 @@ from controller.detect.alert import Alert
 from controller.detect.base import ADDR_KEY, DetectorBase, addr_keys, key_to_str
 from controller.detect.nets import external, prefix16, subnet_keys
 from controller.detect.stack import register
-from sensor.schema import FlowFlags
+from netwarden.records.schema import FlowFlags
 
 NS = 1_000_000_000
 _GROUP = np.dtype([("src", ADDR_KEY), ("dst", ADDR_KEY), ("port", "<u2")])
@@ -58,7 +59,8 @@ def madm_score(x: np.ndarray) -> float:
     return float(max(0.0, 1.0 - float(np.median(np.abs(x - med))) / med))
 
 
-def beacon_scores(ts_s: np.ndarray, sizes: np.ndarray, watched_s: float) -> dict[str, float]:
+def beacon_scores(ts_s: np.ndarray, sizes: np.ndarray, watched_s: float,
+                  min_span_s: float = 60.0) -> dict[str, float]:  # fmt: skip
     """RITA-style subscores for one group's connection start times (sorted, seconds) and
     bytes sent per connection."""
     d = np.diff(ts_s)
@@ -67,7 +69,7 @@ def beacon_scores(ts_s: np.ndarray, sizes: np.ndarray, watched_s: float) -> dict
     mode = float(vals[np.argmax(counts)])
     ds_score = (bowley_score(sizes) + madm_score(sizes) + max(0.0, 1 - mode / 65535)) / 3
     span = float(ts_s[-1] - ts_s[0])
-    dur = min(1.0, span / watched_s) if watched_s > 0 else 0.0
+    dur = min(1.0, span / watched_s) * min(1.0, span / min_span_s) if watched_s > 0 else 0.0
     nb = min(len(ts_s), 12)
     if span > 0 and nb >= 2:
         hist = np.histogram(ts_s, bins=nb, range=(ts_s[0], ts_s[-1]))[0].astype(float)
@@ -98,6 +100,7 @@ class BeaconDetector(DetectorBase):
     def __init__(self) -> None:
         super().__init__()
         self.start_ns = 0
+        self.data_ns = 0  # newest record time (the clock may be wall time in a controller)
         self._rows: list[np.ndarray] = []
         self._buf = np.zeros(0, self._row_dtype())
         self._last_eval = 0
@@ -132,6 +135,7 @@ class BeaconDetector(DetectorBase):
         self._tick(int(batch["ts_last_ns"].max()))
         if not self.start_ns:
             self.start_ns = int(batch["ts_first_ns"].min())
+        self.data_ns = max(self.data_ns, int(batch["ts_last_ns"].max()))
         sel = np.flatnonzero((batch["proto"] == 6)
                              & ((batch["flags"] & int(FlowFlags.INTERIM)) == 0))  # fmt: skip
         if not len(sel):
@@ -167,14 +171,14 @@ class BeaconDetector(DetectorBase):
         if not self._rows:
             return []
         pending = sum(len(r) for r in self._rows) + len(self._buf)
-        if self.now_ns - self._last_eval < self.EVAL_S * NS and pending > 100_000:
+        if self.data_ns - self._last_eval < self.EVAL_S * NS and pending > 100_000:
             return []  # a big buffer is sorted at most every EVAL_S
         new = np.concatenate(self._rows)
         self._rows = []
         since = self._last_eval
-        self._last_eval = self.now_ns
+        self._last_eval = self.data_ns
         buf = np.concatenate([self._buf, new])
-        buf = buf[buf["ts"] >= self.now_ns - int(self.HORIZON_S * NS)]
+        buf = buf[buf["ts"] >= self.data_ns - int(self.HORIZON_S * NS)]
         if len(buf) > self.MAX_ROWS:
             buf = buf[np.argsort(buf["ts"], kind="stable")[-self.MAX_ROWS :]]
         fresh = buf["gh"] == 0  # hashes are computed once, for the rows that are kept
@@ -200,7 +204,7 @@ class BeaconDetector(DetectorBase):
         heads = buf[starts[cand]]
         p24 = self._distinct_src(buf, "d24", heads)
         p16 = self._distinct_src(buf, "d16", heads)
-        watched = min(self.HORIZON_S, (self.now_ns - self.start_ns) / NS)
+        watched = min(self.HORIZON_S, (self.data_ns - self.start_ns) / NS)
         out: list[Alert] = []
         for j, gi in enumerate(cand):
             if p24[j] >= 2:
@@ -215,7 +219,7 @@ class BeaconDetector(DetectorBase):
             ts_s = (rows["ts"] - rows["ts"][0]) / NS
             # watched: since the group's first connection (of this evidence), at most the
             # detector's age: a beacon that keeps going since it began scores 1
-            since_first = (self.now_ns - int(rows["ts"][0])) / NS
+            since_first = (self.data_ns - int(rows["ts"][0])) / NS
             sc = beacon_scores(ts_s, rows["ob"].astype(float), min(watched, since_first))
             if sc["total"] < self.THRESHOLD:
                 continue
@@ -271,7 +275,7 @@ class BeaconDetector(DetectorBase):
 
     def state_dict(self) -> dict[str, Any]:
         d = super().state_dict()
-        d.update(start_ns=self.start_ns, buf=self._buf.view(np.uint8).copy(),
+        d.update(start_ns=self.start_ns, data_ns=self.data_ns, buf=self._buf.view(np.uint8).copy(),
                  last_eval=self._last_eval, reset=[[g, t] for g, t in self._reset.items()],
                  pending=(np.concatenate(self._rows) if self._rows
                           else np.zeros(0, self._row_dtype())).view(np.uint8).copy(),
@@ -281,6 +285,7 @@ class BeaconDetector(DetectorBase):
     def load_state(self, d: dict[str, Any]) -> None:
         super().load_state(d)
         self.start_ns = int(d.get("start_ns", 0))
+        self.data_ns = int(d.get("data_ns", 0))
         raw = np.asarray(d.get("buf", np.zeros(0, np.uint8)), np.uint8)
         self._buf = raw.view(self._row_dtype()).copy()
         self._last_eval = int(d.get("last_eval", 0))

@@ -34,7 +34,7 @@ from controller.detect.base import (
     unpack_keys,
 )
 from controller.detect.stack import register
-from sensor.schema import FlowFlags
+from netwarden.records.schema import FlowFlags
 
 NS = 1_000_000_000
 
@@ -44,9 +44,11 @@ SERVICES: dict[int, str] = {
     3306: "mysql", 5432: "postgresql", 1433: "mssql", 110: "pop3", 995: "pop3",
     143: "imap", 993: "imap", 25: "smtp", 465: "smtp", 587: "smtp",
     80: "http-auth", 8080: "http-auth", 8000: "http-auth", 8008: "http-auth",
-    8888: "http-auth", 443: "http-auth", 8443: "http-auth",
+    8888: "http-auth",
     **{p: "vnc" for p in range(5900, 5911)},
 }  # fmt: skip
+#: HTTPS (443, 8443) is left out: the login is invisible in TLS, and devices that retry a
+#: failing TLS connection to their cloud every few seconds look exactly like guessing.
 #: services with much legitimate repetition: higher counts
 BUSY = {"http-auth", "smtp"}
 MITRE = "T1110.001"

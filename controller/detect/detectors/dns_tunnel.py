@@ -35,7 +35,7 @@ from controller.detect.alert import Alert
 from controller.detect.base import DetectorBase, addr_keys, flow_uids, key_to_str
 from controller.detect.features import RecordBuffer
 from controller.detect.stack import register
-from sensor.schema import DNS_QTYPE_BITS, FLOW_DTYPE, QNAME_LEN
+from netwarden.records.schema import DNS_QTYPE_BITS, FLOW_DTYPE, QNAME_LEN
 
 NS = 1_000_000_000
 BIT_NULL = 1 << DNS_QTYPE_BITS[10]
@@ -108,7 +108,7 @@ class DnsTunnelDetector(DetectorBase):
             sel = np.flatnonzero((batch["out_dns_queries"] >= 2) | (batch["in_dns_queries"] >= 2))
             if len(sel):
                 h = np.zeros(len(sel), _HOST_COLS)
-                for f in _HOST_COLS.names:
+                for f in _HOST_COLS.names or ():
                     h[f] = batch[f][sel]
                 self._hosts.append(h)
             self._tick(int(batch["ts_end_ns"].max()))
@@ -116,7 +116,7 @@ class DnsTunnelDetector(DetectorBase):
             sel = np.flatnonzero(batch["pkts"] >= 2)
             if len(sel):
                 p = np.zeros(len(sel), _PAIR_COLS)
-                for f in _PAIR_COLS.names:
+                for f in _PAIR_COLS.names or ():
                     p[f] = batch[f][sel]
                 self._pairs.append(p)
 
@@ -140,7 +140,7 @@ class DnsTunnelDetector(DetectorBase):
         if not hot.any():
             return []
         allf = self.flows.records()
-        allf = allf[allf["ts_last_ns"] >= self.now_ns - int(self.WINDOW_S * NS)]
+        allf = allf[allf["ts_last_ns"] >= self.flows.latest_ns - int(self.WINDOW_S * NS)]
         keys = addr_keys(allf["orig_addr"], allf["ip_version"])
         out: list[Alert] = []
         hot_keys = np.unique(addr_keys(new["orig_addr"][hot], new["ip_version"][hot]))
@@ -254,8 +254,9 @@ class DnsTunnelDetector(DetectorBase):
                  key_to_str(d))
             )  # fmt: skip
         span = int(self.TEL_SPAN_S * NS)
+        data_ns = max(ts)  # record time (the clock may be wall time in a controller)
         for client in touched:
-            rows = [r for r in self._tel[client] if r[0] >= self.now_ns - span]
+            rows = [r for r in self._tel[client] if r[0] >= data_ns - span]
             self._tel[client] = rows
             q = sum(r[1] for r in rows)
             up_p, up_b = sum(r[2] for r in rows), sum(r[3] for r in rows)
@@ -287,7 +288,7 @@ class DnsTunnelDetector(DetectorBase):
             if a is not None:
                 out.append(a)
         if len(self._tel) > 10_000:
-            cut = self.now_ns - span
+            cut = data_ns - span
             self._tel = {c: r for c, r in self._tel.items() if r and r[-1][0] >= cut}
         return out
 

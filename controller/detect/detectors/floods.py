@@ -20,10 +20,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import DetectorBase, addr_keys, key_to_str, pack_keys, unpack_keys
+from controller.detect.base import (
+    DetectorBase,
+    addr_hash,
+    addr_keys,
+    key_to_str,
+    pack_keys,
+    unpack_keys,
+)
 from controller.detect.features import KeyedBaseline, RecordBuffer
 from controller.detect.stack import register
-from sensor.schema import PAIR_DTYPE
+from netwarden.records.schema import PAIR_DTYPE
 
 NS = 1_000_000_000
 
@@ -92,11 +99,38 @@ class FloodDetector(DetectorBase):
             return []
         h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending = []
-        keys = addr_keys(h["addr"], h["ip_version"])
-        x = self.rates(h)
-        mean, std, cnt = self.baseline.reference(keys)
-        ref = mean + 3 * std
+        hk = addr_hash(h["addr"], h["ip_version"])
+        x_all = self.rates(h)
         floors = np.array([KINDS[k][1] for k in FEATURES])
+        # only windows over a fixed floor can alert: the rest is learnt, nothing more
+        rows = np.flatnonzero((x_all >= floors).any(axis=1))
+        any_hit = np.zeros(len(h), bool)
+        alerts = []
+        if len(rows):
+            alerts = self._check(h[rows], hk[rows], x_all[rows], floors, now_ns, any_hit, rows)
+        for a in alerts:  # the victim's flooded windows are not its normal
+            for v in a.victims:
+                self.protect(v, self.now_ns)
+        learn = ~any_hit
+        prot = self.protected_hashes()
+        if len(prot):
+            learn &= ~np.isin(hk, prot)
+        self.baseline.update(hk[learn], x_all[learn], h["ts_end_ns"][learn])
+        return alerts
+
+    def _check(
+        self,
+        h: np.ndarray,
+        hk: np.ndarray,
+        x: np.ndarray,
+        floors: np.ndarray,
+        now_ns: int,
+        any_hit: np.ndarray,
+        rows: np.ndarray,
+    ) -> list[Alert]:
+        """The windows over a floor: learnt levels, the per-kind conditions, alerts."""
+        mean, std, cnt = self.baseline.reference(hk)
+        ref = mean + 3 * std
         # Only a long history may raise the bar (a flood's own ramp-up is not "normal").
         mature = (cnt >= self.MATURE_WINDOWS)[:, None]
         hit = x >= np.maximum(floors, np.where(mature, self.FACTOR * ref, 0.0))
@@ -117,20 +151,23 @@ class FloodDetector(DetectorBase):
         )
         hit[:, udp_i] &= (many | few_fast) & ~(mostly_dns & hit[:, dns_i])
         alerts = []
+        any_hit[rows] = hit.any(axis=1)
         for i, j in zip(*np.nonzero(hit), strict=True):  # victims over a floor: few
-            a = self._alert(FEATURES[j], h[i], keys[i], float(x[i, j]), float(ref[i, j]), now_ns)
+            key = addr_keys(h["addr"][i : i + 1], h["ip_version"][i : i + 1])[0]
+            a = self._alert(FEATURES[j], h[i], key, hk[i], float(x[i, j]), float(ref[i, j]), now_ns)
             if a is not None:
                 alerts.append(a)
-        any_hit = hit.any(axis=1)
-        for a in alerts:  # the victim's flooded windows are not its normal
-            for v in a.victims:
-                self.protect(v, self.now_ns)
-        learn = ~any_hit & ~np.isin(keys, self.protected_keys())
-        self.baseline.update(keys[learn], x[learn], h["ts_end_ns"][learn])
         return alerts
 
     def _alert(
-        self, kind: str, r: np.void, key: np.void, rate: float, ref: float, now_ns: int
+        self,
+        kind: str,
+        r: np.void,
+        key: np.void,
+        hk: np.uint64,
+        rate: float,
+        ref: float,
+        now_ns: int,
     ) -> Alert | None:
         victim = key_to_str(key)
         end = int(r["ts_end_ns"])
@@ -170,7 +207,7 @@ class FloodDetector(DetectorBase):
             kind, attacker, [victim], severity, min(0.99, 0.7 + 0.1 * np.log10(max(rate / floor, 1))),
             int(r["ts_start_ns"]) / NS, now_ns / NS, mitre, ev,
             f"{victim} received {rate:.0f} {what} per second from {who}; "
-            f"{self.baseline.describe(key, FEATURES.index(kind), '/s')}.",
+            f"{self.baseline.describe(hk, FEATURES.index(kind), '/s')}.",
             self.name, self.version,
         )  # fmt: skip
 

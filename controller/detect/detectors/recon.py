@@ -29,16 +29,16 @@ from controller.detect.alert import Alert
 from controller.detect.base import (
     ADDR_KEY,
     DetectorBase,
+    addr_hash,
     addr_keys,
     flow_uids,
     key_to_str,
-    keys_from_strings,
     pack_keys,
     unpack_keys,
 )
 from controller.detect.features import KeyedBaseline, RecordBuffer
 from controller.detect.stack import register
-from sensor.schema import ARP_DTYPE, FLOW_DTYPE, PAIR_DTYPE
+from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE, PAIR_DTYPE
 
 NS = 1_000_000_000
 
@@ -71,6 +71,7 @@ class ScanDetector(DetectorBase):
     HOST_FLOOR = 40  # distinct target hosts in one window
     HOST_FLOOR_LONG = 100
     HOSTS_PER_PORT = 4  # sweep: target hosts per port
+    FAILED_SHARE = 0.5  # network scan (many hosts and ports): SYNs unanswered or refused
     SUBNET_SHARE = 0.5  # share of the targets inside the busiest /24
     UNANSWERED = 0.5  # a /16-wide sweep: packets back at most this share of packets sent
     BASELINE_FACTOR = 3.0  # sweep threshold >= factor * learnt level (mature hosts)
@@ -108,10 +109,18 @@ class ScanDetector(DetectorBase):
             return []
         h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending = []
-        keys = addr_keys(h["addr"], h["ip_version"])
+        hk = addr_hash(h["addr"], h["ip_version"])
         x = np.stack([h[f].astype(float) for f in self.FEATURES], axis=1)
-        mean, std, cnt = self.baseline.reference(keys)
-        ref = mean + 3 * std  # the host's learnt high level ("p99")
+        # the host's learnt high level ("p99"), looked up for windows over a floor only
+        ref = np.zeros_like(x)
+        cnt = np.zeros(len(x), np.int64)
+        over = np.flatnonzero(
+            (x >= [self.PORT_FLOOR, self.HOST_FLOOR, self.PORT_FLOOR_LONG, self.HOST_FLOOR_LONG])
+            .any(axis=1)
+        )  # fmt: skip
+        if len(over):
+            mean, std, cnt[over] = self.baseline.reference(hk[over])
+            ref[over] = mean + 3 * std
         # A learnt level raises the sweep bar only for hosts with a long history, and at
         # most MAX_RAISE times: a monitoring server polling its subnet is learnt, but no
         # baseline masks a port scan (the port floors are fixed).
@@ -120,14 +129,20 @@ class ScanDetector(DetectorBase):
         ports, hosts = x[:, 0], x[:, 1]
         ports_l, hosts_l = x[:, 2], x[:, 3]
         originates = h["out_flows"].astype(float) >= 2 * h["in_flows"].astype(float)
-        scan = (
-            ((ports >= self.PORT_FLOOR) | (ports_l >= self.PORT_FLOOR_LONG))
-            & (
-                np.maximum(ports, ports_l)
-                >= self.PORTS_PER_HOST * np.maximum(np.maximum(hosts, hosts_l), 1)
-            )
-            & originates
+        many_ports = (ports >= self.PORT_FLOOR) | (ports_l >= self.PORT_FLOOR_LONG)
+        vertical = np.maximum(ports, ports_l) >= self.PORTS_PER_HOST * np.maximum(
+            np.maximum(hosts, hosts_l), 1
         )
+        # many ports on many hosts (a network scan): only when most SYNs failed (no
+        # answer, or refused), unlike a peer-to-peer client whose peers accept
+        syn = h["out_syn"].astype(float)
+        failed = h["out_syn_noreply"].astype(float) + h["in_rst"].astype(float)
+        network = (
+            (np.maximum(hosts, hosts_l) >= self.HOST_FLOOR / 2)
+            & (syn >= np.maximum(ports, 1))
+            & (failed >= self.FAILED_SHARE * syn)
+        )
+        scan = many_ports & (vertical | network) & originates
         sweep = (
             (hosts >= self.HOST_FLOOR * np.maximum(raise_[:, 1] / self.HOST_FLOOR, 1))
             | (hosts_l >= self.HOST_FLOOR_LONG * np.maximum(raise_[:, 3] / self.HOST_FLOOR_LONG, 1))
@@ -135,19 +150,22 @@ class ScanDetector(DetectorBase):
         learnt = ref
         alerts: list[Alert] = []
         for i in np.flatnonzero(scan | sweep):  # only the hosts over a threshold
+            key = addr_keys(h["addr"][i : i + 1], h["ip_version"][i : i + 1])[0]
             if scan[i]:
-                a = self._port_scan(h[i], keys[i], x[i], learnt[i], now_ns)
+                a = self._port_scan(h[i], key, hk[i], x[i], learnt[i], now_ns)
                 if a:
                     alerts.append(a)
             if sweep[i]:
-                a = self._host_sweep(h[i], keys[i], x[i], learnt[i], now_ns)
+                a = self._host_sweep(h[i], key, hk[i], x[i], learnt[i], now_ns)
                 if a:
                     alerts.append(a)
-        flagged = keys_from_strings([a.attacker for a in alerts if a.attacker])
         for a in alerts:
             self.protect(a.attacker, self.now_ns)
-        learn = ~(scan | sweep) & ~np.isin(keys, self.protected_keys()) & ~np.isin(keys, flagged)
-        self.baseline.update(keys[learn], x[learn], h["ts_end_ns"][learn])
+        learn = ~(scan | sweep)
+        prot = self.protected_hashes()
+        if len(prot):
+            learn &= ~np.isin(hk, prot)
+        self.baseline.update(hk[learn], x[learn], h["ts_end_ns"][learn])
         return alerts
 
     # --- the few hosts over a threshold ---------------------------------------------------
@@ -175,7 +193,13 @@ class ScanDetector(DetectorBase):
         return u, flows, first
 
     def _port_scan(
-        self, r: np.void, key: np.void, x: np.ndarray, learnt: np.ndarray, now_ns: int
+        self,
+        r: np.void,
+        key: np.void,
+        hk: np.uint64,
+        x: np.ndarray,
+        learnt: np.ndarray,
+        now_ns: int,
     ) -> Alert | None:
         att = key_to_str(key)
         start = int(r["ts_long_start_ns"])
@@ -208,12 +232,18 @@ class ScanDetector(DetectorBase):
             },
             f"{att} probed {n} distinct ports on {victims[0]}"
             + (f" and {len(tgt) - 1} other host(s)" if len(tgt) > 1 else "")
-            + f" {span} ({style} scan); {self.baseline.describe(key, 0 if big else 2)}.",
+            + f" {span} ({style} scan); {self.baseline.describe(hk, 0 if big else 2)}.",
             self.name, self.version,
         )  # fmt: skip
 
     def _host_sweep(
-        self, r: np.void, key: np.void, x: np.ndarray, learnt: np.ndarray, now_ns: int
+        self,
+        r: np.void,
+        key: np.void,
+        hk: np.uint64,
+        x: np.ndarray,
+        learnt: np.ndarray,
+        now_ns: int,
     ) -> Alert | None:
         att = key_to_str(key)
         start = int(r["ts_long_start_ns"])
@@ -262,7 +292,7 @@ class ScanDetector(DetectorBase):
                 "threshold": self.HOST_FLOOR, "learnt_reference": round(float(ref), 2),
             },
             f"{att} contacted {n} distinct hosts ({int(cnt[top])} in {net}) on {ports} "
-            f"port(s) {span} ({style} sweep); {self.baseline.describe(key, 1 if short else 3)}.",
+            f"port(s) {span} ({style} sweep); {self.baseline.describe(hk, 1 if short else 3)}.",
             self.name, self.version,
         )  # fmt: skip
 
@@ -298,13 +328,16 @@ def odd_flag_kinds(f: np.ndarray) -> np.ndarray:
     16 an odd ICMP request (timestamp, information, address mask, coded echo)."""
     of = f["orig_flag_counts"].astype(np.int64)
     tcp = (f["proto"] == 6) & (f["orig_pkts"] > 0)
-    hist = f["history"].astype("S40")
-    up = np.char.upper(hist)
-    handshake = (np.char.find(up, b"S") >= 0) & (np.char.find(up, b"H") >= 0)
+    hist = np.ascontiguousarray(f["history"]).view(np.uint8).reshape(len(f), -1)
+
+    def has(c: str) -> np.ndarray:  # the history string holds letter ``c``
+        return (hist == ord(c)).any(axis=1)
+
+    handshake = (has("S") | has("s")) & (has("H") | has("h"))
     k = np.zeros(len(f), np.int64)
     # Zeek's "Q" (upper case: the originator) is one packet with SYN and FIN (or RST);
     # per-flow flag counts cannot tell that from a SYN ... FIN session.
-    k |= np.where(np.char.find(hist, b"Q") >= 0, 1, 0)
+    k |= np.where(has("Q"), 1, 0)
     k |= np.where(of.sum(axis=1) == 0, 2, 0)
     k |= np.where((of[:, FIN] > 0) & (of[:, SYN] == 0) & (of[:, ACK] == 0), 4, 0)
     k |= np.where((of[:, URG] > 0) & ~handshake, 8, 0)

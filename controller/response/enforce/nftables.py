@@ -38,10 +38,10 @@ from controller.response.enforce.base import (
     BanSpec,
     Enforcer,
     Hook,
+    IPAddress,
     IPNetwork,
     KernelBan,
     Target,
-    collapse,
     is_range,
 )
 from controller.response.enforce.netns import call_in_netns
@@ -81,24 +81,50 @@ def _interval_elements(net: IPNetwork, timeout_ms: int | None, comment: str) -> 
     return out
 
 
-def _pair_intervals(elements: list[nl.DumpedElement], version: int) -> list[tuple[IPNetwork, nl.DumpedElement]]:
-    """Rebuild (network, start element) pairs from an interval set dump."""
-    width = 32 if version == 4 else 128
-    cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+def _intervals(elements: list[nl.DumpedElement], version: int) -> list[tuple[int, int, nl.DumpedElement]]:
+    """(first, last, start element) of every interval in an interval set dump.
+
+    The kernel lists an interval as a start element and an end element whose key is one
+    past the interval's last address (no end when it reaches the top of the address
+    space). Adjacent intervals share a key: the end of one and the start of the next, so
+    at equal keys the end sorts first. A start with no end before the next start (never
+    written by us) is closed at the next start rather than stretched to the top."""
+    top = 2 ** (32 if version == 4 else 128) - 1
     points = sorted(elements, key=lambda e: (int.from_bytes(e.key, "big"), not e.flags & nl.ELEM_F_INTERVAL_END))
-    out: list[tuple[IPNetwork, nl.DumpedElement]] = []
+    out: list[tuple[int, int, nl.DumpedElement]] = []
     start: nl.DumpedElement | None = None
     for el in points:
+        value = int.from_bytes(el.key, "big")
         if not el.flags & nl.ELEM_F_INTERVAL_END:
+            if start is not None and value > int.from_bytes(start.key, "big"):
+                out.append((int.from_bytes(start.key, "big"), value - 1, start))
             start = el
         elif start is not None:
-            last = int.from_bytes(el.key, "big") - 1
-            for net in ipaddress.summarize_address_range(cls(start.key), cls(last)):
-                out.append((net, start))
+            first = int.from_bytes(start.key, "big")
+            if value > first:
+                out.append((first, value - 1, start))
             start = None
     if start is not None:
-        for net in ipaddress.summarize_address_range(cls(start.key), cls(2**width - 1)):
-            out.append((net, start))
+        out.append((int.from_bytes(start.key, "big"), top, start))
+    return out
+
+
+def _pair_intervals(elements: list[nl.DumpedElement], version: int) -> list[tuple[IPNetwork, nl.DumpedElement]]:
+    """Rebuild (network, start element) pairs from an interval set dump."""
+    return [(net, el) for first, last, el in _intervals(elements, version) for net in _range_networks(first, last, version)]
+
+
+def _merged(nets: Iterable[IPNetwork]) -> list[tuple[int, int, int]]:
+    """(version, first, last) ranges covering ``nets``, overlapping and adjacent ones merged:
+    what an interval set holds, whatever CIDRs describe it."""
+    out: list[tuple[int, int, int]] = []
+    for version, first, last in sorted(
+        (n.version, int(n.network_address), int(n.broadcast_address)) for n in nets
+    ):
+        if out and out[-1][0] == version and first <= out[-1][2] + 1:
+            out[-1] = (version, out[-1][1], max(out[-1][2], last))
+        else:
+            out.append((version, first, last))
     return out
 
 
@@ -121,6 +147,7 @@ class NftablesEnforcer(Enforcer):
         self.limit_rate = limit_rate
         self.limit_burst = limit_burst
         self.netns = netns
+        self._allow_applied: list[tuple[int, int, int]] | None = None  # last verified allow-list
         try:
             self.sock = call_in_netns(netns, nl.NftSocket)
         except OSError as exc:
@@ -332,10 +359,10 @@ class NftablesEnforcer(Enforcer):
         to ~1,000 keys; the kernel answers each in order and stops at the first absent
         one, so we resume after it.
         """
-        by_set: dict[str, list[tuple[Target, Action]]] = {}
+        by_set: dict[str, list[tuple[IPAddress, Action]]] = {}
         ranges: set[tuple[Target, Action]] = set()
         for addr, action in keys:
-            if is_range(addr):
+            if isinstance(addr, IPNetwork):  # a range (targets are normalised: see is_range)
                 ranges.add((addr, action))  # few; the interval sets are dumped instead
             else:
                 by_set.setdefault(_set_name(action, addr), []).append((addr, action))
@@ -398,47 +425,50 @@ class NftablesEnforcer(Enforcer):
 
     # --- allow-list ---------------------------------------------------------------------
     def set_allow(self, networks: Iterable[IPNetwork]) -> None:
-        """Flush and refill both interval sets in one transaction (no window without them)."""
-        v4, v6 = collapse(networks)
+        """Flush and refill both interval sets in one transaction (no window without them).
+
+        Adjacent and overlapping networks are written as one interval each (as ``nft``
+        does). If the read-back disagrees, the previous allow-list is put back before the
+        error is raised, so a refused change never stays half in force."""
+        nets = list(networks)
+        ranges = _merged(nets)
+        self._write_allow(ranges)
+        got = _merged(self.list_allow())
+        if got != ranges:
+            previous = self._allow_applied
+            if previous is not None:
+                try:
+                    self._write_allow(previous)
+                except EnforcementError as exc:
+                    log.warning("nftables: could not restore the previous allow-list: %s", exc)
+            raise EnforcementError(
+                f"nftables allow-list read-back mismatch: wrote {_describe(ranges)}, read {_describe(got)}"
+            )
+        self._allow_applied = ranges
+
+    def _write_allow(self, ranges: list[tuple[int, int, int]]) -> None:
         items: list[tuple[int, int, int, bytes]] = []
-        for version, nets in ((4, v4), (6, v6)):
+        for version in (4, 6):
+            width = 32 if version == 4 else 128
             set_name = f"allow{version}"
             ref = nl.strz(nl.ELEM_LIST_TABLE, self.table) + nl.strz(nl.ELEM_LIST_SET, set_name)
             items.append((nl.DELSETELEM, 0, nl.NFPROTO_INET, ref))  # no elements: flush set
             els: list[bytes] = []
-            for net in nets:
-                els.append(nl.element(net.network_address.packed, None, ""))
-                end = int(net.broadcast_address) + 1
-                if end < 2 ** net.max_prefixlen:  # an interval to the top needs no end mark
-                    els.append(
-                        nl.element(end.to_bytes(net.max_prefixlen // 8, "big"), None, "", nl.ELEM_F_INTERVAL_END)
-                    )
+            for v, first, last in ranges:
+                if v != version:
+                    continue
+                els.append(nl.element(first.to_bytes(width // 8, "big"), None, ""))
+                if last + 1 < 2**width:  # an interval to the top needs no end mark
+                    els.append(nl.element((last + 1).to_bytes(width // 8, "big"), None, "", nl.ELEM_F_INTERVAL_END))
             for body in nl.element_list_bodies(self.table, set_name, els):
                 items.append((nl.NEWSETELEM, nl.NLM_F_CREATE, nl.NFPROTO_INET, body))
         self.sock.transaction(items)
-        got = self.list_allow()
-        if sorted(got, key=str) != sorted([*v4, *v6], key=str):
-            raise EnforcementError(f"nftables allow-list read-back mismatch: {got}")
 
     def list_allow(self) -> list[IPNetwork]:
         out: list[IPNetwork] = []
         for version in (4, 6):
-            width = 32 if version == 4 else 128
-            points = sorted(
-                (int.from_bytes(el.key, "big"), bool(el.flags & nl.ELEM_F_INTERVAL_END))
-                for el in self._dump_set(f"allow{version}")
-            )
-            start: int | None = None
-            for value, is_end in points:
-                if not is_end:
-                    if start is not None:  # open interval followed by a start: impossible
-                        break
-                    start = value
-                elif start is not None:
-                    out.extend(_range_networks(start, value - 1, version))
-                    start = None
-            if start is not None:
-                out.extend(_range_networks(start, 2**width - 1, version))
+            for first, last, _ in _intervals(self._dump_set(f"allow{version}"), version):
+                out.extend(_range_networks(first, last, version))
         return out
 
     def close(self) -> None:
@@ -448,3 +478,12 @@ class NftablesEnforcer(Enforcer):
 def _range_networks(first: int, last: int, version: int) -> list[IPNetwork]:
     cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
     return list(ipaddress.summarize_address_range(cls(first), cls(last)))
+
+
+def _describe(ranges: list[tuple[int, int, int]]) -> str:
+    text = [f"{_addr(v, first)}-{_addr(v, last)}" if first != last else _addr(v, first) for v, first, last in ranges]
+    return ", ".join(text[:8]) + (f" (+{len(text) - 8} more)" if len(text) > 8 else "") if text else "nothing"
+
+
+def _addr(version: int, value: int) -> str:
+    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))

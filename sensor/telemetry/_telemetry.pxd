@@ -1,0 +1,103 @@
+# cython: language_level=3
+# Table of contents of sensor/telemetry/_telemetry.pyx: the C state of the per-host telemetry and the
+# methods that work on it with the GIL released. Rules and record semantics:
+# sensor/telemetry/reference.py (the reference twin) and netwarden/records/schema.py (HOST_DTYPE, PAIR_DTYPE).
+
+cimport cython
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+
+ctypedef struct Decay:  # decayed count / sum / squared sum of sizes, one per half-life
+    double w[4]
+    double ls[4]
+    double ss[4]
+    int64_t t
+
+ctypedef struct Host:
+    uint64_t key
+    int64_t last
+    uint64_t c[32]  # window counters, HOST_COUNTERS order
+    Decay dout
+    Decay din
+    uint8_t addr[16]
+    uint8_t version
+    uint8_t state  # empty / used / free (tombstone)
+    uint8_t active  # seen in the current window
+
+ctypedef struct Pair:
+    uint64_t key
+    int64_t last
+    uint64_t pkts, nbytes, payload, flows
+    Decay dec
+    double fi_w, fi_ls, fi_ss  # decayed interval between new flows
+    int64_t fi_t
+    int64_t last_flow
+    uint8_t src[16]
+    uint8_t dst[16]
+    uint8_t version
+    uint8_t state
+    uint8_t active
+
+ctypedef struct PktSum:  # mirrors PKTSUM_DTYPE (checked at construction)
+    int64_t ts_ns
+    uint64_t flow_id
+    uint32_t ip_len
+    uint32_t payload_len
+    uint16_t sport
+    uint16_t dport
+    uint8_t ip_version
+    uint8_t proto
+    uint8_t tcp_flags
+    uint8_t events
+    uint8_t src[16]
+    uint8_t dst[16]
+
+
+@cython.final
+cdef class HostTelemetry:
+    # tables
+    cdef Host *hosts
+    cdef Pair *pairs
+    cdef uint8_t *hregs  # host_cap * NSKETCH * 256 HyperLogLog registers
+    cdef double *hz  # host_cap * NSKETCH: sum of 2^-register per sketch
+    cdef uint16_t *hzeros  # host_cap * NSKETCH: empty registers per sketch
+    cdef uint32_t host_cap, pair_cap
+    cdef int64_t window_ns, idle_ns, cur, long_ns, cur_long
+    cdef uint8_t iface
+    cdef readonly uint64_t evictions, pair_evictions, expired, packets
+    # output buffers (numpy arrays) and cursors
+    cdef object _hbuf, _pbuf
+    cdef uint8_t *hout
+    cdef uint8_t *pout
+    cdef Py_ssize_t hn, pn, hcap, pcap, hsize, psize
+    # record field offsets, read from the dtypes
+    cdef Py_ssize_t h_off_cnt[30]
+    cdef uint8_t h_cnt_wide[30]
+    cdef Py_ssize_t h_ts_start, h_ts_end, h_ts_last, h_syn_nr_out, h_syn_nr_in
+    cdef Py_ssize_t h_sk[7]
+    cdef Py_ssize_t h_ts_long
+    cdef Py_ssize_t h_dec[6]
+    cdef Py_ssize_t h_addr, h_ver, h_flags, h_iface
+    cdef Py_ssize_t p_ts_start, p_ts_end, p_ts_last, p_bytes, p_payload, p_pkts, p_flows
+    cdef Py_ssize_t p_rate, p_mean, p_std, p_fim, p_fis, p_src, p_dst, p_ver, p_flags, p_iface
+
+    cdef _grow(self, Py_ssize_t hneed, Py_ssize_t pneed)
+    # sketches
+    cdef void _sk_reset(self, Py_ssize_t slot, int first, int last) noexcept nogil
+    cdef void _sk_add(self, Py_ssize_t slot, int k, uint64_t x) noexcept nogil
+    # tables
+    cdef Py_ssize_t _find_host(self, uint64_t key, const uint8_t *addr, uint8_t ver,
+                               Py_ssize_t protect, bint *found) noexcept nogil
+    cdef Py_ssize_t _host(self, const uint8_t *addr, uint8_t ver, int64_t ts,
+                          Py_ssize_t protect) noexcept nogil
+    cdef Pair *_pair(self, uint64_t hs, uint64_t hd, const uint8_t *src, const uint8_t *dst,
+                     uint8_t ver, int64_t ts) noexcept nogil
+    cdef void _pair_new_flow(self, Pair *p, int64_t ts) noexcept nogil
+    # records and windows
+    cdef void _emit_host(self, Py_ssize_t s, int flags, int64_t now) noexcept nogil
+    cdef void _emit_pair(self, Pair *p, int flags, int64_t now) noexcept nogil
+    cdef void _close_window(self) noexcept nogil
+    cdef void _set_window(self, int64_t w) noexcept nogil
+    cdef bint _room(self) noexcept nogil
+    # the per-packet loop
+    cdef Py_ssize_t _update(self, const PktSum *rows, Py_ssize_t i, Py_ssize_t n) noexcept nogil

@@ -1,0 +1,721 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Per-host telemetry, compiled: C tables updated with the GIL released.
+
+The twin of ``sensor/telemetry/reference.py`` (read it first: it states the rules this file
+follows operation for operation, so both give byte-identical records). State lives in C
+arrays of structs; HyperLogLog registers in one byte array per table; records are written
+into numpy buffers at the offsets the record dtypes declare, read once at construction.
+"""
+
+from libc.math cimport log, pow, sqrt, ldexp
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcmp, memcpy, memset
+
+import numpy as np
+
+from netwarden.records.schema import (
+    check_layout,
+    DECAY_HALF_LIVES, FLOW_INTERVAL_HALF_LIFE, HOST_DTYPE, PAIR_DTYPE, PKTSUM_DTYPE,
+    PktEvent, TelemetryFlags,
+)
+from sensor.telemetry.reference import HOST_COUNTERS, SALT_HOST, SALT_PORT, GOLDEN
+
+cdef enum:
+    PROBE = 16
+    HLL_P = 8
+    HLL_M = 256
+    NDECAY = 4
+    NSKETCH = 7  # dst_hosts, dst_ports, src_hosts, in_ports, then the long-window
+                 # dst_hosts, dst_ports, src_hosts
+    NCOUNT = 32
+    NCOUNT_OUT = 30  # the last two (tcp replies) are not record fields
+    S_EMPTY = 0
+    S_USED = 1
+    S_FREE = 2
+
+cdef enum:
+    C_OUT_BYTES = 0
+    C_IN_BYTES = 1
+    C_OUT_PAYLOAD = 2
+    C_IN_PAYLOAD = 3
+    C_IN_UDP_BYTES = 4
+    C_IN_DNS_BYTES = 5
+    C_OUT_PKTS = 6
+    C_IN_PKTS = 7
+    C_OUT_FLOWS = 8
+    C_IN_FLOWS = 9
+    C_OUT_SYN = 10
+    C_IN_SYN = 11
+    C_OUT_SYNACK = 12
+    C_IN_SYNACK = 13
+    C_OUT_RST = 14
+    C_IN_RST = 15
+    C_OUT_UNREACH = 16
+    C_IN_UNREACH = 17
+    C_OUT_UDP_PKTS = 18
+    C_IN_UDP_PKTS = 19
+    C_OUT_ICMP_PKTS = 20
+    C_IN_ICMP_PKTS = 21
+    C_OUT_DNS_QUERIES = 22
+    C_IN_DNS_QUERIES = 23
+    C_OUT_DNS_RESPONSES = 24
+    C_IN_DNS_RESPONSES = 25
+    C_ARP_REQ_OUT = 26
+    C_ARP_REP_OUT = 27
+    C_ARP_REQ_IN = 28
+    C_ARP_REP_IN = 29
+    C_OUT_TCP_REPLIES = 30
+    C_IN_TCP_REPLIES = 31
+
+cdef uint64_t SALT_H = SALT_HOST
+cdef uint64_t SALT_P = SALT_PORT
+cdef uint64_t GOLD = GOLDEN
+cdef double LN2 = log(2.0)
+cdef double HALF[4]
+for _i in range(4):
+    HALF[_i] = DECAY_HALF_LIVES[_i]
+cdef double FI_HALF = FLOW_INTERVAL_HALF_LIFE
+
+cdef int EV_NEW = PktEvent.NEW_FLOW
+cdef int EV_FIRST_REPLY = PktEvent.FIRST_REPLY
+cdef int EV_UNREACH = PktEvent.ICMP_UNREACH
+cdef int EV_DNS_Q = PktEvent.DNS_QUERY
+cdef int EV_DNS_R = PktEvent.DNS_RESPONSE
+cdef int EV_ARP = PktEvent.ARP
+cdef int FLAG_EVICTED = TelemetryFlags.EVICTED
+
+assert list(HOST_COUNTERS[:NCOUNT_OUT + 2]) == list(HOST_COUNTERS) and len(HOST_COUNTERS) == NCOUNT
+assert len(DECAY_HALF_LIVES) == NDECAY
+
+
+cdef inline uint64_t mix64(uint64_t z) noexcept nogil:
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+cdef inline uint64_t addr_hash(const uint8_t *addr, uint8_t version) noexcept nogil:
+    cdef uint64_t a, b
+    memcpy(&a, addr, 8)  # little-endian load, as int.from_bytes(..., "little")
+    memcpy(&b, addr + 8, 8)
+    return mix64(a ^ mix64(b ^ (<uint64_t>version * GOLD)))
+
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
+
+cdef inline void hll_add(uint8_t *regs, double *z, uint16_t *zeros, uint64_t x) noexcept nogil:
+    """Add ``x``; keep the register sum ``z`` and the empty count ``zeros`` current."""
+    x = mix64(x)
+    cdef uint32_t idx = <uint32_t>(x & (HLL_M - 1))
+    cdef uint64_t w = x >> HLL_P
+    cdef uint8_t rank = <uint8_t>(64 - HLL_P + 1)
+    cdef uint8_t old = regs[idx]
+    if w:
+        rank = <uint8_t>(__builtin_ctzll(w) + 1)
+    if rank > old:
+        z[0] = z[0] - ldexp(1.0, -old) + ldexp(1.0, -rank)
+        if old == 0:
+            zeros[0] -= 1
+        regs[idx] = rank
+
+
+cdef inline uint32_t hll_estimate(double z, uint16_t zeros) noexcept nogil:
+    cdef double m = HLL_M
+    cdef double est
+    if zeros == HLL_M:
+        return 0
+    est = (0.7213 / (1.0 + 1.079 / m)) * m * m / z
+    if est <= 2.5 * m and zeros > 0:
+        est = m * log(m / zeros)
+    if est > 4e9:
+        est = 4e9
+    return <uint32_t>(est + 0.5)
+
+
+cdef inline void decay_add(Decay *d, int64_t ts, double size) noexcept nogil:
+    cdef double dt = 0.0
+    cdef double f
+    cdef int i
+    if d.t != 0 and ts > d.t:
+        dt = <double>(ts - d.t) * 1e-9
+    for i in range(NDECAY):
+        f = pow(2.0, -dt / HALF[i])
+        d.w[i] = d.w[i] * f + 1.0
+        d.ls[i] = d.ls[i] * f + size
+        d.ss[i] = d.ss[i] * f + size * size
+    if ts > d.t:
+        d.t = ts
+
+
+cdef inline void decay_write(const Decay *d, int64_t now, float *rate, float *mean,
+                             float *std) noexcept nogil:
+    cdef double dt = 0.0
+    cdef double h, w, mu, var
+    cdef int i
+    if d.t != 0 and now > d.t:
+        dt = <double>(now - d.t) * 1e-9
+    for i in range(NDECAY):
+        h = HALF[i]
+        w = d.w[i]
+        rate[i] = <float>(w * pow(2.0, -dt / h) * LN2 / h)
+        if w > 0.0:
+            mu = d.ls[i] / w
+            var = d.ss[i] / w - mu * mu
+            mean[i] = <float>mu
+            std[i] = <float>(sqrt(var) if var > 0.0 else 0.0)
+        else:
+            mean[i] = 0.0
+            std[i] = 0.0
+
+
+cdef inline int64_t floordiv(int64_t a, int64_t b) noexcept nogil:
+    """Python's // for a positive divisor (C division truncates towards zero)."""
+    cdef int64_t q = a // b
+    if a < 0 and q * b != a:
+        q -= 1
+    return q
+
+
+cdef inline void put_u32(uint8_t *rec, Py_ssize_t off, uint64_t v) noexcept nogil:
+    cdef uint32_t x = <uint32_t>0xFFFFFFFF
+    if v < x:
+        x = <uint32_t>v
+    memcpy(rec + off, &x, 4)
+
+
+cdef inline void put_u64(uint8_t *rec, Py_ssize_t off, uint64_t v) noexcept nogil:
+    memcpy(rec + off, &v, 8)
+
+
+cdef inline void put_i64(uint8_t *rec, Py_ssize_t off, int64_t v) noexcept nogil:
+    memcpy(rec + off, &v, 8)
+
+
+cdef inline void put_f32(uint8_t *rec, Py_ssize_t off, double v) noexcept nogil:
+    cdef float x = <float>v
+    memcpy(rec + off, &x, 4)
+
+
+def _check_pktsum_layout():
+    """Refuse to run if the engine's per-packet summary dtype and our struct disagree."""
+    cdef PktSum *z = NULL
+    c_offsets = {
+        "ts_ns": <Py_ssize_t>&z.ts_ns, "flow_id": <Py_ssize_t>&z.flow_id,
+        "ip_len": <Py_ssize_t>&z.ip_len, "payload_len": <Py_ssize_t>&z.payload_len,
+        "sport": <Py_ssize_t>&z.sport, "dport": <Py_ssize_t>&z.dport,
+        "ip_version": <Py_ssize_t>&z.ip_version, "proto": <Py_ssize_t>&z.proto,
+        "tcp_flags": <Py_ssize_t>&z.tcp_flags, "events": <Py_ssize_t>&z.events,
+        "src": <Py_ssize_t>&z.src, "dst": <Py_ssize_t>&z.dst,
+    }
+    if set(c_offsets) != set(PKTSUM_DTYPE.names):
+        from netwarden.errors import SchemaError
+        raise SchemaError("PKTSUM_DTYPE fields differ from the telemetry's C struct")
+    check_layout("pktsum", sizeof(PktSum), c_offsets)
+
+
+cdef class HostTelemetry:
+    """Compiled twin of ``sensor.telemetry.reference.HostTelemetry`` (same API, same records);
+    fields and cdef methods are declared in ``_telemetry.pxd``."""
+
+    def __cinit__(self, config):
+        self.host_cap = int(config.host_capacity)
+        self.pair_cap = int(config.pair_capacity)
+        if self.host_cap & (self.host_cap - 1) or self.pair_cap & (self.pair_cap - 1):
+            raise ValueError("table capacities must be powers of two")
+        self.window_ns = int(round(config.window * 1e9))
+        self.long_ns = int(round(config.long_window * 1e9))
+        self.cur_long = -1
+        self.idle_ns = int(round(config.idle_timeout * 1e9))
+        self.iface = int(config.iface) & 0xFF
+        self.cur = -1
+        self.hosts = <Host *>calloc(self.host_cap, sizeof(Host))
+        self.pairs = <Pair *>calloc(self.pair_cap, sizeof(Pair))
+        self.hregs = <uint8_t *>calloc(<size_t>self.host_cap * NSKETCH * HLL_M, 1)
+        self.hz = <double *>calloc(<size_t>self.host_cap * NSKETCH, sizeof(double))
+        self.hzeros = <uint16_t *>calloc(<size_t>self.host_cap * NSKETCH, sizeof(uint16_t))
+        if self.hosts == NULL or self.pairs == NULL or self.hregs == NULL or self.hz == NULL \
+                or self.hzeros == NULL:
+            raise MemoryError("telemetry tables")
+        _check_pktsum_layout()
+        hf = HOST_DTYPE.fields
+        for k in range(NCOUNT_OUT):
+            name = HOST_COUNTERS[k]
+            self.h_off_cnt[k] = hf[name][1]
+            self.h_cnt_wide[k] = hf[name][0].itemsize == 8
+        self.h_ts_start = hf["ts_start_ns"][1]
+        self.h_ts_end = hf["ts_end_ns"][1]
+        self.h_ts_last = hf["ts_last_ns"][1]
+        self.h_syn_nr_out = hf["out_syn_noreply"][1]
+        self.h_syn_nr_in = hf["in_syn_noreply"][1]
+        for k, name in enumerate(("out_dst_hosts", "out_dst_ports", "in_src_hosts",
+                                  "in_dst_ports", "out_dst_hosts_long", "out_dst_ports_long",
+                                  "in_src_hosts_long")):
+            self.h_sk[k] = hf[name][1]
+        self.h_ts_long = hf["ts_long_start_ns"][1]
+        for k, name in enumerate(("out_rate", "out_size_mean", "out_size_std", "in_rate",
+                                  "in_size_mean", "in_size_std")):
+            self.h_dec[k] = hf[name][1]
+        self.h_addr = hf["addr"][1]
+        self.h_ver = hf["ip_version"][1]
+        self.h_flags = hf["flags"][1]
+        self.h_iface = hf["iface"][1]
+        pf = PAIR_DTYPE.fields
+        self.p_ts_start = pf["ts_start_ns"][1]
+        self.p_ts_end = pf["ts_end_ns"][1]
+        self.p_ts_last = pf["ts_last_ns"][1]
+        self.p_bytes = pf["bytes"][1]
+        self.p_payload = pf["payload"][1]
+        self.p_pkts = pf["pkts"][1]
+        self.p_flows = pf["flows"][1]
+        self.p_rate = pf["rate"][1]
+        self.p_mean = pf["size_mean"][1]
+        self.p_std = pf["size_std"][1]
+        self.p_fim = pf["flow_interval_mean"][1]
+        self.p_fis = pf["flow_interval_std"][1]
+        self.p_src = pf["src"][1]
+        self.p_dst = pf["dst"][1]
+        self.p_ver = pf["ip_version"][1]
+        self.p_flags = pf["flags"][1]
+        self.p_iface = pf["iface"][1]
+        self.hsize = HOST_DTYPE.itemsize
+        self.psize = PAIR_DTYPE.itemsize
+        self.hn = self.pn = 0
+        self._grow(self.host_cap + 4, self.pair_cap + 4)
+
+    def __dealloc__(self):
+        free(self.hosts)
+        free(self.pairs)
+        free(self.hregs)
+        free(self.hz)
+        free(self.hzeros)
+
+    cdef _grow(self, Py_ssize_t hneed, Py_ssize_t pneed):
+        """Make room for ``hneed`` more host and ``pneed`` more pair records."""
+        cdef Py_ssize_t cap
+        if self._hbuf is None or self.hn + hneed > self.hcap:
+            cap = max(2 * (self.hn + hneed), 1024)
+            new = np.zeros(cap, HOST_DTYPE)
+            if self._hbuf is not None and self.hn:
+                new[:self.hn] = self._hbuf[:self.hn]
+            self._hbuf = new
+            self.hcap = cap
+            self.hout = <uint8_t *><size_t>new.ctypes.data
+        if self._pbuf is None or self.pn + pneed > self.pcap:
+            cap = max(2 * (self.pn + pneed), 1024)
+            new = np.zeros(cap, PAIR_DTYPE)
+            if self._pbuf is not None and self.pn:
+                new[:self.pn] = self._pbuf[:self.pn]
+            self._pbuf = new
+            self.pcap = cap
+            self.pout = <uint8_t *><size_t>new.ctypes.data
+
+    # -- sketches -----------------------------------------------------------------------
+    cdef void _sk_reset(self, Py_ssize_t slot, int first, int last) noexcept nogil:
+        """Empty sketches ``first..last-1`` of a host."""
+        cdef int k
+        memset(self.hregs + (<size_t>slot * NSKETCH + first) * HLL_M, 0, (last - first) * HLL_M)
+        for k in range(first, last):
+            self.hz[slot * NSKETCH + k] = <double>HLL_M
+            self.hzeros[slot * NSKETCH + k] = HLL_M
+
+    cdef void _sk_add(self, Py_ssize_t slot, int k, uint64_t x) noexcept nogil:
+        cdef size_t j = <size_t>slot * NSKETCH + k
+        hll_add(self.hregs + j * HLL_M, &self.hz[j], &self.hzeros[j], x)
+
+    # -- tables -------------------------------------------------------------------------
+    cdef Py_ssize_t _find_host(self, uint64_t key, const uint8_t *addr, uint8_t ver,
+                               Py_ssize_t protect, bint *found) noexcept nogil:
+        cdef uint32_t mask = self.host_cap - 1
+        cdef Py_ssize_t freeslot = -1, oldest = -1, s
+        cdef int j
+        cdef Host *e
+        found[0] = False
+        for j in range(PROBE):
+            s = <Py_ssize_t>((key + <uint64_t>j) & mask)
+            e = &self.hosts[s]
+            if e.state == S_EMPTY:
+                return freeslot if freeslot >= 0 else s
+            if e.state == S_FREE:
+                if freeslot < 0:
+                    freeslot = s
+                continue
+            if e.key == key and e.version == ver and memcmp(e.addr, addr, 16) == 0:
+                found[0] = True
+                return s
+            if s != protect and (oldest < 0 or e.last < self.hosts[oldest].last):
+                oldest = s
+        return freeslot if freeslot >= 0 else oldest
+
+    cdef Py_ssize_t _host(self, const uint8_t *addr, uint8_t ver, int64_t ts,
+                          Py_ssize_t protect) noexcept nogil:
+        cdef uint64_t key = addr_hash(addr, ver)
+        cdef bint found
+        cdef Py_ssize_t s = self._find_host(key, addr, ver, protect, &found)
+        cdef Host *h = &self.hosts[s]
+        if found:
+            return s
+        if h.state == S_USED:
+            if h.active:
+                self._emit_host(s, FLAG_EVICTED, ts)
+            self.evictions += 1
+        memset(h, 0, sizeof(Host))
+        self._sk_reset(s, 0, NSKETCH)
+        h.key = key
+        memcpy(h.addr, addr, 16)
+        h.version = ver
+        h.state = S_USED
+        return s
+
+    cdef Pair *_pair(self, uint64_t hs, uint64_t hd, const uint8_t *src, const uint8_t *dst,
+                     uint8_t ver, int64_t ts) noexcept nogil:
+        cdef uint64_t key = mix64(hs ^ (hd * GOLD + 1))
+        cdef uint32_t mask = self.pair_cap - 1
+        cdef Py_ssize_t freeslot = -1, oldest = -1, s, slot = -1
+        cdef int j
+        cdef Pair *e
+        for j in range(PROBE):
+            s = <Py_ssize_t>((key + <uint64_t>j) & mask)
+            e = &self.pairs[s]
+            if e.state == S_EMPTY:
+                slot = freeslot if freeslot >= 0 else s
+                break
+            if e.state == S_FREE:
+                if freeslot < 0:
+                    freeslot = s
+                continue
+            if e.key == key and e.version == ver and memcmp(e.src, src, 16) == 0 \
+                    and memcmp(e.dst, dst, 16) == 0:
+                return e
+            if oldest < 0 or e.last < self.pairs[oldest].last:
+                oldest = s
+        if slot < 0:
+            slot = freeslot if freeslot >= 0 else oldest
+        e = &self.pairs[slot]
+        if e.state == S_USED:
+            if e.active:
+                self._emit_pair(e, FLAG_EVICTED, ts)
+            self.pair_evictions += 1
+        memset(e, 0, sizeof(Pair))
+        e.key = key
+        memcpy(e.src, src, 16)
+        memcpy(e.dst, dst, 16)
+        e.version = ver
+        e.state = S_USED
+        return e
+
+    # -- records ------------------------------------------------------------------------
+    cdef void _emit_host(self, Py_ssize_t s, int flags, int64_t now) noexcept nogil:
+        cdef Host *h = &self.hosts[s]
+        cdef uint8_t *rec = self.hout + self.hn * self.hsize
+        cdef int64_t start = self.cur * self.window_ns
+        cdef int64_t end = start + self.window_ns
+        cdef int64_t at = now if now < end else end
+        cdef int k
+        cdef float dec[6][4]
+        memset(rec, 0, self.hsize)
+        put_i64(rec, self.h_ts_start, start)
+        put_i64(rec, self.h_ts_end, end)
+        put_i64(rec, self.h_ts_last, h.last)
+        put_i64(rec, self.h_ts_long, self.cur_long * self.long_ns)
+        for k in range(NCOUNT_OUT):
+            if self.h_cnt_wide[k]:
+                put_u64(rec, self.h_off_cnt[k], h.c[k])
+            else:
+                put_u32(rec, self.h_off_cnt[k], h.c[k])
+        put_u32(rec, self.h_syn_nr_out, h.c[C_OUT_SYN] - h.c[C_IN_TCP_REPLIES]
+                if h.c[C_OUT_SYN] > h.c[C_IN_TCP_REPLIES] else 0)
+        put_u32(rec, self.h_syn_nr_in, h.c[C_IN_SYN] - h.c[C_OUT_TCP_REPLIES]
+                if h.c[C_IN_SYN] > h.c[C_OUT_TCP_REPLIES] else 0)
+        for k in range(NSKETCH):
+            put_u32(rec, self.h_sk[k], hll_estimate(self.hz[s * NSKETCH + k],
+                                                    self.hzeros[s * NSKETCH + k]))
+        decay_write(&h.dout, at, dec[0], dec[1], dec[2])
+        decay_write(&h.din, at, dec[3], dec[4], dec[5])
+        for k in range(6):
+            memcpy(rec + self.h_dec[k], dec[k], 16)
+        memcpy(rec + self.h_addr, h.addr, 16)
+        rec[self.h_ver] = h.version
+        rec[self.h_flags] = <uint8_t>flags
+        rec[self.h_iface] = self.iface
+        self.hn += 1
+        memset(h.c, 0, sizeof(h.c))
+        self._sk_reset(s, 0, 4)  # the long-window sketches live on
+        h.active = 0
+
+    cdef void _emit_pair(self, Pair *p, int flags, int64_t now) noexcept nogil:
+        cdef uint8_t *rec = self.pout + self.pn * self.psize
+        cdef int64_t start = self.cur * self.window_ns
+        cdef int64_t end = start + self.window_ns
+        cdef float rate[4]
+        cdef float mean[4]
+        cdef float std[4]
+        cdef double mu, var
+        memset(rec, 0, self.psize)
+        put_i64(rec, self.p_ts_start, start)
+        put_i64(rec, self.p_ts_end, end)
+        put_i64(rec, self.p_ts_last, p.last)
+        put_u64(rec, self.p_bytes, p.nbytes)
+        put_u64(rec, self.p_payload, p.payload)
+        put_u32(rec, self.p_pkts, p.pkts)
+        put_u32(rec, self.p_flows, p.flows)
+        decay_write(&p.dec, now if now < end else end, rate, mean, std)
+        memcpy(rec + self.p_rate, rate, 16)
+        memcpy(rec + self.p_mean, mean, 16)
+        memcpy(rec + self.p_std, std, 16)
+        if p.fi_w > 0.0:
+            mu = p.fi_ls / p.fi_w
+            var = p.fi_ss / p.fi_w - mu * mu
+            put_f32(rec, self.p_fim, mu)
+            put_f32(rec, self.p_fis, sqrt(var) if var > 0.0 else 0.0)
+        memcpy(rec + self.p_src, p.src, 16)
+        memcpy(rec + self.p_dst, p.dst, 16)
+        rec[self.p_ver] = p.version
+        rec[self.p_flags] = <uint8_t>flags
+        rec[self.p_iface] = self.iface
+        self.pn += 1
+        p.pkts = p.nbytes = p.payload = p.flows = 0
+        p.active = 0
+
+    cdef void _close_window(self) noexcept nogil:
+        cdef int64_t start = self.cur * self.window_ns
+        cdef int64_t end = start + self.window_ns
+        cdef Py_ssize_t s
+        for s in range(self.host_cap):
+            if self.hosts[s].state != S_USED:
+                continue
+            if self.hosts[s].active:
+                self._emit_host(s, 0, end)
+            elif self.hosts[s].last + self.idle_ns < start:
+                self.hosts[s].state = S_FREE
+                self.expired += 1
+        for s in range(self.pair_cap):
+            if self.pairs[s].state != S_USED:
+                continue
+            if self.pairs[s].active:
+                self._emit_pair(&self.pairs[s], 0, end)
+            elif self.pairs[s].last + self.idle_ns < start:
+                self.pairs[s].state = S_FREE
+                self.expired += 1
+
+    cdef void _set_window(self, int64_t w) noexcept nogil:
+        """Make ``w`` current; a new long window starts the long sketches over."""
+        cdef int64_t lw = floordiv(w * self.window_ns, self.long_ns)
+        cdef Py_ssize_t s
+        self.cur = w
+        if lw != self.cur_long:
+            if self.cur_long >= 0:
+                for s in range(self.host_cap):
+                    if self.hosts[s].state == S_USED:
+                        self._sk_reset(s, 4, NSKETCH)
+            self.cur_long = lw
+
+    cdef bint _room(self) noexcept nogil:
+        """Enough output space for one window close plus this packet's evictions."""
+        return self.hn + <Py_ssize_t>self.host_cap + 4 <= self.hcap and \
+            self.pn + <Py_ssize_t>self.pair_cap + 4 <= self.pcap
+
+    cdef Py_ssize_t _update(self, const PktSum *rows, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+        cdef const PktSum *r
+        cdef int64_t ts, w
+        cdef int ev
+        cdef uint8_t ver
+        cdef Py_ssize_t si, di
+        cdef Host *s
+        cdef Host *d
+        cdef Pair *p
+        cdef uint64_t hs, hd
+        cdef uint16_t op
+        cdef uint32_t ip_len, payload
+        cdef uint8_t fl
+        cdef uint8_t zero4[4]
+        memset(zero4, 0, 4)
+        while i < n:
+            if not self._room():
+                return i
+            r = &rows[i]
+            i += 1
+            ev = r.events
+            ver = r.ip_version
+            ts = r.ts_ns
+            if not (ev & EV_ARP) and ver != 4 and ver != 6:
+                continue
+            # roll the window (floor division, as Python's //)
+            w = floordiv(ts, self.window_ns)
+            if self.cur < 0:
+                self._set_window(w)
+            elif w > self.cur:
+                self._close_window()
+                self._set_window(w)
+            self.packets += 1
+            if ev & EV_ARP:
+                op = r.sport
+                si = -1
+                if memcmp(r.src, zero4, 4) != 0:
+                    si = self._host(r.src, 4, ts, -1)
+                    s = &self.hosts[si]
+                    s.active = 1
+                    if ts > s.last:
+                        s.last = ts
+                    if op == 1:
+                        s.c[C_ARP_REQ_OUT] += 1
+                        self._sk_add(si, 0, addr_hash(r.dst, 4) ^ SALT_H)
+                        self._sk_add(si, 4, addr_hash(r.dst, 4) ^ SALT_H)
+                    elif op == 2:
+                        s.c[C_ARP_REP_OUT] += 1
+                if memcmp(r.dst, zero4, 4) != 0:
+                    di = self._host(r.dst, 4, ts, si)
+                    d = &self.hosts[di]
+                    d.active = 1
+                    if ts > d.last:
+                        d.last = ts
+                    if op == 1:
+                        d.c[C_ARP_REQ_IN] += 1
+                    elif op == 2:
+                        d.c[C_ARP_REP_IN] += 1
+                continue
+            ip_len = r.ip_len
+            payload = r.payload_len
+            fl = r.tcp_flags
+            hs = addr_hash(r.src, ver)
+            hd = addr_hash(r.dst, ver)
+            si = self._host(r.src, ver, ts, -1)
+            di = self._host(r.dst, ver, ts, si)
+            p = self._pair(hs, hd, r.src, r.dst, ver, ts)
+            s = &self.hosts[si]
+            d = &self.hosts[di]
+            s.active = 1
+            if ts > s.last:
+                s.last = ts
+            d.active = 1
+            if ts > d.last:
+                d.last = ts
+            p.active = 1
+            if ts > p.last:
+                p.last = ts
+            s.c[C_OUT_PKTS] += 1
+            d.c[C_IN_PKTS] += 1
+            s.c[C_OUT_BYTES] += ip_len
+            d.c[C_IN_BYTES] += ip_len
+            s.c[C_OUT_PAYLOAD] += payload
+            d.c[C_IN_PAYLOAD] += payload
+            p.pkts += 1
+            p.nbytes += ip_len
+            p.payload += payload
+            if r.proto == 6:
+                if fl & 0x02:
+                    if fl & 0x10:
+                        s.c[C_OUT_SYNACK] += 1
+                        d.c[C_IN_SYNACK] += 1
+                    else:
+                        s.c[C_OUT_SYN] += 1
+                        d.c[C_IN_SYN] += 1
+                if fl & 0x04:
+                    s.c[C_OUT_RST] += 1
+                    d.c[C_IN_RST] += 1
+                if ev & EV_FIRST_REPLY:
+                    s.c[C_OUT_TCP_REPLIES] += 1
+                    d.c[C_IN_TCP_REPLIES] += 1
+            elif r.proto == 17:
+                s.c[C_OUT_UDP_PKTS] += 1
+                d.c[C_IN_UDP_PKTS] += 1
+                d.c[C_IN_UDP_BYTES] += ip_len
+            elif r.proto == 1 or r.proto == 58:
+                s.c[C_OUT_ICMP_PKTS] += 1
+                d.c[C_IN_ICMP_PKTS] += 1
+            if ev & EV_UNREACH:
+                s.c[C_OUT_UNREACH] += 1
+                d.c[C_IN_UNREACH] += 1
+            if ev & EV_NEW:
+                s.c[C_OUT_FLOWS] += 1
+                d.c[C_IN_FLOWS] += 1
+                self._sk_add(si, 0, hd ^ SALT_H)
+                self._sk_add(si, 1, <uint64_t>r.dport + SALT_P)
+                self._sk_add(di, 3, <uint64_t>r.dport + SALT_P)
+                self._sk_add(si, 4, hd ^ SALT_H)
+                self._sk_add(si, 5, <uint64_t>r.dport + SALT_P)
+                p.flows += 1
+                self._pair_new_flow(p, ts)
+            self._sk_add(di, 2, hs ^ SALT_H)
+            self._sk_add(di, 6, hs ^ SALT_H)
+            if ev & EV_DNS_Q:
+                s.c[C_OUT_DNS_QUERIES] += 1
+                d.c[C_IN_DNS_QUERIES] += 1
+            if ev & EV_DNS_R:
+                s.c[C_OUT_DNS_RESPONSES] += 1
+                d.c[C_IN_DNS_RESPONSES] += 1
+                d.c[C_IN_DNS_BYTES] += ip_len
+            decay_add(&s.dout, ts, <double>ip_len)
+            decay_add(&d.din, ts, <double>ip_len)
+            decay_add(&p.dec, ts, <double>ip_len)
+        return i
+
+    cdef void _pair_new_flow(self, Pair *p, int64_t ts) noexcept nogil:
+        cdef double iv, dt = 0.0, f
+        if p.last_flow != 0 and ts > p.last_flow:
+            iv = <double>(ts - p.last_flow) * 1e-9
+            if p.fi_t != 0 and ts > p.fi_t:
+                dt = <double>(ts - p.fi_t) * 1e-9
+            f = pow(2.0, -dt / FI_HALF)
+            p.fi_w = p.fi_w * f + 1.0
+            p.fi_ls = p.fi_ls * f + iv
+            p.fi_ss = p.fi_ss * f + iv * iv
+            p.fi_t = ts
+        if ts > p.last_flow:
+            p.last_flow = ts
+
+    # -- public API ---------------------------------------------------------------------
+    def update(self, pktsum, Py_ssize_t n):
+        """Account ``pktsum[:n]`` (PKTSUM_DTYPE rows from ``engine.feed``)."""
+        if pktsum.dtype != PKTSUM_DTYPE:
+            raise TypeError("update() needs a PKTSUM_DTYPE array")
+        if n > pktsum.shape[0] or n < 0:
+            raise ValueError("n is out of range for pktsum")
+        arr = np.ascontiguousarray(pktsum[:n])
+        cdef const PktSum *rows = <const PktSum *><size_t>arr.ctypes.data
+        cdef Py_ssize_t i = 0
+        while i < n:
+            with nogil:
+                i = self._update(rows, i, n)
+            if i < n:
+                self._grow(self.host_cap + 4, self.pair_cap + 4)
+
+    def advance(self, int64_t now_ns):
+        """Close the current window if ``now_ns`` (network time) is past its end."""
+        cdef int64_t w = floordiv(now_ns, self.window_ns)
+        if self.cur >= 0 and w > self.cur:
+            self._grow(self.host_cap + 4, self.pair_cap + 4)
+            with nogil:
+                self._close_window()
+                self._set_window(w)
+
+    def flush(self):
+        """End of input: emit the current (partial) window."""
+        if self.cur >= 0:
+            self._grow(self.host_cap + 4, self.pair_cap + 4)
+            with nogil:
+                self._close_window()
+
+    def drain(self):
+        """Records emitted since the last call, as ``[("host", a), ("pair", b)]``."""
+        h = self._hbuf[:self.hn].copy()
+        p = self._pbuf[:self.pn].copy()
+        self.hn = self.pn = 0
+        return [("host", h), ("pair", p)]
+
+    def stats(self):
+        cdef Py_ssize_t s, uh = 0, up = 0
+        for s in range(self.host_cap):
+            uh += self.hosts[s].state == S_USED
+        for s in range(self.pair_cap):
+            up += self.pairs[s].state == S_USED
+        return {
+            "packets": self.packets,
+            "hosts": uh,
+            "pairs": up,
+            "host_evictions": self.evictions,
+            "pair_evictions": self.pair_evictions,
+            "expired": self.expired,
+        }
