@@ -51,7 +51,7 @@ def _triage_run(alerts: list[Any]) -> tuple[int, float]:
 
 def corpus_alerts() -> list[Any]:
     from controller.detect import DetectionStack, build
-    from sensor.replay_summary import replay
+    from sensor.export.replay_summary import replay
 
     paths = sorted((CORPUS / "attacks").glob("*/*.pcap")) + sorted((CORPUS / "background").glob("*.pcap"))
     out: list[Any] = []
