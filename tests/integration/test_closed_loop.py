@@ -81,6 +81,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2
         time.sleep(interval)
 
 
+def show(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    """A measurement on the terminal even in a quiet ``make test`` run."""
+    with capsys.disabled():
+        print(f"\n{line}", flush=True)
+
+
 class Loop:
     """The running lab: namespaces, server, controller, sensor, benign client."""
 
@@ -186,7 +192,7 @@ def test_gateway_and_allow_listed_scanners_never_blocked(loop: Loop) -> None:
     assert "gateway" in audit and "allow" in audit  # the refusals say why
 
 
-def test_scanner_banned_within_two_seconds(loop: Loop) -> None:
+def test_scanner_banned_within_two_seconds(loop: Loop, capsys: pytest.CaptureFixture[str]) -> None:
     """nmap -sS from outside: the scanner is in the gateway's kernel set within 2 s of the
     scan starting, its later traffic is dropped, other sources still pass."""
     assert SCANNER not in loop.banned()
@@ -195,7 +201,10 @@ def test_scanner_banned_within_two_seconds(loop: Loop) -> None:
     scan = loop.nmap()
     landed = wait_for(lambda: SCANNER in loop.banned(), 10, 0.01)
     elapsed = time.monotonic() - t0
-    print(f"\nclosed loop: nmap -sS start to kernel element for {SCANNER}: {elapsed * 1000:.0f} ms")
+    show(
+        capsys,
+        f"closed loop: nmap -sS start to kernel element for {SCANNER}: {elapsed * 1000:.0f} ms",
+    )
     assert landed, (loop.alerts(), loop.lab.log("controller"), loop.lab.log("sensor"))
     assert elapsed <= BAN_WITHIN_S, f"ban landed after {elapsed:.2f} s"
     loop.lab.stop(scan, timeout=30)
@@ -217,7 +226,9 @@ def test_scanner_banned_within_two_seconds(loop: Loop) -> None:
     assert loop.lab.fetch(loop.lab.client), "the benign client still passes"
 
 
-def test_bruteforce_at_autonomy_two_waits_for_approval(loop: Loop) -> None:
+def test_bruteforce_at_autonomy_two_waits_for_approval(
+    loop: Loop, capsys: pytest.CaptureFixture[str]
+) -> None:
     """hydra against sshd: ssh_bruteforce is at autonomy 2, so the ban waits for
     ``netwarden approve`` (the attacker still passes meanwhile), then lands.
 
@@ -232,8 +243,9 @@ def test_bruteforce_at_autonomy_two_waits_for_approval(loop: Loop) -> None:
     finally:
         loop.lab.stop(hydra)
     assert pending, (loop.alerts(), loop.lab.log("hydra"), loop.lab.log("controller"))
-    print(
-        f"\nclosed loop: hydra start to pending approval for {BRUTE}: {time.monotonic() - t0:.1f} s"
+    show(
+        capsys,
+        f"closed loop: hydra start to pending approval for {BRUTE}: {time.monotonic() - t0:.1f} s",
     )
     brute = [a for a in loop.alerts() if a["kind"] == "ssh_bruteforce" and a["attacker"] == BRUTE]
     assert brute and brute[0]["victims"] == [SERVER]
