@@ -75,7 +75,7 @@ def _listing(t: _Text, items: list[str], total: int) -> str:
 
 def features(t: _Text, evidence: dict[str, Any]) -> str:
     ref, thr = reference_of(evidence), evidence.get("threshold")
-    parts = []
+    parts: list[str] = []
     for k, v in evidence.items():
         if isinstance(v, bool) or not isinstance(v, int | float) or k in _SKIP_FEATURES or k.startswith("benign_"):
             continue

@@ -188,13 +188,14 @@ def from_dict(data: dict[str, Any]) -> TriageConfig:
             criticality_points=points,
             asset_groups=_groups(list(inc.get("asset_groups", [])), policy_groups),
         )
-        copilot = CopilotConfig(**{k: (str(v) if k == "lang" else float(v)) for k, v in cop.items()})
+        copilot_args: dict[str, Any] = {k: (str(v) if k == "lang" else float(v)) for k, v in cop.items()}
+        copilot = CopilotConfig(**copilot_args)
         feedback = FeedbackConfig(**{k: float(v) for k, v in fb.items()})
         cmd = esc.pop("command", ())
         if isinstance(cmd, str):
             cmd = (cmd,)
-        escalation = EscalationConfig(command=tuple(str(c) for c in cmd), **{
-            k: (v if k in ("webhook", "syslog") else float(v)) for k, v in esc.items()})
+        esc_args: dict[str, Any] = {k: (v if k in ("webhook", "syslog") else float(v)) for k, v in esc.items()}
+        escalation = EscalationConfig(command=tuple(str(c) for c in cmd), **esc_args)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"incidents/copilot/feedback/escalation config: {exc}") from exc
     return TriageConfig(incidents, copilot, feedback, escalation)

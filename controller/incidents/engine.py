@@ -278,7 +278,7 @@ class IncidentEngine:
             for h in hosts:
                 if h:
                     per_host.setdefault(h, set()).add(st)
-        best = None
+        best: dict[str, Any] | None = None
         for h in sorted(per_host, key=_addr_order):
             stages = [s for s in KILL_CHAIN if s in per_host[h]]
             if len(stages) >= 2 and (best is None or len(stages) > len(best["stages"])):

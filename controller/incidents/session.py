@@ -50,7 +50,7 @@ def replay_triage(alerts: list[Alert], state_dir: str | Path, config_path: str |
             clock[0] = max(clock[0], end_time)
         tri.tick(clock[0])
         touched = list(dict.fromkeys(r["incident_id"] for r in records if r.get("incident_id")))
-        incidents = []
+        incidents: list[Any] = []
         for iid in touched:
             inc = tri.istore.get_incident(iid)
             while inc is not None and inc.merged_into:

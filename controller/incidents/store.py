@@ -67,7 +67,8 @@ class IncidentStore:
 
     def alerts(self, since: float | None = None, kind: str | None = None, incident_id: str | None = None,
                include_suppressed: bool = True) -> list[dict[str, Any]]:  # fmt: skip
-        q, args = "SELECT body, incident_id FROM alerts WHERE 1=1", []
+        q = "SELECT body, incident_id FROM alerts WHERE 1=1"
+        args: list[Any] = []
         if since is not None:
             q += " AND detected_at >= ?"
             args.append(since)
@@ -107,7 +108,8 @@ class IncidentStore:
         return None if row is None else Incident.from_json(json.loads(row[0]))
 
     def incidents(self, status: tuple[str, ...] | None = None, since: float | None = None) -> list[Incident]:
-        q, args = "SELECT body FROM incidents WHERE status != 'merged'", []
+        q = "SELECT body FROM incidents WHERE status != 'merged'"
+        args: list[Any] = []
         if status:
             q += f" AND status IN ({','.join('?' * len(status))})"
             args.extend(status)

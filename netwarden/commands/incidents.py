@@ -346,7 +346,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     rd = _Reader(args)
     try:
         since = parse_since(args.since)
-        docs = []
+        docs: list[dict[str, Any]] = []
         if args.what in ("alerts", "all"):
             docs.extend(alert_to_ecs(a) for a in rd.istore.alerts(since=since))
         if args.what in ("incidents", "all"):
