@@ -247,14 +247,15 @@ class IngestDetection:
     """The stack as an ``Ingest`` consumer: batches in, alerts to policy on a wall-clock
     tick. Keeps the last alerts for the ``alerts`` control operation.
 
-    The stack also advances within ``min_tick_s`` of new batches arriving, so an alert
-    leaves as soon as its records are in rather than on the next one-second tick: the live
-    loop's time from an attack's first packet to the kernel element depends on it.
-    ``min_tick_s=None`` advances on the one-second tick only."""
+    With ``min_tick_s`` (``[controller] detect_tick_s``), the stack also advances within
+    that long of new batches arriving, so an alert leaves as soon as its records are in
+    rather than on the next one-second tick: the live loop's time from an attack's first
+    packet to the kernel element depends on it. Detectors then see more, smaller steps (a
+    scan's host window may be advanced before its pair records arrive)."""
 
     def __init__(self, stack: DetectionStack, controller: Any,
                  clock: Callable[[], int] = time.time_ns, save_every_s: float = 60.0,
-                 min_tick_s: float | None = 0.1) -> None:  # fmt: skip
+                 min_tick_s: float | None = None) -> None:  # fmt: skip
         self.stack = stack
         self.controller = controller
         self.clock = clock
