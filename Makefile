@@ -10,7 +10,8 @@ EXT_STAMP := sensor/.built-stamp
 EXT_SRC := $(shell find sensor -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi') netwarden/records/records.h
 SHARED ?= ../shared
 # Debian packages the kernel tests and live capture need (installed only when root).
-APT_PKGS := nftables iptables ipset iproute2 tcpreplay tcpdump iputils-ping libpcap0.8 procps chromium fonts-dejavu-core
+APT_PKGS := nftables iptables ipset iproute2 tcpreplay tcpdump iputils-ping libpcap0.8 procps \
+            chromium fonts-dejavu-core nmap hydra openssh-server curl
 
 .PHONY: all venv sysdeps build test test-fast bench demo lint clean
 

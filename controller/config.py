@@ -7,6 +7,8 @@ Example (every key optional)::
     hook = "input"              # input | forward | prerouting
     state_dir = "/var/lib/netwarden"
     resync_s = 300              # re-check the kernel against the store (heals a flushed ruleset)
+    detect_tick_s = 0           # with --listen: also advance detection this long after new
+                                # sensor batches (0: on the one-second tick only)
 
     [enforce]
     limit_rate = 10             # packets/s above which a rate-limited source is dropped
@@ -149,6 +151,7 @@ class ControllerConfig:
     priority: int | None = None
     tick_s: float = 1.0
     resync_s: float = 300.0
+    detect_tick_s: float = 0.0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
@@ -159,6 +162,8 @@ class ControllerConfig:
             raise ConfigError("enforce.limit_rate and limit_burst must be >= 1")
         if self.tick_s <= 0 or self.resync_s <= 0:
             raise ConfigError("controller.tick_s and resync_s must be positive")
+        if self.detect_tick_s < 0:
+            raise ConfigError("controller.detect_tick_s must be >= 0")
 
 
 def _policy(d: dict[str, Any]) -> PolicyConfig:
@@ -227,6 +232,7 @@ def from_dict(data: dict[str, Any], **overrides: Any) -> ControllerConfig:
         "priority": e.get("priority"),
         "tick_s": float(c.get("tick_s", 1.0)),
         "resync_s": float(c.get("resync_s", 300.0)),
+        "detect_tick_s": float(c.get("detect_tick_s", 0.0)),
         "policy": _policy(data.get("policy", {})),
         "safety": _safety(data.get("safety", {})),
     }

@@ -445,12 +445,14 @@ def publish(
     *,
     stats_interval: float = 1.0,
     backpressure: Callable[[], bool] | None = None,
+    max_wait_s: float = 1.0,
     observe: Callable[[dict[str, int]], None] | None = None,
 ) -> None:
     """Publish everything ``capture`` yields in messages of ``batch`` records, with the loss
-    counters in every header; a stats line every ``stats_interval`` seconds and at exit.
+    counters in every header; a stats line every ``stats_interval`` seconds and at exit. A
+    partial message waits at most ``max_wait_s`` (0: it leaves after the batch that made it).
     ``observe`` gets the capture's cumulative counters at each tick (metrics)."""
-    outbox = Outbox(publisher, batch, backpressure=backpressure)
+    outbox = Outbox(publisher, batch, max_wait_s=max_wait_s, backpressure=backpressure)
     stats = StatsLine(stats_interval)
     last = [0.0]
 

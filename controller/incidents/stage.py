@@ -32,8 +32,8 @@ class TriagedDetection(IngestDetection):
     went to policy (None otherwise); ``submitted`` counts alerts triaged."""
 
     def __init__(self, stack: DetectionStack, controller: Any, triage: Triage,
-                 clock: Callable[[], int] = time.time_ns) -> None:  # fmt: skip
-        super().__init__(stack, controller, clock=clock)
+                 clock: Callable[[], int] = time.time_ns, min_tick_s: float | None = None) -> None:  # fmt: skip
+        super().__init__(stack, controller, clock=clock, min_tick_s=min_tick_s)
         self.triage = triage
 
     def tick(self) -> None:
@@ -93,5 +93,6 @@ def attach_triage(
     if detect:
         wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
         stack = DetectionStack(build(wanted, plugins), state_dir=state_dir)
-        TriagedDetection(stack, controller, tri).attach(controller)
+        eager = float(getattr(getattr(controller, "cfg", None), "detect_tick_s", 0.0) or 0.0)
+        TriagedDetection(stack, controller, tri, min_tick_s=eager or None).attach(controller)
     return tri

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--sensor-id", default=None, help="unique name of this sensor (hostname)")
     p.add_argument("--batch", type=int, default=1024, metavar="N",
                    help="records per bus message (default 1024)")
+    p.add_argument("--max-delay", type=float, default=1.0, metavar="S",
+                   help="a partial message waits at most S seconds (default 1; 0 publishes the "
+                        "records of every captured batch at once: lowest detection latency)")
     p.add_argument("--replay-speed", type=float, default=0.0, metavar="X",
                    help="pcap: pace packets at X times their recorded rate (0 = flat out)")
     p.add_argument("--curve-keys", metavar="DIR",
@@ -148,6 +151,8 @@ def _publisher(args: argparse.Namespace) -> Publisher:
         raise ConfigError(f"--batch must be in 1..{1 << 20}, got {args.batch}")
     if args.replay_speed < 0:
         raise ConfigError("--replay-speed must be >= 0")
+    if args.max_delay < 0:
+        raise ConfigError("--max-delay must be >= 0")
     if args.buffer_mb < 4:
         raise ConfigError("--buffer-mb must be at least 4")
     curve = CurveClientKeys.from_dir(args.curve_keys) if args.curve_keys else None
@@ -210,7 +215,8 @@ def run_sensor_command(args: argparse.Namespace) -> int:
         rc = 0
         try:
             publish(capture, publisher, args.batch, stats_interval=args.stats_interval,
-                    backpressure=(lambda: not stop) if flat_out else None, observe=observe)  # fmt: skip
+                    backpressure=(lambda: not stop) if flat_out else None, max_wait_s=args.max_delay,
+                    observe=observe)  # fmt: skip
         except CaptureFormatError as exc:
             # Everything before the fault was published, like end of input.
             print(f"netwarden sensor: warning: {exc}", file=sys.stderr)
