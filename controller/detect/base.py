@@ -16,8 +16,11 @@ loop per record; Python loops are fine over the few rows that already crossed a 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -30,6 +33,7 @@ RECORD_TYPES = ("flow", "host", "pair", "arp")
 #: A host address as one comparable value: IPv4 as IPv4-mapped IPv6, 16 bytes.
 ADDR_KEY = np.dtype("V16")
 _V4_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
+_V4_WORD = np.frombuffer(bytes(_V4_PREFIX[8:12]), "<u4")[0]  # bytes 8-11 of a v4 key
 
 
 @runtime_checkable
@@ -123,6 +127,80 @@ class DetectorBase:
         raise NotImplementedError
 
 
+# --- work shared by the detectors of one stack, once per batch ----------------------------
+R = TypeVar("R")
+#: id(batch) -> (weak reference to the batch, its shared results)
+_SHARED: dict[int, tuple[weakref.ref[np.ndarray], dict[str, Any]]] = {}
+
+
+def _forget(key: int, ref: weakref.ref[np.ndarray]) -> None:
+    got = _SHARED.get(key)
+    if got is not None and got[0] is ref:
+        del _SHARED[key]
+
+
+def share_batch(batch: np.ndarray) -> None:
+    """Let the detectors share work on ``batch`` (``shared``) until it is freed or handed
+    in again. The stack calls this before fanning a batch out; results computed before are
+    dropped, so a buffer refilled in place and handed in again is not answered from stale
+    work."""
+    ref = weakref.ref(batch, functools.partial(_forget, id(batch)))
+    _SHARED[id(batch)] = (ref, {})
+
+
+def shared(batch: np.ndarray, name: str, fn: Callable[[], R]) -> R:
+    """``fn()``, computed once per batch the stack handed out (``share_batch``) and given to
+    every detector that asks for ``name`` on that batch; computed afresh for any other
+    array (a concatenation, a slice, a batch fed to a detector directly). ``fn`` must depend
+    on the batch only; callers must not modify what it returns."""
+    got = _SHARED.get(id(batch))
+    if got is None or got[0]() is not batch:
+        return fn()
+    memo = got[1]
+    if name not in memo:
+        memo[name] = fn()
+    return memo[name]  # type: ignore[no-any-return]
+
+
+def batch_addr_hash(batch: np.ndarray, field: str = "addr") -> np.ndarray:
+    """``addr_hash`` of an address column of a record batch (shared per batch)."""
+    return shared(batch, f"addr_hash:{field}",
+                  lambda: addr_hash(batch[field], batch["ip_version"]))  # fmt: skip
+
+
+def batch_addr_order(
+    batch: np.ndarray, field: str = "addr", hashes: np.ndarray | None = None
+) -> np.ndarray:
+    """``stable_argsort`` of ``batch_addr_hash`` (shared per batch; ``hashes``: that hash
+    when the caller has it): the rows grouped by host, each host's rows in batch order."""
+    return shared(batch, f"addr_order:{field}", lambda: stable_argsort(
+        batch_addr_hash(batch, field) if hashes is None else hashes))  # fmt: skip
+
+
+def batch_addr_keys(batch: np.ndarray, field: str) -> np.ndarray:
+    """``addr_keys`` of an address column of a record batch (shared per batch)."""
+    return shared(batch, f"addr_keys:{field}",
+                  lambda: addr_keys(batch[field], batch["ip_version"]))  # fmt: skip
+
+
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for ``uint64`` keys, faster: the row index goes
+    into the low bits of each key, so the (unstable, vectorised) sort of distinct values
+    gives the stable order; when two different keys share their high bits (rare), the plain
+    stable sort decides."""
+    n = len(keys)
+    if n < 2 or keys.dtype != np.uint64:
+        return np.argsort(keys, kind="stable")
+    low = np.uint64((1 << (n - 1).bit_length()) - 1)
+    comp = (keys & ~low) | np.arange(n, dtype=np.uint64)
+    comp.sort()
+    order = (comp & low).astype(np.intp)
+    ks = keys[order]
+    if (ks[1:] < ks[:-1]).any():
+        return np.argsort(keys, kind="stable")
+    return order
+
+
 def pack_keys(d: dict[Any, int]) -> list[list[Any]]:
     """A dict with tuple/bytes keys as a list msgpack can store (``unpack_keys`` undoes)."""
     return [[list(k) if isinstance(k, tuple) else k, v] for k, v in d.items()]
@@ -136,12 +214,17 @@ def unpack_keys(rows: list[list[Any]]) -> dict[Any, int]:
 def addr_keys(addr: np.ndarray, version: np.ndarray) -> np.ndarray:
     """``ADDR_KEY`` values for a column of 16-byte addresses and their IP versions (IPv4 is
     mapped to ``::ffff:a.b.c.d``, so v4 and v6 never collide). Vectorised."""
-    a = np.ascontiguousarray(addr, dtype=np.uint8).reshape(-1, 16).copy()
+    w = np.ascontiguousarray(addr, dtype=np.uint8).reshape(-1, 16).view("<u4")
     v4 = np.asarray(version) == 4
     if v4.any():
-        a[v4, 12:16] = a[v4, 0:4]
-        a[v4, 0:12] = _V4_PREFIX
-    return a.view(ADDR_KEY).reshape(-1)
+        # bytes 0-9 zero, 10-11 0xff, 12-15 the IPv4 address (its first 4 bytes)
+        m = np.zeros_like(w)
+        m[:, 2] = _V4_WORD
+        m[:, 3] = w[:, 0]
+        w = m if v4.all() else np.where(v4[:, None], m, w)
+    elif np.may_share_memory(w, addr):  # the keys never alias the records
+        w = w.copy()
+    return w.view(ADDR_KEY).reshape(-1)
 
 
 _H1, _H2, _H3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B1)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from controller.detect.base import stable_argsort
+
 
 class KeyedBaseline:
     """EW mean/variance of ``n_features`` per host key (``base.addr_hash``). ``alpha`` is the
@@ -72,14 +74,20 @@ class KeyedBaseline:
         """Learn one window per row (``x``: ``(n, n_features)``)."""
         if not len(keys):
             return
-        order = np.argsort(keys, kind="stable")
-        ks = keys[order]
+        order = stable_argsort(keys)
+        self.update_sorted(keys[order], x[order], np.asarray(ts_ns)[order])
+
+    def update_sorted(self, ks: np.ndarray, xs: np.ndarray, ts_ns: np.ndarray) -> None:
+        """``update`` for rows already in ``stable_argsort`` order of their keys (a detector
+        that has the batch's order at hand saves the sort)."""
+        if not len(ks):
+            return
         starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
         uk = ks[starts]
         n = np.diff(np.r_[starts, len(ks)])
         # several windows of one host in a batch: their mean, and the latest time
-        xm = np.add.reduceat(x[order], starts, axis=0) / n[:, None]
-        last = np.maximum.reduceat(ts_ns.astype(np.int64)[order], starts)
+        xm = np.add.reduceat(xs, starts, axis=0) / n[:, None]
+        last = np.maximum.reduceat(ts_ns.astype(np.int64), starts)
         idx, found = self._find(uk)
         if found.any():
             i = idx[found]

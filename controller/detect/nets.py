@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from controller.detect.base import ADDR_KEY
+from controller.detect.base import ADDR_KEY, batch_addr_keys, shared
 
 _V4_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
+_LOW7 = np.uint64((1 << 56) - 1)  # bytes 8-14 of a key's second little-endian word
 
 
 def raw(keys: np.ndarray) -> np.ndarray:
@@ -27,8 +28,7 @@ def is_v4(keys: np.ndarray) -> np.ndarray:
 
 def v4_u32(keys: np.ndarray) -> np.ndarray:
     """IPv4 addresses as big-endian integers (0 for IPv6 keys)."""
-    r = raw(keys)[:, 12:16].astype(np.uint32)
-    out = (r[:, 0] << 24) | (r[:, 1] << 16) | (r[:, 2] << 8) | r[:, 3]
+    out = np.ascontiguousarray(keys).view(">u4").reshape(-1, 4)[:, 3].astype(np.uint32)
     return np.where(is_v4(keys), out, 0).astype(np.uint32)
 
 
@@ -53,13 +53,19 @@ def external(keys: np.ndarray) -> np.ndarray:
         | _in(a, 0xF0000000, 4)  # reserved + broadcast
     )
     r = raw(keys)
+    w = np.ascontiguousarray(keys).view("<u8").reshape(-1, 2)
     internal6 = (
         ((r[:, 0] & 0xFE) == 0xFC)  # ULA
         | ((r[:, 0] == 0xFE) & ((r[:, 1] & 0xC0) == 0x80))  # link-local
         | (r[:, 0] == 0xFF)  # multicast
-        | (r[:, :15] == 0).all(axis=1)  # :: and ::1
+        | ((w[:, 0] == 0) & ((w[:, 1] & _LOW7) == 0))  # :: and ::1 (bytes 0-14 zero)
     )
     return np.where(v4, ~internal4, ~internal6)
+
+
+def batch_external(batch: np.ndarray, field: str) -> np.ndarray:
+    """``external`` of an address column of a record batch (shared per batch)."""
+    return shared(batch, f"external:{field}", lambda: external(batch_addr_keys(batch, field)))
 
 
 def multicast_or_broadcast(keys: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import msgpack
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import RECORD_TYPES, Detector
+from controller.detect.base import RECORD_TYPES, Detector, share_batch
 
 log = logging.getLogger("netwarden.detect")
 
@@ -110,6 +110,7 @@ class DetectionStack:
         if record_type not in RECORD_TYPES or not len(batch):
             return
         self.records[record_type] += len(batch)
+        share_batch(batch)  # work on it that several detectors need is done once
         for d in self.detectors:
             try:
                 d.observe(record_type, batch)

@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import DetectorBase, addr_keys
-from controller.detect.nets import external, mac_str, mac_u64
+from controller.detect.base import DetectorBase
+from controller.detect.nets import batch_external, mac_str, mac_u64
 from controller.detect.stack import register
 from netwarden.records.schema import ARP_DTYPE
 
@@ -83,13 +83,14 @@ class ArpFamilyDetector(DetectorBase):
             self._pending.append(batch)
             self._tick(int(batch["ts_ns"].max()))
         elif record_type == "flow":
-            if len(batch) > 4096:  # the gateway MAC shows in any sample of outbound flows
-                batch = batch[:: -(-len(batch) // 4096)]
-            ext = external(addr_keys(batch["resp_addr"], batch["ip_version"])) & ~external(
-                addr_keys(batch["orig_addr"], batch["ip_version"])
-            )
+            # the gateway MAC shows in any sample of outbound flows (address classes are
+            # shared with the other flow detectors of the stack)
+            step = -(-len(batch) // 4096) if len(batch) > 4096 else 1
+            ext = batch_external(batch, "resp_addr")[::step] & ~batch_external(
+                batch, "orig_addr"
+            )[::step]
             if ext.any():
-                macs, n = np.unique(mac_u64(batch["resp_mac"][ext]), return_counts=True)
+                macs, n = np.unique(mac_u64(batch["resp_mac"][::step][ext]), return_counts=True)
                 for m, c in zip(macs.tolist(), n.tolist(), strict=True):
                     self.next_hop[m] = self.next_hop.get(m, 0) + c
 

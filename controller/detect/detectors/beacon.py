@@ -34,8 +34,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import ADDR_KEY, DetectorBase, addr_keys, key_to_str
-from controller.detect.nets import external, prefix16, subnet_keys
+from controller.detect.base import ADDR_KEY, DetectorBase, batch_addr_keys, key_to_str
+from controller.detect.nets import batch_external, prefix16, subnet_keys
 from controller.detect.stack import register
 from netwarden.records.schema import FlowFlags
 
@@ -140,13 +140,13 @@ class BeaconDetector(DetectorBase):
                              & ((batch["flags"] & int(FlowFlags.INTERIM)) == 0))  # fmt: skip
         if not len(sel):
             return
-        ver = batch["ip_version"][sel]
-        src = addr_keys(batch["orig_addr"][sel], ver)
-        dst = addr_keys(batch["resp_addr"][sel], ver)
-        out = external(dst) & ~external(src)
+        # addresses and their classes: shared with the other flow detectors of the stack
+        out = batch_external(batch, "resp_addr")[sel] & ~batch_external(batch, "orig_addr")[sel]
         if not out.any():
             return
-        sel, src, dst = sel[out], src[out], dst[out]
+        sel = sel[out]
+        src = batch_addr_keys(batch, "orig_addr")[sel]
+        dst = batch_addr_keys(batch, "resp_addr")[sel]
         rows = np.zeros(len(sel), self._row_dtype())
         g = rows["g"]
         g["src"], g["dst"], g["port"] = src, dst, batch["resp_port"][sel]

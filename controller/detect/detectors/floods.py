@@ -22,8 +22,9 @@ import numpy as np
 from controller.detect.alert import Alert
 from controller.detect.base import (
     DetectorBase,
-    addr_hash,
     addr_keys,
+    batch_addr_hash,
+    batch_addr_order,
     key_to_str,
     pack_keys,
     unpack_keys,
@@ -92,18 +93,24 @@ class FloodDetector(DetectorBase):
         unsolicited_dns = np.maximum(f["in_dns_responses"] - 2 * f["out_dns_queries"], 0)
         reflected = np.maximum(f["in_synack"] + f["in_rst"] - 2 * f["out_syn"], 0)
         cols = (f["in_syn_noreply"], f["in_icmp_pkts"], unsolicited_udp, unsolicited_dns, reflected)
-        return np.stack(cols, axis=1) / win[:, None]
+        out = np.empty((len(win), len(cols)))
+        for j, c in enumerate(cols):  # column by column: no stacked temporary
+            np.divide(c, win, out=out[:, j])
+        return out
 
     def advance(self, now_ns: int) -> list[Alert]:
         if not self._pending:
             return []
         h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending = []
-        hk = addr_hash(h["addr"], h["ip_version"])
+        hk = batch_addr_hash(h)
         x_all = self.rates(h)
         floors = np.array([KINDS[k][1] for k in FEATURES])
         # only windows over a fixed floor can alert: the rest is learnt, nothing more
-        rows = np.flatnonzero((x_all >= floors).any(axis=1))
+        over = x_all[:, 0] >= floors[0]
+        for j in range(1, len(floors)):
+            over |= x_all[:, j] >= floors[j]
+        rows = np.flatnonzero(over)
         any_hit = np.zeros(len(h), bool)
         alerts = []
         if len(rows):
@@ -115,7 +122,10 @@ class FloodDetector(DetectorBase):
         prot = self.protected_hashes()
         if len(prot):
             learn &= ~np.isin(hk, prot)
-        self.baseline.update(hk[learn], x_all[learn], h["ts_end_ns"][learn])
+        # the rows learnt, grouped by host (the batch's shared order keeps batch order)
+        order = batch_addr_order(h, hashes=hk)
+        sel = order if learn.all() else order[learn[order]]
+        self.baseline.update_sorted(hk[sel], x_all[sel], h["ts_end_ns"][sel])
         return alerts
 
     def _check(

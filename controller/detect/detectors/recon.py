@@ -29,8 +29,9 @@ from controller.detect.alert import Alert
 from controller.detect.base import (
     ADDR_KEY,
     DetectorBase,
-    addr_hash,
     addr_keys,
+    batch_addr_hash,
+    batch_addr_order,
     flow_uids,
     key_to_str,
     pack_keys,
@@ -109,18 +110,41 @@ class ScanDetector(DetectorBase):
             return []
         h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending = []
-        hk = addr_hash(h["addr"], h["ip_version"])
-        x = np.stack([h[f].astype(float) for f in self.FEATURES], axis=1)
-        # the host's learnt high level ("p99"), looked up for windows over a floor only
-        ref = np.zeros_like(x)
-        cnt = np.zeros(len(x), np.int64)
-        over = np.flatnonzero(
-            (x >= [self.PORT_FLOOR, self.HOST_FLOOR, self.PORT_FLOOR_LONG, self.HOST_FLOOR_LONG])
-            .any(axis=1)
-        )  # fmt: skip
+        hk = batch_addr_hash(h)
+        x = np.empty((len(h), len(self.FEATURES)))
+        for j, f in enumerate(self.FEATURES):
+            x[:, j] = h[f]
+        # Only windows over a floor can be a scan or a sweep (a learnt level only ever
+        # raises a threshold): the rest is learnt, nothing more.
+        floors = (self.PORT_FLOOR, self.HOST_FLOOR, self.PORT_FLOOR_LONG, self.HOST_FLOOR_LONG)
+        over_m = x[:, 0] >= floors[0]
+        for j in range(1, len(floors)):
+            over_m |= x[:, j] >= floors[j]
+        over = np.flatnonzero(over_m)
+        alerts: list[Alert] = []
+        hit = np.zeros(len(h), bool)
         if len(over):
-            mean, std, cnt[over] = self.baseline.reference(hk[over])
-            ref[over] = mean + 3 * std
+            alerts = self._over(h[over], hk[over], x[over], now_ns, hit, over)
+        for a in alerts:
+            self.protect(a.attacker, self.now_ns)
+        learn = ~hit
+        prot = self.protected_hashes()
+        if len(prot):
+            learn &= ~np.isin(hk, prot)
+        # the rows learnt, grouped by host (the batch's shared order keeps batch order)
+        order = batch_addr_order(h, hashes=hk)
+        sel = order if learn.all() else order[learn[order]]
+        self.baseline.update_sorted(hk[sel], x[sel], h["ts_end_ns"][sel])
+        return alerts
+
+    def _over(
+        self, h: np.ndarray, hk: np.ndarray, x: np.ndarray, now_ns: int, hit: np.ndarray,
+        rows: np.ndarray,
+    ) -> list[Alert]:
+        """The windows over a floor (``rows`` of the batch): the host's learnt high level
+        ("p99"), the scan and sweep conditions, alerts; marks the rows that hit in ``hit``."""
+        mean, std, cnt = self.baseline.reference(hk)
+        ref = mean + 3 * std
         # A learnt level raises the sweep bar only for hosts with a long history, and at
         # most MAX_RAISE times: a monitoring server polling its subnet is learnt, but no
         # baseline masks a port scan (the port floors are fixed).
@@ -159,13 +183,7 @@ class ScanDetector(DetectorBase):
                 a = self._host_sweep(h[i], key, hk[i], x[i], learnt[i], now_ns)
                 if a:
                     alerts.append(a)
-        for a in alerts:
-            self.protect(a.attacker, self.now_ns)
-        learn = ~(scan | sweep)
-        prot = self.protected_hashes()
-        if len(prot):
-            learn &= ~np.isin(hk, prot)
-        self.baseline.update(hk[learn], x[learn], h["ts_end_ns"][learn])
+        hit[rows] = scan | sweep
         return alerts
 
     # --- the few hosts over a threshold ---------------------------------------------------
@@ -322,32 +340,56 @@ class ScanDetector(DetectorBase):
 FIN, SYN, RST, PSH, ACK, URG = range(6)
 
 
+def _rows_any(a: np.ndarray) -> np.ndarray:
+    """Per row of a 2-D array: any non-zero byte (``a.any(axis=1)`` for integer or bool
+    rows, OR-ing a machine word at a time, much faster for narrow rows)."""
+    b = np.ascontiguousarray(a).view(np.uint8).reshape(len(a), -1)
+    if b.shape[1] % 8:
+        return np.asarray(b.any(axis=1))
+    w = b.view(np.uint64)
+    acc = w[:, 0].copy()
+    for j in range(1, w.shape[1]):
+        acc |= w[:, j]
+    return acc != 0
+
+
+def _has_byte(b: np.ndarray, c: str) -> np.ndarray:
+    """Per row of a ``(n, width)`` byte array: holds byte ``c``."""
+    return _rows_any(b == ord(c))
+
+
 def odd_flag_kinds(f: np.ndarray) -> np.ndarray:
     """Per flow, a bit mask of odd probe kinds its originator sent: 1 SYN+FIN, 2 no flags
     at all, 4 FIN/PSH/URG without SYN or ACK (FIN/Xmas), 8 URG before any handshake,
     16 an odd ICMP request (timestamp, information, address mask, coded echo)."""
-    of = f["orig_flag_counts"].astype(np.int64)
-    tcp = (f["proto"] == 6) & (f["orig_pkts"] > 0)
-    hist = np.ascontiguousarray(f["history"]).view(np.uint8).reshape(len(f), -1)
-
-    def has(c: str) -> np.ndarray:  # the history string holds letter ``c``
-        return (hist == ord(c)).any(axis=1)
-
-    handshake = (has("S") | has("s")) & (has("H") | has("h"))
     k = np.zeros(len(f), np.int64)
-    # Zeek's "Q" (upper case: the originator) is one packet with SYN and FIN (or RST);
-    # per-flow flag counts cannot tell that from a SYN ... FIN session.
-    k |= np.where(has("Q"), 1, 0)
-    k |= np.where(of.sum(axis=1) == 0, 2, 0)
-    k |= np.where((of[:, FIN] > 0) & (of[:, SYN] == 0) & (of[:, ACK] == 0), 4, 0)
-    k |= np.where((of[:, URG] > 0) & ~handshake, 8, 0)
-    k = np.where(tcp, k, 0)
+    tcp = np.flatnonzero((f["proto"] == 6) & (f["orig_pkts"] > 0))
+    if len(tcp):  # the TCP kinds, for TCP flows the originator sent packets on
+        whole = len(tcp) == len(f)
+        of = np.ascontiguousarray(f["orig_flag_counts"] if whole else f["orig_flag_counts"][tcp])
+        hist = f["history"] if whole else f["history"][tcp]
+        hist = np.ascontiguousarray(hist).view(np.uint8).reshape(len(tcp), -1)
+        # Zeek's "Q" (upper case: the originator) is one packet with SYN and FIN (or RST);
+        # per-flow flag counts cannot tell that from a SYN ... FIN session.
+        kt = np.where(_has_byte(hist, "Q"), 1, 0)
+        kt |= np.where(_rows_any(of), 0, 2)  # no flags at all
+        kt |= np.where((of[:, FIN] > 0) & (of[:, SYN] == 0) & (of[:, ACK] == 0), 4, 0)
+        urg = np.flatnonzero(of[:, URG] > 0)  # URG is rare: the handshake looked up for those
+        if len(urg):
+            hu = hist[urg]
+            handshake = (_has_byte(hu, "S") | _has_byte(hu, "s")) & (
+                _has_byte(hu, "H") | _has_byte(hu, "h")
+            )
+            kt[urg[~handshake]] |= 8
+        k[tcp] = kt
     # ICMP probes of fingerprinting tools: timestamp, information and address-mask
     # requests, echo requests with a non-zero code (ICMP flows: orig_port type, resp_port code)
     icmp = (f["proto"] == 1) & (f["ip_version"] == 4)
-    typ, code = f["orig_port"], f["resp_port"]
-    odd_icmp = np.isin(typ, (13, 15, 17)) | ((typ == 8) & (code != 0))
-    return k | np.where(icmp & odd_icmp, 16, 0)
+    if icmp.any():
+        typ, code = f["orig_port"], f["resp_port"]
+        odd_icmp = (typ == 13) | (typ == 15) | (typ == 17) | ((typ == 8) & (code != 0))
+        k |= np.where(icmp & odd_icmp, 16, 0)
+    return k
 
 
 @register
