@@ -71,8 +71,14 @@ def _free_tcp() -> str:
 
 def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _go(proc: subprocess.Popen[str]) -> float:
@@ -153,10 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(sys.argv[1:] if argv is None and __name__ == "__main__" else argv or [])
     item = FLOW_DTYPE.itemsize
     total_target = args.mbytes * 1_000_000 // item
-    print(f"bus throughput, FLOW_DTYPE ({item} B/record), tcp loopback, "
-          f"~{args.mbytes} MB per run; baseline = bare PUSH/PULL of the same bytes")
-    print(f"{'batch':>6} | {'baseline rec/s':>14} {'MB/s':>6} | {'bus rec/s':>11} {'MB/s':>6} "
-          f"{'vs base':>7} | {'CURVE rec/s':>11} {'MB/s':>6}")
+    print(
+        f"bus throughput, FLOW_DTYPE ({item} B/record), tcp loopback, "
+        f"~{args.mbytes} MB per run; baseline = bare PUSH/PULL of the same bytes"
+    )
+    print(
+        f"{'batch':>6} | {'baseline rec/s':>14} {'MB/s':>6} | {'bus rec/s':>11} {'MB/s':>6} "
+        f"{'vs base':>7} | {'CURVE rec/s':>11} {'MB/s':>6}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         keys = _curve_keys(Path(tmp))
@@ -172,10 +182,13 @@ def main(argv: list[str] | None = None) -> int:
                 "curve_rps": cur_n / cur_dt, "curve_MBps": cur_n * item / cur_dt / 1e6,
             }  # fmt: skip
             rows.append(row)
-            print(f"{size:>6} | {row['baseline_rps']:>14,.0f} {row['baseline_MBps']:>6.0f} | "
-                  f"{row['bus_rps']:>11,.0f} {row['bus_MBps']:>6.0f} "
-                  f"{row['bus_rps'] / row['baseline_rps']:>6.2f}x | "
-                  f"{row['curve_rps']:>11,.0f} {row['curve_MBps']:>6.0f}", flush=True)
+            print(
+                f"{size:>6} | {row['baseline_rps']:>14,.0f} {row['baseline_MBps']:>6.0f} | "
+                f"{row['bus_rps']:>11,.0f} {row['bus_MBps']:>6.0f} "
+                f"{row['bus_rps'] / row['baseline_rps']:>6.2f}x | "
+                f"{row['curve_rps']:>11,.0f} {row['curve_MBps']:>6.0f}",
+                flush=True,
+            )
     if args.json:
         print(json.dumps(rows))
     return 0

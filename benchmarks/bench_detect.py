@@ -55,8 +55,10 @@ def make_batch(kind: str, n: int, t_s: int, rng: np.random.Generator) -> np.ndar
         r["ts_start_ns"], r["ts_end_ns"], r["ts_last_ns"] = t, t + NS, t + NS - 1
         r["bytes"], r["pkts"] = rng.poisson(5000, n), rng.poisson(10, n)
     else:
-        r["orig_addr"], r["resp_addr"] = (_addrs(n, (10, 1), rng, HOSTS),
-                                          _addrs(n, (93, 184), rng, PEERS))
+        r["orig_addr"], r["resp_addr"] = (
+            _addrs(n, (10, 1), rng, HOSTS),
+            _addrs(n, (93, 184), rng, PEERS),
+        )
         r["ts_first_ns"] = t + rng.integers(0, NS, n)
         r["ts_last_ns"] = r["ts_first_ns"] + 1000
         r["proto"] = 6
@@ -138,8 +140,10 @@ def main() -> int:
     if rr is None:
         print("  river HalfSpaceTrees: river not installed (pip install '.[bench]')")
     else:
-        print(f"  river HalfSpaceTrees score_one+learn_one on host records: {rr / 1e3:8.1f} k/s"
-              f" (stack is {rates['host'] / rr:,.0f}x)")
+        print(
+            f"  river HalfSpaceTrees score_one+learn_one on host records: {rr / 1e3:8.1f} k/s"
+            f" (stack is {rates['host'] / rr:,.0f}x)"
+        )
     print("detection latency (attack's first packet -> alert, capture time):")
     for name, kind, lat in latency():
         print(f"  {name:45s} {kind:20s} {'missed' if lat is None else f'{lat:7.2f} s'}")

@@ -31,11 +31,15 @@ BASE = int(ipaddress.IPv4Address("100.64.0.0"))  # outside the default internal 
 
 
 def _specs(n: int, ttl: float = 3600) -> list[BanSpec]:
-    return [BanSpec(ipaddress.IPv4Address(BASE + i), Action.DROP, ttl, f"d-{i:06x}") for i in range(n)]
+    return [
+        BanSpec(ipaddress.IPv4Address(BASE + i), Action.DROP, ttl, f"d-{i:06x}") for i in range(n)
+    ]
 
 
 def _ns(name: str, *cmd: str, stdin: str | None = None) -> None:
-    subprocess.run(["ip", "netns", "exec", name, *cmd], input=stdin, text=True, check=True, capture_output=True)
+    subprocess.run(
+        ["ip", "netns", "exec", name, *cmd], input=stdin, text=True, check=True, capture_output=True
+    )
 
 
 def bench_commit(ns: str) -> dict[str, float]:
@@ -56,7 +60,7 @@ def bench_commit(ns: str) -> dict[str, float]:
     enf.close()
 
     # baseline: the nft binary loading the same elements from a file
-    body = ",".join(f"{s.addr} timeout 3600s comment \"{s.decision_id}\"" for s in specs)
+    body = ",".join(f'{s.addr} timeout 3600s comment "{s.decision_id}"' for s in specs)
     script = f"table inet nwbase {{\nset s {{\ntype ipv4_addr; flags timeout\nelements = {{ {body} }}\n}}\n}}\n"
     t = time.perf_counter()
     _ns(ns, "nft", "-f", "-", stdin=script)
@@ -78,7 +82,9 @@ def bench_commit(ns: str) -> dict[str, float]:
 def bench_reconcile(ns: str, state: Path) -> dict[str, float]:
     """A controller restart over 100k stored + kernel bans: all kept, then 10% drifted."""
     out: dict[str, float] = {}
-    cfg = ControllerConfig(state_dir=state, enforce="nftables", safety=SafetyConfig(discover_local=False))
+    cfg = ControllerConfig(
+        state_dir=state, enforce="nftables", safety=SafetyConfig(discover_local=False)
+    )
     first = Controller(cfg, enforcer=NftablesEnforcer(netns=ns), guard=Guard())
     first.start(control=False)
     specs = _specs(N_BANS)
@@ -86,7 +92,12 @@ def bench_reconcile(ns: str, state: Path) -> dict[str, float]:
         now = time.time()
         chunk = specs[i : i + 10_000]
         with first.store.transaction():
-            first.store.put_bans([StoredBan(s.addr, s.action, s.decision_id, "bench", "bench", now, now + 3600) for s in chunk])
+            first.store.put_bans(
+                [
+                    StoredBan(s.addr, s.action, s.decision_id, "bench", "bench", now, now + 3600)
+                    for s in chunk
+                ]
+            )
             first.enforcer.apply(chunk)
     first.close()
     ctl = Controller(cfg, enforcer=NftablesEnforcer(netns=ns), guard=Guard())
@@ -114,14 +125,20 @@ def bench_latency(ns: str, state: Path, rate: float, seconds: float) -> tuple[fl
     to ``submit_detection`` returning, i.e. policy + store + audit + kernel commit +
     read-back, including any queueing behind earlier decisions."""
     cfg = ControllerConfig(
-        state_dir=state, enforce="nftables", safety=SafetyConfig(discover_local=False),
-        policy=PolicyConfig(detectors={"bench": 3}, breaker_bans_per_minute=10**9, internal_networks=()),
+        state_dir=state,
+        enforce="nftables",
+        safety=SafetyConfig(discover_local=False),
+        policy=PolicyConfig(
+            detectors={"bench": 3}, breaker_bans_per_minute=10**9, internal_networks=()
+        ),
     )
     ctl = Controller(cfg, enforcer=NftablesEnforcer(netns=ns), guard=Guard())
     ctl.start(control=False)
     n = int(rate * seconds)
     lat: list[float] = []
-    warm = Detection.make("bench", str(ipaddress.IPv4Address(BASE + 199_999)), ["192.0.2.10"], 99, 0.99, "warm-up")
+    warm = Detection.make(
+        "bench", str(ipaddress.IPv4Address(BASE + 199_999)), ["192.0.2.10"], 99, 0.99, "warm-up"
+    )
     ctl.submit_detection(warm)  # first-call costs (imports, sqlite pages) are not latency
     start = time.perf_counter() + 0.05
     for i in range(n):
@@ -129,7 +146,14 @@ def bench_latency(ns: str, state: Path, rate: float, seconds: float) -> tuple[fl
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        det = Detection.make("bench", str(ipaddress.IPv4Address(BASE + 200_000 + i)), ["192.0.2.10"], 99, 0.99, f"ev-{i}")
+        det = Detection.make(
+            "bench",
+            str(ipaddress.IPv4Address(BASE + 200_000 + i)),
+            ["192.0.2.10"],
+            99,
+            0.99,
+            f"ev-{i}",
+        )
         ctl.submit_detection(det)
         lat.append(time.perf_counter() - due)
     ctl.enforcer.teardown()

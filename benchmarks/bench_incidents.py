@@ -53,7 +53,9 @@ def corpus_alerts() -> list[Any]:
     from controller.detect import DetectionStack, build
     from sensor.export.replay_summary import replay
 
-    paths = sorted((CORPUS / "attacks").glob("*/*.pcap")) + sorted((CORPUS / "background").glob("*.pcap"))
+    paths = sorted((CORPUS / "attacks").glob("*/*.pcap")) + sorted(
+        (CORPUS / "background").glob("*.pcap")
+    )
     out: list[Any] = []
     for p in paths:
         stack = DetectionStack(build())

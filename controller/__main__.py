@@ -1,4 +1,5 @@
 """``python -m controller ...`` is ``netwarden controller ...``."""
+
 import sys
 
 from netwarden.cli import main

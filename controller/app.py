@@ -57,12 +57,18 @@ def make_enforcer(cfg: ControllerConfig, netns: str | None = None) -> Enforcer:
         from controller.response.enforce.nftables import NftablesEnforcer
 
         return NftablesEnforcer(
-            cfg.hook, priority=cfg.priority, limit_rate=cfg.limit_rate, limit_burst=cfg.limit_burst, netns=netns
+            cfg.hook,
+            priority=cfg.priority,
+            limit_rate=cfg.limit_rate,
+            limit_burst=cfg.limit_burst,
+            netns=netns,
         )
     if cfg.enforce == "iptables":
         from controller.response.enforce.iptables import IptablesEnforcer
 
-        return IptablesEnforcer(cfg.hook, limit_rate=cfg.limit_rate, limit_burst=cfg.limit_burst, netns=netns)
+        return IptablesEnforcer(
+            cfg.hook, limit_rate=cfg.limit_rate, limit_burst=cfg.limit_burst, netns=netns
+        )
     from controller.response.enforce.dryrun import DryRunEnforcer
 
     return DryRunEnforcer(cfg.state_dir)
@@ -108,11 +114,27 @@ class Controller:
         r = self.responder  # the operations callers use, straight from the part that owns them
         self.guard, self.policy, self.approvals = r.guard, r.policy, r.approvals
         self.submit_detection, self.ban, self.unban = r.submit_detection, r.ban, r.unban
-        self.allow_add, self.allow_remove, self.resolve_approval = r.allow_add, r.allow_remove, r.resolve_approval
-        self.covering_ranges, self.protect, self.refresh_guard = r.covering_ranges, r.protect, r.refresh_guard
-        self.reconcile, self.resync, self.tick = self.reconciler.reconcile, self.reconciler.resync, self.reconciler.tick
+        self.allow_add, self.allow_remove, self.resolve_approval = (
+            r.allow_add,
+            r.allow_remove,
+            r.resolve_approval,
+        )
+        self.covering_ranges, self.protect, self.refresh_guard = (
+            r.covering_ranges,
+            r.protect,
+            r.refresh_guard,
+        )
+        self.reconcile, self.resync, self.tick = (
+            self.reconciler.reconcile,
+            self.reconciler.resync,
+            self.reconciler.tick,
+        )
         self.add_reader, self.remove_reader = self.loop.add_reader, self.loop.remove_reader
-        self.add_periodic, self.run, self.stop = self.loop.add_periodic, self.loop.run, self.loop.stop
+        self.add_periodic, self.run, self.stop = (
+            self.loop.add_periodic,
+            self.loop.run,
+            self.loop.stop,
+        )
         self.handle = self.ops.dispatch
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -128,9 +150,16 @@ class Controller:
         if self.control is not None:
             self.control.attach(self.loop)
         self.audit.record(
-            "controller", "start", self.enforcer.name,
-            detail={"hook": self.cfg.hook.value, "pid": os.getpid(), "reconcile": report.as_dict(),
-                    "audit_mirror_healed": self.audit.mirror_healed, "store_migrated": self.store.migrated},
+            "controller",
+            "start",
+            self.enforcer.name,
+            detail={
+                "hook": self.cfg.hook.value,
+                "pid": os.getpid(),
+                "reconcile": report.as_dict(),
+                "audit_mirror_healed": self.audit.mirror_healed,
+                "store_migrated": self.store.migrated,
+            },
         )
         self._started = True
         self.loop.add_periodic(self.cfg.tick_s, self.reconciler.tick)
@@ -191,11 +220,15 @@ class Controller:
         collector = Collector(listen, curve=curve)
         self.at_close(collector.close)
         archive_kw = {} if archive_max_bytes is None else {"max_bytes": archive_max_bytes}
-        ingest = Ingest(collector, None if archive is None else RecordArchive(archive, retention_hours=archive_hours, **archive_kw))
+        ingest = Ingest(
+            collector,
+            None
+            if archive is None
+            else RecordArchive(archive, retention_hours=archive_hours, **archive_kw),
+        )
         for name, consumer in self._stages:
             ingest.add_consumer(name, consumer)
         ingest.attach(self)
         self.ops.add("ingest", lambda _args, _actor: ingest.status())
         self.ingest = ingest
         return ingest
-

@@ -105,7 +105,8 @@ class PolicyConfig:
     )
     asset_groups: tuple[AssetGroup, ...] = ()
     internal_networks: tuple[IPNetwork, ...] = tuple(
-        ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+        ipaddress.ip_network(n)
+        for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
     )
     busy_clients: int = 50
     widest_prefix_v4: int = 16
@@ -170,9 +171,15 @@ def _policy(d: dict[str, Any]) -> PolicyConfig:
     base = PolicyConfig()
     thresholds = dict(base.thresholds)
     for k, v in d.get("thresholds", {}).items():
-        thresholds[_level(int(k), "policy.thresholds")] = Threshold(float(v["score"]), float(v["confidence"]))
+        thresholds[_level(int(k), "policy.thresholds")] = Threshold(
+            float(v["score"]), float(v["confidence"])
+        )
     groups = tuple(
-        AssetGroup(str(g["name"]), _nets(g["networks"], f"asset group {g.get('name')}"), _level(g["level"], "asset group level"))
+        AssetGroup(
+            str(g["name"]),
+            _nets(g["networks"], f"asset group {g.get('name')}"),
+            _level(g["level"], "asset group level"),
+        )
         for g in d.get("asset_groups", [])
     )
     try:
@@ -187,7 +194,9 @@ def _policy(d: dict[str, Any]) -> PolicyConfig:
             busy_clients=int(d.get("busy_clients", base.busy_clients)),
             widest_prefix_v4=int(d.get("widest_prefix_v4", base.widest_prefix_v4)),
             widest_prefix_v6=int(d.get("widest_prefix_v6", base.widest_prefix_v6)),
-            breaker_bans_per_minute=int(d.get("breaker_bans_per_minute", base.breaker_bans_per_minute)),
+            breaker_bans_per_minute=int(
+                d.get("breaker_bans_per_minute", base.breaker_bans_per_minute)
+            ),
             approval_ttl_s=float(d.get("approval_ttl_s", base.approval_ttl_s)),
             ban_ladder_s=tuple(float(x) for x in d.get("ban_ladder_s", base.ban_ladder_s)),
             offender_window_s=float(d.get("offender_window_s", base.offender_window_s)),

@@ -54,7 +54,16 @@ class Detection:
             vics = tuple(ipaddress.ip_address(v) for v in victims)
         except ValueError as exc:
             raise ConfigError(f"detection: {exc}") from exc
-        return cls(kind, net, vics, float(score), float(confidence), evidence_id, attacker_clients, detail or {})
+        return cls(
+            kind,
+            net,
+            vics,
+            float(score),
+            float(confidence),
+            evidence_id,
+            attacker_clients,
+            detail or {},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,17 @@ from netwarden import __version__
 from netwarden.errors import NetWardenError
 
 #: Modules under netwarden.commands, in help order.
-COMMAND_MODULES = ("flows", "replay", "sensor", "controller", "response", "incidents", "status", "config", "report")
+COMMAND_MODULES = (
+    "flows",
+    "replay",
+    "sensor",
+    "controller",
+    "response",
+    "incidents",
+    "status",
+    "config",
+    "report",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"netwarden {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    parser.add_argument("--log-json", action="store_true", help="log JSON lines with stable event names")
+    parser.add_argument(
+        "--log-json", action="store_true", help="log JSON lines with stable event names"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

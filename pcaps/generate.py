@@ -60,8 +60,16 @@ class Capture:
         wrpcap(str(path), self.packets)
 
 
-def tcp_session(cap: Capture, rng: random.Random, t: float, cmac: str, cip: str, sip: str,
-                dport: int, requests: int) -> None:
+def tcp_session(
+    cap: Capture,
+    rng: random.Random,
+    t: float,
+    cmac: str,
+    cip: str,
+    sip: str,
+    dport: int,
+    requests: int,
+) -> None:
     """A full TCP connection: handshake, request/response exchanges, FIN teardown."""
     sport = rng.randint(32768, 60999)
     cs, ss = rng.randint(0, 2**32 - 1), rng.randint(0, 2**32 - 1)
@@ -91,20 +99,40 @@ def tcp_session(cap: Capture, rng: random.Random, t: float, cmac: str, cip: str,
     cap.add(t + rtt + 0.001, c / TCP(sport=sport, dport=dport, flags="A", seq=cs + 1, ack=ss + 1))
 
 
-def dns_lookup(cap: Capture, rng: random.Random, t: float, cmac: str, cip: str, name: str,
-               answer: str | None = "93.184.216.34", qtype: str = "A") -> None:
+def dns_lookup(
+    cap: Capture,
+    rng: random.Random,
+    t: float,
+    cmac: str,
+    cip: str,
+    name: str,
+    answer: str | None = "93.184.216.34",
+    qtype: str = "A",
+) -> None:
     sport = rng.randint(32768, 60999)
     qid = rng.randint(0, 65535)
-    q = Ether(src=cmac, dst=GW_MAC) / IP(src=cip, dst=DNS_IP) / UDP(sport=sport, dport=53) / DNS(
-        id=qid, rd=1, qd=DNSQR(qname=name, qtype=qtype))
+    q = (
+        Ether(src=cmac, dst=GW_MAC)
+        / IP(src=cip, dst=DNS_IP)
+        / UDP(sport=sport, dport=53)
+        / DNS(id=qid, rd=1, qd=DNSQR(qname=name, qtype=qtype))
+    )
     cap.add(t, q)
     if answer is None:
         r = DNS(id=qid, qr=1, rd=1, ra=1, rcode=3, qd=DNSQR(qname=name, qtype=qtype))
     else:
-        r = DNS(id=qid, qr=1, rd=1, ra=1, qd=DNSQR(qname=name, qtype=qtype),
-                an=DNSRR(rrname=name, type="A", rdata=answer, ttl=300))
-    cap.add(t + rng.uniform(0.002, 0.03),
-            Ether(src=GW_MAC, dst=cmac) / IP(src=DNS_IP, dst=cip) / UDP(sport=53, dport=sport) / r)
+        r = DNS(
+            id=qid,
+            qr=1,
+            rd=1,
+            ra=1,
+            qd=DNSQR(qname=name, qtype=qtype),
+            an=DNSRR(rrname=name, type="A", rdata=answer, ttl=300),
+        )
+    cap.add(
+        t + rng.uniform(0.002, 0.03),
+        Ether(src=GW_MAC, dst=cmac) / IP(src=DNS_IP, dst=cip) / UDP(sport=53, dport=sport) / r,
+    )
 
 
 def ssh_guess(cap: Capture, rng: random.Random, t: float, cip: str, smac: str, sip: str) -> None:
@@ -117,8 +145,11 @@ def ssh_guess(cap: Capture, rng: random.Random, t: float, cip: str, smac: str, s
     cap.add(t + 0.01, s / TCP(sport=22, dport=sport, flags="SA", seq=ss, ack=cs + 1))
     cs, ss, t = cs + 1, ss + 1, t + 0.011
     cap.add(t, c / TCP(sport=sport, dport=22, flags="A", seq=cs, ack=ss))
-    for client, server in ((b"SSH-2.0-libssh\r\n", b"SSH-2.0-OpenSSH_9.2\r\n"),
-                           (b"k" * 600, b"K" * 900), (b"p" * 96, b"f" * 48)):
+    for client, server in (
+        (b"SSH-2.0-libssh\r\n", b"SSH-2.0-OpenSSH_9.2\r\n"),
+        (b"k" * 600, b"K" * 900),
+        (b"p" * 96, b"f" * 48),
+    ):
         cap.add(t, c / TCP(sport=sport, dport=22, flags="PA", seq=cs, ack=ss) / Raw(client))
         cs += len(client)
         cap.add(t + 0.01, s / TCP(sport=22, dport=sport, flags="PA", seq=ss, ack=cs) / Raw(server))
@@ -135,30 +166,58 @@ def build(seed: int = 7) -> Capture:
     # ARP: clients resolve the gateway.
     for i, (mac, ip) in enumerate(CLIENTS):
         t = 0.1 * i
-        cap.add(t, Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, psrc=ip, pdst=GW_IP))
-        cap.add(t + 0.0003, Ether(src=GW_MAC, dst=mac) / ARP(op=2, hwsrc=GW_MAC, psrc=GW_IP,
-                                                            hwdst=mac, pdst=ip))
+        cap.add(
+            t, Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, psrc=ip, pdst=GW_IP)
+        )
+        cap.add(
+            t + 0.0003,
+            Ether(src=GW_MAC, dst=mac) / ARP(op=2, hwsrc=GW_MAC, psrc=GW_IP, hwdst=mac, pdst=ip),
+        )
     # Ordinary browsing: DNS then HTTP(S) sessions, spread over ~3 minutes.
-    names = ["example.com", "news.example.org", "cdn.example.net", "mail.example.com",
-             "git.example.io", "docs.example.org"]
+    names = [
+        "example.com",
+        "news.example.org",
+        "cdn.example.net",
+        "mail.example.com",
+        "git.example.io",
+        "docs.example.org",
+    ]
     for _ in range(40):
         mac, ip = rng.choice(CLIENTS)
         t = rng.uniform(1, 170)
         dns_lookup(cap, rng, t, mac, ip, rng.choice(names), rng.choice(SERVERS))
-        tcp_session(cap, rng, t + 0.05, mac, ip, rng.choice(SERVERS), rng.choice([80, 443]),
-                    rng.randint(1, 4))
+        tcp_session(
+            cap,
+            rng,
+            t + 0.05,
+            mac,
+            ip,
+            rng.choice(SERVERS),
+            rng.choice([80, 443]),
+            rng.randint(1, 4),
+        )
     dns_lookup(cap, rng, 50.0, *CLIENTS[1], "nosuchhost.example.com", None)
     # NTP-like UDP and a ping to the gateway.
     for mac, ip in CLIENTS[:3]:
         t = rng.uniform(5, 60)
         u = Ether(src=mac, dst=GW_MAC) / IP(src=ip, dst=GW_IP)
         cap.add(t, u / UDP(sport=123, dport=123) / Raw(b"\x23" + b"\x00" * 47))
-        cap.add(t + 0.001, Ether(src=GW_MAC, dst=mac) / IP(src=GW_IP, dst=ip) /
-                UDP(sport=123, dport=123) / Raw(b"\x24" + b"\x00" * 47))
+        cap.add(
+            t + 0.001,
+            Ether(src=GW_MAC, dst=mac)
+            / IP(src=GW_IP, dst=ip)
+            / UDP(sport=123, dport=123)
+            / Raw(b"\x24" + b"\x00" * 47),
+        )
         for k in range(3):
             cap.add(t + 1 + k, u / ICMP(type=8, id=7, seq=k) / Raw(b"x" * 56))
-            cap.add(t + 1 + k + 0.0004, Ether(src=GW_MAC, dst=mac) / IP(src=GW_IP, dst=ip) /
-                    ICMP(type=0, id=7, seq=k) / Raw(b"x" * 56))
+            cap.add(
+                t + 1 + k + 0.0004,
+                Ether(src=GW_MAC, dst=mac)
+                / IP(src=GW_IP, dst=ip)
+                / ICMP(type=0, id=7, seq=k)
+                / Raw(b"x" * 56),
+            )
     # A VLAN-tagged management session and a GRE-tunnelled flow between two sites.
     mac, ip = CLIENTS[4]
     vl = Ether(src=mac, dst=GW_MAC) / Dot1Q(vlan=20) / IP(src=ip, dst="10.20.0.5")
@@ -169,7 +228,9 @@ def build(seed: int = 7) -> Capture:
     outer_r = Ether(src=SERVER_MAC, dst=GW_MAC) / IP(src="203.0.113.9", dst="198.51.100.1") / GRE()
     for k in range(4):
         cap.add(90 + k, outer_l / IP(src="10.1.0.2", dst="10.2.0.7") / ICMP(type=8, id=9, seq=k))
-        cap.add(90 + k + 0.02, outer_r / IP(src="10.2.0.7", dst="10.1.0.2") / ICMP(type=0, id=9, seq=k))
+        cap.add(
+            90 + k + 0.02, outer_r / IP(src="10.2.0.7", dst="10.1.0.2") / ICMP(type=0, id=9, seq=k)
+        )
     # Attack 1: a SYN port scan of one server (1..1024), closed ports answer RST.
     smac, sip = SCANNER
     target = CLIENTS[2][1]
@@ -177,21 +238,37 @@ def build(seed: int = 7) -> Capture:
     t = 120.0
     for port in range(1, 1025):
         sport = 40000 + (port % 7)
-        cap.add(t, Ether(src=smac, dst=CLIENTS[2][0]) / IP(src=sip, dst=target) /
-                TCP(sport=sport, dport=port, flags="S", seq=1000 + port))
+        cap.add(
+            t,
+            Ether(src=smac, dst=CLIENTS[2][0])
+            / IP(src=sip, dst=target)
+            / TCP(sport=sport, dport=port, flags="S", seq=1000 + port),
+        )
         back = Ether(src=CLIENTS[2][0], dst=smac) / IP(src=target, dst=sip)
         if port in open_ports:
-            cap.add(t + 0.0002, back / TCP(sport=port, dport=sport, flags="SA", seq=5, ack=1001 + port))
-            cap.add(t + 0.0004, Ether(src=smac, dst=CLIENTS[2][0]) / IP(src=sip, dst=target) /
-                    TCP(sport=sport, dport=port, flags="R", seq=1001 + port))
+            cap.add(
+                t + 0.0002, back / TCP(sport=port, dport=sport, flags="SA", seq=5, ack=1001 + port)
+            )
+            cap.add(
+                t + 0.0004,
+                Ether(src=smac, dst=CLIENTS[2][0])
+                / IP(src=sip, dst=target)
+                / TCP(sport=sport, dport=port, flags="R", seq=1001 + port),
+            )
         else:
-            cap.add(t + 0.0002, back / TCP(sport=port, dport=sport, flags="RA", seq=0, ack=1001 + port))
+            cap.add(
+                t + 0.0002, back / TCP(sport=port, dport=sport, flags="RA", seq=0, ack=1001 + port)
+            )
         t += 0.002
     # Attack 2: a ping sweep of the /24 from the same host.
     t = 130.0
     for host in range(1, 255):
-        cap.add(t, Ether(src=smac, dst="ff:ff:ff:ff:ff:ff") / IP(src=sip, dst=f"192.168.10.{host}") /
-                ICMP(type=8, id=99, seq=host))
+        cap.add(
+            t,
+            Ether(src=smac, dst="ff:ff:ff:ff:ff:ff")
+            / IP(src=sip, dst=f"192.168.10.{host}")
+            / ICMP(type=8, id=99, seq=host),
+        )
         t += 0.004
     # Attack 3: DNS tunnelling-like burst: long random labels, TXT queries.
     mac, ip = CLIENTS[5]
@@ -208,8 +285,12 @@ def build(seed: int = 7) -> Capture:
     vmac, vip = FLOOD_VICTIM
     for k in range(3000):
         src = f"{rng2.randint(11, 223)}.{rng2.randint(0, 255)}.{rng2.randint(0, 255)}.{rng2.randint(1, 254)}"
-        cap.add(175 + k / 3000, Ether(src=GW_MAC, dst=vmac) / IP(src=src, dst=vip) /
-                TCP(sport=rng2.randint(1024, 65535), dport=80, flags="S", seq=rng2.getrandbits(32)))
+        cap.add(
+            175 + k / 3000,
+            Ether(src=GW_MAC, dst=vmac)
+            / IP(src=src, dst=vip)
+            / TCP(sport=rng2.randint(1024, 65535), dport=80, flags="S", seq=rng2.getrandbits(32)),
+        )
     return cap
 
 

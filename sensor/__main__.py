@@ -1,4 +1,5 @@
 """``python -m sensor ...`` is ``netwarden sensor ...``."""
+
 import sys
 
 from netwarden.cli import main

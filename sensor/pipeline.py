@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from sensor.capture.batch import PacketBatch
 
+
 class RecordSource(Protocol):
     """Something that turns packet batches into records for the bus."""
 

@@ -386,8 +386,12 @@ class Outbox:
                 while not self.publisher.wait_for_room(chunk.nbytes, 0.2):
                     waited += 1
                     if waited == 25:  # say so once: a stalled sensor should not be a mystery
-                        print(f"sensor: bus buffer full, waiting for the controller at "
-                              f"{self.publisher.endpoint}", file=sys.stderr, flush=True)
+                        print(
+                            f"sensor: bus buffer full, waiting for the controller at "
+                            f"{self.publisher.endpoint}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     if not self.backpressure():
                         break
             self.publisher.send(kind, chunk)

@@ -53,7 +53,9 @@ def backend(backend_name: str, request: pytest.FixtureRequest):
     if marker is not None and backend_name == "c":
         have = getattr(mod, "SEMANTICS_REVISION", 0)
         if have < marker.args[0]:
-            pytest.skip(f"compiled twin implements semantics revision {have}, test needs {marker.args[0]}")
+            pytest.skip(
+                f"compiled twin implements semantics revision {have}, test needs {marker.args[0]}"
+            )
     return mod
 
 
@@ -88,8 +90,15 @@ def malformed_corpus() -> Path:
     return MALFORMED_CORPUS
 
 
-def run_engine(mod, frames, linktype: int = 1, config=None, t0_ns: int = 1_600_000_000 * 10**9,
-               step_ns: int = 1_000_000, pktsum: bool = False):
+def run_engine(
+    mod,
+    frames,
+    linktype: int = 1,
+    config=None,
+    t0_ns: int = 1_600_000_000 * 10**9,
+    step_ns: int = 1_000_000,
+    pktsum: bool = False,
+):
     """Feed crafted frames (bytes, or (ts_ns, bytes) pairs) through a backend's engine and
     flush. Returns (flow records, ARP records, stats, pktsum rows or None)."""
     import numpy as np

@@ -26,7 +26,11 @@ def explain_incident(inc: Incident, policy_cfg: Any, copilot: CopilotConfig,
         if a.get("count", 1) > 1:
             line += f", seen {a['count']} times"
         feats = features(t, a["evidence"])
-        flagged.append(line + (f": {feats}" if feats else "") + (f". Detector: {a['summary']}" if a.get("summary") else ""))
+        flagged.append(
+            line
+            + (f": {feats}" if feats else "")
+            + (f". Detector: {a['summary']}" if a.get("summary") else "")
+        )
     priority = [*_reasons(t, inc), f"risk {num(inc.risk)} gives priority {inc.priority}"]
     rec = inc.recommendation or {}
     rule = rec.get("rule", {})
@@ -40,9 +44,15 @@ def explain_incident(inc: Incident, policy_cfg: Any, copilot: CopilotConfig,
         changed.extend(alt)
     trail = [e for e in (audit or []) if e.get("subject") == inc.id or e.get("evidence") == inc.id]
     return {
-        "type": "explanation", "subject": inc.id, "what": "incident",
-        "flagged": flagged, "priority": priority, "action": action_lines, "decisions": decisions,
-        "would_change": changed, "audit": trail,
+        "type": "explanation",
+        "subject": inc.id,
+        "what": "incident",
+        "flagged": flagged,
+        "priority": priority,
+        "action": action_lines,
+        "decisions": decisions,
+        "would_change": changed,
+        "audit": trail,
     }
 
 
@@ -93,11 +103,15 @@ def explain_decision_fields(d: dict[str, Any], policy_cfg: Any) -> tuple[list[st
     thr = policy_cfg.thresholds
     score, conf = d.get("score"), d.get("confidence")
     if verdict == "refused":
-        alt.append(f"{d['target']} is protected (anti-lockout or allow-list): no score or level would ban it")
+        alt.append(
+            f"{d['target']} is protected (anti-lockout or allow-list): no score or level would ban it"
+        )
     elif verdict in ("observe", "recommend"):
         t3, t2 = thr.get(3), thr.get(2)
         if level is not None and level < configured:
-            why.append(f"score {num(score)} / confidence {num(conf)} below the level-{level + 1} threshold")
+            why.append(
+                f"score {num(score)} / confidence {num(conf)} below the level-{level + 1} threshold"
+            )
         if t3 is not None:
             alt.append(f"at autonomy level 3 for {kind} ({src} = 3) with score >= {num(t3.score)} and confidence >= "
                        f"{num(t3.confidence)}, policy would have banned {d['target']} automatically")  # fmt: skip
@@ -107,15 +121,25 @@ def explain_decision_fields(d: dict[str, Any], policy_cfg: Any) -> tuple[list[st
     elif verdict == "pending":
         if d.get("risky"):
             why.append("approval needed because the action is risky: " + "; ".join(d["risky"]))
-            alt.append("without those risks (" + "; ".join(d["risky"]) + ") at level 3 it would have acted at once")
+            alt.append(
+                "without those risks ("
+                + "; ".join(d["risky"])
+                + ") at level 3 it would have acted at once"
+            )
         else:
             alt.append(f"at level 3 ({src} = 3) with score >= {num(thr[3].score)} and confidence >= "
                        f"{num(thr[3].confidence)} it would have acted without approval")  # fmt: skip
-        alt.append("`netwarden approve` or `netwarden deny` decides it; unhandled approvals are escalated")
+        alt.append(
+            "`netwarden approve` or `netwarden deny` decides it; unhandled approvals are escalated"
+        )
     elif verdict == "act":
         if d.get("ttl_s"):
-            why.append(f"ban for {num(d['ttl_s'])} s from the escalation ladder (policy.ban_ladder_s)")
-        alt.append(f"allow-listing {d['target']} (`netwarden allow add`), or {src} below 2, would have prevented the ban")
+            why.append(
+                f"ban for {num(d['ttl_s'])} s from the escalation ladder (policy.ban_ladder_s)"
+            )
+        alt.append(
+            f"allow-listing {d['target']} (`netwarden allow add`), or {src} below 2, would have prevented the ban"
+        )
         if 3 in thr:
             alt.append(f"score below {num(thr[3].score)} or confidence below {num(thr[3].confidence)} would have "
                        "lowered it to approval or a recommendation")  # fmt: skip
@@ -135,7 +159,9 @@ def _groups_for(d: dict[str, Any], policy_cfg: Any) -> list[Any]:
     return out
 
 
-def explain_audit_decision(decision_id: str, audit: list[dict[str, Any]], policy_cfg: Any) -> dict[str, Any] | None:
+def explain_audit_decision(
+    decision_id: str, audit: list[dict[str, Any]], policy_cfg: Any
+) -> dict[str, Any] | None:
     """A decision as the audit log recorded it (no incident needed: manual `detect` too)."""
     entries = [e for e in audit if e.get("decision_id") == decision_id]
     dec = next((e for e in entries if e["event"] == "decision"), None)
@@ -166,4 +192,10 @@ def render(ex: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["explain_audit_decision", "explain_decision_fields", "explain_incident", "kind_label", "render"]
+__all__ = [
+    "explain_audit_decision",
+    "explain_decision_fields",
+    "explain_incident",
+    "kind_label",
+    "render",
+]

@@ -51,9 +51,24 @@ def recommend(inc: Incident, cfg: CopilotConfig) -> dict[str, Any]:
         return {"action": CONTAIN, "rule": rule, "steps": steps, "step_count": len(steps),
                 "commands": hunting_commands(inc)}  # fmt: skip
     if inc.risk > cfg.investigate_risk or (not attacks and inc.risk > cfg.contain_risk):
-        steps = [{"do": "fix_device", "target": t, "enforce": False} for t in _hosts(inc)] if not attacks else []
-        return {"action": INVESTIGATE, "rule": rule, "steps": steps, "commands": hunting_commands(inc)}
-    return {"action": MONITOR, "rule": rule, "steps": [], "commands": [], "benign": benign_indicators(inc)}
+        steps = (
+            [{"do": "fix_device", "target": t, "enforce": False} for t in _hosts(inc)]
+            if not attacks
+            else []
+        )
+        return {
+            "action": INVESTIGATE,
+            "rule": rule,
+            "steps": steps,
+            "commands": hunting_commands(inc),
+        }
+    return {
+        "action": MONITOR,
+        "rule": rule,
+        "steps": [],
+        "commands": [],
+        "benign": benign_indicators(inc),
+    }
 
 
 def _hosts(inc: Incident) -> list[str]:
@@ -67,7 +82,14 @@ def contain_steps(inc: Incident) -> list[dict[str, Any]]:
     def add(do: str, target: str, kind: str) -> None:
         if (do, target) not in seen:
             seen.add((do, target))
-            steps.append({"do": do, "target": target, "kind": kind, "enforce": do in ENFORCEABLE and is_ip(target)})
+            steps.append(
+                {
+                    "do": do,
+                    "target": target,
+                    "kind": kind,
+                    "enforce": do in ENFORCEABLE and is_ip(target),
+                }
+            )
 
     for a in sorted(inc.alerts, key=lambda a: (-a["score"], a["first_seen"])):
         kind, att = a["kind"], a["attacker"]
@@ -121,7 +143,7 @@ def benign_indicators(inc: Incident) -> list[dict[str, Any]]:
     for a in inc.alerts:
         for k, v in a["evidence"].items():
             if k.startswith("benign_"):
-                out.append({"indicator": "detector", "name": k[len("benign_"):], "value": v})
+                out.append({"indicator": "detector", "name": k[len("benign_") :], "value": v})
     return out
 
 

@@ -23,7 +23,14 @@ from netwarden.errors import ConfigError
 LANGS = ("en", "ja")
 MAX_LISTED = 3
 MAX_FEATURES = 3
-_SKIP_FEATURES = ("threshold", "learnt_reference", "reference", "baseline", "learnt_level", "expected")
+_SKIP_FEATURES = (
+    "threshold",
+    "learnt_reference",
+    "reference",
+    "baseline",
+    "learnt_level",
+    "expected",
+)
 
 
 @cache
@@ -77,7 +84,12 @@ def features(t: _Text, evidence: dict[str, Any]) -> str:
     ref, thr = reference_of(evidence), evidence.get("threshold")
     parts: list[str] = []
     for k, v in evidence.items():
-        if isinstance(v, bool) or not isinstance(v, int | float) or k in _SKIP_FEATURES or k.startswith("benign_"):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or k in _SKIP_FEATURES
+            or k.startswith("benign_")
+        ):
             continue
         if k.endswith(("_reference", "_baseline", "_p99", "_threshold")):
             continue
@@ -151,7 +163,13 @@ def _reasons(t: _Text, inc: Incident) -> list[str]:
         elif f == "progression":
             out.append(t("why_progression", host=r["host"], points=_signed(r["points"])))
         elif f == "feedback" and r.get("verdict") == "confirmed":
-            out.append(t("why_feedback_confirmed", feedback=", ".join(r["feedback"]), boost=num(r["boost"])))
+            out.append(
+                t(
+                    "why_feedback_confirmed",
+                    feedback=", ".join(r["feedback"]),
+                    boost=num(r["boost"]),
+                )
+            )
     return out
 
 
@@ -180,7 +198,9 @@ def _done(t: _Text, inc: Incident) -> list[str]:
     rec = inc.recommendation or {}
     advice = [s for s in rec.get("steps", []) if not s.get("enforce")]
     if rec.get("action") == CONTAIN and advice:
-        out.append(t("done_advice", steps=t("list_join").join(_step(t, s) for s in advice[:MAX_LISTED])))
+        out.append(
+            t("done_advice", steps=t("list_join").join(_step(t, s) for s in advice[:MAX_LISTED]))
+        )
     if not out:
         out.append(t("done_none"))
     return out
@@ -195,12 +215,16 @@ def _next(t: _Text, inc: Incident) -> str:
     action = rec.get("action", MONITOR)
     if action == CONTAIN:
         all_steps = rec.get("steps", [])
-        steps = [_step(t, s) for s in all_steps[: MAX_LISTED + 1]]  # _listing shows MAX_LISTED, then the total
+        steps = [
+            _step(t, s) for s in all_steps[: MAX_LISTED + 1]
+        ]  # _listing shows MAX_LISTED, then the total
         return t("next_contain", steps=_listing(t, steps, rec.get("step_count", len(all_steps))))
     if action == INVESTIGATE:
         return t("next_investigate", threshold=num(rec["rule"]["investigate_risk"]))
     benign = [_benign(t, b) for b in rec.get("benign", [])]
-    return t("next_monitor", benign=t("list_join").join(benign)) if benign else t("next_monitor_none")
+    return (
+        t("next_monitor", benign=t("list_join").join(benign)) if benign else t("next_monitor_none")
+    )
 
 
 def _benign(t: _Text, b: dict[str, Any]) -> str:
@@ -221,4 +245,13 @@ def stage_names(lang: str) -> dict[str, str]:
     return {s: t(f"stage_{s}") for s in STAGE_ORDER}
 
 
-__all__ = ["LANGS", "catalogue", "kind_label", "num", "stage_names", "stage_of", "summarize", "when"]
+__all__ = [
+    "LANGS",
+    "catalogue",
+    "kind_label",
+    "num",
+    "stage_names",
+    "stage_of",
+    "summarize",
+    "when",
+]

@@ -66,7 +66,8 @@ class QuantileBaseline:
             if grow > 0:
                 old = len(self.hist)
                 self.hist = np.concatenate(
-                    [self.hist, np.zeros((grow, self.n_features, NBINS), np.float32)])
+                    [self.hist, np.zeros((grow, self.n_features, NBINS), np.float32)]
+                )
                 self.count = np.concatenate([self.count, np.zeros(grow, np.int64)])
                 self.last_ns = np.concatenate([self.last_ns, np.zeros(grow, np.int64)])
                 self.free = np.concatenate([self.free, np.arange(old, old + grow)])

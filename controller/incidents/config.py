@@ -72,12 +72,16 @@ class IncidentConfig:
 
     def __post_init__(self) -> None:
         if self.group_window_s <= 0 or self.close_after_s <= 0:
-            raise ConfigError("incidents.group_window_s and incidents.close_after_s must be positive")
+            raise ConfigError(
+                "incidents.group_window_s and incidents.close_after_s must be positive"
+            )
         if self.focus_victims < 1:
             raise ConfigError("incidents.focus_victims must be >= 1")
         for k in self.criticality_points:
             if k not in CRITICALITIES:
-                raise ConfigError(f"incidents.criticality_points.{k}: not one of {', '.join(CRITICALITIES)}")
+                raise ConfigError(
+                    f"incidents.criticality_points.{k}: not one of {', '.join(CRITICALITIES)}"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,21 +154,33 @@ _KNOWN = {
 def _check_keys(section: str, d: dict[str, Any]) -> None:
     bad = sorted(set(d) - _KNOWN[section])
     if bad:
-        raise ConfigError(f"unknown key {section}.{bad[0]} (known: {', '.join(sorted(_KNOWN[section]))})")
+        raise ConfigError(
+            f"unknown key {section}.{bad[0]} (known: {', '.join(sorted(_KNOWN[section]))})"
+        )
 
 
-def _groups(items: list[dict[str, Any]], policy_groups: dict[str, list[Any]]) -> tuple[CriticalGroup, ...]:
+def _groups(
+    items: list[dict[str, Any]], policy_groups: dict[str, list[Any]]
+) -> tuple[CriticalGroup, ...]:
     out = []
     for i, g in enumerate(items):
         name = str(g.get("name", f"group{i}"))
         nets = g.get("networks", policy_groups.get(name))
         if nets is None:
-            raise ConfigError(f"incidents.asset_groups {name!r}: networks missing (and no policy asset group of that name)")
+            raise ConfigError(
+                f"incidents.asset_groups {name!r}: networks missing (and no policy asset group of that name)"
+            )
         crit = str(g.get("criticality", "normal"))
         if crit not in CRITICALITIES:
-            raise ConfigError(f"incidents.asset_groups {name!r}.criticality must be one of {', '.join(CRITICALITIES)}")
+            raise ConfigError(
+                f"incidents.asset_groups {name!r}.criticality must be one of {', '.join(CRITICALITIES)}"
+            )
         try:
-            out.append(CriticalGroup(name, tuple(ipaddress.ip_network(str(n), strict=False) for n in nets), crit))
+            out.append(
+                CriticalGroup(
+                    name, tuple(ipaddress.ip_network(str(n), strict=False) for n in nets), crit
+                )
+            )
         except ValueError as exc:
             raise ConfigError(f"incidents.asset_groups {name!r}: {exc}") from exc
     return tuple(out)
@@ -174,8 +190,16 @@ def from_dict(data: dict[str, Any]) -> TriageConfig:
     sections = {k: dict(data.get(k, {})) for k in _KNOWN}
     for k, d in sections.items():
         _check_keys(k, d)
-    policy_groups = {str(g.get("name")): list(g.get("networks", [])) for g in data.get("policy", {}).get("asset_groups", [])}
-    inc, cop, fb, esc = sections["incidents"], sections["copilot"], sections["feedback"], sections["escalation"]
+    policy_groups = {
+        str(g.get("name")): list(g.get("networks", []))
+        for g in data.get("policy", {}).get("asset_groups", [])
+    }
+    inc, cop, fb, esc = (
+        sections["incidents"],
+        sections["copilot"],
+        sections["feedback"],
+        sections["escalation"],
+    )
     try:
         base = IncidentConfig()
         points = dict(base.criticality_points)
@@ -188,13 +212,17 @@ def from_dict(data: dict[str, Any]) -> TriageConfig:
             criticality_points=points,
             asset_groups=_groups(list(inc.get("asset_groups", [])), policy_groups),
         )
-        copilot_args: dict[str, Any] = {k: (str(v) if k == "lang" else float(v)) for k, v in cop.items()}
+        copilot_args: dict[str, Any] = {
+            k: (str(v) if k == "lang" else float(v)) for k, v in cop.items()
+        }
         copilot = CopilotConfig(**copilot_args)
         feedback = FeedbackConfig(**{k: float(v) for k, v in fb.items()})
         cmd = esc.pop("command", ())
         if isinstance(cmd, str):
             cmd = (cmd,)
-        esc_args: dict[str, Any] = {k: (v if k in ("webhook", "syslog") else float(v)) for k, v in esc.items()}
+        esc_args: dict[str, Any] = {
+            k: (v if k in ("webhook", "syslog") else float(v)) for k, v in esc.items()
+        }
         escalation = EscalationConfig(command=tuple(str(c) for c in cmd), **esc_args)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"incidents/copilot/feedback/escalation config: {exc}") from exc

@@ -43,7 +43,13 @@ from controller.incidents.kinds import (
     stage_of,
 )
 
-OPEN, ACKNOWLEDGED, RESOLVED, CLOSED, MERGED = "open", "acknowledged", "resolved", "closed", "merged"
+OPEN, ACKNOWLEDGED, RESOLVED, CLOSED, MERGED = (
+    "open",
+    "acknowledged",
+    "resolved",
+    "closed",
+    "merged",
+)
 ACTIVE = (OPEN, ACKNOWLEDGED)
 PRIORITY_BANDS = ((85.0, "P1"), (60.0, "P2"), (40.0, "P3"), (0.0, "P4"))
 PRIORITY_NAMES = {"P1": "critical", "P2": "high", "P3": "medium", "P4": "low"}
@@ -157,7 +163,11 @@ class IncidentEngine:
         keys = set(focus_entities(alert, self.cfg.focus_victims))
         horizon = alert.first_seen - self.cfg.group_window_s
         hits = sorted(
-            (inc for inc in self.active.values() if inc.updated_at >= horizon and keys & set(inc.focus)),
+            (
+                inc
+                for inc in self.active.values()
+                if inc.updated_at >= horizon and keys & set(inc.focus)
+            ),
             key=lambda i: (i.opened_at, _id_order(i.id)),
         )
         merged: list[Incident] = []
@@ -196,13 +206,19 @@ class IncidentEngine:
             # a long-running incident stays bounded: further distinct alerts count towards
             # the strongest entry of their kind (the victims are still listed); a new kind
             # is always added (there are few kinds)
-            same = max((a for a in inc.alerts if a["kind"] == e["kind"]), key=lambda a: a["score"], default=None)
+            same = max(
+                (a for a in inc.alerts if a["kind"] == e["kind"]),
+                key=lambda a: a["score"],
+                default=None,
+            )
         if same is not None:  # a repeat: count it, keep the strongest instance
             count = same["count"] + e.get("count", 1)
             if (e["score"], e["confidence"]) > (same["score"], same["confidence"]):
                 same.update({k: v for k, v in e.items() if k not in ("alert_id", "first_seen")})
             same["count"] = count
-            same["last_detected_at"] = max(same.get("last_detected_at", same["detected_at"]), e["detected_at"])
+            same["last_detected_at"] = max(
+                same.get("last_detected_at", same["detected_at"]), e["detected_at"]
+            )
         else:
             inc.alerts.append(e)
             inc.alerts.sort(key=lambda a: (a["first_seen"], a["detected_at"], a["kind"]))
@@ -227,7 +243,9 @@ class IncidentEngine:
         conf = round(min(0.99, 1.0 - miss), 3)
         weight = round(0.6 + 0.4 * conf, 3)
         risk = base * weight
-        reasons.append({"factor": "score", "kind": lead["kind"], "score": base, "alert_id": lead["alert_id"]})
+        reasons.append(
+            {"factor": "score", "kind": lead["kind"], "score": base, "alert_id": lead["alert_id"]}
+        )
         reasons.append({"factor": "confidence", "confidence": conf, "weight": weight, "kinds": len(by_kind),
                         "points": round(base * weight - base, 1)})  # fmt: skip
         crit = self._criticality(inc)
@@ -253,7 +271,9 @@ class IncidentEngine:
         if not self.cfg.asset_groups:
             return None
         pts = self.cfg.criticality_points
-        hosts = list(inc.victims) + [a["attacker"] for a in inc.alerts if a["kind"] in OUTBOUND and a["attacker"]]
+        hosts = list(inc.victims) + [
+            a["attacker"] for a in inc.alerts if a["kind"] in OUTBOUND and a["attacker"]
+        ]
         for h in dict.fromkeys(hosts):
             net = _network(h)
             if net is None:
@@ -274,7 +294,11 @@ class IncidentEngine:
             st = a["stage"]
             if st not in KILL_CHAIN:
                 continue
-            hosts = [a["attacker"]] if a["kind"] in OUTBOUND else [v for v in a["victims"] if "/" not in v]
+            hosts = (
+                [a["attacker"]]
+                if a["kind"] in OUTBOUND
+                else [v for v in a["victims"] if "/" not in v]
+            )
             for h in hosts:
                 if h:
                     per_host.setdefault(h, set()).add(st)

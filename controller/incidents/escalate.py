@@ -94,7 +94,11 @@ class CommandHook:
         self.argv, self.timeout_s = list(argv), timeout_s
 
     def send(self, event: dict[str, Any]) -> None:
-        env = {**os.environ, "NETWARDEN_REASON": str(event["reason"]), "NETWARDEN_SUBJECT": str(event["subject"])}
+        env = {
+            **os.environ,
+            "NETWARDEN_REASON": str(event["reason"]),
+            "NETWARDEN_SUBJECT": str(event["subject"]),
+        }
         proc = subprocess.run(self.argv, input=json.dumps(event), text=True, capture_output=True,
                               timeout=self.timeout_s, env=env, check=False)  # fmt: skip
         if proc.returncode != 0:
@@ -113,7 +117,9 @@ def channels_from(cfg: EscalationConfig) -> list[Channel]:
 
 
 class Escalator:
-    def __init__(self, cfg: EscalationConfig, dry_run: bool = False, channels: list[Channel] | None = None) -> None:
+    def __init__(
+        self, cfg: EscalationConfig, dry_run: bool = False, channels: list[Channel] | None = None
+    ) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
         self.channels = channels if channels is not None else channels_from(cfg)
@@ -131,7 +137,9 @@ class Escalator:
                             "waited_s": round(now - inc.opened_at, 3), "message": inc.summary.get("en", ""),
                             "at": now})  # fmt: skip
         for a in triage.store.approvals("pending"):
-            if now - a.created >= self.cfg.approval_after_s and not ist.escalated(a.id, APPROVAL_UNHANDLED):
+            if now - a.created >= self.cfg.approval_after_s and not ist.escalated(
+                a.id, APPROVAL_UNHANDLED
+            ):
                 det = a.proposal.get("detection") or {}
                 inc_id = det.get("evidence_id") or None
                 due.append({"reason": APPROVAL_UNHANDLED, "subject": a.id, "approval": a.id, "incident": inc_id,
@@ -157,11 +165,15 @@ class Escalator:
                 results[ch.name] = f"error: {exc}"
         sent = any(v == "ok" for v in results.values())
         with triage.store.transaction():
-            eid = triage.istore.add_escalation(ev["subject"], ev["reason"], ev["at"], results, sent, ev)
+            eid = triage.istore.add_escalation(
+                ev["subject"], ev["reason"], ev["at"], results, sent, ev
+            )
             triage.audit.record("escalation", "escalate", ev["subject"], evidence=eid,
                                 result="dry-run" if self.dry_run else ("sent" if sent else "not-sent"),
                                 detail={"reason": ev["reason"], "channels": results})  # fmt: skip
             inc = triage.engine.active.get(ev.get("incident") or "")
             if inc is not None:
-                inc.escalations.append({"id": eid, "reason": ev["reason"], "at": ev["at"], "channels": results})
+                inc.escalations.append(
+                    {"id": eid, "reason": ev["reason"], "at": ev["at"], "channels": results}
+                )
                 triage.istore.put_incident(inc)

@@ -48,7 +48,9 @@ STAGE_ORDER = (*KILL_CHAIN, IMPACT, INTERCEPTION, OPERATIONS, OTHER)
 
 #: floods and reflection: sources are forged or are reflectors; the incident is about the
 #: victim, and the response is a rate limit at the victim or upstream advice, never bans
-VICTIM_CENTRIC = frozenset({"syn_flood", "udp_amplification", "dns_amplification", "tcp_reflection", "icmp_flood"})
+VICTIM_CENTRIC = frozenset(
+    {"syn_flood", "udp_amplification", "dns_amplification", "tcp_reflection", "icmp_flood"}
+)
 
 #: kinds whose "attacker" is the compromised inside host talking out (the host is the story)
 OUTBOUND = frozenset({"c2_beaconing", "dns_tunneling", "data_exfiltration", "dns_exfiltration"})

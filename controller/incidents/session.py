@@ -57,7 +57,12 @@ def replay_triage(alerts: list[Alert], state_dir: str | Path, config_path: str |
                 inc = tri.istore.get_incident(inc.merged_into)
             if inc is not None and inc.id not in {i.id for i in incidents}:
                 incidents.append(inc)
-        decisions = [dict(a, incident=i.id) for i in incidents for a in i.actions if a.get("kind") == "decision"]
+        decisions = [
+            dict(a, incident=i.id)
+            for i in incidents
+            for a in i.actions
+            if a.get("kind") == "decision"
+        ]
         return {
             "records": records,
             "incidents": incidents,
@@ -79,7 +84,9 @@ def offline(state_dir: str | Path, config_path: str | None = None) -> Iterator[T
 
     d = Path(state_dir)
     if not (d / DB_NAME).is_file():
-        raise ConfigError(f"no NetWarden state in {d} (run a controller or `netwarden replay ... --state-dir {d}`)")
+        raise ConfigError(
+            f"no NetWarden state in {d} (run a controller or `netwarden replay ... --state-dir {d}`)"
+        )
     lock = StateLock(d)
     try:
         store = Store(d)

@@ -51,10 +51,18 @@ class TriagedDetection(IngestDetection):
                     rec["recommendation"] = (inc.recommendation or {}).get("action")
                     if rec.get("decision") is None and rec.get("attacker"):
                         # the alert is covered by the incident's earlier decision on its source
-                        done = [a for a in inc.actions if a.get("kind") == "decision" and a["target"] == rec["attacker"]]
+                        done = [
+                            a
+                            for a in inc.actions
+                            if a.get("kind") == "decision" and a["target"] == rec["attacker"]
+                        ]
                         if done:
                             d = done[-1]
-                            rec["decision"] = {"id": d["decision_id"], "verdict": d["verdict"], "reason": d["reason"]}
+                            rec["decision"] = {
+                                "id": d["decision_id"],
+                                "verdict": d["verdict"],
+                                "reason": d["reason"],
+                            }
                 self.submitted += 1
                 self.recent.append(rec)
                 log.warning("alert %s %s attacker=%s victims=%s score=%.0f incident=%s",
@@ -83,7 +91,9 @@ def attach_triage(
                 return tri.acknowledge(target, actor).to_json()
             if op == "resolve":
                 return tri.resolve(target, actor).to_json()
-            return tri.feedback(target, str(args.get("verdict", "")), actor, str(args.get("note", "")))
+            return tri.feedback(
+                target, str(args.get("verdict", "")), actor, str(args.get("note", ""))
+            )
 
         return run
 

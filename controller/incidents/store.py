@@ -42,7 +42,9 @@ class IncidentStore:
 
     # --- ids ----------------------------------------------------------------------------
     def _next(self, table: str) -> int:
-        row = self.db.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()  # table names are fixed strings
+        row = self.db.execute(
+            f"SELECT COALESCE(MAX(seq), 0) FROM {table}"
+        ).fetchone()  # table names are fixed strings
         return int(row[0]) + 1
 
     def next_alert_seq(self) -> int:
@@ -63,7 +65,9 @@ class IncidentStore:
         )  # fmt: skip
 
     def set_alert_incident(self, alert_ids: list[str], incident_id: str) -> None:
-        self.db.executemany("UPDATE alerts SET incident_id=? WHERE id=?", [(incident_id, a) for a in alert_ids])
+        self.db.executemany(
+            "UPDATE alerts SET incident_id=? WHERE id=?", [(incident_id, a) for a in alert_ids]
+        )
 
     def alerts(self, since: float | None = None, kind: str | None = None, incident_id: str | None = None,
                include_suppressed: bool = True) -> list[dict[str, Any]]:  # fmt: skip
@@ -88,7 +92,9 @@ class IncidentStore:
         return out
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT body, incident_id FROM alerts WHERE id=?", (alert_id,)).fetchone()  # table names are fixed strings
+        row = self.db.execute(
+            "SELECT body, incident_id FROM alerts WHERE id=?", (alert_id,)
+        ).fetchone()  # table names are fixed strings
         if row is None:
             return None
         d = json.loads(row[0])
@@ -104,10 +110,14 @@ class IncidentStore:
         )  # fmt: skip
 
     def get_incident(self, incident_id: str) -> Incident | None:
-        row = self.db.execute("SELECT body FROM incidents WHERE id=?", (incident_id,)).fetchone()  # table names are fixed strings
+        row = self.db.execute(
+            "SELECT body FROM incidents WHERE id=?", (incident_id,)
+        ).fetchone()  # table names are fixed strings
         return None if row is None else Incident.from_json(json.loads(row[0]))
 
-    def incidents(self, status: tuple[str, ...] | None = None, since: float | None = None) -> list[Incident]:
+    def incidents(
+        self, status: tuple[str, ...] | None = None, since: float | None = None
+    ) -> list[Incident]:
         q = "SELECT body FROM incidents WHERE status != 'merged'"
         args: list[Any] = []
         if status:
@@ -116,7 +126,9 @@ class IncidentStore:
         if since is not None:
             q += " AND updated_at >= ?"
             args.append(since)
-        return [Incident.from_json(json.loads(r[0])) for r in self.db.execute(q + " ORDER BY seq", args)]
+        return [
+            Incident.from_json(json.loads(r[0])) for r in self.db.execute(q + " ORDER BY seq", args)
+        ]
 
     def active_incidents(self) -> list[Incident]:
         return self.incidents(ACTIVE)
@@ -131,8 +143,22 @@ class IncidentStore:
         return fid
 
     def feedback(self) -> list[dict[str, Any]]:
-        cols = ("id", "seq", "target", "verdict", "kind", "entity", "service", "actor", "note", "created")
-        return [dict(zip(cols, r, strict=True)) for r in self.db.execute("SELECT * FROM feedback ORDER BY seq")]
+        cols = (
+            "id",
+            "seq",
+            "target",
+            "verdict",
+            "kind",
+            "entity",
+            "service",
+            "actor",
+            "note",
+            "created",
+        )
+        return [
+            dict(zip(cols, r, strict=True))
+            for r in self.db.execute("SELECT * FROM feedback ORDER BY seq")
+        ]
 
     def confirmations(self, kind: str, entities: list[str]) -> list[str]:
         """Feedback ids confirming this kind for one of these entities."""
@@ -144,7 +170,9 @@ class IncidentStore:
 
     def add_suppression(self, kind: str, entity: str, service: str, now: float, expires_at: float,
                         feedback_id: str, note: str) -> Suppression:  # fmt: skip
-        row = self.db.execute("SELECT COUNT(*) FROM suppressions").fetchone()  # table names are fixed strings
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM suppressions"
+        ).fetchone()  # table names are fixed strings
         sid = f"S-{int(row[0]) + 1}"
         s = Suppression(sid, kind, entity, service, now, expires_at, feedback_id, note)
         self.db.execute("INSERT INTO suppressions VALUES (?,?,?,?,?,?,?,?,?)",
@@ -158,12 +186,16 @@ class IncidentStore:
             args.append(now)
         return [Suppression(*r) for r in self.db.execute(q + " ORDER BY created, id", args)]
 
-    def matching_suppression(self, kind: str, entities: list[str], service: str, now: float) -> Suppression | None:
+    def matching_suppression(
+        self, kind: str, entities: list[str], service: str, now: float
+    ) -> Suppression | None:
         if not entities:
             return None
         q = (f"SELECT * FROM suppressions WHERE kind=? AND expires_at > ? AND entity IN "
              f"({','.join('?' * len(entities))}) AND (service=? OR service='*') ORDER BY created, id LIMIT 1")  # fmt: skip
-        row = self.db.execute(q, (kind, now, *entities, service)).fetchone()  # table names are fixed strings
+        row = self.db.execute(
+            q, (kind, now, *entities, service)
+        ).fetchone()  # table names are fixed strings
         if row is None:
             return None
         self.db.execute("UPDATE suppressions SET hits = hits + 1 WHERE id=?", (row[0],))
@@ -176,7 +208,9 @@ class IncidentStore:
 
     def add_escalation(self, subject: str, reason: str, now: float, channels: dict[str, str], sent: bool,
                        body: dict[str, Any]) -> str:  # fmt: skip
-        row = self.db.execute("SELECT COUNT(*) FROM escalations").fetchone()  # table names are fixed strings
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM escalations"
+        ).fetchone()  # table names are fixed strings
         eid = f"E-{int(row[0]) + 1}"
         self.db.execute("INSERT INTO escalations VALUES (?,?,?,?,?,?,?)",
                         (eid, subject, reason, now, json.dumps(channels, sort_keys=True), int(sent),
@@ -185,7 +219,9 @@ class IncidentStore:
 
     def escalations(self) -> list[dict[str, Any]]:
         out = []
-        for r in self.db.execute("SELECT id, subject, reason, created, channels, sent, body FROM escalations ORDER BY rowid"):
+        for r in self.db.execute(
+            "SELECT id, subject, reason, created, channels, sent, body FROM escalations ORDER BY rowid"
+        ):
             out.append({"id": r[0], "subject": r[1], "reason": r[2], "created": r[3], "channels": json.loads(r[4]),
                         "sent": bool(r[5]), "body": json.loads(r[6])})  # fmt: skip
         return out

@@ -70,7 +70,12 @@ class Triage:
         self.now = 0.0
 
     def _next_incident_id(self) -> str:
-        seq = max([self.istore.next_incident_seq(), *[int(i.split("-")[-1]) + 1 for i in self.engine.active]])
+        seq = max(
+            [
+                self.istore.next_incident_seq(),
+                *[int(i.split("-")[-1]) + 1 for i in self.engine.active],
+            ]
+        )
         return f"INC-{seq}"
 
     # --- alerts in ----------------------------------------------------------------------
@@ -107,7 +112,9 @@ class Triage:
             for m in merged:
                 self.istore.set_alert_incident([e["alert_id"] for e in m.alerts], inc.id)
                 self.istore.put_incident(m)
-                self.audit.record("incidents", "incident-merged", m.id, evidence=inc.id, detail={"into": inc.id})
+                self.audit.record(
+                    "incidents", "incident-merged", m.id, evidence=inc.id, detail={"into": inc.id}
+                )
             opened = inc.alert_count == 1 and not merged
             decision = self._respond(inc)
             self._render(inc)
@@ -191,7 +198,9 @@ class Triage:
     def acknowledge(self, incident_id: str, actor: str) -> Incident:
         inc = self._get(incident_id)
         if inc.status not in ACTIVE:
-            raise ConfigError(f"incident {incident_id} is {inc.status}; only open incidents can be acknowledged")
+            raise ConfigError(
+                f"incident {incident_id} is {inc.status}; only open incidents can be acknowledged"
+            )
         with self.store.transaction():
             inc.status, inc.acknowledged_by, inc.acknowledged_at = ACKNOWLEDGED, actor, self.wall()
             self._render(inc)
@@ -203,7 +212,9 @@ class Triage:
         inc = self._get(incident_id)
         with self.store.transaction():
             inc.status, inc.resolved_by, inc.resolved_at = RESOLVED, actor, self.wall()
-            inc.actions.append({"kind": "resolution", "resolution": resolution, "by": actor, "at": inc.resolved_at})
+            inc.actions.append(
+                {"kind": "resolution", "resolution": resolution, "by": actor, "at": inc.resolved_at}
+            )
             self.engine.active.pop(inc.id, None)
             self._render(inc)
             self.istore.put_incident(inc)
@@ -227,12 +238,24 @@ class Triage:
         patterns = sorted({(a["kind"], _pattern_entity(a), a.get("service") or service_of(a["kind"], a.get("evidence")))
                            for a in alerts})  # fmt: skip
         now = self.wall()
-        out: dict[str, Any] = {"target": target_id, "verdict": verdict, "feedback": [], "suppressions": []}
+        out: dict[str, Any] = {
+            "target": target_id,
+            "verdict": verdict,
+            "feedback": [],
+            "suppressions": [],
+        }
         with self.store.transaction():
             for kind, entity, service in patterns:
-                fid = self.istore.add_feedback(target_id, verdict, kind, entity, service, actor, note, now)
+                fid = self.istore.add_feedback(
+                    target_id, verdict, kind, entity, service, actor, note, now
+                )
                 out["feedback"].append(fid)
-                detail: dict[str, Any] = {"kind": kind, "entity": entity, "service": service, "note": note}
+                detail: dict[str, Any] = {
+                    "kind": kind,
+                    "entity": entity,
+                    "service": service,
+                    "note": note,
+                }
                 if verdict == FALSE_POSITIVE:
                     s = self.istore.add_suppression(kind, entity, service, now, now + self.cfg.feedback.suppress_s,
                                                     fid, note)  # fmt: skip
@@ -241,7 +264,9 @@ class Triage:
                     detail["expires_at"] = s.expires_at
                 else:
                     detail["boost"] = self.cfg.feedback.confirm_boost
-                self.audit.record(actor, "feedback", target_id, evidence=fid, result=verdict, detail=detail)
+                self.audit.record(
+                    actor, "feedback", target_id, evidence=fid, result=verdict, detail=detail
+                )
             if inc is not None:
                 inc.actions.append({"kind": "feedback", "verdict": verdict, "by": actor, "note": note, "at": now,
                                     "feedback": list(out["feedback"])})  # fmt: skip

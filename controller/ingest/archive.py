@@ -69,7 +69,10 @@ def _bucket_start(name: str) -> float:
 
 class RecordArchive:
     def __init__(
-        self, root: str | os.PathLike[str], retention_hours: float = 24 * 7, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        root: str | os.PathLike[str],
+        retention_hours: float = 24 * 7,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if not retention_hours > 0:
             raise ConfigError(f"archive retention must be > 0 hours, got {retention_hours!r}")

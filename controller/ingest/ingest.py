@@ -68,7 +68,9 @@ class Ingest:
                 except Exception as exc:  # noqa: BLE001 - a full disk must not stop the loop
                     self.consumer_errors["archive"] += 1
                     n = self.consumer_errors["archive"]
-                    if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: a full disk must not flood the log
+                    if (
+                        n & (n - 1) == 0
+                    ):  # 1st, 2nd, 4th, 8th...: a full disk must not flood the log
                         log.warning("archive: %s (%d batches not archived so far)", exc, n)
             for name, fn in self.consumers:
                 try:
@@ -96,7 +98,9 @@ class Ingest:
         if len(self._rate) < 2:
             return None
         (t0, n0), (t1, _n1) = self._rate[0], self._rate[-1]
-        return round((sum(self.records.values()) - n0) / max(time.monotonic() - t0, t1 - t0, 1e-9), 1)
+        return round(
+            (sum(self.records.values()) - n0) / max(time.monotonic() - t0, t1 - t0, 1e-9), 1
+        )
 
     def status(self) -> dict[str, Any]:
         return {
@@ -105,7 +109,9 @@ class Ingest:
             "records": dict(self.records),
             "records_per_s": self.records_per_s(),
             "consumer_errors": dict(self.consumer_errors),
-            "archive": None if self.archive is None else {
+            "archive": None
+            if self.archive is None
+            else {
                 "root": str(self.archive.root),
                 "records_written": self.archive.records_written,
                 "bytes_written": self.archive.bytes_written,

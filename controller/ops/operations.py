@@ -23,22 +23,38 @@ def register_response_ops(ops: Operations, r: Responder) -> None:
         return {"pid": os.getpid(), "hook": r.cfg.hook.value, **_backend(r)}
 
     def ban(args: dict[str, Any], actor: str) -> dict[str, Any]:
-        d = r.ban(args["addr"], check_ttl(args.get("ttl")), str(args.get("reason", "")), actor,
-                  Action(args.get("action", "drop")))
+        d = r.ban(
+            args["addr"],
+            check_ttl(args.get("ttl")),
+            str(args.get("reason", "")),
+            actor,
+            Action(args.get("action", "drop")),
+        )
         return {"decision_id": d.id, "addr": str(target(d.target)) if d.target else None, "ttl_s": d.ttl_s,
                 **_backend(r)}  # fmt: skip
 
     def unban(args: dict[str, Any], actor: str) -> dict[str, Any]:
         removed = r.unban(args["addr"], actor)
-        return {"addr": args["addr"], "removed": removed, "covered_by": r.covering_ranges(args["addr"], r.clock())}
+        return {
+            "addr": args["addr"],
+            "removed": removed,
+            "covered_by": r.covering_ranges(args["addr"], r.clock()),
+        }
 
     def bans(_args: dict[str, Any], _actor: str) -> list[dict[str, Any]]:
         now = r.clock()
         return [b.to_dict(now) for b in r.store.active_bans(now)]
 
     def kernel_bans(_args: dict[str, Any], _actor: str) -> list[dict[str, Any]]:
-        return [{"addr": str(k.addr), "action": k.action.value, "remaining_s": k.remaining_s,
-                 "decision_id": k.decision_id} for k in r.enforcer.list_bans()]
+        return [
+            {
+                "addr": str(k.addr),
+                "action": k.action.value,
+                "remaining_s": k.remaining_s,
+                "decision_id": k.decision_id,
+            }
+            for k in r.enforcer.list_bans()
+        ]
 
     def approvals(_args: dict[str, Any], _actor: str) -> list[dict[str, Any]]:
         return [a.to_dict() for a in r.approvals.pending(r.clock())]
@@ -64,7 +80,9 @@ def register_response_ops(ops: Operations, r: Responder) -> None:
         "unban": unban,
         "bans": bans,
         "kernel-bans": kernel_bans,
-        "allow-add": lambda a, actor: r.allow_add(a["cidr"], str(a.get("note", "")), actor, a.get("force") is True),
+        "allow-add": lambda a, actor: r.allow_add(
+            a["cidr"], str(a.get("note", "")), actor, a.get("force") is True
+        ),
         "allow-remove": lambda a, actor: r.allow_remove(a["cidr"], actor),
         "allow-list": lambda _a, _actor: r.allow_entries(),
         "approvals": approvals,

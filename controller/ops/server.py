@@ -120,7 +120,11 @@ def answer(handler: Handler, line: bytes, actor: str) -> dict[str, Any]:
         return {"ok": False, "refused": False, "error": f"bad request: {exc}"}
     except Exception as exc:
         log.exception("control request failed")
-        return {"ok": False, "refused": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+        return {
+            "ok": False,
+            "refused": False,
+            "error": f"internal error: {type(exc).__name__}: {exc}",
+        }
 
 
 @dataclass
@@ -134,7 +138,9 @@ class _Client:
 
 
 class ControlServer:
-    def __init__(self, state_dir: str | Path, handler: Handler, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, state_dir: str | Path, handler: Handler, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.path = socket_path(state_dir)
         self.handler = handler
         self.clock = clock
@@ -186,8 +192,16 @@ class ControlServer:
             conn.setblocking(False)
             if len(self._clients) >= MAX_CLIENTS:
                 try:
-                    conn.send(json.dumps({"ok": False, "refused": False,
-                                          "error": "controller busy: too many control connections"}).encode() + b"\n")
+                    conn.send(
+                        json.dumps(
+                            {
+                                "ok": False,
+                                "refused": False,
+                                "error": "controller busy: too many control connections",
+                            }
+                        ).encode()
+                        + b"\n"
+                    )
                 except OSError:
                     pass
                 conn.close()
@@ -210,7 +224,11 @@ class ControlServer:
                 break
         line, newline, _ = bytes(c.inbuf).partition(b"\n")
         if not newline and len(line) >= MAX_REQUEST:
-            resp: dict[str, Any] = {"ok": False, "refused": False, "error": f"bad request: larger than {MAX_REQUEST} bytes"}
+            resp: dict[str, Any] = {
+                "ok": False,
+                "refused": False,
+                "error": f"bad request: larger than {MAX_REQUEST} bytes",
+            }
         else:
             resp = answer(self.handler, line, c.actor)
         self._reply(c, resp)
@@ -240,8 +258,16 @@ class ControlServer:
         for c in [c for c in self._clients.values() if now >= c.deadline]:
             if not c.writing:
                 try:
-                    c.conn.send(json.dumps({"ok": False, "refused": False, "error":
-                                            f"request not complete within {REQUEST_DEADLINE_S:g}s"}).encode() + b"\n")
+                    c.conn.send(
+                        json.dumps(
+                            {
+                                "ok": False,
+                                "refused": False,
+                                "error": f"request not complete within {REQUEST_DEADLINE_S:g}s",
+                            }
+                        ).encode()
+                        + b"\n"
+                    )
                 except OSError:
                     pass
             self._drop(c)
@@ -264,7 +290,9 @@ class ControlServer:
             pass
 
 
-def request(state_dir: str | Path, op: str, timeout_s: float = 120.0, **args: Any) -> dict[str, Any]:
+def request(
+    state_dir: str | Path, op: str, timeout_s: float = 120.0, **args: Any
+) -> dict[str, Any]:
     """Send one request to a running controller; returns the decoded response."""
     path = socket_path(state_dir)
     deadline = time.monotonic() + timeout_s
@@ -300,7 +328,9 @@ def _connect(s: socket.socket, path: Path, deadline: float) -> None:
             return
         except BlockingIOError as exc:
             if time.monotonic() + pause > deadline:
-                raise ControlError(f"controller at {path} is busy: its connection queue stayed full") from exc
+                raise ControlError(
+                    f"controller at {path} is busy: its connection queue stayed full"
+                ) from exc
             time.sleep(pause)
             pause = min(pause * 2, 0.2)
         except OSError as exc:

@@ -39,7 +39,9 @@ class Approvals:
     def pending(self, now: float) -> list[Approval]:
         return [a for a in self.store.approvals("pending") if a.expires_at > now]
 
-    def resolve(self, approval_id: str, approve: bool, by: str, now: float) -> tuple[Approval, Decision]:
+    def resolve(
+        self, approval_id: str, approve: bool, by: str, now: float
+    ) -> tuple[Approval, Decision]:
         a = self.store.get_approval(approval_id)
         if a is None:
             raise ControlError(f"no approval {approval_id}")

@@ -220,14 +220,18 @@ class Policy:
     def risks(self, det: Detection, now: float) -> list[str]:
         out = []
         target = det.attacker
-        if any(n.version == target.version and n.overlaps(target) for n in self.cfg.internal_networks):  # type: ignore[arg-type]
+        if any(
+            n.version == target.version and n.overlaps(target) for n in self.cfg.internal_networks
+        ):  # type: ignore[arg-type]
             out.append("internal host")
         if target.num_addresses > 1:
             out.append(f"range {target}")
         if det.attacker_clients >= self.cfg.busy_clients:
             out.append(f"serves {det.attacker_clients} clients")
         if self.breaker_tripped(now):
-            out.append(f"circuit breaker: {self.cfg.breaker_bans_per_minute} bans in the last minute")
+            out.append(
+                f"circuit breaker: {self.cfg.breaker_bans_per_minute} bans in the last minute"
+            )
         return out
 
     def ttl_for(self, addr: Target) -> float:
@@ -240,8 +244,21 @@ class Policy:
         target = det.attacker
         ttl = self.ttl_for(_target(target))
 
-        def make(verdict: Verdict, reason: str, level: int, risky: tuple[str, ...] = ()) -> Decision:
-            return Decision(did, verdict, reason, target, self.cfg.action, ttl, level, risky, det, f"detector:{det.kind}")
+        def make(
+            verdict: Verdict, reason: str, level: int, risky: tuple[str, ...] = ()
+        ) -> Decision:
+            return Decision(
+                did,
+                verdict,
+                reason,
+                target,
+                self.cfg.action,
+                ttl,
+                level,
+                risky,
+                det,
+                f"detector:{det.kind}",
+            )
 
         refusal = self.guard.refusal(target)
         if refusal:
@@ -256,15 +273,21 @@ class Policy:
             return make(Verdict.RECOMMEND, why or "autonomy level 1 (recommend)", 1)
         risky = tuple(self.risks(det, now))
         if risky:
-            return make(Verdict.PENDING, "risky action needs approval: " + "; ".join(risky), level, risky)
+            return make(
+                Verdict.PENDING, "risky action needs approval: " + "; ".join(risky), level, risky
+            )
         if level == 2:
             return make(Verdict.PENDING, "autonomy level 2 (act after approval)", 2)
-        return make(Verdict.ACT, f"autonomy level 3, offence #{self.offences(_target(target)) + 1}", 3)
+        return make(
+            Verdict.ACT, f"autonomy level 3, offence #{self.offences(_target(target)) + 1}", 3
+        )
 
     def too_wide(self, target: IPNetwork) -> str | None:
         widest = self.cfg.widest_prefix_v4 if target.version == 4 else self.cfg.widest_prefix_v6
         if target.prefixlen < widest:
-            return f"range {target} is wider than /{widest} (policy.widest_prefix_v{target.version})"
+            return (
+                f"range {target} is wider than /{widest} (policy.widest_prefix_v{target.version})"
+            )
         return None
 
     def check_operator(self, target: IPNetwork) -> str | None:

@@ -22,7 +22,12 @@ class ReconcileReport:
     expired: int
 
     def as_dict(self) -> dict[str, int]:
-        return {"kept": self.kept, "readded": self.readded, "removed": self.removed, "expired": self.expired}
+        return {
+            "kept": self.kept,
+            "readded": self.readded,
+            "removed": self.removed,
+            "expired": self.expired,
+        }
 
 
 class Reconciler:
@@ -39,8 +44,13 @@ class Reconciler:
     def _expire_bans(self, now: float) -> int:
         expired = self.r.store.pop_expired(now)
         for b in expired:
-            self.r.audit.record("controller", "expire", str(b.addr), decision_id=b.decision_id,
-                                detail={"action": b.action.value})
+            self.r.audit.record(
+                "controller",
+                "expire",
+                str(b.addr),
+                decision_id=b.decision_id,
+                detail={"action": b.action.value},
+            )
         return len(expired)
 
     def reconcile(self, quiet: bool = False) -> ReconcileReport:
@@ -57,7 +67,12 @@ class Reconciler:
         absent = [key for key in active if key not in kernel]
         confirmed = r.enforcer.confirm(absent) if absent else set()
         readd = [
-            BanSpec(b.addr, b.action, None if b.expires_at is None else max(1.0, b.expires_at - now), b.decision_id)
+            BanSpec(
+                b.addr,
+                b.action,
+                None if b.expires_at is None else max(1.0, b.expires_at - now),
+                b.decision_id,
+            )
             for key, b in active.items()
             if key not in kernel and key not in confirmed
         ]
@@ -73,8 +88,12 @@ class Reconciler:
         """Heal outside interference (``nft flush ruleset``, a deleted ipset): re-create our
         objects, reload the allow-list, reconcile. Cheap when nothing changed."""
         if self.r.enforcer.ensure():
-            self.r.audit.record("controller", "repair", self.r.enforcer.name,
-                                detail={"why": "firewall objects missing or altered"})
+            self.r.audit.record(
+                "controller",
+                "repair",
+                self.r.enforcer.name,
+                detail={"why": "firewall objects missing or altered"},
+            )
         self.r.sync_allow()
         return self.reconcile(quiet=True)
 

@@ -91,7 +91,9 @@ class Responder:
         self._learnt: list[Protected] = []  # protected at run time (connected sensors)
         self.guard.allow = [n for n, _, _ in store.allow_list()]
         window = cfg.policy.offender_window_s
-        self.policy = Policy(cfg.policy, self.guard, lambda a: store.offences(a, self.clock(), window))
+        self.policy = Policy(
+            cfg.policy, self.guard, lambda a: store.offences(a, self.clock(), window)
+        )
         self.approvals = Approvals(store, cfg.policy.approval_ttl_s)
         #: called with the seconds from a detection's decision to its ban in the kernel
         self.latency_observers: list[Callable[[float], None]] = []
@@ -111,8 +113,14 @@ class Responder:
                 if refusal:
                     self.store.delete_ban(b.addr, b.action)
                     lifted.append(b)
-                    self.audit.record("controller", "unban", str(b.addr), decision_id=b.decision_id, result="ok",
-                                      detail={"why": refusal})
+                    self.audit.record(
+                        "controller",
+                        "unban",
+                        str(b.addr),
+                        decision_id=b.decision_id,
+                        result="ok",
+                        detail={"why": refusal},
+                    )
             if kernel and lifted:
                 self.enforcer.apply(remove=[(b.addr, b.action) for b in lifted])
         return lifted
@@ -144,10 +152,14 @@ class Responder:
         self.guard.fixed = fresh
         self.sync_allow()
         self.lift_protected(self.clock())
-        self.audit.record("controller", event, detail={
-            "added": sorted({str(p.net) for p in fresh} - {str(p.net) for p in old}),
-            "removed": sorted({str(p.net) for p in old} - {str(p.net) for p in fresh}),
-        })
+        self.audit.record(
+            "controller",
+            event,
+            detail={
+                "added": sorted({str(p.net) for p in fresh} - {str(p.net) for p in old}),
+                "removed": sorted({str(p.net) for p in old} - {str(p.net) for p in fresh}),
+            },
+        )
 
     # --- decisions ----------------------------------------------------------------------
     def submit_detection(self, det: Detection) -> Decision:
@@ -157,14 +169,32 @@ class Responder:
         d = self.policy.decide(det, now)
         with self.store.transaction():
             self.audit.record(
-                d.actor, "decision", str(det.attacker), decision_id=d.id, evidence=det.evidence_id,
-                result=d.verdict.value, detail={"reason": d.reason, "score": det.score, "confidence": det.confidence,
-                                                "level": d.level, "risky": list(d.risky), "ttl_s": d.ttl_s},
+                d.actor,
+                "decision",
+                str(det.attacker),
+                decision_id=d.id,
+                evidence=det.evidence_id,
+                result=d.verdict.value,
+                detail={
+                    "reason": d.reason,
+                    "score": det.score,
+                    "confidence": det.confidence,
+                    "level": d.level,
+                    "risky": list(d.risky),
+                    "ttl_s": d.ttl_s,
+                },
             )
             if d.verdict is Verdict.PENDING:
                 a = self.approvals.open(d, now)
-                self.audit.record("policy", "approval-opened", a.id, decision_id=d.id, evidence=det.evidence_id,
-                                  result="pending", detail={"expires_at": a.expires_at, "reason": d.reason})
+                self.audit.record(
+                    "policy",
+                    "approval-opened",
+                    a.id,
+                    decision_id=d.id,
+                    evidence=det.evidence_id,
+                    result="pending",
+                    detail={"expires_at": a.expires_at, "reason": d.reason},
+                )
         if d.verdict is Verdict.ACT:
             self._enforce(d, d.actor, evidence=det.evidence_id)
             for observe in self.latency_observers:
@@ -172,16 +202,33 @@ class Responder:
             self.policy.note_acted(now, len(d.targets()))
         return d
 
-    def _enforce(self, d: Decision, actor: str, evidence: str = "", reason: str = "") -> list[StoredBan]:
+    def _enforce(
+        self, d: Decision, actor: str, evidence: str = "", reason: str = ""
+    ) -> list[StoredBan]:
         assert d.target is not None
         refusal = self.guard.refusal(d.target)  # re-checked at the moment of acting
         if refusal:
-            self.audit.record(actor, "ban", str(d.target), decision_id=d.id, evidence=evidence, result="refused",
-                              detail={"why": refusal})
+            self.audit.record(
+                actor,
+                "ban",
+                str(d.target),
+                decision_id=d.id,
+                evidence=evidence,
+                result="refused",
+                detail={"why": refusal},
+            )
             raise PolicyRefused(refusal)
         now = self.clock()
         bans = [
-            StoredBan(t, d.action, d.id, reason or d.reason, actor, now, None if d.ttl_s is None else now + d.ttl_s)
+            StoredBan(
+                t,
+                d.action,
+                d.id,
+                reason or d.reason,
+                actor,
+                now,
+                None if d.ttl_s is None else now + d.ttl_s,
+            )
             for t in d.targets()
         ]
         superseded = self._nested_ranges(bans, now, actor, d.id, evidence)
@@ -189,7 +236,11 @@ class Responder:
         # a ban that already exists is replaced (removed and re-added in the same commit):
         # its new timeout and decision id must win, and kernels differ on whether
         # re-adding an element refreshes them
-        refreshed = [(b.addr, b.action) for b in bans if any(o.action is b.action for o in self.store.get_bans(b.addr))]
+        refreshed = [
+            (b.addr, b.action)
+            for b in bans
+            if any(o.action is b.action for o in self.store.get_bans(b.addr))
+        ]
         try:
             with self.store.transaction():
                 for old in superseded:
@@ -197,18 +248,41 @@ class Responder:
                 self.store.put_bans(bans)
                 for b in bans:
                     self.store.record_offence(b.addr, now, self.cfg.policy.offender_window_s)
-                res = self.enforcer.apply(specs, [(o.addr, o.action) for o in superseded] + refreshed)  # raises: rollback
-                self.audit.record(actor, "ban", str(d.target), decision_id=d.id, evidence=evidence, result="ok",
-                                  detail={"action": d.action.value, "ttl_s": d.ttl_s, "count": len(bans),
-                                          "superseded": [str(o.addr) for o in superseded],
-                                          "backend": self.enforcer.name, "elapsed_s": round(res.elapsed_s, 6)})
+                res = self.enforcer.apply(
+                    specs, [(o.addr, o.action) for o in superseded] + refreshed
+                )  # raises: rollback
+                self.audit.record(
+                    actor,
+                    "ban",
+                    str(d.target),
+                    decision_id=d.id,
+                    evidence=evidence,
+                    result="ok",
+                    detail={
+                        "action": d.action.value,
+                        "ttl_s": d.ttl_s,
+                        "count": len(bans),
+                        "superseded": [str(o.addr) for o in superseded],
+                        "backend": self.enforcer.name,
+                        "elapsed_s": round(res.elapsed_s, 6),
+                    },
+                )
         except EnforcementError as exc:
-            self.audit.record(actor, "ban", str(d.target), decision_id=d.id, evidence=evidence, result="error",
-                              detail={"error": str(exc)})
+            self.audit.record(
+                actor,
+                "ban",
+                str(d.target),
+                decision_id=d.id,
+                evidence=evidence,
+                result="error",
+                detail={"error": str(exc)},
+            )
             raise
         return bans
 
-    def _nested_ranges(self, bans: list[StoredBan], now: float, actor: str, did: str, evidence: str) -> list[StoredBan]:
+    def _nested_ranges(
+        self, bans: list[StoredBan], now: float, actor: str, did: str, evidence: str
+    ) -> list[StoredBan]:
         """Interval sets refuse overlapping entries, and CIDRs either nest or are apart:
         a range inside an existing range ban is refused as already banned; existing range
         bans inside a new, wider one are replaced by it (same transaction)."""
@@ -223,26 +297,53 @@ class Responder:
                 old_net = as_network(old.addr)
                 if old_net.supernet_of(new):  # type: ignore[arg-type]
                     why = f"{new} is already banned as part of {old_net} ({old.decision_id})"
-                    self.audit.record(actor, "ban", str(new), decision_id=did, evidence=evidence, result="refused",
-                                      detail={"why": why})
+                    self.audit.record(
+                        actor,
+                        "ban",
+                        str(new),
+                        decision_id=did,
+                        evidence=evidence,
+                        result="refused",
+                        detail={"why": why},
+                    )
                     raise PolicyRefused(why)
                 if new.supernet_of(old_net):  # type: ignore[arg-type]
                     out.append(old)
         return out
 
     # --- operator actions -----------------------------------------------------------------
-    def ban(self, addr: str, ttl_s: float | None, reason: str, actor: str, action: Action = Action.DROP) -> Decision:
+    def ban(
+        self, addr: str, ttl_s: float | None, reason: str, actor: str, action: Action = Action.DROP
+    ) -> Decision:
         """An operator's ban of an address or a range; anti-lockout still applies."""
         t = _target(addr)
         ttl_s = check_ttl(ttl_s)  # finite, positive, bounded (NaN would be a permanent ban)
         if is_range(t) and action is not Action.DROP:
             raise ConfigError("a range can be dropped, not rate-limited")
         net = as_network(t)
-        d = Decision(new_decision_id(), Verdict.ACT, reason or "operator ban", net, action, ttl_s, 3, (), None, actor)
+        d = Decision(
+            new_decision_id(),
+            Verdict.ACT,
+            reason or "operator ban",
+            net,
+            action,
+            ttl_s,
+            3,
+            (),
+            None,
+            actor,
+        )
         refusal = self.policy.check_operator(net)
         if refusal:
-            self.audit.record(actor, "ban", str(t), decision_id=d.id, evidence="operator", result="refused",
-                              detail={"why": refusal, "reason": reason})
+            self.audit.record(
+                actor,
+                "ban",
+                str(t),
+                decision_id=d.id,
+                evidence="operator",
+                result="refused",
+                detail={"why": refusal, "reason": reason},
+            )
             raise PolicyRefused(refusal)
         self._enforce(d, actor, evidence="operator", reason=reason or "operator ban")
         return d
@@ -253,9 +354,17 @@ class Responder:
             gone = self.store.delete_ban(a)
             # remove from every set even if the store did not know it: an operator's unban
             # must also clear a stray kernel element
-            self.enforcer.apply(remove=[(a, Action.DROP)] if is_range(a) else [(a, act) for act in Action])
-            self.audit.record(actor, "unban", str(a), decision_id=",".join(b.decision_id for b in gone),
-                              result="ok", detail={"removed": len(gone)})
+            self.enforcer.apply(
+                remove=[(a, Action.DROP)] if is_range(a) else [(a, act) for act in Action]
+            )
+            self.audit.record(
+                actor,
+                "unban",
+                str(a),
+                decision_id=",".join(b.decision_id for b in gone),
+                result="ok",
+                detail={"removed": len(gone)},
+            )
         return len(gone)
 
     def covering_ranges(self, addr: str, now: float) -> list[str]:
@@ -263,8 +372,11 @@ class Responder:
         hole in a range: the operator is told which range to lift instead)."""
         net = as_network(_target(addr))
         return [
-            str(b.addr) for b in self.store.active_bans(now)
-            if is_range(b.addr) and b.addr != _target(addr) and b.addr.version == net.version
+            str(b.addr)
+            for b in self.store.active_bans(now)
+            if is_range(b.addr)
+            and b.addr != _target(addr)
+            and b.addr.version == net.version
             and as_network(b.addr).supernet_of(net)  # type: ignore[arg-type]
         ]
 
@@ -281,8 +393,13 @@ class Responder:
                 self.guard.allow = [n for n in self.guard.allow if n != net]
                 raise
             lifted = self.lift_protected(now)  # the allow-list wins over stored bans
-            self.audit.record(actor, "allow-add", str(net), result="ok" if added else "unchanged",
-                              detail={"note": note, "lifted": [str(b.addr) for b in lifted]})
+            self.audit.record(
+                actor,
+                "allow-add",
+                str(net),
+                result="ok" if added else "unchanged",
+                detail={"note": note, "lifted": [str(b.addr) for b in lifted]},
+            )
         return {"cidr": str(net), "added": added, "lifted": [str(b.addr) for b in lifted]}
 
     def allow_remove(self, cidr: str, actor: str) -> dict[str, Any]:
@@ -297,7 +414,10 @@ class Responder:
         return {"cidr": str(net), "removed": True}
 
     def allow_entries(self) -> list[dict[str, str]]:
-        user = [{"cidr": str(n), "source": "operator", "note": note} for n, note, _ in self.store.allow_list()]
+        user = [
+            {"cidr": str(n), "source": "operator", "note": note}
+            for n, note, _ in self.store.allow_list()
+        ]
         fixed = [{"cidr": str(p.net), "source": p.why, "note": ""} for p in self.guard.fixed]
         return user + fixed
 
@@ -305,12 +425,22 @@ class Responder:
         now = self.clock()
         with self.store.transaction():
             a, d = self.approvals.resolve(approval_id, approve, actor, now)
-            self.audit.record(actor, "approved" if approve else "denied", approval_id, decision_id=d.id, result="ok")
+            self.audit.record(
+                actor,
+                "approved" if approve else "denied",
+                approval_id,
+                decision_id=d.id,
+                result="ok",
+            )
         out: dict[str, Any] = {"id": approval_id, "status": "approved" if approve else "denied"}
         if approve:
             try:
-                bans = self._enforce(d, actor, evidence=d.detection.evidence_id if d.detection else "approval",
-                                     reason=f"approved: {a.reason}")
+                bans = self._enforce(
+                    d,
+                    actor,
+                    evidence=d.detection.evidence_id if d.detection else "approval",
+                    reason=f"approved: {a.reason}",
+                )
             except PolicyRefused:
                 # e.g. allow-listed since it was proposed: the approval must not read "approved"
                 self.store.set_approval_status(approval_id, "refused", actor, self.clock())

@@ -45,7 +45,9 @@ def check_ttl(value: object) -> float | None:
     except (TypeError, ValueError):
         raise ConfigError(f"ttl must be a number of seconds, got {value!r}") from None
     if not math.isfinite(ttl):
-        raise ConfigError(f"ttl must be a finite number of seconds, got {value!r} (omit it for a ban until unbanned)")
+        raise ConfigError(
+            f"ttl must be a finite number of seconds, got {value!r} (omit it for a ban until unbanned)"
+        )
     if ttl <= 0:
         raise ConfigError("ttl must be positive (omit it for a ban until unbanned)")
     if ttl > MAX_TTL_S:
@@ -68,8 +70,10 @@ def unbannable(net: IPNetwork) -> str | None:
     if net.version == 6:
         mapped = addr.ipv4_mapped  # type: ignore[union-attr]
         if mapped is not None and net.prefixlen >= 96:
-            return (f"{net} is an IPv4-mapped IPv6 address, never a packet's source"
-                    f"{' (it maps to loopback)' if mapped.is_loopback else ''}; ban {mapped} instead")
+            return (
+                f"{net} is an IPv4-mapped IPv6 address, never a packet's source"
+                f"{' (it maps to loopback)' if mapped.is_loopback else ''}; ban {mapped} instead"
+            )
     if net.is_multicast:
         return f"{net} is multicast: it never sends traffic of its own, so it cannot be banned"
     if net.num_addresses == 1 and addr.is_unspecified:
@@ -82,11 +86,17 @@ def unbannable(net: IPNetwork) -> str | None:
 def allow_refusal(net: IPNetwork, force: bool = False) -> str | None:
     """Why ``net`` cannot be allow-listed (without ``force`` for a very wide one), or None."""
     if _scoped(net):
-        return f"{net}: scoped addresses cannot be allow-listed (the kernel sets hold bare addresses)"
+        return (
+            f"{net}: scoped addresses cannot be allow-listed (the kernel sets hold bare addresses)"
+        )
     widest = WIDEST_ALLOW[net.version]
     if net.prefixlen < widest and not force:
         share = "every IPv4 address" if net.version == 4 else "every IPv6 address"
-        what = f"allows {share} and lifts every ban" if net.prefixlen == 0 else f"is wider than /{widest}"
+        what = (
+            f"allows {share} and lifts every ban"
+            if net.prefixlen == 0
+            else f"is wider than /{widest}"
+        )
         return f"{net} {what}; pass --force if that is really meant"
     return None
 

@@ -69,12 +69,19 @@ class VerifyResult:
     head: str = GENESIS  # hash of the last good entry: what the other copy must agree on
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries": self.entries, "bad_seq": self.bad_seq, "problem": self.problem,
-                "head": self.head}
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "bad_seq": self.bad_seq,
+            "problem": self.problem,
+            "head": self.head,
+        }
 
 
 def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    canon = json.dumps({f: fields[f] for f in FIELDS}, sort_keys=True, separators=(",", ":"), default=str)
+    canon = json.dumps(
+        {f: fields[f] for f in FIELDS}, sort_keys=True, separators=(",", ":"), default=str
+    )
     return hashlib.sha256((prev_hash + canon).encode()).hexdigest()
 
 
@@ -85,15 +92,21 @@ def verify_chain(entries: Iterable[dict[str, Any]]) -> VerifyResult:
     try:
         for n, e in enumerate(entries, start=1):
             if e["seq"] != n:
-                return VerifyResult(False, n - 1, e["seq"], f"sequence gap: expected {n}, found {e['seq']}", prev)
+                return VerifyResult(
+                    False, n - 1, e["seq"], f"sequence gap: expected {n}, found {e['seq']}", prev
+                )
             if e["prev_hash"] != prev:
                 return VerifyResult(False, n - 1, e["seq"], "link to previous entry broken", prev)
             if entry_hash(prev, e) != e["hash"]:
-                return VerifyResult(False, n - 1, e["seq"], "entry content does not match its hash", prev)
+                return VerifyResult(
+                    False, n - 1, e["seq"], "entry content does not match its hash", prev
+                )
             prev = e["hash"]
             good = n
     except (ValueError, KeyError, TypeError) as exc:  # a mangled line is tampering too, not a crash
-        return VerifyResult(False, good, good + 1, f"entry unreadable: {type(exc).__name__}: {exc}", prev)
+        return VerifyResult(
+            False, good, good + 1, f"entry unreadable: {type(exc).__name__}: {exc}", prev
+        )
     return VerifyResult(True, n, head=prev)
 
 
@@ -106,7 +119,11 @@ class AuditLog:
     """
 
     def __init__(
-        self, db: sqlite3.Connection, state_dir: str | Path, readonly: bool = False, store: Store | None = None
+        self,
+        db: sqlite3.Connection,
+        state_dir: str | Path,
+        readonly: bool = False,
+        store: Store | None = None,
     ) -> None:
         self.db = db
         self.jsonl = Path(state_dir) / JSONL_NAME
@@ -148,7 +165,9 @@ class AuditLog:
 
     def _flush(self) -> None:
         if self._pending:
-            self._append(self._pending)  # kept pending when it fails: written, in order, by the next flush
+            self._append(
+                self._pending
+            )  # kept pending when it fails: written, in order, by the next flush
             self._pending = []
 
     def _rolled_back(self) -> None:
@@ -184,8 +203,17 @@ class AuditLog:
             self.db.execute(
                 "INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    entry.seq, entry.ts, actor, event, subject, decision_id, evidence, result,
-                    json.dumps(fields["detail"], sort_keys=True), entry.prev_hash, h,
+                    entry.seq,
+                    entry.ts,
+                    actor,
+                    event,
+                    subject,
+                    decision_id,
+                    evidence,
+                    result,
+                    json.dumps(fields["detail"], sort_keys=True),
+                    entry.prev_hash,
+                    h,
                 ),
             )
         except sqlite3.Error as exc:
@@ -205,7 +233,9 @@ class AuditLog:
         return [_row_dict(r) for r in rows]
 
     def verify(self) -> VerifyResult:
-        return verify_chain(_row_dict(r) for r in self.db.execute("SELECT * FROM audit ORDER BY seq"))
+        return verify_chain(
+            _row_dict(r) for r in self.db.execute("SELECT * FROM audit ORDER BY seq")
+        )
 
 
 def _row_dict(row: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
@@ -249,14 +279,19 @@ def _jsonl_tail(path: Path) -> tuple[int, str] | None:
         return None
 
 
-def compare_copies(db: sqlite3.Connection, jsonl: str | Path, db_res: VerifyResult, mirror: VerifyResult) -> str:
+def compare_copies(
+    db: sqlite3.Connection, jsonl: str | Path, db_res: VerifyResult, mirror: VerifyResult
+) -> str:
     """Why the two copies disagree, or "" if they hold the same chain.
 
     Each chain alone cannot show that its newest entries were cut off (or the whole file
     removed): what remains is still a valid chain. Both copies must end at the same entry
     with the same hash.
     """
-    if not (db_res.ok and mirror.ok) or (db_res.entries, db_res.head) == (mirror.entries, mirror.head):
+    if not (db_res.ok and mirror.ok) or (db_res.entries, db_res.head) == (
+        mirror.entries,
+        mirror.head,
+    ):
         return ""
     if db_res.entries == mirror.entries:
         return f"the copies disagree at entry {db_res.entries}: one of them was rewritten"

@@ -27,10 +27,14 @@ def prepare_state_dir(path: str | Path) -> Path:
                 break
         p.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise ConfigError(f"cannot create state dir {p}: {exc.strerror}"
-                          f"{' (run as root or choose --state-dir)' if exc.errno == errno.EACCES else ''}") from exc
+        raise ConfigError(
+            f"cannot create state dir {p}: {exc.strerror}"
+            f"{' (run as root or choose --state-dir)' if exc.errno == errno.EACCES else ''}"
+        ) from exc
     if not os.access(p, os.W_OK | os.X_OK):
-        raise ConfigError(f"state dir {p} is not writable by this user (run as root or choose --state-dir)")
+        raise ConfigError(
+            f"state dir {p} is not writable by this user (run as root or choose --state-dir)"
+        )
     return p
 
 
@@ -65,8 +69,10 @@ class StateLock:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
             os.close(fd)
-            raise ControlError(f"another controller is running on {state_dir}"
-                               f"{f' (pid {holder})' if holder.isdigit() else ''}") from None
+            raise ControlError(
+                f"another controller is running on {state_dir}"
+                f"{f' (pid {holder})' if holder.isdigit() else ''}"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd: int | None = fd

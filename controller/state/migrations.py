@@ -95,7 +95,9 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 def schema_version(db: sqlite3.Connection) -> int:
     """The database's version; 0 for an empty database."""
-    has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+    has_meta = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+    ).fetchone()
     if not has_meta:
         return 0
     row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()

@@ -60,7 +60,9 @@ class Approval:
     id: str
     created: float
     expires_at: float
-    status: str  # pending | approved | denied | expired | refused (approved, then anti-lockout said no)
+    status: (
+        str  # pending | approved | denied | expired | refused (approved, then anti-lockout said no)
+    )
     reason: str  # why approval was needed
     proposal: dict[str, Any]
     decided_by: str | None
@@ -101,8 +103,12 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
         raise StoreError(f"no database at {path}")
     uri = "file:" + urllib.parse.quote(str(path.resolve()))
     live = path.with_name(path.name + "-wal").exists()
-    db = sqlite3.connect(f"{uri}?{'mode=ro' if live else 'immutable=1'}", uri=True, isolation_level=None,
-                         check_same_thread=False)
+    db = sqlite3.connect(
+        f"{uri}?{'mode=ro' if live else 'immutable=1'}",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+    )
     _check_intact(db, path)
     return db
 
@@ -145,7 +151,9 @@ class Store:
                 self.db = _open_readonly(self.path)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                create_private(self.path)  # 0600; sqlite gives its -wal and -shm files the same mode
+                create_private(
+                    self.path
+                )  # 0600; sqlite gives its -wal and -shm files the same mode
                 # one user at a time, but not necessarily the creating thread (a daemon
                 # may be built in one thread and run its loop in another)
                 self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -190,13 +198,32 @@ class Store:
     def put_ban(self, ban: StoredBan) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO bans VALUES (?,?,?,?,?,?,?)",
-            (str(ban.addr), ban.action.value, ban.decision_id, ban.reason, ban.actor, ban.created, ban.expires_at),
+            (
+                str(ban.addr),
+                ban.action.value,
+                ban.decision_id,
+                ban.reason,
+                ban.actor,
+                ban.created,
+                ban.expires_at,
+            ),
         )
 
     def put_bans(self, bans: list[StoredBan]) -> None:
         self.db.executemany(
             "INSERT OR REPLACE INTO bans VALUES (?,?,?,?,?,?,?)",
-            [(str(b.addr), b.action.value, b.decision_id, b.reason, b.actor, b.created, b.expires_at) for b in bans],
+            [
+                (
+                    str(b.addr),
+                    b.action.value,
+                    b.decision_id,
+                    b.reason,
+                    b.actor,
+                    b.created,
+                    b.expires_at,
+                )
+                for b in bans
+            ],
         )
 
     def delete_ban(self, addr: Target, action: Action | None = None) -> list[StoredBan]:
@@ -204,7 +231,9 @@ class Store:
             rows = self.db.execute("SELECT * FROM bans WHERE addr=?", (str(addr),)).fetchall()
             self.db.execute("DELETE FROM bans WHERE addr=?", (str(addr),))
         else:
-            rows = self.db.execute("SELECT * FROM bans WHERE addr=? AND action=?", (str(addr), action.value)).fetchall()
+            rows = self.db.execute(
+                "SELECT * FROM bans WHERE addr=? AND action=?", (str(addr), action.value)
+            ).fetchall()
             self.db.execute("DELETE FROM bans WHERE addr=? AND action=?", (str(addr), action.value))
         return [_ban(r) for r in rows]
 
@@ -218,9 +247,13 @@ class Store:
         return [_ban(r) for r in rows]
 
     def pop_expired(self, now: float) -> list[StoredBan]:
-        rows = self.db.execute("SELECT * FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)).fetchall()
+        rows = self.db.execute(
+            "SELECT * FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+        ).fetchall()
         if rows:
-            self.db.execute("DELETE FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+            self.db.execute(
+                "DELETE FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+            )
         return [_ban(r) for r in rows]
 
     # --- allow-list ---------------------------------------------------------------------
@@ -241,7 +274,16 @@ class Store:
     def add_approval(self, a: Approval) -> None:
         self.db.execute(
             "INSERT INTO approvals VALUES (?,?,?,?,?,?,?,?)",
-            (a.id, a.created, a.expires_at, a.status, a.reason, json.dumps(a.proposal), a.decided_by, a.decided_at),
+            (
+                a.id,
+                a.created,
+                a.expires_at,
+                a.status,
+                a.reason,
+                json.dumps(a.proposal),
+                a.decided_by,
+                a.decided_at,
+            ),
         )
 
     def get_approval(self, approval_id: str) -> Approval | None:
@@ -250,20 +292,25 @@ class Store:
 
     def set_approval_status(self, approval_id: str, status: str, by: str | None, at: float) -> None:
         self.db.execute(
-            "UPDATE approvals SET status=?, decided_by=?, decided_at=? WHERE id=?", (status, by, at, approval_id)
+            "UPDATE approvals SET status=?, decided_by=?, decided_at=? WHERE id=?",
+            (status, by, at, approval_id),
         )
 
     def approvals(self, status: str | None = None) -> list[Approval]:
         if status is None:
             rows = self.db.execute("SELECT * FROM approvals ORDER BY created")
         else:
-            rows = self.db.execute("SELECT * FROM approvals WHERE status=? ORDER BY created", (status,))
+            rows = self.db.execute(
+                "SELECT * FROM approvals WHERE status=? ORDER BY created", (status,)
+            )
         return [_approval(r) for r in rows]
 
     # --- offenders ----------------------------------------------------------------------
     def offences(self, addr: Target, now: float, window_s: float) -> int:
         """Earlier bans of ``addr`` within the window (0 for a first offender)."""
-        row = self.db.execute("SELECT count, last_seen FROM offenders WHERE addr=?", (str(addr),)).fetchone()
+        row = self.db.execute(
+            "SELECT count, last_seen FROM offenders WHERE addr=?", (str(addr),)
+        ).fetchone()
         if row is None or now - row["last_seen"] > window_s:
             return 0
         return int(row["count"])

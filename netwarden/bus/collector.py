@@ -204,7 +204,9 @@ class Collector:
         # HWM x largest frame <= max_queued_bytes_per_peer.
         hard_limit = max_message_bytes + max_message_bytes // 4
         sock.setsockopt(zmq.MAXMSGSIZE, hard_limit)
-        sock.setsockopt(zmq.RCVHWM, bus_limits.peer_hwm(hard_limit, rcvhwm, max_queued_bytes_per_peer))
+        sock.setsockopt(
+            zmq.RCVHWM, bus_limits.peer_hwm(hard_limit, rcvhwm, max_queued_bytes_per_peer)
+        )
         if any(wire.is_ipv6_endpoint(ep) for ep in endpoints):
             sock.setsockopt(zmq.IPV6, 1)  # else tcp://[::1]:P cannot bind
         try:
@@ -328,9 +330,7 @@ class Collector:
         st = self._sensors.get(h.sensor_id)
         now, mono = time.time(), time.monotonic()
         if st is not None and st.key != key:
-            self._reject(
-                "impersonation", rid, f"sensor id {h.sensor_id!r} is bound to another key"
-            )
+            self._reject("impersonation", rid, f"sensor id {h.sensor_id!r} is bound to another key")
             return
         why = bus_limits.implausible(
             h, None if st is None or st.session != h.session else st.next_seq, wire.DATA
@@ -415,7 +415,9 @@ class Collector:
         """Room for a new sensor id: per-key limit, then a full table forgets a silent or
         unauthenticated entry (``bus_limits.evictable``) or refuses the newcomer."""
         if key and sum(1 for s in self._sensors.values() if s.key == key) >= MAX_IDS_PER_KEY:
-            self._reject("sensor_limit", rid, f"CURVE key already holds {MAX_IDS_PER_KEY} sensor ids")
+            self._reject(
+                "sensor_limit", rid, f"CURVE key already holds {MAX_IDS_PER_KEY} sensor ids"
+            )
             return False
         if len(self._sensors) >= self.max_sensors:
             victim = bus_limits.evictable(self._sensors, mono, bool(key))
@@ -477,7 +479,11 @@ class Collector:
                 if st.stopped:
                     continue  # already logged as a clean stop
                 if up:
-                    log.warning("sensor %s is up again", st.sensor_id, extra=event("sensor.up", sensor=st.sensor_id))
+                    log.warning(
+                        "sensor %s is up again",
+                        st.sensor_id,
+                        extra=event("sensor.up", sensor=st.sensor_id),
+                    )
                 else:
                     log.warning(
                         "sensor %s is down: silent for %.1f s",

@@ -72,7 +72,11 @@ def evictable(
     best: tuple[bool, bool, float] | None = None
     victim = None
     for sid, st in entries.items():
-        rank = (bool(st.key), not st.stopped, st.last_seen_mono)  # unauthenticated, stopped, oldest first
+        rank = (
+            bool(st.key),
+            not st.stopped,
+            st.last_seen_mono,
+        )  # unauthenticated, stopped, oldest first
         if best is None or rank < best:
             best, victim = rank, sid
     if victim is None or best is None:
@@ -87,7 +91,9 @@ def evictable(
     return None
 
 
-def expired(entries: Mapping[str, _Entry], now_mono: float, after_s: float | None = None) -> list[str]:
+def expired(
+    entries: Mapping[str, _Entry], now_mono: float, after_s: float | None = None
+) -> list[str]:
     """Sensor ids silent for longer than ``after_s`` (default ``EXPIRE_SILENT_S``)."""
     after_s = EXPIRE_SILENT_S if after_s is None else after_s
     return [sid for sid, st in entries.items() if now_mono - st.last_seen_mono > after_s]

@@ -501,4 +501,3 @@ class Publisher:
             self._sock.disable_monitor()
             self._monitor.close(0)
             self._sock.close(linger)
-

@@ -14,16 +14,34 @@ from typing import Any
 def add_live_arguments(group: Any, duration_help: str = "stop after S seconds") -> None:
     """``--workers --filter --promisc --duration --ring-blocks --ring-block-size
     --block-timeout`` on a parser or argument group."""
-    group.add_argument("--workers", default="1", metavar="N|auto",
-                       help="fanout worker processes (auto: one per core but one)")
-    group.add_argument("--filter", default=None, metavar="BPF",
-                       help="capture filter, tcpdump syntax (e.g. 'tcp or udp port 53')")
+    group.add_argument(
+        "--workers",
+        default="1",
+        metavar="N|auto",
+        help="fanout worker processes (auto: one per core but one)",
+    )
+    group.add_argument(
+        "--filter",
+        default=None,
+        metavar="BPF",
+        help="capture filter, tcpdump syntax (e.g. 'tcp or udp port 53')",
+    )
     group.add_argument("--promisc", action="store_true", help="promiscuous mode")
     group.add_argument("--duration", type=float, default=None, metavar="S", help=duration_help)
-    group.add_argument("--ring-blocks", type=int, default=None, metavar="N",
-                       help="ring blocks per worker (default 64)")
-    group.add_argument("--ring-block-size", type=int, default=None, metavar="BYTES",
-                       help="ring block size, a multiple of the page size (default 1 MiB)")
+    group.add_argument(
+        "--ring-blocks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="ring blocks per worker (default 64)",
+    )
+    group.add_argument(
+        "--ring-block-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="ring block size, a multiple of the page size (default 1 MiB)",
+    )
     group.add_argument("--block-timeout", type=int, default=None, metavar="MS",
                        help="the kernel hands over a partly filled block after MS (default 20)")  # fmt: skip
 
@@ -61,7 +79,9 @@ def check_capture_files(paths: list[str]) -> None:
     for p in paths:
         path = Path(p)
         if not path.is_file():
-            raise CaptureError(f"{p}: no such file" if not path.exists() else f"{p}: not a regular file")
+            raise CaptureError(
+                f"{p}: no such file" if not path.exists() else f"{p}: not a regular file"
+            )
         try:
             with path.open("rb") as fh:
                 head = fh.read(4)

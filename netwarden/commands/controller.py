@@ -7,33 +7,83 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("controller", help="run the response controller (foreground)")
-    p.add_argument("--enforce", choices=("nftables", "iptables", "dryrun"), default=None,
-                   help="enforcement backend (default: config, else dryrun)")
-    p.add_argument("--state-dir", default=None,
-                   help="database, audit log and control socket (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)")
-    p.add_argument("--hook", choices=("input", "forward", "prerouting"), default=None,
-                   help="input for a host, forward for a gateway, prerouting (raw) against floods")
+    p.add_argument(
+        "--enforce",
+        choices=("nftables", "iptables", "dryrun"),
+        default=None,
+        help="enforcement backend (default: config, else dryrun)",
+    )
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help="database, audit log and control socket (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)",
+    )
+    p.add_argument(
+        "--hook",
+        choices=("input", "forward", "prerouting"),
+        default=None,
+        help="input for a host, forward for a gateway, prerouting (raw) against floods",
+    )
     p.add_argument("--config", default=None, help="TOML configuration file")
-    p.add_argument("--listen", action="append", metavar="ENDPOINT", default=[],
-                   help="also receive sensor batches on this ZeroMQ endpoint (repeatable)")
-    p.add_argument("--curve-keys", default=None, metavar="DIR", help="CURVE server keys for --listen")
-    p.add_argument("--no-curve", action="store_true",
-                   help="accept unauthenticated sensors on a non-loopback --listen (not recommended)")
-    p.add_argument("--archive", default=None, metavar="DIR",
-                   help="archive received records here (default: STATE_DIR/archive)")
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="ENDPOINT",
+        default=[],
+        help="also receive sensor batches on this ZeroMQ endpoint (repeatable)",
+    )
+    p.add_argument(
+        "--curve-keys", default=None, metavar="DIR", help="CURVE server keys for --listen"
+    )
+    p.add_argument(
+        "--no-curve",
+        action="store_true",
+        help="accept unauthenticated sensors on a non-loopback --listen (not recommended)",
+    )
+    p.add_argument(
+        "--archive",
+        default=None,
+        metavar="DIR",
+        help="archive received records here (default: STATE_DIR/archive)",
+    )
     p.add_argument("--no-archive", action="store_true", help="do not archive received records")
-    p.add_argument("--archive-hours", type=float, default=24 * 7,
-                   help="archive retention in hours (default 168)")
-    p.add_argument("--archive-max-gb", type=float, default=4.0,
-                   help="cap on the archive's disk use in GiB; batches beyond it are not archived (default 4)")
-    p.add_argument("--detectors", default=None, metavar="NAMES",
-                   help="comma-separated detectors to run on received batches (default: all)")
-    p.add_argument("--detector-plugin", action="append", default=[], metavar="MODULE",
-                   help="import MODULE to register more detectors (repeatable)")
-    p.add_argument("--log-json", action="store_true", dest="log_json_here",
-                   help="log JSON lines with stable event names (as `netwarden --log-json`)")
-    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
-                   help="serve Prometheus metrics (netwarden_*) on http://HOST:PORT/metrics")
+    p.add_argument(
+        "--archive-hours",
+        type=float,
+        default=24 * 7,
+        help="archive retention in hours (default 168)",
+    )
+    p.add_argument(
+        "--archive-max-gb",
+        type=float,
+        default=4.0,
+        help="cap on the archive's disk use in GiB; batches beyond it are not archived (default 4)",
+    )
+    p.add_argument(
+        "--detectors",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated detectors to run on received batches (default: all)",
+    )
+    p.add_argument(
+        "--detector-plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE to register more detectors (repeatable)",
+    )
+    p.add_argument(
+        "--log-json",
+        action="store_true",
+        dest="log_json_here",
+        help="log JSON lines with stable event names (as `netwarden --log-json`)",
+    )
+    p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (netwarden_*) on http://HOST:PORT/metrics",
+    )
     p.set_defaults(func=run)
 
 
@@ -47,17 +97,30 @@ def run(args: argparse.Namespace) -> int:
     from netwarden.logs import event
 
     if args.listen:  # before anything is started or written
-        check_listen(args.listen, curve=bool(args.curve_keys), no_curve=args.no_curve, command="netwarden controller")
+        check_listen(
+            args.listen,
+            curve=bool(args.curve_keys),
+            no_curve=args.no_curve,
+            command="netwarden controller",
+        )
     cfg = config.load(args.config, enforce=args.enforce, hook=args.hook, state_dir=args.state_dir)
     log = logging.getLogger("netwarden.controller")
     base = logging.getLogger("netwarden")
     if base.getEffectiveLevel() > logging.INFO:
-        base.setLevel(logging.INFO)  # a daemon says where it listens, who connects, and when it stops
+        base.setLevel(
+            logging.INFO
+        )  # a daemon says where it listens, who connects, and when it stops
     ctl = Controller(cfg)
     try:
         rep = ctl.start()
         if args.listen:
-            archive = None if args.no_archive else Path(args.archive) if args.archive else cfg.state_dir / "archive"
+            archive = (
+                None
+                if args.no_archive
+                else Path(args.archive)
+                if args.archive
+                else cfg.state_dir / "archive"
+            )
             ingest = ctl.attach_ingest(args.listen, curve_keys=args.curve_keys, archive=archive,
                                        archive_hours=args.archive_hours,
                                        archive_max_bytes=int(args.archive_max_gb * (1 << 30)))  # fmt: skip
@@ -85,7 +148,10 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         )
-        log.info("stopping (signal received); kernel bans stay in place", extra=event("controller.stopping"))
+        log.info(
+            "stopping (signal received); kernel bans stay in place",
+            extra=event("controller.stopping"),
+        )
     finally:
         ctl.close()
     log.info("controller stopped", extra=event("controller.stopped"))

@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("zeek", "json", "csv"), default="zeek",
                    help="zeek: conn.log TSV (default); json: one object per flow; csv")  # fmt: skip
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-    p.add_argument("--backend", choices=("c", "py"), help="flow engine (default: compiled if built)")
+    p.add_argument(
+        "--backend", choices=("c", "py"), help="flow engine (default: compiled if built)"
+    )
     p.add_argument("--iface", help="capture live from this interface instead of files")
     add_engine_arguments(p.add_argument_group("flow engine"))
     add_live_arguments(
@@ -51,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
             try:
                 from sensor.live import capture_flows
             except ImportError:
-                print("netwarden flows: error: live capture is not available (sensor.live missing)",
-                      file=sys.stderr)
+                print(
+                    "netwarden flows: error: live capture is not available (sensor.live missing)",
+                    file=sys.stderr,
+                )
                 return 1
             from sensor.live import ring_from_options
 

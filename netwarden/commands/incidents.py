@@ -22,17 +22,30 @@ from netwarden.errors import ConfigError, ControlError
 
 
 def _common(p: argparse.ArgumentParser, lang: bool = False) -> None:
-    p.add_argument("--state-dir", default=None,
-                   help="controller or replay state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)")
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help="controller or replay state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)",
+    )
     p.add_argument("--config", default=None, metavar="FILE", help="controller TOML configuration")
     if lang:
-        p.add_argument("--lang", choices=("en", "ja"), default=None, help="language of summaries (default: config, en)")
+        p.add_argument(
+            "--lang",
+            choices=("en", "ja"),
+            default=None,
+            help="language of summaries (default: config, en)",
+        )
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("incidents", help="list incidents (highest priority first)")
     p.add_argument("--open", action="store_true", help="only open and acknowledged incidents")
-    p.add_argument("--since", default=None, metavar="T", help="updated since T (epoch, ISO time, or 30m/2h/1d ago)")
+    p.add_argument(
+        "--since",
+        default=None,
+        metavar="T",
+        help="updated since T (epoch, ISO time, or 30m/2h/1d ago)",
+    )
     p.add_argument("--json", action="store_true")
     _common(p, lang=True)
     p.set_defaults(func=cmd_incidents)
@@ -45,7 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_incident)
 
     for verb in ("ack", "resolve"):
-        p = sub.add_parser(verb, help=f"{'acknowledge' if verb == 'ack' else 'resolve'} an incident")
+        p = sub.add_parser(
+            verb, help=f"{'acknowledge' if verb == 'ack' else 'resolve'} an incident"
+        )
         p.add_argument("id")
         _common(p)
         p.set_defaults(func=lambda a, v=verb: _change(a, v, a.id))
@@ -57,16 +72,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _common(p)
     p.set_defaults(func=cmd_alerts)
 
-    p = sub.add_parser("explain", help="why an incident, ban or decision happened, and what would have changed it")
-    p.add_argument("id", metavar="INCIDENT|BAN|DECISION", help="INC-n, a banned address, or a decision id d-...")
+    p = sub.add_parser(
+        "explain", help="why an incident, ban or decision happened, and what would have changed it"
+    )
+    p.add_argument(
+        "id",
+        metavar="INCIDENT|BAN|DECISION",
+        help="INC-n, a banned address, or a decision id d-...",
+    )
     p.add_argument("--json", action="store_true")
     _common(p)
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("feedback", help="tell NetWarden an incident or alert was a false positive or confirmed")
+    p = sub.add_parser(
+        "feedback", help="tell NetWarden an incident or alert was a false positive or confirmed"
+    )
     p.add_argument("id", help="INC-n or A-n")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--false-positive", action="store_true", help="suppress this pattern (kind, entity, service)")
+    g.add_argument(
+        "--false-positive",
+        action="store_true",
+        help="suppress this pattern (kind, entity, service)",
+    )
     g.add_argument("--confirmed", action="store_true", help="raise confidence for this pattern")
     p.add_argument("--note", default="", help="why (goes to the audit log)")
     _common(p)
@@ -75,7 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("export", help="alerts and incidents as Elastic Common Schema JSON lines")
     p.add_argument("--what", choices=("alerts", "incidents", "all"), default="all")
     p.add_argument("--since", default=None, metavar="T")
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="write here instead of stdout")
+    p.add_argument(
+        "-o", "--output", default=None, metavar="FILE", help="write here instead of stdout"
+    )
     _common(p)
     p.set_defaults(func=cmd_export)
 
@@ -102,7 +131,9 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
     try:
         dt = datetime.fromisoformat(t)
     except ValueError:
-        raise ConfigError(f"--since {text!r}: expected epoch seconds, an ISO time, or an age like 30m, 2h, 1d") from None
+        raise ConfigError(
+            f"--since {text!r}: expected epoch seconds, an ISO time, or an age like 30m, 2h, 1d"
+        ) from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
@@ -115,7 +146,9 @@ class _Reader:
 
         d = _dir(args)
         if not (d / DB_NAME).is_file():
-            raise ConfigError(f"no NetWarden state in {d} (run a controller or `netwarden replay ... --state-dir {d}`)")
+            raise ConfigError(
+                f"no NetWarden state in {d} (run a controller or `netwarden replay ... --state-dir {d}`)"
+            )
         self.dir = d
         self.store = Store(d, readonly=True)
         try:
@@ -123,7 +156,9 @@ class _Reader:
             self.istore.incidents(("open",))  # an old schema fails here, with one line
         except Exception as exc:  # any failure: an old or foreign schema
             self.store.close()
-            raise ConfigError(f"{d}: no incident tables ({exc}); open it once with this version's controller") from exc
+            raise ConfigError(
+                f"{d}: no incident tables ({exc}); open it once with this version's controller"
+            ) from exc
 
     def audit(self) -> list[dict[str, Any]]:
         from controller.state.audit import AuditLog
@@ -178,7 +213,9 @@ def _report_change(op: str, r: dict[str, Any]) -> None:
         print(f"feedback {', '.join(r['feedback'])} on {r['target']}: {r['verdict']}")
         for s in r["suppressions"]:
             until = datetime.fromtimestamp(s["expires_at"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-            print(f"  suppression {s['id']}: {s['kind']} from {s['entity']} service {s['service']} until {until} UTC")
+            print(
+                f"  suppression {s['id']}: {s['kind']} from {s['entity']} service {s['service']} until {until} UTC"
+            )
         return
     who = r.get("acknowledged_by") if op == "ack" else r.get("resolved_by")
     print(f"incident {r['id']} {r['status']} by {who}")
@@ -188,13 +225,17 @@ def _report_change(op: str, r: dict[str, Any]) -> None:
 def cmd_incidents(args: argparse.Namespace) -> int:
     rd = _Reader(args)
     try:
-        incs = rd.istore.incidents(("open", "acknowledged") if args.open else None, parse_since(args.since))
+        incs = rd.istore.incidents(
+            ("open", "acknowledged") if args.open else None, parse_since(args.since)
+        )
     finally:
         rd.close()
     incs.sort(key=lambda i: (i.priority, -i.risk, i.id))
     lang = _lang(args)
     if args.json:
-        print(json.dumps([{**i.to_json(), "text": i.summary.get(lang, "")} for i in incs], indent=1))
+        print(
+            json.dumps([{**i.to_json(), "text": i.summary.get(lang, "")} for i in incs], indent=1)
+        )
         return 0
     _incident_table(incs, f"{len(incs)} incident(s)")
     return 0
@@ -230,7 +271,9 @@ def cmd_incident(args: argparse.Namespace) -> int:
         print(json.dumps({**inc.to_json(), "text": inc.summary.get(lang, ""), "stored_alerts": alerts,
                           "audit": trail}, indent=1))  # fmt: skip
         return 0
-    print(f"{inc.id}  {inc.priority}  risk {inc.risk:g}  confidence {inc.confidence:g}  {inc.status}")
+    print(
+        f"{inc.id}  {inc.priority}  risk {inc.risk:g}  confidence {inc.confidence:g}  {inc.status}"
+    )
     print()
     print(inc.summary.get(lang) or "")
     print()
@@ -249,17 +292,25 @@ def cmd_incident(args: argparse.Namespace) -> int:
         print("Actions:")
         for a in inc.actions:
             if a.get("kind") == "decision":
-                print(f"  {a['decision_id']}: {a['verdict']} {a['action']} {a['target']} ({a['reason']})")
+                print(
+                    f"  {a['decision_id']}: {a['verdict']} {a['action']} {a['target']} ({a['reason']})"
+                )
             else:
-                print(f"  {a.get('kind')}: {a.get('verdict') or a.get('resolution')} by {a.get('by')}")
+                print(
+                    f"  {a.get('kind')}: {a.get('verdict') or a.get('resolution')} by {a.get('by')}"
+                )
     if inc.escalations:
         print("Escalations:")
         for e in inc.escalations:
-            print(f"  {e['id']}: {e['reason']} via {', '.join(f'{k}={v}' for k, v in e['channels'].items()) or '-'}")
+            print(
+                f"  {e['id']}: {e['reason']} via {', '.join(f'{k}={v}' for k, v in e['channels'].items()) or '-'}"
+            )
     if trail:
         print("Audit trail:")
         for e in trail:
-            print(f"  #{e['seq']} {_t(e['ts'])} {e['actor']} {e['event']} {e['subject']} {e['result']}")
+            print(
+                f"  #{e['seq']} {_t(e['ts'])} {e['actor']} {e['event']} {e['subject']} {e['result']}"
+            )
     return 0
 
 
@@ -312,9 +363,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 try:
                     bans = rd.store.get_bans(parse_target(target))
                 except ValueError:
-                    raise ConfigError(f"{target}: not an incident id, decision id or address") from None
+                    raise ConfigError(
+                        f"{target}: not an incident id, decision id or address"
+                    ) from None
                 if not bans:
-                    past = [e for e in audit if e["event"] == "ban" and e["subject"] == target and e["result"] == "ok"]
+                    past = [
+                        e
+                        for e in audit
+                        if e["event"] == "ban" and e["subject"] == target and e["result"] == "ok"
+                    ]
                     if not past:
                         raise ConfigError(f"{target} is not banned and was never banned")
                     decision = past[-1]["decision_id"]
@@ -400,15 +457,28 @@ def print_replay_triage(tri: dict[str, Any], lang: str | None, config: str | Non
     pending = [d for d in tri["decisions"] if d["verdict"] == "pending"]
     other = [d for d in tri["decisions"] if d["verdict"] not in ("act", "pending")]
     for d in acted:
-        print(f"  would have blocked {d['target']} ({d['action']}, {d['ttl_s']:g} s) for {d['incident']}: {d['reason']}")
+        print(
+            f"  would have blocked {d['target']} ({d['action']}, {d['ttl_s']:g} s) for {d['incident']}: {d['reason']}"
+        )
     for d in pending:
-        print(f"  would have asked approval to block {d['target']} for {d['incident']}: {d['reason']}")
+        print(
+            f"  would have asked approval to block {d['target']} for {d['incident']}: {d['reason']}"
+        )
     for d in other:
-        print(f"  would not have blocked {d['target']} for {d['incident']}: {d['verdict']} ({d['reason']})")
-    advice = [(i.id, s) for i in incs for s in (i.recommendation or {}).get("steps", []) if not s.get("enforce")]
+        print(
+            f"  would not have blocked {d['target']} for {d['incident']}: {d['verdict']} ({d['reason']})"
+        )
+    advice = [
+        (i.id, s)
+        for i in incs
+        for s in (i.recommendation or {}).get("steps", [])
+        if not s.get("enforce")
+    ]
     for iid, s in advice:
         print(f"  advice for {iid}: {s['do'].replace('_', ' ')} {s['target']}")
     if not (acted or pending or other or advice):
         print("  nothing would have been blocked")
     for e in tri["escalations"]:
-        print(f"  would have escalated {e['subject']} ({e['reason']}) via {', '.join(e['channels']) or 'no channel configured'}")
+        print(
+            f"  would have escalated {e['subject']} ({e['reason']}) via {', '.join(e['channels']) or 'no channel configured'}"
+        )

@@ -29,16 +29,39 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--backend", choices=("c", "py"), help="flow engine backend (default: c)")
     p.add_argument("--window", type=float, default=1.0, help="telemetry window, seconds")
     p.add_argument("--top", type=int, default=5, help="rows per table (default 5)")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object per line: alerts, then the summary")
-    p.add_argument("--detectors", default=None, metavar="NAMES",
-                   help="comma-separated detectors to run (default: all registered)")
-    p.add_argument("--detector-plugin", action="append", default=[], metavar="MODULE",
-                   help="import MODULE to register more detectors (repeatable)")
-    p.add_argument("--state-dir", default=None, metavar="DIR",
-                   help="store alerts and incidents in DIR as the controller would (policy in dry run)")
-    p.add_argument("--config", default=None, metavar="FILE", help="controller TOML configuration (with --state-dir)")
-    p.add_argument("--lang", choices=("en", "ja"), default=None, help="language of incident summaries")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per line: alerts, then the summary",
+    )
+    p.add_argument(
+        "--detectors",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated detectors to run (default: all registered)",
+    )
+    p.add_argument(
+        "--detector-plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE to register more detectors (repeatable)",
+    )
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help="store alerts and incidents in DIR as the controller would (policy in dry run)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="controller TOML configuration (with --state-dir)",
+    )
+    p.add_argument(
+        "--lang", choices=("en", "ja"), default=None, help="language of incident summaries"
+    )
     p.set_defaults(func=run)
 
 
@@ -78,7 +101,11 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(a))
         for inc in summary.get("incidents", []):
             print(json.dumps(inc))
-        print(json.dumps({"type": "summary", **{k: v for k, v in summary.items() if k != "incidents"}}))
+        print(
+            json.dumps(
+                {"type": "summary", **{k: v for k, v in summary.items() if k != "incidents"}}
+            )
+        )
     else:
         _print(summary)
         if triage is not None:
@@ -133,7 +160,9 @@ def _print(s: dict[str, Any]) -> None:
                     str(c["bytes"]), c["history"])  # fmt: skip
     con.print(tab)
     attackers = {a["attacker"] for a in s.get("alerts", []) if a.get("attacker")}
-    tab = Table(title="Top host pairs by flows (scans and brute force rank here)", title_justify="left")
+    tab = Table(
+        title="Top host pairs by flows (scans and brute force rank here)", title_justify="left"
+    )
     for col in ("originator", "responder", "flows", "ports", "pkts", "bytes", "alerted"):
         tab.add_column(col)
     for c in f.get("top_pairs", []):
@@ -166,7 +195,9 @@ def _print(s: dict[str, Any]) -> None:
     for col in ("#", "detected (UTC)", "kind", "attacker", "victims", "score", "conf", "mitre"):
         tab.add_column(col)
     for i, a in enumerate(s["alerts"], 1):
-        vics = ", ".join(a["victims"][:3]) + (f" +{len(a['victims']) - 3}" if len(a["victims"]) > 3 else "")
+        vics = ", ".join(a["victims"][:3]) + (
+            f" +{len(a['victims']) - 3}" if len(a["victims"]) > 3 else ""
+        )
         tab.add_row(str(i), _ts(a["detected_at"]), a["kind"], a["attacker"] or "(spoofed)", vics,
                     f"{a['score']:.0f}", f"{a['confidence']:.2f}", a["mitre"])  # fmt: skip
     con.print(tab)

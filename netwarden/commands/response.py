@@ -19,8 +19,11 @@ _WHOLE = frozenset({"address", "target", "subject", "actor", "network"})
 
 
 def _state(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--state-dir", default=None,
-                   help="controller state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)")
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help="controller state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("bans", help="list active bans")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--kernel", action="store_true", help="read the kernel sets instead of the store")
+    p.add_argument(
+        "--kernel", action="store_true", help="read the kernel sets instead of the store"
+    )
     _state(p)
     p.set_defaults(func=cmd_bans)
 
@@ -47,7 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("verb", choices=("add", "remove", "list"))
     p.add_argument("cidr", nargs="?")
     p.add_argument("--note", default="")
-    p.add_argument("--force", action="store_true", help="allow a very wide CIDR (e.g. 0.0.0.0/0: lifts every ban)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="allow a very wide CIDR (e.g. 0.0.0.0/0: lifts every ban)",
+    )
     p.add_argument("--json", action="store_true")
     _state(p)
     p.set_defaults(func=cmd_allow)
@@ -64,8 +73,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.set_defaults(func=lambda a, v=verb: _simple(a, v, id=a.id))
 
     p = sub.add_parser("detect", help="submit a detector record to policy (testing, manual triage)")
-    p.add_argument("--kind", required=True, type=_kind, metavar="KIND",
-                   help="alert kind, one of: " + ", ".join(alert_kinds()))
+    p.add_argument(
+        "--kind",
+        required=True,
+        type=_kind,
+        metavar="KIND",
+        help="alert kind, one of: " + ", ".join(alert_kinds()),
+    )
     p.add_argument("--attacker", required=True, help="address or CIDR")
     p.add_argument("--victim", action="append", default=[], help="victim address (repeatable)")
     p.add_argument("--score", type=float, required=True, help="0..100")
@@ -76,7 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("audit", help="show or verify the audit log")
-    p.add_argument("--verify", action="store_true", help="check the hash chain (works without a controller)")
+    p.add_argument(
+        "--verify", action="store_true", help="check the hash chain (works without a controller)"
+    )
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     _state(p)
@@ -140,8 +156,14 @@ def _simple(args: argparse.Namespace, op: str, **kw: Any) -> int:
 
 
 def cmd_ban(args: argparse.Namespace) -> int:
-    rc, result = _call(args, "ban", addr=args.addr, ttl=args.ttl, reason=args.reason,
-                       action="ratelimit" if args.rate_limit else "drop")
+    rc, result = _call(
+        args,
+        "ban",
+        addr=args.addr,
+        ttl=args.ttl,
+        reason=args.reason,
+        action="ratelimit" if args.rate_limit else "drop",
+    )
     if rc == 0:
         ttl = "until unbanned" if result["ttl_s"] is None else f"for {result['ttl_s']:g}s"
         if result.get("dry_run"):
@@ -149,7 +171,9 @@ def cmd_ban(args: argparse.Namespace) -> int:
                   f"{result['decision_id']}); the dry-run backend writes what it would do to "
                   f"{result.get('dry_run_file') or 'nowhere (no state dir)'}")  # fmt: skip
         else:
-            print(f"banned {result['addr']} {ttl} (decision {result['decision_id']}, {result.get('backend')})")
+            print(
+                f"banned {result['addr']} {ttl} (decision {result['decision_id']}, {result.get('backend')})"
+            )
     return rc
 
 
@@ -157,11 +181,17 @@ def cmd_unban(args: argparse.Namespace) -> int:
     rc, result = _call(args, "unban", addr=args.addr)
     if rc:
         return rc
-    print(f"unbanned {result['addr']} ({result['removed']} bans lifted)" if result["removed"]
-          else f"{result['addr']} was not banned")
+    print(
+        f"unbanned {result['addr']} ({result['removed']} bans lifted)"
+        if result["removed"]
+        else f"{result['addr']} was not banned"
+    )
     for rng in result.get("covered_by", []):
-        print(f"netwarden unban: {result['addr']} is still blocked by the range ban {rng} "
-              f"(unban {rng} to lift it)", file=sys.stderr)
+        print(
+            f"netwarden unban: {result['addr']} is still blocked by the range ban {rng} "
+            f"(unban {rng} to lift it)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -197,7 +227,7 @@ def _listing(
 
 
 def _dry_run_note(args: argparse.Namespace) -> str:
-    """" (DRY RUN ...)" when the controller enforces nothing, else ""."""
+    """ " (DRY RUN ...)" when the controller enforces nothing, else ""."""
     rc, ping = _call(args, "ping")
     if rc or not ping.get("dry_run"):
         return ""
@@ -231,8 +261,17 @@ def cmd_allow(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    rc, d = _call(args, "detect", kind=args.kind, attacker=args.attacker, victims=args.victim, score=args.score,
-                  confidence=args.confidence, evidence_id=args.evidence, attacker_clients=args.clients)
+    rc, d = _call(
+        args,
+        "detect",
+        kind=args.kind,
+        attacker=args.attacker,
+        victims=args.victim,
+        score=args.score,
+        confidence=args.confidence,
+        evidence_id=args.evidence,
+        attacker_clients=args.clients,
+    )
     if rc:
         return rc
     print(f"{d['verdict']}: {d['reason']} (decision {d['id']}, ttl {d['ttl_s']})")
@@ -280,7 +319,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
             if r.ok:
                 print(f"{name}: chain ok, {r.entries} entries")
             else:
-                print(f"{name}: TAMPERED at entry {r.bad_seq}: {r.problem} ({r.entries} good entries before it)")
+                print(
+                    f"{name}: TAMPERED at entry {r.bad_seq}: {r.problem} ({r.entries} good entries before it)"
+                )
         if disagree:
             print(f"copies: TAMPERED: {disagree}")
         return 0 if res.ok and mirror.ok and not disagree else 4
@@ -292,7 +333,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0
     import datetime as dt
 
-    _table("audit log", ["seq", "time (UTC)", "actor", "event", "subject", "result", "decision"],
-           [[str(e["seq"]), dt.datetime.fromtimestamp(e["ts"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), e["actor"],
-             e["event"], e["subject"], e["result"], e["decision_id"]] for e in result])
+    _table(
+        "audit log",
+        ["seq", "time (UTC)", "actor", "event", "subject", "result", "decision"],
+        [
+            [
+                str(e["seq"]),
+                dt.datetime.fromtimestamp(e["ts"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                e["actor"],
+                e["event"],
+                e["subject"],
+                e["result"],
+                e["decision_id"],
+            ]
+            for e in result
+        ],
+    )
     return 0

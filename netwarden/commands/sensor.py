@@ -26,7 +26,6 @@ from netwarden.errors import CaptureError, CaptureFormatError, ConfigError
 from sensor.runner import Stop, publish
 
 if TYPE_CHECKING:
-
     from netwarden.bus.publisher import Publisher
 
 log = logging.getLogger("netwarden.sensor")
@@ -44,33 +43,87 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--pcap", metavar="FILE", help="read packets from a pcap/pcapng file")
     src.add_argument("--iface", metavar="IF", help="capture live on an interface (AF_PACKET)")
-    p.add_argument("--connect", required=True, metavar="ENDPOINT",
-                   help="controller endpoint, e.g. tcp://10.0.0.1:5555 or ipc:///run/nw.sock")
+    p.add_argument(
+        "--connect",
+        required=True,
+        metavar="ENDPOINT",
+        help="controller endpoint, e.g. tcp://10.0.0.1:5555 or ipc:///run/nw.sock",
+    )
     p.add_argument("--sensor-id", default=None, help="unique name of this sensor (hostname)")
-    p.add_argument("--batch", type=int, default=1024, metavar="N",
-                   help="records per bus message (default 1024)")
-    p.add_argument("--max-delay", type=float, default=1.0, metavar="S",
-                   help="a partial message waits at most S seconds (default 1; 0 publishes the "
-                        "records of every captured batch at once: lowest detection latency)")
-    p.add_argument("--replay-speed", type=float, default=0.0, metavar="X",
-                   help="pcap: pace packets at X times their recorded rate (0 = flat out)")
-    p.add_argument("--curve-keys", metavar="DIR",
-                   help="CURVE: DIR holds sensor.key_secret and the controller's server.key")
-    p.add_argument("--heartbeat", type=float, default=1.0, metavar="S",
-                   help="heartbeat interval in seconds (default 1)")
-    p.add_argument("--buffer-mb", type=int, default=64,
-                   help="local buffer for unacknowledged records, MiB (default 64)")
-    p.add_argument("--close-timeout", type=float, default=10.0, metavar="S",
-                   help="on exit, wait this long for the controller to acknowledge")
-    p.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
-                   help="seconds between capture stats lines on stderr (0: only at exit)")
-    p.add_argument("--log-json", action="store_true", dest="log_json_here",
-                   help="log JSON lines with stable event names (as `netwarden --log-json`)")
-    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
-                   help="serve Prometheus metrics (netwarden_sensor_*) on http://HOST:PORT/metrics")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="records per bus message (default 1024)",
+    )
+    p.add_argument(
+        "--max-delay",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="a partial message waits at most S seconds (default 1; 0 publishes the "
+        "records of every captured batch at once: lowest detection latency)",
+    )
+    p.add_argument(
+        "--replay-speed",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="pcap: pace packets at X times their recorded rate (0 = flat out)",
+    )
+    p.add_argument(
+        "--curve-keys",
+        metavar="DIR",
+        help="CURVE: DIR holds sensor.key_secret and the controller's server.key",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="heartbeat interval in seconds (default 1)",
+    )
+    p.add_argument(
+        "--buffer-mb",
+        type=int,
+        default=64,
+        help="local buffer for unacknowledged records, MiB (default 64)",
+    )
+    p.add_argument(
+        "--close-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="on exit, wait this long for the controller to acknowledge",
+    )
+    p.add_argument(
+        "--stats-interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between capture stats lines on stderr (0: only at exit)",
+    )
+    p.add_argument(
+        "--log-json",
+        action="store_true",
+        dest="log_json_here",
+        help="log JSON lines with stable event names (as `netwarden --log-json`)",
+    )
+    p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (netwarden_sensor_*) on http://HOST:PORT/metrics",
+    )
     p.add_argument("--no-telemetry", action="store_true", help="flows and ARP only")
-    p.add_argument("--window", type=float, default=None, metavar="S",
-                   help="per-host telemetry window, seconds (default 1)")
+    p.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        metavar="S",
+        help="per-host telemetry window, seconds (default 1)",
+    )
     add_engine_arguments(p.add_argument_group("flow engine"))
     add_live_arguments(p.add_argument_group("live capture (--iface)"))
     p.set_defaults(func=run_sensor_command)
@@ -80,17 +133,33 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="receive sensor batches and print them (bus debugging)",
         description="Bind a collector and print every batch received and the sensors' status.",
     )
-    c.add_argument("--listen", required=True, action="append", metavar="ENDPOINT",
-                   help="endpoint to bind, e.g. tcp://0.0.0.0:5555 (repeatable)")
+    c.add_argument(
+        "--listen",
+        required=True,
+        action="append",
+        metavar="ENDPOINT",
+        help="endpoint to bind, e.g. tcp://0.0.0.0:5555 (repeatable)",
+    )
     c.add_argument("--json", action="store_true", help="one JSON object per line")
-    c.add_argument("--curve-keys", metavar="DIR",
-                   help="CURVE: DIR holds server.key_secret and authorized/*.key")
-    c.add_argument("--no-curve", action="store_true",
-                   help="accept unauthenticated sensors on a non-loopback --listen (not recommended)")
+    c.add_argument(
+        "--curve-keys",
+        metavar="DIR",
+        help="CURVE: DIR holds server.key_secret and authorized/*.key",
+    )
+    c.add_argument(
+        "--no-curve",
+        action="store_true",
+        help="accept unauthenticated sensors on a non-loopback --listen (not recommended)",
+    )
     c.add_argument("--count", type=int, default=None, help="exit after N data batches")
     c.add_argument("--duration", type=float, default=None, metavar="S", help="exit after S s")
-    c.add_argument("--status-interval", type=float, default=5.0, metavar="S",
-                   help="seconds between sensor status reports (0: only at exit)")
+    c.add_argument(
+        "--status-interval",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between sensor status reports (0: only at exit)",
+    )
     c.set_defaults(func=run_collect_command)
 
     k = sub.add_parser(
@@ -129,9 +198,7 @@ def _capture(args: argparse.Namespace, stop: Stop) -> Any:
             config,
             workers=args.workers or 1,
             bpf=args.filter,
-            ring=ring_from_options(
-                args, telemetry=not args.no_telemetry, telemetry_window=window
-            ),
+            ring=ring_from_options(args, telemetry=not args.no_telemetry, telemetry_window=window),
             duration=args.duration,
             stop=stop,
         )
@@ -287,7 +354,12 @@ def run_collect_command(args: argparse.Namespace) -> int:
     from controller.bus_trust import check_listen
     from netwarden.bus.collector import Collector, CurveServerKeys
 
-    check_listen(args.listen, curve=bool(args.curve_keys), no_curve=args.no_curve, command="netwarden collect")
+    check_listen(
+        args.listen,
+        curve=bool(args.curve_keys),
+        no_curve=args.no_curve,
+        command="netwarden collect",
+    )
     curve = CurveServerKeys.from_dir(args.curve_keys) if args.curve_keys else None
     stop = Stop()
     restore = stop.install()

@@ -20,14 +20,22 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sensors", help="sensors a running controller receives from")
-    p.add_argument("--state-dir", default=None,
-                   help="controller state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)")
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help="controller state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)",
+    )
     p.add_argument("--json", action="store_true", help="print the controller's answer as JSON")
     p.set_defaults(func=run)
 
-    p = sub.add_parser("status", help="one screen: sensors, controller, enforcement, incidents, approvals, bans")
-    p.add_argument("--state-dir", default=None,
-                   help="controller or replay state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)")
+    p = sub.add_parser(
+        "status", help="one screen: sensors, controller, enforcement, incidents, approvals, bans"
+    )
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help="controller or replay state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)",
+    )
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=run_status)
 
@@ -39,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
     resp = request(args.state_dir or default_state_dir(), "ingest")
     if not resp.get("ok"):
         err = resp.get("error", "no answer")
-        print(f"netwarden sensors: error: {err} (is the controller running with --listen?)",
-              file=sys.stderr)
+        print(
+            f"netwarden sensors: error: {err} (is the controller running with --listen?)",
+            file=sys.stderr,
+        )
         return 1
     status: dict[str, Any] = resp["result"]
     if args.json:
@@ -57,8 +67,10 @@ def _print(status: dict[str, Any]) -> None:
 
     con = Console(width=None if sys.stdout.isatty() else 120)
     endpoints = status.get("endpoint")
-    con.print(f"listening on {endpoints}; {status['batches']} batches, records "
-              + (", ".join(f"{k} {v}" for k, v in sorted(status["records"].items())) or "none"))
+    con.print(
+        f"listening on {endpoints}; {status['batches']} batches, records "
+        + (", ".join(f"{k} {v}" for k, v in sorted(status["records"].items())) or "none")
+    )
     tab = Table(title_justify="left")
     for col in ("sensor", "state", "last heard", "records", "gaps", "lost", "sensor drops"):
         tab.add_column(col)
@@ -101,7 +113,9 @@ def gather_status(state_dir: str | None) -> dict[str, Any]:
 
     d = Path(state_dir) if state_dir else default_state_dir()
     if not (d / DB_NAME).is_file():
-        raise ConfigError(f"no NetWarden state in {d} (run a controller or `netwarden replay ... --state-dir {d}`)")
+        raise ConfigError(
+            f"no NetWarden state in {d} (run a controller or `netwarden replay ... --state-dir {d}`)"
+        )
     live: dict[str, Any] | None = None
     try:
         ping = request(d, "ping", timeout_s=5.0)
@@ -116,12 +130,20 @@ def gather_status(state_dir: str | None) -> dict[str, Any]:
     try:
         audit = AuditLog(store.db, d, readonly=True).entries()
         starts = [e for e in audit if e["event"] == "start" and e["actor"] == "controller"]
-        backend = live["ping"]["backend"] if live else (starts[-1]["subject"] if starts else "unknown")
+        backend = (
+            live["ping"]["backend"] if live else (starts[-1]["subject"] if starts else "unknown")
+        )
         as_of = time.time() if live else _state_clock(store, audit)
-        bans = live["bans"] if live and live.get("bans") is not None else [
-            b.to_dict(as_of) for b in store.active_bans(as_of)]
-        approvals = live["approvals"] if live and live.get("approvals") is not None else [
-            a.to_dict() for a in store.approvals("pending") if a.expires_at > as_of]
+        bans = (
+            live["bans"]
+            if live and live.get("bans") is not None
+            else [b.to_dict(as_of) for b in store.active_bans(as_of)]
+        )
+        approvals = (
+            live["approvals"]
+            if live and live.get("approvals") is not None
+            else [a.to_dict() for a in store.approvals("pending") if a.expires_at > as_of]
+        )
         incidents = _open_incidents(store)
     finally:
         store.close()
@@ -141,9 +163,13 @@ def gather_status(state_dir: str | None) -> dict[str, Any]:
             sensors[sid] = {
                 "state": "stopped" if st["stopped"] else ("up" if st["up"] else "down"),
                 "address": st.get("peer_address") or None,
-                "last_heartbeat_age_s": round(now - st["last_seen"], 1) if st["last_seen"] > 0 else None,
+                "last_heartbeat_age_s": round(now - st["last_seen"], 1)
+                if st["last_seen"] > 0
+                else None,
                 "records": st["received_records"],
-                "records_per_s": round(st["received_records"] / span, 1) if st["received_records"] else 0.0,
+                "records_per_s": round(st["received_records"] / span, 1)
+                if st["received_records"]
+                else 0.0,
                 "pps": st["drops"].get("packets_per_s"),
                 "drops": {k: v for k, v in st["drops"].items() if v and k != "packets_per_s"},
                 "lost_messages": st["lost_messages"],
@@ -174,7 +200,11 @@ def _state_clock(store: Any, audit: list[dict[str, Any]]) -> float:
     time. The latest ban or incident time, else the last audit entry."""
     times = [r[0] for r in store.db.execute("SELECT MAX(created) FROM bans") if r[0] is not None]
     with contextlib.suppress(sqlite3.Error):  # no incident table in an old state dir
-        times += [r[0] for r in store.db.execute("SELECT MAX(updated_at) FROM incidents") if r[0] is not None]
+        times += [
+            r[0]
+            for r in store.db.execute("SELECT MAX(updated_at) FROM incidents")
+            if r[0] is not None
+        ]
     if times:
         return float(max(times))
     return float(audit[-1]["ts"]) if audit else time.time()
@@ -225,26 +255,43 @@ def print_status(st: dict[str, Any], out: Any) -> None:
         w(f"Controller: running (pid {c['pid']}), enforcement {enf['backend']}\n")
         if c["records"] is not None:
             w(f"  listening on {c.get('endpoint')}\n")
-            w(f"  {c['records']} records, {rate} records/s, bus lag {lag}, "
-              f"rejected messages {c.get('rejected_messages', 0)}\n")
+            w(
+                f"  {c['records']} records, {rate} records/s, bus lag {lag}, "
+                f"rejected messages {c.get('rejected_messages', 0)}\n"
+            )
         else:
             w("  not listening for sensors (no --listen)\n")
     else:
         w(f"Controller: not running; enforcement backend last used: {enf['backend']}\n")
     w("\nSensors:\n")
     if not st["sensors"]:
-        w("  none connected" + ("" if c["running"] else " (only a running controller knows)") + "\n")
+        w(
+            "  none connected"
+            + ("" if c["running"] else " (only a running controller knows)")
+            + "\n"
+        )
     for sid, s in sorted(st["sensors"].items()):
         drops = ", ".join(f"{k} {v}" for k, v in sorted(s["drops"].items())) or "no drops"
-        pps = f"{s['pps']:.0f} pps" if s["pps"] is not None else f"{s['records_per_s']:.0f} records/s"
-        w(f"  {sid:<16} {s['state'].upper() if s['state'] == 'down' else s['state']:<7} "
-          f"heartbeat {_ago(s['last_heartbeat_age_s'])}, {pps}, {drops}\n")
+        pps = (
+            f"{s['pps']:.0f} pps" if s["pps"] is not None else f"{s['records_per_s']:.0f} records/s"
+        )
+        w(
+            f"  {sid:<16} {s['state'].upper() if s['state'] == 'down' else s['state']:<7} "
+            f"heartbeat {_ago(s['last_heartbeat_age_s'])}, {pps}, {drops}\n"
+        )
     inc = st["incidents"]
-    w("\nOpen incidents: " + str(inc["open"]) + "  ("
-      + ", ".join(f"{p} {n}" for p, n in inc["by_priority"].items()) + ")\n")
+    w(
+        "\nOpen incidents: "
+        + str(inc["open"])
+        + "  ("
+        + ", ".join(f"{p} {n}" for p, n in inc["by_priority"].items())
+        + ")\n"
+    )
     for i in inc["list"][:5]:
-        w(f"  {i['id']:<8} {i['priority']} {i['status']:<12} {', '.join(i['kinds'])[:30]:<30} "
-          f"{', '.join(i['attackers'][:1])}\n")
+        w(
+            f"  {i['id']:<8} {i['priority']} {i['status']:<12} {', '.join(i['kinds'])[:30]:<30} "
+            f"{', '.join(i['attackers'][:1])}\n"
+        )
     if inc["open"] > 5:
         w(f"  ... {inc['open'] - 5} more: netwarden incidents --open\n")
     w(f"\nPending approvals: {len(st['approvals'])}\n")

@@ -65,9 +65,15 @@ def _top_pairs(final: np.ndarray, tot_bytes: np.ndarray, top: int) -> list[dict[
     keys = np.concatenate([final["orig_addr"], final["resp_addr"]], axis=1)
     uniq, inv, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
     inv = inv.reshape(-1)
-    port_pairs = np.unique(np.stack([inv.astype(np.int64), final["resp_port"].astype(np.int64)], axis=1), axis=0)
+    port_pairs = np.unique(
+        np.stack([inv.astype(np.int64), final["resp_port"].astype(np.int64)], axis=1), axis=0
+    )
     ports = np.bincount(port_pairs[:, 0], minlength=len(uniq))
-    pkts = np.bincount(inv, weights=(final["orig_pkts"] + final["resp_pkts"]).astype(np.float64), minlength=len(uniq))
+    pkts = np.bincount(
+        inv,
+        weights=(final["orig_pkts"] + final["resp_pkts"]).astype(np.float64),
+        minlength=len(uniq),
+    )
     nbytes = np.bincount(inv, weights=tot_bytes.astype(np.float64), minlength=len(uniq))
     version = np.zeros(len(uniq), np.int64)
     version[inv] = final["ip_version"]
@@ -207,15 +213,17 @@ def replay(
     for i in top_idx:
         r = final[i]
         v = int(r["ip_version"])
-        top_rows.append({
-            "proto": PROTO_NAMES.get(int(r["proto"]), str(int(r["proto"]))),
-            "orig": f"{addr_to_str(r['orig_addr'], v)}:{int(r['orig_port'])}",
-            "resp": f"{addr_to_str(r['resp_addr'], v)}:{int(r['resp_port'])}",
-            "state": ConnState(int(r["conn_state"])).name if r["conn_state"] else "-",
-            "pkts": int(r["orig_pkts"] + r["resp_pkts"]),
-            "bytes": int(tot_bytes[i]),
-            "history": r["history"].decode(errors="replace") or "-",
-        })
+        top_rows.append(
+            {
+                "proto": PROTO_NAMES.get(int(r["proto"]), str(int(r["proto"]))),
+                "orig": f"{addr_to_str(r['orig_addr'], v)}:{int(r['orig_port'])}",
+                "resp": f"{addr_to_str(r['resp_addr'], v)}:{int(r['resp_port'])}",
+                "state": ConnState(int(r["conn_state"])).name if r["conn_state"] else "-",
+                "pkts": int(r["orig_pkts"] + r["resp_pkts"]),
+                "bytes": int(tot_bytes[i]),
+                "history": r["history"].decode(errors="replace") or "-",
+            }
+        )
     top_pairs = _top_pairs(final, tot_bytes, top)
     dns_flows = final[(final["dns_queries"] > 0) | (final["dns_responses"] > 0)]
     claims: dict[bytes, set[bytes]] = defaultdict(set)
@@ -264,7 +272,9 @@ def replay(
             "nxdomain": int(dns_flows["dns_nxdomain"].sum()),
             "distinct_names": int(dns_flows["dns_distinct_names"].sum()),
             "longest_label": int(dns_flows["dns_longest_label"].max()) if len(dns_flows) else 0,
-            "max_entropy": float(dns_flows["dns_label_entropy_max"].max()) if len(dns_flows) else 0.0,
+            "max_entropy": float(dns_flows["dns_label_entropy_max"].max())
+            if len(dns_flows)
+            else 0.0,
         },
         "arp": {
             "requests": int((arp["op"] == 1).sum()),

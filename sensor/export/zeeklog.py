@@ -28,16 +28,55 @@ from netwarden.records.schema import (
 )
 
 CONN_FIELDS = (
-    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service",
-    "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp",
-    "missed_bytes", "history", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
-    "tunnel_parents", "ip_proto",
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "local_orig",
+    "local_resp",
+    "missed_bytes",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
+    "tunnel_parents",
+    "ip_proto",
 )
 CONN_TYPES = (
-    "time", "string", "addr", "port", "addr", "port", "enum", "string", "interval", "count",
-    "count", "string", "bool", "bool", "count", "string", "count", "count", "count", "count",
-    "set[string]", "count",
+    "time",
+    "string",
+    "addr",
+    "port",
+    "addr",
+    "port",
+    "enum",
+    "string",
+    "interval",
+    "count",
+    "count",
+    "string",
+    "bool",
+    "bool",
+    "count",
+    "string",
+    "count",
+    "count",
+    "count",
+    "count",
+    "set[string]",
+    "count",
 )
+
+
 def proto_name(proto: int) -> str:
     if proto == 6:
         return "tcp"
@@ -141,8 +180,11 @@ def record_to_dict(r: np.void, uid: str, parent_uid: str) -> dict[str, Any]:
             d[name] = [int(x) for x in v[: int(r["n_first"])]]
         elif name == "dns_qtype_mask":
             inv = {bit: q for q, bit in DNS_QTYPE_BITS.items()}
-            d[name] = [inv.get(b, "other") if b != DNS_QTYPE_OTHER_BIT else "other"
-                       for b in range(32) if int(v) >> b & 1]
+            d[name] = [
+                inv.get(b, "other") if b != DNS_QTYPE_OTHER_BIT else "other"
+                for b in range(32)
+                if int(v) >> b & 1
+            ]
         elif isinstance(v, np.ndarray):
             d[name] = v.tolist()
         elif isinstance(v, np.floating):
@@ -177,8 +219,10 @@ class CsvWriter:
     def write(self, records: np.ndarray) -> None:
         for r, uid, parent_uid in _with_uids(records):
             d = record_to_dict(r, uid, parent_uid)
-            row = {k: (json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v))
-                   for k, v in d.items()}
+            row = {
+                k: (json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v))
+                for k, v in d.items()
+            }
             if self.w is None:
                 self.w = csv.DictWriter(self.fh, fieldnames=list(row))
                 self.w.writeheader()

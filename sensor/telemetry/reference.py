@@ -99,7 +99,9 @@ HOST_COUNTERS = (
 
 U32 = 0xFFFFFFFF
 #: Counters saturate at their field's maximum rather than wrap.
-_LIMIT = {n: (M64 if struct_fields(HOST_DTYPE)[n][0].itemsize == 8 else U32) for n in HOST_COUNTERS[:-2]}
+_LIMIT = {
+    n: (M64 if struct_fields(HOST_DTYPE)[n][0].itemsize == 8 else U32) for n in HOST_COUNTERS[:-2]
+}
 
 
 def mix64(z: int) -> int:

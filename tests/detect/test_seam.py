@@ -174,7 +174,9 @@ def test_controller_runs_every_detector_over_zeromq(tmp_path: Path, demo_pcap: P
         assert want <= seen, (want - seen, got)
         scan = [r for r in got["recent"] if r["attacker"] == generate.SCANNER[1]]
         # alerts go through triage: the scanner's incident is contained through policy
-        assert scan[0]["type"] == "alert" and any(r["decision"] is not None for r in scan)  # policy saw it
+        assert scan[0]["type"] == "alert" and any(
+            r["decision"] is not None for r in scan
+        )  # policy saw it
         # the spoofed flood names no attacker: it goes to no ban decision
         flood = [r for r in got["recent"] if r["kind"] == "syn_flood"]
         assert flood[0]["attacker"] is None and flood[0]["decision"] is None

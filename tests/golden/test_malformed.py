@@ -106,7 +106,12 @@ def test_malformed_corpus(malformed_corpus: Path, backend_name: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, backend_name, str(PER_FILE_SECONDS), *map(str, files)],
-        capture_output=True, text=True, check=False, cwd=REPO, env=env, timeout=PER_FILE_SECONDS * 2 * len(files),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=env,
+        timeout=PER_FILE_SECONDS * 2 * len(files),
     )
     assert proc.returncode == 0, f"child crashed (rc {proc.returncode}): {proc.stderr[-2000:]}"
     report = json.loads(proc.stdout.strip().splitlines()[-1])

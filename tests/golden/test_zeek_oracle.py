@@ -38,8 +38,24 @@ def read_conn_log(text: str) -> list[dict[str, str]]:
 def run_cli(trace: Path, backend: str, extra: tuple[str, ...] = ()) -> tuple[int, str, str]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
-        [sys.executable, "-m", "netwarden", "flows", "--format", "zeek", "--backend", backend, *extra, str(trace)],
-        capture_output=True, text=True, check=False, cwd=REPO, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "netwarden",
+            "flows",
+            "--format",
+            "zeek",
+            "--backend",
+            backend,
+            *extra,
+            str(trace),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=env,
+        timeout=600,
     )
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -49,14 +65,26 @@ def compare(expected: list[dict[str, str]], got: list[dict[str, str]]) -> dict[s
     by_key: dict[tuple, list[dict[str, str]]] = defaultdict(list)
     for r in got:
         by_key[tuple(r[k] for k in KEY)].append(r)
-    res = {"rows": len(expected), "got": len(got), "matched": 0, "exact": 0, "state": 0, "history": 0}
+    res = {
+        "rows": len(expected),
+        "got": len(got),
+        "matched": 0,
+        "exact": 0,
+        "state": 0,
+        "history": 0,
+    }
     for e in expected:
         cands = by_key.get(tuple(e[k] for k in KEY))
         if not cands:
             continue
-        best = max(range(len(cands)), key=lambda i: (
-            sum(cands[i][f] == e[f] for f in EXACT), cands[i]["conn_state"] == e["conn_state"],
-            cands[i]["history"] == e["history"]))
+        best = max(
+            range(len(cands)),
+            key=lambda i: (
+                sum(cands[i][f] == e[f] for f in EXACT),
+                cands[i]["conn_state"] == e["conn_state"],
+                cands[i]["history"] == e["history"],
+            ),
+        )
         g = cands.pop(best)
         res["matched"] += 1
         if all(g[f] == e[f] for f in EXACT):
@@ -74,7 +102,9 @@ def manifest(corpus: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
-def test_zeek_oracle(zeek_corpus: Path, backend_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_zeek_oracle(
+    zeek_corpus: Path, backend_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     table = []
     for entry in manifest(zeek_corpus):
         name = entry["name"]
@@ -86,20 +116,33 @@ def test_zeek_oracle(zeek_corpus: Path, backend_name: str, capsys: pytest.Captur
         res["name"] = name  # type: ignore[assignment]
         table.append(res)
 
-    lines = [f"\nZeek oracle ({backend_name} backend):",
-             f"{'trace':22} {'rows':>5} {'got':>5} {'match':>5} {'exact':>5} {'state':>5} {'hist':>5}"]
+    lines = [
+        f"\nZeek oracle ({backend_name} backend):",
+        f"{'trace':22} {'rows':>5} {'got':>5} {'match':>5} {'exact':>5} {'state':>5} {'hist':>5}",
+    ]
     for r in table:
-        lines.append(f"{r['name']:22} {r['rows']:5} {r['got']:5} {r['matched']:5} {r['exact']:5} "
-                     f"{r['state']:5} {r['history']:5}")
-    tot = {k: sum(int(r[k]) for r in table) for k in ("rows", "got", "matched", "exact", "state", "history")}
+        lines.append(
+            f"{r['name']:22} {r['rows']:5} {r['got']:5} {r['matched']:5} {r['exact']:5} "
+            f"{r['state']:5} {r['history']:5}"
+        )
+    tot = {
+        k: sum(int(r[k]) for r in table)
+        for k in ("rows", "got", "matched", "exact", "state", "history")
+    }
     complete = sum(1 for r in table if r["exact"] == r["rows"] == r["got"])
-    lines.append(f"{'TOTAL':22} {tot['rows']:5} {tot['got']:5} {tot['matched']:5} {tot['exact']:5} "
-                 f"{tot['state']:5} {tot['history']:5}")
-    lines.append(f"traces matched completely: {complete}/{len(table)}; history agreement "
-                 f"{tot['history']}/{tot['rows']}")
+    lines.append(
+        f"{'TOTAL':22} {tot['rows']:5} {tot['got']:5} {tot['matched']:5} {tot['exact']:5} "
+        f"{tot['state']:5} {tot['history']:5}"
+    )
+    lines.append(
+        f"traces matched completely: {complete}/{len(table)}; history agreement "
+        f"{tot['history']}/{tot['rows']}"
+    )
     with capsys.disabled():  # the table is part of the result, shown even when passing
         print("\n".join(lines))
-    assert tot["exact"] >= 0.95 * tot["rows"], "fewer than 95% of rows exact (pkts, IP bytes, duration)"
+    assert tot["exact"] >= 0.95 * tot["rows"], (
+        "fewer than 95% of rows exact (pkts, IP bytes, duration)"
+    )
     assert tot["state"] >= 0.90 * tot["rows"], "fewer than 90% of rows with Zeek's conn_state"
     assert complete >= 22, f"only {complete} traces matched completely"
 
@@ -110,7 +153,9 @@ def _undirected(rows: list[dict[str, str]]) -> list[tuple]:
     for r in rows:
         o = (r["id.orig_h"], r["id.orig_p"])
         s = (r["id.resp_h"], r["id.resp_p"])
-        sides = frozenset({(o, r["orig_pkts"], r["orig_ip_bytes"]), (s, r["resp_pkts"], r["resp_ip_bytes"])})
+        sides = frozenset(
+            {(o, r["orig_pkts"], r["orig_ip_bytes"]), (s, r["resp_pkts"], r["resp_ip_bytes"])}
+        )
         out.append((r["proto"], sides, r["duration"], r["missed_bytes"]))
     # Sort by the sides in order, not by repr: a frozenset's repr order follows string hashes
     # (PYTHONHASHSEED), so equal rows could sort differently in got and expected.
@@ -133,6 +178,7 @@ def test_checksum_validation_oracle(zeek_corpus: Path, backend_name: str) -> Non
     assert rc == 0, err
     got = read_conn_log(out)
     assert _undirected(got) == _undirected(expected)
+
     # The bad-checksum letters are all reported (from whichever side sent them).
     def bad_letters(rows: list[dict[str, str]]) -> int:
         return "".join(r["history"] for r in rows).lower().count("c")
@@ -146,7 +192,9 @@ def test_checksum_validation_oracle(zeek_corpus: Path, backend_name: str) -> Non
 
 
 @pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
-def test_cli_truncated_capture_still_writes_flows(zeek_corpus: Path, backend_name: str, tmp_path: Path) -> None:
+def test_cli_truncated_capture_still_writes_flows(
+    zeek_corpus: Path, backend_name: str, tmp_path: Path
+) -> None:
     """A fault mid-file: one-line error with file and offset, non-zero exit, and every flow
     read before the fault is written."""
     src = (zeek_corpus / "ftp_ipv4" / "trace.pcap").read_bytes()
@@ -175,8 +223,24 @@ def test_cli_json_and_csv_agree_with_zeek_format(zeek_corpus: Path, backend_name
 
     def run(fmt: str) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "netwarden", "flows", "--format", fmt, "--backend", backend_name, str(trace)],
-            capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=True)
+            [
+                sys.executable,
+                "-m",
+                "netwarden",
+                "flows",
+                "--format",
+                fmt,
+                "--backend",
+                backend_name,
+                str(trace),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=300,
+            check=True,
+        )
         return proc.stdout
 
     zeek_rows = read_conn_log(run("zeek"))
@@ -187,7 +251,13 @@ def test_cli_json_and_csv_agree_with_zeek_format(zeek_corpus: Path, backend_name
     by_uid = {j["uid"]: j for j in js}
     for z in zeek_rows:
         j = by_uid[z["uid"]]
-        assert (j["orig_addr"], str(j["orig_port"]), j["proto_name"]) == (z["id.orig_h"], z["id.orig_p"], z["proto"])
-        assert str(j["orig_pkts"]) == z["orig_pkts"] and str(j["resp_ip_bytes"]) == z["resp_ip_bytes"]
+        assert (j["orig_addr"], str(j["orig_port"]), j["proto_name"]) == (
+            z["id.orig_h"],
+            z["id.orig_p"],
+            z["proto"],
+        )
+        assert (
+            str(j["orig_pkts"]) == z["orig_pkts"] and str(j["resp_ip_bytes"]) == z["resp_ip_bytes"]
+        )
         # tunnelled flows name their parent in both forms
         assert (z["tunnel_parents"] != "-") == (j["tunnel_parent_uid"] is not None)

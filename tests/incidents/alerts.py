@@ -35,7 +35,9 @@ def brute(t: float = 60.0, attacker: str = ATTACKER, victim: str = SERVER, score
         "failed_logins": 240, "dst_port": 22, "window_s": 60.0, "threshold": 30, "learnt_reference": 0.5})  # fmt: skip
 
 
-def beacon(t: float = 600.0, host: str = SERVER, peer: str = C2, score: float = 70.0, conf: float = 0.8) -> Alert:
+def beacon(
+    t: float = 600.0, host: str = SERVER, peer: str = C2, score: float = 70.0, conf: float = 0.8
+) -> Alert:
     return alert("c2_beaconing", host, [peer], score, conf, t, {
         "connections": 48, "interval_s": 30.0, "interval_regularity": 0.97, "size_regularity": 0.93,
         "threshold": 0.8})  # fmt: skip

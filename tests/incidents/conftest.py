@@ -18,6 +18,10 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ctl(tmp_path: Path, clock: Clock) -> Iterator[Controller]:
-    c = make_controller(tmp_path / "state", clock, detectors={"ssh_bruteforce": 3, "port_scan": 3, "c2_beaconing": 3})
+    c = make_controller(
+        tmp_path / "state",
+        clock,
+        detectors={"ssh_bruteforce": 3, "port_scan": 3, "c2_beaconing": 3},
+    )
     yield c
     c.close()

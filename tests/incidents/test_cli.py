@@ -58,23 +58,45 @@ def _scan_incident(lines: list[dict[str, Any]]) -> dict[str, Any]:
     return next(x for x in lines if x["type"] == "incident" and SCANNER in x["attackers"])
 
 
-def test_replay_state_dir_stores_alerts_incidents_and_dry_run_decisions(demo: dict[str, Any]) -> None:
+def test_replay_state_dir_stores_alerts_incidents_and_dry_run_decisions(
+    demo: dict[str, Any],
+) -> None:
     lines = demo["lines"]
     types = [x["type"] for x in lines]
-    assert types[-1] == "summary" and "incident" in types and types.index("incident") > types.index("alert")
+    assert (
+        types[-1] == "summary"
+        and "incident" in types
+        and types.index("incident") > types.index("alert")
+    )
     alerts = [x for x in lines if x["type"] == "alert"]
     assert all(a["id"].startswith("A-") and a["incident_id"].startswith("INC-") for a in alerts)
     inc = _scan_incident(lines)
-    assert "port_scan" in inc["kinds"] and inc["stages"][0] == "reconnaissance" and inc["priority"] == "P1"
+    assert (
+        "port_scan" in inc["kinds"]
+        and inc["stages"][0] == "reconnaissance"
+        and inc["priority"] == "P1"
+    )
     assert inc["recommendation"]["action"] == "contain"
     (dec,) = [a for a in inc["actions"] if a["kind"] == "decision"]
     assert (dec["target"], dec["verdict"], dec["level"]) == (SCANNER, "act", 3)
     summary = lines[-1]
-    assert summary["triage"]["backend"] == "dryrun" and dec["decision_id"] in json.dumps(summary["triage"]["decisions"])
+    assert summary["triage"]["backend"] == "dryrun" and dec["decision_id"] in json.dumps(
+        summary["triage"]["decisions"]
+    )
     # the human replay ends with incidents, their summaries and what would have been blocked
-    human = nw("replay", "--state-dir", str(demo["dir"] / "human"), "--config", str(demo["cfg"]), str(demo["pcap"]))
+    human = nw(
+        "replay",
+        "--state-dir",
+        str(demo["dir"] / "human"),
+        "--config",
+        str(demo["cfg"]),
+        str(demo["pcap"]),
+    )
     assert "Incidents (" in human.stdout and "P1 (critical) incident INC-1" in human.stdout
-    assert f"would have blocked {SCANNER}" in human.stdout and "Dry run (dryrun backend" in human.stdout
+    assert (
+        f"would have blocked {SCANNER}" in human.stdout
+        and "Dry run (dryrun backend" in human.stdout
+    )
 
 
 def test_list_show_alerts_export_on_the_replay_state_dir(demo: dict[str, Any]) -> None:
@@ -89,19 +111,40 @@ def test_list_show_alerts_export_on_the_replay_state_dir(demo: dict[str, Any]) -
     ja = nw("incident", "show", inc["id"], "--lang", "ja", *st).stdout
     assert "インシデント" in ja and "封じ込め" in ja
     scans = json.loads(nw("alerts", "--kind", "port_scan", "--json", *st).stdout)
-    assert scans and all(a["kind"] == "port_scan" for a in scans) and scans[0]["attacker"] == SCANNER
+    assert (
+        scans and all(a["kind"] == "port_scan" for a in scans) and scans[0]["attacker"] == SCANNER
+    )
     table = nw("incidents", "--open", *st).stdout
     assert inc["id"] in table and SCANNER in table
     ecs = [json.loads(x) for x in nw("export", *st).stdout.splitlines()]
     kinds = {d["event"]["dataset"] for d in ecs}
     assert kinds == {"netwarden.alert", "netwarden.incident"}
-    a = next(d for d in ecs if d["event"]["dataset"] == "netwarden.alert" and d["event"]["action"] == "port_scan")
-    assert a["source"]["ip"] == SCANNER and a["event"]["kind"] == "alert" and a["@timestamp"].endswith("Z")
+    a = next(
+        d
+        for d in ecs
+        if d["event"]["dataset"] == "netwarden.alert" and d["event"]["action"] == "port_scan"
+    )
+    assert (
+        a["source"]["ip"] == SCANNER
+        and a["event"]["kind"] == "alert"
+        and a["@timestamp"].endswith("Z")
+    )
     assert a["threat"]["technique"]["id"] == ["T1046"] and a["ecs"]["version"]
-    i = next(d for d in ecs if d["event"]["dataset"] == "netwarden.incident" and d["event"]["id"] == inc["id"])
-    assert i["message"] == inc["summary"]["en"] and i["tags"][0] == "P1" and SCANNER in i["related"]["ip"]
+    i = next(
+        d
+        for d in ecs
+        if d["event"]["dataset"] == "netwarden.incident" and d["event"]["id"] == inc["id"]
+    )
+    assert (
+        i["message"] == inc["summary"]["en"]
+        and i["tags"][0] == "P1"
+        and SCANNER in i["related"]["ip"]
+    )
     bad = nw("incident", "show", "INC-999", *st, check=False)
-    assert bad.returncode == 1 and bad.stderr.strip() == "netwarden incident: error: no incident INC-999"
+    assert (
+        bad.returncode == 1
+        and bad.stderr.strip() == "netwarden incident: error: no incident INC-999"
+    )
 
 
 def test_explain_incident_ban_and_decision(demo: dict[str, Any]) -> None:
@@ -110,14 +153,25 @@ def test_explain_incident_ban_and_decision(demo: dict[str, Any]) -> None:
     (dec,) = [a for a in inc["actions"] if a["kind"] == "decision"]
     text = nw("explain", inc["id"], *st).stdout
     assert "Why it was flagged:" in text and "port_scan" in text and "distinct dst ports" in text
-    assert "contain: risk" in text and "autonomy for port_scan: level 3 (policy.detectors.port_scan)" in text
+    assert (
+        "contain: risk" in text
+        and "autonomy for port_scan: level 3 (policy.detectors.port_scan)" in text
+    )
     assert f"allow-listing {SCANNER}" in text
     ban = json.loads(nw("explain", SCANNER, "--json", *st).stdout)
-    assert ban["what"] == "ban" and dec["decision_id"] in ban["subject"] and ban["incident"]["subject"] == inc["id"]
+    assert (
+        ban["what"] == "ban"
+        and dec["decision_id"] in ban["subject"]
+        and ban["incident"]["subject"] == inc["id"]
+    )
     d = json.loads(nw("explain", dec["decision_id"], "--json", *st).stdout)
     assert d["what"] == "decision" and d["evidence"] == inc["id"]
     assert any(e["event"] == "ban" and e["result"] == "ok" for e in d["audit"])
-    assert nw("explain", "203.0.113.99", *st, check=False).stderr.strip().endswith("is not banned and was never banned")
+    assert (
+        nw("explain", "203.0.113.99", *st, check=False)
+        .stderr.strip()
+        .endswith("is not banned and was never banned")
+    )
 
 
 def test_feedback_changes_how_the_next_replay_scores(demo: dict[str, Any], tmp_path: Path) -> None:
@@ -166,10 +220,17 @@ def test_changes_go_through_a_running_controller(demo: dict[str, Any], tmp_path:
         # its periodic tick closes them (network time moved on)
         deadline = time.monotonic() + 20
         while json.loads(nw("incident", "show", iid, "--json", *st).stdout)["status"] != "closed":
-            assert time.monotonic() < deadline, "the running controller did not close the stale incident"
+            assert time.monotonic() < deadline, (
+                "the running controller did not close the stale incident"
+            )
             time.sleep(0.5)
-        refused = nw("ack", iid, *st, check=False)  # through the control socket: the controller holds the lock
-        assert refused.returncode == 1 and "is closed; only open incidents can be acknowledged" in refused.stderr
+        refused = nw(
+            "ack", iid, *st, check=False
+        )  # through the control socket: the controller holds the lock
+        assert (
+            refused.returncode == 1
+            and "is closed; only open incidents can be acknowledged" in refused.stderr
+        )
         out = nw("resolve", iid, *st)
         assert out.stdout.strip().startswith(f"incident {iid} resolved by ")
         shown = json.loads(nw("incident", "show", iid, "--json", *st).stdout)
@@ -178,31 +239,47 @@ def test_changes_go_through_a_running_controller(demo: dict[str, Any], tmp_path:
         inc = shown
         fb = nw("feedback", inc["id"], "--false-positive", "--state-dir", str(state))
         assert "suppression S-1" in fb.stdout
-        text = nw("explain", inc["id"], "--state-dir", str(state), "--config", str(demo["cfg"])).stdout
+        text = nw(
+            "explain", inc["id"], "--state-dir", str(state), "--config", str(demo["cfg"])
+        ).stdout
         assert "Why it was flagged:" in text
     finally:
         assert ctl.stop() == 0
 
 
-def test_demo_config_shows_what_would_have_been_blocked_and_escalated(demo: dict[str, Any], tmp_path: Path) -> None:
+def test_demo_config_shows_what_would_have_been_blocked_and_escalated(
+    demo: dict[str, Any], tmp_path: Path
+) -> None:
     """What `make demo` prints at its end (same command, same config)."""
     out = nw("replay", str(demo["pcap"]), "--state-dir", str(tmp_path / "d"), "--config",
              str(REPO / "pcaps" / "demo.toml")).stdout  # fmt: skip
-    tail = out[out.index("Incidents ("):]
-    assert "P1 (critical) incident INC-1: port scan" in tail and "Next: contain: block 192.168.10.66" in tail
-    assert f"would have asked approval to block {SCANNER} for INC-1: risky action needs approval: internal host" in tail
+    tail = out[out.index("Incidents (") :]
+    assert (
+        "P1 (critical) incident INC-1: port scan" in tail
+        and "Next: contain: block 192.168.10.66" in tail
+    )
+    assert (
+        f"would have asked approval to block {SCANNER} for INC-1: risky action needs approval: internal host"
+        in tail
+    )
     assert re.search(r"would have escalated INC-\d+ \(low_confidence\) via webhook", tail)
-    assert re.search(r"would have escalated d-[0-9a-f]{12} \(approval_unhandled\) via webhook", tail)
+    assert re.search(
+        r"would have escalated d-[0-9a-f]{12} \(approval_unhandled\) via webhook", tail
+    )
 
 
-def test_a_running_controller_fed_by_a_sensor_stores_incidents(demo: dict[str, Any], tmp_path: Path) -> None:
+def test_a_running_controller_fed_by_a_sensor_stores_incidents(
+    demo: dict[str, Any], tmp_path: Path
+) -> None:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     state = tmp_path / "fed"
-    ctl = ControllerProcess(state, demo["cfg"], "--enforce", "dryrun", "--listen", endpoint, "--no-archive")
+    ctl = ControllerProcess(
+        state, demo["cfg"], "--enforce", "dryrun", "--listen", endpoint, "--no-archive"
+    )
     try:
         sensor = subprocess.run([sys.executable, "-m", "netwarden", "sensor", "--pcap", str(demo["pcap"]), "--connect",
                                  endpoint, "--sensor-id", "s-inc", "--batch", "64"],
@@ -217,9 +294,15 @@ def test_a_running_controller_fed_by_a_sensor_stores_incidents(demo: dict[str, A
                 break
             time.sleep(0.5)
         inc = next(i for i in incs if SCANNER in i["attackers"])
-        assert "port_scan" in inc["kinds"] and inc["status"] == "open" and inc["text"].startswith(inc["priority"])
+        assert (
+            "port_scan" in inc["kinds"]
+            and inc["status"] == "open"
+            and inc["text"].startswith(inc["priority"])
+        )
         (dec,) = [a for a in inc["actions"] if a["kind"] == "decision"]
-        assert dec["target"] == SCANNER and dec["verdict"] == "act"  # level 3, outside the internal networks
+        assert (
+            dec["target"] == SCANNER and dec["verdict"] == "act"
+        )  # level 3, outside the internal networks
         alerts = json.loads(nw("alerts", "--kind", "port_scan", "--json", *st).stdout)
         assert alerts[0]["incident_id"] == inc["id"]
         from controller.ops.server import request

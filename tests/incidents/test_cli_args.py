@@ -20,7 +20,9 @@ def test_since_accepts_epoch_iso_and_ages() -> None:
     assert parse_since("1699990000", now) == 1_699_990_000.0
     assert parse_since("30m", now) == now - 1800 and parse_since("2h", now) == now - 7200
     assert parse_since("1.5d", now) == now - 1.5 * 86400
-    assert parse_since("2023-11-14T22:13:20Z", now) == now == parse_since("2023-11-14 22:13:20", now)
+    assert (
+        parse_since("2023-11-14T22:13:20Z", now) == now == parse_since("2023-11-14 22:13:20", now)
+    )
     with pytest.raises(ConfigError, match="--since 'yesterday'"):
         parse_since("yesterday", now)
 

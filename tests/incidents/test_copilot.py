@@ -53,7 +53,9 @@ def assert_numbers_from_evidence(text: str, record: dict[str, Any]) -> int:
     strs: list[str] = []
     _walk(record, nums, strs)
     blob = " ".join(strs)
-    times = {datetime.fromtimestamp(n, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") for n in nums if n > 1e9}
+    times = {
+        datetime.fromtimestamp(n, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") for n in nums if n > 1e9
+    }
     checked = 0
     for stamp in re.findall(STAMP, text):
         assert stamp in times, f"time {stamp} not in the evidence"
@@ -66,7 +68,9 @@ def assert_numbers_from_evidence(text: str, record: dict[str, Any]) -> int:
         rest = re.sub(pattern, " ", rest)
     for token in re.findall(NUMBER, rest):
         decimals = len(token.split(".")[1]) if "." in token else 0
-        assert any(f"{n:.{decimals}f}" == token for n in nums), f"number {token} not in the evidence: {text}"
+        assert any(f"{n:.{decimals}f}" == token for n in nums), (
+            f"number {token} not in the evidence: {text}"
+        )
         checked += 1
     return checked
 
@@ -89,7 +93,9 @@ def _incidents(ctl: Controller, clock: Clock) -> list[Incident]:
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])
-def test_every_number_in_a_summary_comes_from_the_evidence(ctl: Controller, clock: Clock, lang: str) -> None:
+def test_every_number_in_a_summary_comes_from_the_evidence(
+    ctl: Controller, clock: Clock, lang: str
+) -> None:
     incs = _incidents(ctl, clock)
     actions = {(i.recommendation or {}).get("action") for i in incs}
     assert {"contain", "monitor"} <= actions
@@ -100,10 +106,18 @@ def test_every_number_in_a_summary_comes_from_the_evidence(ctl: Controller, cloc
         total += assert_numbers_from_evidence(text, inc.to_json())
     assert total > 40
     wide = next(i for i in incs if "192.0.2.77" in i.attackers)
-    assert "10.0.5.1, 10.0.5.2, 10.0.5.3 (5 in total)" in wide.summary["en"] and "（計 5 件）" in wide.summary["ja"]
+    assert (
+        "10.0.5.1, 10.0.5.2, 10.0.5.3 (5 in total)" in wide.summary["en"]
+        and "（計 5 件）" in wide.summary["ja"]
+    )
     crowd = next(i for i in incs if "10.0.0.44" in i.victims)
-    assert crowd.to_json()["decision_count"] == 4 and "4 policy decisions in all" in crowd.summary["en"]
-    assert "(4 in total)" in crowd.summary["en"]  # the four sources, and the four blocks recommended
+    assert (
+        crowd.to_json()["decision_count"] == 4
+        and "4 policy decisions in all" in crowd.summary["en"]
+    )
+    assert (
+        "(4 in total)" in crowd.summary["en"]
+    )  # the four sources, and the four blocks recommended
     # the check itself catches an invented figure, address or time
     rec = incs[0].to_json()
     for bad in (" 12345 hosts.", " 10.9.8.7 too.", " at 2001-01-01 00:00:00 UTC."):
@@ -125,7 +139,9 @@ def test_summary_says_what_who_since_how_sure_done_next(ctl: Controller, clock: 
     for part in ("P1（緊急）インシデント INC-1", "ポートスキャン、続いてSSH へのブルートフォース", "偵察 → 初期侵入 → C&C 通信",
                  "次の対応：封じ込め：203.0.113.5 を遮断", "無活動のためクローズ"):  # fmt: skip
         assert part in ja_text, (part, ja_text)
-    assert summarize(inc, "en") == summarize(Incident.from_json(inc.to_json()), "en")  # deterministic
+    assert summarize(inc, "en") == summarize(
+        Incident.from_json(inc.to_json()), "en"
+    )  # deterministic
 
 
 def test_monitor_lists_the_benign_indicators(ctl: Controller, clock: Clock) -> None:
@@ -134,18 +150,30 @@ def test_monitor_lists_the_benign_indicators(ctl: Controller, clock: Clock) -> N
     assert rec is not None and rec["action"] == "monitor"
     assert {"indicator": "detector", "name": "known_resolver", "value": 1} in rec["benign"]
     assert {"indicator": "confidence", "confidence": 0.5} in rec["benign"]
-    assert "indicators that lowered the score: confidence only 0.5, a single alert" in tun.summary["en"]
+    assert (
+        "indicators that lowered the score: confidence only 0.5, a single alert"
+        in tun.summary["en"]
+    )
     assert "known resolver 1" in tun.summary["en"]
 
 
-def test_thresholds_are_configurable_and_investigate_has_hunting_commands(ctl: Controller, clock: Clock) -> None:
+def test_thresholds_are_configurable_and_investigate_has_hunting_commands(
+    ctl: Controller, clock: Clock
+) -> None:
     inc = next(i for i in _incidents(ctl, clock) if i.id == "INC-1")
-    strict = recommend(inc, CopilotConfig(contain_risk=99.9, contain_confidence=0.85, investigate_risk=60))
+    strict = recommend(
+        inc, CopilotConfig(contain_risk=99.9, contain_confidence=0.85, investigate_risk=60)
+    )
     assert strict["action"] == "investigate" and strict["rule"]["contain_risk"] == 99.9
     cmds = strict["commands"]
-    assert "netwarden incident show INC-1" in cmds and "netwarden alerts --kind ssh_bruteforce --json" in cmds
+    assert (
+        "netwarden incident show INC-1" in cmds
+        and "netwarden alerts --kind ssh_bruteforce --json" in cmds
+    )
     assert f"tcpdump -nn -i any 'host {SERVER} and host {ATTACKER}'" in cmds
-    lax = recommend(inc, CopilotConfig(contain_risk=100, contain_confidence=0.85, investigate_risk=99.95))
+    lax = recommend(
+        inc, CopilotConfig(contain_risk=100, contain_confidence=0.85, investigate_risk=99.95)
+    )
     assert lax["action"] == "monitor"
     unsure = recommend(inc, CopilotConfig(contain_confidence=0.999))
     assert unsure["action"] == "investigate"
@@ -157,7 +185,9 @@ def test_catalogues_have_the_same_keys_and_fields() -> None:
     def fields(s: str) -> list[str]:
         return sorted(f[1] for f in string.Formatter().parse(s) if f[1])
 
-    assert {k: fields(v) for k, v in en.MESSAGES.items()} == {k: fields(v) for k, v in ja.MESSAGES.items()}
+    assert {k: fields(v) for k, v in en.MESSAGES.items()} == {
+        k: fields(v) for k, v in ja.MESSAGES.items()
+    }
 
 
 def test_explain_incident_and_decision(ctl: Controller, clock: Clock) -> None:
@@ -165,16 +195,25 @@ def test_explain_incident_and_decision(ctl: Controller, clock: Clock) -> None:
     policy: PolicyConfig = ctl.cfg.policy
     ex = explain_incident(inc, policy, CopilotConfig(), ctl.audit.entries())
     assert any("ssh_bruteforce" in f and "failed logins 240" in f for f in ex["flagged"])
-    assert ex["action"][0].startswith("contain: risk ") and "> 85 and confidence 0.99 >= 0.85" in ex["action"][0]
+    assert (
+        ex["action"][0].startswith("contain: risk ")
+        and "> 85 and confidence 0.99 >= 0.85" in ex["action"][0]
+    )
     act = next(d for d in inc.actions if d.get("target") == ATTACKER)
     assert any(f"allow-listing {ATTACKER}" in w for w in ex["would_change"])
     assert any(e["event"] == "incident-opened" for e in ex["audit"])
     dec = explain_audit_decision(act["decision_id"], ctl.audit.entries(), policy)
     assert dec is not None and dec["evidence"] == "INC-1"
-    assert any("autonomy for ssh_bruteforce: level 3 (policy.detectors.ssh_bruteforce)" in w for w in dec["action"])
+    assert any(
+        "autonomy for ssh_bruteforce: level 3 (policy.detectors.ssh_bruteforce)" in w
+        for w in dec["action"]
+    )
     pend = next(d for d in inc.actions if d.get("target") == SERVER)
     dp = explain_audit_decision(pend["decision_id"], ctl.audit.entries(), policy)
     assert dp is not None and any("internal host" in w for w in dp["action"])
-    assert any("without those risks (internal host) at level 3 it would have acted" in w for w in dp["would_change"])
+    assert any(
+        "without those risks (internal host) at level 3 it would have acted" in w
+        for w in dp["would_change"]
+    )
     text = render(ex)
     assert "Why it was flagged:" in text and "What would have changed the decision:" in text

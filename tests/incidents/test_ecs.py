@@ -13,13 +13,23 @@ from tests.incidents.alerts import SERVER, alert, flood, scan
 
 def test_alert_shapes() -> None:
     f = alert_to_ecs({**flood().to_json(), "id": "A-1", "incident_id": "INC-1"})
-    assert "source" not in f and f["destination"] == {"ip": SERVER} and f["related"]["ip"] == [SERVER]
+    assert (
+        "source" not in f and f["destination"] == {"ip": SERVER} and f["related"]["ip"] == [SERVER]
+    )
     assert f["event"]["dataset"] == "netwarden.alert" and f["event"]["severity"] == 95
-    assert f["event"]["category"] == ["network", "intrusion_detection"] and f["rule"]["category"] == "impact"
+    assert (
+        f["event"]["category"] == ["network", "intrusion_detection"]
+        and f["rule"]["category"] == "impact"
+    )
     assert f["threat"] == {"framework": "MITRE ATT&CK", "technique": {"id": ["T1498.001"]}}
     assert f["@timestamp"] == "2023-11-14T22:13:20.000Z" and f["ecs"]["version"] == ECS_VERSION
-    assert f["netwarden"]["alert_id"] == "A-1" and f["netwarden"]["evidence"]["distinct_sources"] == 9000
-    arp = alert_to_ecs(alert("arp_spoofing", "02:00:00:00:66:66", ["10.0.0.1"], 90, 0.9, 0).to_json())
+    assert (
+        f["netwarden"]["alert_id"] == "A-1"
+        and f["netwarden"]["evidence"]["distinct_sources"] == 9000
+    )
+    arp = alert_to_ecs(
+        alert("arp_spoofing", "02:00:00:00:66:66", ["10.0.0.1"], 90, 0.9, 0).to_json()
+    )
     assert arp["source"] == {"mac": "02-00-00-00-66-66"} and arp["related"]["ip"] == ["10.0.0.1"]
 
 

@@ -79,13 +79,24 @@ def test_low_confidence_incident_and_unhandled_approval_escalate_on_every_channe
     assert tri.escalator.check(tri, scan(0).detected_at + 900) == []  # each is escalated once
     assert [p[1]["subject"] for p in posted] == ["INC-1", approval.id]
     ctype, body = posted[0]
-    assert ctype == "application/json" and body["type"] == "escalation" and body["reason"] == "low_confidence"
+    assert (
+        ctype == "application/json"
+        and body["type"] == "escalation"
+        and body["reason"] == "low_confidence"
+    )
     assert body["confidence"] == 0.4 and body["threshold"] == 0.6 and "INC-1" in body["message"]
-    assert posted[1][1]["target"] == "10.0.0.66/32" and "internal host" in posted[1][1]["why_approval"]
+    assert (
+        posted[1][1]["target"] == "10.0.0.66/32" and "internal host" in posted[1][1]["why_approval"]
+    )
     msgs = [syslog_sock.recv(65535) for _ in range(2)]
-    head = re.match(rb"<(\d+)>1 (\S+) (\S+) netwarden (\d+) escalation \[netwarden@32473 ([^\]]*)\] \xef\xbb\xbf", msgs[0])
+    head = re.match(
+        rb"<(\d+)>1 (\S+) (\S+) netwarden (\d+) escalation \[netwarden@32473 ([^\]]*)\] \xef\xbb\xbf",
+        msgs[0],
+    )
     assert head is not None, msgs[0]
-    assert body["priority"] == "P4" and int(head.group(1)) == 4 * 8 + 5  # security facility, notice (P4)
+    assert (
+        body["priority"] == "P4" and int(head.group(1)) == 4 * 8 + 5
+    )  # security facility, notice (P4)
     assert re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", head.group(2))
     assert b'reason="low_confidence"' in head.group(5) and b'incident="INC-1"' in head.group(5)
     assert b'reason="approval_unhandled"' in msgs[1]
@@ -100,10 +111,14 @@ def test_low_confidence_incident_and_unhandled_approval_escalate_on_every_channe
     assert [e["subject"] for e in audit] == ["INC-1", approval.id] and audit[0]["result"] == "sent"
 
 
-def test_acknowledged_or_confident_incidents_are_not_escalated(ctl: Controller, clock: Clock) -> None:
+def test_acknowledged_or_confident_incidents_are_not_escalated(
+    ctl: Controller, clock: Clock
+) -> None:
     cfg = EscalationConfig(incident_after_s=0, webhook="http://127.0.0.1:9/never")
     tri = make_triage(ctl, TriageConfig(escalation=cfg), clock, Escalator(cfg))
-    recs = tri.process([scan(0, conf=0.95), scan(0, attacker="192.0.2.8", victim="10.0.0.8", conf=0.3)])
+    recs = tri.process(
+        [scan(0, conf=0.95), scan(0, attacker="192.0.2.8", victim="10.0.0.8", conf=0.3)]
+    )
     unsure = next(r["incident_id"] for r in recs if r["attacker"] == "192.0.2.8")
     tri.acknowledge(unsure, "alice")
     assert tri.escalator.check(tri, scan(0).detected_at + 10) == []
@@ -121,11 +136,17 @@ def test_a_failing_channel_is_recorded_and_the_others_still_run(ctl: Controller,
     tri.escalator.check(tri, scan(0).detected_at + 1)
     assert b"INC-1" in syslog_sock.recv(65535)
     (row,) = tri.istore.escalations()
-    assert row["sent"] and row["channels"]["syslog"] == "ok" and row["channels"]["webhook"].startswith("error:")
+    assert (
+        row["sent"]
+        and row["channels"]["syslog"] == "ok"
+        and row["channels"]["webhook"].startswith("error:")
+    )
 
 
 def test_dry_run_records_what_would_have_been_escalated(ctl: Controller, clock: Clock) -> None:
-    cfg = EscalationConfig(incident_after_s=0, webhook="http://127.0.0.1:9/never", syslog="127.0.0.1:9")
+    cfg = EscalationConfig(
+        incident_after_s=0, webhook="http://127.0.0.1:9/never", syslog="127.0.0.1:9"
+    )
     tri = make_triage(ctl, TriageConfig(escalation=cfg), clock, Escalator(cfg, dry_run=True))
     tri.process([scan(0, victim=SERVER, conf=0.3)])
     tri.tick(scan(0).detected_at + 1)

@@ -30,14 +30,24 @@ def _feed(eng: IncidentEngine, alerts: list) -> list:
 
 
 def test_stages_per_kind() -> None:
-    assert [stage_of(k) for k in ("port_scan", "host_sweep", "os_fingerprint")] == ["reconnaissance"] * 3
+    assert [stage_of(k) for k in ("port_scan", "host_sweep", "os_fingerprint")] == [
+        "reconnaissance"
+    ] * 3
     assert stage_of("ssh_bruteforce") == stage_of("http-auth_bruteforce") == "initial_access"
     assert stage_of("c2_beaconing") == stage_of("dns_tunneling") == "command_and_control"
     assert stage_of("data_exfiltration") == stage_of("dns_exfiltration") == "exfiltration"
-    for k in ("syn_flood", "udp_amplification", "dns_amplification", "tcp_reflection", "icmp_flood"):
+    for k in (
+        "syn_flood",
+        "udp_amplification",
+        "dns_amplification",
+        "tcp_reflection",
+        "icmp_flood",
+    ):
         assert stage_of(k) == "impact"
     assert stage_of("arp_spoofing") == "interception"
-    assert {stage_of(k) for k in ("ip_conflict", "address_misconfig", "traffic_anomaly")} == {"operations"}
+    assert {stage_of(k) for k in ("ip_conflict", "address_misconfig", "traffic_anomaly")} == {
+        "operations"
+    }
 
 
 def test_scan_bruteforce_beaconing_is_one_story_with_raised_priority() -> None:
@@ -54,7 +64,12 @@ def test_scan_bruteforce_beaconing_is_one_story_with_raised_priority() -> None:
     assert c.risk > only_scan.risk + 20 and c.priority in ("P1", "P2")
     factors = [r["factor"] for r in c.reasons]
     assert factors == ["score", "confidence", "progression", "priority"]
-    assert c.reasons[0] == {"factor": "score", "kind": "ssh_bruteforce", "score": 75.0, "alert_id": "A-2"}
+    assert c.reasons[0] == {
+        "factor": "score",
+        "kind": "ssh_bruteforce",
+        "score": 75.0,
+        "alert_id": "A-2",
+    }
     # confidence combines the three kinds as independent witnesses: 1 - 0.2*0.15*0.2 = 0.994, capped
     assert c.confidence == 0.99
     assert c.reasons[1]["kinds"] == 3 and c.reasons[1]["weight"] == pytest.approx(0.6 + 0.4 * 0.99)
@@ -63,7 +78,9 @@ def test_scan_bruteforce_beaconing_is_one_story_with_raised_priority() -> None:
 
 def test_unrelated_hosts_and_late_alerts_open_new_incidents() -> None:
     eng = _engine(IncidentConfig(group_window_s=300))
-    i1, i2, i3 = _feed(eng, [scan(0), scan(10, attacker="198.18.0.9", victim="10.0.0.77"), scan(1000)])
+    i1, i2, i3 = _feed(
+        eng, [scan(0), scan(10, attacker="198.18.0.9", victim="10.0.0.77"), scan(1000)]
+    )
     assert (i1.id, i2.id, i3.id) == ("INC-1", "INC-2", "INC-3")
 
 
@@ -103,7 +120,9 @@ def test_an_alert_bridging_two_incidents_merges_them_into_the_oldest() -> None:
 def test_criticality_from_config_raises_priority_with_a_reason() -> None:
     base = _engine()
     (plain,) = _feed(base, [brute()])
-    cfg = IncidentConfig(asset_groups=(CriticalGroup("servers", (ipaddress.ip_network("10.0.0.0/28"),), "critical"),))
+    cfg = IncidentConfig(
+        asset_groups=(CriticalGroup("servers", (ipaddress.ip_network("10.0.0.0/28"),), "critical"),)
+    )
     (crit,) = _feed(_engine(cfg), [brute()])
     assert crit.risk == pytest.approx(plain.risk + 20)
     assert {"factor": "criticality", "host": SERVER, "group": "servers", "criticality": "critical",
@@ -115,7 +134,11 @@ def test_closes_on_inactivity_in_network_time() -> None:
     (inc,) = _feed(eng, [scan(0)])
     assert eng.tick(scan(0).detected_at + 599) == []
     (closed,) = eng.tick(scan(0).detected_at + 600)
-    assert closed is inc and inc.status == CLOSED and inc.closed_at == pytest.approx(scan(0).detected_at + 600)
+    assert (
+        closed is inc
+        and inc.status == CLOSED
+        and inc.closed_at == pytest.approx(scan(0).detected_at + 600)
+    )
     assert eng.active == {}
 
 
@@ -134,12 +157,18 @@ def test_config_from_toml_sections_names_bad_keys() -> None:
         "incidents": {"close_after_s": 120, "asset_groups": [{"name": "dmz", "criticality": "high"}]},
         "copilot": {"contain_risk": 90, "lang": "ja"},
     })  # fmt: skip
-    assert cfg.incidents.close_after_s == 120 and cfg.copilot.contain_risk == 90 and cfg.copilot.lang == "ja"
+    assert (
+        cfg.incidents.close_after_s == 120
+        and cfg.copilot.contain_risk == 90
+        and cfg.copilot.lang == "ja"
+    )
     assert cfg.incidents.asset_groups[0].networks == (ipaddress.ip_network("192.0.2.0/24"),)
     with pytest.raises(ConfigError, match="incidents.bogus"):
         from_dict({"incidents": {"bogus": 1}})
     with pytest.raises(ConfigError, match="criticality"):
-        from_dict({"incidents": {"asset_groups": [{"name": "x", "networks": [], "criticality": "huge"}]}})
+        from_dict(
+            {"incidents": {"asset_groups": [{"name": "x", "networks": [], "criticality": "huge"}]}}
+        )
 
 
 def test_a_long_running_incident_stays_bounded() -> None:
@@ -149,4 +178,6 @@ def test_a_long_running_incident_stays_bounded() -> None:
     many = [scan(i, victim=f"10.1.{i // 250}.{i % 250}") for i in range(MAX_ENTRIES + 50)]
     inc = _feed(eng, [*many, brute(400)])[-1]
     assert len(inc.alerts) == MAX_ENTRIES + 1 and inc.alert_count == MAX_ENTRIES + 51
-    assert "ssh_bruteforce" in inc.kinds and len(inc.victims) == MAX_ENTRIES + 51  # the scans' and SERVER
+    assert (
+        "ssh_bruteforce" in inc.kinds and len(inc.victims) == MAX_ENTRIES + 51
+    )  # the scans' and SERVER

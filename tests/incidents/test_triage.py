@@ -29,8 +29,18 @@ def test_migration_adds_the_triage_tables_to_an_old_state_dir(tmp_path: Path) ->
     store = Store(tmp_path / "s")
     try:
         assert old < 3 and store.migrated[-1] == 3 == SCHEMA_VERSION
-        tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"alerts", "incidents", "feedback", "suppressions", "escalations", "bans", "audit"} <= tables
+        tables = {
+            r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        assert {
+            "alerts",
+            "incidents",
+            "feedback",
+            "suppressions",
+            "escalations",
+            "bans",
+            "audit",
+        } <= tables
     finally:
         store.close()
 
@@ -41,7 +51,9 @@ def test_story_contained_through_policy(ctl: Controller, clock: Clock) -> None:
     for a in (scan(), brute(), beacon()):
         clock.t = a.detected_at
         recs.extend(tri.process([a]))
-    assert [r["id"] for r in recs] == ["A-1", "A-2", "A-3"] and {r["incident_id"] for r in recs} == {"INC-1"}
+    assert [r["id"] for r in recs] == ["A-1", "A-2", "A-3"] and {
+        r["incident_id"] for r in recs
+    } == {"INC-1"}
     inc = tri.istore.get_incident("INC-1")
     assert inc is not None and inc.risk > 85 and inc.confidence >= 0.85
     assert inc.recommendation is not None and inc.recommendation["action"] == "contain"
@@ -56,7 +68,11 @@ def test_story_contained_through_policy(ctl: Controller, clock: Clock) -> None:
     assert pending.proposal["target"] == f"{SERVER}/32" and "internal host" in pending.reason
     events = [(e["actor"], e["event"], e["result"]) for e in ctl.audit.entries()]
     assert ("incidents", "incident-opened", "ok") in events
-    assert ("copilot", "decision", "investigate") in events and ("copilot", "decision", "contain") in events
+    assert ("copilot", "decision", "investigate") in events and (
+        "copilot",
+        "decision",
+        "contain",
+    ) in events
     assert ("detector:ssh_bruteforce", "decision", "act") in events
     # stored alerts carry their incident; a new pipeline on the same store sees the incident
     assert [a["incident_id"] for a in tri.istore.alerts()] == ["INC-1"] * 3
@@ -71,7 +87,11 @@ def test_spoofed_flood_gets_victim_side_advice_not_a_ban(ctl: Controller) -> Non
     tri = make_triage(ctl)
     tri.process([flood()])
     inc = tri.istore.get_incident("INC-1")
-    assert inc is not None and inc.recommendation is not None and inc.recommendation["action"] == "contain"
+    assert (
+        inc is not None
+        and inc.recommendation is not None
+        and inc.recommendation["action"] == "contain"
+    )
     assert [(s["do"], s["target"], s["enforce"]) for s in inc.recommendation["steps"]] == [
         ("victim_rate_limit", SERVER, False), ("upstream", SERVER, False)]  # fmt: skip
     assert inc.actions == [] and ctl.store.active_bans(1e12) == []
@@ -87,16 +107,27 @@ def test_ack_resolve_and_closing_are_stored_and_audited(ctl: Controller, clock: 
     with pytest.raises(ConfigError, match="INC-9"):
         tri.acknowledge("INC-9", "alice")
     stored = {i.id: i for i in tri.istore.incidents()}
-    assert stored["INC-1"].acknowledged_by == "alice" and "Acknowledged by alice" in stored["INC-1"].summary["en"]
+    assert (
+        stored["INC-1"].acknowledged_by == "alice"
+        and "Acknowledged by alice" in stored["INC-1"].summary["en"]
+    )
     assert stored["INC-2"].status == RESOLVED
     closed = tri.tick(scan().detected_at + 3600)
-    assert [i.id for i in closed] == ["INC-1"] and tri.istore.get_incident("INC-1").status == "closed"  # type: ignore[union-attr]
+    assert [i.id for i in closed] == ["INC-1"] and tri.istore.get_incident(
+        "INC-1"
+    ).status == "closed"  # type: ignore[union-attr]
     events = [(e["actor"], e["event"], e["subject"]) for e in ctl.audit.entries()]
-    assert ("alice", "incident-ack", "INC-1") in events and ("bob", "incident-resolve", "INC-2") in events
+    assert ("alice", "incident-ack", "INC-1") in events and (
+        "bob",
+        "incident-resolve",
+        "INC-2",
+    ) in events
     assert ("incidents", "incident-closed", "INC-1") in events
 
 
-def test_false_positive_suppresses_the_pattern_until_it_expires(ctl: Controller, clock: Clock) -> None:
+def test_false_positive_suppresses_the_pattern_until_it_expires(
+    ctl: Controller, clock: Clock
+) -> None:
     tri = make_triage(ctl, clock=clock)
     tri.process([brute()])
     out = tri.feedback("INC-1", "false_positive", "alice", note="our pentest box")
@@ -109,13 +140,19 @@ def test_false_positive_suppresses_the_pattern_until_it_expires(ctl: Controller,
     # scoped: another service or another source is not suppressed
     (r2,) = tri.process([scan(t=950)])
     (r3,) = tri.process([brute(t=960, attacker="192.0.2.50")])
-    assert r2["incident_id"] and r3["incident_id"] and not (r2.get("suppressed_by") or r3.get("suppressed_by"))
+    assert (
+        r2["incident_id"]
+        and r3["incident_id"]
+        and not (r2.get("suppressed_by") or r3.get("suppressed_by"))
+    )
     clock.t += 7 * 86400 + 1  # expired
     (r4,) = tri.process([brute(t=7 * 86400 + 100)])
     assert r4["incident_id"] is not None
     fb = [e for e in ctl.audit.entries() if e["event"] == "feedback"]
     assert fb and fb[0]["actor"] == "alice" and fb[0]["result"] == "false_positive"
-    assert fb[0]["detail"]["note"] == "our pentest box" and fb[0]["detail"]["suppression"] == sup["id"]
+    assert (
+        fb[0]["detail"]["note"] == "our pentest box" and fb[0]["detail"]["suppression"] == sup["id"]
+    )
 
 
 def test_confirmation_raises_confidence_for_the_pattern(ctl: Controller) -> None:
@@ -130,7 +167,11 @@ def test_confirmation_raises_confidence_for_the_pattern(ctl: Controller) -> None
     assert second.confidence == pytest.approx(0.8) and first.confidence == pytest.approx(0.7)
     assert second.risk > first.risk
     (fb,) = [r for r in second.reasons if r["factor"] == "feedback"]
-    assert fb["verdict"] == "confirmed" and fb["feedback"] == ["F-1"] and fb["boost"] == pytest.approx(0.1)
+    assert (
+        fb["verdict"] == "confirmed"
+        and fb["feedback"] == ["F-1"]
+        and fb["boost"] == pytest.approx(0.1)
+    )
 
 
 def test_ids_continue_across_runs_on_one_state_dir(tmp_path: Path) -> None:

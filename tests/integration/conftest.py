@@ -33,7 +33,9 @@ def lab() -> Iterator[nslab.Lab]:
 def running(tmp_path: Path) -> Iterator[Controller]:
     """A dry-run controller on ``tmp_path`` serving its control socket from a thread
     (192.0.2.1 is its gateway)."""
-    cfg = ControllerConfig(state_dir=tmp_path, tick_s=0.2, safety=SafetyConfig(discover_local=False))
+    cfg = ControllerConfig(
+        state_dir=tmp_path, tick_s=0.2, safety=SafetyConfig(discover_local=False)
+    )
     guard = Guard(fixed=[Protected(ipaddress.ip_network("192.0.2.1/32"), "gateway")])
     ctl = Controller(cfg, guard=guard)  # enforce = dryrun, the default
     ctl.start()

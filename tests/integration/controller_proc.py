@@ -12,21 +12,39 @@ from pathlib import Path
 class ControllerProcess:
     """``prefix`` runs it elsewhere (``ip netns exec NS``); ``extra`` are more options."""
 
-    def __init__(self, state: Path, config: Path, *extra: str, prefix: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, state: Path, config: Path, *extra: str, prefix: tuple[str, ...] = ()
+    ) -> None:
         self.state = state
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "netwarden", "controller", *extra, "--state-dir", str(state),
-             "--config", str(config)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "netwarden",
+                "controller",
+                *extra,
+                "--state-dir",
+                str(state),
+                "--config",
+                str(config),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None
         self.ready = self.proc.stdout.readline()
         if "controller ready" not in self.ready:
             self.proc.kill()
-            raise AssertionError(f"controller did not start: {self.ready!r} {self.proc.stderr.read()}")  # type: ignore[union-attr]
+            raise AssertionError(
+                f"controller did not start: {self.ready!r} {self.proc.stderr.read()}"
+            )  # type: ignore[union-attr]
 
     def counts(self) -> dict[str, int]:
-        return {k: int(v) for k, v in re.findall(r"(kept|readded|removed|expired)=(\d+)", self.ready)}
+        return {
+            k: int(v) for k, v in re.findall(r"(kept|readded|removed|expired)=(\d+)", self.ready)
+        }
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

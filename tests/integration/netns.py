@@ -49,7 +49,9 @@ def skip_reason(*tools: str) -> str | None:
 
 
 def sh(*cmd: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=120, check=False)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, input=input, timeout=120, check=False
+    )
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
@@ -144,16 +146,69 @@ class Lab:
                 sh("ip", "netns", "add", ns)
                 self._made.append(ns)
                 sh("ip", "-n", ns, "link", "set", "lo", "up")
-            sh("ip", "link", "add", "c0", "netns", self.client, "type", "veth", "peer", "name", "s0", "netns", self.server)
+            sh(
+                "ip",
+                "link",
+                "add",
+                "c0",
+                "netns",
+                self.client,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "s0",
+                "netns",
+                self.server,
+            )
             for ns, dev, addrs in (
-                (self.client, "c0", (f"{CLIENT_V4}/24", f"{CLIENT2_V4}/24", f"{CLIENT_V6}/64", f"{CLIENT2_V6}/64")),
+                (
+                    self.client,
+                    "c0",
+                    (f"{CLIENT_V4}/24", f"{CLIENT2_V4}/24", f"{CLIENT_V6}/64", f"{CLIENT2_V6}/64"),
+                ),
                 (self.server, "s0", (f"{SERVER_V4}/24", f"{SERVER_V6}/64")),
             ):
                 for a in addrs:
-                    sh("ip", "-n", ns, "addr", "add", a, "dev", dev, *(("nodad",) if ":" in a else ()))
+                    sh(
+                        "ip",
+                        "-n",
+                        ns,
+                        "addr",
+                        "add",
+                        a,
+                        "dev",
+                        dev,
+                        *(("nodad",) if ":" in a else ()),
+                    )
                 sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", self.server, "route", "add", "default", "via", GATEWAY_V4, "dev", "s0", "onlink")
-            sh("ip", "-n", self.server, "-6", "route", "add", "default", "via", GATEWAY_V6, "dev", "s0", "onlink")
+            sh(
+                "ip",
+                "-n",
+                self.server,
+                "route",
+                "add",
+                "default",
+                "via",
+                GATEWAY_V4,
+                "dev",
+                "s0",
+                "onlink",
+            )
+            sh(
+                "ip",
+                "-n",
+                self.server,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                GATEWAY_V6,
+                "dev",
+                "s0",
+                "onlink",
+            )
             if routed:
                 self._add_backend()
         except BaseException:
@@ -165,26 +220,48 @@ class Lab:
         sh("ip", "netns", "add", self.backend)
         self._made.append(self.backend)
         sh("ip", "-n", self.backend, "link", "set", "lo", "up")
-        sh("ip", "link", "add", "s1", "netns", self.server, "type", "veth", "peer", "name", "b0", "netns", self.backend)
-        for ns, dev, addrs in ((self.server, "s1", ("10.78.0.1/24", "fd78::1/64")),
-                               (self.backend, "b0", (f"{BACKEND_V4}/24", f"{BACKEND_V6}/64"))):
+        sh(
+            "ip",
+            "link",
+            "add",
+            "s1",
+            "netns",
+            self.server,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "b0",
+            "netns",
+            self.backend,
+        )
+        for ns, dev, addrs in (
+            (self.server, "s1", ("10.78.0.1/24", "fd78::1/64")),
+            (self.backend, "b0", (f"{BACKEND_V4}/24", f"{BACKEND_V6}/64")),
+        ):
             for a in addrs:
                 sh("ip", "-n", ns, "addr", "add", a, "dev", dev, *(("nodad",) if ":" in a else ()))
             sh("ip", "-n", ns, "link", "set", dev, "up")
-        self.exec(self.server, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        self.exec(
+            self.server, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"
+        )
         sh("ip", "-n", self.client, "route", "add", "10.78.0.0/24", "via", SERVER_V4)
         sh("ip", "-n", self.client, "-6", "route", "add", "fd78::/64", "via", SERVER_V6)
         sh("ip", "-n", self.backend, "route", "add", "default", "via", "10.78.0.1")
         sh("ip", "-n", self.backend, "-6", "route", "add", "default", "via", "fd78::1")
 
-    def exec(self, ns: str, *cmd: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, ns: str, *cmd: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", ns, *cmd, check=check, input=input)
 
     def start_echo(self, ns: str | None = None) -> None:
         """The echo service, on the server (default) or another namespace of the lab."""
         echo = subprocess.Popen(
             ["ip", "netns", "exec", ns or self.server, PYTHON, "-c", f"PORT={PORT}\n" + _ECHO],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         self._echoes.append(echo)
         assert echo.stdout is not None
@@ -196,7 +273,9 @@ class Lab:
         return json.loads(out)  # type: ignore[no-any-return]
 
     def udp_burst(self, src: str, dst: str, count: int, timeout: float = 1.0) -> int:
-        out = self.exec(self.client, PYTHON, "-c", _PROBE, src, dst, str(timeout), str(count)).stdout
+        out = self.exec(
+            self.client, PYTHON, "-c", _PROBE, src, dst, str(timeout), str(count)
+        ).stdout
         return int(json.loads(out)["udp_replies"])
 
     def wait_until(self, predicate, timeout: float = 20.0, interval: float = 0.3) -> bool:  # type: ignore[no-untyped-def]

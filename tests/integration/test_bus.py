@@ -109,7 +109,9 @@ def _free_tcp() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-def _poll_until(c: Collector, done: Callable[[], bool], sink: list[wire.Batch] | None = None) -> None:
+def _poll_until(
+    c: Collector, done: Callable[[], bool], sink: list[wire.Batch] | None = None
+) -> None:
     deadline = time.monotonic() + WAIT_S
     while not done():
         assert time.monotonic() < deadline, f"gave up waiting; collector stats {c.stats()}"
@@ -185,8 +187,14 @@ def test_collector_killed_and_restarted_mid_stream_loses_nothing(tmp_path: Path)
 def test_buffer_overflow_while_collector_is_down_is_a_counted_gap() -> None:
     endpoint = _free_tcp()
     recs = np.zeros(1000, FLOW_DTYPE)  # ~0.5 MB a batch
-    pub = Publisher(endpoint, sensor_id="small-buffer", heartbeat_s=0.1, resend_after_s=0.3,
-                    buffer_bytes=2 << 20, max_message_bytes=1 << 20)
+    pub = Publisher(
+        endpoint,
+        sensor_id="small-buffer",
+        heartbeat_s=0.1,
+        resend_after_s=0.3,
+        buffer_bytes=2 << 20,
+        max_message_bytes=1 << 20,
+    )
     try:
         got: list[wire.Batch] = []
         with Collector(endpoint) as c:
@@ -222,12 +230,12 @@ def _raw_sender(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     return s
 
 
-def _data(seq: int, base: int, n: int = 4, session: int = 1, sensor_id: str = "raw",
-          **over: object) -> list[bytes]:
+def _data(
+    seq: int, base: int, n: int = 4, session: int = 1, sensor_id: str = "raw", **over: object
+) -> list[bytes]:
     recs = np.zeros(n, FLOW_DTYPE)
     recs["flow_id"] = seq
-    h = wire.records_header(recs, "flow", sensor_id=sensor_id, session=session, seq=seq,
-                            base=base)
+    h = wire.records_header(recs, "flow", sensor_id=sensor_id, session=session, seq=seq, base=base)
     frames = [bytes(f) for f in wire.encode(h, recs)]
     if over:
         m = msgpack.unpackb(frames[0])
@@ -345,15 +353,29 @@ def test_curve_collector_refuses_unknown_sensor_and_accepts_known(
 ) -> None:
     endpoint = _free_tcp()
     with Collector(endpoint, curve=CurveServerKeys.from_dir(curve_dirs["ctl"])) as c:
-        intruder = _sensor(endpoint, "intruder", 2, batches=5, size=10,
-                           curve=str(curve_dirs["unknown"]), close_timeout=1.0)
+        intruder = _sensor(
+            endpoint,
+            "intruder",
+            2,
+            batches=5,
+            size=10,
+            curve=str(curve_dirs["unknown"]),
+            close_timeout=1.0,
+        )
         friend = _sensor(endpoint, "friend", 3, batches=5, size=10, curve=str(curve_dirs["known"]))
         got: list[wire.Batch] = []
         _poll_until(c, lambda: intruder.poll() is not None and friend.poll() is not None, got)
         bad, good = _sensor_result(intruder), _sensor_result(friend)
         # An authorised key cannot take over another sensor's id.
-        impostor = _sensor(endpoint, "friend", 4, batches=2, size=10,
-                           curve=str(curve_dirs["other"]), close_timeout=1.0)
+        impostor = _sensor(
+            endpoint,
+            "friend",
+            4,
+            batches=2,
+            size=10,
+            curve=str(curve_dirs["other"]),
+            close_timeout=1.0,
+        )
         _poll_until(c, lambda: impostor.poll() is not None, got)
         fake = _sensor_result(impostor)
         stats = c.stats()
@@ -428,9 +450,20 @@ def test_sensor_pcap_command_publishes_exactly_the_engines_flows(
     expected = _engine_flows(backend)
     assert len(expected)
     with Collector(f"ipc://{tmp_path}/s.sock") as c:
-        proc = _netwarden("sensor", "--pcap", str(TRACE), "--connect", c.endpoint,
-                          "--sensor-id", "cli", "--batch", "7", "--stats-interval", "0",
-                          env={"NETWARDEN_BACKEND": backend_name})
+        proc = _netwarden(
+            "sensor",
+            "--pcap",
+            str(TRACE),
+            "--connect",
+            c.endpoint,
+            "--sensor-id",
+            "cli",
+            "--batch",
+            "7",
+            "--stats-interval",
+            "0",
+            env={"NETWARDEN_BACKEND": backend_name},
+        )
         got: list[wire.Batch] = []
         _poll_until(c, lambda: proc.poll() is not None, got)
         _, err = proc.communicate(timeout=WAIT_S)
@@ -481,9 +514,21 @@ def test_sensor_stops_on_sigterm_and_flushes_live_flows(tmp_path: Path) -> None:
 
     with Collector(f"ipc://{tmp_path}/s.sock") as c:
         # Real-time replay of a 10-hour capture: it will be mid-file when stopped.
-        proc = _netwarden("sensor", "--pcap", str(TRACE), "--connect", c.endpoint,
-                          "--sensor-id", "paced", "--replay-speed", "1", "--batch", "1",
-                          "--stats-interval", "0")
+        proc = _netwarden(
+            "sensor",
+            "--pcap",
+            str(TRACE),
+            "--connect",
+            c.endpoint,
+            "--sensor-id",
+            "paced",
+            "--replay-speed",
+            "1",
+            "--batch",
+            "1",
+            "--stats-interval",
+            "0",
+        )
         got: list[wire.Batch] = []
         _poll_until(c, lambda: len(got) > 0, got)  # mid-stream: records are flowing
         proc.send_signal(signal.SIGTERM)
@@ -504,8 +549,9 @@ def test_collect_command_prints_batches_and_status(tmp_path: Path) -> None:
         recs = np.zeros(11, FLOW_DTYPE)
         for _ in range(3):
             pub.send("flow", recs)
-        proc = _netwarden("collect", "--listen", endpoint, "--json", "--count", "3",
-                          "--status-interval", "0")
+        proc = _netwarden(
+            "collect", "--listen", endpoint, "--json", "--count", "3", "--status-interval", "0"
+        )
         out, err = proc.communicate(timeout=WAIT_S)
     finally:
         pub.close(timeout=0)
@@ -521,10 +567,22 @@ def test_collect_command_prints_batches_and_status(tmp_path: Path) -> None:
 
 
 def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
-    first = subprocess.run([sys.executable, "-m", "netwarden", "keygen", str(tmp_path)],
-                           cwd=ROOT, env=_env(), capture_output=True, text=True, check=False)
-    again = subprocess.run([sys.executable, "-m", "netwarden", "keygen", str(tmp_path)],
-                           cwd=ROOT, env=_env(), capture_output=True, text=True, check=False)
+    first = subprocess.run(
+        [sys.executable, "-m", "netwarden", "keygen", str(tmp_path)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    again = subprocess.run(
+        [sys.executable, "-m", "netwarden", "keygen", str(tmp_path)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert first.returncode == 0 and again.returncode == 1 and "exists" in again.stderr
     assert (tmp_path / "sensor.key_secret").stat().st_mode & 0o077 == 0
     keys = CurveClientKeys.__dataclass_fields__  # the loader needs server.key as well
@@ -559,8 +617,7 @@ def test_collector_fd_drives_a_selector_loop(tmp_path: Path) -> None:
 def test_offline_sender_waits_for_room_instead_of_evicting() -> None:
     endpoint = _free_tcp()
     recs = np.zeros(1000, FLOW_DTYPE)
-    pub = Publisher(endpoint, sensor_id="offline", buffer_bytes=1 << 20,
-                    max_message_bytes=1 << 20)
+    pub = Publisher(endpoint, sensor_id="offline", buffer_bytes=1 << 20, max_message_bytes=1 << 20)
     try:
         pub.send("flow", recs)
         pub.send("flow", recs)  # two batches fill the 1 MiB buffer
@@ -681,6 +738,7 @@ def test_reject_log_is_one_clear_line_rate_limited(
         lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
         assert 1 <= len(lines) < 50
         assert "schema_version" in lines[0] and f"schema version {SCHEMA_VERSION + 9}" in lines[0]
+
         # Once the interval has passed, the next line says how many were held back.
         def suppressed_reported() -> bool:
             s.send_multipart(_data(1, 1, v=SCHEMA_VERSION + 9))

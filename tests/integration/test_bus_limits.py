@@ -28,7 +28,9 @@ def _port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _heartbeat(sensor_id: str, *, session: int = 7, base: int = 1, next_seq: int = 1, acked: int = 0) -> list[bytes]:
+def _heartbeat(
+    sensor_id: str, *, session: int = 7, base: int = 1, next_seq: int = 1, acked: int = 0
+) -> list[bytes]:
     h = wire.Header(sensor_id=sensor_id, session=session, seq=0, base=base, acked=acked,
                     kind=wire.HEARTBEAT, next_seq=next_seq)  # fmt: skip
     return [bytes(f) for f in wire.encode(h)]
@@ -62,7 +64,9 @@ def _flows(n: int) -> np.ndarray:
     return r
 
 
-def test_fake_sensor_ids_do_not_lock_out_a_real_sensor(dealer: zmq.Socket, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fake_sensor_ids_do_not_lock_out_a_real_sensor(
+    dealer: zmq.Socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(bus_limits, "EVICT_SILENT_S", 0.5)  # a real deployment: 10 s
     endpoint = f"tcp://127.0.0.1:{_port()}"
     with Collector(endpoint) as c:
@@ -77,7 +81,13 @@ def test_fake_sensor_ids_do_not_lock_out_a_real_sensor(dealer: zmq.Socket, monke
         pub = Publisher(endpoint, sensor_id="real", heartbeat_s=0.2)
         try:
             pub.send("flow", _flows(3))
-            _until(c, lambda: c.sensors().get("real") is not None and c.sensors()["real"].received_records == 3)
+            _until(
+                c,
+                lambda: (
+                    c.sensors().get("real") is not None
+                    and c.sensors()["real"].received_records == 3
+                ),
+            )
         finally:
             pub.close(timeout=5.0)
         assert c.stats()["sensors"] <= c.max_sensors
@@ -126,7 +136,9 @@ def test_idle_sensors_expire(dealer: zmq.Socket, monkeypatch: pytest.MonkeyPatch
         {"base": 5, "next_seq": 2},  # next below base: no real sensor sends that
     ],
 )
-def test_forged_sequence_numbers_do_not_count_as_loss(dealer: zmq.Socket, forged: dict[str, int]) -> None:
+def test_forged_sequence_numbers_do_not_count_as_loss(
+    dealer: zmq.Socket, forged: dict[str, int]
+) -> None:
     endpoint = f"tcp://127.0.0.1:{_port()}"
     with Collector(endpoint) as c:
         dealer.connect(endpoint)
@@ -149,7 +161,9 @@ def test_queued_bytes_per_peer_are_bounded() -> None:
         hwm = c.socket.getsockopt(zmq.RCVHWM)
         frame = c.socket.getsockopt(zmq.MAXMSGSIZE)
         assert hwm * frame <= bus_limits.MAX_QUEUED_BYTES_PER_PEER  # was 1000 x 16 MiB
-    with Collector("inproc://q2", max_message_bytes=1 << 20, max_queued_bytes_per_peer=8 << 20) as c:
+    with Collector(
+        "inproc://q2", max_message_bytes=1 << 20, max_queued_bytes_per_peer=8 << 20
+    ) as c:
         assert c.socket.getsockopt(zmq.RCVHWM) * c.socket.getsockopt(zmq.MAXMSGSIZE) <= 8 << 20
 
 
@@ -159,7 +173,9 @@ def test_oversized_message_is_counted_as_oversized(dealer: zmq.Socket) -> None:
     with Collector(endpoint, max_message_bytes=limit) as c:
         dealer.connect(endpoint)
         h = wire.records_header(_flows(1), "flow", sensor_id="big", session=1, seq=1, base=1)
-        dealer.send_multipart([wire.encode_header(h), b"\0" * (limit + limit // 16)])  # 17/16 of the limit
+        dealer.send_multipart(
+            [wire.encode_header(h), b"\0" * (limit + limit // 16)]
+        )  # 17/16 of the limit
         _until(c, lambda: c.stats()["rejected"]["oversized"] == 1)
         assert c.stats()["received_messages"] == 0
         # the peer is still connected: a good message afterwards is taken
@@ -185,7 +201,12 @@ def test_ipv6_endpoint_binds_and_a_sensor_delivers() -> None:
         pub = Publisher(endpoint, sensor_id="v6", heartbeat_s=0.2)
         try:
             pub.send("flow", _flows(2))
-            _until(c, lambda: c.sensors().get("v6") is not None and c.sensors()["v6"].received_records == 2)
+            _until(
+                c,
+                lambda: (
+                    c.sensors().get("v6") is not None and c.sensors()["v6"].received_records == 2
+                ),
+            )
         finally:
             pub.close(timeout=5.0)
         assert c.sensors()["v6"].peer_address == "::1"
@@ -211,11 +232,17 @@ def test_one_curve_key_cannot_fill_the_sensor_table(tmp_path: Path) -> None:
     ctx = zmq.Context()
     socks = []
     try:
-        with Collector(endpoint, curve=CurveServerKeys.from_dir(ctl), max_sensors=MAX_IDS_PER_KEY + 8) as c:
+        with Collector(
+            endpoint, curve=CurveServerKeys.from_dir(ctl), max_sensors=MAX_IDS_PER_KEY + 8
+        ) as c:
             for public, secret in clients:
                 s = ctx.socket(zmq.DEALER)
                 s.setsockopt(zmq.LINGER, 0)
-                s.curve_publickey, s.curve_secretkey, s.curve_serverkey = public, secret, server_public
+                s.curve_publickey, s.curve_secretkey, s.curve_serverkey = (
+                    public,
+                    secret,
+                    server_public,
+                )
                 s.connect(endpoint)
                 socks.append(s)
             for i in range(MAX_IDS_PER_KEY + 50):  # made-up ids from one authorised key

@@ -54,7 +54,9 @@ def _controller(tmp_path: Path) -> Controller:
     return ctl
 
 
-def _pump_until(ingest: Ingest, collector: Collector, sensor_id: str, timeout: float = 10.0) -> None:
+def _pump_until(
+    ingest: Ingest, collector: Collector, sensor_id: str, timeout: float = 10.0
+) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if ingest.pump() and sensor_id in collector.sensors():
@@ -119,7 +121,11 @@ def test_a_curve_authenticated_sensor_is_protected(tmp_path: Path) -> None:
     ctx = zmq.Context()
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
-    dealer.curve_publickey, dealer.curve_secretkey, dealer.curve_serverkey = public, secret, server_public
+    dealer.curve_publickey, dealer.curve_secretkey, dealer.curve_serverkey = (
+        public,
+        secret,
+        server_public,
+    )
     try:
         ctl.ban(ATTACKER, 600, "before it was known as a sensor", "operator:test")
         dealer.connect(endpoint)
@@ -169,12 +175,18 @@ def _netwarden(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("command", ["controller", "collect"])
 def test_cli_refuses_an_open_bus_without_curve(tmp_path: Path, command: str) -> None:
-    extra = ["--enforce", "dryrun", "--state-dir", str(tmp_path / "s")] if command == "controller" else []
+    extra = (
+        ["--enforce", "dryrun", "--state-dir", str(tmp_path / "s")]
+        if command == "controller"
+        else []
+    )
     proc = _netwarden(command, *extra, "--listen", f"tcp://0.0.0.0:{_port()}")
     assert proc.returncode != 0
     assert "--no-curve" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists(), "refused before writing anything"
     if command == "collect":  # with --no-curve it runs, and says loudly what that means
-        ok = _netwarden(command, "--listen", f"tcp://0.0.0.0:{_port()}", "--no-curve", "--duration", "0.2")
+        ok = _netwarden(
+            command, "--listen", f"tcp://0.0.0.0:{_port()}", "--no-curve", "--duration", "0.2"
+        )
         assert ok.returncode == 0, ok.stderr
         assert "WITHOUT authentication" in ok.stderr

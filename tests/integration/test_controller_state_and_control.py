@@ -40,8 +40,13 @@ def _cfg(state: Path) -> Path:
 
 
 def _netwarden(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "netwarden", *argv], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "netwarden", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _one_clear_line(r: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -179,14 +184,38 @@ def test_a_second_controller_is_refused_before_writing_anything(tmp_path: Path) 
     state = tmp_path / "st"
     d = Daemon(state)
     try:
-        assert _netwarden("ban", "203.0.113.1", "--ttl", "60", "--state-dir", str(state)).returncode == 0
-        before = json.loads(_netwarden("audit", "--json", "--limit", "1000", "--state-dir", str(state)).stdout)
+        assert (
+            _netwarden("ban", "203.0.113.1", "--ttl", "60", "--state-dir", str(state)).returncode
+            == 0
+        )
+        before = json.loads(
+            _netwarden("audit", "--json", "--limit", "1000", "--state-dir", str(state)).stdout
+        )
         db_before = (state / DB_NAME).stat().st_mtime_ns, (state / JSONL_NAME).read_bytes()
-        r = subprocess.run([sys.executable, "-m", "netwarden", "controller", "--state-dir", str(state),
-                            "--config", str(_cfg(state))], capture_output=True, text=True, timeout=60, check=False)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "netwarden",
+                "controller",
+                "--state-dir",
+                str(state),
+                "--config",
+                str(_cfg(state)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         _one_clear_line(r, "another controller is running")
-        assert ((state / DB_NAME).stat().st_mtime_ns, (state / JSONL_NAME).read_bytes()) == db_before
-        after = json.loads(_netwarden("audit", "--json", "--limit", "1000", "--state-dir", str(state)).stdout)
+        assert (
+            (state / DB_NAME).stat().st_mtime_ns,
+            (state / JSONL_NAME).read_bytes(),
+        ) == db_before
+        after = json.loads(
+            _netwarden("audit", "--json", "--limit", "1000", "--state-dir", str(state)).stdout
+        )
         assert after == before  # no false "controller stop"
         r = _netwarden("ban", "203.0.113.2", "--ttl", "60", "--state-dir", str(state))
         assert r.returncode == 0, r.stderr  # the live controller's next ban works
@@ -205,7 +234,9 @@ def test_an_unwritable_audit_mirror_is_an_error_answer_and_heals(running: Contro
     mirror.mkdir()  # cannot be appended to, even by root
     resp = request(state, "ban", addr="203.0.113.60", ttl=60)
     assert resp["ok"] is False and "audit mirror" in resp["error"], resp
-    assert [b["addr"] for b in request(state, "bans")["result"]] == ["203.0.113.60"]  # committed: the db says so
+    assert [b["addr"] for b in request(state, "bans")["result"]] == [
+        "203.0.113.60"
+    ]  # committed: the db says so
     mirror.rmdir()
     mirror.write_bytes(saved)
     assert request(state, "ban", addr="203.0.113.61", ttl=60)["ok"]
@@ -213,17 +244,35 @@ def test_an_unwritable_audit_mirror_is_an_error_answer_and_heals(running: Contro
     assert res.ok and res.entries == running.audit.verify().entries
 
 
-@pytest.mark.parametrize("raw", [
-    b'[1, 2, 3]\n',
-    b'"ban"\n',
-    b'{"op": "ban", "args": {"addr": "203.0.113.9", "ttl": 1e400}}\n',
-    b'{"op": "ban", "args": {"addr": "203.0.113.9", "ttl": NaN}}\n',
-    b'{"op": "ban", "args": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}\n",
-    b'{"op": "ban", "args": {"addr": "203.0.113.9", "x": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}}\n",
-    b'{"op": ["ban"]}\n',
-    b'{"op": "ban", "args": {"addr": "203.0.113.9", "ttl": ' + b"9" * 400 + b"}}\n",
-    b"\xff\xfe\n",
-], ids=["array", "string", "1e400", "nan", "deep-array", "deep-object", "op-not-string", "huge-int", "not-utf8"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[1, 2, 3]\n",
+        b'"ban"\n',
+        b'{"op": "ban", "args": {"addr": "203.0.113.9", "ttl": 1e400}}\n',
+        b'{"op": "ban", "args": {"addr": "203.0.113.9", "ttl": NaN}}\n',
+        b'{"op": "ban", "args": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}\n",
+        b'{"op": "ban", "args": {"addr": "203.0.113.9", "x": '
+        + b'{"a": ' * 40
+        + b"1"
+        + b"}" * 40
+        + b"}}\n",
+        b'{"op": ["ban"]}\n',
+        b'{"op": "ban", "args": {"addr": "203.0.113.9", "ttl": ' + b"9" * 400 + b"}}\n",
+        b"\xff\xfe\n",
+    ],
+    ids=[
+        "array",
+        "string",
+        "1e400",
+        "nan",
+        "deep-array",
+        "deep-object",
+        "op-not-string",
+        "huge-int",
+        "not-utf8",
+    ],
+)
 def test_malformed_requests_get_a_clear_refusal(running: Controller, raw: bytes) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(10)
@@ -262,7 +311,9 @@ def test_a_state_dir_that_is_or_lies_under_a_file(tmp_path: Path) -> None:
     f = tmp_path / "file"
     f.write_text("x")
     _one_clear_line(_netwarden("controller", "--state-dir", str(f)), "is a file")
-    _one_clear_line(_netwarden("controller", "--state-dir", str(f / "sub")), f"is under {f}, which is a file")
+    _one_clear_line(
+        _netwarden("controller", "--state-dir", str(f / "sub")), f"is under {f}, which is a file"
+    )
     _one_clear_line(_netwarden("audit", "--verify", "--state-dir", str(f / "sub")), "no database")
 
 
@@ -308,7 +359,9 @@ def test_mkdir_as_an_unprivileged_user_is_one_clear_line(public_tmp: Path) -> No
     parent = public_tmp / "root-only"
     parent.mkdir(mode=0o755)
     msg = _as_nobody(lambda: prepare_state_dir(parent / "state"))
-    assert msg.startswith("ConfigError: cannot create state dir") and "Permission denied" in msg, msg
+    assert msg.startswith("ConfigError: cannot create state dir") and "Permission denied" in msg, (
+        msg
+    )
 
 
 def _corrupt(db: Path) -> None:
@@ -330,8 +383,10 @@ def test_a_corrupt_database_is_one_clear_line(tmp_path: Path) -> None:
     state = tmp_path / "st"
     _state_with_entries(state)
     _corrupt(state / DB_NAME)
-    _one_clear_line(_netwarden("controller", "--state-dir", str(state), "--config", str(_cfg(state))),
-                    "database is corrupt")
+    _one_clear_line(
+        _netwarden("controller", "--state-dir", str(state), "--config", str(_cfg(state))),
+        "database is corrupt",
+    )
     r = _netwarden("audit", "--verify", "--state-dir", str(state))
     _one_clear_line(r, "database is corrupt")
     with pytest.raises(StoreError, match="corrupt"):
@@ -368,7 +423,10 @@ def test_a_corrupt_dryrun_state_is_one_clear_line(tmp_path: Path) -> None:
     _state_with_entries(state)
     for bad in ("{not json", '{"bans": [{"addr": "nonsense"}]}', "[]"):
         (state / "dryrun-state.json").write_text(bad)
-        _one_clear_line(_netwarden("controller", "--state-dir", str(state), "--config", str(_cfg(state))),
-                        "dryrun-state.json", "unreadable dry-run state")
+        _one_clear_line(
+            _netwarden("controller", "--state-dir", str(state), "--config", str(_cfg(state))),
+            "dryrun-state.json",
+            "unreadable dry-run state",
+        )
     with sqlite3.connect(state / DB_NAME) as db:  # refused before anything was written
         assert db.execute("SELECT count(*) FROM audit WHERE event='stop'").fetchone()[0] == 1

@@ -49,7 +49,9 @@ PAIRS = [
 
 @pytest.mark.kernel
 @pytest.mark.parametrize(("attacker", "bystander", "server"), PAIRS)
-def test_ban_drops_and_unban_restores(kernel: Enforcer, lab: nslab.Lab, attacker: str, bystander: str, server: str) -> None:
+def test_ban_drops_and_unban_restores(
+    kernel: Enforcer, lab: nslab.Lab, attacker: str, bystander: str, server: str
+) -> None:
     assert nslab.passes(lab.probe(attacker, server))
     kernel.apply([BanSpec(A(attacker), Action.DROP, 300, "d-test1")])
     assert nslab.blocked(lab.probe(attacker, server))
@@ -63,7 +65,9 @@ def test_ban_drops_and_unban_restores(kernel: Enforcer, lab: nslab.Lab, attacker
 
 @pytest.mark.kernel
 @pytest.mark.parametrize(("attacker", "bystander", "server"), PAIRS)
-def test_ban_expires_on_time(kernel: Enforcer, lab: nslab.Lab, attacker: str, bystander: str, server: str) -> None:
+def test_ban_expires_on_time(
+    kernel: Enforcer, lab: nslab.Lab, attacker: str, bystander: str, server: str
+) -> None:
     kernel.apply([BanSpec(A(attacker), Action.DROP, 2, "d-short")])
     assert nslab.blocked(lab.probe(attacker, server))
     # the kernel expires the element by itself; generous bound, polled
@@ -73,8 +77,15 @@ def test_ban_expires_on_time(kernel: Enforcer, lab: nslab.Lab, attacker: str, by
 
 @pytest.mark.kernel
 @pytest.mark.parametrize(("attacker", "bystander", "server"), PAIRS)
-def test_allow_list_wins(kernel: Enforcer, lab: nslab.Lab, attacker: str, bystander: str, server: str) -> None:
-    kernel.apply([BanSpec(A(attacker), Action.DROP, None, "d-perm"), BanSpec(A(bystander), Action.DROP, None, "d-perm2")])
+def test_allow_list_wins(
+    kernel: Enforcer, lab: nslab.Lab, attacker: str, bystander: str, server: str
+) -> None:
+    kernel.apply(
+        [
+            BanSpec(A(attacker), Action.DROP, None, "d-perm"),
+            BanSpec(A(bystander), Action.DROP, None, "d-perm2"),
+        ]
+    )
     assert nslab.blocked(lab.probe(attacker, server))
     nets = [N(attacker), N("192.0.2.0/24"), N("192.0.3.0/24"), N("2001:db8::/32")]
     kernel.set_allow(nets)
@@ -82,7 +93,9 @@ def test_allow_list_wins(kernel: Enforcer, lab: nslab.Lab, attacker: str, bystan
     assert sorted(map(str, kernel.list_allow())) == want
     if kernel.name == "nftables":  # an independent decoder: the nft binary's JSON
         assert sorted(map(str, _nft_allow(lab))) == want
-    assert nslab.passes(lab.probe(attacker, server)), "allow-listed source must pass despite its ban"
+    assert nslab.passes(lab.probe(attacker, server)), (
+        "allow-listed source must pass despite its ban"
+    )
     assert nslab.blocked(lab.probe(bystander, server)), "the allow-list covers only its networks"
     kernel.set_allow([])
     assert kernel.list_allow() == []
@@ -90,12 +103,30 @@ def test_allow_list_wins(kernel: Enforcer, lab: nslab.Lab, attacker: str, bystan
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize(("attacker", "bystander", "server", "prefix", "wider"), [
-    pytest.param(nslab.CLIENT_V4, nslab.CLIENT2_V4, nslab.SERVER_V4, "10.77.0.0/31", "10.77.0.0/30", id="v4"),
-    pytest.param(nslab.CLIENT_V6, nslab.CLIENT2_V6, nslab.SERVER_V6, "fd77::/127", "fd77::/126", id="v6"),
-])
+@pytest.mark.parametrize(
+    ("attacker", "bystander", "server", "prefix", "wider"),
+    [
+        pytest.param(
+            nslab.CLIENT_V4,
+            nslab.CLIENT2_V4,
+            nslab.SERVER_V4,
+            "10.77.0.0/31",
+            "10.77.0.0/30",
+            id="v4",
+        ),
+        pytest.param(
+            nslab.CLIENT_V6, nslab.CLIENT2_V6, nslab.SERVER_V6, "fd77::/127", "fd77::/126", id="v6"
+        ),
+    ],
+)
 def test_range_ban_is_one_entry_and_expires(
-    kernel: Enforcer, lab: nslab.Lab, attacker: str, bystander: str, server: str, prefix: str, wider: str
+    kernel: Enforcer,
+    lab: nslab.Lab,
+    attacker: str,
+    bystander: str,
+    server: str,
+    prefix: str,
+    wider: str,
 ) -> None:
     from controller.response.enforce.base import target
 
@@ -115,9 +146,13 @@ def test_range_ban_is_one_entry_and_expires(
 @pytest.mark.kernel
 def test_rate_limit_is_softer_than_drop_and_per_source(kernel: Enforcer, lab: nslab.Lab) -> None:
     burst = 200
-    kernel.apply([BanSpec(A(nslab.CLIENT_V4), Action.RATE_LIMIT, 300, "d-rl"),
-                  BanSpec(A(nslab.CLIENT2_V4), Action.RATE_LIMIT, 300, "d-rl2"),
-                  BanSpec(A(nslab.CLIENT_V6), Action.DROP, 300, "d-drop")])
+    kernel.apply(
+        [
+            BanSpec(A(nslab.CLIENT_V4), Action.RATE_LIMIT, 300, "d-rl"),
+            BanSpec(A(nslab.CLIENT2_V4), Action.RATE_LIMIT, 300, "d-rl2"),
+            BanSpec(A(nslab.CLIENT_V6), Action.DROP, 300, "d-drop"),
+        ]
+    )
     first = lab.udp_burst(nslab.CLIENT_V4, nslab.SERVER_V4, burst)
     second = lab.udp_burst(nslab.CLIENT2_V4, nslab.SERVER_V4, burst)
     dropped = lab.udp_burst(nslab.CLIENT_V6, nslab.SERVER_V6, burst)
@@ -130,8 +165,14 @@ def test_rate_limit_is_softer_than_drop_and_per_source(kernel: Enforcer, lab: ns
 
 @pytest.mark.kernel
 def test_bulk_commit_spans_many_messages_and_reads_back(kernel: Enforcer) -> None:
-    v4 = [BanSpec(ipaddress.IPv4Address(0xC6336400 + i), Action.DROP, 600, f"d-{i:05d}") for i in range(5000)]
-    v6 = [BanSpec(ipaddress.IPv6Address((0x20010DB8 << 96) + i), Action.DROP, None, f"e-{i:05d}") for i in range(3000)]
+    v4 = [
+        BanSpec(ipaddress.IPv4Address(0xC6336400 + i), Action.DROP, 600, f"d-{i:05d}")
+        for i in range(5000)
+    ]
+    v6 = [
+        BanSpec(ipaddress.IPv6Address((0x20010DB8 << 96) + i), Action.DROP, None, f"e-{i:05d}")
+        for i in range(3000)
+    ]
     kernel.apply(v4 + v6)  # > 64 KiB of elements per family: several messages
     got = {(b.addr, b.decision_id) for b in kernel.list_bans()}
     assert got == {(s.addr, s.decision_id) for s in v4 + v6}
@@ -160,12 +201,28 @@ def test_unban_of_absent_element_does_not_abort_the_batch(kernel: Enforcer) -> N
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize(("attacker", "server", "banned", "absent"), [
-    pytest.param(nslab.CLIENT_V4, nslab.SERVER_V4, "10.77.0.0/31", ("10.77.0.0/30", "10.77.0.0/24"), id="v4"),
-    pytest.param(nslab.CLIENT_V6, nslab.SERVER_V6, "fd77::/127", ("fd77::/126", "fd77::/64"), id="v6"),
-])
+@pytest.mark.parametrize(
+    ("attacker", "server", "banned", "absent"),
+    [
+        pytest.param(
+            nslab.CLIENT_V4,
+            nslab.SERVER_V4,
+            "10.77.0.0/31",
+            ("10.77.0.0/30", "10.77.0.0/24"),
+            id="v4",
+        ),
+        pytest.param(
+            nslab.CLIENT_V6, nslab.SERVER_V6, "fd77::/127", ("fd77::/126", "fd77::/64"), id="v6"
+        ),
+    ],
+)
 def test_unbanning_an_absent_range_leaves_an_overlapping_one(
-    kernel: Enforcer, lab: nslab.Lab, attacker: str, server: str, banned: str, absent: tuple[str, ...]
+    kernel: Enforcer,
+    lab: nslab.Lab,
+    attacker: str,
+    server: str,
+    banned: str,
+    absent: tuple[str, ...],
 ) -> None:
     """An interval-set entry is keyed by its start: removing a range that was never banned
     but starts where a banned one does must not lift the banned one."""
@@ -209,7 +266,10 @@ def test_hook_change_keeps_bans(backend: str, lab: nslab.Lab) -> None:
             chains = {c["chain"]["name"]: c["chain"] for c in _nft_json(lab) if "chain" in c}
             assert set(chains) == {"prerouting"} and chains["prerouting"]["prio"] == -300
         else:
-            assert "NETWARDEN" in lab.exec(lab.server, "iptables", "-t", "raw", "-S", "PREROUTING").stdout
+            assert (
+                "NETWARDEN"
+                in lab.exec(lab.server, "iptables", "-t", "raw", "-S", "PREROUTING").stdout
+            )
             assert "NETWARDEN" not in lab.exec(lab.server, "iptables", "-S", "INPUT").stdout
         # forward: a gateway's hook; traffic to this host no longer passes our chain
         fwd = make_hooked(backend, lab, Hook.FORWARD)
@@ -235,7 +295,9 @@ def _nft_allow(lab: nslab.Lab) -> list[ipaddress.IPv4Network | ipaddress.IPv6Net
         out = lab.exec(lab.server, "nft", "-j", "list", "set", "inet", "netwarden", set_name).stdout
         (s,) = [o["set"] for o in json.loads(out)["nftables"] if "set" in o]
         for e in s.get("elem", []):
-            nets.append(N(f"{e['prefix']['addr']}/{e['prefix']['len']}") if isinstance(e, dict) else N(e))
+            nets.append(
+                N(f"{e['prefix']['addr']}/{e['prefix']['len']}") if isinstance(e, dict) else N(e)
+            )
     return nets
 
 
@@ -258,10 +320,13 @@ def routed() -> Iterator[nslab.Lab]:
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
-@pytest.mark.parametrize(("attacker", "bystander", "target"), [
-    pytest.param(nslab.CLIENT_V4, nslab.CLIENT2_V4, nslab.BACKEND_V4, id="v4"),
-    pytest.param(nslab.CLIENT_V6, nslab.CLIENT2_V6, nslab.BACKEND_V6, id="v6"),
-])
+@pytest.mark.parametrize(
+    ("attacker", "bystander", "target"),
+    [
+        pytest.param(nslab.CLIENT_V4, nslab.CLIENT2_V4, nslab.BACKEND_V4, id="v4"),
+        pytest.param(nslab.CLIENT_V6, nslab.CLIENT2_V6, nslab.BACKEND_V6, id="v6"),
+    ],
+)
 def test_forward_hook_protects_hosts_behind_a_gateway(
     backend: str, routed: nslab.Lab, attacker: str, bystander: str, target: str
 ) -> None:
@@ -276,7 +341,9 @@ def test_forward_hook_protects_hosts_behind_a_gateway(
         assert nslab.blocked(routed.probe(attacker, target))
         assert nslab.passes(routed.probe(bystander, target))
         gateway = nslab.SERVER_V6 if ":" in attacker else nslab.SERVER_V4
-        assert routed.probe(attacker, gateway)["icmp"], "the forward hook leaves the gateway itself alone"
+        assert routed.probe(attacker, gateway)["icmp"], (
+            "the forward hook leaves the gateway itself alone"
+        )
         gw.apply(remove=[(A(attacker), Action.DROP)])
         assert nslab.passes(routed.probe(attacker, target))
     finally:
@@ -294,7 +361,8 @@ def test_element_messages_stay_under_64k() -> None:
         assert len(elements) + 4 < 65536
     decoded = [e for b in bodies for e in nl.decode_elements(b)]
     assert [(e.key, e.timeout_ms, e.comment) for e in decoded] == [
-        (ipaddress.IPv6Address(i).packed, 600_000, f"d-{i:012x}") for i in range(5000)]
+        (ipaddress.IPv6Address(i).packed, 600_000, f"d-{i:012x}") for i in range(5000)
+    ]
 
 
 # --- the same contract without a kernel ----------------------------------------------------
@@ -302,10 +370,17 @@ def test_dryrun_contract(tmp_path: Path) -> None:
     now = [1000.0]
     enf = DryRunEnforcer(tmp_path, clock=lambda: now[0])
     enf.setup()
-    enf.apply([BanSpec(A("203.0.113.5"), Action.DROP, 60, "d-1"), BanSpec(A("2001:db8::5"), Action.RATE_LIMIT, None, "d-2")],
-              remove=[(A("203.0.113.9"), Action.DROP)])
+    enf.apply(
+        [
+            BanSpec(A("203.0.113.5"), Action.DROP, 60, "d-1"),
+            BanSpec(A("2001:db8::5"), Action.RATE_LIMIT, None, "d-2"),
+        ],
+        remove=[(A("203.0.113.9"), Action.DROP)],
+    )
     assert {(b.addr, b.action, b.decision_id) for b in enf.list_bans()} == {
-        (A("203.0.113.5"), Action.DROP, "d-1"), (A("2001:db8::5"), Action.RATE_LIMIT, "d-2")}
+        (A("203.0.113.5"), Action.DROP, "d-1"),
+        (A("2001:db8::5"), Action.RATE_LIMIT, "d-2"),
+    }
     enf.set_allow([N("192.0.2.0/25"), N("192.0.2.128/25")])
     assert enf.list_allow() == [N("192.0.2.0/24")]
     now[0] += 61

@@ -30,7 +30,9 @@ def test_requests_answers_and_refusals(running: Controller, tmp_path: Path) -> N
     assert actors == {f"operator:{_me()}(uid={os.getuid()},pid={os.getpid()})"}
 
 
-def test_cli_exit_codes(running: Controller, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_codes(
+    running: Controller, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     d = str(tmp_path)
     assert cli(["ban", "203.0.113.9", "--ttl", "30", "--reason", "cli", "--state-dir", d]) == 0
     assert cli(["ban", "192.0.2.1", "--state-dir", d]) == 3
@@ -42,8 +44,24 @@ def test_cli_exit_codes(running: Controller, tmp_path: Path, capsys: pytest.Capt
     capsys.readouterr()
     assert cli(["bans", "--json", "--state-dir", d]) == 0
     assert [b["addr"] for b in json.loads(capsys.readouterr().out)] == ["203.0.113.9"]
-    assert cli(["detect", "--kind", "port_scan", "--attacker", "192.0.2.1", "--score", "99",
-                "--confidence", "1", "--state-dir", d]) == 3
+    assert (
+        cli(
+            [
+                "detect",
+                "--kind",
+                "port_scan",
+                "--attacker",
+                "192.0.2.1",
+                "--score",
+                "99",
+                "--confidence",
+                "1",
+                "--state-dir",
+                d,
+            ]
+        )
+        == 3
+    )
     assert cli(["approve", "d-nope", "--state-dir", d]) == 1
     assert cli(["audit", "--verify", "--state-dir", d]) == 0
 
@@ -84,9 +102,21 @@ def test_controller_command_with_ingest(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[safety]\ndiscover_local = false\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "netwarden", "controller", "--state-dir", str(tmp_path / "st"), "--config", str(cfg),
-         "--listen", f"tcp://127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "netwarden",
+            "controller",
+            "--state-dir",
+            str(tmp_path / "st"),
+            "--config",
+            str(cfg),
+            "--listen",
+            f"tcp://127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -111,12 +141,23 @@ def test_state_dir_from_environment_and_dryrun_by_default(tmp_path: Path) -> Non
 
     state = tmp_path / "from-env"
     env = {**os.environ, "NETWARDEN_STATE_DIR": str(state)}
-    proc = subprocess.Popen([sys.executable, "-m", "netwarden", "controller"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "netwarden", "controller"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "netwarden", *argv], capture_output=True, text=True,
-                              env=env, timeout=60, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "netwarden", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
 
     try:
         assert proc.stdout is not None
@@ -131,8 +172,14 @@ def test_state_dir_from_environment_and_dryrun_by_default(tmp_path: Path) -> Non
         assert r.returncode == 3 and "refused" in r.stderr and "loopback" in r.stderr, r
         # --state-dir wins over the environment
         other = tmp_path / "elsewhere"
-        r = subprocess.run([sys.executable, "-m", "netwarden", "bans", "--state-dir", str(other)],
-                           capture_output=True, text=True, env=env, timeout=60, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "netwarden", "bans", "--state-dir", str(other)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
         assert r.returncode == 1 and str(other) in r.stderr
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

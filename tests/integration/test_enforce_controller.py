@@ -30,12 +30,19 @@ def reader(backend: str, lab: nslab.Lab) -> Enforcer:
 
 class Daemon(ControllerProcess):
     def __init__(self, lab: nslab.Lab, backend: str, state: Path, config: Path) -> None:
-        super().__init__(state, config, "--enforce", backend, prefix=("ip", "netns", "exec", lab.server))
+        super().__init__(
+            state, config, "--enforce", backend, prefix=("ip", "netns", "exec", lab.server)
+        )
 
 
 def cli(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "netwarden", *argv, "--state-dir", str(state)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "netwarden", *argv, "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.kernel
@@ -47,9 +54,9 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
     state = tmp_path / "state"
     config = tmp_path / "controller.toml"
     config.write_text(
-        '[controller]\ntick_s = 0.5\n'
+        "[controller]\ntick_s = 0.5\n"
         '[safety]\nresolv_conf = "/nonexistent"\nmanagement_networks = ["198.18.0.0/15"]\n'
-        '[policy]\ndetectors = { ssh_bruteforce = 3 }\n'
+        "[policy]\ndetectors = { ssh_bruteforce = 3 }\n"
     )
     kernel = reader(backend, lab)
     daemon = Daemon(lab, backend, state, config)
@@ -62,9 +69,25 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
 
         # a detector's record goes through policy: level 3 for this kind, but the attacker
         # is internal (fd77::/64 is in fc00::/7), so it waits for a human
-        r = cli(state, "detect", "--kind", "ssh_bruteforce", "--attacker", nslab.CLIENT2_V6, "--victim", nslab.SERVER_V6,
-                "--score", "95", "--confidence", "0.97", "--evidence", "inc-42")
-        assert r.returncode == 0 and r.stdout.startswith("pending:") and "internal host" in r.stdout, r
+        r = cli(
+            state,
+            "detect",
+            "--kind",
+            "ssh_bruteforce",
+            "--attacker",
+            nslab.CLIENT2_V6,
+            "--victim",
+            nslab.SERVER_V6,
+            "--score",
+            "95",
+            "--confidence",
+            "0.97",
+            "--evidence",
+            "inc-42",
+        )
+        assert (
+            r.returncode == 0 and r.stdout.startswith("pending:") and "internal host" in r.stdout
+        ), r
         assert nslab.passes(lab.probe(nslab.CLIENT2_V6, nslab.SERVER_V6))
         pending = json.loads(cli(state, "approvals", "--json").stdout)
         assert len(pending) == 1 and pending[0]["proposal"]["detection"]["evidence_id"] == "inc-42"
@@ -77,8 +100,12 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
         # anti-lockout: self, gateway, management network and allow-list are refused and
         # never reach the kernel
         cli(state, "allow", "add", f"{nslab.CLIENT2_V4}/32", "--note", "jump host")
-        for addr, why in ((nslab.SERVER_V4, "this host"), (nslab.GATEWAY_V6, "gateway"),
-                          ("198.18.3.4", "management"), (nslab.CLIENT2_V4, "allow-listed")):
+        for addr, why in (
+            (nslab.SERVER_V4, "this host"),
+            (nslab.GATEWAY_V6, "gateway"),
+            ("198.18.3.4", "management"),
+            (nslab.CLIENT2_V4, "allow-listed"),
+        ):
             r = cli(state, "ban", addr, "--ttl", "60")
             assert r.returncode == 3, (addr, r.stdout, r.stderr)
             assert why in r.stderr
@@ -116,26 +143,44 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
 
         # drift while down: an element lost, a stray one added -> reconcile fixes exactly those
         assert daemon.stop() == 0
-        kernel.apply(add=[BanSpec(A("203.0.113.77"), Action.DROP, 600, "d-stray")],
-                     remove=[(A(nslab.CLIENT_V4), Action.DROP)])
+        kernel.apply(
+            add=[BanSpec(A("203.0.113.77"), Action.DROP, 600, "d-stray")],
+            remove=[(A(nslab.CLIENT_V4), Action.DROP)],
+        )
         daemon = Daemon(lab, backend, state, config)
         assert daemon.counts() == {"kept": 2, "readded": 1, "removed": 1, "expired": 0}
         now_in = {b.addr: b for b in kernel.list_bans()}
-        assert set(now_in) == {A(nslab.CLIENT_V4), A(nslab.CLIENT2_V6), ipaddress.ip_network("198.51.100.0/24")}
+        assert set(now_in) == {
+            A(nslab.CLIENT_V4),
+            A(nslab.CLIENT2_V6),
+            ipaddress.ip_network("198.51.100.0/24"),
+        }
         readded = now_in[A(nslab.CLIENT_V4)]
-        assert readded.remaining_s is not None and readded.remaining_s < 300, "re-added with its remaining time"
+        assert readded.remaining_s is not None and readded.remaining_s < 300, (
+            "re-added with its remaining time"
+        )
         assert nslab.blocked(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4))
 
         # a short ban expires on time in the kernel, and the controller records the expiry
-        r = cli(state, "ban", nslab.CLIENT_V4, "--ttl", "2", "--reason", "short")  # replaces the 300 s ban
+        r = cli(
+            state, "ban", nslab.CLIENT_V4, "--ttl", "2", "--reason", "short"
+        )  # replaces the 300 s ban
         assert r.returncode == 0, r.stderr
-        assert lab.wait_until(lambda: nslab.passes(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4)), timeout=20)
         assert lab.wait_until(
-            lambda: nslab.CLIENT_V4 not in {b["addr"] for b in json.loads(cli(state, "bans", "--json").stdout)},
+            lambda: nslab.passes(lab.probe(nslab.CLIENT_V4, nslab.SERVER_V4)), timeout=20
+        )
+        assert lab.wait_until(
+            lambda: (
+                nslab.CLIENT_V4
+                not in {b["addr"] for b in json.loads(cli(state, "bans", "--json").stdout)}
+            ),
             timeout=20,
         )
         assert lab.wait_until(  # the controller's next tick records the expiry
-            lambda: any(e["event"] == "expire" and e["subject"] == nslab.CLIENT_V4 for e in audit_entries(state)),
+            lambda: any(
+                e["event"] == "expire" and e["subject"] == nslab.CLIENT_V4
+                for e in audit_entries(state)
+            ),
             timeout=20,
         )
         r = cli(state, "ban", nslab.CLIENT_V4, "--ttl", "300", "--reason", "again")
@@ -153,7 +198,11 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
 
     # the audit chain verifies from the database alone, then a tampered entry is found
     r = cli(state, "audit", "--verify")
-    assert r.returncode == 0 and "database: chain ok" in r.stdout and "json lines: chain ok" in r.stdout, r.stdout
+    assert (
+        r.returncode == 0
+        and "database: chain ok" in r.stdout
+        and "json lines: chain ok" in r.stdout
+    ), r.stdout
     db = sqlite3.connect(state / "netwarden.db")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         db.execute("UPDATE audit SET subject='198.51.100.1' WHERE seq=3")
@@ -187,7 +236,11 @@ def element_timeouts(backend: str, lab: nslab.Lab) -> dict[str, tuple[int, str]]
         for e in s.get("elem", []):
             el = e["elem"]
             val = el["val"]
-            key = f"{val['prefix']['addr']}/{val['prefix']['len']}" if isinstance(val, dict) else str(val)
+            key = (
+                f"{val['prefix']['addr']}/{val['prefix']['len']}"
+                if isinstance(val, dict)
+                else str(val)
+            )
             out[key] = (el["timeout"], el.get("comment", ""))
     assert out, "no ban elements read back"
     return out
@@ -218,7 +271,9 @@ def test_resync_heals_a_flushed_ruleset(backend: str, lab: nslab.Lab, tmp_path: 
     from controller.config import ControllerConfig, SafetyConfig
     from controller.response.policy import Guard
 
-    cfg = ControllerConfig(state_dir=tmp_path, enforce=backend, safety=SafetyConfig(discover_local=False))
+    cfg = ControllerConfig(
+        state_dir=tmp_path, enforce=backend, safety=SafetyConfig(discover_local=False)
+    )
     ctl = Controller(cfg, enforcer=reader(backend, lab), guard=Guard())
     try:
         ctl.start(control=False)
@@ -240,7 +295,9 @@ def test_resync_heals_a_flushed_ruleset(backend: str, lab: nslab.Lab, tmp_path: 
 
 
 @pytest.mark.kernel
-def test_resync_leaves_healthy_rules_alone_and_repairs_altered_ones(lab: nslab.Lab, tmp_path: Path) -> None:
+def test_resync_leaves_healthy_rules_alone_and_repairs_altered_ones(
+    lab: nslab.Lab, tmp_path: Path
+) -> None:
     import json as _json
 
     from controller.app import Controller
@@ -248,17 +305,31 @@ def test_resync_leaves_healthy_rules_alone_and_repairs_altered_ones(lab: nslab.L
     from controller.response.policy import Guard
 
     def handles() -> list[int]:
-        out = lab.exec(lab.server, "nft", "-j", "list", "chain", "inet", "netwarden", "input").stdout
+        out = lab.exec(
+            lab.server, "nft", "-j", "list", "chain", "inet", "netwarden", "input"
+        ).stdout
         return [o["rule"]["handle"] for o in _json.loads(out)["nftables"] if "rule" in o]
 
-    cfg = ControllerConfig(state_dir=tmp_path, enforce="nftables", safety=SafetyConfig(discover_local=False))
+    cfg = ControllerConfig(
+        state_dir=tmp_path, enforce="nftables", safety=SafetyConfig(discover_local=False)
+    )
     ctl = Controller(cfg, enforcer=reader("nftables", lab), guard=Guard())
     try:
         ctl.start(control=False)
         before = handles()
         ctl.resync()
         assert handles() == before, "a healthy chain is not rewritten (counters kept)"
-        lab.exec(lab.server, "nft", "delete", "rule", "inet", "netwarden", "input", "handle", str(before[0]))
+        lab.exec(
+            lab.server,
+            "nft",
+            "delete",
+            "rule",
+            "inet",
+            "netwarden",
+            "input",
+            "handle",
+            str(before[0]),
+        )
         ctl.resync()
         assert len(handles()) == len(before) and handles() != before
         assert any(e["event"] == "repair" for e in ctl.audit.entries())
@@ -268,7 +339,9 @@ def test_resync_leaves_healthy_rules_alone_and_repairs_altered_ones(lab: nslab.L
 
 
 @pytest.mark.kernel
-def test_nftables_controller_runs_without_any_binary_on_path(lab: nslab.Lab, tmp_path: Path) -> None:
+def test_nftables_controller_runs_without_any_binary_on_path(
+    lab: nslab.Lab, tmp_path: Path
+) -> None:
     """The nftables backend talks netlink only: with an empty PATH (no nft, no ip) the
     controller still sets up, bans v4 and v6, reads back and unbans."""
     import os
@@ -279,18 +352,42 @@ def test_nftables_controller_runs_without_any_binary_on_path(lab: nslab.Lab, tmp
     empty = tmp_path / "empty-path"
     empty.mkdir()
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", lab.server, "env", f"PATH={empty}", sys.executable, "-m", "netwarden", "controller",
-         "--enforce", "nftables", "--state-dir", str(state), "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab.server,
+            "env",
+            f"PATH={empty}",
+            sys.executable,
+            "-m",
+            "netwarden",
+            "controller",
+            "--enforce",
+            "nftables",
+            "--state-dir",
+            str(state),
+            "--config",
+            str(config),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
     )
     kernel = reader("nftables", lab)
     try:
         assert proc.stdout is not None
         ready = proc.stdout.readline()
-        assert "controller ready: backend=nftables" in ready, (ready, proc.stderr.read() if proc.stderr else "")  # type: ignore[union-attr]
+        assert "controller ready: backend=nftables" in ready, (
+            ready,
+            proc.stderr.read() if proc.stderr else "",
+        )  # type: ignore[union-attr]
         for addr in (nslab.CLIENT_V4, nslab.CLIENT_V6):
             server = nslab.SERVER_V4 if ":" not in addr else nslab.SERVER_V6
-            assert cli(state, "ban", addr, "--ttl", "120", "--reason", "no binaries").returncode == 0
+            assert (
+                cli(state, "ban", addr, "--ttl", "120", "--reason", "no binaries").returncode == 0
+            )
             assert nslab.blocked(lab.probe(addr, server))
         assert {b.addr for b in kernel.list_bans()} == {A(nslab.CLIENT_V4), A(nslab.CLIENT_V6)}
         for addr in (nslab.CLIENT_V4, nslab.CLIENT_V6):

@@ -26,10 +26,14 @@ N = ipaddress.ip_network
 pytestmark = pytest.mark.kernel
 
 
-def _ranges(nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> list[tuple[int, int, int]]:
+def _ranges(
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> list[tuple[int, int, int]]:
     """(version, first, last), overlapping and adjacent merged: the addresses covered."""
     out: list[tuple[int, int, int]] = []
-    for v, a, b in sorted((n.version, int(n.network_address), int(n.broadcast_address)) for n in nets):
+    for v, a, b in sorted(
+        (n.version, int(n.network_address), int(n.broadcast_address)) for n in nets
+    ):
         if out and out[-1][0] == v and a <= out[-1][2] + 1:
             out[-1] = (v, out[-1][1], max(out[-1][2], b))
         else:
@@ -39,7 +43,9 @@ def _ranges(nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> list[t
 
 def nft_set(lab: nslab.Lab, name: str) -> list[tuple[int, int, int]]:
     """What ``nft -j list set inet netwarden NAME`` says the set covers (independent oracle)."""
-    out = json.loads(lab.exec(lab.server, "nft", "-j", "list", "set", "inet", "netwarden", name).stdout)
+    out = json.loads(
+        lab.exec(lab.server, "nft", "-j", "list", "set", "inet", "netwarden", name).stdout
+    )
     (body,) = [o["set"] for o in out["nftables"] if "set" in o]
     nets = []
     for el in body.get("elem", []):
@@ -75,7 +81,11 @@ CASES = {
     "single-address": ["203.0.113.7/32"],
     "top-and-bottom": ["0.0.0.0/8", "255.255.255.255/32", "255.255.255.254/32"],
     "v6-adjacent": ["fd77::1/128", "fd77::2/128", "2001:db8:0:1::/64", "2001:db8:0:2::/63"],
-    "v6-overlapping-top": ["2001:db8::/32", "2001:db8:1::/48", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"],
+    "v6-overlapping-top": [
+        "2001:db8::/32",
+        "2001:db8:1::/48",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
+    ],
     "mixed": ["10.77.0.1/32", "10.77.0.2/32", "fd77::1/128", "fd77::2/128"],
 }
 
@@ -89,8 +99,10 @@ def test_allow_intervals_round_trip(nft: Enforcer, lab: nslab.Lab, case: str) ->
     assert nft_set(lab, "allow4") + nft_set(lab, "allow6") == want
     # every listed network really is inside what was allowed (no 128.0.0.0/1 strays)
     for got in nft.list_allow():
-        assert any(got.version == n.version and got.subnet_of(n) for n in  # type: ignore[arg-type]
-                   ipaddress.collapse_addresses([x for x in nets if x.version == got.version])), got
+        assert any(
+            got.version == n.version and got.subnet_of(n)
+            for n in ipaddress.collapse_addresses([x for x in nets if x.version == got.version])  # type: ignore[arg-type]
+        ), got
     nft.set_allow([])
     assert nft.list_allow() == [] and nft_set(lab, "allow4") == [] and nft_set(lab, "allow6") == []
 
@@ -108,12 +120,16 @@ def test_adjacent_range_bans_read_back(nft: Enforcer, lab: nslab.Lab) -> None:
 
 
 def _controller(lab: nslab.Lab, tmp_path: Path, fixed: list[str]) -> Controller:
-    guard = Guard(fixed=[Protected(N(f), "self" if i == 0 else "gateway") for i, f in enumerate(fixed)])
+    guard = Guard(
+        fixed=[Protected(N(f), "self" if i == 0 else "gateway") for i, f in enumerate(fixed)]
+    )
     cfg = ControllerConfig(state_dir=tmp_path / "state", safety=SafetyConfig(discover_local=False))
     return Controller(cfg, enforcer=nslab.enforcer("nftables", lab.server), guard=guard)
 
 
-def test_controller_starts_beside_its_gateway_and_allow_add_adjacent(lab: nslab.Lab, tmp_path: Path) -> None:
+def test_controller_starts_beside_its_gateway_and_allow_add_adjacent(
+    lab: nslab.Lab, tmp_path: Path
+) -> None:
     if nslab.skip_reason("nft"):
         pytest.skip(nslab.skip_reason("nft"))
     # the box at .2 and its gateway at .1: adjacent protected addresses
@@ -140,7 +156,8 @@ def test_controller_starts_beside_its_gateway_and_allow_add_adjacent(lab: nslab.
         finally:
             enf.list_allow = real  # type: ignore[method-assign]
         assert not any(
-            v == 4 and a <= int(ipaddress.ip_address("10.77.0.9")) <= b for v, a, b in nft_set(lab, "allow4")
+            v == 4 and a <= int(ipaddress.ip_address("10.77.0.9")) <= b
+            for v, a, b in nft_set(lab, "allow4")
         )
         assert N("10.77.0.9/32") not in [n for n, _, _ in ctl.store.allow_list()]
         ctl.resync()

@@ -61,9 +61,24 @@ def test_two_sensors_to_one_controller(tmp_path: Path) -> None:
         assert "controller ready" in ctl.stdout.readline()
         sensors = [
             subprocess.Popen(
-                [sys.executable, "-m", "netwarden", "sensor", "--pcap", str(_trace(t)),
-                 "--connect", endpoint, "--sensor-id", sid, "--batch", "16"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                [
+                    sys.executable,
+                    "-m",
+                    "netwarden",
+                    "sensor",
+                    "--pcap",
+                    str(_trace(t)),
+                    "--connect",
+                    endpoint,
+                    "--sensor-id",
+                    sid,
+                    "--batch",
+                    "16",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
             )
             for sid, t in TRACES.items()
         ]
@@ -91,8 +106,9 @@ def test_two_sensors_to_one_controller(tmp_path: Path) -> None:
         # (discover_local = false). They are not CURVE-authenticated, so the bus must not
         # grant that address immunity: banning it still works (dry run).
         assert got["sensors"]["s-ssh"]["peer_address"] == "127.0.0.1"
-        ban = _netwarden("ban", "127.0.0.1", "--ttl", "60", "--reason", "test",
-                         "--state-dir", str(state))
+        ban = _netwarden(
+            "ban", "127.0.0.1", "--ttl", "60", "--reason", "test", "--state-dir", str(state)
+        )
         assert ban.returncode == 0, (ban.stdout, ban.stderr)
     finally:
         ctl.send_signal(signal.SIGTERM)

@@ -34,7 +34,9 @@ def test_spread_timestamps_make_few_directories(tmp_path: Path) -> None:
     # one batch, 20,000 records one hour apart (made 20,000 hour directories), plus
     # timestamps at the ends of the int64 range
     ts = NOW_H - np.arange(20_000, dtype=np.int64) * HOUR_NS
-    ts = np.concatenate([ts, np.array([2**63 - 1, -(2**63), NOW_H + 400 * 24 * HOUR_NS], dtype=np.int64)])
+    ts = np.concatenate(
+        [ts, np.array([2**63 - 1, -(2**63), NOW_H + 400 * 24 * HOUR_NS], dtype=np.int64)]
+    )
     a = RecordArchive(tmp_path)
     a.append("flow", "s1", flows(ts))
     buckets = {p.parent.name for p in tmp_path.rglob("*.rec")}

@@ -16,8 +16,14 @@ def filled(tmp_path: Path, n: int = 6) -> tuple[Store, AuditLog]:
     store = Store(tmp_path)
     log = AuditLog(store.db, tmp_path)
     for i in range(n):
-        log.record("policy" if i % 2 else "operator:alice", "ban", f"203.0.113.{i}", decision_id=f"d-{i}",
-                   evidence=f"inc-{i}", detail={"ttl_s": 60 * i, "nested": {"k": [1, 2]}})
+        log.record(
+            "policy" if i % 2 else "operator:alice",
+            "ban",
+            f"203.0.113.{i}",
+            decision_id=f"d-{i}",
+            evidence=f"inc-{i}",
+            detail={"ttl_s": 60 * i, "nested": {"k": [1, 2]}},
+        )
     return store, log
 
 
@@ -49,7 +55,9 @@ def test_database_refuses_update_and_delete(tmp_path: Path) -> None:
         ("DELETE FROM audit WHERE seq=6", None, None),  # truncation of the tail: see below
     ],
 )
-def test_tampered_database_entry_is_found(tmp_path: Path, sql: str, bad_seq: int | None, problem: str | None) -> None:
+def test_tampered_database_entry_is_found(
+    tmp_path: Path, sql: str, bad_seq: int | None, problem: str | None
+) -> None:
     store, log = filled(tmp_path)
     store.db.execute("DROP TRIGGER audit_no_update")
     store.db.execute("DROP TRIGGER audit_no_delete")
@@ -143,13 +151,26 @@ def _drop_db_tail(store: Store) -> None:
     ("tamper", "expect"),
     [
         (lambda store, path: None, None),
-        (lambda store, path: _cut_jsonl_tail(path), "json lines ends at entry 4, the database at entry 6"),
+        (
+            lambda store, path: _cut_jsonl_tail(path),
+            "json lines ends at entry 4, the database at entry 6",
+        ),
         (lambda store, path: path.unlink(), "json lines ends at entry 0, the database at entry 6"),
         (lambda store, path: _garble_jsonl_line(path), "json lines: TAMPERED at entry 4"),
         (lambda store, path: _rechain_jsonl(path), "the copies disagree at entry 6"),
-        (lambda store, path: _drop_db_tail(store), "database ends at entry 4, the json lines at entry 6"),
+        (
+            lambda store, path: _drop_db_tail(store),
+            "database ends at entry 4, the json lines at entry 6",
+        ),
     ],
-    ids=["intact", "jsonl-tail-cut", "jsonl-removed", "jsonl-garbled", "jsonl-rechained", "db-tail-cut"],
+    ids=[
+        "intact",
+        "jsonl-tail-cut",
+        "jsonl-removed",
+        "jsonl-garbled",
+        "jsonl-rechained",
+        "db-tail-cut",
+    ],
 )
 def test_audit_verify_cli_compares_both_copies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], tamper: object, expect: str | None
@@ -183,7 +204,9 @@ def test_a_lagging_mirror_is_completed_on_reopen_and_a_forged_one_is_not(tmp_pat
     log = AuditLog(store.db, tmp_path)
     assert log.mirror_healed == 2
     db_res, mirror = log.verify(), verify_jsonl(path)
-    assert mirror.ok and mirror.entries == 6 and compare_copies(store.db, path, db_res, mirror) == ""
+    assert (
+        mirror.ok and mirror.entries == 6 and compare_copies(store.db, path, db_res, mirror) == ""
+    )
     store.close()
 
     _rechain_jsonl(path)  # same length, different chain

@@ -35,10 +35,24 @@ def ctl(tmp_path: Path) -> Iterator[Controller]:
 
 
 def state(c: Controller) -> tuple[list[str], list[str]]:
-    return [str(b.addr) for b in c.store.active_bans(c.clock())], [str(b.addr) for b in c.enforcer.list_bans()]
+    return [str(b.addr) for b in c.store.active_bans(c.clock())], [
+        str(b.addr) for b in c.enforcer.list_bans()
+    ]
 
 
-BAD_TTLS = ["nan", "inf", "-inf", "1e308", "-1", "0", float("nan"), float("inf"), MAX_TTL_S * 2, "abc", True]
+BAD_TTLS = [
+    "nan",
+    "inf",
+    "-inf",
+    "1e308",
+    "-1",
+    "0",
+    float("nan"),
+    float("inf"),
+    MAX_TTL_S * 2,
+    "abc",
+    True,
+]
 
 
 @pytest.mark.parametrize("ttl", BAD_TTLS, ids=[repr(t) for t in BAD_TTLS])
@@ -47,8 +61,14 @@ def test_bad_ttl_is_refused_with_a_clear_error(ctl: Controller, ttl: object) -> 
         ctl.ban("203.0.113.5", ttl, "bad ttl", "operator:test")  # type: ignore[arg-type]
     # through the control-socket handler too (JSON carries NaN and Infinity)
     with pytest.raises(ConfigError, match="ttl"):
-        ctl.handle("ban", {"addr": "203.0.113.5", "ttl": ttl if not isinstance(ttl, str) else float(ttl)
-                           if ttl != "abc" else ttl}, "operator:test")
+        ctl.handle(
+            "ban",
+            {
+                "addr": "203.0.113.5",
+                "ttl": ttl if not isinstance(ttl, str) else float(ttl) if ttl != "abc" else ttl,
+            },
+            "operator:test",
+        )
     assert state(ctl) == ([], [])
 
 
@@ -64,7 +84,11 @@ def test_cli_refuses_bad_ttl_before_asking_the_controller(tmp_path: Path, ttl: s
                            "--state-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO,
                           timeout=60, check=False)  # fmt: skip
     assert proc.returncode == 2
-    assert "ttl" in proc.stderr and "Traceback" not in proc.stderr and "no controller" not in proc.stderr
+    assert (
+        "ttl" in proc.stderr
+        and "Traceback" not in proc.stderr
+        and "no controller" not in proc.stderr
+    )
 
 
 SPECIAL = {
@@ -88,7 +112,9 @@ def test_special_targets_are_refused_with_the_reason(ctl: Controller, addr: str)
     assert state(ctl) == ([], [])
     # a detector cannot get them banned either
     if "%" not in addr and "/" not in addr:
-        d = ctl.submit_detection(Detection.make("portscan", addr, ["198.51.100.10"], 95, 0.97, "inc"))
+        d = ctl.submit_detection(
+            Detection.make("portscan", addr, ["198.51.100.10"], 95, 0.97, "inc")
+        )
         assert d.verdict is Verdict.REFUSED and SPECIAL[addr] in d.reason
         assert state(ctl) == ([], [])
 

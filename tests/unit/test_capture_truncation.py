@@ -70,7 +70,9 @@ print(json.dumps({"status": status, "fed": fed, "flows": n}))
 
 @pytest.mark.parametrize("mode", ["between-batches", "under-batch"])
 @pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
-def test_truncated_while_reading_is_a_clean_error(tmp_path: Path, backend_name: str, mode: str) -> None:
+def test_truncated_while_reading_is_a_clean_error(
+    tmp_path: Path, backend_name: str, mode: str
+) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", CHILD, backend_name, str(tmp_path / "t.pcap"), mode],
                           capture_output=True, text=True, check=False, cwd=REPO, env=env, timeout=300)  # fmt: skip

@@ -19,8 +19,12 @@ from netwarden.errors import ConfigError, ControlError
 
 
 def _controller(tmp_path: Path) -> Controller:
-    cfg = ControllerConfig(state_dir=tmp_path / "st", tick_s=0.2, safety=SafetyConfig(discover_local=False),
-                           policy=PolicyConfig(detectors={"trivial": 3}))
+    cfg = ControllerConfig(
+        state_dir=tmp_path / "st",
+        tick_s=0.2,
+        safety=SafetyConfig(discover_local=False),
+        policy=PolicyConfig(detectors={"trivial": 3}),
+    )
     return Controller(cfg)
 
 
@@ -28,8 +32,22 @@ def test_one_registry_serves_every_operation(tmp_path: Path) -> None:
     ctl = _controller(tmp_path)
     ctl.start(control=False)
     try:
-        assert {"ping", "ban", "unban", "bans", "kernel-bans", "allow-add", "allow-remove", "allow-list",
-                "approvals", "approve", "deny", "detect", "audit", "verify"} <= set(ctl.ops.names())
+        assert {
+            "ping",
+            "ban",
+            "unban",
+            "bans",
+            "kernel-bans",
+            "allow-add",
+            "allow-remove",
+            "allow-list",
+            "approvals",
+            "approve",
+            "deny",
+            "detect",
+            "audit",
+            "verify",
+        } <= set(ctl.ops.names())
         ctl.add_op("hello", lambda args, actor: {"hi": args.get("name"), "by": actor})
         assert ctl.handle("hello", {"name": "x"}, "operator:t") == {"hi": "x", "by": "operator:t"}
         with pytest.raises(ConfigError, match="registered twice"):
@@ -54,7 +72,9 @@ def test_a_stage_plugged_into_ingest_reaches_policy(tmp_path: Path) -> None:
 
     def late(batch: object) -> None:  # after: a trivial detector acting on what it saw
         seen["late"].append(batch.count)  # type: ignore[attr-defined]
-        ctl.submit_detection(Detection.make("trivial", "203.0.113.77", ["198.51.100.1"], 99, 1.0, "stage-test"))
+        ctl.submit_detection(
+            Detection.make("trivial", "203.0.113.77", ["198.51.100.1"], 99, 1.0, "stage-test")
+        )
 
     ctl.add_stage("late", late)
     closed: list[str] = []
@@ -88,7 +108,8 @@ def test_allow_add_lifts_covered_bans_through_the_one_lifting_path(tmp_path: Pat
         ctl.allow_add("203.0.113.0/27", "partner", "operator:alice")
         unbans = [e for e in ctl.audit.entries() if e["event"] == "unban"]
         assert [(e["subject"], e["detail"]["why"]) for e in unbans] == [
-            ("203.0.113.30", "203.0.113.30/32 is allow-listed (203.0.113.0/27)")]
+            ("203.0.113.30", "203.0.113.30/32 is allow-listed (203.0.113.0/27)")
+        ]
     finally:
         ctl.close()
 

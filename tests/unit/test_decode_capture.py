@@ -47,12 +47,22 @@ def shb(bo: str) -> bytes:
 def idb(bo: str, linktype: int, tsresol: int | None = None) -> bytes:
     opts = b""
     if tsresol is not None:
-        opts = struct.pack(bo + "HH", 9, 1) + bytes([tsresol]) + b"\0\0\0" + struct.pack(bo + "HH", 0, 0)
+        opts = (
+            struct.pack(bo + "HH", 9, 1)
+            + bytes([tsresol])
+            + b"\0\0\0"
+            + struct.pack(bo + "HH", 0, 0)
+        )
     return block(bo, 1, struct.pack(bo + "HHI", linktype, 0, 0) + opts)
 
 
 def epb(bo: str, ifid: int, ticks: int, data: bytes) -> bytes:
-    return block(bo, 6, struct.pack(bo + "IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data)) + data)
+    return block(
+        bo,
+        6,
+        struct.pack(bo + "IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data))
+        + data,
+    )
 
 
 def read_all(mod, path: Path) -> tuple[list[tuple[int, int, int, bytes]], BaseException | None]:
@@ -60,10 +70,21 @@ def read_all(mod, path: Path) -> tuple[list[tuple[int, int, int, bytes]], BaseEx
     err = None
     try:
         for b in mod.PcapReader(str(path)).batches(3):
-            buf = bytes(memoryview(b.buffer).cast("B")) if not isinstance(b.buffer, bytes) else b.buffer
+            buf = (
+                bytes(memoryview(b.buffer).cast("B"))
+                if not isinstance(b.buffer, bytes)
+                else b.buffer
+            )
             for i in range(b.count):
                 o = int(b.offset[i])
-                pkts.append((int(b.ts_ns[i]), int(b.linktype[i]), int(b.iface[i]), buf[o : o + int(b.caplen[i])]))
+                pkts.append(
+                    (
+                        int(b.ts_ns[i]),
+                        int(b.linktype[i]),
+                        int(b.iface[i]),
+                        buf[o : o + int(b.caplen[i])],
+                    )
+                )
     except CaptureError as exc:
         err = exc
     return pkts, err
@@ -78,7 +99,9 @@ def test_classic_pcap_variants(backend, tmp_path: Path, bo: str, nsec: bool) -> 
     pkts, err = read_all(backend, p)
     assert err is None
     assert [x[3] for x in pkts] == frames
-    expect_ts = [(T0 + i) * 10**9 + ((i * 1500 * 1000 + 7) if nsec else i * 1500 * 1000) for i in range(7)]
+    expect_ts = [
+        (T0 + i) * 10**9 + ((i * 1500 * 1000 + 7) if nsec else i * 1500 * 1000) for i in range(7)
+    ]
     assert [x[0] for x in pkts] == expect_ts
 
 

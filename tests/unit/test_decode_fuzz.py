@@ -71,7 +71,12 @@ def test_mutated_packets_never_raise(backend_name: str) -> None:
     for seed in (1, 2, 3):
         proc = subprocess.run(
             [sys.executable, "-c", CHILD, backend_name, str(seed), *map(str, traces)],
-            capture_output=True, text=True, check=False, cwd=REPO, env=env, timeout=600,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+            env=env,
+            timeout=600,
         )
         assert proc.returncode == 0, f"seed {seed}: rc {proc.returncode}: {proc.stderr[-3000:]}"
         assert json.loads(proc.stdout.strip().splitlines()[-1])["packets"] == 20 * 1000

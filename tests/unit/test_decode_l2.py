@@ -51,7 +51,9 @@ def _check_udp(rec) -> None:
 
 
 def test_ethernet_padding_uses_ip_length(backend) -> None:
-    frame = raw(Ether(src=MAC_A, dst=MAC_B, type=0x0800) / _ip_udp()) + b"\x00" * 20  # trailer/padding
+    frame = (
+        raw(Ether(src=MAC_A, dst=MAC_B, type=0x0800) / _ip_udp()) + b"\x00" * 20
+    )  # trailer/padding
     rec = _one_flow(run_engine(backend, [frame])[0])
     _check_udp(rec)
     assert bytes(rec["orig_mac"]) == bytes.fromhex(MAC_A.replace(":", ""))
@@ -66,7 +68,12 @@ def test_vlan(backend) -> None:
 
 @pytest.mark.parametrize("outer_type", [0x88A8, 0x9100, 0x8100])
 def test_qinq(backend, outer_type: int) -> None:
-    frame = raw(Ether(type=outer_type) / Dot1AD(vlan=100, type=0x8100) / Dot1Q(vlan=7, type=0x0800) / _ip_udp())
+    frame = raw(
+        Ether(type=outer_type)
+        / Dot1AD(vlan=100, type=0x8100)
+        / Dot1Q(vlan=7, type=0x0800)
+        / _ip_udp()
+    )
     rec = _one_flow(run_engine(backend, [frame])[0])
     _check_udp(rec)
     assert (int(rec["vlan"]), int(rec["inner_vlan"])) == (100, 7)
@@ -102,7 +109,9 @@ def test_pppoe_ipv6(backend) -> None:
 
 def test_pbb(backend) -> None:
     itag = struct.pack(">I", 0x00012345)
-    inner = bytes.fromhex(MAC_B.replace(":", "")) + bytes.fromhex(MAC_A.replace(":", "")) + b"\x08\x00"
+    inner = (
+        bytes.fromhex(MAC_B.replace(":", "")) + bytes.fromhex(MAC_A.replace(":", "")) + b"\x08\x00"
+    )
     frame = raw(Ether(type=0x88E7)) + itag + inner + _ip_udp()
     rec = _one_flow(run_engine(backend, [frame])[0])
     _check_udp(rec)
@@ -161,29 +170,45 @@ def test_loop_network_order(backend) -> None:
     _check_udp(_one_flow(run_engine(backend, [struct.pack(">I", 2) + _ip_udp()], linktype=108)[0]))
 
 
-@pytest.mark.parametrize("linktype,prefix", [(9, b"\xff\x03\x00\x21"), (9, b"\x00\x21"), (50, b"\xff\x03\x00\x21")])
+@pytest.mark.parametrize(
+    "linktype,prefix", [(9, b"\xff\x03\x00\x21"), (9, b"\x00\x21"), (50, b"\xff\x03\x00\x21")]
+)
 def test_ppp(backend, linktype: int, prefix: bytes) -> None:
     _check_udp(_one_flow(run_engine(backend, [prefix + _ip_udp()], linktype=linktype)[0]))
 
 
 def test_radiotap_80211_data(backend) -> None:
-    frame = raw(
-        RadioTap()
-        / Dot11(type=2, subtype=0, FCfield=1, addr1=MAC_B, addr2=MAC_A, addr3=MAC_B)
-        / LLC(dsap=0xAA, ssap=0xAA, ctrl=3)
-        / SNAP(OUI=0, code=0x0800)
-    ) + _ip_udp()
+    frame = (
+        raw(
+            RadioTap()
+            / Dot11(type=2, subtype=0, FCfield=1, addr1=MAC_B, addr2=MAC_A, addr3=MAC_B)
+            / LLC(dsap=0xAA, ssap=0xAA, ctrl=3)
+            / SNAP(OUI=0, code=0x0800)
+        )
+        + _ip_udp()
+    )
     _check_udp(_one_flow(run_engine(backend, [frame], linktype=127)[0]))
 
 
 def test_radiotap_qos_data(backend) -> None:
-    dot11 = raw(Dot11(type=2, subtype=8, FCfield=0, addr1=MAC_B, addr2=MAC_A, addr3=MAC_B)) + b"\x00\x00"
-    frame = raw(RadioTap()) + dot11 + raw(LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=0x0800)) + _ip_udp()
+    dot11 = (
+        raw(Dot11(type=2, subtype=8, FCfield=0, addr1=MAC_B, addr2=MAC_A, addr3=MAC_B))
+        + b"\x00\x00"
+    )
+    frame = (
+        raw(RadioTap())
+        + dot11
+        + raw(LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=0x0800))
+        + _ip_udp()
+    )
     _check_udp(_one_flow(run_engine(backend, [frame], linktype=127)[0]))
 
 
 def test_radiotap_management_frame_is_not_ip(backend) -> None:
-    frame = raw(RadioTap() / Dot11(type=0, subtype=8, addr1=MAC_B, addr2=MAC_A, addr3=MAC_B)) + b"\x00" * 12
+    frame = (
+        raw(RadioTap() / Dot11(type=0, subtype=8, addr1=MAC_B, addr2=MAC_A, addr3=MAC_B))
+        + b"\x00" * 12
+    )
     recs, _, st, _ = run_engine(backend, [frame], linktype=127)
     assert len(recs) == 0 and st["packets"] == 1
 

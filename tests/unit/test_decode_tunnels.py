@@ -25,7 +25,9 @@ def inner_eth() -> bytes:
 
 
 def outer_udp(dport: int, payload: bytes, sport: int = 50000) -> bytes:
-    return raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=sport, dport=dport) / payload)
+    return raw(
+        Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=sport, dport=dport) / payload
+    )
 
 
 def outer_ip(proto: int, payload: bytes) -> bytes:
@@ -48,11 +50,13 @@ def check_inner(rec, ttype: TunnelType) -> None:
 @pytest.mark.parametrize(
     "name,dport,header,ttype",
     [
-        ("vxlan", 4789, struct.pack(">II", 0x08000000, 0x00000100) , TunnelType.VXLAN),
+        ("vxlan", 4789, struct.pack(">II", 0x08000000, 0x00000100), TunnelType.VXLAN),
         ("geneve", 6081, struct.pack(">BBHI", 0, 0, 0x6558, 0x00000100), TunnelType.GENEVE),
     ],
 )
-def test_udp_ethernet_tunnels(backend, name: str, dport: int, header: bytes, ttype: TunnelType) -> None:
+def test_udp_ethernet_tunnels(
+    backend, name: str, dport: int, header: bytes, ttype: TunnelType
+) -> None:
     recs = run_engine(backend, [outer_udp(dport, header + inner_eth())])[0]
     inner, outer = split(recs)
     assert len(inner) == 1 and len(outer) == 1, name
@@ -84,7 +88,9 @@ def test_gtpu(backend, ext: bool) -> None:
 
 
 def test_teredo(backend) -> None:
-    v6 = raw(IPv6(src="2001:0:4136:e378::1", dst="2001:db8::2") / UDP(sport=40000, dport=9999) / b"x")
+    v6 = raw(
+        IPv6(src="2001:0:4136:e378::1", dst="2001:db8::2") / UDP(sport=40000, dport=9999) / b"x"
+    )
     origin = b"\x00\x00" + b"\x12\x34" + b"\x01\x02\x03\x04"
     recs = run_engine(backend, [outer_udp(3544, origin + v6)])[0]
     inner, _outer = split(recs)
@@ -109,7 +115,9 @@ def test_gre_ip(backend) -> None:
 
 def test_gre_key_and_sequence(backend) -> None:
     gre = raw(GRE(proto=0x0800, key_present=1, key=7, seqnum_present=1, sequence_number=9))
-    check_inner(split(run_engine(backend, [outer_ip(47, gre + inner_v4())])[0])[0][0], TunnelType.GRE)
+    check_inner(
+        split(run_engine(backend, [outer_ip(47, gre + inner_v4())])[0])[0][0], TunnelType.GRE
+    )
 
 
 def test_gre_transparent_ethernet(backend) -> None:
@@ -132,7 +140,9 @@ def test_erspan_type2(backend) -> None:
 @pytest.mark.parametrize("subheader", [False, True])
 def test_erspan_type3(backend, subheader: bool) -> None:
     gre = raw(GRE(proto=0x22EB, seqnum_present=1, sequence_number=1))
-    erspan = struct.pack(">III", 0x20010000, 0, 1 if subheader else 0) + (b"\x00" * 8 if subheader else b"")
+    erspan = struct.pack(">III", 0x20010000, 0, 1 if subheader else 0) + (
+        b"\x00" * 8 if subheader else b""
+    )
     recs = run_engine(backend, [outer_ip(47, gre + erspan + inner_eth())])[0]
     check_inner(split(recs)[0][0], TunnelType.GRE)
 
@@ -146,7 +156,11 @@ def test_pptp_enhanced_gre(backend) -> None:
 
 @pytest.mark.parametrize("proto,payload", [(4, "v4"), (41, "v6")])
 def test_ip_in_ip(backend, proto: int, payload: str) -> None:
-    inner = inner_v4() if payload == "v4" else raw(IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(sport=40000, dport=9999))
+    inner = (
+        inner_v4()
+        if payload == "v4"
+        else raw(IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(sport=40000, dport=9999))
+    )
     recs = run_engine(backend, [outer_ip(proto, inner)])[0]
     ins, outs = split(recs)
     assert len(outs) == 0 and len(ins) == 1
@@ -156,10 +170,16 @@ def test_ip_in_ip(backend, proto: int, payload: str) -> None:
 def test_same_tunnel_same_parent_and_inner_flow_spans_parents(backend) -> None:
     """Both directions of an inner flow in two different outer UDP flows: one inner flow."""
     hdr = struct.pack(">II", 0x08000000, 0x00000100)
-    req = raw(Ether(type=0x0800)) + raw(IP(src="192.168.7.1", dst="192.168.7.2") / ICMP(type=8, id=1))
-    rep = raw(Ether(type=0x0800)) + raw(IP(src="192.168.7.2", dst="192.168.7.1") / ICMP(type=0, id=1))
+    req = raw(Ether(type=0x0800)) + raw(
+        IP(src="192.168.7.1", dst="192.168.7.2") / ICMP(type=8, id=1)
+    )
+    rep = raw(Ether(type=0x0800)) + raw(
+        IP(src="192.168.7.2", dst="192.168.7.1") / ICMP(type=0, id=1)
+    )
     a = outer_udp(4789, hdr + req, sport=1111)
-    b = raw(Ether() / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=2222, dport=4789) / (hdr + rep))
+    b = raw(
+        Ether() / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=2222, dport=4789) / (hdr + rep)
+    )
     inner, outer = split(run_engine(backend, [a, b])[0])
     assert len(outer) == 2 and len(inner) == 1
     assert (int(inner[0]["orig_pkts"]), int(inner[0]["resp_pkts"])) == (1, 1)
@@ -167,14 +187,19 @@ def test_same_tunnel_same_parent_and_inner_flow_spans_parents(backend) -> None:
 
 
 def test_tunnels_can_be_disabled(backend) -> None:
-    recs = run_engine(backend, [outer_udp(4789, struct.pack(">II", 0x08000000, 0x100) + inner_eth())],
-                      config=EngineConfig(decode_tunnels=False))[0]
+    recs = run_engine(
+        backend,
+        [outer_udp(4789, struct.pack(">II", 0x08000000, 0x100) + inner_eth())],
+        config=EngineConfig(decode_tunnels=False),
+    )[0]
     assert len(recs) == 1 and int(recs[0]["tunnel_type"]) == TunnelType.NONE
 
 
 def test_teredo_and_ayiya_detected_on_other_ports(backend) -> None:
     """Zeek tries AYIYA and Teredo detection when no tunnel owns the responder port."""
-    v6 = raw(IPv6(src="2001:0:4136:e378::1", dst="2001:db8::2") / UDP(sport=40000, dport=9999) / b"x")
+    v6 = raw(
+        IPv6(src="2001:0:4136:e378::1", dst="2001:db8::2") / UDP(sport=40000, dport=9999) / b"x"
+    )
     origin = b"\x00\x00" + b"\x12\x34" + b"\x01\x02\x03\x04"
     ayiya = bytes([0x41, 0x52, 0x11, 41]) + struct.pack(">I", 0) + b"\x00" * 36 + v6
     recs = run_engine(backend, [outer_udp(33333, origin + v6), outer_udp(44444, ayiya)])[0]
@@ -211,7 +236,7 @@ def test_gre_in_udp(backend) -> None:
 
 def _dot11_qos(amsdu: bool) -> bytes:
     fc = bytes([0x88, 0x02])  # QoS data, from-DS
-    addrs = bytes.fromhex("020000000002" "020000000003" "020000000001")
+    addrs = bytes.fromhex("020000000002020000000003020000000001")
     return fc + b"\x00\x00" + addrs + b"\x00\x00" + bytes([0x80 if amsdu else 0x00, 0x00])
 
 
@@ -221,8 +246,10 @@ def test_aruba_gre_80211_amsdu(backend) -> None:
     snap = bytes.fromhex("aaaa03000000") + b"\x08\x00"
     subs = b""
     for i in range(2):
-        body = snap + raw(IP(src="192.168.7.1", dst="192.168.7.2") / UDP(sport=40000 + i, dport=9999) / b"abc")
-        sub = bytes.fromhex("020000000002" "020000000001") + len(body).to_bytes(2, "big") + body
+        body = snap + raw(
+            IP(src="192.168.7.1", dst="192.168.7.2") / UDP(sport=40000 + i, dport=9999) / b"abc"
+        )
+        sub = bytes.fromhex("020000000002020000000001") + len(body).to_bytes(2, "big") + body
         subs += sub + b"\x00" * (len(body) % 4)
     frame = raw(GRE(proto=0x8200)) + _dot11_qos(True) + subs
     recs = run_engine(backend, [outer_ip(47, frame)])[0]
@@ -243,7 +270,9 @@ def test_aruba_gre_80211_single(backend) -> None:
 def test_inner_flow_switching_tunnels_gets_x(backend) -> None:
     """Zeek counts encapsulation changes per inner connection; past 5 the history gets X."""
     hdr = struct.pack(">II", 0x08000000, 0x00000100)
-    req = raw(Ether(type=0x0800)) + raw(IP(src="192.168.7.1", dst="192.168.7.2") / ICMP(type=8, id=1))
+    req = raw(Ether(type=0x0800)) + raw(
+        IP(src="192.168.7.1", dst="192.168.7.2") / ICMP(type=8, id=1)
+    )
     frames = [outer_udp(4789, hdr + req, sport=1000 + (i % 2)) for i in range(8)]
     inner, outer = split(run_engine(backend, frames)[0])
     assert len(outer) == 2 and len(inner) == 1
@@ -256,8 +285,14 @@ def test_inner_flow_switching_tunnels_gets_x(backend) -> None:
 @pytest.mark.semantics(6)
 def test_gre_tunnel_id_is_direction_free(backend) -> None:
     fwd = outer_ip(47, raw(GRE(proto=0x0800)) + inner_v4())
-    back_inner = raw(IP(src="192.168.7.2", dst="192.168.7.1") / TCP(sport=9999, dport=40000, flags="SA"))
-    back = raw(Ether() / IP(src="10.0.0.2", dst="10.0.0.1", proto=47) / (raw(GRE(proto=0x0800)) + back_inner))
+    back_inner = raw(
+        IP(src="192.168.7.2", dst="192.168.7.1") / TCP(sport=9999, dport=40000, flags="SA")
+    )
+    back = raw(
+        Ether()
+        / IP(src="10.0.0.2", dst="10.0.0.1", proto=47)
+        / (raw(GRE(proto=0x0800)) + back_inner)
+    )
     inner, _ = split(run_engine(backend, [fwd, back])[0])
     assert len(inner) == 1 and (int(inner[0]["orig_pkts"]), int(inner[0]["resp_pkts"])) == (1, 1)
     assert bytes(inner[0]["history"]).rstrip(b"\0") == b"Sh"  # no tunnel change, no X

@@ -25,7 +25,9 @@ def _pcapng(ticks: list[int], tsresol_exp: int) -> tuple[bytes, list[int]]:
     out, starts = shb + idb, []
     for t in ticks:
         starts.append(len(out))
-        out += _block(6, struct.pack("<IIIII", 0, t >> 32, t & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+        out += _block(
+            6, struct.pack("<IIIII", 0, t >> 32, t & 0xFFFFFFFF, len(frame), len(frame)) + frame
+        )
     return out, starts
 
 
@@ -37,7 +39,10 @@ def test_out_of_range_timestamp_is_a_format_error(tmp_path: Path, backend) -> No
     with pytest.raises(CaptureFormatError) as err:
         for batch in backend.PcapReader(str(path)).batches(4096):
             got += batch.count
-            assert batch.ts_ns[: batch.count].tolist()[:2] == [1_700_000_000 * 10**9, 1_700_000_001 * 10**9]
+            assert batch.ts_ns[: batch.count].tolist()[:2] == [
+                1_700_000_000 * 10**9,
+                1_700_000_001 * 10**9,
+            ]
     assert got == 2
     assert err.value.offset == starts[2]
     assert "timestamp" in str(err.value)

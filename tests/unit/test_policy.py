@@ -25,8 +25,16 @@ N = ipaddress.ip_network
 NOW = 1_000_000.0
 
 
-def det(attacker: str = "203.0.113.9", score: float = 95, conf: float = 0.95, kind: str = "portscan", **kw) -> Detection:  # type: ignore[no-untyped-def]
-    return Detection.make(kind, attacker, kw.pop("victims", ["198.51.100.10"]), score, conf, "ev-1", **kw)
+def det(
+    attacker: str = "203.0.113.9",
+    score: float = 95,
+    conf: float = 0.95,
+    kind: str = "portscan",
+    **kw,
+) -> Detection:  # type: ignore[no-untyped-def]
+    return Detection.make(
+        kind, attacker, kw.pop("victims", ["198.51.100.10"]), score, conf, "ev-1", **kw
+    )
 
 
 def policy(guard: Guard | None = None, offences: int = 0, **cfg) -> Policy:  # type: ignore[no-untyped-def]
@@ -36,7 +44,12 @@ def policy(guard: Guard | None = None, offences: int = 0, **cfg) -> Policy:  # t
 
 @pytest.mark.parametrize(
     ("kind", "verdict"),
-    [("portscan", Verdict.ACT), ("bruteforce", Verdict.PENDING), ("beacon", Verdict.OBSERVE), ("unknown", Verdict.RECOMMEND)],
+    [
+        ("portscan", Verdict.ACT),
+        ("bruteforce", Verdict.PENDING),
+        ("beacon", Verdict.OBSERVE),
+        ("unknown", Verdict.RECOMMEND),
+    ],
 )
 def test_autonomy_level_per_detector(kind: str, verdict: Verdict) -> None:
     assert policy().decide(det(kind=kind), NOW).verdict is verdict
@@ -100,11 +113,20 @@ def test_escalation_ladder(offences: int) -> None:
 
 
 def test_anti_lockout_refuses_whatever_the_level() -> None:
-    guard = Guard(fixed=[Protected(N("192.0.2.1/32"), "gateway"), Protected(N("2001:db8::/64"), "management")],
-                  allow=[N("198.18.0.0/16")])
+    guard = Guard(
+        fixed=[
+            Protected(N("192.0.2.1/32"), "gateway"),
+            Protected(N("2001:db8::/64"), "management"),
+        ],
+        allow=[N("198.18.0.0/16")],
+    )
     p = policy(guard)
-    for attacker, word in (("192.0.2.1", "gateway"), ("2001:db8::77", "management"), ("198.18.4.4", "allow-listed"),
-                           ("192.0.2.0/28", "gateway")):
+    for attacker, word in (
+        ("192.0.2.1", "gateway"),
+        ("2001:db8::77", "management"),
+        ("198.18.4.4", "allow-listed"),
+        ("192.0.2.0/28", "gateway"),
+    ):
         d = p.decide(det(attacker=attacker), NOW)
         assert d.verdict is Verdict.REFUSED and word in d.reason, (attacker, d.reason)
     assert p.check_operator(N("203.0.113.1/32")) is None
@@ -114,7 +136,9 @@ def test_anti_lockout_refuses_whatever_the_level() -> None:
 def test_guard_from_safety_config(tmp_path: Path) -> None:
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("search example\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\n")
-    cfg = config.SafetyConfig(sensors=(N("192.0.2.7/32"),), discover_local=False, resolv_conf=str(resolv))
+    cfg = config.SafetyConfig(
+        sensors=(N("192.0.2.7/32"),), discover_local=False, resolv_conf=str(resolv)
+    )
     guard = build_guard(cfg)
     assert {p.why for p in guard.fixed} == {"sensor", "dns"}
     assert resolv_nameservers(str(resolv)) == [N("192.0.2.53/32"), N("fe80::1/128")]
@@ -132,7 +156,8 @@ def test_detection_record_validates() -> None:
 
 def test_config_toml_round(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
-    f.write_text(textwrap.dedent("""
+    f.write_text(
+        textwrap.dedent("""
         [controller]
         enforce = "nftables"
         hook = "forward"
@@ -148,7 +173,8 @@ def test_config_toml_round(tmp_path: Path) -> None:
         level = 1
         [safety]
         management_networks = ["10.99.0.0/16"]
-    """))
+    """)
+    )
     cfg = config.load(f, state_dir=str(tmp_path))
     assert cfg.enforce == "nftables" and cfg.hook.value == "forward"
     assert cfg.policy.thresholds[3] == Threshold(70.0, 0.8)
@@ -159,8 +185,14 @@ def test_config_toml_round(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ['[controller]\nenforce = "pf"', '[controller]\nhook = "output"', "[policy]\ndefault_level = 5",
-     '[safety]\nallow = ["not-a-cidr"]', "[policy]\nban_ladder_s = []", "not toml ["],
+    [
+        '[controller]\nenforce = "pf"',
+        '[controller]\nhook = "output"',
+        "[policy]\ndefault_level = 5",
+        '[safety]\nallow = ["not-a-cidr"]',
+        "[policy]\nban_ladder_s = []",
+        "not toml [",
+    ],
 )
 def test_config_rejects_bad_values(tmp_path: Path, text: str) -> None:
     f = tmp_path / "c.toml"

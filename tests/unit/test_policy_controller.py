@@ -30,8 +30,12 @@ class Clock:
 def make(tmp_path: Path, clock: Clock, **policy) -> Controller:  # type: ignore[no-untyped-def]
     policy.setdefault("detectors", {"portscan": 3, "bruteforce": 2})
     policy.setdefault("ban_ladder_s", (60.0, 600.0, 6000.0))
-    cfg = ControllerConfig(state_dir=tmp_path, policy=PolicyConfig(**policy), safety=SafetyConfig(discover_local=False))
-    guard = Guard(fixed=[Protected(N("192.0.2.1/32"), "gateway"), Protected(N("192.0.2.2/32"), "self")])
+    cfg = ControllerConfig(
+        state_dir=tmp_path, policy=PolicyConfig(**policy), safety=SafetyConfig(discover_local=False)
+    )
+    guard = Guard(
+        fixed=[Protected(N("192.0.2.1/32"), "gateway"), Protected(N("192.0.2.2/32"), "self")]
+    )
     ctl = Controller(cfg, enforcer=DryRunEnforcer(tmp_path, clock=clock), guard=guard, clock=clock)
     ctl.start(control=False)
     return ctl
@@ -153,9 +157,14 @@ def test_reconcile_readds_removes_and_expires_without_touching_the_rest(tmp_path
     ctl.close()
     # drift while down: one element lost, one stray, and time passes (the 100 s ban ends)
     backend = DryRunEnforcer(tmp_path, clock=clock)
-    backend.apply([BanSpec(A("198.51.100.77"), Action.DROP, 1000, "d-stray")], [(A("203.0.113.44"), Action.DROP)])
+    backend.apply(
+        [BanSpec(A("198.51.100.77"), Action.DROP, 1000, "d-stray")],
+        [(A("203.0.113.44"), Action.DROP)],
+    )
     clock.t += 150
-    ctl2 = Controller(ctl.cfg, enforcer=DryRunEnforcer(tmp_path, clock=clock), guard=ctl.guard, clock=clock)
+    ctl2 = Controller(
+        ctl.cfg, enforcer=DryRunEnforcer(tmp_path, clock=clock), guard=ctl.guard, clock=clock
+    )
     rep = ctl2.start(control=False)
     assert (rep.kept, rep.readded, rep.removed, rep.expired) == (3, 1, 1, 1)
     bans = {str(b.addr): b.remaining_s for b in ctl2.enforcer.list_bans()}
@@ -188,13 +197,17 @@ def test_circuit_breaker_survives_restart(tmp_path: Path) -> None:
         assert ctl.submit_detection(det(f"203.0.113.{100 + i}")).verdict is Verdict.ACT
     ctl.close()
     clock.t += 5
-    ctl2 = Controller(ctl.cfg, enforcer=DryRunEnforcer(tmp_path, clock=clock), guard=ctl.guard, clock=clock)
+    ctl2 = Controller(
+        ctl.cfg, enforcer=DryRunEnforcer(tmp_path, clock=clock), guard=ctl.guard, clock=clock
+    )
     ctl2.start(control=False)
     d = ctl2.submit_detection(det("203.0.113.200"))
     assert d.verdict is Verdict.PENDING and any("circuit breaker" in r for r in d.risky)
 
 
-def test_anti_lockout_follows_a_new_host_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_anti_lockout_follows_a_new_host_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from controller.response import responder as daemon
 
     clock = Clock()

@@ -68,10 +68,18 @@ CASES: dict[str, Callable[[], bytes]] = {
     "ng-short-epb": lambda: SHB + idb() + block(6, b"\0" * 16),
     "ng-short-opb": lambda: SHB + idb() + block(2, b"\0" * 16),
     "ng-data-exceeds-block": lambda: SHB + idb() + epb(ETH) + epb(ETH, incl=400),
-    "ng-spb-before-interface": lambda: SHB + block(3, struct.pack("<I", 60) + ETH + b"\0" * (-len(ETH) % 4)),
-    "ng-timestamp-out-of-range": lambda: SHB + idb() + epb(ETH) + block(
-        1, struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HHq", 14, 8, 1 << 62) + b"\0" * 4
-    ) + epb(ETH, ifid=1),  # if_tsoffset of 2**62 s does not fit int64 nanoseconds
+    "ng-spb-before-interface": lambda: (
+        SHB + block(3, struct.pack("<I", 60) + ETH + b"\0" * (-len(ETH) % 4))
+    ),
+    "ng-timestamp-out-of-range": lambda: (
+        SHB
+        + idb()
+        + epb(ETH)
+        + block(
+            1, struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HHq", 14, 8, 1 << 62) + b"\0" * 4
+        )
+        + epb(ETH, ifid=1)
+    ),  # if_tsoffset of 2**62 s does not fit int64 nanoseconds
 }
 
 CHILD = r"""
@@ -116,6 +124,11 @@ def test_both_readers_agree_on_bad_input(tmp_path: Path) -> None:
         if p.endswith("ng-4096-interfaces-ok.pcap"):
             assert got == {"packets": 1, "error": None}
         else:
-            assert got["error"] and got["error"].startswith(("CaptureFormatError", "UnsupportedLinkType")), (p, got)
+            assert got["error"] and got["error"].startswith(
+                ("CaptureFormatError", "UnsupportedLinkType")
+            ), (p, got)
     assert "file too short" in out["py"]["/dev/zero"]["error"]
-    assert "too many pcapng interfaces" in out["py"][str(tmp_path / "ng-too-many-interfaces.pcap")]["error"]
+    assert (
+        "too many pcapng interfaces"
+        in out["py"][str(tmp_path / "ng-too-many-interfaces.pcap")]["error"]
+    )

@@ -23,12 +23,21 @@ def ban(addr: str, expires: float | None, action: Action = Action.DROP) -> Store
 
 def test_bans_expiry_and_replace(tmp_path: Path) -> None:
     s = Store(tmp_path)
-    s.put_bans([ban("203.0.113.1", T0 + 10), ban("203.0.113.2", None), ban("2001:db8::1", T0 + 100),
-                ban("203.0.113.1", T0 + 50, Action.RATE_LIMIT)])
+    s.put_bans(
+        [
+            ban("203.0.113.1", T0 + 10),
+            ban("203.0.113.2", None),
+            ban("2001:db8::1", T0 + 100),
+            ban("203.0.113.1", T0 + 50, Action.RATE_LIMIT),
+        ]
+    )
     assert len(s.active_bans(T0)) == 4
     assert {str(b.addr) for b in s.pop_expired(T0 + 20)} == {"203.0.113.1"}
     assert {(str(b.addr), b.action) for b in s.active_bans(T0 + 20)} == {
-        ("203.0.113.2", Action.DROP), ("2001:db8::1", Action.DROP), ("203.0.113.1", Action.RATE_LIMIT)}
+        ("203.0.113.2", Action.DROP),
+        ("2001:db8::1", Action.DROP),
+        ("203.0.113.1", Action.RATE_LIMIT),
+    }
     s.put_ban(ban("2001:db8::1", T0 + 1000))  # a new ban on the same address replaces the old
     (b,) = s.get_bans(A("2001:db8::1"))
     assert b.remaining(T0) == 1000
@@ -64,7 +73,11 @@ def test_offences_window(tmp_path: Path) -> None:
 
 def test_approvals(tmp_path: Path) -> None:
     s = Store(tmp_path)
-    s.add_approval(Approval("d-1", T0, T0 + 60, "pending", "internal host", {"target": "10.0.0.1/32"}, None, None))
+    s.add_approval(
+        Approval(
+            "d-1", T0, T0 + 60, "pending", "internal host", {"target": "10.0.0.1/32"}, None, None
+        )
+    )
     s.set_approval_status("d-1", "approved", "operator:alice", T0 + 5)
     a = s.get_approval("d-1")
     assert a is not None and a.status == "approved" and a.proposal == {"target": "10.0.0.1/32"}

@@ -17,11 +17,24 @@ AP, BP = 40000, 9999  # neither is a likely server port: no port-based flip
 ISN_A, ISN_B = 1000, 5000
 
 
-def seg(src: str, flags: str, seq: int, ack: int = 0, data: bytes = b"", sport: int = AP, dport: int = BP) -> bytes:
+def seg(
+    src: str,
+    flags: str,
+    seq: int,
+    ack: int = 0,
+    data: bytes = b"",
+    sport: int = AP,
+    dport: int = BP,
+) -> bytes:
     dst = B if src == A else A
     if src == B:
         sport, dport = dport, sport
-    return raw(Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=512) / data)
+    return raw(
+        Ether()
+        / IP(src=src, dst=dst)
+        / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=512)
+        / data
+    )
 
 
 def handshake() -> list[bytes]:
@@ -117,12 +130,21 @@ def test_sh(backend) -> None:
 
 
 def test_shr(backend) -> None:
-    r = one(backend, [seg(B, "SA", ISN_B, ISN_A + 1, dport=80), seg(B, "FA", ISN_B + 1, ISN_A + 1, dport=80)])
+    r = one(
+        backend,
+        [seg(B, "SA", ISN_B, ISN_A + 1, dport=80), seg(B, "FA", ISN_B + 1, ISN_A + 1, dport=80)],
+    )
     assert state(r) == ConnState.SHR
 
 
 def test_oth_midstream(backend) -> None:
-    r = one(backend, [seg(A, "PA", ISN_A + 100, ISN_B + 100, b"abc"), seg(B, "PA", ISN_B + 100, ISN_A + 103, b"de")])
+    r = one(
+        backend,
+        [
+            seg(A, "PA", ISN_A + 100, ISN_B + 100, b"abc"),
+            seg(B, "PA", ISN_B + 100, ISN_A + 103, b"de"),
+        ],
+    )
     assert state(r) == ConnState.OTH and hist(r) == "Dd"
 
 
@@ -157,7 +179,12 @@ def test_reuse_after_close_starts_a_new_flow(backend) -> None:
 
 
 def test_reuse_after_reject(backend) -> None:
-    frames = [seg(A, "S", ISN_A), seg(B, "RA", 0, ISN_A + 1), seg(A, "S", ISN_A + 50), seg(B, "RA", 0, ISN_A + 51)]
+    frames = [
+        seg(A, "S", ISN_A),
+        seg(B, "RA", 0, ISN_A + 1),
+        seg(A, "S", ISN_A + 50),
+        seg(B, "RA", 0, ISN_A + 51),
+    ]
     recs = run_engine(backend, frames)[0]
     assert [state(r) for r in recs] == [ConnState.REJ, ConnState.REJ]
 
@@ -192,7 +219,10 @@ def test_attempt_timer_splits_half_open(backend) -> None:
     t0 = 10**18
     frames = [(t0, seg(A, "S", ISN_A)), (t0 + 10 * 10**9, seg(A, "PA", ISN_A + 1, 1, b"late"))]
     recs = run_engine(backend, frames)[0]
-    assert [state(r) for r in sorted(recs, key=lambda r: int(r["ts_first_ns"]))] == [ConnState.S0, ConnState.OTH]
+    assert [state(r) for r in sorted(recs, key=lambda r: int(r["ts_first_ns"]))] == [
+        ConnState.S0,
+        ConnState.OTH,
+    ]
 
 
 def test_udp_inactivity_timeout(backend) -> None:
@@ -276,10 +306,22 @@ def test_close_waits_for_pending_data(backend) -> None:
 
 
 @pytest.mark.semantics(7)
-@pytest.mark.parametrize("proto,port,flipped", [("tcp", 443, True), ("tcp", 110, False), ("udp", 443, True),
-                                                ("udp", 68, False), ("udp", 4789, True)])
+@pytest.mark.parametrize(
+    "proto,port,flipped",
+    [
+        ("tcp", 443, True),
+        ("tcp", 110, False),
+        ("udp", 443, True),
+        ("udp", 68, False),
+        ("udp", 4789, True),
+    ],
+)
 def test_likely_server_ports(backend, proto: str, port: int, flipped: bool) -> None:
     """Zeek's default likely_server_ports decide the flip of a connection seen mid-stream."""
-    l4 = TCP(sport=port, dport=50000, flags="PA", seq=1, ack=1) if proto == "tcp" else UDP(sport=port, dport=50000)
+    l4 = (
+        TCP(sport=port, dport=50000, flags="PA", seq=1, ack=1)
+        if proto == "tcp"
+        else UDP(sport=port, dport=50000)
+    )
     r = one(backend, [raw(Ether() / IP(src=B, dst=A) / l4 / b"data")])
     assert (addr(r, "orig") == A) is flipped

@@ -37,7 +37,9 @@ BACKENDS = [
     pytest.param(
         "c",
         id="c-telemetry",
-        marks=pytest.mark.skipif(not _compiled_available(), reason="sensor.telemetry._telemetry not built"),
+        marks=pytest.mark.skipif(
+            not _compiled_available(), reason="sensor.telemetry._telemetry not built"
+        ),
     ),
 ]
 

@@ -37,7 +37,12 @@ def _frames(record_type: str = "flow", nrec: int = 5, **over: object) -> list[by
 def test_round_trip_every_record_type(record_type: str, n: int) -> None:
     recs = _records(record_type, n, seed=n)
     h = wire.records_header(
-        recs, record_type, sensor_id="edge-1", session=99, seq=12, base=10,
+        recs,
+        record_type,
+        sensor_id="edge-1",
+        session=99,
+        seq=12,
+        base=10,
         drops={"kernel_drops": 4, "bus_dropped_records": 0},
     )
     batch = wire.decode([bytes(f) for f in wire.encode(h, recs)])
@@ -61,8 +66,9 @@ def test_time_span_comes_from_the_records() -> None:
 
 
 def test_heartbeat_round_trip() -> None:
-    h = wire.Header(sensor_id="s", session=1, seq=0, base=5, kind=wire.HEARTBEAT, next_seq=9,
-                    heartbeat_s=0.25)
+    h = wire.Header(
+        sensor_id="s", session=1, seq=0, base=5, kind=wire.HEARTBEAT, next_seq=9, heartbeat_s=0.25
+    )
     b = wire.decode(wire.encode(h))
     assert b.header.kind == wire.HEARTBEAT and b.header.next_seq == 9
     assert b.header.heartbeat_s == 0.25 and len(b.records) == 0
@@ -147,9 +153,13 @@ def test_ack_codec_round_trip_and_garbage() -> None:
     assert wire.decode_ack(wire.encode_ack(7, 41)) == (7, 41, None)
     assert wire.decode_ack(wire.encode_ack(7, 41, resend=True)) == (7, 41, 42)
     rng = random.Random(99)
-    for raw in [b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"ack": "x", "ss": 1}),
-                msgpack.packb({"ack": 1})] + [rng.randbytes(rng.randrange(1, 40))
-                                              for _ in range(500)]:
+    for raw in [
+        b"",
+        b"\xc1",
+        msgpack.packb([1, 2]),
+        msgpack.packb({"ack": "x", "ss": 1}),
+        msgpack.packb({"ack": 1}),
+    ] + [rng.randbytes(rng.randrange(1, 40)) for _ in range(500)]:
         try:
             session, ack, _ = wire.decode_ack(raw)
         except FrameRejected as exc:
@@ -169,8 +179,8 @@ def test_endpoint_typos_are_refused(endpoint: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "endpoint", ["tcp://127.0.0.1:5555", "tcp://*:5555", "tcp://[::1]:5555", "tcp://h:*",
-                 "ipc:///run/nw.sock"]
+    "endpoint",
+    ["tcp://127.0.0.1:5555", "tcp://*:5555", "tcp://[::1]:5555", "tcp://h:*", "ipc:///run/nw.sock"],
 )
 def test_good_endpoints_pass(endpoint: str) -> None:
     assert wire.check_endpoint(endpoint) == endpoint

@@ -38,8 +38,9 @@ BASE_FEATURES = ("volume", "out_bytes", "out_flows", "out_dst_hosts", "out_dst_p
                  "out_dns_queries", "in_dst_ports")  # fmt: skip
 
 
-_COLUMNS = tuple(dict.fromkeys(("addr", "ip_version", "ts_start_ns", "ts_end_ns", *FEATURES,
-                                *BASE_FEATURES[1:])))
+_COLUMNS = tuple(
+    dict.fromkeys(("addr", "ip_version", "ts_start_ns", "ts_end_ns", *FEATURES, *BASE_FEATURES[1:]))
+)
 
 
 def _hour_keys(keys: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
@@ -191,8 +192,16 @@ class HostAnomalyDetector(DetectorBase):
         odd = self.model.anomalous(self.model.score(xm))
         out: list[Alert] = []
         for i in np.flatnonzero(far):
-            a = self._volume_alert(int(h["ts_start_ns"][i]), keys[i], vol[i], vref[i],
-                                   int(tier[i]), bool(use_hour[i]), xm[i], bool(odd[i]))
+            a = self._volume_alert(
+                int(h["ts_start_ns"][i]),
+                keys[i],
+                vol[i],
+                vref[i],
+                int(tier[i]),
+                bool(use_hour[i]),
+                xm[i],
+                bool(odd[i]),
+            )
             if a is not None:
                 out.append(a)
         prot = self.protected_keys()
@@ -204,8 +213,8 @@ class HostAnomalyDetector(DetectorBase):
             self.hourly.update(hk[learn], x[learn, :1], h["ts_end_ns"][learn])
             self.model.learn(xm[learn])
         if sender.any():  # latest features of big senders, for exfiltration evidence
-            self._senders_k = np.concatenate([self._senders_k, keys[sender]])[-self.KEEP_SENDERS:]
-            self._senders_x = np.concatenate([self._senders_x, xm[sender]])[-self.KEEP_SENDERS:]
+            self._senders_k = np.concatenate([self._senders_k, keys[sender]])[-self.KEEP_SENDERS :]
+            self._senders_x = np.concatenate([self._senders_x, xm[sender]])[-self.KEEP_SENDERS :]
         return out
 
     def _volume_alert(self, ts_ns: int, key: np.void, vol: float, ref: float, tier: int,

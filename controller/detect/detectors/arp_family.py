@@ -86,9 +86,10 @@ class ArpFamilyDetector(DetectorBase):
             # the gateway MAC shows in any sample of outbound flows (address classes are
             # shared with the other flow detectors of the stack)
             step = -(-len(batch) // 4096) if len(batch) > 4096 else 1
-            ext = batch_external(batch, "resp_addr")[::step] & ~batch_external(
-                batch, "orig_addr"
-            )[::step]
+            ext = (
+                batch_external(batch, "resp_addr")[::step]
+                & ~batch_external(batch, "orig_addr")[::step]
+            )
             if ext.any():
                 macs, n = np.unique(mac_u64(batch["resp_mac"][::step][ext]), return_counts=True)
                 for m, c in zip(macs.tolist(), n.tolist(), strict=True):
@@ -192,9 +193,14 @@ class ArpFamilyDetector(DetectorBase):
                  "previous_owner": mac_str(next(iter(others))) if others else None},
                 "T1557.002",
             )  # fmt: skip
-        elif others and not other_ips and not any(
-            p != ip and ts - t <= self.LIVE_S * NS
-            for m in others for p, t in self.mac_ips.get(m, {}).items()
+        elif (
+            others
+            and not other_ips
+            and not any(
+                p != ip and ts - t <= self.LIVE_S * NS
+                for m in others
+                for p, t in self.mac_ips.get(m, {}).items()
+            )
         ):
             prev = next(iter(others))
             if ts - others[prev][1] <= self.CONFLICT_S * NS:
@@ -208,9 +214,13 @@ class ArpFamilyDetector(DetectorBase):
                      "reference": "one MAC per address"},
                     "",
                 )  # fmt: skip
-        elif (known >= self.KNOWN_AFTER and ip not in mine and not subnet_hosts
-              and ip >> 16 != 0xA9FE  # link-local is valid on every segment
-              and any(ms - {mac} for ms in seg.values())):
+        elif (
+            known >= self.KNOWN_AFTER
+            and ip not in mine
+            and not subnet_hosts
+            and ip >> 16 != 0xA9FE  # link-local is valid on every segment
+            and any(ms - {mac} for ms in seg.values())
+        ):
             prev_ips = sorted(mine, key=lambda p: -mine[p])
             alert = self._alert(
                 "address_misconfig", mac, [_ip(ip)], 30, ts,

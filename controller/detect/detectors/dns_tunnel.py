@@ -319,7 +319,10 @@ class DnsTunnelDetector(DetectorBase):
         d["latest_ns"] = self.flows.latest_ns
         pf = np.concatenate(self._pending_flows) if self._pending_flows else np.zeros(0, FLOW_DTYPE)
         d["pending_flows"] = pf.view(np.uint8).copy()
-        for name, parts, dt in (("hosts", self._hosts, _HOST_COLS), ("pairs", self._pairs, _PAIR_COLS)):
+        for name, parts, dt in (
+            ("hosts", self._hosts, _HOST_COLS),
+            ("pairs", self._pairs, _PAIR_COLS),
+        ):
             d[name] = (np.concatenate(parts) if parts else np.zeros(0, dt)).view(np.uint8).copy()
         d["tel"] = [[c, [list(r) for r in rows]] for c, rows in self._tel.items()]
         return d

@@ -138,7 +138,12 @@ class ScanDetector(DetectorBase):
         return alerts
 
     def _over(
-        self, h: np.ndarray, hk: np.ndarray, x: np.ndarray, now_ns: int, hit: np.ndarray,
+        self,
+        h: np.ndarray,
+        hk: np.ndarray,
+        x: np.ndarray,
+        now_ns: int,
+        hit: np.ndarray,
         rows: np.ndarray,
     ) -> list[Alert]:
         """The windows over a floor (``rows`` of the batch): the host's learnt high level

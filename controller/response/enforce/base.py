@@ -26,14 +26,20 @@ def target(value: object) -> Target:
     """Normalise an address, CIDR string or network into a ban target."""
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return value
-    net = value if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network) else (
-        ipaddress.ip_network(str(value), strict=False)
+    net = (
+        value
+        if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network)
+        else (ipaddress.ip_network(str(value), strict=False))
     )
     return net.network_address if net.num_addresses == 1 else net
 
 
 def as_network(t: Target) -> IPNetwork:
-    return t if isinstance(t, ipaddress.IPv4Network | ipaddress.IPv6Network) else ipaddress.ip_network(t)
+    return (
+        t
+        if isinstance(t, ipaddress.IPv4Network | ipaddress.IPv6Network)
+        else ipaddress.ip_network(t)
+    )
 
 
 def is_range(t: Target) -> bool:
@@ -146,7 +152,9 @@ class Enforcer(abc.ABC):
         """Release sockets; kernel state stays in place."""
 
 
-def collapse(networks: Iterable[IPNetwork]) -> tuple[list[ipaddress.IPv4Network], list[ipaddress.IPv6Network]]:
+def collapse(
+    networks: Iterable[IPNetwork],
+) -> tuple[list[ipaddress.IPv4Network], list[ipaddress.IPv6Network]]:
     """Split by family and merge overlapping/adjacent networks (interval sets reject overlap)."""
     v4 = [n for n in networks if n.version == 4]
     v6 = [n for n in networks if n.version == 6]

@@ -97,7 +97,13 @@ class DryRunEnforcer(Enforcer):
         for spec in add:
             exp = None if spec.ttl_s is None else now + spec.ttl_s
             self.bans[(spec.addr, spec.action)] = (exp, spec.decision_id)
-            self._note("ban", addr=str(spec.addr), action=spec.action.value, ttl=spec.ttl_s, decision=spec.decision_id)
+            self._note(
+                "ban",
+                addr=str(spec.addr),
+                action=spec.action.value,
+                ttl=spec.ttl_s,
+                decision=spec.decision_id,
+            )
         self._save()
         return ApplyResult(len(add), len(remove), time.perf_counter() - t0)
 

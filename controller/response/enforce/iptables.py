@@ -72,10 +72,16 @@ class IptablesEnforcer(Enforcer):
         self.limit_burst = limit_burst
         self.netns = netns
 
-    def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, argv: list[str], stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         try:
             proc = subprocess.run(
-                ns_command(self.netns, argv), input=stdin, capture_output=True, text=True, timeout=120,
+                ns_command(self.netns, argv),
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=120,
                 check=False,
             )
         except FileNotFoundError as exc:
@@ -89,7 +95,12 @@ class IptablesEnforcer(Enforcer):
         for table, builtin in (("filter", "INPUT"), ("filter", "FORWARD"), ("raw", "PREROUTING")):
             if (table, builtin) == (self.table, self.builtin):
                 continue
-            while self._run([tool, "-w", "-t", table, "-D", builtin, "-j", CHAIN], check=False).returncode == 0:
+            while (
+                self._run(
+                    [tool, "-w", "-t", table, "-D", builtin, "-j", CHAIN], check=False
+                ).returncode
+                == 0
+            ):
                 pass
             if table != self.table:
                 self._run([tool, "-w", "-t", table, "-F", CHAIN], check=False)
@@ -105,7 +116,9 @@ class IptablesEnforcer(Enforcer):
             lines.append(  # range bans: hash:net with per-entry timeouts
                 f"create {_set('rng', version)} hash:net family {family} timeout 0 comment maxelem {MAXELEM} -exist"
             )
-            lines.append(f"create {_set('allow', version)} hash:net family {family} maxelem {MAXELEM} -exist")
+            lines.append(
+                f"create {_set('allow', version)} hash:net family {family} maxelem {MAXELEM} -exist"
+            )
         self._run(["ipset", "restore", "-exist"], "\n".join(lines) + "\n")
         for version, tool in ((4, "iptables"), (6, "ip6tables")):
             rules = [
@@ -139,8 +152,17 @@ class IptablesEnforcer(Enforcer):
 
     def teardown(self) -> None:
         for tool in ("iptables", "ip6tables"):
-            for table, builtin in (("filter", "INPUT"), ("filter", "FORWARD"), ("raw", "PREROUTING")):
-                while self._run([tool, "-w", "-t", table, "-D", builtin, "-j", CHAIN], check=False).returncode == 0:
+            for table, builtin in (
+                ("filter", "INPUT"),
+                ("filter", "FORWARD"),
+                ("raw", "PREROUTING"),
+            ):
+                while (
+                    self._run(
+                        [tool, "-w", "-t", table, "-D", builtin, "-j", CHAIN], check=False
+                    ).returncode
+                    == 0
+                ):
                     pass
                 self._run([tool, "-w", "-t", table, "-F", CHAIN], check=False)
                 self._run([tool, "-w", "-t", table, "-X", CHAIN], check=False)
@@ -155,9 +177,15 @@ class IptablesEnforcer(Enforcer):
         adding = {(s.addr, s.action) for s in add}
         # ``add -exist`` already replaces timeout and comment: deleting first would open a
         # gap between the two restore lines
-        lines = [f"del {_set(_kind(act, a), a.version)} {a}" for a, act in remove if (a, act) not in adding]
+        lines = [
+            f"del {_set(_kind(act, a), a.version)} {a}"
+            for a, act in remove
+            if (a, act) not in adding
+        ]
         for spec in add:
-            secs = 0 if spec.ttl_s is None else min(IPSET_MAX_TIMEOUT, max(1, math.ceil(spec.ttl_s)))
+            secs = (
+                0 if spec.ttl_s is None else min(IPSET_MAX_TIMEOUT, max(1, math.ceil(spec.ttl_s)))
+            )
             lines.append(
                 f"add {_set(_kind(spec.action, spec.addr), spec.addr.version)} {spec.addr} timeout {secs}"
                 f' comment "{spec.decision_id}"'
@@ -167,9 +195,13 @@ class IptablesEnforcer(Enforcer):
         present = {(b.addr, b.action) for b in self.list_bans()}
         final = {(a, act): False for a, act in remove}
         final.update({(s.addr, s.action): True for s in add})
-        wrong = [f"{a} ({act})" for (a, act), want in final.items() if ((a, act) in present) != want]
+        wrong = [
+            f"{a} ({act})" for (a, act), want in final.items() if ((a, act) in present) != want
+        ]
         if wrong:
-            raise EnforcementError(f"ipset read-back mismatch for {len(wrong)} elements: {', '.join(wrong[:5])}")
+            raise EnforcementError(
+                f"ipset read-back mismatch for {len(wrong)} elements: {', '.join(wrong[:5])}"
+            )
         return ApplyResult(len(add), len(remove), time.perf_counter() - t0)
 
     def _save(self, name: str) -> list[list[str]]:
@@ -178,13 +210,22 @@ class IptablesEnforcer(Enforcer):
 
     def list_bans(self) -> list[KernelBan]:
         out: list[KernelBan] = []
-        for kind, action in (("ban", Action.DROP), ("limit", Action.RATE_LIMIT), ("rng", Action.DROP)):
+        for kind, action in (
+            ("ban", Action.DROP),
+            ("limit", Action.RATE_LIMIT),
+            ("rng", Action.DROP),
+        ):
             for version in (4, 6):
                 for fields in self._save(_set(kind, version)):
                     opts = dict(zip(fields[3::2], fields[4::2], strict=False))
                     secs = int(opts.get("timeout", "0"))
                     out.append(
-                        KernelBan(target(fields[2]), action, float(secs) if secs else None, opts.get("comment", ""))
+                        KernelBan(
+                            target(fields[2]),
+                            action,
+                            float(secs) if secs else None,
+                            opts.get("comment", ""),
+                        )
                     )
         return out
 

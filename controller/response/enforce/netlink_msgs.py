@@ -80,9 +80,17 @@ MAX_ELEMS_BYTES = 60_000
 MAX_BATCH_BYTES = 4 << 20
 
 _MSG_NAMES = {
-    NEWTABLE: "NEWTABLE", DELTABLE: "DELTABLE", NEWCHAIN: "NEWCHAIN", DELCHAIN: "DELCHAIN",
-    NEWRULE: "NEWRULE", DELRULE: "DELRULE", NEWSET: "NEWSET", DELSET: "DELSET",
-    NEWSETELEM: "NEWSETELEM", DELSETELEM: "DELSETELEM", DESTROYSETELEM: "DESTROYSETELEM",
+    NEWTABLE: "NEWTABLE",
+    DELTABLE: "DELTABLE",
+    NEWCHAIN: "NEWCHAIN",
+    DELCHAIN: "DELCHAIN",
+    NEWRULE: "NEWRULE",
+    DELRULE: "DELRULE",
+    NEWSET: "NEWSET",
+    DELSET: "DELSET",
+    NEWSETELEM: "NEWSETELEM",
+    DELSETELEM: "DELSETELEM",
+    DESTROYSETELEM: "DESTROYSETELEM",
 }
 _HDR = struct.Struct("=IHHII")
 _NLA = struct.Struct("=HH")
@@ -313,7 +321,9 @@ class NftSocket:
 
     def _send_batch(self, raw_msgs: list[bytes]) -> None:
         begin_seq = self._next_seq()
-        out = [message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, begin_seq, 0, b"", NFNL_SUBSYS_NFTABLES)]
+        out = [
+            message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, begin_seq, 0, b"", NFNL_SUBSYS_NFTABLES)
+        ]
         seqs: set[int] = set()
         kinds: dict[int, int] = {}
         for m in raw_msgs:
@@ -322,7 +332,9 @@ class NftSocket:
             kinds[seq] = struct.unpack_from("=H", m, 4)[0] & 0xFF
             out.append(m[:8] + struct.pack("=I", seq) + m[12:])
         out.append(
-            message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, self._next_seq(), 0, b"", NFNL_SUBSYS_NFTABLES)
+            message(
+                NFNL_MSG_BATCH_END, NLM_F_REQUEST, self._next_seq(), 0, b"", NFNL_SUBSYS_NFTABLES
+            )
         )
         self.sock.send(b"".join(out))
         errors: list[tuple[int, int]] = []
@@ -344,7 +356,10 @@ class NftSocket:
                     errors.append((seq, code))
         if errors:
             names = sorted(
-                {f"{errno.errorcode.get(c, str(c))} on {_MSG_NAMES.get(kinds.get(s, -1), 'batch')}" for s, c in errors}
+                {
+                    f"{errno.errorcode.get(c, str(c))} on {_MSG_NAMES.get(kinds.get(s, -1), 'batch')}"
+                    for s, c in errors
+                }
             )
             raise EnforcementError(
                 f"nftables transaction refused ({len(errors)} errors: {', '.join(names)})",

@@ -77,11 +77,17 @@ def _interval_elements(net: IPNetwork, timeout_ms: int | None, comment: str) -> 
     end = int(net.broadcast_address) + 1
     if end < 2**net.max_prefixlen:
         # the kernel refuses a timeout on an end element; the start's timeout governs both
-        out.append(nl.element(end.to_bytes(net.max_prefixlen // 8, "big"), None, "", nl.ELEM_F_INTERVAL_END))
+        out.append(
+            nl.element(
+                end.to_bytes(net.max_prefixlen // 8, "big"), None, "", nl.ELEM_F_INTERVAL_END
+            )
+        )
     return out
 
 
-def _intervals(elements: list[nl.DumpedElement], version: int) -> list[tuple[int, int, nl.DumpedElement]]:
+def _intervals(
+    elements: list[nl.DumpedElement], version: int
+) -> list[tuple[int, int, nl.DumpedElement]]:
     """(first, last, start element) of every interval in an interval set dump.
 
     The kernel lists an interval as a start element and an end element whose key is one
@@ -90,7 +96,9 @@ def _intervals(elements: list[nl.DumpedElement], version: int) -> list[tuple[int
     at equal keys the end sorts first. A start with no end before the next start (never
     written by us) is closed at the next start rather than stretched to the top."""
     top = 2 ** (32 if version == 4 else 128) - 1
-    points = sorted(elements, key=lambda e: (int.from_bytes(e.key, "big"), not e.flags & nl.ELEM_F_INTERVAL_END))
+    points = sorted(
+        elements, key=lambda e: (int.from_bytes(e.key, "big"), not e.flags & nl.ELEM_F_INTERVAL_END)
+    )
     out: list[tuple[int, int, nl.DumpedElement]] = []
     start: nl.DumpedElement | None = None
     for el in points:
@@ -109,9 +117,15 @@ def _intervals(elements: list[nl.DumpedElement], version: int) -> list[tuple[int
     return out
 
 
-def _pair_intervals(elements: list[nl.DumpedElement], version: int) -> list[tuple[IPNetwork, nl.DumpedElement]]:
+def _pair_intervals(
+    elements: list[nl.DumpedElement], version: int
+) -> list[tuple[IPNetwork, nl.DumpedElement]]:
     """Rebuild (network, start element) pairs from an interval set dump."""
-    return [(net, el) for first, last, el in _intervals(elements, version) for net in _range_networks(first, last, version)]
+    return [
+        (net, el)
+        for first, last, el in _intervals(elements, version)
+        for net in _range_networks(first, last, version)
+    ]
 
 
 def _merged(nets: Iterable[IPNetwork]) -> list[tuple[int, int, int]]:
@@ -203,7 +217,9 @@ class NftablesEnforcer(Enforcer):
                     tail = (nl.ex_counter(), nl.ex_verdict(nl.NF_DROP))
                 else:
                     tail = (
-                        nl.ex_meter_over(f"meter{version}", self.limit_rate, self.limit_burst, METER_TIMEOUT_MS),
+                        nl.ex_meter_over(
+                            f"meter{version}", self.limit_rate, self.limit_burst, METER_TIMEOUT_MS
+                        ),
                         nl.ex_counter(),
                         nl.ex_verdict(nl.NF_DROP),
                     )
@@ -252,7 +268,9 @@ class NftablesEnforcer(Enforcer):
             nl.be32(nl.HOOK_HOOKNUM, HOOKNUM[self.hook]),
             nl.be32(nl.HOOK_PRIORITY, self.priority),
         )
-        chain_body = chain + hook + nl.be32(nl.CHAIN_POLICY, nl.NF_ACCEPT) + nl.strz(nl.CHAIN_TYPE, "filter")
+        chain_body = (
+            chain + hook + nl.be32(nl.CHAIN_POLICY, nl.NF_ACCEPT) + nl.strz(nl.CHAIN_TYPE, "filter")
+        )
         items.append((nl.NEWCHAIN, nl.NLM_F_CREATE, nl.NFPROTO_INET, chain_body))
         flush = nl.strz(nl.RULE_TABLE, self.table) + nl.strz(nl.RULE_CHAIN, self.hook.value)
         items.append((nl.DELRULE, 0, nl.NFPROTO_INET, flush))  # flush our chain only
@@ -267,12 +285,21 @@ class NftablesEnforcer(Enforcer):
         def read() -> tuple[set[str], set[str], list[str]]:
             nft = NFTables(nfgen_family=nl.NFPROTO_INET)
             try:
-                sets = {s.get_attr("NFTA_SET_NAME") for s in nft.get_sets() if s.get_attr("NFTA_SET_TABLE") == self.table}
-                chains = {c.get_attr("NFTA_CHAIN_NAME") for c in nft.get_chains() if c.get_attr("NFTA_CHAIN_TABLE") == self.table}
+                sets = {
+                    s.get_attr("NFTA_SET_NAME")
+                    for s in nft.get_sets()
+                    if s.get_attr("NFTA_SET_TABLE") == self.table
+                }
+                chains = {
+                    c.get_attr("NFTA_CHAIN_NAME")
+                    for c in nft.get_chains()
+                    if c.get_attr("NFTA_CHAIN_TABLE") == self.table
+                }
                 rules = [  # in chain order; pyroute2 decodes the comment from the userdata
                     str(r.get_attr("NFTA_RULE_USERDATA"))
                     for r in nft.get_rules()
-                    if r.get_attr("NFTA_RULE_TABLE") == self.table and r.get_attr("NFTA_RULE_CHAIN") == self.hook.value
+                    if r.get_attr("NFTA_RULE_TABLE") == self.table
+                    and r.get_attr("NFTA_RULE_CHAIN") == self.hook.value
                 ]
             finally:
                 nft.close()
@@ -288,7 +315,9 @@ class NftablesEnforcer(Enforcer):
 
     def teardown(self) -> None:
         try:
-            self.sock.transaction([(nl.DELTABLE, 0, nl.NFPROTO_INET, nl.strz(nl.TABLE_NAME, self.table))])
+            self.sock.transaction(
+                [(nl.DELTABLE, 0, nl.NFPROTO_INET, nl.strz(nl.TABLE_NAME, self.table))]
+            )
         except EnforcementError as exc:
             if "ENOENT" not in str(exc):
                 raise
@@ -347,9 +376,13 @@ class NftablesEnforcer(Enforcer):
             unseen = [k for k, want in final.items() if want and k not in present]
             if unseen:
                 present |= self.confirm(unseen)
-        wrong = [f"{a} ({act})" for (a, act), want in final.items() if ((a, act) in present) != want]
+        wrong = [
+            f"{a} ({act})" for (a, act), want in final.items() if ((a, act) in present) != want
+        ]
         if wrong:
-            raise EnforcementError(f"nftables read-back mismatch for {len(wrong)} elements: {', '.join(wrong[:5])}")
+            raise EnforcementError(
+                f"nftables read-back mismatch for {len(wrong)} elements: {', '.join(wrong[:5])}"
+            )
 
     def confirm(self, keys: Sequence[tuple[Target, Action]]) -> set[tuple[Target, Action]]:
         """Which of these bans are in the kernel, by exact element lookups.
@@ -391,7 +424,9 @@ class NftablesEnforcer(Enforcer):
                     i += answered + 1  # chunk[answered] is absent; resume after it
                     size = 8  # absent keys tend to come in runs: probe small until hits
                 else:
-                    raise EnforcementError(f"nftables: element lookup in {set_name}: {os.strerror(code)}")
+                    raise EnforcementError(
+                        f"nftables: element lookup in {set_name}: {os.strerror(code)}"
+                    )
         return found
 
     def _dump_set(self, set_name: str) -> list[nl.DumpedElement]:
@@ -459,7 +494,11 @@ class NftablesEnforcer(Enforcer):
                     continue
                 els.append(nl.element(first.to_bytes(width // 8, "big"), None, ""))
                 if last + 1 < 2**width:  # an interval to the top needs no end mark
-                    els.append(nl.element((last + 1).to_bytes(width // 8, "big"), None, "", nl.ELEM_F_INTERVAL_END))
+                    els.append(
+                        nl.element(
+                            (last + 1).to_bytes(width // 8, "big"), None, "", nl.ELEM_F_INTERVAL_END
+                        )
+                    )
             for body in nl.element_list_bodies(self.table, set_name, els):
                 items.append((nl.NEWSETELEM, nl.NLM_F_CREATE, nl.NFPROTO_INET, body))
         self.sock.transaction(items)
@@ -481,8 +520,15 @@ def _range_networks(first: int, last: int, version: int) -> list[IPNetwork]:
 
 
 def _describe(ranges: list[tuple[int, int, int]]) -> str:
-    text = [f"{_addr(v, first)}-{_addr(v, last)}" if first != last else _addr(v, first) for v, first, last in ranges]
-    return ", ".join(text[:8]) + (f" (+{len(text) - 8} more)" if len(text) > 8 else "") if text else "nothing"
+    text = [
+        f"{_addr(v, first)}-{_addr(v, last)}" if first != last else _addr(v, first)
+        for v, first, last in ranges
+    ]
+    return (
+        ", ".join(text[:8]) + (f" (+{len(text) - 8} more)" if len(text) > 8 else "")
+        if text
+        else "nothing"
+    )
 
 
 def _addr(version: int, value: int) -> str:

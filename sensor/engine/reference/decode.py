@@ -549,8 +549,11 @@ def decode_gre(b: bytes, off: int, end: int) -> tuple[int, int]:
                     return -1, 0
                 return off + 8, ETH_TEB
             return off, ETH_TEB  # ERSPAN type I: no ERSPAN header
-        if ((proto & 0x8200) == 0x8200 and proto & 0x0F == 0) or (
-                (proto & 0x8300) == 0x8300 and proto & 0x0F == 0 and proto <= 0x8370) or proto == 0x9000:
+        if (
+            ((proto & 0x8200) == 0x8200 and proto & 0x0F == 0)
+            or ((proto & 0x8300) == 0x8300 and proto & 0x0F == 0 and proto <= 0x8370)
+            or proto == 0x9000
+        ):
             return off, ETH_80211  # Aruba access points tunnel raw 802.11 frames
         if proto == ETH_ERSPAN3:
             if off + 12 > end:

@@ -17,7 +17,15 @@ MAX_TRACKED_NAMES = 64  # distinct-name tracking per flow is bounded
 
 
 class DnsMsg:
-    __slots__ = ("ancount", "is_response", "label_entropy", "longest_label", "qname", "qtype", "rcode")
+    __slots__ = (
+        "ancount",
+        "is_response",
+        "label_entropy",
+        "longest_label",
+        "qname",
+        "qtype",
+        "rcode",
+    )
 
     def __init__(self) -> None:
         self.is_response = 0

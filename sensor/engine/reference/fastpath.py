@@ -122,15 +122,87 @@ NS = 1_000_000_000
 #: (base/protocols/*/main.zeek and base/packet-protocols: DNS, DHCP server, HTTP, SSL/DTLS,
 #: QUIC, SSH, FTP, SMTP, ... and the UDP tunnel ports). A ``zeek -b`` run that loads fewer
 #: analyzers has fewer of them.
-LIKELY_TCP_PORTS = frozenset((
-    21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 465, 502, 514, 563, 585,
-    587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306,
-    3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
-))
-LIKELY_UDP_PORTS = frozenset((
-    53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 1812, 2123, 2152, 3389, 3544, 4011, 4754,
-    4789, 5060, 5072, 5353, 5355, 6081, 20000,
-))
+LIKELY_TCP_PORTS = frozenset(
+    (
+        21,
+        22,
+        25,
+        53,
+        79,
+        80,
+        81,
+        88,
+        135,
+        139,
+        143,
+        389,
+        443,
+        445,
+        465,
+        502,
+        514,
+        563,
+        585,
+        587,
+        614,
+        631,
+        636,
+        989,
+        990,
+        992,
+        993,
+        995,
+        1080,
+        1434,
+        1883,
+        2811,
+        3128,
+        3268,
+        3306,
+        3389,
+        5222,
+        5223,
+        5269,
+        5432,
+        6379,
+        6666,
+        6667,
+        6668,
+        6669,
+        8000,
+        8080,
+        8888,
+        20000,
+    )
+)
+LIKELY_UDP_PORTS = frozenset(
+    (
+        53,
+        67,
+        88,
+        123,
+        137,
+        161,
+        162,
+        389,
+        443,
+        514,
+        1812,
+        2123,
+        2152,
+        3389,
+        3544,
+        4011,
+        4754,
+        4789,
+        5060,
+        5072,
+        5353,
+        5355,
+        6081,
+        20000,
+    )
+)
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -175,8 +247,20 @@ DNS_UDP_PORTS = frozenset((53, 137, 5353, 5355))
 DNS_SESSION_TIMEOUT = 10 * NS
 
 ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
-ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130,
-               139: 140, 140: 139, 144: 145, 145: 144}
+ICMP6_PAIRS = {
+    128: 129,
+    129: 128,
+    133: 134,
+    134: 133,
+    135: 136,
+    136: 135,
+    130: 131,
+    131: 130,
+    139: 140,
+    140: 139,
+    144: 145,
+    145: 144,
+}
 
 MAX_FRAG_BYTES = 65535 + 40
 
@@ -416,10 +500,22 @@ class FlowEngine:
         self.out_arp: list[tuple] = []
         self.dns = DnsMsg()
         self.st = {
-            "packets": 0, "bytes": 0, "decode_errors": 0, "unsupported_link": 0,
-            "flows_created": 0, "flows_emitted": 0, "flows_evicted": 0, "flows_live": 0,
-            "arp": 0, "frag_reassembled": 0, "frag_dropped": 0, "frags_pending": 0,
-            "checksum_errors": 0, "tunnel_packets": 0, "non_ip": 0, "no_transport": 0,
+            "packets": 0,
+            "bytes": 0,
+            "decode_errors": 0,
+            "unsupported_link": 0,
+            "flows_created": 0,
+            "flows_emitted": 0,
+            "flows_evicted": 0,
+            "flows_live": 0,
+            "arp": 0,
+            "frag_reassembled": 0,
+            "frag_dropped": 0,
+            "frags_pending": 0,
+            "checksum_errors": 0,
+            "tunnel_packets": 0,
+            "non_ip": 0,
+            "no_transport": 0,
         }
         self._pktsum: np.ndarray | None = None
         self._ps_index = 0
@@ -444,7 +540,9 @@ class FlowEngine:
             if pktsum is not None:
                 pktsum[i] = np.zeros((), PKTSUM_DTYPE)
                 pktsum["ts_ns"][i] = ts
-            self._packet(b, 0, cap, cap + (wire - cap), int(batch.linktype[i]), ts, int(batch.iface[i]))
+            self._packet(
+                b, 0, cap, cap + (wire - cap), int(batch.linktype[i]), ts, int(batch.iface[i])
+            )
 
     def advance(self, now_ns: int) -> None:
         self.now = max(self.now, now_ns)
@@ -524,8 +622,13 @@ class FlowEngine:
         elif kind == TM_EXPIRE:
             if f.last_ns + TCP_CONNECTION_LINGER < t:
                 if eo.did_close or er.did_close:  # noqa: SIM102 -- Zeek's branch structure
-                    if ((eo.did_close and er.did_close) or eo.state == T.RESET or er.state == T.RESET
-                            or eo.state == T.INACTIVE or er.state == T.INACTIVE):
+                    if (
+                        (eo.did_close and er.did_close)
+                        or eo.state == T.RESET
+                        or er.state == T.RESET
+                        or eo.state == T.INACTIVE
+                        or er.state == T.INACTIVE
+                    ):
                         self._remove(f, EndReason.CLOSED)
                         return
                 if er.state == T.INACTIVE and eo.state == T.INACTIVE:
@@ -562,7 +665,9 @@ class FlowEngine:
         self._emit(f, reason, False)
 
     # --- packet path --------------------------------------------------------------------
-    def _packet(self, b: bytes, off: int, end: int, wire_end: int, linktype: int, ts: int, iface: int) -> None:
+    def _packet(
+        self, b: bytes, off: int, end: int, wire_end: int, linktype: int, ts: int, iface: int
+    ) -> None:
         p = D.Pkt()
         l3 = D.decode_link(b, off, end, linktype, p)
         if l3 == D.NOT_IP:
@@ -578,8 +683,19 @@ class FlowEngine:
             return
         self._l3(b, l3, end, wire_end, p, ts, iface, 0, 0, 0)
 
-    def _wifi(self, b: bytes, off: int, end: int, wire_end: int, p: Any, ts: int, iface: int,
-              ttype: int, parent: int, depth: int) -> None:
+    def _wifi(
+        self,
+        b: bytes,
+        off: int,
+        end: int,
+        wire_end: int,
+        p: Any,
+        ts: int,
+        iface: int,
+        ttype: int,
+        parent: int,
+        depth: int,
+    ) -> None:
         """802.11 data frame: one LLC/SNAP packet, or each subframe of an A-MSDU (Zeek
         pads subframes to len % 4, as its analyzer does)."""
         pay = D.decode_ieee80211(b, off, end, p)
@@ -621,8 +737,19 @@ class FlowEngine:
             if end - cur >= pad:
                 cur += pad
 
-    def _l3(self, b: bytes, off: int, end: int, wire_end: int, p: Any, ts: int, iface: int,
-            ttype: int, parent: int, depth: int) -> None:
+    def _l3(
+        self,
+        b: bytes,
+        off: int,
+        end: int,
+        wire_end: int,
+        p: Any,
+        ts: int,
+        iface: int,
+        ttype: int,
+        parent: int,
+        depth: int,
+    ) -> None:
         et = p.ethertype
         if et == D.ETH_ARP:
             self._arp(b, off, end, p, ts, iface)
@@ -637,8 +764,11 @@ class FlowEngine:
         if l4 < 0:
             self.st["decode_errors"] += 1
             return
-        if self.cfg.validate_checksums and p.ip_version == 4 and (
-                p.ip_len == 0 or not D.ipv4_header_checksum_ok(b, p.ip_off, p.ip_hdr_len)):
+        if (
+            self.cfg.validate_checksums
+            and p.ip_version == 4
+            and (p.ip_len == 0 or not D.ipv4_header_checksum_ok(b, p.ip_off, p.ip_hdr_len))
+        ):
             # A zero total length (TSO) also means a bogus checksum: Zeek drops it when validating.
             self.st["checksum_errors"] += 1
             return
@@ -787,22 +917,54 @@ class FlowEngine:
             self.st["frag_dropped"] += 1
 
     # --- transport ----------------------------------------------------------------------
-    def _transport(self, b: bytes, end: int, wire_end: int, p: Any, ts: int, iface: int, ttype: int, parent: int,
-                   depth: int, fragmented: bool) -> None:
+    def _transport(
+        self,
+        b: bytes,
+        end: int,
+        wire_end: int,
+        p: Any,
+        ts: int,
+        iface: int,
+        ttype: int,
+        parent: int,
+        depth: int,
+        fragmented: bool,
+    ) -> None:
         proto = p.proto
         l4 = p.l4_off
         avail = end - l4  # captured transport bytes
         if depth < MAX_TUNNEL_DEPTH and self.cfg.decode_tunnels:
             if proto == 4 or proto == 41:  # IP-in-IP, 6in4, 4in6
-                self._ip_tunnel(b, l4, min(end, l4 + p.l4_len), wire_end, p, ts, iface, TunnelType.IP, depth,
-                                D.ETH_IPV4 if proto == 4 else D.ETH_IPV6)
+                self._ip_tunnel(
+                    b,
+                    l4,
+                    min(end, l4 + p.l4_len),
+                    wire_end,
+                    p,
+                    ts,
+                    iface,
+                    TunnelType.IP,
+                    depth,
+                    D.ETH_IPV4 if proto == 4 else D.ETH_IPV6,
+                )
                 return
             if proto == 47:
                 ioff, iet = D.decode_gre(b, l4, min(end, l4 + p.l4_len))
                 if ioff < 0:
                     self.st["decode_errors"] += 1
                     return
-                self._ip_tunnel(b, ioff, min(end, l4 + p.l4_len), wire_end, p, ts, iface, TunnelType.GRE, depth, iet)
+                self._ip_tunnel(
+                    b,
+                    ioff,
+                    min(end, l4 + p.l4_len),
+                    wire_end,
+                    p,
+                    ts,
+                    iface,
+                    TunnelType.GRE,
+                    depth,
+                    iet,
+                )
                 return
         sport = 0
         dport = 0
@@ -847,7 +1009,9 @@ class FlowEngine:
             f = None
         ev = 0
         if f is None:
-            f = self._new_flow(key, p, sport, dport, proto, tflags, ts, iface, ttype, parent, one_way)
+            f = self._new_flow(
+                key, p, sport, dport, proto, tflags, ts, iface, ttype, parent, one_way
+            )
             ev |= PktEvent.NEW_FLOW
         else:
             self.table.move_to_end(key)
@@ -885,7 +1049,11 @@ class FlowEngine:
         side = f.o if is_orig else f.r
         first_reply = (not is_orig) and side.pkts == 0
         self._count(f, side, is_orig, p.ip_len, ts, tflags if proto == PROTO_TCP else -1, p.src_mac)
-        if self.cfg.dns and (proto == PROTO_UDP or proto == PROTO_TCP) and (sport == 53 or dport == 53):
+        if (
+            self.cfg.dns
+            and (proto == PROTO_UDP or proto == PROTO_TCP)
+            and (sport == 53 or dport == 53)
+        ):
             ev |= self._dns(f, b, end, p, proto)
         # Per-packet summary.
         ps = self._ps_row()
@@ -913,8 +1081,20 @@ class FlowEngine:
         if proto == PROTO_UDP and self.cfg.decode_tunnels and depth < MAX_TUNNEL_DEPTH:
             self._udp_tunnel(b, end, wire_end, p, f, ts, iface, depth)
 
-    def _new_flow(self, key: tuple, p: Any, sport: int, dport: int, proto: int, tflags: int, ts: int,
-                  iface: int, ttype: int, parent: int, one_way: bool) -> Flow:
+    def _new_flow(
+        self,
+        key: tuple,
+        p: Any,
+        sport: int,
+        dport: int,
+        proto: int,
+        tflags: int,
+        ts: int,
+        iface: int,
+        ttype: int,
+        parent: int,
+        one_way: bool,
+    ) -> Flow:
         if len(self.table) >= self.cfg.max_flows:
             _k, old = self.table.popitem(last=False)
             self.st["flows_evicted"] += 1
@@ -961,7 +1141,9 @@ class FlowEngine:
             self._add_timer(ts + int(self.cfg.active_timeout * NS), TM_ACTIVE, f)
         return f
 
-    def _count(self, f: Flow, side: Side, is_orig: bool, ip_len: int, ts: int, tflags: int, mac: bytes) -> None:
+    def _count(
+        self, f: Flow, side: Side, is_orig: bool, ip_len: int, ts: int, tflags: int, mac: bytes
+    ) -> None:
         if side.pkts == 0:
             side.len_min = ip_len
             side.len_max = ip_len
@@ -993,7 +1175,9 @@ class FlowEngine:
             f.n_first += 1
 
     # --- UDP / ICMP ------------------------------------------------------------------------
-    def _udp_packet(self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool, ts: int) -> tuple[bool, int]:
+    def _udp_packet(
+        self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool, ts: int
+    ) -> tuple[bool, int]:
         l4 = p.l4_off
         if self.cfg.validate_checksums and end - l4 >= p.l4_len:
             csum = D.u16(b, l4 + 6)
@@ -1006,9 +1190,15 @@ class FlowEngine:
         f.update_length(is_orig, ulen)
         return True, max(ulen, 0)
 
-    def _icmp_packet(self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool, ts: int) -> tuple[bool, int]:
+    def _icmp_packet(
+        self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool, ts: int
+    ) -> tuple[bool, int]:
         l4 = p.l4_off
-        if self.cfg.validate_checksums and end - l4 >= p.l4_len and not D.l4_checksum_ok(b, p, l4, p.l4_len):
+        if (
+            self.cfg.validate_checksums
+            and end - l4 >= p.l4_len
+            and not D.l4_checksum_ok(b, p, l4, p.l4_len)
+        ):
             return False, 0
         f.last_ns = ts
         ln = p.l4_len - 8
@@ -1031,8 +1221,12 @@ class FlowEngine:
             seq = D.u32(b, l4 + 4)
             if seq == conn_orig.start32():
                 return False
-            if (not tflags & T.TH_ACK and conn_orig.state == T.SYN_ACK_SENT and f.er.state == T.INACTIVE
-                    and seq == f.er.start32()):
+            if (
+                not tflags & T.TH_ACK
+                and conn_orig.state == T.SYN_ACK_SENT
+                and f.er.state == T.INACTIVE
+                and seq == f.er.start32()
+            ):
                 return False
         return True
 
@@ -1047,14 +1241,20 @@ class FlowEngine:
         eo, er = f.eo, f.er
         return (eo.did_close and er.did_close) or eo.state == T.RESET or er.state == T.RESET
 
-    def _tcp_packet(self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool, ts: int) -> tuple[bool, bool, int]:
+    def _tcp_packet(
+        self, f: Flow, b: bytes, end: int, p: Any, is_orig: bool, ts: int
+    ) -> tuple[bool, bool, int]:
         l4 = p.l4_off
         hlen = (b[l4 + 12] >> 4) * 4
         if hlen < 20 or hlen > p.l4_len or l4 + hlen > end:
             return False, is_orig, 0
         length = p.l4_len - hlen
         ep = f.eo if is_orig else f.er
-        if self.cfg.validate_checksums and end - l4 >= p.l4_len and not D.l4_checksum_ok(b, p, l4, p.l4_len):
+        if (
+            self.cfg.validate_checksums
+            and end - l4 >= p.l4_len
+            and not D.l4_checksum_ok(b, p, l4, p.l4_len)
+        ):
             ep.chk_cnt, ep.chk_thresh = f.scaled(ep.is_orig, "C", ep.chk_cnt, ep.chk_thresh)
             f.flags |= FlowFlags.BAD_CHECKSUM
             return False, is_orig, 0
@@ -1068,8 +1268,19 @@ class FlowEngine:
         is_orig = ep is f.eo
         return True, is_orig, length
 
-    def _tcp_process(self, f: Flow, ep: T.Endpoint, is_orig: bool, flags: int, base_seq: int, ack_seq: int,
-                     window: int, length: int, captured: int, ts: int) -> None:
+    def _tcp_process(
+        self,
+        f: Flow,
+        ep: T.Endpoint,
+        is_orig: bool,
+        flags: int,
+        base_seq: int,
+        ack_seq: int,
+        window: int,
+        length: int,
+        captured: int,
+        ts: int,
+    ) -> None:
         peer = f.er if ep is f.eo else f.eo
         syn = flags & T.TH_SYN
         fin = flags & T.TH_FIN
@@ -1114,11 +1325,18 @@ class FlowEngine:
                 elif not rst:
                     T.update_ack_seq(peer, ack_seq)
         delta_last = T.update_last_seq(ep, seq_end, flags, length)
-        if not ((flags & (T.TH_SYN | T.TH_RST)) and (delta_last > T.TOO_LARGE_SEQ_DELTA or delta_last < -T.TOO_LARGE_SEQ_DELTA)):  # noqa: SIM102 -- Zeek's branch structure
+        if not (
+            (flags & (T.TH_SYN | T.TH_RST))
+            and (delta_last > T.TOO_LARGE_SEQ_DELTA or delta_last < -T.TOO_LARGE_SEQ_DELTA)
+        ):  # noqa: SIM102 -- Zeek's branch structure
             if not (fin and ep.last_seq == ((ep.start_seq + 1) & T.MASK32)) and ep.state != T.RESET:  # noqa: SIM102 -- Zeek's branch structure
                 if delta_last <= 0 and length > 0:
-                    ep.rxmt_cnt, ep.rxmt_thresh = f.scaled(ep.is_orig, "T", ep.rxmt_cnt, ep.rxmt_thresh)
-        do_close, _gen_event = self._tcp_state_machine(f, ep, peer, flags, base_seq, ack_seq, length, delta_last, ts)
+                    ep.rxmt_cnt, ep.rxmt_thresh = f.scaled(
+                        ep.is_orig, "T", ep.rxmt_cnt, ep.rxmt_thresh
+                    )
+        do_close, _gen_event = self._tcp_state_machine(
+            f, ep, peer, flags, base_seq, ack_seq, length, delta_last, ts
+        )
         if ack and T.ack_received(peer, rel_ack, f.is_partial, f):
             self._tcp_check_eof(f, peer)
         rel_data_seq = rel_seq + 1 if syn else rel_seq
@@ -1142,7 +1360,9 @@ class FlowEngine:
             self._tcp_connection_closed(f, ep, peer)
             f.close_deferred = False
 
-    def _tcp_update_history(self, f: Flow, ep: T.Endpoint, flags: int, rel_seq: int, length: int) -> None:
+    def _tcp_update_history(
+        self, f: Flow, ep: T.Endpoint, flags: int, rel_seq: int, length: int
+    ) -> None:
         syn = flags & T.TH_SYN
         fin = flags & T.TH_FIN
         rst = flags & T.TH_RST
@@ -1172,8 +1392,18 @@ class FlowEngine:
             elif flags & T.TH_ACK:
                 f.tcp_check(ep, T.HIST_ACK, "A")
 
-    def _tcp_state_machine(self, f: Flow, ep: T.Endpoint, peer: T.Endpoint, flags: int, base_seq: int,
-                           ack_seq: int, length: int, delta_last: int, ts: int) -> tuple[bool, bool]:
+    def _tcp_state_machine(
+        self,
+        f: Flow,
+        ep: T.Endpoint,
+        peer: T.Endpoint,
+        flags: int,
+        base_seq: int,
+        ack_seq: int,
+        length: int,
+        delta_last: int,
+        ts: int,
+    ) -> tuple[bool, bool]:
         syn = flags & T.TH_SYN
         fin = flags & T.TH_FIN
         rst = flags & T.TH_RST
@@ -1268,14 +1498,36 @@ class FlowEngine:
             self.tunnels[key] = tid
         return tid
 
-    def _ip_tunnel(self, b: bytes, off: int, end: int, wire_end: int, p: Any, ts: int, iface: int, ttype: int,
-                   depth: int, etype: int) -> None:
+    def _ip_tunnel(
+        self,
+        b: bytes,
+        off: int,
+        end: int,
+        wire_end: int,
+        p: Any,
+        ts: int,
+        iface: int,
+        ttype: int,
+        depth: int,
+        etype: int,
+    ) -> None:
         parent = self._tunnel_id(p, ttype)
         self.st["tunnel_packets"] += 1
         self._inner(b, off, end, wire_end, etype, ts, iface, ttype, parent, depth + 1)
 
-    def _inner(self, b: bytes, off: int, end: int, wire_end: int, etype: int, ts: int, iface: int, ttype: int,
-               parent: int, depth: int) -> None:
+    def _inner(
+        self,
+        b: bytes,
+        off: int,
+        end: int,
+        wire_end: int,
+        etype: int,
+        ts: int,
+        iface: int,
+        ttype: int,
+        parent: int,
+        depth: int,
+    ) -> None:
         q = D.Pkt()
         if etype == D.ETH_80211:
             self._wifi(b, off, end, wire_end, q, ts, iface, ttype, parent, depth)
@@ -1291,7 +1543,9 @@ class FlowEngine:
         # packet still carries its inner datagram's claimed length).
         self._l3(b, off, end, wire_end, q, ts, iface, ttype, parent, depth)
 
-    def _udp_tunnel(self, b: bytes, end: int, wire_end: int, p: Any, f: Flow, ts: int, iface: int, depth: int) -> None:
+    def _udp_tunnel(
+        self, b: bytes, end: int, wire_end: int, p: Any, f: Flow, ts: int, iface: int, depth: int
+    ) -> None:
         """Zeek's UDP dispatch: the tunnel analyzer registered for the flow's responder port
         (VXLAN 4789, Geneve 6081, GTPv1 2152/2123, Teredo 3544, AYIYA 5072, GRE 4754); on any other
         port, AYIYA then Teredo protocol detection. A header that fails to parse marks the
@@ -1421,7 +1675,8 @@ class FlowEngine:
             r_inact = rs == T.INACTIVE or rs == T.PARTIAL
             if rs == T.RESET:
                 if os_ in (T.SYN_SENT, T.SYN_ACK_SENT) or (
-                        os_ == T.RESET and f.eo.size(f.er) == 0 and f.er.size(f.eo) == 0):
+                    os_ == T.RESET and f.eo.size(f.er) == 0 and f.er.size(f.eo) == 0
+                ):
                     return ConnState.REJ
                 if o_inact:
                     return ConnState.RSTRH

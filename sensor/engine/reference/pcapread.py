@@ -135,11 +135,19 @@ class PcapReader:
             sec, frac, caplen, wirelen = rec.unpack_from(data, pos)
             if caplen > MAX_CAPLEN:
                 yield from self._drain(acc)
-                raise CaptureFormatError("pcap record length exceeds the maximum snapshot length", self.path, pos)
+                raise CaptureFormatError(
+                    "pcap record length exceeds the maximum snapshot length", self.path, pos
+                )
             if pos + 16 + caplen > end:
                 yield from self._drain(acc)
                 raise CaptureFormatError("truncated pcap record", self.path, pos)
-            acc.add(data[pos + 16 : pos + 16 + caplen], wirelen, sec * 1_000_000_000 + frac * scale, linktype, 0)
+            acc.add(
+                data[pos + 16 : pos + 16 + caplen],
+                wirelen,
+                sec * 1_000_000_000 + frac * scale,
+                linktype,
+                0,
+            )
             self.packets += 1
             pos += 16 + caplen
             if len(acc) >= maxp:
@@ -168,7 +176,9 @@ class PcapReader:
                     bo = ">"
                 else:
                     yield from self._drain(acc)
-                    raise CaptureFormatError("pcapng section header with a bad byte-order magic", self.path, pos)
+                    raise CaptureFormatError(
+                        "pcapng section header with a bad byte-order magic", self.path, pos
+                    )
                 ifaces = []  # interface ids are per section
             btype, blen = struct.unpack_from(bo + "II", data, pos)
             if blen < 12 or blen % 4 or blen > MAX_BLOCK:
@@ -182,7 +192,9 @@ class PcapReader:
             if btype == 1:  # IDB
                 if bend - body < 8:
                     yield from self._drain(acc)
-                    raise CaptureFormatError("pcapng interface description block too short", self.path, pos)
+                    raise CaptureFormatError(
+                        "pcapng interface description block too short", self.path, pos
+                    )
                 if len(ifaces) >= MAX_IFACES:
                     yield from self._drain(acc)
                     raise CaptureFormatError("too many pcapng interfaces", self.path, pos)
@@ -200,10 +212,14 @@ class PcapReader:
                 if btype == 6:
                     ifid, hi, lo, caplen, wirelen = struct.unpack_from(bo + "IIIII", data, body)
                 else:
-                    ifid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(bo + "HHIIII", data, body)
+                    ifid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(
+                        bo + "HHIIII", data, body
+                    )
                 if ifid >= len(ifaces):
                     yield from self._drain(acc)
-                    raise CaptureFormatError("pcapng packet names an undeclared interface", self.path, pos)
+                    raise CaptureFormatError(
+                        "pcapng packet names an undeclared interface", self.path, pos
+                    )
                 if caplen > MAX_CAPLEN or body + 20 + caplen > bend:
                     yield from self._drain(acc)
                     raise CaptureFormatError("pcapng packet data exceeds its block", self.path, pos)
@@ -218,7 +234,9 @@ class PcapReader:
             elif btype == 3:  # SPB: interface 0, no timestamp
                 if not ifaces:
                     yield from self._drain(acc)
-                    raise CaptureFormatError("pcapng simple packet block before any interface", self.path, pos)
+                    raise CaptureFormatError(
+                        "pcapng simple packet block before any interface", self.path, pos
+                    )
                 wirelen = struct.unpack_from(bo + "I", data, body)[0]
                 caplen = min(wirelen, bend - body - 4)
                 if caplen > MAX_CAPLEN:

@@ -124,8 +124,12 @@ class Endpoint:
         return self.start_seq & MASK32
 
     def size(self, peer: Endpoint) -> int:
-        if (self.prev_state == SYN_SENT and self.state == RESET and peer.state == INACTIVE
-                and not self.no_data_acked()):
+        if (
+            self.prev_state == SYN_SENT
+            and self.state == RESET
+            and peer.state == INACTIVE
+            and not self.no_data_acked()
+        ):
             return 0
         last64 = (self.seq_wraps << 32) + self.last_seq
         ack64 = (self.ack_wraps << 32) + self.ack_seq
@@ -206,7 +210,9 @@ def update_last_seq(ep: Endpoint, last_seq: int, flags: int, length: int) -> int
     """Advance the endpoint's highest sequence; returns the signed delta (Zeek's rules).
     A non-advancing segment with payload is a retransmission (caller adds T/t)."""
     delta = seq_delta(last_seq, ep.last_seq)
-    if (flags & (TH_SYN | TH_RST)) and (delta > TOO_LARGE_SEQ_DELTA or delta < -TOO_LARGE_SEQ_DELTA):
+    if (flags & (TH_SYN | TH_RST)) and (
+        delta > TOO_LARGE_SEQ_DELTA or delta < -TOO_LARGE_SEQ_DELTA
+    ):
         pass
     elif (flags & TH_FIN) and ep.last_seq == ((ep.start_seq + 1) & MASK32):
         ep.update_last_seq(last_seq)
@@ -245,8 +251,10 @@ def data_sent(ep: Endpoint, seq: int, length: int) -> None:
     # Zeek gives up reassembly on data far above a hole that nobody acks
     # (tcp_max_above_hole_without_any_acks) or on too much buffered data
     # (tcp_excessive_data_without_further_acks).
-    if ep.blocks and ((ep.no_data_acked() and ep.blocks[-1][1] - ep.reassem_seq > MAX_ABOVE_HOLE_WITHOUT_ACKS)
-                      or buffered_bytes(ep) > MAX_BUFFERED_WITHOUT_ACKS):
+    if ep.blocks and (
+        (ep.no_data_acked() and ep.blocks[-1][1] - ep.reassem_seq > MAX_ABOVE_HOLE_WITHOUT_ACKS)
+        or buffered_bytes(ep) > MAX_BUFFERED_WITHOUT_ACKS
+    ):
         ep.blocks.clear()
         ep.skip = True
 
@@ -345,5 +353,7 @@ class HistorySink:
     def check(self, is_orig: bool, mask: int, code: str) -> bool:  # pragma: no cover
         raise NotImplementedError
 
-    def scaled(self, is_orig: bool, code: str, cnt: int, thresh: int) -> tuple[int, int]:  # pragma: no cover
+    def scaled(
+        self, is_orig: bool, code: str, cnt: int, thresh: int
+    ) -> tuple[int, int]:  # pragma: no cover
         raise NotImplementedError
