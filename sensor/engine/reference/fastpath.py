@@ -1325,10 +1325,10 @@ class FlowEngine:
                 elif not rst:
                     T.update_ack_seq(peer, ack_seq)
         delta_last = T.update_last_seq(ep, seq_end, flags, length)
-        if not (
+        if not (  # noqa: SIM102 -- Zeek's branch structure
             (flags & (T.TH_SYN | T.TH_RST))
             and (delta_last > T.TOO_LARGE_SEQ_DELTA or delta_last < -T.TOO_LARGE_SEQ_DELTA)
-        ):  # noqa: SIM102 -- Zeek's branch structure
+        ):
             if not (fin and ep.last_seq == ((ep.start_seq + 1) & T.MASK32)) and ep.state != T.RESET:  # noqa: SIM102 -- Zeek's branch structure
                 if delta_last <= 0 and length > 0:
                     ep.rxmt_cnt, ep.rxmt_thresh = f.scaled(
