@@ -19,39 +19,15 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "pcaps"))
 import generate
 
+from tests.demo_state import nw, replay_demo
 from tests.integration.controller_proc import ControllerProcess
 
 SCANNER = generate.SCANNER[1]
-CONFIG = """
-[safety]
-discover_local = false
-[policy]
-detectors = { port_scan = 3, host_sweep = 3 }
-internal_networks = ["10.0.0.0/8"]  # the demo LAN (192.168.10.0/24) is treated as outside
-[copilot]
-lang = "en"
-"""
-
-
-def nw(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "netwarden", *args], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, check=False)  # fmt: skip
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    d = tmp_path_factory.mktemp("inc_demo")
-    pcap = d / "demo.pcap"
-    generate.build().write(pcap)
-    cfg = d / "nw.toml"
-    cfg.write_text(CONFIG)
-    state = d / "state"
-    out = nw("replay", "--json", "--state-dir", str(state), "--config", str(cfg), str(pcap))
-    lines = [json.loads(x) for x in out.stdout.splitlines()]
-    return {"pcap": pcap, "cfg": cfg, "state": state, "lines": lines, "dir": d}
+    return replay_demo(tmp_path_factory.mktemp("inc_demo"))
 
 
 def _scan_incident(lines: list[dict[str, Any]]) -> dict[str, Any]:
