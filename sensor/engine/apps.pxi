@@ -1,5 +1,5 @@
 # UDP / ICMP accounting and application analyzers: the per-flow DNS summary and the side
-# effects of Zeek's DNS and NTP analyzers (twin of FlowEngine._udp_packet, _icmp_packet,
+# effects of Zeek's DNS and NTP analyzers (twin of sensor/engine/reference/apps.py:
 # _dns, _dns_analyzer, _ntp_analyzer).
 
 # --- DNS --------------------------------------------------------------------------------------

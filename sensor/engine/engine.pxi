@@ -1,4 +1,4 @@
-# The packet path in C (twin of FlowEngine in sensor/engine/reference/fastpath.py): link,
+# The packet path in C (twin of PacketPathMixin in sensor/engine/reference/engine.py): link,
 # L3, ARP, new flows and the transport step. The engine's timers live in timers.pxi, its
 # fragment reassembly in frag.pxi, its LRU order in flowtable.pxi, 802.11 in wifi.pxi.
 #

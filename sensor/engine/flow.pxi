@@ -1,5 +1,5 @@
 # Flow state: the C struct of one bidirectional flow, its history letters and statistics
-# (twin of Flow / Side in sensor/engine/reference/fastpath.py).
+# (twin of Flow / Side in sensor/engine/reference/flow.py).
 #
 # The two directions live in fixed slots sd[0]/sd[1] and ep[0]/ep[1]; `oi` names the
 # originator's slot, so flipping roles swaps one index and pointers to an endpoint stay

@@ -1,4 +1,4 @@
-# IP fragment reassembly with bounded C buffers (twin of FlowEngine._reassemble).
+# IP fragment reassembly with bounded C buffers (twin of sensor/engine/reference/frag.py).
 #
 # At most max_frag_datagrams datagrams are pending; they form a FIFO by arrival of their
 # first fragment, which is both the eviction order when full and the timeout order. Each

@@ -1,5 +1,5 @@
 # Flow records: conn_state from Zeek's conn/main.zeek and the FLOW_DTYPE record built when
-# a flow ends or reports (twin of FlowEngine._emit / _conn_state).
+# a flow ends or reports (twin of sensor/engine/reference/records.py).
 
 # --- records ------------------------------------------------------------------------------
 cdef uint8_t conn_state(flow_t* f) noexcept nogil:

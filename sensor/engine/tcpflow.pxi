@@ -1,5 +1,5 @@
 # TCP per flow: reuse, history letters, the endpoint state machine, close and EOF handling
-# (twin of FlowEngine._tcp_* in sensor/engine/reference/fastpath.py; endpoint arithmetic in tcp.pxi).
+# (twin of TcpFlowMixin in sensor/engine/reference/tcpflow.py; endpoint arithmetic in tcp.pxi).
 
 # --- TCP ----------------------------------------------------------------------------------------
 cdef inline bint tcp_is_done(flow_t* f) noexcept nogil:

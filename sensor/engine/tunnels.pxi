@@ -1,5 +1,5 @@
 # Tunnel decapsulation: IP-in-IP / GRE tunnel ids and Zeek's UDP tunnel dispatch (twin of
-# FlowEngine._tunnel_id / _inner / _udp_tunnel).
+# sensor/engine/reference/tunnels.py).
 
 # --- tunnels --------------------------------------------------------------------------------
 cdef uint64_t tunnel_id(eng_t* e, dc_pkt* p) noexcept nogil:

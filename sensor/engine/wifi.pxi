@@ -1,5 +1,5 @@
-# 802.11 frames in the packet path: A-MSDU subframes (twin of FlowEngine._wifi in
-# sensor/engine/reference/fastpath.py): each subframe goes through the packet path.
+# 802.11 frames in the packet path: A-MSDU subframes (twin of WifiMixin in
+# sensor/engine/reference/wifi.py): each subframe goes through the packet path.
 
 cdef void eng_wifi(eng_t* e, const uint8_t* b, ssz off, ssz end, ssz wire_end, dc_pkt* p,
                    const pkt_ctx* at) noexcept nogil:
