@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -24,6 +24,24 @@ if TYPE_CHECKING:
     from sensor.engine.reference.fastpath import FlowEngine
 
 NS = 1_000_000_000
+
+
+class PktCtx(NamedTuple):
+    """Where a packet is being decoded (twin of ``pkt_ctx`` in _fastpath.pxd): what each step
+    of the packet path hands the next, beside the bytes (which change with reassembly and
+    802.11 subframes)."""
+
+    ts: int  # capture time, ns
+    iface: int
+    ttype: int = 0  # type of the enclosing tunnel (TunnelType), 0 for the outer packet
+    parent: int = 0  # flow_id (or tunnel id) of the enclosing tunnel, 0 for the outer packet
+    depth: int = 0  # tunnel nesting, 0 for the outer packet
+    fragmented: bool = False  # the bytes are a reassembled IP datagram
+
+    def inner(self, ttype: int, parent: int) -> PktCtx:
+        """The context of a packet inside a tunnel of type ``ttype`` (id ``parent``)."""
+        return PktCtx(self.ts, self.iface, ttype, parent, self.depth + 1, False)
+
 
 #: Zeek's likely_server_ports: the server ports its default analyzers register
 #: (base/protocols/*/main.zeek and base/packet-protocols: DNS, DHCP server, HTTP, SSL/DTLS,
@@ -197,9 +215,9 @@ class PacketPathMixin:
             self.st["decode_errors"] += 1
             return
         if p.ethertype == D.ETH_80211:
-            self._wifi(b, l3, end, wire_end, p, ts, iface, 0, 0, 0)
+            self._wifi(b, l3, end, wire_end, p, PktCtx(ts, iface))
             return
-        self._l3(b, l3, end, wire_end, p, ts, iface, 0, 0, 0)
+        self._l3(b, l3, end, wire_end, p, PktCtx(ts, iface))
 
     def _l3(
         self: FlowEngine,
@@ -208,15 +226,11 @@ class PacketPathMixin:
         end: int,
         wire_end: int,
         p: Any,
-        ts: int,
-        iface: int,
-        ttype: int,
-        parent: int,
-        depth: int,
+        at: PktCtx,
     ) -> None:
         et = p.ethertype
         if et == D.ETH_ARP:
-            self._arp(b, off, end, p, ts, iface)
+            self._arp(b, off, end, p, at)
             return
         if et == D.ETH_IPV4:
             l4 = D.decode_ipv4(b, off, end, wire_end, p)
@@ -236,7 +250,6 @@ class PacketPathMixin:
             # A zero total length (TSO) also means a bogus checksum: Zeek drops it when validating.
             self.st["checksum_errors"] += 1
             return
-        fragmented = False
         if (p.frag_off or p.frag_more) and p.ip_off + p.ip_len > end:
             # Zeek: an incompletely captured fragment is dropped, except a first fragment,
             # which is then analysed on its own.
@@ -245,11 +258,11 @@ class PacketPathMixin:
                 return
             p.frag_more = 0
         if p.frag_off or p.frag_more:
-            got = self._reassemble(b, p, ts, end)
+            got = self._reassemble(b, p, at.ts, end)
             if got is None:
                 return
             b, end, wire_end = got, len(got), len(got)
-            fragmented = True
+            at = at._replace(fragmented=True)
             if p.ip_version == 4:
                 l4 = D.decode_ipv4(b, 0, end, wire_end, p)
             else:
@@ -264,9 +277,10 @@ class PacketPathMixin:
             # nothing; none of them makes a connection.
             self.st["no_transport"] += 1
             return
-        self._transport(b, end, wire_end, p, ts, iface, ttype, parent, depth, fragmented)
+        self._transport(b, end, wire_end, p, at)
 
-    def _arp(self: FlowEngine, b: bytes, off: int, end: int, p: Any, ts: int, iface: int) -> None:
+    def _arp(self: FlowEngine, b: bytes, off: int, end: int, p: Any, at: PktCtx) -> None:
+        ts, iface = at.ts, at.iface
         if off + 28 > end:
             self.st["decode_errors"] += 1
             return
@@ -302,17 +316,13 @@ class PacketPathMixin:
         end: int,
         wire_end: int,
         p: Any,
-        ts: int,
-        iface: int,
-        ttype: int,
-        parent: int,
-        depth: int,
-        fragmented: bool,
+        at: PktCtx,
     ) -> None:
+        ts, ttype, parent = at.ts, at.ttype, at.parent
         proto = p.proto
         l4 = p.l4_off
         avail = end - l4  # captured transport bytes
-        if depth < MAX_TUNNEL_DEPTH and self.cfg.decode_tunnels:
+        if at.depth < MAX_TUNNEL_DEPTH and self.cfg.decode_tunnels:
             if proto == 4 or proto == 41:  # IP-in-IP, 6in4, 4in6
                 self._ip_tunnel(
                     b,
@@ -320,10 +330,7 @@ class PacketPathMixin:
                     min(end, l4 + p.l4_len),
                     wire_end,
                     p,
-                    ts,
-                    iface,
-                    TunnelType.IP,
-                    depth,
+                    at.inner(TunnelType.IP, self._tunnel_id(p, TunnelType.IP)),
                     D.ETH_IPV4 if proto == 4 else D.ETH_IPV6,
                 )
                 return
@@ -338,10 +345,7 @@ class PacketPathMixin:
                     min(end, l4 + p.l4_len),
                     wire_end,
                     p,
-                    ts,
-                    iface,
-                    TunnelType.GRE,
-                    depth,
+                    at.inner(TunnelType.GRE, self._tunnel_id(p, TunnelType.GRE)),
                     iet,
                 )
                 return
@@ -388,9 +392,7 @@ class PacketPathMixin:
             f = None
         ev = 0
         if f is None:
-            f = self._new_flow(
-                key, p, sport, dport, proto, tflags, ts, iface, ttype, parent, one_way
-            )
+            f = self._new_flow(key, p, sport, dport, proto, tflags, at, one_way)
             ev |= PktEvent.NEW_FLOW
         else:
             self.table.move_to_end(key)
@@ -402,7 +404,7 @@ class PacketPathMixin:
                 else:
                     f.tun_changes += 1
                 f.parent_cur = parent
-        if fragmented:
+        if at.fragmented:
             f.flags |= FlowFlags.FRAGMENTED
         is_orig = p.src == f.orig_addr and sport == f.orig_port
         counted = True
@@ -457,8 +459,8 @@ class PacketPathMixin:
             ps["src"][: len(p.src)] = np.frombuffer(p.src, np.uint8)
             ps["dst"][: len(p.dst)] = np.frombuffer(p.dst, np.uint8)
         # UDP tunnels: the outer flow is counted first, then the inner packet.
-        if proto == PROTO_UDP and self.cfg.decode_tunnels and depth < MAX_TUNNEL_DEPTH:
-            self._udp_tunnel(b, end, wire_end, p, f, ts, iface, depth)
+        if proto == PROTO_UDP and self.cfg.decode_tunnels and at.depth < MAX_TUNNEL_DEPTH:
+            self._udp_tunnel(b, end, wire_end, p, f, at)
 
     def _new_flow(
         self: FlowEngine,
@@ -468,12 +470,10 @@ class PacketPathMixin:
         dport: int,
         proto: int,
         tflags: int,
-        ts: int,
-        iface: int,
-        ttype: int,
-        parent: int,
+        at: PktCtx,
         one_way: bool,
     ) -> Flow:
+        ts, iface, ttype, parent = at.ts, at.iface, at.ttype, at.parent
         if len(self.table) >= self.cfg.max_flows:
             _k, old = self.table.popitem(last=False)
             self.st["flows_evicted"] += 1

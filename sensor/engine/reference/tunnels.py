@@ -20,6 +20,7 @@ from sensor.engine.reference.engine import (
     UDP_GTPU,
     UDP_TEREDO,
     UDP_VXLAN,
+    PktCtx,
 )
 from sensor.engine.reference.flow import Flow
 
@@ -50,15 +51,13 @@ class TunnelsMixin:
         end: int,
         wire_end: int,
         p: Any,
-        ts: int,
-        iface: int,
-        ttype: int,
-        depth: int,
+        at: PktCtx,
         etype: int,
     ) -> None:
-        parent = self._tunnel_id(p, ttype)
+        """An IP-in-IP or GRE packet: ``at`` is already the inner packet's context (its parent
+        is the tunnel id of the outer address pair)."""
         self.st["tunnel_packets"] += 1
-        self._inner(b, off, end, wire_end, etype, ts, iface, ttype, parent, depth + 1)
+        self._inner(b, off, end, wire_end, etype, at)
 
     def _inner(
         self: FlowEngine,
@@ -67,15 +66,11 @@ class TunnelsMixin:
         end: int,
         wire_end: int,
         etype: int,
-        ts: int,
-        iface: int,
-        ttype: int,
-        parent: int,
-        depth: int,
+        at: PktCtx,
     ) -> None:
         q = D.Pkt()
         if etype == D.ETH_80211:
-            self._wifi(b, off, end, wire_end, q, ts, iface, ttype, parent, depth)
+            self._wifi(b, off, end, wire_end, q, at)
             return
         if etype == D.ETH_TEB:
             off = D.decode_ethernet(b, off, end, q)
@@ -86,7 +81,7 @@ class TunnelsMixin:
             return
         # Inner packets keep the outer wire length (Zeek: a snaplen-truncated tunnel
         # packet still carries its inner datagram's claimed length).
-        self._l3(b, off, end, wire_end, q, ts, iface, ttype, parent, depth)
+        self._l3(b, off, end, wire_end, q, at)
 
     def _udp_tunnel(
         self: FlowEngine,
@@ -95,9 +90,7 @@ class TunnelsMixin:
         wire_end: int,
         p: Any,
         f: Flow,
-        ts: int,
-        iface: int,
-        depth: int,
+        at: PktCtx,
     ) -> None:
         """Zeek's UDP dispatch: the tunnel analyzer registered for the flow's responder port
         (VXLAN 4789, Geneve 6081, GTPv1 2152/2123, Teredo 3544, AYIYA 5072, GRE 4754); on any other
@@ -148,5 +141,5 @@ class TunnelsMixin:
         self.st["tunnel_packets"] += 1
         saved = self._pktsum
         self._pktsum = None  # the per-packet summary describes the outer packet
-        self._inner(b, ioff, stop, wire_end, et, ts, iface, ttype, f.flow_id, depth + 1)
+        self._inner(b, ioff, stop, wire_end, et, at.inner(ttype, f.flow_id))
         self._pktsum = saved

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sensor.engine.reference import decode as D
+from sensor.engine.reference.engine import PktCtx
 
 if TYPE_CHECKING:
     from sensor.engine.reference.fastpath import FlowEngine
@@ -21,11 +22,7 @@ class WifiMixin:
         end: int,
         wire_end: int,
         p: Any,
-        ts: int,
-        iface: int,
-        ttype: int,
-        parent: int,
-        depth: int,
+        at: PktCtx,
     ) -> None:
         """802.11 data frame: one LLC/SNAP packet, or each subframe of an A-MSDU (Zeek
         pads subframes to len % 4, as its analyzer does)."""
@@ -43,7 +40,7 @@ class WifiMixin:
             elif l3 < 0:
                 self.st["decode_errors"] += 1
             else:
-                self._l3(b, l3, end, wire_end, p, ts, iface, ttype, parent, depth)
+                self._l3(b, l3, end, wire_end, p, at)
             return
         cur = pay
         while cur < end:
@@ -62,7 +59,7 @@ class WifiMixin:
             if l3 < 0:
                 self.st["decode_errors"] += 1
                 return
-            self._l3(b, l3, sub_end, sub_end, q, ts, iface, ttype, parent, depth)
+            self._l3(b, l3, sub_end, sub_end, q, at)
             cur = sub_end
             pad = n % 4
             if end - cur >= pad:
