@@ -206,17 +206,21 @@ class Responder:
         self, d: Decision, actor: str, evidence: str = "", reason: str = ""
     ) -> list[StoredBan]:
         assert d.target is not None
-        refusal = self.guard.refusal(d.target)  # re-checked at the moment of acting
-        if refusal:
+
+        def audit(result: str, **detail: object) -> None:
             self.audit.record(
                 actor,
                 "ban",
                 str(d.target),
                 decision_id=d.id,
                 evidence=evidence,
-                result="refused",
-                detail={"why": refusal},
+                result=result,
+                detail=detail,
             )
+
+        refusal = self.guard.refusal(d.target)  # re-checked at the moment of acting
+        if refusal:
+            audit("refused", why=refusal)
             raise PolicyRefused(refusal)
         now = self.clock()
         bans = [
@@ -251,32 +255,17 @@ class Responder:
                 res = self.enforcer.apply(
                     specs, [(o.addr, o.action) for o in superseded] + refreshed
                 )  # raises: rollback
-                self.audit.record(
-                    actor,
-                    "ban",
-                    str(d.target),
-                    decision_id=d.id,
-                    evidence=evidence,
-                    result="ok",
-                    detail={
-                        "action": d.action.value,
-                        "ttl_s": d.ttl_s,
-                        "count": len(bans),
-                        "superseded": [str(o.addr) for o in superseded],
-                        "backend": self.enforcer.name,
-                        "elapsed_s": round(res.elapsed_s, 6),
-                    },
+                audit(
+                    "ok",
+                    action=d.action.value,
+                    ttl_s=d.ttl_s,
+                    count=len(bans),
+                    superseded=[str(o.addr) for o in superseded],
+                    backend=self.enforcer.name,
+                    elapsed_s=round(res.elapsed_s, 6),
                 )
         except EnforcementError as exc:
-            self.audit.record(
-                actor,
-                "ban",
-                str(d.target),
-                decision_id=d.id,
-                evidence=evidence,
-                result="error",
-                detail={"error": str(exc)},
-            )
+            audit("error", error=str(exc))
             raise
         return bans
 

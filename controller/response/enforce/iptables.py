@@ -37,6 +37,8 @@ from controller.response.enforce.netns import ns_command
 from netwarden.errors import EnforcementError
 
 CHAIN = "NETWARDEN"
+#: The built-in chains our chain can hang from (table, chain).
+HOOKS = (("filter", "INPUT"), ("filter", "FORWARD"), ("raw", "PREROUTING"))
 #: ipset timeouts are whole seconds and capped by the kernel (UINT_MAX / 1000)
 IPSET_MAX_TIMEOUT = 2_147_483
 MAXELEM = 1 << 20
@@ -90,21 +92,20 @@ class IptablesEnforcer(Enforcer):
             raise EnforcementError(f"{' '.join(argv[:3])} failed: {proc.stderr.strip()[:300]}")
         return proc
 
+    def _unhook(self, tool: str, table: str, builtin: str, drop_chain: bool) -> None:
+        """Remove every jump to our chain from ``builtin`` (and the chain itself if asked)."""
+        jump = [tool, "-w", "-t", table, "-D", builtin, "-j", CHAIN]
+        while self._run(jump, check=False).returncode == 0:
+            pass
+        if drop_chain:
+            self._run([tool, "-w", "-t", table, "-F", CHAIN], check=False)
+            self._run([tool, "-w", "-t", table, "-X", CHAIN], check=False)
+
     def _drop_other_hooks(self, tool: str) -> None:
         """A changed hook: remove our jump and chain from the hook we used before."""
-        for table, builtin in (("filter", "INPUT"), ("filter", "FORWARD"), ("raw", "PREROUTING")):
-            if (table, builtin) == (self.table, self.builtin):
-                continue
-            while (
-                self._run(
-                    [tool, "-w", "-t", table, "-D", builtin, "-j", CHAIN], check=False
-                ).returncode
-                == 0
-            ):
-                pass
-            if table != self.table:
-                self._run([tool, "-w", "-t", table, "-F", CHAIN], check=False)
-                self._run([tool, "-w", "-t", table, "-X", CHAIN], check=False)
+        for table, builtin in HOOKS:
+            if (table, builtin) != (self.table, self.builtin):
+                self._unhook(tool, table, builtin, drop_chain=table != self.table)
 
     def setup(self) -> None:
         lines = []
@@ -152,20 +153,8 @@ class IptablesEnforcer(Enforcer):
 
     def teardown(self) -> None:
         for tool in ("iptables", "ip6tables"):
-            for table, builtin in (
-                ("filter", "INPUT"),
-                ("filter", "FORWARD"),
-                ("raw", "PREROUTING"),
-            ):
-                while (
-                    self._run(
-                        [tool, "-w", "-t", table, "-D", builtin, "-j", CHAIN], check=False
-                    ).returncode
-                    == 0
-                ):
-                    pass
-                self._run([tool, "-w", "-t", table, "-F", CHAIN], check=False)
-                self._run([tool, "-w", "-t", table, "-X", CHAIN], check=False)
+            for table, builtin in HOOKS:
+                self._unhook(tool, table, builtin, drop_chain=True)
         for kind in ("allow", "ban", "limit", "rng"):
             for version in (4, 6):
                 self._run(["ipset", "destroy", _set(kind, version)], check=False)
