@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from netwarden.commands.common_options import add_detector_arguments, add_service_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("controller", help="run the response controller (foreground)")
@@ -59,31 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=4.0,
         help="cap on the archive's disk use in GiB; batches beyond it are not archived (default 4)",
     )
-    p.add_argument(
-        "--detectors",
-        default=None,
-        metavar="NAMES",
-        help="comma-separated detectors to run on received batches (default: all)",
-    )
-    p.add_argument(
-        "--detector-plugin",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE to register more detectors (repeatable)",
-    )
-    p.add_argument(
-        "--log-json",
-        action="store_true",
-        dest="log_json_here",
-        help="log JSON lines with stable event names (as `netwarden --log-json`)",
-    )
-    p.add_argument(
-        "--metrics",
-        default=None,
-        metavar="HOST:PORT",
-        help="serve Prometheus metrics (netwarden_*) on http://HOST:PORT/metrics",
-    )
+    add_detector_arguments(p, " on received batches")
+    add_service_arguments(p, "netwarden_")
     p.set_defaults(func=run)
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from netwarden.commands.common_options import add_detector_arguments
 from netwarden.errors import ConfigError
 
 
@@ -34,19 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="print one JSON object per line: alerts, then the summary",
     )
-    p.add_argument(
-        "--detectors",
-        default=None,
-        metavar="NAMES",
-        help="comma-separated detectors to run (default: all registered)",
-    )
-    p.add_argument(
-        "--detector-plugin",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE to register more detectors (repeatable)",
-    )
+    add_detector_arguments(p)
     p.add_argument(
         "--state-dir",
         default=None,

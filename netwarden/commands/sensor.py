@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netwarden.commands.capture_options import add_live_arguments, check_live_options
+from netwarden.commands.common_options import add_service_arguments
 from netwarden.commands.engine_options import add_engine_arguments, engine_config
 from netwarden.errors import CaptureError, CaptureFormatError, ConfigError
 from sensor.runner import Stop, publish
@@ -104,18 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="S",
         help="seconds between capture stats lines on stderr (0: only at exit)",
     )
-    p.add_argument(
-        "--log-json",
-        action="store_true",
-        dest="log_json_here",
-        help="log JSON lines with stable event names (as `netwarden --log-json`)",
-    )
-    p.add_argument(
-        "--metrics",
-        default=None,
-        metavar="HOST:PORT",
-        help="serve Prometheus metrics (netwarden_sensor_*) on http://HOST:PORT/metrics",
-    )
+    add_service_arguments(p, "netwarden_sensor_")
     p.add_argument("--no-telemetry", action="store_true", help="flows and ARP only")
     p.add_argument(
         "--window",
