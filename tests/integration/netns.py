@@ -272,6 +272,13 @@ class Lab:
         out = self.exec(self.client, PYTHON, "-c", _PROBE, src, dst, str(timeout), "1").stdout
         return json.loads(out)  # type: ignore[no-any-return]
 
+    def passes(self, src: str, dst: str, within: float = 5.0) -> bool:
+        """Does ``src`` reach ``dst`` (ICMP, TCP and UDP all answered)? Polled for up to
+        ``within`` seconds: after a ban is lifted the kernel may first have to resolve the
+        neighbour again (IPv6 solicitations retry every second), which a single 0.6 s probe
+        on a loaded box can miss. A block is still asserted with one probe (``blocked``)."""
+        return self.wait_until(lambda: passes(self.probe(src, dst)), timeout=within)
+
     def udp_burst(self, src: str, dst: str, count: int, timeout: float = 1.0) -> int:
         out = self.exec(
             self.client, PYTHON, "-c", _PROBE, src, dst, str(timeout), str(count)

@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from controller_proc import ControllerProcess
 
 from controller.app import Controller
 from controller.ops.server import ControlServer, request, socket_path
@@ -92,44 +93,20 @@ def _me() -> str:
 
 def test_controller_command_with_ingest(tmp_path: Path) -> None:
     """`netwarden controller --listen` serves bans and sensor ingest from one loop."""
-    import signal
-    import subprocess
-    import sys
-
     with socket.socket() as s:  # a free port
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cfg = tmp_path / "c.toml"
     cfg.write_text("[safety]\ndiscover_local = false\n")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "netwarden",
-            "controller",
-            "--state-dir",
-            str(tmp_path / "st"),
-            "--config",
-            str(cfg),
-            "--listen",
-            f"tcp://127.0.0.1:{port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    ctl = ControllerProcess(tmp_path / "st", cfg, "--listen", f"tcp://127.0.0.1:{port}")
     try:
-        assert proc.stdout is not None
-        assert "controller ready: backend=dryrun" in proc.stdout.readline()
+        assert "controller ready: backend=dryrun" in ctl.ready
         status = request(tmp_path / "st", "ingest")
         assert status["ok"] and status["result"]["batches"] == 0
         assert request(tmp_path / "st", "ban", addr="203.0.113.5", ttl=30)["ok"]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert ctl.stop() == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        ctl.kill()
 
 
 def test_state_dir_from_environment_and_dryrun_by_default(tmp_path: Path) -> None:
