@@ -29,7 +29,7 @@ Semantics (Zeek's, from its TCP/UDP/ICMP analyzers and conn/main.zeek):
   is not; never towards 255.255.255.255. A TCP connection whose history is exactly ``H``
   (began with a SYN-ACK) flips on its first pure ACK or data packet, history becoming
   ``^h``. A SYN answering a SYN-ACK with the same ISN flips too.
-* TCP: Zeek's endpoint states and transitions (``_ref_tcp``); payload bytes from sequence
+* TCP: Zeek's endpoint states and transitions (``tcp``); payload bytes from sequence
   numbers (wraps counted); history letters S H A D F R (once per direction via a seen
   mask; S/H/F/R again when the sequence number differs), I (FIN+RST), Q (multi-flag),
   C T W G scaled (1st, 10th, 100th... occurrence), upper case = originator.

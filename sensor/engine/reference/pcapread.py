@@ -22,7 +22,7 @@ import numpy as np
 from netwarden.errors import CaptureError, CaptureFormatError, UnsupportedLinkType
 from sensor.capture.batch import PacketBatch
 
-#: Link types the decoders understand (see ``_ref_decode.decode_link``).
+#: Link types the decoders understand (see ``decode.decode_link``).
 SUPPORTED_LINKTYPES = frozenset((0, 1, 9, 10, 12, 14, 50, 101, 105, 108, 113, 127, 228, 229, 276))
 
 MAX_CAPLEN = 256 * 1024  # larger records are treated as corruption

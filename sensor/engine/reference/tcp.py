@@ -343,7 +343,7 @@ def gap(ep: Endpoint, length: int, hist: HistorySink) -> None:
 
 
 class HistorySink:
-    """The flow side of history: implemented by the flow object (``_fastpath_py.Flow``)."""
+    """The flow side of history: implemented by the flow object (``sensor.engine.reference.flow.Flow``)."""
 
     __slots__ = ()
 
