@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--config",
         default=None,
         metavar="FILE",
-        help="controller TOML configuration (with --state-dir)",
+        help="TOML configuration: detection thresholds; policy with --state-dir",
     )
     p.add_argument(
         "--lang", choices=("en", "ja"), default=None, help="language of incident summaries"
@@ -61,10 +61,13 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError("--top must be >= 1")
     from controller.detect import DetectionStack, build
+    from controller.detect.thresholds import load as load_thresholds
     from sensor.export.replay_summary import replay
 
     names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
-    stack = DetectionStack(build(names, args.detector_plugin))
+    stack = DetectionStack(
+        build(names, args.detector_plugin), thresholds=load_thresholds(args.config)
+    )
     alerts: list[Any] = []
 
     class _Sink:
