@@ -68,18 +68,13 @@ def run(args: argparse.Namespace) -> int:
     stack = DetectionStack(
         build(names, args.detector_plugin), thresholds=load_thresholds(args.config)
     )
-    alerts: list[Any] = []
+    from netwarden.quality.replaying import AlertSink
 
-    class _Sink:
-        observe = stack.observe
-
-        @staticmethod
-        def advance(now_ns: int) -> None:
-            alerts.extend(stack.advance(now_ns))
-
+    sink = AlertSink(stack)
+    alerts = sink.alerts
     records: dict[str, Any] = {}
     summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
-                            sink=_Sink(), records_out=records)  # fmt: skip
+                            sink=sink, records_out=records)  # fmt: skip
     summary["alerts"] = [a.to_json() for a in alerts]
     summary["detection"] = stack.status()
     triage = None

@@ -78,6 +78,18 @@ def record_events(path: str, backend: str | None = "c") -> tuple[Event, ...]:
     return record((str(path),), backend).events
 
 
+class AlertSink:
+    """A replay's record sink that runs a stack and keeps the alerts it raises."""
+
+    def __init__(self, stack: DetectionStack) -> None:
+        self.stack = stack
+        self.alerts: list[Alert] = []
+        self.observe = stack.observe
+
+    def advance(self, now_ns: int) -> None:
+        self.alerts.extend(self.stack.advance(now_ns))
+
+
 def new_stack(thresholds: dict[str, float] | None = None, **stack_kw: Any) -> DetectionStack:
     """A fresh stack of every registered detector."""
     return DetectionStack(build(), thresholds=thresholds, **stack_kw)
@@ -131,15 +143,7 @@ def run_captures(
     ``warm`` (alerts raised while warming are kept in ``Run.warm_alerts``)."""
     stack = new_stack(**stack_kw)
     warm_alerts = feed(stack, warm)
-    alerts: list[Alert] = []
-
-    class Sink:
-        observe = stack.observe
-
-        @staticmethod
-        def advance(now_ns: int) -> None:
-            alerts.extend(stack.advance(now_ns))
-
-    counts = _replay([str(p) for p in paths], backend, Sink())
-    return Run(alerts, counts.get("t_first", 0) / 1e9, dict(stack.errors), warm_alerts,
+    sink = AlertSink(stack)
+    counts = _replay([str(p) for p in paths], backend, sink)
+    return Run(sink.alerts, counts.get("t_first", 0) / 1e9, dict(stack.errors), warm_alerts,
                counts.get("t_last", 0) / 1e9)  # fmt: skip
