@@ -72,3 +72,17 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert len(err.strip().splitlines()) == 1
     rc, _, err = run_cli(capsys, "eval", str(tmp_path / "none.tsv"), str(ATTACKS))
     assert rc != 0 and "none.tsv" in err
+
+
+def test_benign_dir_judged_per_hour(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    quiet = smallest(BENIGN, n=2)
+    tsv = write_labels(tmp_path / "labels.tsv", quiet[:1])
+    bdir = tmp_path / "benign"
+    bdir.mkdir()
+    (bdir / "quiet.pcap").symlink_to(ATTACKS / quiet[1]["file"])
+    rc, lines, _ = run_cli(capsys, "eval", str(tsv), str(ATTACKS), "--benign", str(bdir), "--json")
+    rows = [x for x in lines if x["type"] == "row"]
+    assert [r["class"] for r in rows] == [BENIGN, "benign (background)"]
+    assert all(r["passed"] and r["alerts"] == 0 for r in rows)
+    assert lines[-1]["benign_hours"] >= 2 and lines[-1]["benign_alerts_per_hour"] == 0
+    assert rc == 0
