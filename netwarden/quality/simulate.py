@@ -75,7 +75,9 @@ class Radius:
             out.append(f"busy server ({self.clients} clients)")
         if self.range_size > 1:
             out.append(f"range of {self.range_size} addresses")
-        out.append(f"traffic with {self.peers} peer(s) in {self.flows} flow(s) would be cut")
+        out.append(
+            f"traffic with {self.peers} peer(s) in {self.flows} flow(s) would be cut or slowed"
+        )
         return out
 
 
