@@ -29,7 +29,7 @@ def ttd_chart(ev: Evaluation) -> str | None:
     ax.set_xscale("log")
     ax.set_xlabel("seconds from the attack's first packet (missed: no bar)")
     ax.set_title("Time to detect against the deadline")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     return _svg(fig)
 
 
@@ -39,12 +39,16 @@ def tradeoff_chart(t: Tuning) -> str:
     plt = _setup()
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = [p.alerts_per_hour for p in t.curve]
-    ax.step(xs, [p.detected for p in t.curve], where="post", marker="o", ms=3, color="#3b7dd8",
+    ax.plot(xs, [p.detected for p in t.curve], marker="o", ms=3, color="#3b7dd8",
             label="raising thresholds, cheapest first")  # fmt: skip
     ax.scatter([t.chosen.alerts_per_hour], [t.chosen.detected], s=80, color="#c0392b", zorder=3,
                label=f"chosen (target {t.target_per_day:g}/day)")  # fmt: skip
+    for p in t.curve[1:]:  # what each step raised
+        ax.annotate(p.step, (p.alerts_per_hour, p.detected), fontsize=6, rotation=25,
+                    xytext=(3, 4), textcoords="offset points")  # fmt: skip
     ax.axvline(t.target_per_day / 24, color="#999", ls="--", lw=1)
     ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlim(left=0)
     ax.set_xlabel("false alerts per hour on the benign captures")
     ax.set_ylabel("labelled attacks detected (fraction)" if t.labelled else "labelled set: none")
     ax.set_ylim(-0.05, 1.05)
