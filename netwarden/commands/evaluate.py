@@ -12,15 +12,18 @@ import argparse
 import json
 from pathlib import Path
 
+from netwarden.commands.quality_options import add_replay_output_arguments
+
+HELP = "measure detection on labelled captures (exit 0 when every row passes)"
+DESCRIPTION = (
+    "Replay labelled captures (TSV: file, class, attacker_ip, victim_ips, "
+    "attack_start_s; class 'benign' means nothing should fire) and report detection, "
+    "attribution, time to detect and false alerts."
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "eval",
-        help="measure detection on labelled captures (exit 0 when every row passes)",
-        description="Replay labelled captures (TSV: file, class, attacker_ip, victim_ips, "
-        "attack_start_s; class 'benign' means nothing should fire) and report detection, "
-        "attribution, time to detect and false alerts.",
-    )
+    p = sub.add_parser("eval", help=HELP, description=DESCRIPTION)
     p.add_argument("labels", metavar="LABELS.tsv")
     p.add_argument("capture_dir", metavar="CAPTURE_DIR", help="where the label's files are")
     p.add_argument("--benign", action="append", default=[], metavar="DIR",
@@ -29,8 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="alerts per capture-hour a --benign capture may raise (default 1)")  # fmt: skip
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML configuration whose [detect.thresholds] to apply")  # fmt: skip
-    p.add_argument("--backend", choices=("c", "py"), default="c", help="flow engine backend")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_replay_output_arguments(p)
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="write an HTML report")
     p.set_defaults(func=run)
 

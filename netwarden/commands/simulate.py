@@ -12,20 +12,19 @@ import argparse
 import json
 from pathlib import Path
 
+from netwarden.commands.quality_options import add_replay_output_arguments
+
+HELP = "replay captures through a candidate config's policy (dry run) and show the difference"
+DESCRIPTION = __doc__.split("\n\n")[1].replace("\n", " ").replace("``", "`") if __doc__ else None
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "simulate",
-        help="replay captures through a candidate config's policy (dry run) and show the difference",
-        description="Replay captures through detection and the policy of a candidate config "
-        "next to the current one, in dry run: bans, rate limits, approvals and their blast radius.",
-    )  # fmt: skip
-    p.add_argument("captures", nargs="+", metavar="CAPTURE")
+    p = sub.add_parser("simulate", help=HELP, description=DESCRIPTION)
     p.add_argument("--config", required=True, metavar="CANDIDATE.toml", help="the config to try")
+    p.add_argument("captures", nargs="+", metavar="CAPTURE")
     p.add_argument("--current", default=None, metavar="CURRENT.toml",
                    help="the config in use (default: the built-in defaults)")  # fmt: skip
-    p.add_argument("--backend", choices=("c", "py"), default="c", help="flow engine backend")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_replay_output_arguments(p)
     p.set_defaults(func=run)
 
 

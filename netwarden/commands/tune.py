@@ -12,14 +12,17 @@ import argparse
 import json
 from pathlib import Path
 
+from netwarden.commands.quality_options import add_replay_output_arguments
+
+HELP = "propose detection thresholds for a target false-alert rate"
+DESCRIPTION = (
+    "Learn per-kind alert thresholds on benign captures for at most N false "
+    "alerts a day, with the trade-off against detection on a labelled set."
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "tune",
-        help="propose detection thresholds for a target false-alert rate",
-        description="Learn per-kind alert thresholds on benign captures for at most N false "
-        "alerts a day, with the trade-off against detection on a labelled set.",
-    )
+    p = sub.add_parser("tune", help=HELP, description=DESCRIPTION)
     p.add_argument("benign", nargs="+", metavar="BENIGN_CAPTURE")
     p.add_argument("--labels", nargs=2, metavar=("LABELS.tsv", "CAPTURE_DIR"), default=None,
                    help="labelled captures to measure detection against")  # fmt: skip
@@ -28,8 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--write", default=None, metavar="CONFIG",
                    help="write the thresholds into this TOML config ([detect.thresholds])")  # fmt: skip
     p.add_argument("--plot", default=None, metavar="OUT.svg", help="draw the trade-off curve")
-    p.add_argument("--backend", choices=("c", "py"), default="c", help="flow engine backend")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_replay_output_arguments(p)
     p.set_defaults(func=run)
 
 

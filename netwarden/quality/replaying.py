@@ -95,8 +95,8 @@ def new_stack(thresholds: dict[str, float] | None = None, **stack_kw: Any) -> De
     return DetectionStack(build(), thresholds=thresholds, **stack_kw)
 
 
-def feed(stack: DetectionStack, events: Iterable[Event]) -> list[Alert]:
-    """``events`` through ``stack``; the alerts it raised."""
+def feed(stack: Any, events: Iterable[Event]) -> list[Alert]:
+    """``events`` through ``stack`` (a stack or one detector); the alerts it raised."""
     alerts: list[Alert] = []
     for what, arg in events:
         if what == "obs":

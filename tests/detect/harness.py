@@ -8,10 +8,10 @@ from pathlib import Path
 
 from netwarden.quality.evaluate import judge, judge_row
 from netwarden.quality.labels import deadline, first_address, is_victim_centric, names, read_labels
-from netwarden.quality.replaying import Event, Run, record_events, replay_run, run_captures
+from netwarden.quality.replaying import Event, Run, feed, record_events, replay_run, run_captures
 
 __all__ = [
-    "Event", "Run", "deadline", "first_address", "is_victim_centric", "judge", "judge_row",
+    "Event", "Run", "deadline", "feed", "first_address", "is_victim_centric", "judge", "judge_row",
     "names", "read_labels", "record_events", "replay_run", "run_captures", "shift_pcap",
 ]  # fmt: skip
 
