@@ -78,7 +78,7 @@ def evaluation_html(ev: Evaluation, labels: str) -> str:
     body.append("<h2>Captures</h2>")
     body.append(_table(
         ["capture", "class", "expected", "got", "time to detect", "deadline", "false alerts", "verdict"],
-        [[r.name, r.cls, r.expected, r.got, *r.cells()[3:4], _fmt(r.deadline_s), str(r.false_alerts),
+        [[r.name, r.cls, r.expected, r.got, *r.cells()[3:4], "-" if r.deadline_s is None else f"{r.deadline_s:g} s", str(r.false_alerts),
           r.verdict] for r in ev.rows],
         ["" if r.passed else "P1" for r in ev.rows],
     ))  # fmt: skip
