@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--config",
         default=None,
         metavar="FILE",
-        help="controller TOML configuration (with --state-dir)",
+        help="TOML configuration: detection thresholds; policy with --state-dir",
     )
     p.add_argument(
         "--lang", choices=("en", "ja"), default=None, help="language of incident summaries"
@@ -61,22 +61,20 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError("--top must be >= 1")
     from controller.detect import DetectionStack, build
+    from controller.detect.thresholds import load as load_thresholds
     from sensor.export.replay_summary import replay
 
     names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
-    stack = DetectionStack(build(names, args.detector_plugin))
-    alerts: list[Any] = []
+    stack = DetectionStack(
+        build(names, args.detector_plugin), thresholds=load_thresholds(args.config)
+    )
+    from netwarden.quality.replaying import AlertSink
 
-    class _Sink:
-        observe = stack.observe
-
-        @staticmethod
-        def advance(now_ns: int) -> None:
-            alerts.extend(stack.advance(now_ns))
-
+    sink = AlertSink(stack)
+    alerts = sink.alerts
     records: dict[str, Any] = {}
     summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
-                            sink=_Sink(), records_out=records)  # fmt: skip
+                            sink=sink, records_out=records)  # fmt: skip
     summary["alerts"] = [a.to_json() for a in alerts]
     summary["detection"] = stack.status()
     triage = None
