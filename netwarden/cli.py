@@ -25,6 +25,9 @@ COMMAND_MODULES = (
     "status",
     "config",
     "report",
+    "hunt",
+    "ask",
+    "posture",
 )
 
 

@@ -52,6 +52,10 @@ class Ingest:
         controller.add_periodic(1.0, self.pump)
         if self.archive is not None:
             controller.add_periodic(3600.0, self.archive.prune)
+            controller.add_periodic(5.0, self.archive.flush_due)
+            at_close = getattr(controller, "at_close", None)
+            if at_close is not None:  # what is still buffered goes to disk at shutdown
+                at_close(self.archive.close)
 
     def pump(self) -> int:
         """Handle everything the collector has queued; returns the number of batches."""
@@ -118,6 +122,8 @@ class Ingest:
                 "disk_bytes": self.archive.disk_bytes,
                 "max_bytes": self.archive.max_bytes,
                 "refused_full": self.archive.refused_full,
+                "files_written": self.archive.files_written,
+                "compactions": self.archive.compactions,
             },
             "sensors": {sid: st.as_dict() for sid, st in self.collector.sensors().items()},
             "bus": self.collector.stats(),

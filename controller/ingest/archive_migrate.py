@@ -1,0 +1,86 @@
+"""The previous archive format, raw records, migrated to the Parquet archive.
+
+Before the Parquet archive, a state dir's ``archive/`` held raw records::
+
+    v<schema>-<dtype hash>/<record type>/<YYYYmmddTHH>/<sensor id>.rec
+
+(the bytes of one dtype back to back; a crash could leave a partial record at the end).
+``migrate_raw`` runs when a ``RecordArchive`` opens: every ``.rec`` file written by the
+current schema (same version and dtype hash) is read, appended to the Parquet archive under
+its sensor id, written, and removed. Files of another schema cannot be decoded by this
+version; they are left in place (and logged) and ``prune_raw`` removes them once they are
+older than the retention.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from netwarden.bus.wire import record_hash
+from netwarden.errors import StoreError
+from netwarden.records.schema import RECORD_TYPES, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from controller.ingest.archive import RecordArchive
+
+log = logging.getLogger("netwarden.archive")
+
+
+def raw_files(root: Path) -> list[Path]:
+    return sorted(root.glob("v*-*/*/*/*.rec")) if root.is_dir() else []
+
+
+def migrate_raw(archive: RecordArchive) -> int:
+    """Move the raw records of the current schema into ``archive``; returns how many."""
+    files = raw_files(archive.root)
+    if not files:
+        return 0
+    moved = 0
+    current = {f"v{SCHEMA_VERSION}-{record_hash(kind)}": kind for kind in RECORD_TYPES}
+    skipped: set[str] = set()
+    for path in files:
+        version_dir = path.parents[2].name
+        kind = current.get(version_dir)
+        if kind is None or path.parents[1].name != kind:
+            skipped.add(version_dir)
+            continue
+        dt = RECORD_TYPES[kind]
+        recs = np.fromfile(path, dtype=dt, count=path.stat().st_size // dt.itemsize)
+        try:
+            archive.append(kind, path.stem, recs)
+            archive.flush()
+        except StoreError as exc:
+            log.warning("archive: raw records in %s not migrated: %s", path, exc)
+            return moved
+        path.unlink()
+        moved += len(recs)
+    for d in sorted({p.parents[2] for p in files}):
+        if d.name in current and not any(d.rglob("*.rec")):
+            shutil.rmtree(d, ignore_errors=True)
+    if skipped:
+        log.warning(
+            "archive: raw records of another schema (%s) cannot be read by this version; "
+            "they stay until the retention removes them",
+            ", ".join(sorted(skipped)),
+        )
+    if moved:
+        log.info("archive: migrated %d raw records to Parquet", moved)
+    return moved
+
+
+def prune_raw(root: Path, cutoff: float) -> int:
+    """Remove raw files (of another schema) last written before ``cutoff``."""
+    n = 0
+    for path in raw_files(root):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                n += 1
+        except OSError:
+            pass
+    return n
