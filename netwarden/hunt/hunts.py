@@ -18,9 +18,12 @@ from netwarden.hunt import beacons as beacon_score
 from netwarden.hunt.db import HuntDB, HuntError
 from netwarden.hunt.output import Result
 from netwarden.hunt.window import Window
+from netwarden.records.schema import QNAME_LEN
 
 #: conn_state values of a TCP attempt nobody answered, or answered with a reset
 FAILED_STATES = ("S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
+#: the domain of query names cut at the record's length (long names: a tunnelling sign)
+CUT = f"(names cut at {QNAME_LEN} chars)"
 #: DNS qtype bits (netwarden.records.schema.DNS_QTYPE_BITS) of NULL and TXT
 NULL_TXT_MASK = (1 << 4) | (1 << 7)
 
@@ -142,7 +145,10 @@ WHERE {w} AND dns_queries > 0 AND dns_qname IS NOT NULL AND dns_qname <> ''
 
 def registered_domain(name: str) -> str:
     """The domain a query name belongs to: its last two labels, three when the second
-    last is a short public suffix label (co.uk, com.au)."""
+    last is a short public suffix label (co.uk, com.au). Records keep a name's first
+    ``QNAME_LEN`` bytes: a name cut there has lost its domain (``CUT``)."""
+    if len(name.encode()) >= QNAME_LEN:
+        return CUT
     labels = [x for x in name.rstrip(".").split(".") if x]
     if len(labels) <= 2:
         return ".".join(labels)
@@ -275,6 +281,16 @@ GROUP BY ALL
 ORDER BY conns DESC, bytes DESC, peer
 LIMIT ?
 """
+HOST_SQL = """
+SELECT count(*) AS conns,
+       count(DISTINCT CASE WHEN orig_h = ? THEN resp_h END) AS contacted,
+       count(DISTINCT CASE WHEN resp_h = ? THEN orig_h END) AS contacted_by,
+       sum(CASE WHEN orig_h = ? THEN orig_ip_bytes ELSE resp_ip_bytes END) AS sent,
+       sum(CASE WHEN orig_h = ? THEN resp_ip_bytes ELSE orig_ip_bytes END) AS received,
+       min(ts) AS first_seen, max(ts_end) AS last_seen
+FROM conns
+WHERE {w} AND (orig_h = ? OR resp_h = ?)
+"""
 ALERTS_SQL = """
 SELECT id, detected_at, kind, attacker, score, confidence, incident_id, summary
 FROM alerts
@@ -282,12 +298,12 @@ WHERE (attacker = ? OR list_contains(victims, ?)) AND {w}
 ORDER BY detected_at
 """
 BANS_SQL = """
-SELECT 'ban' AS what, addr, action, reason, actor, created AS at, decision_id FROM bans
+SELECT 'ban' AS what, addr, action, reason, actor, created AS ts, decision_id FROM bans
 WHERE addr = ?
 UNION ALL
 SELECT event, subject, result, detail, actor, ts, decision_id FROM audit
 WHERE subject = ? AND (event LIKE '%ban%' OR event LIKE '%block%' OR event LIKE '%decision%')
-ORDER BY at
+ORDER BY ts
 """
 
 
@@ -326,12 +342,7 @@ def host(db: HuntDB, w: Window, limit: int, addr: str) -> list[Result]:
     """Everything one address did: its totals, its peers, its alerts."""
     a = _addr(addr)
     cond, params = w.sql()
-    sql = (f"SELECT count(*) AS conns, count(DISTINCT CASE WHEN orig_h = ? THEN resp_h END) "
-           f"AS contacted, count(DISTINCT CASE WHEN resp_h = ? THEN orig_h END) AS contacted_by, "
-           f"sum(CASE WHEN orig_h = ? THEN orig_ip_bytes ELSE resp_ip_bytes END) AS sent, "
-           f"sum(CASE WHEN orig_h = ? THEN resp_ip_bytes ELSE orig_ip_bytes END) AS received, "
-           f"min(ts) AS first_seen, max(ts_end) AS last_seen FROM conns "
-           f"WHERE {cond} AND (orig_h = ? OR resp_h = ?)")  # fmt: skip
+    sql = HOST_SQL.format(w=cond)
     summary = _q(db, sql, [a, a, a, a, *params, a, a])
     summary[0]["host"] = a
     cols = ["host", "conns", "contacted", "contacted_by", "sent", "received"]
@@ -343,7 +354,7 @@ def blocked(db: HuntDB, w: Window, limit: int, addr: str) -> list[Result]:
     """Why an address was blocked: its bans and ban decisions, and the alerts naming it."""
     a = _addr(addr)
     rows = _q(db, BANS_SQL, [a, a])
-    cols = ["what", "at", "action", "actor", "reason"]
+    cols = ["what", "ts", "action", "actor", "reason"]
     bans = Result("ban", f"Bans and ban decisions for {a}", cols, rows, BANS_SQL)
     return [bans, alerts_for(db, Window(now=w.now), a)]
 

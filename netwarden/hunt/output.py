@@ -51,9 +51,7 @@ def cell(v: Any) -> str:
     if isinstance(v, datetime):
         return v.astimezone(UTC).strftime("%m-%d %H:%M:%S")
     if isinstance(v, float):
-        return f"{v:.2f}" if abs(v) < 1000 else f"{v:,.0f}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}" if abs(v) >= 10000 else str(v)
+        return f"{v:.2f}" if abs(v) < 1000 else f"{v:.0f}"
     if isinstance(v, list | tuple):
         return ",".join(cell(x) for x in v)
     return str(v)
@@ -62,7 +60,13 @@ def cell(v: Any) -> str:
 def table_lines(columns: list[str], rows: list[dict[str, Any]], width: int = WIDTH) -> list[str]:
     """Plain text table no wider than ``width``: the widest columns are cut (with "~")."""
     cells = [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    values = [max([0] + [len(row[i]) for row in cells]) for i in range(len(columns))]
+    widths = [max(len(c), v) for c, v in zip(columns, values, strict=True)]
+    # too wide: first cut headers down to their values (at least 5), then the widest values
+    for i in sorted(range(len(widths)), key=lambda j: values[j] - len(columns[j])):
+        if sum(widths) + 2 * (len(widths) - 1) <= width:
+            break
+        widths[i] = max(values[i], min(len(columns[i]), 5))
     while sum(widths) + 2 * (len(widths) - 1) > width:
         i = max(range(len(widths)), key=lambda j: widths[j])
         if widths[i] <= 4:
