@@ -69,11 +69,6 @@ def parse_time(text: str, now: float) -> tuple[Window, str]:
     """The window a time phrase in ``text`` names, and ``text`` without it."""
     num = r"(?P<n>\d+(?:\.\d+)?|an?|one|two|three|twelve|twenty-four)"
     words = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "twelve": 12, "twenty-four": 24}
-    m = re.search(rf"\b(?:in |during |over |for )?(?:the )?(?:last|past) (?:{num} )?"
-                  r"(?P<u>minute|min|hour|day|week)s?\b", text)  # fmt: skip
-    if m:
-        n = 1.0 if m.group("n") is None else float(words.get(m.group("n"), m.group("n")))
-        return Window(now - n * _UNITS[m.group("u")], None, now), text.replace(m.group(0), " ")
     today = _day_start(now)
     week = today - datetime.fromtimestamp(today, tz=UTC).weekday() * 86400
     fixed = {
@@ -83,9 +78,15 @@ def parse_time(text: str, now: float) -> tuple[Window, str]:
         "last week": (week - 7 * 86400, week),
     }
     for phrase, (since, until) in fixed.items():
-        m = re.search(rf"\b(?:for |from |during )?{phrase}\b", text)
+        # "last week" is the calendar week; "in the last week" the past seven days
+        m = re.search(rf"(?<!the )\b(?:for |from |during )?{phrase}\b", text)
         if m:
             return Window(since, until, now), text.replace(m.group(0), " ")
+    m = re.search(rf"\b(?:in |during |over |for )?(?:the )?(?:last|past) (?:{num} )?"
+                  r"(?P<u>minute|min|hour|day|week)s?\b", text)  # fmt: skip
+    if m:
+        n = 1.0 if m.group("n") is None else float(words.get(m.group("n"), m.group("n")))
+        return Window(now - n * _UNITS[m.group("u")], None, now), text.replace(m.group(0), " ")
     m = re.search(r"\bsince (?P<t>\d{4}-\d\d-\d\d(?:[t ]\d\d:\d\d(?::\d\d)?)?)", text)
     if m:
         dt = datetime.fromisoformat(m.group("t").replace(" ", "T").upper())

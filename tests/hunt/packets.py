@@ -125,7 +125,7 @@ class Pcap:
         out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
         for ts, frame in sorted(self.packets, key=lambda p: p[0]):
             sec = int(ts)
-            out.append(struct.pack("<IIII", sec, int(round((ts - sec) * 1e6)), len(frame),
-                                   len(frame)) + frame)  # fmt: skip
+            usec = min(round((ts - sec) * 1e6), 999_999)
+            out.append(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame)
         path.write_bytes(b"".join(out))
         return path

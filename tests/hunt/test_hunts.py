@@ -158,7 +158,7 @@ def test_sql_is_read_only_over_the_views(crafted: Path) -> None:
         ["rare-destinations"],
         ["long-connections"],
         ["host", PLANTED["beacon"][0]],
-    ],  # fmt: skip
+    ],
 )
 def test_tables_fit_80_columns(crafted: Path, args: list[str]) -> None:
     rc, out, err = run_nw("hunt", *args, "--state-dir", str(crafted))
