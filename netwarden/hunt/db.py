@@ -61,6 +61,8 @@ class HuntDB:
                 "threads": "2",
             },
         )
+        # times are compared in UTC whatever the machine's zone (TIMESTAMP vs TIMESTAMPTZ)
+        self.con.execute("SET TimeZone = 'UTC'")
         self._udfs()
         for view, kind in ARCHIVE_KINDS.items():
             self._archive_view(view, kind)
@@ -110,8 +112,15 @@ class HuntDB:
         def is_internal(col: pa.Array) -> pa.Array:
             return pa.array([internal_one(a) for a in col.to_pylist()], pa.bool_())
 
+        from duckdb.func import PythonUDFType
+
         self.con.create_function(
-            "is_internal", is_internal, ["VARCHAR"], "BOOLEAN", type="arrow", side_effects=False
+            "is_internal",
+            is_internal,
+            ["VARCHAR"],
+            "BOOLEAN",
+            type=PythonUDFType.ARROW,
+            side_effects=False,
         )
 
     # --- queries ------------------------------------------------------------------------
