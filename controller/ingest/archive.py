@@ -9,9 +9,10 @@ as a dataset as it is (docs/hunting.md). Columns are the records' Arrow form
 (``netwarden.records.arrow``, the one records -> Arrow conversion).
 
 Bounded file counts: records are buffered per partition and written when a partition holds
-``flush_rows`` records or its oldest buffered record is ``flush_s`` old (``flush_due``, on
-the controller's tick), when ``max_pending_rows`` are buffered in all, and at ``close``. A
-partition that reaches ``max_files`` files is compacted into one, and ``prune`` compacts
+``flush_rows`` records, its oldest buffered record is ``flush_s`` old or it got nothing for
+``idle_s`` (``flush_due``, on the controller's tick), when a sensor says goodbye (the
+ingest calls ``flush``), when ``MAX_PENDING_ROWS`` are buffered in all, and at ``close``.
+A partition that reaches ``max_files`` files is compacted into one, and ``prune`` compacts
 every partition of an hour that has ended. Each file is written under a hidden name and
 renamed into place, so a reader never sees half a file. What is still buffered is lost by
 a crash (at most ``flush_s`` of records); ``read`` includes it.
@@ -55,6 +56,8 @@ DIR_BYTES = 4096
 FLUSH_ROWS = 65_536
 #: ... or when the oldest of them has waited this long (seconds)
 FLUSH_S = 60.0
+#: ... or when nothing was added to it for this long (seconds): sparse traffic is on disk soon
+IDLE_S = 5.0
 #: all partitions are written when this many records are buffered in all
 MAX_PENDING_ROWS = 262_144
 #: a partition with this many files is compacted into one
@@ -67,6 +70,7 @@ Key = tuple[str, str, str, str]  # type, date, hour, sensor
 @dataclass
 class _Pending:
     since: float  # monotonic time of the oldest buffered batch
+    last: float  # ... of the newest
     parts: list[np.ndarray] = field(default_factory=list)
     rows: int = 0
 
@@ -80,6 +84,7 @@ class RecordArchive:
         *,
         flush_rows: int = FLUSH_ROWS,
         flush_s: float = FLUSH_S,
+        idle_s: float = IDLE_S,
         max_files: int = MAX_FILES,
     ) -> None:
         if not retention_hours > 0:
@@ -91,6 +96,7 @@ class RecordArchive:
         self.max_bytes = max_bytes
         self.flush_rows = flush_rows
         self.flush_s = flush_s
+        self.idle_s = idle_s
         self.max_files = max(2, max_files)
         self.records_written = 0
         self.bytes_written = 0
@@ -135,7 +141,8 @@ class RecordArchive:
         for key, (hk, mask) in zip(keys, parts, strict=True):
             known.add(hk)
             part = records[mask] if len(parts) > 1 else records
-            pend = self._pending.setdefault(key, _Pending(now))
+            pend = self._pending.setdefault(key, _Pending(now, now))
+            pend.last = now
             pend.parts.append(part.copy())
             pend.rows += len(part)
             self._pending_rows += len(part)
@@ -152,10 +159,11 @@ class RecordArchive:
         self._pending_estimate = 0
 
     def flush_due(self) -> int:
-        """Write the partitions whose oldest buffered records waited ``flush_s``; returns how
-        many were written (the controller calls this on its tick)."""
-        cutoff = time.monotonic() - self.flush_s
-        due = [k for k, p in self._pending.items() if p.since <= cutoff]
+        """Write the partitions whose oldest buffered records waited ``flush_s``, or that got
+        nothing for ``idle_s``; returns how many were written (on the controller's tick)."""
+        now = time.monotonic()
+        due = [k for k, p in self._pending.items()
+               if p.since <= now - self.flush_s or p.last <= now - self.idle_s]  # fmt: skip
         for key in due:
             self._flush_key(key)
         if not self._pending:

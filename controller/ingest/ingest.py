@@ -37,6 +37,7 @@ class Ingest:
         self.consumer_errors: Counter[str] = Counter()
         self._controller: Any = None
         self._protected: set[str] = set()
+        self._stopped: set[str] = set()
         #: (monotonic time, records so far), about one a second over the last ~10 s: records/s
         self._rate: deque[tuple[float, int]] = deque(maxlen=11)
 
@@ -52,7 +53,7 @@ class Ingest:
         controller.add_periodic(1.0, self.pump)
         if self.archive is not None:
             controller.add_periodic(3600.0, self.archive.prune)
-            controller.add_periodic(5.0, self.archive.flush_due)
+            controller.add_periodic(1.0, self.archive.flush_due)
             at_close = getattr(controller, "at_close", None)
             if at_close is not None:  # what is still buffered goes to disk at shutdown
                 at_close(self.archive.close)
@@ -84,7 +85,18 @@ class Ingest:
                     log.exception("ingest consumer %s failed on a %s batch", name, b.record_type)
         if batches:
             self._protect_sensors()
+        self._flush_stopped()
         return len(batches)
+
+    def _flush_stopped(self) -> None:
+        """A sensor that said goodbye sends nothing more: what it sent goes to disk now
+        (readers of the archive see it without waiting for the flush interval)."""
+        if self.archive is None:
+            return
+        stopped = {sid for sid, st in self.collector.sensors().items() if st.stopped}
+        if stopped - self._stopped:
+            self.archive.flush()
+        self._stopped = stopped
 
     def _protect_sensors(self) -> None:
         protect = getattr(self._controller, "protect", None)
