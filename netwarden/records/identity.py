@@ -52,8 +52,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
 def _base62(x: np.ndarray, digits: int) -> np.ndarray:
     out = np.empty((len(x), digits), "S1")
     for i in range(digits):
-        out[:, i] = _B62[(x % np.uint64(62)).astype(np.intp)]
-        x = x // np.uint64(62)
+        x, digit = np.divmod(x, np.uint64(62))
+        out[:, i] = _B62[digit.astype(np.intp)]
     return out
 
 
