@@ -290,6 +290,17 @@ class RecordArchive:
             return recs[:0]
         return recs[np.fromiter((u in wanted for u in record_uids(recs)), bool, len(recs))]
 
+    def newest(self, kind: str) -> np.ndarray:
+        """The records of ``kind`` in the newest hour partition: where the traffic is now."""
+        hours = sorted(k for k in self._known_hours(kind) if k != layout.OVERFLOW)
+        pending = [
+            (k[1], k[2]) for k in self._pending if k[0] == kind and (k[1], k[2]) != layout.OVERFLOW
+        ]
+        latest = max(hours[-1:] + pending, default=None)
+        if latest is None:
+            return np.zeros(0, RECORD_TYPES[kind])
+        return self.read(kind, int(layout.key_start(*latest) * 1e9))
+
     def files(
         self, kind: str, start_ns: int | None = None, end_ns: int | None = None
     ) -> list[Path]:
