@@ -66,8 +66,8 @@ def score(ts: np.ndarray, sizes: np.ndarray, window: tuple[float, float]) -> Bea
     ts, sizes = ts[order], sizes[order].astype(np.float64)
     if len(ts) < MIN_CONNS:
         return None
-    gaps = np.diff(ts)
-    gaps = gaps[gaps > 0]  # connections in the same instant (parallel) are one check-in
+    # connections in the same second (parallel, or a burst) are one check-in
+    gaps = np.diff(np.unique(np.floor(ts)))
     if len(gaps) < MIN_CONNS - 1:
         return None
     t_skew, t_mad = _regularity(gaps)

@@ -48,14 +48,16 @@ SELECT orig_h, resp_h, count(*) AS conns,
 FROM conns
 WHERE {w} AND is_internal(orig_h) AND NOT is_internal(resp_h)
 GROUP BY orig_h, resp_h
-HAVING count(*) >= ?
+HAVING count(*) >= ? AND count(DISTINCT resp_p) <= ?
 """
+#: a pair spread over more responder ports than this is a scan, not a beacon
+BEACON_MAX_PORTS = 4
 
 
 def beacons(db: HuntDB, w: Window, limit: int) -> list[Result]:
     cond, params = w.sql()
     sql = BEACON_SQL.format(w=cond)
-    rows = _q(db, sql, [*params, beacon_score.MIN_CONNS])
+    rows = _q(db, sql, [*params, beacon_score.MIN_CONNS, BEACON_MAX_PORTS])
     if not rows:
         return [Result("beacon", "Beacons: no internal -> external pair with enough "
                        "connections", [], [], sql)]  # fmt: skip
@@ -211,15 +213,15 @@ SELECT orig_h AS src,
        count(DISTINCT date_trunc('hour', ts)) AS hours,
        min(ts) AS first_seen, max(ts) AS last_seen
 FROM conns
-WHERE {w} AND proto IN ('tcp', 'udp')
+WHERE {w} AND proto IN ('tcp', 'udp', 'icmp')
 GROUP BY orig_h
 HAVING count(DISTINCT (resp_h, resp_p)) >= ?
 """
 
 
 def scans(db: HuntDB, w: Window, limit: int, min_targets: int = 10) -> list[Result]:
-    """Sources probing many host:port targets, mostly unanswered, over any span (a slow
-    scan of one probe every few minutes adds up over hours)."""
+    """Sources probing many host:port targets (ICMP: host:code), mostly unanswered, over
+    any span (a slow scan of one probe every few minutes adds up over hours)."""
     cond, params = w.sql()
     failed = ", ".join(f"'{s}'" for s in FAILED_STATES)
     sql = SCAN_SQL.format(w=cond, failed=failed)
