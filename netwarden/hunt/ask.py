@@ -23,6 +23,8 @@ _UNITS = {"minute": 60, "min": 60, "hour": 3600, "day": 86400, "week": 7 * 86400
 class NotUnderstood(ConfigError):
     """The question matches none of the forms the grammar knows."""
 
+    exit_code = 2
+
 
 @dataclass(frozen=True)
 class Question:
