@@ -339,7 +339,7 @@ class RecordArchive:
         removed = 0
         for d, (kind, date, hour, _s) in list(self._partitions()):
             if (date, hour) == layout.OVERFLOW:
-                removed += _remove_old_files(d, cutoff)
+                removed += layout.remove_older(_files(d), cutoff)
                 continue
             end = layout.key_start(date, hour) + 3600
             if end < cutoff:
@@ -372,18 +372,6 @@ def _record_columns(table: pa.Table) -> pa.Table:
 
 def _files(d: Path) -> list[Path]:
     return sorted(d.glob("part-*.parquet"))
-
-
-def _remove_old_files(d: Path, cutoff: float) -> int:
-    n = 0
-    for f in _files(d):
-        try:
-            if f.stat().st_mtime < cutoff:
-                f.unlink()
-                n += 1
-        except OSError:
-            pass
-    return n
 
 
 def _remove_empty_dirs(root: Path) -> None:

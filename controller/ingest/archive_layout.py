@@ -100,3 +100,16 @@ def split_hours(
     if rest.any():
         out.append((OVERFLOW, rest))
     return out
+
+
+def remove_older(paths: list[Path], cutoff: float) -> int:
+    """Remove the files last written before ``cutoff``; returns how many."""
+    n = 0
+    for f in paths:
+        try:
+            if f.stat().st_mtime < cutoff:
+                f.unlink()
+                n += 1
+        except OSError:
+            pass
+    return n

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from controller.ingest.archive_layout import remove_older
 from netwarden.bus.wire import record_hash
 from netwarden.errors import StoreError
 from netwarden.records.schema import RECORD_TYPES, SCHEMA_VERSION
@@ -75,12 +76,4 @@ def migrate_raw(archive: RecordArchive) -> int:
 
 def prune_raw(root: Path, cutoff: float) -> int:
     """Remove raw files (of another schema) last written before ``cutoff``."""
-    n = 0
-    for path in raw_files(root):
-        try:
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                n += 1
-        except OSError:
-            pass
-    return n
+    return remove_older(raw_files(root), cutoff)

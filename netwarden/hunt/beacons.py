@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netwarden.hunt.output import reasons
+
 #: connections at which the count sub-score is full
 FULL_COUNT = 24
 #: fewest connections a pair needs to be scored
@@ -87,17 +89,15 @@ def score(ts: np.ndarray, sizes: np.ndarray, window: tuple[float, float]) -> Bea
     histogram = active / len(per_hour) * max(0.0, 1.0 - cv)
     total = (timing + size + duration + histogram) / 4
     med_gap, gap_mad = float(np.median(gaps)), mad(gaps)
-    reasons = []
-    if t_mad >= 0.8 and t_skew >= 0.6:
-        reasons.append(f"every {med_gap:.0f} s (MAD {gap_mad:.1f} s) over {len(ts)} connections")
-    if s_mad >= 0.8:
-        reasons.append(f"alike sizes ({mode:.0f} B, MAD {mad(sizes):.0f} B)")
-    if duration >= 0.8:
-        reasons.append(f"spans {duration:.0%} of the window")
-    if histogram >= 0.6:
-        reasons.append(f"steady: active in {active} of {len(per_hour)} hours")
+    why = reasons(
+        (t_mad >= 0.8 and t_skew >= 0.6,
+         f"every {med_gap:.0f} s (MAD {gap_mad:.1f} s) over {len(ts)} connections"),
+        (s_mad >= 0.8, f"alike sizes ({mode:.0f} B, MAD {mad(sizes):.0f} B)"),
+        (duration >= 0.8, f"spans {duration:.0%} of the window"),
+        (histogram >= 0.6, f"steady: active in {active} of {len(per_hour)} hours"),
+    )  # fmt: skip
     return BeaconScore(
         round(total, 3), round(timing, 3), round(size, 3), round(duration, 3),
         round(histogram, 3), round(med_gap, 3), round(gap_mad, 3), int(mode),
-        round(mad(sizes), 1), active, len(per_hour), reasons,
+        round(mad(sizes), 1), active, len(per_hour), why,
     )  # fmt: skip

@@ -16,7 +16,7 @@ import numpy as np
 
 from netwarden.hunt import beacons as beacon_score
 from netwarden.hunt.db import HuntDB, HuntError
-from netwarden.hunt.output import Result
+from netwarden.hunt.output import Result, reasons
 from netwarden.hunt.window import Window
 from netwarden.records.schema import QNAME_LEN
 
@@ -182,17 +182,14 @@ def dns(db: HuntDB, w: Window, limit: int) -> list[Result]:
         s_entropy = min(1.0, max(0.0, (g["entropy"] - 2.5) / 1.5))  # 4 bits/char: full
         s_label = min(1.0, max(0.0, (g["longest_label"] - 15) / 25))  # 40 chars: full
         score = round((s_names + s_entropy + s_label + share) / 4, 3)
-        reasons = []
-        if s_names >= 0.5:
-            reasons.append(f"{subdomains} names under {g['domain']}")
-        if s_entropy >= 0.5:
-            reasons.append(f"label entropy {g['entropy']:.2f} bits/char")
-        if s_label >= 0.5:
-            reasons.append(f"labels up to {g['longest_label']} chars")
-        if share > 0:
-            reasons.append(f"{share:.0%} of flows ask TXT/NULL")
+        why = reasons(
+            (s_names >= 0.5, f"{subdomains} names under {g['domain']}"),
+            (s_entropy >= 0.5, f"label entropy {g['entropy']:.2f} bits/char"),
+            (s_label >= 0.5, f"labels up to {g['longest_label']} chars"),
+            (share > 0, f"{share:.0%} of flows ask TXT/NULL"),
+        )
         out.append({**g, "subdomains": subdomains, "null_txt_share": round(share, 3),
-                    "entropy": round(g["entropy"], 2), "score": score, "reasons": reasons})  # fmt: skip
+                    "entropy": round(g["entropy"], 2), "score": score, "reasons": why})  # fmt: skip
     out.sort(key=lambda x: (-x["score"], -x["subdomains"], x["src"], x["domain"]))
     out = out[:limit]
     notes = [f"{i}. {x['src']} -> {x['domain']}: {'; '.join(x['reasons']) or 'ordinary'}"

@@ -27,6 +27,11 @@ class Result:
     notes: list[str] = field(default_factory=list)  # lines under the table (reasons)
 
 
+def reasons(*checks: tuple[bool, str]) -> list[str]:
+    """The texts of the checks that hold: why a row ranks where it does."""
+    return [text for holds, text in checks if holds]
+
+
 def jsonable(v: Any) -> Any:
     if isinstance(v, datetime):
         return v.astimezone(UTC).isoformat() if v.tzinfo else v.isoformat()
