@@ -22,10 +22,8 @@ WEIGHTY = 0.5
 
 def labels() -> list[dict[str, str]]:
     path = ATTACKS / "LABELS.tsv"
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+    text = path.read_text().splitlines() if path.is_file() else []
+    return list(csv.DictReader(text, delimiter="\t"))
 
 
 def replayed(tmp_path: Path, capture: str) -> Path:
