@@ -300,8 +300,10 @@ BANS_SQL = """
 SELECT 'ban' AS what, addr, action, reason, actor, created AS ts, decision_id FROM bans
 WHERE addr = ?
 UNION ALL
-SELECT event, subject, result, detail, actor, ts, decision_id FROM audit
-WHERE subject = ? AND (event LIKE '%ban%' OR event LIKE '%block%' OR event LIKE '%decision%')
+SELECT event, subject, result, coalesce(detail::JSON ->> 'reason', detail), actor, ts, decision_id
+FROM audit
+WHERE (subject = ? OR subject = ? || '/32' OR subject = ? || '/128')
+  AND (event LIKE '%ban%' OR event LIKE '%block%' OR event LIKE '%decision%')
 ORDER BY ts
 """
 
@@ -352,9 +354,10 @@ def host(db: HuntDB, w: Window, limit: int, addr: str) -> list[Result]:
 def blocked(db: HuntDB, w: Window, limit: int, addr: str) -> list[Result]:
     """Why an address was blocked: its bans and ban decisions, and the alerts naming it."""
     a = _addr(addr)
-    rows = _q(db, BANS_SQL, [a, a])
+    rows = _q(db, BANS_SQL, [a, a, a, a])
     cols = ["what", "ts", "action", "actor", "reason"]
-    bans = Result("ban", f"Bans and ban decisions for {a}", cols, rows, BANS_SQL)
+    notes = [f"{r['what']} ({r['action']}, {r['actor']}): {r['reason']}" for r in rows[:limit]]
+    bans = Result("ban", f"Bans and ban decisions for {a}", cols, rows, BANS_SQL, notes)
     return [bans, alerts_for(db, Window(now=w.now), a)]
 
 
