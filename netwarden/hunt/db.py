@@ -64,6 +64,7 @@ class HuntDB:
         # times are compared in UTC whatever the machine's zone (TIMESTAMP vs TIMESTAMPTZ)
         self.con.execute("SET TimeZone = 'UTC'")
         self._udfs()
+        self.con.execute(f"CREATE MACRO internal_bin(b) AS ({internal_bin_sql(self.internal)})")
         for view, kind in ARCHIVE_KINDS.items():
             self._archive_view(view, kind)
         for name, table in state_tables.load(self.state_dir).items():
@@ -159,23 +160,45 @@ class HuntDB:
         self.con.close()
 
 
+def internal_bin_sql(nets: Sequence[IPNetwork], col: str = "b") -> str:
+    """A SQL condition: the 16-byte address ``col`` (IPv4 mapped into IPv6, as the records'
+    ``*_h_bin`` columns) is in one of ``nets``; compares bytes, no per-row Python."""
+
+    def mapped(n: IPNetwork) -> tuple[bytes, bytes]:
+        lo, hi = n.network_address.packed, n.broadcast_address.packed
+        if n.version == 4:
+            return b"\0" * 10 + b"\xff\xff" + lo, b"\0" * 10 + b"\xff\xff" + hi
+        return lo, hi
+
+    def blob(b: bytes) -> str:
+        return "'" + "".join(f"\\x{x:02x}" for x in b) + "'::BLOB"
+
+    ranges = [mapped(n) for n in nets]
+    return " OR ".join(f"({col} BETWEEN {blob(lo)} AND {blob(hi)})" for lo, hi in ranges) or "false"
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 # One row per connection: the last record of each uid. Column names follow Zeek's conn.log.
+# One row per connection: its final record, or the newest interim record of a flow still
+# open. Column names follow Zeek's conn.log; orig_internal/resp_internal: is_internal().
 CONNS_VIEW = """
 CREATE VIEW conns AS
+WITH final AS (SELECT * FROM flows WHERE NOT interim),
+open AS (
+    SELECT * FROM flows
+    WHERE interim AND uid NOT IN (SELECT uid FROM final)
+    QUALIFY row_number() OVER (PARTITION BY uid ORDER BY ts_last DESC) = 1
+)
 SELECT
     uid, ts, ts_last AS ts_end, duration, orig_h, orig_p, resp_h, resp_p, proto, conn_state,
     orig_bytes, resp_bytes, orig_pkts, resp_pkts, orig_ip_bytes, resp_ip_bytes, history,
     dns_qname, dns_queries, dns_distinct_names, dns_qtype_mask, dns_label_entropy_max,
-    dns_longest_label, interim AS open, sensor
-FROM (
-    SELECT *, row_number() OVER (PARTITION BY uid ORDER BY ts_last DESC, interim) AS _n
-    FROM flows
-)
-WHERE _n = 1
+    dns_longest_label, interim AS open, sensor,
+    internal_bin(orig_h_bin) AS orig_internal, internal_bin(resp_h_bin) AS resp_internal
+FROM (SELECT * FROM final UNION ALL SELECT * FROM open)
 """
 
 INCIDENT_FLOWS_VIEW = """

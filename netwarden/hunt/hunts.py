@@ -46,7 +46,7 @@ SELECT orig_h, resp_h, count(*) AS conns,
        list(orig_bytes ORDER BY ts) AS sizes,
        list(DISTINCT resp_p) AS ports
 FROM conns
-WHERE {w} AND is_internal(orig_h) AND NOT is_internal(resp_h)
+WHERE {w} AND orig_internal AND NOT resp_internal
 GROUP BY orig_h, resp_h
 HAVING count(*) >= ? AND count(DISTINCT resp_p) <= ?
 """
@@ -109,7 +109,7 @@ def long_connections(db: HuntDB, w: Window, limit: int) -> list[Result]:
 RARE_SQL = """
 WITH out AS (
     SELECT orig_h, resp_h, resp_p, ts, orig_bytes + resp_bytes AS bytes
-    FROM conns WHERE {w} AND is_internal(orig_h) AND NOT is_internal(resp_h)
+    FROM conns WHERE {w} AND orig_internal AND NOT resp_internal
 ), total AS (SELECT count(DISTINCT orig_h) AS n FROM out)
 SELECT resp_h AS dst, count(DISTINCT orig_h) AS sources,
        round(count(DISTINCT orig_h) / any_value(total.n), 3) AS prevalence,
@@ -244,11 +244,13 @@ def scans(db: HuntDB, w: Window, limit: int, min_targets: int = 10) -> list[Resu
 
 # --- talkers ---------------------------------------------------------------------------
 TALKERS_SQL = """
-WITH sides AS (
+WITH c AS MATERIALIZED (
+    SELECT orig_h, resp_h, orig_ip_bytes, resp_ip_bytes FROM conns WHERE {w}
+), sides AS (
     SELECT orig_h AS host, orig_ip_bytes AS sent, resp_ip_bytes AS received, resp_h AS peer
-    FROM conns WHERE {w}
+    FROM c
     UNION ALL
-    SELECT resp_h, resp_ip_bytes, orig_ip_bytes, orig_h FROM conns WHERE {w}
+    SELECT resp_h, resp_ip_bytes, orig_ip_bytes, orig_h FROM c
 )
 SELECT host, sum(sent) + sum(received) AS bytes, sum(sent) AS sent,
        sum(received) AS received, count(*) AS conns, count(DISTINCT peer) AS peers
@@ -262,7 +264,7 @@ LIMIT ?
 def talkers(db: HuntDB, w: Window, limit: int) -> list[Result]:
     cond, params = w.sql()
     sql = TALKERS_SQL.format(w=cond)
-    rows = _q(db, sql, [*params, *params, limit])
+    rows = _q(db, sql, [*params, limit])
     cols = ["host", "bytes", "sent", "received", "conns", "peers"]
     return [Result("talker", f"Top talkers by IP bytes ({w.describe()})", cols, rows, sql)]
 

@@ -65,15 +65,15 @@ class Finding:
 SERVICES_SQL = """
 SELECT resp_h AS host, resp_p AS port, proto,
        count(*) AS conns, count(DISTINCT orig_h) AS clients,
-       count(DISTINCT orig_h) FILTER (WHERE NOT is_internal(orig_h)) AS outside_clients,
-       list(DISTINCT orig_h ORDER BY orig_h) FILTER (WHERE NOT is_internal(orig_h))
+       count(DISTINCT orig_h) FILTER (WHERE NOT orig_internal) AS outside_clients,
+       list(DISTINCT orig_h ORDER BY orig_h) FILTER (WHERE NOT orig_internal)
            AS outside_sample,
        min(ts) AS first_seen, max(ts_end) AS last_seen,
-       min(ts) FILTER (WHERE NOT is_internal(orig_h)) AS outside_first,
-       max(ts_end) FILTER (WHERE NOT is_internal(orig_h)) AS outside_last,
+       min(ts) FILTER (WHERE NOT orig_internal) AS outside_first,
+       max(ts_end) FILTER (WHERE NOT orig_internal) AS outside_last,
        count(*) FILTER (WHERE orig_bytes > 0 AND resp_bytes > 0) AS sessions
 FROM conns
-WHERE {w} AND proto IN ('tcp', 'udp') AND is_internal(resp_h) AND {answered}
+WHERE {w} AND proto IN ('tcp', 'udp') AND resp_internal AND {answered}
 GROUP BY ALL
 """
 OUTBOUND_SQL = """
@@ -81,7 +81,7 @@ SELECT resp_h AS dst, resp_p AS port, proto,
        count(DISTINCT orig_h) AS users, any_value(orig_h) AS src, count(*) AS conns,
        sum(orig_bytes + resp_bytes) AS bytes, min(ts) AS first_seen, max(ts_end) AS last_seen
 FROM conns
-WHERE {w} AND proto IN ('tcp', 'udp') AND is_internal(orig_h) AND NOT is_internal(resp_h)
+WHERE {w} AND proto IN ('tcp', 'udp') AND orig_internal AND NOT resp_internal
   AND {answered}
 GROUP BY ALL
 """
