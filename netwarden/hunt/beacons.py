@@ -41,6 +41,7 @@ class BeaconScore:
     size_mad: float
     hours_active: int
     hours_spanned: int
+    per_hour: list[int]  # connections in each hour from the first (the histogram)
     reasons: list[str]
 
 
@@ -99,5 +100,5 @@ def score(ts: np.ndarray, sizes: np.ndarray, window: tuple[float, float]) -> Bea
     return BeaconScore(
         round(total, 3), round(timing, 3), round(size, 3), round(duration, 3),
         round(histogram, 3), round(med_gap, 3), round(gap_mad, 3), int(mode),
-        round(mad(sizes), 1), active, len(per_hour), why,
+        round(mad(sizes), 1), active, len(per_hour), per_hour.tolist(), why,
     )  # fmt: skip

@@ -75,7 +75,7 @@ def beacons(db: HuntDB, w: Window, limit: int) -> list[Result]:
             "timing": s.timing, "size": s.size, "duration": s.duration,
             "histogram": s.histogram, "interval_mad_s": s.interval_mad_s,
             "size_mode": s.size_mode, "hours_active": s.hours_active,
-            "hours_spanned": s.hours_spanned, "reasons": s.reasons,
+            "hours_spanned": s.hours_spanned, "per_hour": s.per_hour, "reasons": s.reasons,
         })  # fmt: skip
     out.sort(key=lambda x: (-x["score"], -x["conns"], x["src"], x["dst"]))
     out = out[:limit]

@@ -53,6 +53,7 @@ def test_planted_beacon_ranks_first_among_periodic_polling(crafted: Path) -> Non
     top = got[0]
     assert top["score"] > max(got[i]["score"] for i in polling)
     assert 115 <= top["interval_s"] <= 125 and top["reasons"]
+    assert sum(top["per_hour"]) == top["conns"] and min(top["per_hour"][:-1]) >= 25
     assert got == sorted(got, key=lambda r: -r["score"])
 
 
