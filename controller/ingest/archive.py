@@ -350,6 +350,8 @@ class RecordArchive:
         from controller.ingest.archive_migrate import prune_raw
 
         removed += prune_raw(self.root, cutoff)
+        # files a crash left half-written (never renamed into place), an hour on
+        layout.remove_older(list(self.root.glob("type=*/*/*/*/.part-*.tmp")), now - 3600)
         _remove_empty_dirs(self.root)
         self._hours.clear()
         self.disk_bytes = _disk_use(self.root)

@@ -127,12 +127,22 @@ class HuntDB:
     # --- queries ------------------------------------------------------------------------
     def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a query the hunts build (trusted SQL, parameters bound)."""
-        try:
-            cur = self.con.execute(sql, list(params))
-        except duckdb.Error as exc:
-            raise HuntError(f"query failed: {_first_line(exc)}") from None
-        cols = [d[0] for d in cur.description or []]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        cols, tuples = self._run(sql, list(params))
+        return [dict(zip(cols, r, strict=True)) for r in tuples]
+
+    def _run(self, sql: str, params: list[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Execute; once more if a file vanished under the query (a running controller
+        compacts partitions: the views' globs are expanded again)."""
+        for attempt in (1, 2):
+            try:
+                cur = self.con.execute(sql, params)
+                return [d[0] for d in cur.description or []], cur.fetchall()
+            except duckdb.IOException as exc:
+                if attempt == 2:
+                    raise HuntError(f"query failed: {_first_line(exc)}") from None
+            except duckdb.Error as exc:
+                raise HuntError(f"query failed: {_first_line(exc)}") from None
+        raise AssertionError("unreachable")
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """A user's query: exactly one read-only statement (SELECT, WITH ... SELECT)."""
@@ -145,11 +155,7 @@ class HuntDB:
         kind = str(stmts[0].type).rsplit(".", 1)[-1].upper()
         if kind not in READ_ONLY:
             raise HuntError(f"only read-only queries (SELECT) run here, not {kind}")
-        try:
-            cur = self.con.execute(sql)
-            return [d[0] for d in cur.description or []], cur.fetchall()
-        except duckdb.Error as exc:
-            raise HuntError(f"query failed: {_first_line(exc)}") from None
+        return self._run(sql, [])
 
     def newest(self) -> float | None:
         """Epoch seconds of the newest archived connection activity (the hunts' "now")."""

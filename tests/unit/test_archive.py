@@ -3,6 +3,8 @@ range, buffering and file counts, compaction, retention, raw archives migrated."
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +66,7 @@ def test_roundtrip_across_hour_partitions(tmp_path: Path) -> None:
 
 
 def test_batches_are_buffered_per_partition_and_compacted(tmp_path: Path) -> None:
-    a = RecordArchive(tmp_path, flush_rows=10, max_files=4)
+    a = RecordArchive(tmp_path, flush_rows=10, max_files=4, retention_hours=24 * 3650)
     for k in range(25):  # 25 batches of 3 records, one partition
         a.append("flow", "s1", flows([T0 + (3 * k + i) * US for i in range(3)]))
     assert a.files_written == 6  # a file per 4 batches (12 records >= 10), not 25 files
@@ -73,8 +75,13 @@ def test_batches_are_buffered_per_partition_and_compacted(tmp_path: Path) -> Non
     a.close()
     assert len(a.read("flow")) == 75 and len(parquet(tmp_path)) <= 4
     assert sorted(a.read("flow")["flow_id"].tolist()) == sorted(list(range(1, 4)) * 25)
+    # a file a crash left half-written is not part of the dataset, and goes after an hour
+    stale = parquet(tmp_path)[0].parent / ".part-0-0-0.parquet.tmp"
+    stale.write_bytes(b"PAR1 half")
+    assert len(a.read("flow")) == 75
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
     # ended hours are compacted to one file by the hourly prune
-    a.prune(now=T0 / 1e9 + 2 * 3600)
+    a.prune(now=time.time())
     assert len(parquet(tmp_path)) == 1 and len(a.read("flow")) == 75
     assert not list(tmp_path.rglob(".*.tmp"))
 
