@@ -24,7 +24,8 @@ nothing of it is kept), and spread timestamps cannot create thousands of directo
 partition's files go by their age.
 
 An archive of the previous raw format (``v<schema>-<hash>/<kind>/<hour>/<sensor>.rec``)
-is migrated to Parquet when the archive is opened (``archive_migrate``).
+is migrated to Parquet by the first writer (``migrate``, ``archive_migrate``); readers see
+its records until then, without writing anything.
 """
 
 from __future__ import annotations
@@ -111,11 +112,18 @@ class RecordArchive:
         self._seq = itertools.count()
         self._hours: dict[str, set[tuple[str, str]]] = {}
         self.disk_bytes = _disk_use(self.root)
-        from controller.ingest.archive_migrate import migrate_raw
+        self.migrated: int | None = None  # raw records migrated (None: not tried yet)
 
-        self.migrated = migrate_raw(self)
-        if self.migrated:
-            self.disk_bytes = _disk_use(self.root)
+    def migrate(self) -> int:
+        """Convert a raw archive of the previous format here (``archive_migrate``), once."""
+        if self.migrated is None:
+            from controller.ingest.archive_migrate import migrate_raw
+
+            self.migrated = 0  # appends made by the migration itself do not recurse
+            self.migrated = migrate_raw(self)
+            if self.migrated:
+                self.disk_bytes = _disk_use(self.root)
+        return self.migrated
 
     # --- writing ------------------------------------------------------------------------
     def append(self, kind: str, sensor_id: str, records: np.ndarray) -> None:
@@ -124,6 +132,7 @@ class RecordArchive:
             raise StoreError(f"archive: records are not of the current {kind!r} dtype")
         if not len(records):
             return
+        self.migrate()
         hours = np.maximum(records[layout.time_field(records.dtype)], 0) // layout.HOUR_NS
         known = self._known_hours(kind)
         parts = layout.split_hours(hours, time.time_ns(), known)
@@ -267,6 +276,10 @@ class RecordArchive:
         for key, pend in self._pending.items():
             if key[0] == kind:
                 arrays.extend(pend.parts)
+        if self.migrated is None:  # a raw archive not migrated yet: read as it is
+            from controller.ingest.archive_migrate import current_raw, read_raw
+
+            arrays.extend(read_raw(k, p) for k, p in current_raw(self.root)[0] if k == kind)
         if not arrays:
             return np.zeros(0, dt)
         recs = np.concatenate(arrays)

@@ -52,6 +52,7 @@ class Ingest:
         controller.add_reader(self.collector.fileno(), self.pump)
         controller.add_periodic(1.0, self.pump)
         if self.archive is not None:
+            self.archive.migrate()  # an archive of the previous format becomes Parquet now
             controller.add_periodic(3600.0, self.archive.prune)
             controller.add_periodic(1.0, self.archive.flush_due)
             at_close = getattr(controller, "at_close", None)

@@ -128,8 +128,9 @@ def test_sensor_id_cannot_escape_the_archive(tmp_path: Path) -> None:
 
 
 def test_raw_archive_is_migrated(tmp_path: Path) -> None:
-    """The previous format (raw records by schema/type/hour/sensor) becomes Parquet when
-    the archive opens; a partial record left by a crash is dropped, other schemas stay."""
+    """The previous format (raw records by schema/type/hour/sensor) becomes Parquet when a
+    writer first uses the archive; a partial record left by a crash is dropped, other
+    schemas stay."""
     recs = flows([T0 + 1 * US, T0 + 2 * US, T0 + HOUR_NS])
     raw = tmp_path / f"v{SCHEMA_VERSION}-{record_hash('flow')}" / "flow"
     (raw / "20251124T16").mkdir(parents=True)
@@ -139,10 +140,12 @@ def test_raw_archive_is_migrated(tmp_path: Path) -> None:
     old = tmp_path / "v1-0123456789abcdef" / "flow" / "20251124T16"
     old.mkdir(parents=True)
     (old / "nw-a.rec").write_bytes(b"\0" * 64)
+    reader = RecordArchive(tmp_path)  # reading sees the raw records, and writes nothing
+    assert reader.read("flow").tobytes() == recs.tobytes() and not parquet(tmp_path)
     a = RecordArchive(tmp_path)
-    assert a.migrated == 3
+    assert a.migrate() == 3 and a.migrate() == 3
     assert a.read("flow").tobytes() == recs.tobytes()
     assert not raw.exists() and (old / "nw-a.rec").exists()
     sensors = {p.parent.name for p in parquet(tmp_path)}
     assert sensors == {"sensor=nw-a", "sensor=nw-b"}
-    assert RecordArchive(tmp_path).migrated == 0  # once
+    assert RecordArchive(tmp_path).migrate() == 0  # once
