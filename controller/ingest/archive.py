@@ -31,10 +31,13 @@ its records until then, without writing anything.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,12 +45,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controller.ingest import archive_layout as layout
-from netwarden.errors import ConfigError, StoreError
+from netwarden.errors import ConfigError, NetWardenError, StoreError
 from netwarden.records.identity import record_uids
 from netwarden.records.schema import RECORD_TYPES
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+log = logging.getLogger("netwarden.archive")
 
 #: default cap on the archive's disk use
 DEFAULT_MAX_BYTES = 4 << 30
@@ -113,6 +118,22 @@ class RecordArchive:
         self._hours: dict[str, set[tuple[str, str]]] = {}
         self.disk_bytes = _disk_use(self.root)
         self.migrated: int | None = None  # raw records migrated (None: not tried yet)
+        #: the writer thread (``background``): files are built and written off the loop
+        self._writer: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._inflight: dict[int, tuple[str, np.ndarray]] = {}  # handed to the writer
+
+    def background(self) -> None:
+        """Build and write files on one writer thread from now on (the controller: turning
+        64 k records into Parquet takes about a second, which its event loop must not wait
+        for); ``close`` waits for it. Reads include records on their way to disk."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="archive-writer")
+
+    def wait(self) -> None:
+        """Return once everything handed to the writer thread is on disk."""
+        if self._writer is not None:
+            self._writer.submit(lambda: None).result()
 
     def migrate(self) -> int:
         """Convert a raw archive of the previous format here (``archive_migrate``), once."""
@@ -121,6 +142,7 @@ class RecordArchive:
 
             self.migrated = 0  # appends made by the migration itself do not recurse
             self.migrated = migrate_raw(self)
+            self.wait()
             if self.migrated:
                 self.disk_bytes = _disk_use(self.root)
         return self.migrated
@@ -181,15 +203,34 @@ class RecordArchive:
 
     def close(self) -> None:
         self.flush()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     def _flush_key(self, key: Key) -> None:
         pend = self._pending.pop(key)
         self._pending_rows -= pend.rows
         recs = pend.parts[0] if len(pend.parts) == 1 else np.concatenate(pend.parts)
         self._pending_estimate = max(0, self._pending_estimate - int(recs.nbytes * self._ratio))
-        self._write(key, recs)
+        if self._writer is None:
+            self._write(key, recs)
+            return
+        token = next(self._seq)
+        with self._lock:
+            self._inflight[token] = (key[0], recs)
+        self._writer.submit(self._write_logged, token, key, recs)
 
-    def _write(self, key: Key, records: np.ndarray) -> None:
+    def _write_logged(self, token: int, key: Key, records: np.ndarray) -> None:
+        """``_write`` on the writer thread: a failure is logged (and counted) there."""
+        try:
+            self._write(key, records, token)
+        except (NetWardenError, OSError) as exc:
+            log.warning("archive: %s", exc)
+        finally:
+            with self._lock:
+                self._inflight.pop(token, None)
+
+    def _write(self, key: Key, records: np.ndarray, token: int | None = None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -210,7 +251,10 @@ class RecordArchive:
             )
         self._ratio = min(1.0, max(0.02, 0.5 * self._ratio + 0.5 * data.size / records.nbytes))
         try:
-            self._put_file(d, data)
+            with self._lock:  # on disk and no longer in flight at once, for readers
+                self._put_file(d, data)
+                if token is not None:
+                    self._inflight.pop(token, None)
         except OSError as exc:
             raise StoreError(f"archive: cannot write in {d}: {exc}") from None
         self.disk_bytes += data.size + DIR_BYTES * new_dirs
@@ -252,9 +296,10 @@ class RecordArchive:
         data = sink.getvalue()
         before = sum(f.stat().st_size for f in olds)
         try:
-            self._put_file(d, data)
-            for f in olds:
-                f.unlink()
+            with self._lock:  # readers see the old files or the new one, never both
+                self._put_file(d, data)
+                for f in olds:
+                    f.unlink()
         except OSError as exc:
             raise StoreError(f"archive: cannot compact {d}: {exc}") from None
         self.disk_bytes += data.size - before
@@ -269,10 +314,12 @@ class RecordArchive:
         from netwarden.records import arrow
 
         dt = RECORD_TYPES[kind]
-        arrays = [
-            arrow.to_records(kind, _record_columns(pq.read_table(f)))
-            for f in self.files(kind, start_ns, end_ns)
-        ]
+        with self._lock:  # files and records in flight to them, as one state
+            arrays = [
+                arrow.to_records(kind, _record_columns(pq.read_table(f)))
+                for f in self.files(kind, start_ns, end_ns)
+            ]
+            arrays.extend(r for k, r in self._inflight.values() if k == kind)
         for key, pend in self._pending.items():
             if key[0] == kind:
                 arrays.extend(pend.parts)
@@ -343,10 +390,15 @@ class RecordArchive:
         return self._hours[kind]
 
     # --- retention ----------------------------------------------------------------------
-    def prune(self, now: float | None = None) -> int:
+    def prune(self, now: float | None = None) -> int | Future[int]:
         """Remove hour partitions older than the retention (overflow files by their age),
         compact the partitions of ended hours; returns how many partitions or files were
-        removed."""
+        removed (on the writer thread when there is one: then its future)."""
+        if self._writer is not None:
+            return self._writer.submit(self._prune, now)
+        return self._prune(now)
+
+    def _prune(self, now: float | None) -> int:
         now = time.time() if now is None else now
         cutoff = now - self.retention_hours * 3600
         removed = 0

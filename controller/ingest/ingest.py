@@ -53,6 +53,7 @@ class Ingest:
         controller.add_periodic(1.0, self.pump)
         if self.archive is not None:
             self.archive.migrate()  # an archive of the previous format becomes Parquet now
+            self.archive.background()  # files are built off the loop
             controller.add_periodic(3600.0, self.archive.prune)
             controller.add_periodic(1.0, self.archive.flush_due)
             at_close = getattr(controller, "at_close", None)
@@ -97,6 +98,7 @@ class Ingest:
         stopped = {sid for sid, st in self.collector.sensors().items() if st.stopped}
         if stopped - self._stopped:
             self.archive.flush()
+            self.archive.wait()  # on disk before anyone is told the sensor stopped
         self._stopped = stopped
 
     def _protect_sensors(self) -> None:

@@ -149,3 +149,21 @@ def test_raw_archive_is_migrated(tmp_path: Path) -> None:
     sensors = {p.parent.name for p in parquet(tmp_path)}
     assert sensors == {"sensor=nw-a", "sensor=nw-b"}
     assert RecordArchive(tmp_path).migrate() == 0  # once
+
+
+def test_background_writer_keeps_records_readable(tmp_path: Path) -> None:
+    """With the writer thread (the controller), flushed records are readable while on their
+    way to disk, and all on disk after ``wait``/``close``; prune runs there too."""
+    a = RecordArchive(tmp_path, flush_rows=10, retention_hours=24 * 3650)
+    a.background()
+    for k in range(20):
+        a.append("flow", "s1", flows([T0 + (5 * k + i) * US for i in range(5)]))
+        assert len(a.read("flow")) == 5 * (k + 1)
+    a.flush()
+    assert len(a.read("flow")) == 100
+    a.wait()
+    assert len(RecordArchive(tmp_path).read("flow")) == 100
+    pruned = a.prune(now=T0 / 1e9 + 2 * 3600)
+    assert not isinstance(pruned, int) and pruned.result() == 0
+    a.close()
+    assert len(parquet(tmp_path)) == 1 and len(RecordArchive(tmp_path).read("flow")) == 100
