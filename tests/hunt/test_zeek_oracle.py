@@ -1,14 +1,16 @@
-"""``talkers`` and ``long-connections`` on traces of the Zeek corpus, against Zeek's own
+"""``talkers``, ``long-connections`` and ``rare-destinations`` on traces of the Zeek corpus, against Zeek's own
 conn.log for the same trace (the flow engine matches it row for row): the hunts' sums and
 rankings are those of the oracle, computed here from conn.log."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from netwarden.hunt.db import default_internal
 from tests.conftest import ZEEK_CORPUS
 from tests.hunt.conftest import json_lines, run_nw
 
@@ -57,3 +59,18 @@ def test_talkers_and_long_connections_match_zeek(name: str, tmp_path: Path) -> N
     ]
     positive = [d for d in durations if d > 0]
     assert longest == pytest.approx(positive, abs=0.051)
+    # rare destinations: per external responder, the internal originators and connections
+    inside = default_internal()
+
+    def internal(a: str) -> bool:
+        ip = ipaddress.ip_address(a)
+        return any(ip.version == n.version and ip in n for n in inside)
+
+    out = [r for r in rows if internal(r["id.orig_h"]) and not internal(r["id.resp_h"])]
+    want_rare = {d: ({r["id.orig_h"] for r in out if r["id.resp_h"] == d},
+                     sum(r["id.resp_h"] == d for r in out)) for d in {r["id.resp_h"] for r in out}}  # fmt: skip
+    rare = [x for x in json_lines("hunt", "rare-destinations", "--limit", "10000",
+                                  "--state-dir", str(state)) if x["type"] == "rare_destination"]  # fmt: skip
+    assert {x["dst"]: (x["sources"], x["conns"]) for x in rare} == {
+        d: (len(srcs), n) for d, (srcs, n) in want_rare.items()
+    }
