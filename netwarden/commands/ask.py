@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
                           "hunt": q.hunt, "arg": q.arg, "since": q.window.since,
                           "until": q.window.until}))  # fmt: skip
     else:
-        print(f"Q: {question}\n-> {where}  (form: {q.form})\n")
+        from netwarden.hunt.output import wrap
+
+        print("\n".join(wrap(f"Q: {question}") + wrap(f"-> {where} (form: {q.form})")) + "\n")
     emit(results, args.json, sys.stdout, show_query=True)
     return 0

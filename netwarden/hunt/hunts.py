@@ -286,8 +286,10 @@ HOST_SQL = """
 SELECT count(*) AS conns,
        count(DISTINCT CASE WHEN orig_h = ? THEN resp_h END) AS contacted,
        count(DISTINCT CASE WHEN resp_h = ? THEN orig_h END) AS contacted_by,
-       sum(CASE WHEN orig_h = ? THEN orig_ip_bytes ELSE resp_ip_bytes END) AS sent,
-       sum(CASE WHEN orig_h = ? THEN resp_ip_bytes ELSE orig_ip_bytes END) AS received,
+       sum(CASE WHEN orig_h = ? THEN orig_ip_bytes ELSE resp_ip_bytes END)
+           AS sent,
+       sum(CASE WHEN orig_h = ? THEN resp_ip_bytes ELSE orig_ip_bytes END)
+           AS received,
        min(ts) AS first_seen, max(ts_end) AS last_seen
 FROM conns
 WHERE {w} AND (orig_h = ? OR resp_h = ?)

@@ -111,9 +111,10 @@ def emit(results: list[Result], as_json: bool, out: TextIO, show_query: bool = F
             continue
         out.write("\n".join(wrap(res.title)) + "\n")
         if show_query and res.query:
-            out.write(
-                "query:\n" + "\n".join("  " + ln for ln in res.query.strip().splitlines()) + "\n"
-            )
+            out.write("query:\n")
+            for ln in res.query.strip().splitlines():
+                fits = len(ln) + 2 <= WIDTH
+                out.writelines("  " + x + "\n" for x in ([ln] if fits else wrap(ln, WIDTH - 2)))
         if res.rows:
             out.write("\n".join(table_lines(res.columns, res.rows)) + "\n")
         else:

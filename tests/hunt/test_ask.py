@@ -74,6 +74,7 @@ def test_ask_runs_the_hunt_and_shows_its_query(crafted: Path) -> None:
     assert rc == 0, err
     assert "-> hunt beacons" in out and "query:" in out and "FROM conns" in out
     assert src in out and dst in out
+    assert max(len(line) for line in out.splitlines()) <= 80
     lines = json_lines("ask", f"who talked to {dst} today", "--state-dir", str(crafted))
     assert lines[0]["type"] == "question" and lines[0]["hunt"] == "peers"
     assert src in {x["peer"] for x in lines if x["type"] == "peer"}
