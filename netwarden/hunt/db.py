@@ -33,7 +33,7 @@ from netwarden.hunt import state_tables
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ARCHIVE_KINDS = {"flows": "flow", "hosts": "host", "pairs": "pair", "arp": "arp"}
 #: statement types ``query`` runs
-READ_ONLY = {"SELECT", "EXPLAIN"}
+READ_ONLY = {"SELECT"}
 
 
 class HuntError(NetWardenError):
