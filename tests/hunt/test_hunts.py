@@ -143,7 +143,8 @@ def test_sql_is_read_only_over_the_views(crafted: Path) -> None:
         assert rows(json_lines("hunt", "sql", f"SELECT count(*) AS n FROM {view}",
                                "--state-dir", str(crafted)), "row")  # fmt: skip
     for bad in ("DROP VIEW flows", "SELECT 1; SELECT 2", "COPY flows TO 'x.csv'",
-                "CREATE TABLE x AS SELECT 1", "SELEKT 1"):  # fmt: skip
+                "CREATE TABLE x AS SELECT 1", "SELEKT 1", "SET enable_external_access = true",
+                "EXPLAIN ANALYZE COPY (SELECT 1) TO 'x.csv'"):  # fmt: skip
         rc, out, err = run_nw("hunt", "sql", bad, "--state-dir", str(crafted))
         assert rc != 0 and not out and err.count("error:") == 1 and "Traceback" not in err
     assert not (Path("x.csv")).exists()
