@@ -28,8 +28,10 @@ TRACES = ("gre_sample", "llc_many_flows")
 
 def flows_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "netwarden", "flows", *args],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)  # fmt: skip
+    cmd = [sys.executable, "-m", "netwarden", "flows", *args]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False
+    )
 
 
 def zeek_rows(trace: Path) -> list[dict[str, str]]:
