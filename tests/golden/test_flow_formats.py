@@ -155,7 +155,7 @@ def _bad_inputs(tmp_path: Path, zeek_corpus: Path) -> dict[str, Path]:
         "cut_at_first_record": tmp_path / "cut.pcap",
     }
     cases["foreign"].write_text("not a capture\n")
-    cases["cut_at_first_record"].write_bytes(good[:24 + 9])
+    cases["cut_at_first_record"].write_bytes(good[: 24 + 9])
     return cases
 
 
