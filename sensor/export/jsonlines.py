@@ -47,6 +47,8 @@ def json_lines(batch: pa.RecordBatch) -> bytes | pa.Buffer:
 
 
 class JsonLinesWriter:
+    columns: tuple[str, ...] | None = None
+
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
 

@@ -7,7 +7,9 @@ behind, not even a header, and an existing file of that name is not truncated.
 from __future__ import annotations
 
 import sys
-from typing import IO
+from typing import IO, Any
+
+import pyarrow as pa
 
 
 class Sink:
@@ -32,3 +34,36 @@ class Sink:
             self._fh.close()
         else:
             self._fh.flush()
+
+
+class BatchFileWriter:
+    """Base of the writers that wrap one of pyarrow's (CSV, Parquet): the pyarrow writer is
+    created with the first batch, so a run that writes nothing creates nothing; ``close`` of
+    a writer that saw no batch writes an empty file of the format."""
+
+    columns: tuple[str, ...] | None = None
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self._writer: Any = None
+
+    def _open(self, schema: pa.Schema) -> Any:
+        raise NotImplementedError
+
+    def _prepare(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return batch
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        data = self._prepare(batch)
+        if self._writer is None:
+            self._writer = self._open(data.schema)
+        if data.num_rows:
+            self._writer.write_batch(data)
+
+    def close(self) -> None:
+        if self._writer is None:
+            from sensor.export.textcols import empty_flows
+
+            self.write(empty_flows())
+        self._writer.close()
+        self.sink.close()

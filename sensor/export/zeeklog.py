@@ -66,6 +66,12 @@ CONN_TYPES = (
     "count",
 )
 UNSET = "-"
+#: The Arrow columns conn.log is made of.
+CONN_COLUMNS = (
+    *("ts", "ts_last", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "ip_proto"),
+    *("orig_bytes", "resp_bytes", "conn_state", "missed_bytes", "history", "orig_pkts"),
+    *("orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "parent_uid"),
+)
 
 
 def _str(col: pa.Array | np.ndarray) -> pa.Array:
@@ -129,6 +135,8 @@ def _now() -> str:
 
 
 class ConnLogWriter:
+    columns: tuple[str, ...] | None = CONN_COLUMNS
+
     def __init__(self, sink: Sink, path: str = "conn") -> None:
         self.sink = sink
         self.path = path
