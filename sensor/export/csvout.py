@@ -10,11 +10,10 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from sensor.export.sink import Sink
+from sensor.export.sink import TextWriter
 from sensor.export.textcols import (
     Piece,
     TextStyle,
-    empty_flows,
     for_text,
     join_rows,
     value_pieces,
@@ -43,20 +42,9 @@ def csv_lines(batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
     return join_rows(pieces, batch.num_rows)
 
 
-class CsvWriter:
-    columns: tuple[str, ...] | None = None
+class CsvWriter(TextWriter):
+    def header(self, batch: pa.RecordBatch) -> bytes:
+        return csv_header(batch)
 
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        if not self.sink.opened:
-            self.sink.file().write(csv_header(batch))
-        fh = self.sink.file()
-        for chunk in csv_lines(batch):
-            fh.write(chunk)
-
-    def close(self) -> None:
-        if not self.sink.opened:
-            self.sink.file().write(csv_header(empty_flows()))
-        self.sink.close()
+    def lines(self, batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+        return csv_lines(batch)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from sensor.export.sink import Sink
+from sensor.export.sink import TextWriter
 from sensor.export.textcols import Piece, TextStyle, for_text, join_rows, value_pieces
 
 #: JSON strings escape quotes, backslashes and control characters.
@@ -30,17 +30,6 @@ def json_lines(batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
     return join_rows(pieces, batch.num_rows)
 
 
-class JsonLinesWriter:
-    columns: tuple[str, ...] | None = None
-
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        fh = self.sink.file()
-        for chunk in json_lines(batch):
-            fh.write(chunk)
-
-    def close(self) -> None:
-        self.sink.file()  # an empty capture still gives an (empty) file
-        self.sink.close()
+class JsonLinesWriter(TextWriter):
+    def lines(self, batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+        return json_lines(batch)

@@ -7,6 +7,7 @@ behind, not even a header, and an existing file of that name is not truncated.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import IO, Any
 
 import pyarrow as pa
@@ -66,4 +67,39 @@ class BatchFileWriter:
 
             self.write(empty_flows())
         self._writer.close()
+        self.sink.close()
+
+
+class TextWriter:
+    """Base of the text writers: ``header`` when the file is created (by the first batch, or
+    by ``close`` when there was none), ``lines`` per batch, ``footer`` at the end."""
+
+    columns: tuple[str, ...] | None = None
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def header(self, batch: pa.RecordBatch) -> bytes:
+        return b""
+
+    def lines(self, batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+        raise NotImplementedError
+
+    def footer(self) -> bytes:
+        return b""
+
+    def _start(self, batch: pa.RecordBatch) -> IO[bytes]:
+        if not self.sink.opened:
+            self.sink.file().write(self.header(batch))
+        return self.sink.file()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        fh = self._start(batch)
+        for chunk in self.lines(batch):
+            fh.write(chunk)
+
+    def close(self) -> None:
+        from sensor.export.textcols import empty_flows
+
+        self._start(empty_flows()).write(self.footer())
         self.sink.close()

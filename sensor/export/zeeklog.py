@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sensor.export.sink import Sink
+from sensor.export.sink import Sink, TextWriter
 from sensor.export.textcols import Piece, join_rows, uints
 
 CONN_FIELDS = (
@@ -135,32 +135,23 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
 
 
-class ConnLogWriter:
+class ConnLogWriter(TextWriter):
     columns: tuple[str, ...] | None = CONN_COLUMNS
 
     def __init__(self, sink: Sink, path: str = "conn") -> None:
-        self.sink = sink
+        super().__init__(sink)
         self.path = path
 
-    def _header(self) -> None:
-        self.sink.file().write(
-            (
-                "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
-                f"#path\t{self.path}\n#open\t{_now()}\n"
-                "#fields\t" + "\t".join(CONN_FIELDS) + "\n"
-                "#types\t" + "\t".join(CONN_TYPES) + "\n"
-            ).encode()
-        )
+    def header(self, batch: pa.RecordBatch) -> bytes:
+        return (
+            "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
+            f"#path\t{self.path}\n#open\t{_now()}\n"
+            "#fields\t" + "\t".join(CONN_FIELDS) + "\n"
+            "#types\t" + "\t".join(CONN_TYPES) + "\n"
+        ).encode()
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        if not self.sink.opened:
-            self._header()
-        fh = self.sink.file()
-        for chunk in conn_lines(batch):
-            fh.write(chunk)
+    def lines(self, batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+        return conn_lines(batch)
 
-    def close(self) -> None:
-        if not self.sink.opened:
-            self._header()
-        self.sink.file().write(f"#close\t{_now()}\n".encode())
-        self.sink.close()
+    def footer(self) -> bytes:
+        return f"#close\t{_now()}\n".encode()
