@@ -112,6 +112,7 @@ def table(best: dict[str, dict[str, float]], packets: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     sp = spec()
+    load = os.getloadavg()[0]
     pcap = capture(sp)
     warm_page_cache(pcap)
     out = CACHE / "export"
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--no-readme" not in (argv if argv is not None else sys.argv[1:]):
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         write_readme(
-            f"### Flow export end to end ({stamp}, {os.cpu_count()} cores)\n\n"
+            f"### Flow export end to end ({stamp}, {os.cpu_count()} cores, load average "
+            f"{load:.1f} at the start: other work was running)\n\n"
             f"`python -m benchmarks.run bench_export`: `netwarden flows --format X -o FILE` "
             f"on `genpcap.py` {sp}, each a process timed from start to exit, against a bare "
             "C flow loop (`benchmarks/bare_flow_loop.c`, `cc -O2`: decode, 5-tuple hash "

@@ -318,7 +318,7 @@ def _flow_columns() -> list[Column]:
         plain("orig_port", "orig_p"),
         address("resp_addr", "resp_h", "ip_version"),
         plain("resp_port", "resp_p"),
-        enum("proto", PROTO_NAMES, "proto"),
+        derived("proto", lambda r: _names(r["proto"], PROTO_NAMES)),  # ip_proto decodes
         plain("proto", "ip_proto"),
         derived("duration", _duration),
         time("ts_last_ns", "ts_last"),
