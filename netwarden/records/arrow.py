@@ -84,9 +84,28 @@ def addr_arrays(raw: np.ndarray, is_v4: np.ndarray) -> tuple[pa.Array, pa.Array]
     return render.ip_text(raw, is_v4), binary
 
 
-def _parse_macs(col: pa.ChunkedArray | pa.Array, n: int) -> np.ndarray:
-    text = np.array(col.to_pylist() if n else [], "S17")
-    raw = np.frombuffer(text.tobytes(), np.uint8).reshape(n, 17)
+def fixed_width(col: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
+    """A string column as an ``(n, width)`` uint8 array: each value's bytes, cut at ``width``,
+    NUL padded (null -> empty)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = pc.fill_null(arr, "").cast(pa.binary())
+    n = len(arr)
+    out = np.zeros((n, width), np.uint8)
+    if not n or arr.buffers()[2] is None:
+        return out
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, count=n + 1, offset=arr.offset * 4)
+    data = np.frombuffer(arr.buffers()[2], np.uint8)
+    lens = np.minimum(np.diff(offsets), width).astype(np.int64)
+    if (lens == width).all() and offsets[n] - offsets[0] == n * width:  # MACs: one block
+        return data[offsets[0] : offsets[n]].reshape(n, width).copy()
+    rows = np.repeat(np.arange(n), lens)  # one entry per byte kept: work follows the text
+    within = np.arange(len(rows)) - np.repeat(np.cumsum(lens) - lens, lens)
+    out[rows, within] = data[offsets[:-1].astype(np.int64)[rows] + within]
+    return out
+
+
+def _parse_macs(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    raw = fixed_width(col, 17)
     nib = np.where(raw >= ord("a"), raw - ord("a") + 10, raw - ord("0")).astype(np.uint8)
     return (nib[:, 0::3] << 4) | nib[:, 1::3]
 
@@ -192,15 +211,15 @@ def mac(field: str, name: str | None = None) -> Column:
     col = name or field
 
     def dec(t: pa.Table, out: np.ndarray) -> None:
-        out[field] = _parse_macs(t.column(col), len(out))
+        out[field] = _parse_macs(t.column(col))
 
     return Column((col,), lambda r: [(col, render.mac_text(r[field]))], dec)
 
 
 def text(field: str) -> Column:
     def dec(t: pa.Table, out: np.ndarray) -> None:
-        vals = t.column(field).cast(pa.binary()).to_numpy(zero_copy_only=False)
-        out[field] = np.array(vals.tolist(), out.dtype[field]) if len(out) else out[field]
+        width = out.dtype[field].itemsize
+        out[field] = fixed_width(t.column(field), width).view(f"S{width}").reshape(len(out))
 
     return Column((field,), lambda r: [(field, _texts(r[field]))], dec)
 
