@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from sensor.export.writers import make_writer
 
     sink = Sink(args.output)  # the file is created by the first write
+    sink.check()
     writer = make_writer(args.format, sink)
     try:
         if args.iface:

@@ -25,8 +25,26 @@ class Sink:
     def file(self) -> IO[bytes]:
         """The binary file to write to (created on first call)."""
         if self._fh is None:
-            self._fh = open(self.path, "wb") if self.path else sys.stdout.buffer  # noqa: SIM115 (closed in close())
+            try:
+                self._fh = open(self.path, "wb") if self.path else sys.stdout.buffer  # noqa: SIM115 (closed in close())
+            except OSError as exc:
+                from netwarden.errors import ConfigError
+
+                raise ConfigError(f"cannot write {self.path}: {exc.strerror}") from None
         return self._fh
+
+    def check(self) -> None:
+        """Refuse, before any work, an output file that could not be created."""
+        import os
+
+        if not self.path:
+            return
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if os.path.isdir(self.path) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            from netwarden.errors import ConfigError
+
+            why = "is a directory" if os.path.isdir(self.path) else "no writable directory"
+            raise ConfigError(f"cannot write {self.path}: {why}")
 
     def close(self) -> None:
         if self._fh is None:

@@ -176,6 +176,16 @@ def test_bad_capture_is_one_error_line_and_leaves_no_file(
         assert not out.exists(), case
 
 
+def test_unwritable_output_is_one_error_line(zeek_corpus: Path, tmp_path: Path) -> None:
+    trace = zeek_corpus / "ftp_ipv4" / "trace.pcap"
+    for out in (tmp_path / "no-such-dir" / "flows.csv", tmp_path):
+        proc = flows_cli("--format", "csv", "-o", str(out), str(trace))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith("netwarden flows: error: cannot write ")
+    assert not (tmp_path / "no-such-dir").exists()
+
+
 def test_empty_capture_gives_a_valid_empty_file(zeek_corpus: Path, tmp_path: Path) -> None:
     header_only = tmp_path / "empty.pcap"
     header_only.write_bytes((zeek_corpus / "ftp_ipv4" / "trace.pcap").read_bytes()[:24])
