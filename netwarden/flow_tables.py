@@ -51,11 +51,13 @@ def engine_config(options: dict[str, Any]) -> EngineConfig:
 
 
 def rebatch(arrays: Iterable[np.ndarray], rows: int = BATCH_ROWS) -> Iterator[np.ndarray]:
-    """Record arrays regrouped into arrays of about ``rows`` records (the last may be
-    smaller; none is empty). What was gathered is yielded before an error propagates."""
+    """Record arrays regrouped into arrays of ``rows`` records (the last may be smaller;
+    none is empty). What was gathered is yielded before an error propagates."""
     import numpy as np
 
     def joined(parts: list[np.ndarray]) -> np.ndarray:
+        if len(parts) == 1:
+            return parts[0]
         # As bytes: concatenating structured arrays field by field is far slower.
         raw = np.concatenate([np.ascontiguousarray(p).view(np.uint8) for p in parts])
         return raw.view(parts[0].dtype)
@@ -72,12 +74,17 @@ def rebatch(arrays: Iterable[np.ndarray], rows: int = BATCH_ROWS) -> Iterator[np
             if pending:
                 yield joined(pending)
             raise
-        if len(a):
-            pending.append(a)
-            count += len(a)
+        if not len(a):
+            continue
+        pending.append(a)
+        count += len(a)
         if count >= rows:
-            yield joined(pending)
-            pending, count = [], 0
+            full = joined(pending)
+            cut = count - count % rows
+            for lo in range(0, cut, rows):
+                yield full[lo : lo + rows]
+            pending = [full[cut:]] if cut < count else []
+            count -= cut
     if pending:
         yield joined(pending)
 

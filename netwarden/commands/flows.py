@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from sensor.export.writers import make_writer
 
     sink = Sink(args.output)  # the file is created by the first write
+    sink.check()
     writer = make_writer(args.format, sink)
     try:
         if args.iface:
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
             flows = iter_flow_records(args.pcaps, backend=args.backend, config=config)
             for recs in rebatch(flows, BATCH_ROWS):
-                writer.write(to_batch("flow", recs))
+                writer.write(to_batch("flow", recs, writer.columns))
     except CaptureError as exc:
         # Every flow read before the fault has been written; with none, no file is left.
         print(f"netwarden flows: error: {exc}", file=sys.stderr)
@@ -98,4 +99,4 @@ def _live(args: argparse.Namespace, config: Any, writer: Any) -> None:
     )
     for recs in flows:
         if len(recs):
-            writer.write(to_batch("flow", recs))
+            writer.write(to_batch("flow", recs, writer.columns))

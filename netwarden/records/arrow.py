@@ -25,7 +25,7 @@ Column conventions (the same for every kind):
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,9 +84,28 @@ def addr_arrays(raw: np.ndarray, is_v4: np.ndarray) -> tuple[pa.Array, pa.Array]
     return render.ip_text(raw, is_v4), binary
 
 
-def _parse_macs(col: pa.ChunkedArray | pa.Array, n: int) -> np.ndarray:
-    text = np.array(col.to_pylist() if n else [], "S17")
-    raw = np.frombuffer(text.tobytes(), np.uint8).reshape(n, 17)
+def fixed_width(col: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
+    """A string column as an ``(n, width)`` uint8 array: each value's bytes, cut at ``width``,
+    NUL padded (null -> empty)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = pc.fill_null(arr, "").cast(pa.binary())
+    n = len(arr)
+    out = np.zeros((n, width), np.uint8)
+    if not n or arr.buffers()[2] is None:
+        return out
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, count=n + 1, offset=arr.offset * 4)
+    data = np.frombuffer(arr.buffers()[2], np.uint8)
+    lens = np.minimum(np.diff(offsets), width).astype(np.int64)
+    if (lens == width).all() and offsets[n] - offsets[0] == n * width:  # MACs: one block
+        return data[offsets[0] : offsets[n]].reshape(n, width).copy()
+    rows = np.repeat(np.arange(n), lens)  # one entry per byte kept: work follows the text
+    within = np.arange(len(rows)) - np.repeat(np.cumsum(lens) - lens, lens)
+    out[rows, within] = data[offsets[:-1].astype(np.int64)[rows] + within]
+    return out
+
+
+def _parse_macs(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    raw = fixed_width(col, 17)
     nib = np.where(raw >= ord("a"), raw - ord("a") + 10, raw - ord("0")).astype(np.uint8)
     return (nib[:, 0::3] << 4) | nib[:, 1::3]
 
@@ -139,6 +158,7 @@ class Column:
     pairs; ``decode`` writes the fields back into a zeroed record array (derived columns,
     such as ``uid``, have nothing to write)."""
 
+    names: tuple[str, ...]
     encode: Callable[[np.ndarray], Arrays]
     decode: Callable[[pa.Table, np.ndarray], None]
 
@@ -153,14 +173,14 @@ def plain(field: str, name: str | None = None) -> Column:
     def dec(t: pa.Table, out: np.ndarray) -> None:
         out[field] = t.column(col).to_numpy()
 
-    return Column(lambda r: [(col, _num(r[field]))], dec)
+    return Column((col,), lambda r: [(col, _num(r[field]))], dec)
 
 
 def time(field: str, name: str) -> Column:
     def dec(t: pa.Table, out: np.ndarray) -> None:
         out[field] = t.column(name).cast(pa.int64()).to_numpy() * 1000
 
-    return Column(lambda r: [(name, _ts(r[field]))], dec)
+    return Column((name,), lambda r: [(name, _ts(r[field]))], dec)
 
 
 def address(field: str, name: str, version: str | None) -> Column:
@@ -184,24 +204,24 @@ def address(field: str, name: str, version: str | None) -> Column:
             rows[~v4] = raw[~v4]
         out[field] = rows
 
-    return Column(enc, dec)
+    return Column((name, name + "_bin"), enc, dec)
 
 
 def mac(field: str, name: str | None = None) -> Column:
     col = name or field
 
     def dec(t: pa.Table, out: np.ndarray) -> None:
-        out[field] = _parse_macs(t.column(col), len(out))
+        out[field] = _parse_macs(t.column(col))
 
-    return Column(lambda r: [(col, render.mac_text(r[field]))], dec)
+    return Column((col,), lambda r: [(col, render.mac_text(r[field]))], dec)
 
 
 def text(field: str) -> Column:
     def dec(t: pa.Table, out: np.ndarray) -> None:
-        vals = t.column(field).cast(pa.binary()).to_numpy(zero_copy_only=False)
-        out[field] = np.array(vals.tolist(), out.dtype[field]) if len(out) else out[field]
+        width = out.dtype[field].itemsize
+        out[field] = fixed_width(t.column(field), width).view(f"S{width}").reshape(len(out))
 
-    return Column(lambda r: [(field, _texts(r[field]))], dec)
+    return Column((field,), lambda r: [(field, _texts(r[field]))], dec)
 
 
 def enum(field: str, names: Sequence[str | None], name: str | None = None) -> Column:
@@ -210,7 +230,7 @@ def enum(field: str, names: Sequence[str | None], name: str | None = None) -> Co
     def dec(t: pa.Table, out: np.ndarray) -> None:
         out[field] = _codes(t.column(col), names)
 
-    return Column(lambda r: [(col, _names(r[field], names))], dec)
+    return Column((col,), lambda r: [(col, _names(r[field], names))], dec)
 
 
 def bits(field: str, flags: Any) -> Column:
@@ -227,7 +247,7 @@ def bits(field: str, flags: Any) -> Column:
             acc |= np.where(t.column(nm).to_numpy(zero_copy_only=False), bit, 0)
         out[field] = acc
 
-    return Column(enc, dec)
+    return Column(tuple(nm for nm, _ in members), enc, dec)
 
 
 def split(field: str, names: Sequence[str]) -> Column:
@@ -240,7 +260,7 @@ def split(field: str, names: Sequence[str]) -> Column:
     def dec(t: pa.Table, out: np.ndarray) -> None:
         out[field] = np.stack([t.column(nm).to_numpy() for nm in names], axis=1)
 
-    return Column(enc, dec)
+    return Column(tuple(names), enc, dec)
 
 
 def decayed(field: str) -> Column:
@@ -268,11 +288,11 @@ def prefix_list(field: str, length: str) -> Column:
         rows[keep] = col.flatten().to_numpy()
         out[field] = rows
 
-    return Column(enc, dec)
+    return Column((field,), enc, dec)
 
 
 def derived(name: str, make: Callable[[np.ndarray], pa.Array]) -> Column:
-    return Column(lambda r: [(name, make(r))], _no_decode)
+    return Column((name,), lambda r: [(name, make(r))], _no_decode)
 
 
 def _uid(r: np.ndarray) -> pa.Array:
@@ -299,6 +319,15 @@ def _identity() -> list[Column]:
     return [plain("sensor"), plain("session")]
 
 
+def _window() -> list[Column]:
+    """The times of a telemetry window record (host, pair)."""
+    return [time(f"ts_{t}_ns", f"ts_{t}") for t in ("start", "end", "last")]
+
+
+def _telemetry_tail() -> list[Column]:
+    return [bits("flags", TelemetryFlags), plain("iface"), *_identity()]
+
+
 def _flow_columns() -> list[Column]:
     flag = [n.lower() for n in TCP_FLAG_NAMES]
     return [
@@ -308,7 +337,7 @@ def _flow_columns() -> list[Column]:
         plain("orig_port", "orig_p"),
         address("resp_addr", "resp_h", "ip_version"),
         plain("resp_port", "resp_p"),
-        enum("proto", PROTO_NAMES, "proto"),
+        derived("proto", lambda r: _names(r["proto"], PROTO_NAMES)),  # ip_proto decodes
         plain("proto", "ip_proto"),
         derived("duration", _duration),
         time("ts_last_ns", "ts_last"),
@@ -351,25 +380,19 @@ def _host_columns() -> list[Column]:
         if name.startswith(("out_", "in_", "arp_")) and dt.shape == ()
     ]
     return [
-        time("ts_start_ns", "ts_start"),
-        time("ts_end_ns", "ts_end"),
-        time("ts_last_ns", "ts_last"),
+        *_window(),
         time("ts_long_start_ns", "ts_long_start"),
         address("addr", "host_h", "ip_version"),
         plain("ip_version"),
         *[plain(f) for f in counts],
         *[decayed(f"{d}_{s}") for d in ("out", "in") for s in ("rate", "size_mean", "size_std")],
-        bits("flags", TelemetryFlags),
-        plain("iface"),
-        *_identity(),
+        *_telemetry_tail(),
     ]
 
 
 def _pair_columns() -> list[Column]:
     return [
-        time("ts_start_ns", "ts_start"),
-        time("ts_end_ns", "ts_end"),
-        time("ts_last_ns", "ts_last"),
+        *_window(),
         address("src", "src_h", "ip_version"),
         address("dst", "dst_h", "ip_version"),
         plain("ip_version"),
@@ -377,9 +400,7 @@ def _pair_columns() -> list[Column]:
         *[decayed(f) for f in ("rate", "size_mean", "size_std")],
         plain("flow_interval_mean"),
         plain("flow_interval_std"),
-        bits("flags", TelemetryFlags),
-        plain("iface"),
-        *_identity(),
+        *_telemetry_tail(),
     ]
 
 
@@ -420,35 +441,38 @@ def schema(kind: str) -> pa.Schema:
 
 
 class Fields:
-    """Every field of a record array as its own contiguous array. Copied in blocks of rows
-    that stay in the CPU cache: gathering one field at a time across a whole batch would
-    read every record from memory once per field."""
-
-    BLOCK_BYTES = 1 << 20
+    """The fields of a record array, each copied once into a contiguous array when first
+    used (numpy and Arrow work on contiguous columns; a projection copies only its fields)."""
 
     def __init__(self, records: np.ndarray) -> None:
-        self.n = len(records)
-        names = records.dtype.names or ()
-        self._cols = {nm: np.empty(records[nm].shape, records.dtype[nm].base) for nm in names}
-        step = max(1, self.BLOCK_BYTES // max(1, records.dtype.itemsize))
-        for lo in range(0, self.n, step):
-            block = records[lo : lo + step]
-            for nm, dst in self._cols.items():
-                dst[lo : lo + step] = block[nm]
+        self.records = records
+        self._cols: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._cols[name]
+        col = self._cols.get(name)
+        if col is None:
+            col = self._cols[name] = np.ascontiguousarray(self.records[name])
+        return col
 
     def __len__(self) -> int:
-        return self.n
+        return len(self.records)
 
 
-def to_batch(kind: str, records: np.ndarray) -> pa.RecordBatch:
-    """Records of ``RECORD_TYPES[kind]`` as one Arrow record batch."""
+def to_batch(
+    kind: str, records: np.ndarray, columns: Collection[str] | None = None
+) -> pa.RecordBatch:
+    """Records of ``RECORD_TYPES[kind]`` as one Arrow record batch; ``columns``: only these
+    columns of the schema (in schema order), for a writer that needs a few."""
     if records.dtype != RECORD_TYPES[kind]:
         raise ValueError(f"{kind}: records have dtype {records.dtype}, not the {kind} dtype")
     fields = Fields(records)
-    pairs = [p for col in _columns(kind) for p in col.encode(fields)]  # type: ignore[arg-type]
+    cols = _columns(kind)
+    want = set(columns) if columns is not None else None
+    if want is not None:
+        cols = tuple(c for c in cols if want.intersection(c.names))
+    pairs = [p for col in cols for p in col.encode(fields)]  # type: ignore[arg-type]
+    if want is not None:
+        pairs = [(n, a) for n, a in pairs if n in want]
     return pa.RecordBatch.from_arrays([a for _, a in pairs], names=[n for n, _ in pairs])
 
 

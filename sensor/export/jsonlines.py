@@ -7,52 +7,29 @@ twins; times are ISO 8601 UTC strings (``2024-05-01T12:00:00.123456Z``), unset v
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from sensor.export.sink import Sink
-from sensor.export.textcols import for_text, join_rows
+from sensor.export.sink import TextWriter
+from sensor.export.textcols import Piece, TextStyle, for_text, join_rows, value_pieces
 
-NULL = pa.scalar("null")
-#: Characters a JSON string must escape.
-_ESCAPE = r'[\x00-\x1f"\\]'
+#: JSON strings escape quotes, backslashes and control characters.
+JSON = TextStyle("null", r'[\x00-\x1f"\\]', json.dumps)
 
 
-def json_pieces(col: pa.Array) -> list[str | pa.Array]:
-    """Each value of a column as JSON text (``null`` for null), as ``join_rows`` pieces."""
-    t = col.type
-    if pa.types.is_string(t):
-        if pc.any(pc.match_substring_regex(col, _ESCAPE)).as_py():
-            return [pa.array(["null" if v is None else json.dumps(v) for v in col.to_pylist()])]
-        if not col.null_count:
-            return ['"', col, '"']
-        return [pc.fill_null(pc.binary_join_element_wise('"', col, '"', ""), NULL)]
-    text = pc.cast(col, pa.string())
-    if pa.types.is_floating(t) and not pc.all(pc.is_finite(col)).as_py():
-        text = pc.if_else(pc.is_finite(col), text, NULL)
-    return [pc.fill_null(text, NULL) if col.null_count else text]
-
-
-def json_lines(batch: pa.RecordBatch) -> bytes | pa.Buffer:
-    """The JSON lines of a flow batch, as bytes."""
+def json_lines(batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+    """The JSON lines of a flow batch, as chunks of bytes."""
     lists = {f.name for f in batch.schema if pa.types.is_list(f.type)}
     text = for_text(batch)
-    pieces: list[str | pa.Array] = []
+    pieces: list[Piece] = []
     for i, (field, col) in enumerate(zip(text.schema, text.columns, strict=True)):
         pieces.append(("{" if i == 0 else ",") + json.dumps(field.name) + ":")
-        pieces += [col] if field.name in lists else json_pieces(col)
+        pieces += [col] if field.name in lists else value_pieces(col, JSON)
     pieces.append("}\n")
     return join_rows(pieces, batch.num_rows)
 
 
-class JsonLinesWriter:
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self.sink.file().write(json_lines(batch))
-
-    def close(self) -> None:
-        self.sink.file()  # an empty capture still gives an (empty) file
-        self.sink.close()
+class JsonLinesWriter(TextWriter):
+    def lines(self, batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+        return json_lines(batch)

@@ -17,6 +17,9 @@ FORMATS = ("zeek", "csv", "json", "parquet")
 
 
 class FlowWriter(Protocol):
+    #: The Arrow columns the writer reads (None: all); batches may carry only these.
+    columns: tuple[str, ...] | None
+
     def write(self, batch: pa.RecordBatch) -> None: ...
 
     def close(self) -> None: ...

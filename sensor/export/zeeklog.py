@@ -9,13 +9,14 @@ the uid of the enclosing tunnel flow.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sensor.export.sink import Sink
-from sensor.export.textcols import join_rows
+from sensor.export.sink import Sink, TextWriter
+from sensor.export.textcols import Piece, join_rows, uints
 
 CONN_FIELDS = (
     "ts",
@@ -66,6 +67,12 @@ CONN_TYPES = (
     "count",
 )
 UNSET = "-"
+#: The Arrow columns conn.log is made of.
+CONN_COLUMNS = (
+    *("ts", "ts_last", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "ip_proto"),
+    *("orig_bytes", "resp_bytes", "conn_state", "missed_bytes", "history", "orig_pkts"),
+    *("orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "parent_uid"),
+)
 
 
 def _str(col: pa.Array | np.ndarray) -> pa.Array:
@@ -78,7 +85,7 @@ def interval(us: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise(_str(us // 1_000_000), frac, ".")
 
 
-def conn_columns(batch: pa.RecordBatch) -> list[pa.Array | str]:
+def conn_columns(batch: pa.RecordBatch) -> list[Piece]:
     """The conn.log fields of each flow, as text columns (or one text for every row) in
     ``CONN_FIELDS`` order."""
     ts = batch.column("ts").cast(pa.int64()).to_numpy()
@@ -95,9 +102,9 @@ def conn_columns(batch: pa.RecordBatch) -> list[pa.Array | str]:
         interval(ts),
         batch.column("uid"),
         batch.column("orig_h"),
-        _str(batch.column("orig_p")),
+        uints(batch.column("orig_p")),
         batch.column("resp_h"),
-        _str(batch.column("resp_p")),
+        uints(batch.column("resp_p")),
         batch.column("proto"),
         UNSET,
         timed(interval(dur)),
@@ -106,18 +113,18 @@ def conn_columns(batch: pa.RecordBatch) -> list[pa.Array | str]:
         pc.fill_null(batch.column("conn_state"), UNSET),
         UNSET,
         UNSET,
-        _str(batch.column("missed_bytes")),
+        uints(batch.column("missed_bytes")),
         pc.if_else(pc.equal(history, ""), pa.scalar(UNSET), history),
-        *[_str(batch.column(f)) for f in ("orig_pkts", "orig_ip_bytes", "resp_pkts")],
-        _str(batch.column("resp_ip_bytes")),
+        *[uints(batch.column(f)) for f in ("orig_pkts", "orig_ip_bytes", "resp_pkts")],
+        uints(batch.column("resp_ip_bytes")),
         pc.fill_null(batch.column("parent_uid"), UNSET),
-        _str(batch.column("ip_proto")),
+        uints(batch.column("ip_proto")),
     ]
 
 
-def conn_lines(batch: pa.RecordBatch) -> bytes | pa.Buffer:
-    """The conn.log lines of a flow batch, as bytes."""
-    pieces: list[str | pa.Array] = []
+def conn_lines(batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+    """The conn.log lines of a flow batch, as chunks of bytes."""
+    pieces: list[Piece] = []
     for col in conn_columns(batch):
         pieces += [col, "\t"]
     pieces[-1] = "\n"
@@ -128,28 +135,23 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
 
 
-class ConnLogWriter:
+class ConnLogWriter(TextWriter):
+    columns: tuple[str, ...] | None = CONN_COLUMNS
+
     def __init__(self, sink: Sink, path: str = "conn") -> None:
-        self.sink = sink
+        super().__init__(sink)
         self.path = path
 
-    def _header(self) -> None:
-        self.sink.file().write(
-            (
-                "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
-                f"#path\t{self.path}\n#open\t{_now()}\n"
-                "#fields\t" + "\t".join(CONN_FIELDS) + "\n"
-                "#types\t" + "\t".join(CONN_TYPES) + "\n"
-            ).encode()
-        )
+    def header(self, batch: pa.RecordBatch) -> bytes:
+        return (
+            "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
+            f"#path\t{self.path}\n#open\t{_now()}\n"
+            "#fields\t" + "\t".join(CONN_FIELDS) + "\n"
+            "#types\t" + "\t".join(CONN_TYPES) + "\n"
+        ).encode()
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        if not self.sink.opened:
-            self._header()
-        self.sink.file().write(conn_lines(batch))
+    def lines(self, batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+        return conn_lines(batch)
 
-    def close(self) -> None:
-        if not self.sink.opened:
-            self._header()
-        self.sink.file().write(f"#close\t{_now()}\n".encode())
-        self.sink.close()
+    def footer(self) -> bytes:
+        return f"#close\t{_now()}\n".encode()

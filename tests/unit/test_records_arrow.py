@@ -131,3 +131,13 @@ def test_column_conventions() -> None:
     # Kinds that never leave the sensor have no Arrow form.
     with pytest.raises(ValueError):
         arrow.schema("pktsum")
+
+
+@pytest.mark.parametrize("kind", arrow.KINDS)
+def test_projection_is_a_selection_of_the_full_batch(kind: str) -> None:
+    recs = random_records(kind, 50, seed=3)
+    full = arrow.to_batch(kind, recs)
+    names = arrow.schema(kind).names
+    assert [n for c in arrow._columns(kind) for n in c.names] == names
+    subset = names[1::3]
+    assert arrow.to_batch(kind, recs, subset).equals(full.select(subset))
