@@ -28,6 +28,9 @@ COMMAND_MODULES = (
     "evaluate",
     "tune",
     "simulate",
+    "hunt",
+    "ask",
+    "posture",
 )
 
 

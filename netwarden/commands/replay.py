@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         from netwarden.commands.incidents import replay_output
 
         triage = replay_output(alerts, args.state_dir, args.config, stack.now_ns / 1e9, summary)
-        _archive(Path(args.state_dir), records.get("flow"))
+        _archive(Path(args.state_dir), records)
     if args.json:
         for a in summary["alerts"]:
             print(json.dumps(a))
@@ -105,19 +105,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _archive(state_dir: Path, flows: Any) -> None:
-    """The replay's flow records into STATE_DIR/archive, as a controller archives what its
-    sensors send (``netwarden report`` draws the traffic from there). A replay into the
-    same state dir again replaces the previous replay's records."""
+def _archive(state_dir: Path, records: dict[str, Any]) -> None:
+    """The replay's records into STATE_DIR/archive (Parquet, sensor ``replay``), as a
+    controller archives what its sensors send (``netwarden report`` and ``netwarden hunt``
+    read them there). A replay into the same state dir again replaces the previous
+    replay's records."""
+    import shutil
+
     from controller.ingest.archive import RecordArchive
 
-    if flows is None:
-        return
     root = state_dir / "archive"
-    if root.is_dir():
-        for old in root.glob("*/flow/*/replay.rec"):
-            old.unlink()
-    RecordArchive(root).append("flow", "replay", flows)
+    for old in root.glob("type=*/date=*/hour=*/sensor=replay"):
+        shutil.rmtree(old, ignore_errors=True)
+    archive = RecordArchive(root)
+    for kind, recs in records.items():
+        if recs is not None and len(recs):
+            archive.append(kind, "replay", recs)
+    archive.close()
 
 
 def _print(s: dict[str, Any]) -> None:

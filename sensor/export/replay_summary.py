@@ -226,14 +226,14 @@ def replay(
 ) -> tuple[dict[str, Any], str | None]:
     """Run the captures and return (summary dict, fault message or None). ``sink`` also
     receives every record batch as it is made, and the capture time after each batch;
-    ``records_out`` (a dict) gets the flow records ("flow")."""
+    ``records_out`` (a dict) gets the records by type ("flow", "arp", "host", "pair")."""
     parts, counts, backend_name, fault = _run(paths, backend, window, sink)
     flows = _cat(parts["flow"], FLOW_DTYPE)
-    if records_out is not None:
-        records_out["flow"] = flows
     arp = _cat(parts["arp"], ARP_DTYPE)
     hosts = _cat(parts["host"], HOST_DTYPE)
     pairs = _cat(parts["pair"], PAIR_DTYPE)
+    if records_out is not None:
+        records_out.update(flow=flows, arp=arp, host=hosts, pair=pairs)
     # Interim records (active timeout) repeat a flow: count each flow once, by its last record.
     final = flows[(flows["flags"] & FlowFlags.INTERIM) == 0]
 
