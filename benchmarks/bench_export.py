@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             "- Every format converts the records to Arrow (`netwarden/records/arrow.py`; the "
             "Zeek writer only the 19 columns conn.log needs), then writes: Zeek, CSV and JSON "
             "rows are joined in C (`sensor/export/_rows.pyx`, integers formatted there), "
-            "Parquet is pyarrow's writer (zstd, no dictionary pages).",
+            "Parquet is pyarrow's writer (zstd, no dictionary pages); conversion and writing "
+            "run on a second thread while the engine reads on.",
             MARK_BEGIN,
             MARK_END,
         )

@@ -55,26 +55,36 @@ def run(args: argparse.Namespace) -> int:
 
     sink = Sink(args.output)  # the file is created by the first write
     sink.check()
-    writer = make_writer(args.format, sink)
-    try:
-        if args.iface:
+    if args.iface:
+        writer = make_writer(args.format, sink)
+        try:
             _live(args, config, writer)
-        else:
-            from netwarden.flow_tables import BATCH_ROWS, rebatch
-            from netwarden.records.arrow import to_batch
-            from sensor.flows import iter_flow_records
+        except CaptureError as exc:
+            return _fault(exc, sink, writer)
+        writer.close()
+        return 0
+    from netwarden.flow_tables import BATCH_ROWS, rebatch
+    from sensor.export.background import BackgroundWriter
+    from sensor.flows import iter_flow_records
 
-            flows = iter_flow_records(args.pcaps, backend=args.backend, config=config)
-            for recs in rebatch(flows, BATCH_ROWS):
-                writer.write(to_batch("flow", recs, writer.columns))
+    # Conversion and writing run on a second thread while the engine reads on.
+    background = BackgroundWriter(lambda: make_writer(args.format, sink))
+    try:
+        flows = iter_flow_records(args.pcaps, backend=args.backend, config=config)
+        for recs in rebatch(flows, BATCH_ROWS // 4):
+            background.put(recs)
     except CaptureError as exc:
-        # Every flow read before the fault has been written; with none, no file is left.
-        print(f"netwarden flows: error: {exc}", file=sys.stderr)
-        if sink.opened:
-            writer.close()
-        return 1
-    writer.close()
+        return _fault(exc, sink, background.finish())
+    background.finish().close()
     return 0
+
+
+def _fault(exc: Exception, sink: Any, writer: Any) -> int:
+    """Every flow read before a capture fault has been written; with none, no file is left."""
+    print(f"netwarden flows: error: {exc}", file=sys.stderr)
+    if sink.opened:
+        writer.close()
+    return 1
 
 
 def _live(args: argparse.Namespace, config: Any, writer: Any) -> None:

@@ -167,6 +167,8 @@ def test_bad_capture_is_one_error_line_and_leaves_no_file(
     zeek_corpus: Path, tmp_path: Path, fmt: str
 ) -> None:
     for case, src in _bad_inputs(tmp_path, zeek_corpus).items():
+        if fmt != "zeek" and case != "cut_at_first_record":
+            continue  # refused before any writer exists: the same path for every format
         out = tmp_path / f"{case}.{fmt}"
         proc = flows_cli("--format", fmt, "-o", str(out), str(src))
         lines = proc.stderr.strip().splitlines()
