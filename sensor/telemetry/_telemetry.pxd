@@ -64,6 +64,8 @@ cdef class HostTelemetry:
     cdef uint32_t host_cap, pair_cap
     cdef int64_t window_ns, idle_ns, cur, long_ns, cur_long
     cdef uint8_t iface
+    cdef uint8_t skip  # benchmarks: parts switched off (_profile_skip)
+    cdef Pair scratch  # the pair a packet updates when the pair side is switched off
     cdef readonly uint64_t evictions, pair_evictions, expired, packets
     # output buffers (numpy arrays) and cursors
     cdef object _hbuf, _pbuf

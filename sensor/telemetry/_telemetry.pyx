@@ -34,6 +34,12 @@ cdef enum:
     S_USED = 1
     S_FREE = 2
 
+cdef enum:  # parts _profile_skip switches off
+    SKIP_PAIR = 1
+    SKIP_SKETCH = 2
+    SKIP_DECAY = 4
+    SKIP_EMIT = 8
+
 cdef enum:
     C_OUT_BYTES = 0
     C_IN_BYTES = 1
@@ -415,6 +421,9 @@ cdef class HostTelemetry:
         cdef int64_t at = now if now < end else end
         cdef int k
         cdef float dec[6][4]
+        if self.skip & SKIP_EMIT:
+            self.hn -= 1  # profiling: count nothing, write nothing
+            rec = self.hout
         memset(rec, 0, self.hsize)
         put_i64(rec, self.h_ts_start, start)
         put_i64(rec, self.h_ts_end, end)
@@ -453,6 +462,9 @@ cdef class HostTelemetry:
         cdef float mean[4]
         cdef float std[4]
         cdef double mu, var
+        if self.skip & SKIP_EMIT:
+            self.pn -= 1  # profiling: count nothing, write nothing
+            rec = self.pout
         memset(rec, 0, self.psize)
         put_i64(rec, self.p_ts_start, start)
         put_i64(rec, self.p_ts_end, end)
@@ -583,7 +595,10 @@ cdef class HostTelemetry:
             hd = addr_hash(r.dst, ver)
             si = self._host(r.src, ver, ts, -1)
             di = self._host(r.dst, ver, ts, si)
-            p = self._pair(hs, hd, r.src, r.dst, ver, ts)
+            if self.skip & SKIP_PAIR:
+                p = &self.scratch
+            else:
+                p = self._pair(hs, hd, r.src, r.dst, ver, ts)
             s = &self.hosts[si]
             d = &self.hosts[di]
             s.active = 1
@@ -631,15 +646,18 @@ cdef class HostTelemetry:
             if ev & EV_NEW:
                 s.c[C_OUT_FLOWS] += 1
                 d.c[C_IN_FLOWS] += 1
-                self._sk_add(si, 0, hd ^ SALT_H)
-                self._sk_add(si, 1, <uint64_t>r.dport + SALT_P)
-                self._sk_add(di, 3, <uint64_t>r.dport + SALT_P)
-                self._sk_add(si, 4, hd ^ SALT_H)
-                self._sk_add(si, 5, <uint64_t>r.dport + SALT_P)
+                if not self.skip & SKIP_SKETCH:
+                    self._sk_add(si, 0, hd ^ SALT_H)
+                    self._sk_add(si, 1, <uint64_t>r.dport + SALT_P)
+                    self._sk_add(di, 3, <uint64_t>r.dport + SALT_P)
+                    self._sk_add(si, 4, hd ^ SALT_H)
+                    self._sk_add(si, 5, <uint64_t>r.dport + SALT_P)
                 p.flows += 1
-                self._pair_new_flow(p, ts)
-            self._sk_add(di, 2, hs ^ SALT_H)
-            self._sk_add(di, 6, hs ^ SALT_H)
+                if not self.skip & SKIP_DECAY:
+                    self._pair_new_flow(p, ts)
+            if not self.skip & SKIP_SKETCH:
+                self._sk_add(di, 2, hs ^ SALT_H)
+                self._sk_add(di, 6, hs ^ SALT_H)
             if ev & EV_DNS_Q:
                 s.c[C_OUT_DNS_QUERIES] += 1
                 d.c[C_IN_DNS_QUERIES] += 1
@@ -647,9 +665,10 @@ cdef class HostTelemetry:
                 s.c[C_OUT_DNS_RESPONSES] += 1
                 d.c[C_IN_DNS_RESPONSES] += 1
                 d.c[C_IN_DNS_BYTES] += ip_len
-            decay_add(&s.dout, ts, <double>ip_len)
-            decay_add(&d.din, ts, <double>ip_len)
-            decay_add(&p.dec, ts, <double>ip_len)
+            if not self.skip & SKIP_DECAY:
+                decay_add(&s.dout, ts, <double>ip_len)
+                decay_add(&d.din, ts, <double>ip_len)
+                decay_add(&p.dec, ts, <double>ip_len)
         return i
 
     cdef void _pair_new_flow(self, Pair *p, int64_t ts) noexcept nogil:
@@ -667,6 +686,12 @@ cdef class HostTelemetry:
             p.last_flow = ts
 
     # -- public API ---------------------------------------------------------------------
+    def _profile_skip(self, int mask):
+        """Benchmarks only (``benchmarks/bench_sensor.py``): switch parts off to time each
+        one: 1 pair side, 2 sketches, 4 decayed statistics, 8 record writing. Records are
+        then incomplete."""
+        self.skip = <uint8_t>(mask & 15)
+
     def update(self, pktsum, Py_ssize_t n):
         """Account ``pktsum[:n]`` (PKTSUM_DTYPE rows from ``engine.feed``)."""
         if pktsum.dtype != PKTSUM_DTYPE:
