@@ -428,4 +428,4 @@ def record_view(records: np.ndarray) -> memoryview | bytes | bytearray:
     rows = records.view(np.uint8).reshape(len(records), records.dtype.itemsize)
     for off, n in padding_runs(records.dtype):
         rows[:, off : off + n] = 0
-    return memoryview(rows.reshape(-1))
+    return rows.reshape(-1).data
