@@ -419,3 +419,12 @@ def test_wrong_input_is_refused(backend: str) -> None:
     t.update(np.zeros(4, PKTSUM_DTYPE), 4)  # not IP, not ARP: ignored
     t.flush()
     assert all(len(a) == 0 for _, a in t.drain())
+
+
+def test_tables_are_sized_from_expected_counts() -> None:
+    for hosts, pairs in ((1, 1), (5_000, 100_000), (10_000, 150_000)):
+        cfg = TelemetryConfig.sized(hosts, pairs)
+        for want, cap in ((hosts, cfg.host_capacity), (pairs, cfg.pair_capacity)):
+            assert cap & (cap - 1) == 0 and want <= 0.6 * cap and (cap == 64 or want > 0.3 * cap)
+    # the defaults hold the 100,000-flow benchmark capture's ~150,000 live pairs
+    assert TelemetryConfig().pair_capacity >= TelemetryConfig.sized(1, 150_000).pair_capacity
