@@ -18,6 +18,13 @@ ctypedef struct Slot:  # the probe array, one per table slot: what probing reads
     uint64_t key
     int64_t last  # time of the entry's last packet (>= 0); SLOT_EMPTY when empty
 
+ctypedef struct Sketch:  # one HyperLogLog: its register sum and empty count, and its
+    double z               # registers: up to 12 set ones inline (most windows of most
+    uint16_t zeros         # hosts), else all 256 in the table's register array
+    uint8_t n  # inline registers in use; SK_DENSE once in the register array
+    uint8_t idx[12]
+    uint8_t rank[12]
+
 ctypedef struct Host:
     uint64_t c[32]  # window counters, HOST_COUNTERS order
     Decay dout
@@ -63,9 +70,8 @@ cdef class HostTelemetry:
     cdef Pair *pairs
     cdef uint64_t *hact
     cdef uint64_t *pact
-    cdef uint8_t *hregs  # host_cap * NSKETCH * 256 HyperLogLog registers
-    cdef double *hz  # host_cap * NSKETCH: sum of 2^-register per sketch
-    cdef uint16_t *hzeros  # host_cap * NSKETCH: empty registers per sketch
+    cdef uint8_t *hregs  # host_cap * NSKETCH * 256 registers (of dense sketches only)
+    cdef Sketch *hsk  # host_cap * NSKETCH sketches
     cdef uint32_t host_cap, pair_cap, gen
     cdef int64_t window_ns, idle_ns, cur, long_ns, cur_long
     cdef int64_t dead_before  # entries whose last packet is older are expired

@@ -29,6 +29,8 @@ cdef enum:
     NSKETCH = 7  # dst_hosts, dst_ports, src_hosts, in_ports, then the long-window
                  # dst_hosts, dst_ports, src_hosts
     NCOUNT = 32
+    SK_SPARSE = 12  # registers a sketch keeps inline (Sketch.idx/rank)
+    SK_DENSE = 255
     NCOUNT_OUT = 30  # the last two (tcp replies) are not record fields
 
 cdef enum:  # parts _profile_skip switches off
@@ -112,19 +114,44 @@ cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
 
 
-cdef inline void hll_add(uint8_t *regs, double *z, uint16_t *zeros, uint64_t x) noexcept nogil:
-    """Add ``x``; keep the register sum ``z`` and the empty count ``zeros`` current."""
+cdef inline void hll_set(Sketch *sk, uint8_t old, uint8_t rank) noexcept nogil:
+    """A register goes from ``old`` to ``rank``: keep ``z`` and ``zeros`` current (the same
+    operations, in the same order, as ``Hll.add`` of reference.py)."""
+    sk.z = sk.z - ldexp(1.0, -old) + ldexp(1.0, -rank)
+    if old == 0:
+        sk.zeros -= 1
+
+
+cdef inline void hll_add(Sketch *sk, uint8_t *regs, uint64_t x) noexcept nogil:
+    """Add ``x``; ``regs`` is the sketch's 256 registers once it is dense."""
     x = mix64(x)
-    cdef uint32_t idx = <uint32_t>(x & (HLL_M - 1))
+    cdef uint8_t idx = <uint8_t>(x & (HLL_M - 1))
     cdef uint64_t w = x >> HLL_P
     cdef uint8_t rank = <uint8_t>(64 - HLL_P + 1)
-    cdef uint8_t old = regs[idx]
+    cdef uint8_t old
+    cdef int i
     if w:
         rank = <uint8_t>(__builtin_ctzll(w) + 1)
+    if sk.n != SK_DENSE:
+        for i in range(sk.n):
+            if sk.idx[i] == idx:
+                if rank > sk.rank[i]:
+                    hll_set(sk, sk.rank[i], rank)
+                    sk.rank[i] = rank
+                return
+        if sk.n < SK_SPARSE:
+            sk.idx[sk.n] = idx
+            sk.rank[sk.n] = rank
+            sk.n += 1
+            hll_set(sk, 0, rank)
+            return
+        memset(regs, 0, HLL_M)  # full: spill the inline registers to the array
+        for i in range(sk.n):
+            regs[sk.idx[i]] = sk.rank[i]
+        sk.n = SK_DENSE
+    old = regs[idx]
     if rank > old:
-        z[0] = z[0] - ldexp(1.0, -old) + ldexp(1.0, -rank)
-        if old == 0:
-            zeros[0] -= 1
+        hll_set(sk, old, rank)
         regs[idx] = rank
 
 
@@ -233,10 +260,9 @@ cdef class HostTelemetry:
         self.hact = <uint64_t *>calloc(self.host_cap // 64, 8)
         self.pact = <uint64_t *>calloc(self.pair_cap // 64, 8)
         self.hregs = <uint8_t *>calloc(<size_t>self.host_cap * NSKETCH * HLL_M, 1)
-        self.hz = <double *>calloc(<size_t>self.host_cap * NSKETCH, sizeof(double))
-        self.hzeros = <uint16_t *>calloc(<size_t>self.host_cap * NSKETCH, sizeof(uint16_t))
-        if self.hosts == NULL or self.pairs == NULL or self.hregs == NULL or self.hz == NULL \
-                or self.hzeros == NULL or self.hslots == NULL or self.pslots == NULL \
+        self.hsk = <Sketch *>calloc(<size_t>self.host_cap * NSKETCH, sizeof(Sketch))
+        if self.hosts == NULL or self.pairs == NULL or self.hregs == NULL or self.hsk == NULL \
+                or self.hslots == NULL or self.pslots == NULL \
                 or self.hact == NULL or self.pact == NULL:
             raise MemoryError("telemetry tables")
         cdef Py_ssize_t s
@@ -298,8 +324,7 @@ cdef class HostTelemetry:
         free(self.hact)
         free(self.pact)
         free(self.hregs)
-        free(self.hz)
-        free(self.hzeros)
+        free(self.hsk)
 
     cdef _grow(self, Py_ssize_t hneed, Py_ssize_t pneed):
         """Make room for ``hneed`` more host and ``pneed`` more pair records."""
@@ -395,16 +420,19 @@ cdef class HostTelemetry:
 
     # -- sketches -----------------------------------------------------------------------
     cdef void _sk_reset(self, Py_ssize_t slot, int first, int last) noexcept nogil:
-        """Empty sketches ``first..last-1`` of a host."""
+        """Empty sketches ``first..last-1`` of a host (registers are cleared when a sketch
+        next spills to the register array)."""
         cdef int k
-        memset(self.hregs + (<size_t>slot * NSKETCH + first) * HLL_M, 0, (last - first) * HLL_M)
+        cdef Sketch *sk
         for k in range(first, last):
-            self.hz[slot * NSKETCH + k] = <double>HLL_M
-            self.hzeros[slot * NSKETCH + k] = HLL_M
+            sk = &self.hsk[slot * NSKETCH + k]
+            sk.z = <double>HLL_M
+            sk.zeros = HLL_M
+            sk.n = 0
 
     cdef void _sk_add(self, Py_ssize_t slot, int k, uint64_t x) noexcept nogil:
         cdef size_t j = <size_t>slot * NSKETCH + k
-        hll_add(self.hregs + j * HLL_M, &self.hz[j], &self.hzeros[j], x)
+        hll_add(&self.hsk[j], self.hregs + j * HLL_M, x)
 
     # -- tables -------------------------------------------------------------------------
     cdef Py_ssize_t _find_host(self, uint64_t key, const uint8_t *addr, uint8_t ver,
@@ -556,8 +584,8 @@ cdef class HostTelemetry:
         put_u32(rec, self.h_syn_nr_in, h.c[C_IN_SYN] - h.c[C_OUT_TCP_REPLIES]
                 if h.c[C_IN_SYN] > h.c[C_OUT_TCP_REPLIES] else 0)
         for k in range(NSKETCH):
-            put_u32(rec, self.h_sk[k], hll_estimate(self.hz[s * NSKETCH + k],
-                                                    self.hzeros[s * NSKETCH + k]))
+            put_u32(rec, self.h_sk[k], hll_estimate(self.hsk[s * NSKETCH + k].z,
+                                                    self.hsk[s * NSKETCH + k].zeros))
         self._decay_write(&h.dout, at, dec[0], dec[1], dec[2])
         self._decay_write(&h.din, at, dec[3], dec[4], dec[5])
         for k in range(6):
