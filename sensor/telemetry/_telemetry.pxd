@@ -123,6 +123,7 @@ cdef class HostTelemetry:
     cdef Py_ssize_t _pair(self, uint64_t hs, uint64_t hd, const uint8_t *src,
                           const uint8_t *dst, uint8_t ver, int64_t ts) noexcept nogil
     cdef void _pair_new_flow(self, Pair *p, int64_t ts) noexcept nogil
+    cdef void _prefetch(self, const PktSum *r) noexcept nogil
     cdef bint _touch_host(self, Py_ssize_t s, int64_t ts) noexcept nogil
     cdef bint _touch_pair(self, Py_ssize_t s, int64_t ts) noexcept nogil
     # records and windows

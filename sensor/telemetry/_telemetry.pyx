@@ -31,6 +31,7 @@ cdef enum:
     NCOUNT = 32
     SK_SPARSE = 12  # registers a sketch keeps inline (Sketch.idx/rank)
     SK_DENSE = 255
+    PREFETCH = 6  # packets ahead whose table entries are prefetched
     NCOUNT_OUT = 30  # the last two (tcp replies) are not record fields
 
 cdef enum:  # parts _profile_skip switches off
@@ -112,6 +113,7 @@ cdef inline uint64_t addr_hash(const uint8_t *addr, uint8_t version) noexcept no
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
+    void __builtin_prefetch(const void *) nogil
 
 
 cdef inline void hll_set(Sketch *sk, uint8_t old, uint8_t rank) noexcept nogil:
@@ -182,6 +184,13 @@ cdef inline void decays(int64_t x_ns, double *out) noexcept nogil:
     cdef int i
     for i in range(NDECAY):
         out[i] = exp2(-x / HALF[i])
+
+
+cdef enum:
+    NSTEP = 16
+cdef double STEPS[16][4]  # decays(k epochs) for k = 1..NSTEP
+for _k in range(NSTEP):
+    decays((_k + 1) * EPOCH, STEPS[_k])
 
 
 cdef inline int64_t floordiv(int64_t a, int64_t b) noexcept nogil:
@@ -347,12 +356,12 @@ cdef class HostTelemetry:
             self.pout = <uint8_t *><size_t>new.ctypes.data
 
     cdef object _take(self, int which):
-        """The records written so far, handed out: the buffer itself when mostly full (a
-        new one takes its place), else a copy."""
+        """The records written so far, handed out: the buffer itself (a new one takes its
+        place) unless they are few, then a copy."""
         buf = self._pbuf if which else self._hbuf
         cdef Py_ssize_t n = self.pn if which else self.hn
         cdef Py_ssize_t cap = self.pcap if which else self.hcap
-        if n * 2 < cap:
+        if n * 8 < cap:
             return buf[:n].copy()
         new = np.empty(cap, buf.dtype)
         if which:
@@ -369,6 +378,7 @@ cdef class HostTelemetry:
         cdef double gl[4]
         cdef double f[4]
         cdef const double *g = self.g
+        cdef const double *fp
         cdef int64_t e
         cdef int i
         if d.t != 0 and ts < d.t:  # late: counted at the latest time seen
@@ -382,11 +392,15 @@ cdef class HostTelemetry:
         if d.t == 0:
             d.epoch = e
         elif e > d.epoch:
-            decays((e - d.epoch) * EPOCH, f)
+            if e - d.epoch <= NSTEP:  # the same values decays() gives, computed once
+                fp = STEPS[e - d.epoch - 1]
+            else:
+                decays((e - d.epoch) * EPOCH, f)
+                fp = f
             for i in range(NDECAY):
-                d.w[i] *= f[i]
-                d.ls[i] *= f[i]
-                d.ss[i] *= f[i]
+                d.w[i] *= fp[i]
+                d.ls[i] *= fp[i]
+                d.ss[i] *= fp[i]
             d.epoch = e
         for i in range(NDECAY):
             d.w[i] += g[i]
@@ -534,6 +548,25 @@ cdef class HostTelemetry:
         self.pslots[slot].last = ts if ts > 0 else 0
         return slot
 
+    cdef void _prefetch(self, const PktSum *r) noexcept nogil:
+        """Ask for the probe slots and entries a later packet will read (the tables are
+        larger than the caches: a batch's lookups then overlap their memory latency)."""
+        cdef uint8_t ver = r.ip_version
+        cdef uint64_t hs, hd, s, d, p
+        if ver != 4 and ver != 6:
+            return
+        hs = addr_hash(r.src, ver)
+        hd = addr_hash(r.dst, ver)
+        s = hs & (self.host_cap - 1)
+        d = hd & (self.host_cap - 1)
+        p = mix64(hs ^ (hd * GOLD + 1)) & (self.pair_cap - 1)
+        __builtin_prefetch(&self.hslots[s])
+        __builtin_prefetch(&self.hslots[d])
+        __builtin_prefetch(&self.pslots[p])
+        __builtin_prefetch(&self.hosts[s])
+        __builtin_prefetch(&self.hosts[d])
+        __builtin_prefetch(&self.pairs[p])
+
     cdef bint _touch_host(self, Py_ssize_t s, int64_t ts) noexcept nogil:
         """Host ``s`` saw a packet at ``ts``; True if it was already active this window."""
         cdef Host *h = &self.hosts[s]
@@ -566,9 +599,11 @@ cdef class HostTelemetry:
         cdef int64_t at = now if now < end else end
         cdef int k
         cdef float dec[6][4]
-        if self.skip & SKIP_EMIT:
-            self.hn -= 1  # profiling: count nothing, write nothing
-            rec = self.hout
+        if self.skip & SKIP_EMIT:  # profiling: only what a new window needs
+            memset(h.c, 0, sizeof(h.c))
+            self._sk_reset(s, 0, 4)
+            h.active = 0
+            return
         memset(rec, 0, self.hsize)
         put_i64(rec, self.h_ts_start, start)
         put_i64(rec, self.h_ts_end, end)
@@ -608,8 +643,9 @@ cdef class HostTelemetry:
         cdef float std[4]
         cdef double mu, var
         if self.skip & SKIP_EMIT:
-            self.pn -= 1  # profiling: count nothing, write nothing
-            rec = self.pout
+            p.pkts = p.nbytes = p.payload = p.flows = 0
+            p.active = 0
+            return
         memset(rec, 0, self.psize)
         put_i64(rec, self.p_ts_start, start)
         put_i64(rec, self.p_ts_end, end)
@@ -697,6 +733,8 @@ cdef class HostTelemetry:
         while i < n:
             if not self._room():
                 return i
+            if i + PREFETCH < n:
+                self._prefetch(&rows[i + PREFETCH])
             r = &rows[i]
             i += 1
             ev = r.events
