@@ -193,6 +193,20 @@ for _k in range(NSTEP):
     decays((_k + 1) * EPOCH, STEPS[_k])
 
 
+cdef inline bint touch(Slot *slot, uint8_t *active, uint64_t *bitmap, Py_ssize_t *actn,
+                       Py_ssize_t s, int64_t ts) noexcept nogil:
+    """An entry saw a packet at ``ts``: mark it active (and its slot in the window's
+    bitmap), move its last time; True if it was active already."""
+    cdef bint was = active[0]
+    if not was:
+        active[0] = 1
+        bitmap[s >> 6] |= (<uint64_t>1) << (s & 63)
+        actn[0] += 1
+    if ts > slot.last:
+        slot.last = ts
+    return was
+
+
 cdef inline int64_t floordiv(int64_t a, int64_t b) noexcept nogil:
     """Python's // for a positive divisor (C division truncates towards zero)."""
     cdef int64_t q = a // b
@@ -569,26 +583,10 @@ cdef class HostTelemetry:
 
     cdef bint _touch_host(self, Py_ssize_t s, int64_t ts) noexcept nogil:
         """Host ``s`` saw a packet at ``ts``; True if it was already active this window."""
-        cdef Host *h = &self.hosts[s]
-        cdef bint was = h.active
-        if not was:
-            h.active = 1
-            self.hact[s >> 6] |= (<uint64_t>1) << (s & 63)
-            self.hactn += 1
-        if ts > self.hslots[s].last:
-            self.hslots[s].last = ts
-        return was
+        return touch(&self.hslots[s], &self.hosts[s].active, self.hact, &self.hactn, s, ts)
 
     cdef bint _touch_pair(self, Py_ssize_t s, int64_t ts) noexcept nogil:
-        cdef Pair *p = &self.pairs[s]
-        cdef bint was = p.active
-        if not was:
-            p.active = 1
-            self.pact[s >> 6] |= (<uint64_t>1) << (s & 63)
-            self.pactn += 1
-        if ts > self.pslots[s].last:
-            self.pslots[s].last = ts
-        return was
+        return touch(&self.pslots[s], &self.pairs[s].active, self.pact, &self.pactn, s, ts)
 
     # -- records ------------------------------------------------------------------------
     cdef void _emit_host(self, Py_ssize_t s, int flags, int64_t now) noexcept nogil:
