@@ -440,7 +440,7 @@ class Capture(Protocol):
 
 class StatsLine:
     """``sensor:`` lines on stderr every ``interval`` seconds and at exit: packets, records
-    sent, losses (the nonzero ``LOSS_COUNTERS``) and the bus."""
+    sent, losses (the nonzero ``LOSS_COUNTERS``), telemetry table occupancy and the bus."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -462,12 +462,27 @@ class StatsLine:
         lost = " ".join(f"{k}={v}" for k, v in sorted(losses.items()) if v) or "none"
         print(
             f"sensor: packets={packets} pps={pps:.0f} records[{sent}] losses[{lost}] "
-            f"bus: sent={ps['records']} awaiting_ack={ps['buffered_records']} "
+            + telemetry_occupancy(counters)
+            + f"bus: sent={ps['records']} awaiting_ack={ps['buffered_records']} "
             f"dropped={ps['bus_dropped_records']} resends={ps['resends']}"
             + (" (final)" if final else ""),
             file=sys.stderr, flush=True,
         )  # fmt: skip
         self.t_last, self.pk_last = now, packets
+
+
+def telemetry_occupancy(counters: dict[str, int]) -> str:
+    """``telemetry[hosts=N/CAP pairs=N/CAP partial=N] `` for a stats line: live table entries
+    of the tables' capacity and the partial windows that evictions sent early ('' without
+    telemetry)."""
+    if "host_capacity" not in counters:
+        return ""
+    c = counters
+    partial = c.get("host_partial", 0) + c.get("pair_partial", 0)
+    return (
+        f"telemetry[hosts={c.get('hosts', 0)}/{c['host_capacity']} "
+        f"pairs={c.get('pairs', 0)}/{c.get('pair_capacity', 0)} partial={partial}] "
+    )
 
 
 def publish(
