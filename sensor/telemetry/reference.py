@@ -63,7 +63,7 @@ LN2 = math.log(2.0)
 #: Decayed sums are relative to the start of an epoch of this length (see the module doc).
 EPOCH_NS = 1_000_000_000
 
-EMPTY, USED, FREE = 0, 1, 2
+EMPTY, USED = 0, 1
 
 _NEW_FLOW = int(PktEvent.NEW_FLOW)
 _FIRST_REPLY = int(PktEvent.FIRST_REPLY)
@@ -355,7 +355,7 @@ class _Table:
             st = self.state[s]
             if st == EMPTY:
                 return (free if free >= 0 else s), False
-            if st == FREE or self.dead(s):
+            if self.dead(s):  # expired: free for reuse
                 if free < 0:
                     free = s
                 continue
