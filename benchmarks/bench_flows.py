@@ -194,13 +194,13 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    """Replace the flow section between its markers, keeping other engineers' sections."""
+def write_readme(text: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
+    """Replace one section between its markers, keeping the other sections."""
     old = README.read_text() if README.exists() else "# Benchmarks\n"
-    block = f"{MARK_BEGIN}\n{text}\n{MARK_END}"
-    if MARK_BEGIN in old and MARK_END in old:
-        head, rest = old.split(MARK_BEGIN, 1)
-        new = head + block + rest.split(MARK_END, 1)[1]
+    block = f"{begin}\n{text}\n{end}"
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + block + rest.split(end, 1)[1]
     else:
         new = old.rstrip("\n") + "\n\n" + block + "\n"
     README.write_text(new)

@@ -25,6 +25,12 @@ COMMAND_MODULES = (
     "status",
     "config",
     "report",
+    "evaluate",
+    "tune",
+    "simulate",
+    "hunt",
+    "ask",
+    "posture",
 )
 
 

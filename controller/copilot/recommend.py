@@ -123,6 +123,8 @@ def hunting_commands(inc: Incident) -> list[str]:
         cmds.append(f"tcpdump -nn -i any 'host {hosts[0]} and host {hosts[1]}'")
     if any(k.startswith("dns_") for k in inc.kinds) and hosts:
         cmds.append(f"tcpdump -nn -i any 'udp and port domain and host {hosts[0]}'")
+    cmds.append(f"netwarden hunt incident {inc.id}")  # its hosts' archived connections
+    cmds.extend(f"netwarden hunt host {h}" for h in hosts[:2])
     return cmds
 
 

@@ -37,6 +37,7 @@ class Ingest:
         self.consumer_errors: Counter[str] = Counter()
         self._controller: Any = None
         self._protected: set[str] = set()
+        self._stopped: set[str] = set()
         #: (monotonic time, records so far), about one a second over the last ~10 s: records/s
         self._rate: deque[tuple[float, int]] = deque(maxlen=11)
 
@@ -51,7 +52,13 @@ class Ingest:
         controller.add_reader(self.collector.fileno(), self.pump)
         controller.add_periodic(1.0, self.pump)
         if self.archive is not None:
+            self.archive.migrate()  # an archive of the previous format becomes Parquet now
+            self.archive.background()  # files are built off the loop
             controller.add_periodic(3600.0, self.archive.prune)
+            controller.add_periodic(1.0, self.archive.flush_due)
+            at_close = getattr(controller, "at_close", None)
+            if at_close is not None:  # what is still buffered goes to disk at shutdown
+                at_close(self.archive.close)
 
     def pump(self) -> int:
         """Handle everything the collector has queued; returns the number of batches."""
@@ -80,7 +87,19 @@ class Ingest:
                     log.exception("ingest consumer %s failed on a %s batch", name, b.record_type)
         if batches:
             self._protect_sensors()
+        self._flush_stopped()
         return len(batches)
+
+    def _flush_stopped(self) -> None:
+        """A sensor that said goodbye sends nothing more: what it sent goes to disk now
+        (readers of the archive see it without waiting for the flush interval)."""
+        if self.archive is None:
+            return
+        stopped = {sid for sid, st in self.collector.sensors().items() if st.stopped}
+        if stopped - self._stopped:
+            self.archive.flush()
+            self.archive.wait()  # on disk before anyone is told the sensor stopped
+        self._stopped = stopped
 
     def _protect_sensors(self) -> None:
         protect = getattr(self._controller, "protect", None)
@@ -118,6 +137,8 @@ class Ingest:
                 "disk_bytes": self.archive.disk_bytes,
                 "max_bytes": self.archive.max_bytes,
                 "refused_full": self.archive.refused_full,
+                "files_written": self.archive.files_written,
+                "compactions": self.archive.compactions,
             },
             "sensors": {sid: st.as_dict() for sid, st in self.collector.sensors().items()},
             "bus": self.collector.stats(),

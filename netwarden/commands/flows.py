@@ -1,9 +1,11 @@
-"""``netwarden flows``: capture files (or a live interface) to Zeek conn.log / JSON / CSV."""
+"""``netwarden flows``: capture files (or a live interface) to Zeek conn.log, CSV, JSON lines
+or Parquet, every format written from the Arrow form of the records."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from netwarden.commands.capture_options import (
     add_live_arguments,
@@ -16,8 +18,9 @@ from netwarden.commands.engine_options import add_engine_arguments
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("flows", help="assemble flows from pcap/pcapng files or an interface")
     p.add_argument("pcaps", nargs="*", metavar="PCAP", help="capture files, read in order")
-    p.add_argument("--format", choices=("zeek", "json", "csv"), default="zeek",
-                   help="zeek: conn.log TSV (default); json: one object per flow; csv")  # fmt: skip
+    p.add_argument("--format", choices=("zeek", "csv", "json", "parquet"), default="zeek",
+                   help="zeek: conn.log TSV (default); csv; json: one object per line; "
+                        "parquet (needs -o or a redirected stdout)")  # fmt: skip
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.add_argument(
         "--backend", choices=("c", "py"), help="flow engine (default: compiled if built)"
@@ -35,55 +38,65 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from netwarden.commands.engine_options import engine_config
     from netwarden.errors import CaptureError, ConfigError
-    from sensor.export.zeeklog import make_writer
 
     if not args.pcaps and not args.iface:
         raise ConfigError("give at least one PCAP or --iface")
+    if args.format == "parquet" and not args.output and sys.stdout.isatty():
+        raise ConfigError("--format parquet writes binary: give -o FILE or redirect stdout")
     config = engine_config(args)
     if args.iface:
-        # Refuse bad live options before -o truncates an existing file.
+        # Refuse bad live options before anything is written.
         check_live_options(args)
     else:
         check_capture_files(args.pcaps)  # nothing is written for a missing or foreign file
-    fh = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115 (closed below)
-    writer = make_writer(args.format, fh)
-    rc = 0
+
+    from sensor.export.sink import Sink
+    from sensor.export.writers import make_writer
+
+    sink = Sink(args.output)  # the file is created by the first write
+    sink.check()
+    writer = make_writer(args.format, sink)
     try:
         if args.iface:
-            try:
-                from sensor.live import capture_flows
-            except ImportError:
-                print(
-                    "netwarden flows: error: live capture is not available (sensor.live missing)",
-                    file=sys.stderr,
-                )
-                return 1
-            from sensor.live import ring_from_options
-
-            flows = capture_flows(
-                args.iface,
-                args.duration,
-                config,
-                workers=args.workers,
-                bpf=args.filter,
-                promisc=args.promisc,
-                ring=ring_from_options(args),
-                backend=args.backend,
-            )
-            for recs in flows:
-                writer.write(recs)
+            _live(args, config, writer)
         else:
+            from netwarden.flow_tables import BATCH_ROWS, rebatch
+            from netwarden.records.arrow import to_batch
             from sensor.flows import iter_flow_records
 
-            try:
-                for recs in iter_flow_records(args.pcaps, backend=args.backend, config=config):
-                    writer.write(recs)
-            except CaptureError as exc:
-                # Every flow read before the fault has been written above.
-                print(f"netwarden flows: error: {exc}", file=sys.stderr)
-                rc = 1
-    finally:
-        writer.close()
-        if args.output:
-            fh.close()
-    return rc
+            flows = iter_flow_records(args.pcaps, backend=args.backend, config=config)
+            for recs in rebatch(flows, BATCH_ROWS):
+                writer.write(to_batch("flow", recs, writer.columns))
+    except CaptureError as exc:
+        # Every flow read before the fault has been written; with none, no file is left.
+        print(f"netwarden flows: error: {exc}", file=sys.stderr)
+        if sink.opened:
+            writer.close()
+        return 1
+    writer.close()
+    return 0
+
+
+def _live(args: argparse.Namespace, config: Any, writer: Any) -> None:
+    """Flows of a live interface, each drained batch written as it ends."""
+    try:
+        from sensor.live import capture_flows, ring_from_options
+    except ImportError:
+        from netwarden.errors import CaptureError
+
+        raise CaptureError("live capture is not available (sensor.live missing)") from None
+    from netwarden.records.arrow import to_batch
+
+    flows = capture_flows(
+        args.iface,
+        args.duration,
+        config,
+        workers=args.workers,
+        bpf=args.filter,
+        promisc=args.promisc,
+        ring=ring_from_options(args),
+        backend=args.backend,
+    )
+    for recs in flows:
+        if len(recs):
+            writer.write(to_batch("flow", recs, writer.columns))

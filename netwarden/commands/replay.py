@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--config",
         default=None,
         metavar="FILE",
-        help="controller TOML configuration (with --state-dir)",
+        help="TOML configuration: detection thresholds; policy with --state-dir",
     )
     p.add_argument(
         "--lang", choices=("en", "ja"), default=None, help="language of incident summaries"
@@ -61,22 +61,20 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError("--top must be >= 1")
     from controller.detect import DetectionStack, build
+    from controller.detect.thresholds import load as load_thresholds
     from sensor.export.replay_summary import replay
 
     names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
-    stack = DetectionStack(build(names, args.detector_plugin))
-    alerts: list[Any] = []
+    stack = DetectionStack(
+        build(names, args.detector_plugin), thresholds=load_thresholds(args.config)
+    )
+    from netwarden.quality.replaying import AlertSink
 
-    class _Sink:
-        observe = stack.observe
-
-        @staticmethod
-        def advance(now_ns: int) -> None:
-            alerts.extend(stack.advance(now_ns))
-
+    sink = AlertSink(stack)
+    alerts = sink.alerts
     records: dict[str, Any] = {}
     summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
-                            sink=_Sink(), records_out=records)  # fmt: skip
+                            sink=sink, records_out=records)  # fmt: skip
     summary["alerts"] = [a.to_json() for a in alerts]
     summary["detection"] = stack.status()
     triage = None
@@ -84,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         from netwarden.commands.incidents import replay_output
 
         triage = replay_output(alerts, args.state_dir, args.config, stack.now_ns / 1e9, summary)
-        _archive(Path(args.state_dir), records.get("flow"))
+        _archive(Path(args.state_dir), records)
     if args.json:
         for a in summary["alerts"]:
             print(json.dumps(a))
@@ -107,19 +105,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _archive(state_dir: Path, flows: Any) -> None:
-    """The replay's flow records into STATE_DIR/archive, as a controller archives what its
-    sensors send (``netwarden report`` draws the traffic from there). A replay into the
-    same state dir again replaces the previous replay's records."""
+def _archive(state_dir: Path, records: dict[str, Any]) -> None:
+    """The replay's records into STATE_DIR/archive (Parquet, sensor ``replay``), as a
+    controller archives what its sensors send (``netwarden report`` and ``netwarden hunt``
+    read them there). A replay into the same state dir again replaces the previous
+    replay's records."""
+    import shutil
+
     from controller.ingest.archive import RecordArchive
 
-    if flows is None:
-        return
     root = state_dir / "archive"
-    if root.is_dir():
-        for old in root.glob("*/flow/*/replay.rec"):
-            old.unlink()
-    RecordArchive(root).append("flow", "replay", flows)
+    for old in root.glob("type=*/date=*/hour=*/sensor=replay"):
+        shutil.rmtree(old, ignore_errors=True)
+    archive = RecordArchive(root)
+    for kind, recs in records.items():
+        if recs is not None and len(recs):
+            archive.append(kind, "replay", recs)
+    archive.close()
 
 
 def _print(s: dict[str, Any]) -> None:

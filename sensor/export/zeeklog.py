@@ -1,31 +1,22 @@
-"""Writers for flow records: Zeek conn.log (TSV), JSON lines and CSV.
+"""Zeek conn.log (ASCII TSV) from Arrow flow batches, built column by column.
 
-The conn.log writer follows Zeek's ASCII log format: ``#separator \\x09`` header block,
-``#fields``/``#types``, ``-`` for unset values, ``(empty)`` for empty sets, and a
-``#close`` line. ``uid`` is the record's identity (sensor, session, flow_id) rendered by
-``netwarden.records.identity``, and ``tunnel_parents`` holds the uid of ``parent_id``.
+Follows Zeek's ASCII log format: ``#separator \\x09`` header block, ``#fields``/``#types``,
+``-`` for unset values, and a ``#close`` line. ``uid`` is the record's identity (sensor,
+session, flow_id) rendered by ``netwarden.records.identity``, and ``tunnel_parents`` holds
+the uid of the enclosing tunnel flow.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import json
-from typing import IO, Any
+from collections.abc import Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from netwarden.records.identity import record_uids
-from netwarden.records.schema import (
-    DNS_QTYPE_BITS,
-    DNS_QTYPE_OTHER_BIT,
-    TCP_FLAG_NAMES,
-    ConnState,
-    EndReason,
-    FlowFlags,
-    TunnelType,
-    addr_to_str,
-)
+from sensor.export.sink import Sink, TextWriter
+from sensor.export.textcols import Piece, join_rows, uints
 
 CONN_FIELDS = (
     "ts",
@@ -75,168 +66,92 @@ CONN_TYPES = (
     "set[string]",
     "count",
 )
+UNSET = "-"
+#: The Arrow columns conn.log is made of.
+CONN_COLUMNS = (
+    *("ts", "ts_last", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "ip_proto"),
+    *("orig_bytes", "resp_bytes", "conn_state", "missed_bytes", "history", "orig_pkts"),
+    *("orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "parent_uid"),
+)
 
 
-def proto_name(proto: int) -> str:
-    if proto == 6:
-        return "tcp"
-    if proto == 17:
-        return "udp"
-    if proto in (1, 58):
-        return "icmp"
-    return "unknown_transport"
+def _str(col: pa.Array | np.ndarray) -> pa.Array:
+    return pc.cast(col, pa.string())
 
 
-def _interval(ns: int) -> str:
-    return f"{ns // 1_000_000_000}.{(ns % 1_000_000_000) // 1000:06d}"
+def interval(us: np.ndarray) -> pa.Array:
+    """Microseconds as Zeek's ``seconds.micros`` text."""
+    frac = pc.utf8_lpad(_str(us % 1_000_000), width=6, padding="0")
+    return pc.binary_join_element_wise(_str(us // 1_000_000), frac, ".")
 
 
-def _with_uids(records: np.ndarray) -> zip[tuple[np.void, str, str]]:
-    """Each record with its uid and its tunnel parent's uid (computed per batch)."""
-    parents = record_uids(records, "parent_id")
-    return zip(records, record_uids(records), parents, strict=True)
+def conn_columns(batch: pa.RecordBatch) -> list[Piece]:
+    """The conn.log fields of each flow, as text columns (or one text for every row) in
+    ``CONN_FIELDS`` order."""
+    ts = batch.column("ts").cast(pa.int64()).to_numpy()
+    # Zeek reads captures at microsecond precision, so durations are differences of
+    # microsecond stamps; a flow of one instant has no duration and no byte counts.
+    dur = batch.column("ts_last").cast(pa.int64()).to_numpy() - ts
+    has_dur = pa.array(dur > 0)
 
+    def timed(col: pa.Array) -> pa.Array:
+        return pc.if_else(has_dur, col, pa.scalar(UNSET))
 
-def conn_row(r: np.void, uid: str, parent_uid: str) -> list[str]:
-    ver = int(r["ip_version"])
-    # Zeek reads captures at microsecond precision (libpcap truncates finer stamps), so
-    # durations are differences of truncated microseconds.
-    dur_ns = (int(r["ts_last_ns"]) // 1000 - int(r["ts_first_ns"]) // 1000) * 1000
-    has_dur = dur_ns > 0
-    history = bytes(r["history"]).rstrip(b"\x00").decode("ascii", "replace")
-    parent = int(r["parent_id"])
+    history = batch.column("history")
     return [
-        _interval(int(r["ts_first_ns"])),
-        uid,
-        addr_to_str(r["orig_addr"], ver),
-        str(int(r["orig_port"])),
-        addr_to_str(r["resp_addr"], ver),
-        str(int(r["resp_port"])),
-        proto_name(int(r["proto"])),
-        "-",
-        _interval(dur_ns) if has_dur else "-",
-        str(int(r["orig_bytes"])) if has_dur else "-",
-        str(int(r["resp_bytes"])) if has_dur else "-",
-        ConnState(int(r["conn_state"])).name if int(r["conn_state"]) else "-",
-        "-",
-        "-",
-        str(int(r["missed_bytes"])),
-        history or "-",
-        str(int(r["orig_pkts"])),
-        str(int(r["orig_ip_bytes"])),
-        str(int(r["resp_pkts"])),
-        str(int(r["resp_ip_bytes"])),
-        parent_uid if parent else "-",
-        str(int(r["proto"])),
+        interval(ts),
+        batch.column("uid"),
+        batch.column("orig_h"),
+        uints(batch.column("orig_p")),
+        batch.column("resp_h"),
+        uints(batch.column("resp_p")),
+        batch.column("proto"),
+        UNSET,
+        timed(interval(dur)),
+        timed(_str(batch.column("orig_bytes"))),
+        timed(_str(batch.column("resp_bytes"))),
+        pc.fill_null(batch.column("conn_state"), UNSET),
+        UNSET,
+        UNSET,
+        uints(batch.column("missed_bytes")),
+        pc.if_else(pc.equal(history, ""), pa.scalar(UNSET), history),
+        *[uints(batch.column(f)) for f in ("orig_pkts", "orig_ip_bytes", "resp_pkts")],
+        uints(batch.column("resp_ip_bytes")),
+        pc.fill_null(batch.column("parent_uid"), UNSET),
+        uints(batch.column("ip_proto")),
     ]
 
 
-class ConnLogWriter:
-    def __init__(self, fh: IO[str], path: str = "conn") -> None:
-        self.fh = fh
-        now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
-        fh.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n")
-        fh.write(f"#path\t{path}\n#open\t{now}\n")
-        fh.write("#fields\t" + "\t".join(CONN_FIELDS) + "\n")
-        fh.write("#types\t" + "\t".join(CONN_TYPES) + "\n")
-
-    def write(self, records: np.ndarray) -> None:
-        for r, uid, parent_uid in _with_uids(records):
-            self.fh.write("\t".join(conn_row(r, uid, parent_uid)) + "\n")
-
-    def close(self) -> None:
-        now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
-        self.fh.write(f"#close\t{now}\n")
-        self.fh.flush()
+def conn_lines(batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+    """The conn.log lines of a flow batch, as chunks of bytes."""
+    pieces: list[Piece] = []
+    for col in conn_columns(batch):
+        pieces += [col, "\t"]
+    pieces[-1] = "\n"
+    return join_rows(pieces, batch.num_rows)
 
 
-def _mac(a: Any) -> str:
-    return ":".join(f"{int(x):02x}" for x in a)
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
 
 
-def record_to_dict(r: np.void, uid: str, parent_uid: str) -> dict[str, Any]:
-    """Every FLOW_DTYPE field in human form (addresses, enums, flag names, times)."""
-    ver = int(r["ip_version"])
-    d: dict[str, Any] = {}
-    for name in r.dtype.names or ():
-        v = r[name]
-        if name in ("orig_addr", "resp_addr"):
-            d[name] = addr_to_str(v, ver)
-        elif name in ("orig_mac", "resp_mac"):
-            d[name] = _mac(v)
-        elif name in ("history", "dns_qname"):
-            d[name] = bytes(v).rstrip(b"\x00").decode("ascii", "replace")
-        elif name == "conn_state":
-            d[name] = ConnState(int(v)).name if int(v) else None
-        elif name == "tunnel_type":
-            d[name] = TunnelType(int(v)).name
-        elif name == "end_reason":
-            d[name] = EndReason(int(v)).name
-        elif name == "flags":
-            d[name] = [f.name for f in FlowFlags if int(v) & f]
-        elif name in ("orig_flag_counts", "resp_flag_counts"):
-            d[name] = {TCP_FLAG_NAMES[i]: int(v[i]) for i in range(8)}
-        elif name == "first_sizes":
-            d[name] = [int(x) for x in v[: int(r["n_first"])]]
-        elif name == "dns_qtype_mask":
-            inv = {bit: q for q, bit in DNS_QTYPE_BITS.items()}
-            d[name] = [
-                inv.get(b, "other") if b != DNS_QTYPE_OTHER_BIT else "other"
-                for b in range(32)
-                if int(v) >> b & 1
-            ]
-        elif isinstance(v, np.ndarray):
-            d[name] = v.tolist()
-        elif isinstance(v, np.floating):
-            d[name] = float(v)
-        else:
-            d[name] = int(v)
-    d["uid"] = uid
-    d["proto_name"] = proto_name(int(r["proto"]))
-    d["duration"] = (int(r["ts_last_ns"]) - int(r["ts_first_ns"])) / 1e9
-    d["tunnel_parent_uid"] = parent_uid if int(r["parent_id"]) else None
-    return d
+class ConnLogWriter(TextWriter):
+    columns: tuple[str, ...] | None = CONN_COLUMNS
 
+    def __init__(self, sink: Sink, path: str = "conn") -> None:
+        super().__init__(sink)
+        self.path = path
 
-class JsonLinesWriter:
-    def __init__(self, fh: IO[str]) -> None:
-        self.fh = fh
+    def header(self, batch: pa.RecordBatch) -> bytes:
+        return (
+            "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
+            f"#path\t{self.path}\n#open\t{_now()}\n"
+            "#fields\t" + "\t".join(CONN_FIELDS) + "\n"
+            "#types\t" + "\t".join(CONN_TYPES) + "\n"
+        ).encode()
 
-    def write(self, records: np.ndarray) -> None:
-        for r, uid, parent_uid in _with_uids(records):
-            d = record_to_dict(r, uid, parent_uid)
-            self.fh.write(json.dumps(d, separators=(",", ":")) + "\n")
+    def lines(self, batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:
+        return conn_lines(batch)
 
-    def close(self) -> None:
-        self.fh.flush()
-
-
-class CsvWriter:
-    def __init__(self, fh: IO[str]) -> None:
-        self.fh = fh
-        self.w: Any = None
-
-    def write(self, records: np.ndarray) -> None:
-        for r, uid, parent_uid in _with_uids(records):
-            d = record_to_dict(r, uid, parent_uid)
-            row = {
-                k: (json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v))
-                for k, v in d.items()
-            }
-            if self.w is None:
-                self.w = csv.DictWriter(self.fh, fieldnames=list(row))
-                self.w.writeheader()
-            self.w.writerow(row)
-
-    def close(self) -> None:
-        self.fh.flush()
-
-
-def make_writer(fmt: str, fh: IO[str]) -> Any:
-    if fmt == "zeek":
-        return ConnLogWriter(fh)
-    if fmt == "json":
-        return JsonLinesWriter(fh)
-    if fmt == "csv":
-        return CsvWriter(fh)
-    raise ValueError(f"unknown format {fmt!r}")
+    def footer(self) -> bytes:
+        return f"#close\t{_now()}\n".encode()

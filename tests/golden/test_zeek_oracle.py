@@ -249,9 +249,10 @@ def test_cli_json_and_csv_agree_with_zeek_format(zeek_corpus: Path, backend_name
     assert len(zeek_rows) == len(js) == len(rows) > 0
     assert {r["uid"] for r in zeek_rows} == {j["uid"] for j in js} == {r["uid"] for r in rows}
     by_uid = {j["uid"]: j for j in js}
+    by_uid_csv = {r["uid"]: r for r in rows}
     for z in zeek_rows:
         j = by_uid[z["uid"]]
-        assert (j["orig_addr"], str(j["orig_port"]), j["proto_name"]) == (
+        assert (j["orig_h"], str(j["orig_p"]), j["proto"]) == (
             z["id.orig_h"],
             z["id.orig_p"],
             z["proto"],
@@ -259,5 +260,11 @@ def test_cli_json_and_csv_agree_with_zeek_format(zeek_corpus: Path, backend_name
         assert (
             str(j["orig_pkts"]) == z["orig_pkts"] and str(j["resp_ip_bytes"]) == z["resp_ip_bytes"]
         )
-        # tunnelled flows name their parent in both forms
-        assert (z["tunnel_parents"] != "-") == (j["tunnel_parent_uid"] is not None)
+        c = by_uid_csv[z["uid"]]
+        assert (c["resp_h"], c["resp_p"], c["orig_pkts"]) == (
+            z["id.resp_h"],
+            z["id.resp_p"],
+            z["orig_pkts"],
+        )
+        # tunnelled flows name their parent in every form
+        assert z["tunnel_parents"] == (j["parent_uid"] or "-") == (c["parent_uid"] or "-")

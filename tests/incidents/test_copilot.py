@@ -171,6 +171,7 @@ def test_thresholds_are_configurable_and_investigate_has_hunting_commands(
         and "netwarden alerts --kind ssh_bruteforce --json" in cmds
     )
     assert f"tcpdump -nn -i any 'host {SERVER} and host {ATTACKER}'" in cmds
+    assert any(c.startswith("netwarden hunt incident ") for c in cmds)
     lax = recommend(
         inc, CopilotConfig(contain_risk=100, contain_confidence=0.85, investigate_risk=99.95)
     )

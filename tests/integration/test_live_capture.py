@@ -236,7 +236,7 @@ def _json_flow_keys(lines: list[str]) -> Counter:
     keys = Counter()
     for line in lines:
         f = json.loads(line)
-        keys[(f["proto"], f["orig_addr"], f["orig_port"], f["resp_addr"], f["resp_port"],
+        keys[(f["ip_proto"], f["orig_h"], f["orig_p"], f["resp_h"], f["resp_p"],
               f["orig_pkts"], f["resp_pkts"], f["orig_ip_bytes"], f["resp_ip_bytes"])] += 1  # fmt: skip
     return keys
 

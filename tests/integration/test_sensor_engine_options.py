@@ -32,7 +32,7 @@ def _file_flows(pcap: Path, options: list[str]) -> Counter:
     proc = subprocess.run([sys.executable, "-m", "netwarden", "flows", "--format", "json", *options,
                            str(pcap)], capture_output=True, text=True, check=True, cwd=REPO, env=_env())  # fmt: skip
     return Counter(
-        (f["proto"], f["orig_port"], f["resp_port"], f["orig_pkts"], f["resp_pkts"],
+        (f["ip_proto"], f["orig_p"], f["resp_p"], f["orig_pkts"], f["resp_pkts"],
          f["orig_ip_bytes"], f["resp_ip_bytes"], f["history"])
         for f in map(json.loads, proc.stdout.splitlines())
     )  # fmt: skip

@@ -99,6 +99,12 @@ def test_two_sensors_to_one_controller(tmp_path: Path) -> None:
             assert st["stopped"], "a sensor that finished cleanly says goodbye"
             expected_all += _tuples(expected)
         assert _tuples(archived) == expected_all
+        # the archive is a hive-partitioned Parquet dataset, one sensor partition per sensor
+        import pyarrow.dataset as ds
+
+        flows = ds.dataset(state / "archive" / "type=flow", format="parquet", partitioning="hive")
+        assert flows.count_rows() == len(archived)
+        assert set(flows.to_table(columns=["sensor"]).column("sensor").to_pylist()) == set(TRACES)
         assert got["records"]["flow"] == sum(expected_all.values())
         # Host telemetry travels the same way.
         assert got["records"].get("host", 0) > 0 and len(archive.read("host")) > 0

@@ -46,7 +46,7 @@ def _file_flow_keys(pcap: Path) -> Counter:
 
 def _keys(jsonl: str) -> Counter:
     return Counter(
-        (f["proto"], f["orig_addr"], f["orig_port"], f["resp_addr"], f["resp_port"],
+        (f["ip_proto"], f["orig_h"], f["orig_p"], f["resp_h"], f["resp_p"],
          f["orig_pkts"], f["resp_pkts"], f["orig_ip_bytes"], f["resp_ip_bytes"])
         for f in map(json.loads, jsonl.splitlines())
     )  # fmt: skip

@@ -148,9 +148,9 @@ def test_replay_estimates_are_bounded_and_pairs_rank_by_flows(pcap: Path) -> Non
     flows = [json.loads(x) for x in nw("flows", "--format", "json", str(pcap)).stdout.splitlines()]
     for n in summary["notable"]:
         if n["indicator"].startswith("distinct hosts it contacted"):
-            assert n["peak"] <= len({f["resp_addr"] for f in flows if f["orig_addr"] == n["host"]})
+            assert n["peak"] <= len({f["resp_h"] for f in flows if f["orig_h"] == n["host"]})
         if n["indicator"].startswith("distinct sources sending to it"):
-            assert n["peak"] <= len({f["orig_addr"] for f in flows if f["resp_addr"] == n["host"]})
+            assert n["peak"] <= len({f["orig_h"] for f in flows if f["resp_h"] == n["host"]})
     scan_hosts = [
         n
         for n in summary["notable"]
@@ -160,7 +160,7 @@ def test_replay_estimates_are_bounded_and_pairs_rank_by_flows(pcap: Path) -> Non
     top = summary["flows"]["top_pairs"]
     assert top[0]["orig"] == SCANNER and top[0]["flows"] == max(p["flows"] for p in top)
     assert top[0]["flows"] == sum(
-        1 for f in flows if f["orig_addr"] == SCANNER and f["resp_addr"] == top[0]["resp"]
+        1 for f in flows if f["orig_h"] == SCANNER and f["resp_h"] == top[0]["resp"]
     )
     assert SCANNER not in {
         c["orig"].rsplit(":", 1)[0] for c in summary["flows"]["top"]

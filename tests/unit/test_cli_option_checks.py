@@ -40,6 +40,13 @@ def spaced_udp(tmp_path: Path) -> Path:
     return path
 
 
+def _iso_ns(text: str) -> int:
+    """Nanoseconds since the epoch of an ISO 8601 UTC time (``...Z``)."""
+    import datetime as dt
+
+    return round(dt.datetime.fromisoformat(text).timestamp() * 1e6) * 1000
+
+
 def _engine_flows(backend_name: str, path: Path, config: EngineConfig) -> list[tuple[int, int]]:
     from sensor.flows import iter_flow_records
 
@@ -60,7 +67,7 @@ def test_udp_timeout_option_reaches_the_engine(
                       "--udp-timeout", str(udp_timeout), str(spaced_udp))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     got = sorted(
-        (f["ts_first_ns"], f["orig_pkts"]) for f in map(json.loads, proc.stdout.splitlines())
+        (_iso_ns(f["ts"]), f["orig_pkts"]) for f in map(json.loads, proc.stdout.splitlines())
     )
     want = _engine_flows(backend_name, spaced_udp, EngineConfig(udp_timeout=udp_timeout))
     assert got == want

@@ -281,12 +281,15 @@ def test_concatenated_records_encode_like_fresh_ones(record_type: str, tmp_path)
     for other in (joined, dirty):
         assert record_frames(other) == record_frames(fresh) == [fresh.tobytes()]
         assert bytes(record_bytes(other)) == fresh.tobytes()
-    # The archive writes the same bytes for both.
+    # The archive writes the same files for both, and reads the same records back.
     for name, r in (("a", dirty), ("b", fresh)):
-        RecordArchive(tmp_path / name).append(record_type, "s1", r)
-    files = [sorted((tmp_path / n).rglob("*.rec")) for n in ("a", "b")]
+        archive = RecordArchive(tmp_path / name)
+        archive.append(record_type, "s1", r)
+        archive.close()
+    files = [sorted((tmp_path / n).rglob("*.parquet")) for n in ("a", "b")]
     assert [p.read_bytes() for p in files[0]] == [p.read_bytes() for p in files[1]]
     assert files[0]
+    assert len(RecordArchive(tmp_path / "a").read(record_type)) == len(fresh)
 
 
 def test_padding_runs_match_the_layout() -> None:

@@ -1,0 +1,1 @@
+"""Threat hunting over the archive: DuckDB views, built-in hunts, questions, posture."""

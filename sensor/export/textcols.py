@@ -1,0 +1,157 @@
+"""Column-wise text building shared by the text writers: columns joined row by row (no
+Python loop per row) and handed to the file in chunks of a few MB."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from netwarden.records.render import iso_text
+
+
+def string_bytes(arr: pa.Array | pa.ChunkedArray) -> pa.Buffer:
+    """The concatenated values of a string array without nulls, as one buffer (no copy)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, count=n + 1, offset=arr.offset * 4)
+    data = arr.buffers()[2]
+    if data is None:
+        return pa.py_buffer(b"")
+    return data.slice(int(offsets[0]), int(offsets[n] - offsets[0]))
+
+
+#: A piece of every row: literal text, a string column without nulls, or unsigned integers.
+Piece: TypeAlias = str | pa.Array | np.ndarray
+#: Rows per chunk handed to the file: a few MB, so no huge buffer is built (and faulted in).
+CHUNK_ROWS = 8192
+
+
+def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 offsets, uint8 data) of a string array without nulls."""
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, count=n + 1, offset=arr.offset * 4)
+    data = arr.buffers()[2]
+    return offsets, np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+
+
+def uints(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An unsigned integer column (no nulls) as a ``join_rows`` piece."""
+    return np.ascontiguousarray(col.to_numpy(), dtype=np.uint64)
+
+
+def join_rows(pieces: list[Piece], n: int) -> Iterator[bytes | pa.Buffer]:
+    """Row ``i`` of every piece concatenated, for every row, in chunks of bytes. Compiled
+    (``_rows``) when built, else Arrow's element-wise join (the same bytes)."""
+    literals: list[str] = [""]
+    columns: list[pa.Array | np.ndarray] = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            literals[-1] += piece
+        else:
+            columns.append(piece.combine_chunks() if isinstance(piece, pa.ChunkedArray) else piece)
+            literals.append("")
+    try:
+        from sensor.export import _rows  # type: ignore[attr-defined]
+    except ImportError:
+        yield string_bytes(_arrow_join(literals, columns, n))
+        return
+    kinds: list[int] = []
+    firsts: list[np.ndarray] = []
+    seconds: list[np.ndarray | None] = []
+    for col in columns:
+        if isinstance(col, np.ndarray):
+            kinds.append(_rows.UINT)
+            firsts.append(col)
+            seconds.append(None)
+        else:
+            offsets, data = _buffers(col)
+            kinds.append(_rows.STRING)
+            firsts.append(offsets)
+            seconds.append(data)
+    raw = [lit.encode() for lit in literals]
+    for lo in range(0, n, CHUNK_ROWS):
+        yield _rows.join_rows(lo, min(n, lo + CHUNK_ROWS), raw, kinds, firsts, seconds)
+
+
+def _arrow_join(literals: list[str], columns: list[pa.Array | np.ndarray], n: int) -> pa.Array:
+    parts: list[pa.Array | str] = []
+    for lit, col in zip(literals, [*columns, None], strict=True):
+        if lit:
+            parts.append(lit)
+        if isinstance(col, np.ndarray):
+            parts.append(pa.array(col).cast(pa.string()))
+        elif col is not None:
+            parts.append(col)
+    if not any(isinstance(p, pa.Array) for p in parts):
+        parts.insert(0, pa.array([""] * n))
+    return pc.binary_join_element_wise(*parts, "")
+
+
+@dataclass(frozen=True)
+class TextStyle:
+    """How a text format writes values: ``null`` for a missing value (and a non-finite
+    float); strings in double quotes, those matching ``needs_escape`` through ``quote``."""
+
+    null: str
+    needs_escape: str
+    quote: Callable[[str], str]
+
+
+def value_pieces(col: pa.Array, style: TextStyle) -> list[Piece]:
+    """Each value of a column as text of ``style``, as ``join_rows`` pieces."""
+    t = col.type
+    if pa.types.is_unsigned_integer(t) and not col.null_count:
+        return [uints(col)]
+    null = pa.scalar(style.null)
+    if pa.types.is_string(t):
+        if pc.any(pc.match_substring_regex(col, style.needs_escape)).as_py():
+            quoted = [style.null if v is None else style.quote(v) for v in col.to_pylist()]
+            return [pa.array(quoted, pa.string())]
+        if not col.null_count:
+            return ['"', col, '"']
+        return [pc.fill_null(pc.binary_join_element_wise('"', col, '"', ""), null)]
+    text = pc.cast(col, pa.string())
+    if pa.types.is_floating(t) and not pc.all(pc.is_finite(col)).as_py():
+        text = pc.if_else(pc.is_finite(col), text, null)
+    return [pc.fill_null(text, null) if col.null_count else text]
+
+
+def list_text(col: pa.Array) -> pa.Array:
+    """A list column as ``[a,b,c]`` text."""
+    inner = pc.binary_join(col.cast(pa.list_(pa.string())), ",")
+    return pc.binary_join_element_wise("[", inner, "]", "")
+
+
+def time_text(col: pa.Array) -> pa.Array:
+    """A ``timestamp[us, UTC]`` column as ISO 8601 text (``...T12:00:00.123456Z``)."""
+    return iso_text(col.cast(pa.int64()).to_numpy(zero_copy_only=False))
+
+
+def for_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The columns of a batch a text format carries: the binary address twins dropped (the
+    text twin stays), times as ISO 8601 text, list columns as ``[a,b,c]`` text."""
+    names, cols = [], []
+    for field, col in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_fixed_size_binary(field.type):
+            continue
+        names.append(field.name)
+        if pa.types.is_list(field.type):
+            col = list_text(col)
+        elif pa.types.is_timestamp(field.type):
+            col = time_text(col)
+        cols.append(col)
+    return pa.RecordBatch.from_arrays(cols, names=names)
+
+
+def empty_flows() -> pa.RecordBatch:
+    """A flow batch with no rows (what a writer closed before any flow writes)."""
+    from netwarden.records.arrow import to_batch
+    from netwarden.records.schema import FLOW_DTYPE
+
+    return to_batch("flow", np.zeros(0, FLOW_DTYPE))
