@@ -129,6 +129,7 @@ cdef class HostTelemetry:
     # records and windows
     cdef void _emit_host(self, Py_ssize_t s, int flags, int64_t now) noexcept nogil
     cdef void _emit_pair(self, Pair *p, int flags, int64_t now) noexcept nogil
+    cdef void _emit_active(self, bint pairs, int64_t end) noexcept nogil
     cdef void _close_window(self) noexcept nogil
     cdef void _set_window(self, int64_t w) noexcept nogil
     cdef bint _room(self) noexcept nogil

@@ -670,28 +670,29 @@ cdef class HostTelemetry:
         p.pkts = p.nbytes = p.payload = p.flows = 0
         p.active = 0
 
+    cdef void _emit_active(self, bint pairs, int64_t end) noexcept nogil:
+        """Emit the entries of one table set in its bitmap, in slot order; clear it."""
+        cdef uint64_t *bitmap = self.pact if pairs else self.hact
+        cdef Py_ssize_t w, s
+        cdef uint64_t bits
+        for w in range((self.pair_cap if pairs else self.host_cap) >> 6):
+            bits = bitmap[w]
+            while bits:
+                s = (w << 6) + __builtin_ctzll(bits)
+                bits &= bits - 1
+                if pairs:
+                    if self.pairs[s].active:
+                        self._emit_pair(&self.pairs[s], 0, end)
+                elif self.hosts[s].active:
+                    self._emit_host(s, 0, end)
+            bitmap[w] = 0
+
     cdef void _close_window(self) noexcept nogil:
         """Emit the active entries in slot order (bitmap), then move the expiry line."""
         cdef int64_t start = self.cur * self.window_ns
         cdef int64_t end = start + self.window_ns
-        cdef Py_ssize_t w, s
-        cdef uint64_t bits
-        for w in range(self.host_cap >> 6):
-            bits = self.hact[w]
-            while bits:
-                s = (w << 6) + __builtin_ctzll(bits)
-                bits &= bits - 1
-                if self.hosts[s].active:
-                    self._emit_host(s, 0, end)
-            self.hact[w] = 0
-        for w in range(self.pair_cap >> 6):
-            bits = self.pact[w]
-            while bits:
-                s = (w << 6) + __builtin_ctzll(bits)
-                bits &= bits - 1
-                if self.pairs[s].active:
-                    self._emit_pair(&self.pairs[s], 0, end)
-            self.pact[w] = 0
+        self._emit_active(False, end)
+        self._emit_active(True, end)
         self.hactn = self.pactn = 0
         if start - self.idle_ns > self.dead_before:
             self.dead_before = start - self.idle_ns
