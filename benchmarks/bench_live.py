@@ -5,6 +5,12 @@ Runs, on one veth pair in throwaway namespaces and the same replayed capture:
 * the ring alone (``--no-decode``: copy out of the ring, count, hand blocks back);
 * the full sensor (flow engine + per-host telemetry), 1 worker and ``auto`` workers.
 Then the telemetry tables alone, compiled vs reference, in packet summaries per second.
+Then the ceiling: the sensor pinned to one core (``taskset``), ``tcpreplay`` pinned to the
+other, the ring as shipped, on the generated 200k-packet capture of ``bench_sensor``
+looped: kernel drops at the sender's top speed, and the sensor's packets per CPU second (its
+CPU time from ``wait4``, less the CPU of a run that captures nothing: start-up and idle
+polling), which is the rate one fully busy core sustains; the same with 2 fanout workers
+(both on the sensor's core: per-worker rate, the figure that scales with cores).
 
 Needs root, iproute2 and tcpreplay; prints why and returns 0 when they are missing.
 ``NETWARDEN_BENCH_LOOPS`` sets how many times the capture is replayed (default 8).
@@ -37,10 +43,11 @@ def _veth():
     return VethPair()
 
 
-def _replay(veth, loops: int) -> tuple[int, float]:
+def _replay(veth, loops: int, pcap: Path = PCAP, pin: list[str] | None = None) -> tuple[int, float]:
     r = subprocess.run(
         veth.prefix(veth.ns_a)
-        + ["tcpreplay", "-i", veth.IF_A, "--topspeed", f"--loop={loops}", str(PCAP)],
+        + (pin or [])
+        + ["tcpreplay", "-i", veth.IF_A, "--topspeed", f"--loop={loops}", str(pcap)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -63,6 +70,13 @@ def run_sensor(veth, loops: int, tmp: Path, extra: list[str]) -> dict:
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=600)
     done = time.monotonic() - t0  # until every captured packet went through the engine
+    res = _result(out, sent, rate)
+    res["processed_pps"] = res["captured"] / done if done else 0.0
+    return res
+
+
+def _result(out: Path, sent: int, rate: float) -> dict:
+    """What a capture's ``--out`` file and the sender say about a run."""
     stats = json.loads(bytes(np.load(out)["stats"]).decode())
     return {
         "sent": sent,
@@ -70,7 +84,6 @@ def run_sensor(veth, loops: int, tmp: Path, extra: list[str]) -> dict:
         "captured": stats["packets"],
         "dropped": stats["kernel_drops"],
         "freezes": stats["ring_freezes"],
-        "processed_pps": stats["packets"] / done if done else 0.0,
     }
 
 
@@ -142,13 +155,69 @@ def telemetry_rates(n: int = 200_000) -> list[tuple[str, str, float]]:
             except ImportError:
                 continue
             m = n if name == "c" else n // 20  # the reference is slow; time a slice
-            t0 = time.perf_counter()
+            t0 = time.process_time()  # CPU time: other jobs on the box do not count
             for i in range(0, m, 4096):
                 part = data[i : i + 4096]
                 t.update(part, len(part))
                 t.drain()
-            out.append((case, name, m / (time.perf_counter() - t0)))
+            out.append((case, name, m / (time.process_time() - t0)))
     return out
+
+
+def _pin(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
+
+
+def run_pinned(
+    veth, tmp: Path, loops: int, pcap: Path, workers: int, cpus: tuple[int, int]
+) -> dict:
+    """The sensor (``workers`` fanout workers, all on ``cpus[0]``) against ``tcpreplay`` on
+    ``cpus[1]``; ``loops=0`` sends nothing (the start-up and idle cost)."""
+    from netns_live import live_capture_command, wait_ready
+
+    ready, out = tmp / f"r{time.monotonic_ns()}", tmp / f"o{time.monotonic_ns()}.npz"
+    extra = ["--workers", str(workers)] if workers > 1 else []
+    cmd = live_capture_command(
+        veth.prefix(veth.ns_b) + _pin(cpus[0]), veth.IF_B, ready, out, *extra
+    )
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.DEVNULL)
+    wait_ready(ready, proc)
+    t0 = time.monotonic()
+    sent, rate = _replay(veth, loops, pcap, _pin(cpus[1])) if loops else (0, 0.0)
+    if not loops:
+        time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    res = _result(out, sent, rate)
+    res["cpu"] = usage.ru_utime + usage.ru_stime
+    res["wall"] = time.monotonic() - t0
+    return res
+
+
+def ceiling(veth, tmp: Path) -> list[str]:
+    """Lines of the pinned measurement (see the module docstring)."""
+    from benchmarks.bench_flows import capture
+
+    pcap = capture({"packets": 200_000, "flows": 10_000, "seed": 1})
+    loops = int(os.environ.get("NETWARDEN_BENCH_CEILING_LOOPS", "8"))
+    avail = sorted(os.sched_getaffinity(0))
+    cpus = (avail[0], avail[-1])
+    lines = [
+        f"  pinned: sensor on core {cpus[0]}, tcpreplay on core {cpus[1]}, {pcap.name} x{loops}"
+    ]
+    for workers in (1, 2):
+        idle = run_pinned(veth, tmp, 0, pcap, workers, cpus)
+        r = run_pinned(veth, tmp, loops, pcap, workers, cpus)
+        busy = max(r["cpu"] - idle["cpu"], 1e-9)
+        per_core = r["captured"] / busy
+        lines.append(
+            f"  {workers} worker(s): sent {r['sent']} at {r['sent_pps'] / 1e3:.0f} k pps, captured "
+            f"{r['captured']}, kernel drops {r['dropped']}; sensor CPU {r['cpu']:.2f} s "
+            f"(idle run {idle['cpu']:.2f} s): {per_core / 1e3:.0f} k packets per CPU second"
+            + (f" ({per_core / workers / 1e3:.0f} k per worker)" if workers > 1 else "")
+        )
+    return lines
 
 
 def main() -> int:
@@ -182,6 +251,7 @@ def main() -> int:
                 run_sensor(veth, loops, tmp, ["--workers", "auto"]),
             )
         )
+        pinned = ceiling(veth, tmp)
     # "done pps": captured packets / (replay start -> capture process exit, flush included),
     # a lower bound of the rate the reader sustains.
     print(
@@ -196,6 +266,7 @@ def main() -> int:
             f"  {name:<40} {r['sent']:>9} {r['sent_pps']:>10.0f} {r['captured']:>9} "
             f"{r['dropped']:>8} {r['processed_pps']:>10.0f}"
         )
+    print("\n".join(pinned))
     return 0
 
 

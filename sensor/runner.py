@@ -370,17 +370,11 @@ class Outbox:
             self._send(kind, keep_tail=False)
 
     def _send(self, kind: str, keep_tail: bool) -> None:
-        import numpy as np
-
         parts = self._parts.pop(kind, [])
         self._counts.pop(kind, None)
         self._since.pop(kind, None)
-        if not parts:
-            return
-        allrecs = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        full = len(allrecs) - len(allrecs) % self.batch if keep_tail else len(allrecs)
-        for start in range(0, full, self.batch):
-            chunk = allrecs[start : start + self.batch]
+        chunks, tail = split_batches(parts, self.batch, keep_tail)
+        for chunk in chunks:
             if self.backpressure is not None:
                 waited = 0
                 while not self.publisher.wait_for_room(chunk.nbytes, 0.2):
@@ -394,10 +388,44 @@ class Outbox:
                         )
                     if not self.backpressure():
                         break
-            self.publisher.send(kind, chunk)
+            # The records are ours (handed over by the loop): sent without a copy.
+            self.publisher.send(kind, chunk, owned=True)
             self.sent[kind] = self.sent.get(kind, 0) + len(chunk)
-        if full < len(allrecs):
-            self.add(kind, allrecs[full:].copy())
+        for part in tail:
+            self.add(kind, part)
+
+
+def split_batches(
+    parts: list[np.ndarray], batch: int, keep_tail: bool
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Cut record arrays, in order, into messages of ``batch`` records: views of the parts,
+    except a message that spans two parts (joined, at most ``batch`` records copied). With
+    ``keep_tail`` the last partial message is returned as parts to keep, else sent too."""
+    import numpy as np
+
+    out: list[np.ndarray] = []
+    pend: list[np.ndarray] = []
+    pn = 0
+    for part in parts:
+        i = 0
+        if pn:  # complete the message begun by earlier parts
+            i = min(batch - pn, len(part))
+            pend.append(part[:i])
+            pn += i
+            if pn < batch:
+                continue
+            out.append(np.concatenate(pend))
+            pend, pn = [], 0
+        while len(part) - i >= batch:
+            out.append(part[i : i + batch])
+            i += batch
+        if i < len(part):
+            pend.append(part[i:])
+            pn = len(part) - i
+    if keep_tail or not pend:
+        return out, pend
+    out.append(pend[0] if len(pend) == 1 else np.concatenate(pend))
+    return out, []
 
 
 class Capture(Protocol):
@@ -412,7 +440,7 @@ class Capture(Protocol):
 
 class StatsLine:
     """``sensor:`` lines on stderr every ``interval`` seconds and at exit: packets, records
-    sent, losses (the nonzero ``LOSS_COUNTERS``) and the bus."""
+    sent, losses (the nonzero ``LOSS_COUNTERS``), telemetry table occupancy and the bus."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -434,12 +462,27 @@ class StatsLine:
         lost = " ".join(f"{k}={v}" for k, v in sorted(losses.items()) if v) or "none"
         print(
             f"sensor: packets={packets} pps={pps:.0f} records[{sent}] losses[{lost}] "
-            f"bus: sent={ps['records']} awaiting_ack={ps['buffered_records']} "
+            + telemetry_occupancy(counters)
+            + f"bus: sent={ps['records']} awaiting_ack={ps['buffered_records']} "
             f"dropped={ps['bus_dropped_records']} resends={ps['resends']}"
             + (" (final)" if final else ""),
             file=sys.stderr, flush=True,
         )  # fmt: skip
         self.t_last, self.pk_last = now, packets
+
+
+def telemetry_occupancy(counters: dict[str, int]) -> str:
+    """``telemetry[hosts=N/CAP pairs=N/CAP partial=N] `` for a stats line: live table entries
+    of the tables' capacity and the partial windows that evictions sent early ('' without
+    telemetry)."""
+    if "host_capacity" not in counters:
+        return ""
+    c = counters
+    partial = c.get("host_partial", 0) + c.get("pair_partial", 0)
+    return (
+        f"telemetry[hosts={c.get('hosts', 0)}/{c['host_capacity']} "
+        f"pairs={c.get('pairs', 0)}/{c.get('pair_capacity', 0)} partial={partial}] "
+    )
 
 
 def publish(
@@ -462,7 +505,7 @@ def publish(
 
     def tick(final: bool = False) -> None:
         now = time.monotonic()
-        if not final and now - last[0] < 0.05:  # counters cost a little: not every batch
+        if not final and now - last[0] < 0.25:  # counters cost a little: not every batch
             outbox.tick()
             return
         last[0] = now

@@ -28,8 +28,8 @@ that is not up, so the local buffer, not ZeroMQ's queue, is where data waits.
 A background thread owns the socket (ZeroMQ sockets are not thread-safe): it transmits,
 reads acks, resends, and sends a heartbeat every ``heartbeat_s`` so a silent sensor shows as
 down on the controller while a quiet one does not, and a ``bye`` on ``close()`` so a clean
-stop is not mistaken for a failure. ``send()`` only copies the records into the buffer and
-wakes the thread, so the capture loop never blocks on the network; offline input (a pcap
+stop is not mistaken for a failure. ``send()`` only copies the records into the buffer (or,
+for records handed over, keeps a view of them) and wakes the thread, so the capture loop never blocks on the network; offline input (a pcap
 read flat out) calls ``wait_for_room()`` first to slow down instead of evicting.
 
 Limits: the collector's ``max_message_bytes`` must be at least the publisher's (a larger
@@ -56,7 +56,7 @@ from zmq.utils.monitor import parse_monitor_message
 from netwarden.bus import wire
 from netwarden.bus.curve import read_key_file
 from netwarden.errors import BusError, ConfigError, FrameRejected
-from netwarden.records.schema import RECORD_TYPES
+from netwarden.records.schema import RECORD_TYPES, record_view
 
 log = logging.getLogger("netwarden.publisher")
 
@@ -90,7 +90,7 @@ class CurveClientKeys:
 class _Pending:
     seq: int
     record_type: str
-    body: bytes | bytearray  # wire.record_bytes: padding zeroed
+    body: bytes | bytearray | memoryview  # record bytes, padding zeroed (a view: no copy)
     count: int
     ts_first_ns: int
     ts_last_ns: int
@@ -104,8 +104,9 @@ class Publisher:
     publishes the capture side's cumulative loss counters in every header. ``close()`` waits
     up to ``timeout`` seconds for outstanding acks, then stops.
 
-    Cost: one copy of the record bytes per batch, one small msgpack header per
-    transmission; nothing per record.
+    Cost: one copy of the record bytes per batch (none with ``owned``: the message holds a
+    view, ZeroMQ sends from it), one small msgpack header per transmission; nothing per
+    record.
     """
 
     def __init__(
@@ -199,10 +200,18 @@ class Publisher:
     # ---- producer side (any one thread) -------------------------------------------------
 
     def send(
-        self, record_type: str, records: np.ndarray, drops: Mapping[str, int] | None = None
+        self,
+        record_type: str,
+        records: np.ndarray,
+        drops: Mapping[str, int] | None = None,
+        *,
+        owned: bool = False,
     ) -> None:
         """Queue records for sending; never blocks on the network. ``drops`` (optional)
-        updates the capture-side loss counters, as ``set_counters`` does."""
+        updates the capture-side loss counters, as ``set_counters`` does. With ``owned``
+        the caller hands ``records`` over: no copy is made (``schema.record_view``: padding
+        zeroed in place, the buffer holds a view until acknowledged), so the caller must not
+        change the array afterwards."""
         if self._closing:
             raise BusError("publisher is closed")
         if self._error is not None:
@@ -220,7 +229,8 @@ class Publisher:
         for start in range(0, len(records), per_msg):
             chunk = records[start : start + per_msg]
             t0, t1 = wire.time_span(chunk)
-            self._enqueue(record_type, wire.record_bytes(chunk), len(chunk), t0, t1)
+            body = record_view(chunk) if owned else wire.record_bytes(chunk)
+            self._enqueue(record_type, body, len(chunk), t0, t1)
         self._wake()
 
     def set_counters(self, counters: Mapping[str, int]) -> None:
@@ -318,7 +328,9 @@ class Publisher:
         except (BlockingIOError, OSError):
             pass  # already awake (pipe full) or closing
 
-    def _enqueue(self, rtype: str, body: bytes | bytearray, count: int, t0: int, t1: int) -> None:
+    def _enqueue(
+        self, rtype: str, body: bytes | bytearray | memoryview, count: int, t0: int, t1: int
+    ) -> None:
         with self._lock:
             # Evict the oldest until the new message fits: bounded memory, fresh data kept.
             while self._buf and self._buffered_bytes + len(body) > self.buffer_bytes:

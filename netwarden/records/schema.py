@@ -373,6 +373,7 @@ RECORD_TYPES["pair"] = PAIR_DTYPE
 
 
 @functools.cache
+@functools.lru_cache(maxsize=64)
 def padding_runs(dt: np.dtype) -> tuple[tuple[int, int], ...]:
     """``(offset, length)`` of every byte of a record that belongs to no field (alignment
     padding, also inside nested structs and arrays of structs)."""
@@ -413,3 +414,18 @@ def record_bytes(records: np.ndarray) -> bytes | bytearray:
     for off, n in runs:
         rows[:, off : off + n] = 0
     return out
+
+
+def record_view(records: np.ndarray) -> memoryview | bytes | bytearray:
+    """The bytes of ``records`` as ``record_bytes`` gives them, without a copy when possible.
+
+    For a records array the caller hands over (C-contiguous, writable): its padding bytes
+    are zeroed in place and a byte view of its memory is returned, so the array must not
+    change while the view is in use (a bus message holds the view until acknowledged).
+    Anything else is copied by ``record_bytes``."""
+    if not len(records) or not records.flags.c_contiguous or not records.flags.writeable:
+        return record_bytes(records)
+    rows = records.view(np.uint8).reshape(len(records), records.dtype.itemsize)
+    for off, n in padding_runs(records.dtype):
+        rows[:, off : off + n] = 0
+    return rows.reshape(-1).data

@@ -4,13 +4,20 @@
 (``engine.feed(batch, pktsum=arr)``), batch by batch: ``update(pktsum, n)``; network time
 moves with the packets and with ``advance(now_ns)`` on an idle wire; ``flush()`` ends the
 input; ``drain()`` returns ``[("host", HOST_DTYPE array), ("pair", PAIR_DTYPE array)]``.
-``evictions`` counts hosts pushed out of the full table. The compiled backend
+``stats()`` reports occupancy (``hosts``/``pairs`` of ``host_capacity``/``pair_capacity``),
+entries pushed out of a full probe range (``host_evictions``, ``pair_evictions``: their
+decayed history is lost), those of them that were active (``host_partial``,
+``pair_partial``: their window went out early, flagged EVICTED) and ``expired`` idle
+entries. The compiled backend
 (``sensor.telemetry._telemetry``) and the reference (``sensor.telemetry.reference``) give byte-identical
 records; ``NETWARDEN_BACKEND=py`` forces the reference, as for the flow engine.
 
-Cost: fixed memory of about ``host_capacity * 2.1 KiB + pair_capacity * 0.2 KiB``
-(20 MiB with the defaults), a few hash probes per packet: about 1.6 M packets/s compiled on
-a LAN mix, 0.7 M/s under a spoofed flood that evicts a host per packet (bench_live).
+Sizing: the defaults hold about 10,000 hosts and 150,000 directed host pairs (a capture with
+100,000 concurrent flows, ``benchmarks/bench_sensor.py``) with almost no evictions; a table is
+best kept under ~60% full (``TelemetryConfig.sized``). Memory: at most about
+``host_capacity * 2.3 KiB + pair_capacity * 0.24 KiB`` (100 MiB with the defaults), touched
+only as entries arrive. Cost: a few hash probes per packet, no work per table slot at a
+window's end (``benchmarks/README.md`` has the per-stage profile).
 
 With fanout each worker keeps its own tables, so one host may get a record from each worker
 (``iface`` = worker) for the same window: counters add up; distinct counts add up to close
@@ -19,6 +26,7 @@ to the true count because a flow (the unit the sketches count) lives in exactly 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -33,8 +41,8 @@ BACKENDS = {"c": "sensor.telemetry._telemetry", "py": "sensor.telemetry.referenc
 class TelemetryConfig:
     window: float = 1.0  # seconds of packet time per record window
     long_window: float = 60.0  # seconds over which the *_long distinct counts accumulate
-    host_capacity: int = 8192  # hosts tracked at once (power of two)
-    pair_capacity: int = 16384  # directed host pairs tracked at once (power of two)
+    host_capacity: int = 16384  # hosts tracked at once (power of two)
+    pair_capacity: int = 262144  # directed host pairs tracked at once (power of two)
     idle_timeout: float = 300.0  # an entry silent this long is freed at a window end
     iface: int = 0  # written into every record (fanout worker)
 
@@ -53,6 +61,16 @@ class TelemetryConfig:
             raise ConfigError("telemetry idle_timeout must be > 0 seconds")
         if not 0 <= self.iface <= 255:
             raise ConfigError(f"iface must be 0..255, got {self.iface!r}")
+
+    @classmethod
+    def sized(cls, hosts: int, pairs: int, **kw: Any) -> TelemetryConfig:
+        """Tables for about ``hosts`` hosts and ``pairs`` directed pairs live at once (within
+        ``idle_timeout``), each at most ~60% full so probing rarely has to evict."""
+
+        def cap(n: int) -> int:
+            return max(64, 1 << max(0, math.ceil(n / 0.6) - 1).bit_length())
+
+        return cls(host_capacity=cap(hosts), pair_capacity=cap(pairs), **kw)
 
 
 def load_backend(name: str | None = None) -> ModuleType:

@@ -17,10 +17,20 @@ destination's distinct-sources sketch. ARP packets only touch ARP counters (and 
 sender's distinct destination hosts). Sketches are HyperLogLog with 256 registers; window
 sketches restart every window, ``*_long`` ones every ``long_window``.
 
+Decayed statistics are kept relative to a landmark, the start of the 1 s epoch of their
+latest packet: a packet at ``x`` seconds into its epoch adds ``2^(x/h)`` (the same for every
+entry it touches, so computed once per packet), and an entry's sums are scaled down by
+``2^(-k/h)`` when it is next touched ``k`` epochs later. The value at time ``t`` is the
+sum times ``2^(-(t - landmark)/h)``: the same exponentially weighted count as decaying at
+every packet, for a few ``exp2`` per packet instead of one per half-life per entry.
+A packet older than the entry's latest one counts as if it came at that latest time.
+
 Tables: open addressing, power-of-two capacity, a key may sit in one of ``PROBE`` slots
 after its hash. Insertion takes the first free slot in that range, else evicts the entry
 seen least recently (its partial window is emitted first, flagged EVICTED, and counted).
-Entries idle for ``idle_timeout`` are freed when a window closes.
+An entry idle for ``idle_timeout`` before the start of a window that closed is expired:
+free for reuse from then on (found as free when next probed; ``stats()`` counts it as
+expired at once). Active entries are emitted at a window's end in slot order.
 """
 
 from __future__ import annotations
@@ -50,8 +60,10 @@ SALT_HOST = 0x51ED27A1C3B5F00D
 SALT_PORT = 0x2545F4914F6CDD1D
 GOLDEN = 0x9E3779B97F4A7C15
 LN2 = math.log(2.0)
+#: Decayed sums are relative to the start of an epoch of this length (see the module doc).
+EPOCH_NS = 1_000_000_000
 
-EMPTY, USED, FREE = 0, 1, 2
+EMPTY, USED = 0, 1
 
 _NEW_FLOW = int(PktEvent.NEW_FLOW)
 _FIRST_REPLY = int(PktEvent.FIRST_REPLY)
@@ -162,32 +174,64 @@ class Hll:
         return int(est + 0.5)
 
 
-class Decay:
-    """Decayed count, linear sum and squared sum of packet sizes for each half-life."""
+def gains(x_ns: int) -> list[float]:
+    """``2^(x/h)`` per half-life: the weight of a packet ``x_ns`` after its epoch's start."""
+    x = x_ns * 1e-9
+    return [math.exp2(x / h) for h in DECAY_HALF_LIVES]
 
-    __slots__ = ("ls", "ss", "t", "w")
+
+def decays(x_ns: int) -> list[float]:
+    """``2^(-x/h)`` per half-life: what ``x_ns`` of time leaves of a decayed sum."""
+    x = x_ns * 1e-9
+    return [math.exp2(-x / h) for h in DECAY_HALF_LIVES]
+
+
+def packet_gains(ts: int) -> list[float]:
+    """The weights of a packet at ``ts`` in its own epoch (shared by the entries it touches)."""
+    return gains(ts - (ts // EPOCH_NS) * EPOCH_NS)
+
+
+class Decay:
+    """Decayed count, linear sum and squared sum of packet sizes for each half-life, scaled
+    to the start of ``epoch`` (see the module docstring)."""
+
+    __slots__ = ("epoch", "ls", "ss", "t", "w")
 
     def __init__(self) -> None:
         self.w = [0.0] * NDECAY
         self.ls = [0.0] * NDECAY
         self.ss = [0.0] * NDECAY
-        self.t = 0
+        self.t = 0  # latest packet time added (0: none yet)
+        self.epoch = 0
 
-    def add(self, ts: int, size: float) -> None:
-        dt = (ts - self.t) * 1e-9 if self.t and ts > self.t else 0.0
+    def add(self, ts: int, size: float, g: list[float]) -> None:
+        """Add a packet of ``size`` at ``ts``; ``g`` is ``packet_gains(ts)``."""
+        if self.t and ts < self.t:  # late: counted at the latest time seen
+            ts = self.t
+            g = packet_gains(ts)
+        e = ts // EPOCH_NS
+        if not self.t:
+            self.epoch = e
+        elif e > self.epoch:
+            f = decays((e - self.epoch) * EPOCH_NS)
+            for i in range(NDECAY):
+                self.w[i] *= f[i]
+                self.ls[i] *= f[i]
+                self.ss[i] *= f[i]
+            self.epoch = e
         for i in range(NDECAY):
-            f = 2.0 ** (-dt / DECAY_HALF_LIVES[i])
-            self.w[i] = self.w[i] * f + 1.0
-            self.ls[i] = self.ls[i] * f + size
-            self.ss[i] = self.ss[i] * f + size * size
-        self.t = max(self.t, ts)
+            self.w[i] += g[i]
+            self.ls[i] += g[i] * size
+            self.ss[i] += g[i] * size * size
+        self.t = ts
 
     def write(self, now: int, rate: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
-        dt = (now - self.t) * 1e-9 if self.t and now > self.t else 0.0
+        at = max(self.t, now)
+        f = decays(at - self.epoch * EPOCH_NS)
         for i in range(NDECAY):
             h = DECAY_HALF_LIVES[i]
             w = self.w[i]
-            rate[i] = w * 2.0 ** (-dt / h) * LN2 / h
+            rate[i] = w * f[i] * LN2 / h
             if w > 0.0:
                 mu = self.ls[i] / w
                 var = self.ss[i] / w - mu * mu
@@ -293,6 +337,12 @@ class _Table:
         self.cap = capacity
         self.state = [EMPTY] * capacity
         self.slots: list[Any] = [None] * capacity
+        self.used: set[int] = set()  # USED slots (expired ones included until reused)
+        self.active: set[int] = set()  # slots whose entry became active this window
+        self.dead_before = -(1 << 62)  # entries with last < this are expired
+
+    def dead(self, s: int) -> bool:
+        return bool(self.state[s] == USED and self.slots[s].last < self.dead_before)
 
     def find(self, key: int, match: Any, protect: int = -1) -> tuple[int, bool]:
         """(slot, found). When not found, slot is where to insert and may hold a victim;
@@ -305,7 +355,7 @@ class _Table:
             st = self.state[s]
             if st == EMPTY:
                 return (free if free >= 0 else s), False
-            if st == FREE:
+            if self.dead(s):  # expired: free for reuse
                 if free < 0:
                     free = s
                 continue
@@ -315,6 +365,21 @@ class _Table:
             if s != protect and (oldest < 0 or e.last < self.slots[oldest].last):
                 oldest = s
         return (free if free >= 0 else oldest), False
+
+    def put(self, s: int, entry: Any) -> None:
+        self.slots[s] = entry
+        self.state[s] = USED
+        self.used.add(s)
+
+    def touch(self, s: int, e: Any, ts: int) -> None:
+        """Entry ``e`` in slot ``s`` saw a packet at ``ts``."""
+        if not e.active:
+            e.active = True
+            self.active.add(s)
+        e.last = max(e.last, ts)
+
+    def expired_now(self) -> int:
+        return sum(1 for s in self.used if self.dead(s))
 
 
 class HostTelemetry:
@@ -331,43 +396,61 @@ class HostTelemetry:
         self.cur = -1  # current window index (ts // window_ns)
         self.evictions = 0
         self.pair_evictions = 0
-        self.expired = 0
+        self.host_partial = 0  # evictions of hosts active in the window (EVICTED records)
+        self.pair_partial = 0
+        self.expired = 0  # expired entries whose slot was reused
         self.packets = 0
         self._host_out: list[np.ndarray] = []
         self._pair_out: list[np.ndarray] = []
 
     # -- tables ---------------------------------------------------------------------------
+    def _reclaim(self, table: _Table, s: int, ts: int) -> None:
+        """Slot ``s`` is about to get a new entry: count what was there (an expired entry,
+        or a live one evicted, whose partial window is emitted first)."""
+        if table.state[s] != USED:
+            return
+        if table.dead(s):
+            self.expired += 1
+            return
+        victim = table.slots[s]
+        hosts = table is self.hosts
+        if victim.active:
+            if hosts:
+                self._emit_host(victim, int(TelemetryFlags.EVICTED), ts)
+                self.host_partial += 1
+            else:
+                self._emit_pair(victim, int(TelemetryFlags.EVICTED), ts)
+                self.pair_partial += 1
+        if hosts:
+            self.evictions += 1
+        else:
+            self.pair_evictions += 1
+
     def _host(self, addr: bytes, version: int, ts: int, protect: int = -1) -> tuple[Host, int]:
         key = addr_hash(addr, version)
         s, found = self.hosts.find(key, lambda e: e.addr == addr and e.version == version, protect)
         if found:
             return self.hosts.slots[s], s
-        if self.hosts.state[s] == USED:
-            victim = self.hosts.slots[s]
-            if victim.active:
-                self._emit_host(victim, int(TelemetryFlags.EVICTED), ts)
-            self.evictions += 1
+        self._reclaim(self.hosts, s, ts)
         h = Host(key, addr, version)
-        self.hosts.slots[s] = h
-        self.hosts.state[s] = USED
+        h.last = max(ts, 0)  # not expired before it is counted
+        self.hosts.put(s, h)
         return h, s
 
-    def _pair(self, hs: int, hd: int, src: bytes, dst: bytes, version: int, ts: int) -> Pair:
+    def _pair(
+        self, hs: int, hd: int, src: bytes, dst: bytes, version: int, ts: int
+    ) -> tuple[Pair, int]:
         key = pair_hash(hs, hd)
         s, found = self.pairs.find(
             key, lambda e: e.src == src and e.dst == dst and e.version == version
         )
         if found:
-            return self.pairs.slots[s]
-        if self.pairs.state[s] == USED:
-            victim = self.pairs.slots[s]
-            if victim.active:
-                self._emit_pair(victim, int(TelemetryFlags.EVICTED), ts)
-            self.pair_evictions += 1
+            return self.pairs.slots[s], s
+        self._reclaim(self.pairs, s, ts)
         p = Pair(key, src, dst, version)
-        self.pairs.slots[s] = p
-        self.pairs.state[s] = USED
-        return p
+        p.last = max(ts, 0)
+        self.pairs.put(s, p)
+        return p, s
 
     # -- records --------------------------------------------------------------------------
     def _bounds(self) -> tuple[int, int]:
@@ -420,19 +503,16 @@ class HostTelemetry:
         p.reset_window()
 
     def _close_window(self) -> None:
-        """Emit every active entry in slot order, free the long-idle ones."""
+        """Emit every active entry in slot order; entries idle for ``idle_timeout`` before
+        this window's start are expired from now on."""
         start, end = self._bounds()
         for table, emit in ((self.hosts, self._emit_host), (self.pairs, self._emit_pair)):
-            for s in range(table.cap):
-                if table.state[s] != USED:
-                    continue
+            for s in sorted(table.active):
                 e = table.slots[s]
                 if e.active:
                     emit(e, 0, end)
-                elif e.last + self.idle_ns < start:
-                    table.state[s] = FREE
-                    table.slots[s] = None
-                    self.expired += 1
+            table.active.clear()
+            table.dead_before = max(table.dead_before, start - self.idle_ns)
 
     def _set_window(self, w: int) -> None:
         """Make ``w`` the current window; a new long window starts the long sketches over."""
@@ -440,10 +520,9 @@ class HostTelemetry:
         lw = (w * self.window_ns) // self.long_ns
         if lw != self.cur_long:
             if self.cur_long >= 0:
-                for s in range(self.hosts.cap):
-                    if self.hosts.state[s] == USED:
-                        for sketch in self.hosts.slots[s].long:
-                            sketch.reset()
+                for s in self.hosts.used:
+                    for sketch in self.hosts.slots[s].long:
+                        sketch.reset()
             self.cur_long = lw
 
     def _roll(self, ts: int) -> None:
@@ -479,8 +558,7 @@ class HostTelemetry:
             slot = -1
             if src[:4] != b"\0\0\0\0":
                 s, slot = self._host(src, 4, ts)
-                s.active = True
-                s.last = max(s.last, ts)
+                self.hosts.touch(slot, s, ts)
                 if op == 1:
                     s.c["arp_req_out"] += 1
                     s.dst_hosts.add(addr_hash(dst, 4) ^ SALT_HOST)
@@ -488,9 +566,8 @@ class HostTelemetry:
                 elif op == 2:
                     s.c["arp_rep_out"] += 1
             if dst[:4] != b"\0\0\0\0":
-                d, _ = self._host(dst, 4, ts, slot)
-                d.active = True
-                d.last = max(d.last, ts)
+                d, dslot = self._host(dst, 4, ts, slot)
+                self.hosts.touch(dslot, d, ts)
                 if op == 1:
                     d.c["arp_req_in"] += 1
                 elif op == 2:
@@ -504,12 +581,12 @@ class HostTelemetry:
         hs = addr_hash(src, ver)
         hd = addr_hash(dst, ver)
         s, slot = self._host(src, ver, ts)
-        d, _ = self._host(dst, ver, ts, slot)
-        p = self._pair(hs, hd, src, dst, ver, ts)
+        d, dslot = self._host(dst, ver, ts, slot)
+        p, pslot = self._pair(hs, hd, src, dst, ver, ts)
         sc, dc = s.c, d.c
-        for e in (s, d, p):
-            e.active = True
-            e.last = max(e.last, ts)
+        self.hosts.touch(slot, s, ts)
+        self.hosts.touch(dslot, d, ts)
+        self.pairs.touch(pslot, p, ts)
         sc["out_pkts"] += 1
         dc["in_pkts"] += 1
         sc["out_bytes"] += ip_len
@@ -562,9 +639,10 @@ class HostTelemetry:
             sc["out_dns_responses"] += 1
             dc["in_dns_responses"] += 1
             dc["in_dns_bytes"] += ip_len
-        s.dout.add(ts, float(ip_len))
-        d.din.add(ts, float(ip_len))
-        p.dec.add(ts, float(ip_len))
+        g = packet_gains(ts)
+        s.dout.add(ts, float(ip_len), g)
+        d.din.add(ts, float(ip_len), g)
+        p.dec.add(ts, float(ip_len), g)
 
     def advance(self, now_ns: int) -> None:
         """Close the current window if ``now_ns`` (network time) is past its end."""
@@ -589,13 +667,20 @@ class HostTelemetry:
         return out
 
     def stats(self) -> dict[str, int]:
-        used_h = sum(1 for st in self.hosts.state if st == USED)
-        used_p = sum(1 for st in self.pairs.state if st == USED)
+        """Counters; ``hosts``/``pairs`` are the live entries (occupancy of ``*_capacity``),
+        ``*_evictions`` live entries pushed out of a full probe range, ``*_partial`` those of
+        them that were active (their window went out early, flagged EVICTED), ``expired``
+        entries idle for ``idle_timeout``."""
+        dead_h, dead_p = self.hosts.expired_now(), self.pairs.expired_now()
         return {
             "packets": self.packets,
-            "hosts": used_h,
-            "pairs": used_p,
+            "hosts": len(self.hosts.used) - dead_h,
+            "pairs": len(self.pairs.used) - dead_p,
+            "host_capacity": self.hosts.cap,
+            "pair_capacity": self.pairs.cap,
             "host_evictions": self.evictions,
             "pair_evictions": self.pair_evictions,
-            "expired": self.expired,
+            "host_partial": self.host_partial,
+            "pair_partial": self.pair_partial,
+            "expired": self.expired + dead_h + dead_p,
         }

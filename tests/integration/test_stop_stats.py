@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from netns_live import VethPair, have_root, missing_tools
 
+from sensor.telemetry import TelemetryConfig
 from tests.conftest import CORPUS, REPO
 
 WAIT_S = 60
@@ -124,3 +125,10 @@ def test_sensor_pcap_prints_final_stats(tmp_path: Path) -> None:
     assert m, final[0]
     assert int(m.group(1)) == _manifest_packets("wikipedia") and m.group(3) == "none"
     assert "0 unacknowledged at exit" in err
+    # telemetry occupancy: live entries of the default tables, no partial windows
+    occ = re.search(r"telemetry\[hosts=(\d+)/(\d+) pairs=(\d+)/(\d+) partial=(\d+)\]", final[0])
+    assert occ, final[0]
+    cfg = TelemetryConfig()
+    hosts, hcap, pairs, pcap, partial = map(int, occ.groups())
+    assert (hcap, pcap, partial) == (cfg.host_capacity, cfg.pair_capacity, 0)
+    assert 0 < hosts <= hcap and 0 < pairs <= pcap

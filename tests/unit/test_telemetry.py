@@ -261,6 +261,43 @@ def test_memory_is_bounded_and_evictions_counted(backend: str) -> None:
     assert int(out["pair"]["pkts"].sum()) == 3000
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_occupancy_and_partial_windows_are_counted(backend: str) -> None:
+    base = 1_700_000_000 * 10**9
+    # 200 sources each open a flow to one server within one window: 201 hosts, 200 pairs
+    spec = [
+        {"ts_ns": base + i * 1000, "src": f"10.1.{i}.1", "dst": "10.2.0.1", "flags": 0x02,
+         "events": PktEvent.NEW_FLOW}
+        for i in range(200)
+    ]  # fmt: skip
+    t, out = run(backend, rows(spec), TelemetryConfig(host_capacity=64, pair_capacity=64))
+    st = t.stats()
+    assert (st["host_capacity"], st["pair_capacity"]) == (64, 64)
+    assert 0 < st["hosts"] <= 64 and 0 < st["pairs"] <= 64
+    # every entry pushed out was active: one EVICTED (partial) record each, counted
+    for kind, name in (("host", "host"), ("pair", "pair")):
+        flagged = int((out[kind]["flags"] & TelemetryFlags.EVICTED != 0).sum())
+        assert flagged == st[f"{name}_partial"] == st[f"{name}_evictions"] > 0
+    # live entries + evicted ones account for every host and pair seen
+    assert st["hosts"] + st["host_evictions"] == 201
+    assert st["pairs"] + st["pair_evictions"] == 200
+    assert int(out["pair"]["pkts"].sum()) == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_idle_entries_expire_and_leave_the_occupancy(backend: str) -> None:
+    base = 1_700_000_000 * 10**9
+    early = [{"ts_ns": base + i, "src": f"10.1.0.{i + 1}", "dst": "10.2.0.1"} for i in range(10)]
+    late = [{"ts_ns": base + 5 * 10**9, "src": "10.3.0.1", "dst": "10.3.0.2"}]
+    cfg = TelemetryConfig(window=1.0, idle_timeout=2.0)
+    t, _ = run(backend, rows(early + late), cfg)
+    # the last window (start base + 5 s) closed at flush: everything idle since base expired
+    st = t.stats()
+    assert (st["hosts"], st["pairs"]) == (2, 1)
+    assert st["expired"] == 11 + 10
+    assert st["host_evictions"] == st["pair_evictions"] == 0
+
+
 # --- end to end over labelled attack captures -----------------------------------------
 
 
@@ -382,3 +419,12 @@ def test_wrong_input_is_refused(backend: str) -> None:
     t.update(np.zeros(4, PKTSUM_DTYPE), 4)  # not IP, not ARP: ignored
     t.flush()
     assert all(len(a) == 0 for _, a in t.drain())
+
+
+def test_tables_are_sized_from_expected_counts() -> None:
+    for hosts, pairs in ((1, 1), (5_000, 100_000), (10_000, 150_000)):
+        cfg = TelemetryConfig.sized(hosts, pairs)
+        for want, cap in ((hosts, cfg.host_capacity), (pairs, cfg.pair_capacity)):
+            assert cap & (cap - 1) == 0 and want <= 0.6 * cap and (cap == 64 or want > 0.3 * cap)
+    # the defaults hold the 100,000-flow benchmark capture's ~150,000 live pairs
+    assert TelemetryConfig().pair_capacity >= TelemetryConfig.sized(1, 150_000).pair_capacity

@@ -11,7 +11,14 @@ import pytest
 
 from netwarden.bus import wire
 from netwarden.errors import FrameError, FrameRejected
-from netwarden.records.schema import RECORD_TYPES, SCHEMA_VERSION, padding_runs, record_bytes
+from netwarden.records.schema import (
+    RECORD_TYPES,
+    SCHEMA_VERSION,
+    padding_runs,
+    record_bytes,
+    record_view,
+)
+from sensor.runner import split_batches
 
 
 def _records(record_type: str, n: int, seed: int = 0) -> np.ndarray:
@@ -55,6 +62,34 @@ def test_round_trip_every_record_type(record_type: str, n: int) -> None:
         assert batch.records[name].tobytes() == recs[name].tobytes()
     assert dict(batch.drops) == {"kernel_drops": 4, "bus_dropped_records": 0}
     assert batch.header.schema_version == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("record_type", sorted(RECORD_TYPES))
+def test_record_view_is_record_bytes_without_a_copy(record_type: str) -> None:
+    recs = _records(record_type, 50, seed=3)
+    want = bytes(record_bytes(recs))
+    part = recs[10:40]  # a slice of a buffer handed over, as the outbox sends them
+    view = record_view(part)
+    assert (
+        isinstance(view, memoryview)
+        and bytes(view) == want[10 * recs.itemsize : 40 * recs.itemsize]
+    )
+    assert np.shares_memory(np.asarray(view), recs)  # the records' own memory, no copy
+    ro = recs.copy()
+    ro.flags.writeable = False  # not ours to zero: copied instead
+    assert bytes(record_view(ro)) == want and not np.shares_memory(np.asarray(record_view(ro)), ro)
+
+
+def test_split_batches_copies_only_across_parts() -> None:
+    recs = np.arange(3300, dtype=np.int64).view(np.dtype([("x", "<i8")]))
+    parts = [recs[:1000], recs[1000:1100], recs[1100:3300]]
+    out, tail = split_batches(parts, 1024, keep_tail=True)
+    assert [len(c) for c in out] == [1024, 1024, 1024] and sum(len(t) for t in tail) == 228
+    assert np.array_equal(np.concatenate(out + tail)["x"], recs["x"])  # order kept
+    assert not np.shares_memory(out[0], recs)  # spans the first two parts: joined
+    assert np.shares_memory(out[2], recs)  # whole messages inside a part are views
+    out, tail = split_batches(parts, 1024, keep_tail=False)
+    assert [len(c) for c in out] == [1024, 1024, 1024, 228] and tail == []
 
 
 def test_time_span_comes_from_the_records() -> None:
