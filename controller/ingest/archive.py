@@ -165,6 +165,15 @@ class RecordArchive:
             return recs[:0]
         return recs[np.fromiter((u in wanted for u in record_uids(recs)), bool, len(recs))]
 
+    def newest(self, kind: str) -> np.ndarray:
+        """The records of ``kind`` in the newest hour bucket: where the traffic is now."""
+        d = self._type_dir(kind)
+        names = sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        names = [n for n in names if n != UNBUCKETED]
+        if not names:
+            return np.zeros(0, RECORD_TYPES[kind])
+        return self.read(kind, int(_bucket_start(names[-1]) * 1e9))
+
     def _iter_files(self, kind: str, start_ns: int | None, end_ns: int | None) -> Iterator[Path]:
         d = self._type_dir(kind)
         if not d.is_dir():

@@ -66,9 +66,14 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
     stack = DetectionStack(build(names, args.detector_plugin))
     alerts: list[Any] = []
+    hosts: list[Any] = []  # per-host telemetry windows, archived with --state-dir (``top``)
 
     class _Sink:
-        observe = stack.observe
+        @staticmethod
+        def observe(record_type: str, batch: Any) -> None:
+            stack.observe(record_type, batch)
+            if record_type == "host" and args.state_dir:
+                hosts.append(batch.copy())
 
         @staticmethod
         def advance(now_ns: int) -> None:
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         from netwarden.commands.incidents import replay_output
 
         triage = replay_output(alerts, args.state_dir, args.config, stack.now_ns / 1e9, summary)
-        _archive(Path(args.state_dir), records.get("flow"))
+        _archive(Path(args.state_dir), {"flow": records.get("flow"), "host": hosts})
     if args.json:
         for a in summary["alerts"]:
             print(json.dumps(a))
@@ -107,19 +112,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _archive(state_dir: Path, flows: Any) -> None:
-    """The replay's flow records into STATE_DIR/archive, as a controller archives what its
-    sensors send (``netwarden report`` draws the traffic from there). A replay into the
-    same state dir again replaces the previous replay's records."""
+def _archive(state_dir: Path, records: dict[str, Any]) -> None:
+    """The replay's flow records and host telemetry windows into STATE_DIR/archive, as a
+    controller archives what its sensors send (``netwarden report`` draws the traffic from
+    there, ``netwarden top`` the talkers). A replay into the same state dir again replaces
+    the previous replay's records."""
+    import numpy as np
+
     from controller.ingest.archive import RecordArchive
 
-    if flows is None:
-        return
     root = state_dir / "archive"
-    if root.is_dir():
-        for old in root.glob("*/flow/*/replay.rec"):
-            old.unlink()
-    RecordArchive(root).append("flow", "replay", flows)
+    for kind, recs in records.items():
+        if root.is_dir():
+            for old in root.glob(f"*/{kind}/*/replay.rec"):
+                old.unlink()
+        if isinstance(recs, list):
+            recs = np.concatenate(recs) if recs else None
+        if recs is not None and len(recs):
+            RecordArchive(root).append(kind, "replay", recs)
 
 
 def _print(s: dict[str, Any]) -> None:

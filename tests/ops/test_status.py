@@ -70,9 +70,7 @@ def test_status_of_a_running_controller_fed_by_a_sensor(
         s.bind(("127.0.0.1", 0))
         endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     state = tmp_path / "fed"
-    ctl = ControllerProcess(
-        state, demo["cfg"], "--enforce", "dryrun", "--listen", endpoint, "--no-archive"
-    )
+    ctl = ControllerProcess(state, demo["cfg"], "--enforce", "dryrun", "--listen", endpoint)
     try:
         sensor = subprocess.run([sys.executable, "-m", "netwarden", "sensor", "--pcap", str(demo["pcap"]), "--connect",
                                  endpoint, "--sensor-id", "s-ops", "--batch", "64"],
@@ -101,5 +99,11 @@ def test_status_of_a_running_controller_fed_by_a_sensor(
         assert text.startswith("!!! DRY RUN") and "Controller: running (pid " in text
         assert "s-ops" in text and "stopped" in text and "records/s" in text
         assert not [x for x in text.splitlines() if len(x) > 80 and str(state) not in x]
+        # top talkers from the telemetry the sensor sent: the scanner opened the most flows
+        top = [json.loads(x) for x in nw("top", "--json", "--by", "flows", "-n", "3",
+                                         "--state-dir", str(state)).stdout.splitlines()]  # fmt: skip
+        assert top[0]["addr"] == SCANNER and top[0]["alerts"] >= 1 and top[0]["bytes"] > 0
+        live = nw("top", "--by", "flows", "--state-dir", str(state)).stdout
+        assert "(live, " in live.splitlines()[0] and SCANNER in live
     finally:
         assert ctl.stop() == 0
