@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sqlite3
 import sys
 import time
 from typing import Any
+
+from netwarden.jsonout import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,26 +55,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     status: dict[str, Any] = resp["result"]
     if args.json:
-        json.dump(status, sys.stdout, indent=2, default=str)
-        print()
+        emit("ingest", status)
         return 0
     _print(status)
     return 0
 
 
 def _print(status: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from netwarden.tables import console, print_table, say
 
-    con = Console(width=None if sys.stdout.isatty() else 120)
+    con = console()
     endpoints = status.get("endpoint")
-    con.print(
-        f"listening on {endpoints}; {status['batches']} batches, records "
-        + (", ".join(f"{k} {v}" for k, v in sorted(status["records"].items())) or "none")
-    )
-    tab = Table(title_justify="left")
-    for col in ("sensor", "state", "last heard", "records", "gaps", "lost", "sensor drops"):
-        tab.add_column(col)
+    say(con, f"listening on {endpoints}; {status['batches']} batches, records "
+        + (", ".join(f"{k} {v}" for k, v in sorted(status["records"].items())) or "none"))  # fmt: skip
+    rows = []
     now = time.time()
     for sid, st in sorted(status["sensors"].items()):
         last = st["last_seen"]
@@ -81,12 +76,18 @@ def _print(status: dict[str, Any]) -> None:
         recs = ", ".join(f"{k} {v}" for k, v in sorted(st["records_by_type"].items())) or "0"
         drops_txt = ", ".join(f"{k} {v}" for k, v in sorted(st["drops"].items()) if v) or "0"
         state = "stopped" if st["stopped"] else ("up" if st["up"] else "DOWN")
-        tab.add_row(sid, state, ago, recs, str(st["gaps"]), f"{st['lost_messages']} messages",
-                    drops_txt)  # fmt: skip
-    con.print(tab if status["sensors"] else "no sensor has connected yet")
+        rows.append(
+            [sid, state, ago, recs, str(st["gaps"]), f"{st['lost_messages']} messages", drops_txt]
+        )
+    if rows:
+        print_table(
+            None, ["sensor", "state", "last heard", "records", "gaps", "lost", "sensor drops"], rows
+        )
+    else:
+        say(con, "no sensor has connected yet")
     bus = status.get("bus")
     if bus:
-        con.print(_rejected_line(bus))
+        say(con, _rejected_line(bus))
 
 
 def _rejected_line(bus: dict[str, Any]) -> str:
@@ -225,8 +226,7 @@ def _open_incidents(store: Any) -> list[dict[str, Any]]:
 def run_status(args: argparse.Namespace) -> int:
     st = gather_status(args.state_dir)
     if args.json:
-        json.dump(st, sys.stdout, indent=2, default=str)
-        print()
+        emit("status", st)
         return 0
     print_status(st, sys.stdout)
     return 0

@@ -7,12 +7,12 @@ TTY until Ctrl-C, from the telemetry its sensors send) or of a replay (printed o
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from netwarden.errors import ConfigError
+from netwarden.jsonout import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -93,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
         return top(d, args.by, args.n, args.since, live=live)
 
     if args.json:
-        for x in view().talkers:
-            print(json.dumps(x.to_json()))
+        emit("talker", (x.to_json() for x in view().talkers))
         return 0
     con = console()
     if not (live and con.is_terminal and not args.once):

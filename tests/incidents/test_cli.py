@@ -21,6 +21,7 @@ import generate
 
 from tests.demo_state import nw, replay_demo
 from tests.integration.controller_proc import ControllerProcess
+from tests.jsonl import jsonl, one
 
 SCANNER = generate.SCANNER[1]
 
@@ -77,7 +78,7 @@ def test_replay_state_dir_stores_alerts_incidents_and_dry_run_decisions(
 
 def test_list_show_alerts_export_on_the_replay_state_dir(demo: dict[str, Any]) -> None:
     st = ["--state-dir", str(demo["state"])]
-    incs = json.loads(nw("incidents", "--json", *st).stdout)
+    incs = jsonl(nw("incidents", "--json", *st).stdout, "incident")
     inc = _scan_incident(demo["lines"])
     assert inc["id"] in [i["id"] for i in incs] and incs[0]["priority"] == "P1"
     assert all(i["text"] for i in incs)
@@ -86,7 +87,7 @@ def test_list_show_alerts_export_on_the_replay_state_dir(demo: dict[str, Any]) -
     assert f"block {SCANNER}" in show and "incident-opened" in show
     ja = nw("incident", "show", inc["id"], "--lang", "ja", *st).stdout
     assert "インシデント" in ja and "封じ込め" in ja
-    scans = json.loads(nw("alerts", "--kind", "port_scan", "--json", *st).stdout)
+    scans = jsonl(nw("alerts", "--kind", "port_scan", "--json", *st).stdout, "alert")
     assert (
         scans and all(a["kind"] == "port_scan" for a in scans) and scans[0]["attacker"] == SCANNER
     )
@@ -134,13 +135,13 @@ def test_explain_incident_ban_and_decision(demo: dict[str, Any]) -> None:
         and "autonomy for port_scan: level 3 (policy.detectors.port_scan)" in text
     )
     assert f"allow-listing {SCANNER}" in text
-    ban = json.loads(nw("explain", SCANNER, "--json", *st).stdout)
+    ban = one(nw("explain", SCANNER, "--json", *st).stdout, "explanation")
     assert (
         ban["what"] == "ban"
         and dec["decision_id"] in ban["subject"]
         and ban["incident"]["subject"] == inc["id"]
     )
-    d = json.loads(nw("explain", dec["decision_id"], "--json", *st).stdout)
+    d = one(nw("explain", dec["decision_id"], "--json", *st).stdout, "explanation")
     assert d["what"] == "decision" and d["evidence"] == inc["id"]
     assert any(e["event"] == "ban" and e["result"] == "ok" for e in d["audit"])
     assert (
@@ -191,11 +192,11 @@ def test_changes_go_through_a_running_controller(demo: dict[str, Any], tmp_path:
     ctl = ControllerProcess(state, demo["cfg"], "--enforce", "dryrun")
     try:
         st = ["--state-dir", str(state)]
-        iid = json.loads(nw("incidents", "--json", *st).stdout)[0]["id"]
+        iid = jsonl(nw("incidents", "--json", *st).stdout)[0]["id"]
         # the controller's clock is wall time: the capture's incidents are long inactive, so
         # its periodic tick closes them (network time moved on)
         deadline = time.monotonic() + 20
-        while json.loads(nw("incident", "show", iid, "--json", *st).stdout)["status"] != "closed":
+        while one(nw("incident", "show", iid, "--json", *st).stdout)["status"] != "closed":
             assert time.monotonic() < deadline, (
                 "the running controller did not close the stale incident"
             )
@@ -209,7 +210,7 @@ def test_changes_go_through_a_running_controller(demo: dict[str, Any], tmp_path:
         )
         out = nw("resolve", iid, *st)
         assert out.stdout.strip().startswith(f"incident {iid} resolved by ")
-        shown = json.loads(nw("incident", "show", iid, "--json", *st).stdout)
+        shown = one(nw("incident", "show", iid, "--json", *st).stdout, "incident")
         assert shown["status"] == "resolved"
         assert [e["event"] for e in shown["audit"]][-2:] == ["incident-closed", "incident-resolve"]
         inc = shown
@@ -265,7 +266,7 @@ def test_a_running_controller_fed_by_a_sensor_stores_incidents(
         deadline = time.monotonic() + 30
         incs: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            incs = json.loads(nw("incidents", "--json", *st).stdout)
+            incs = jsonl(nw("incidents", "--json", *st).stdout, "incident")
             if any(SCANNER in i["attackers"] for i in incs):
                 break
             time.sleep(0.5)
@@ -279,7 +280,7 @@ def test_a_running_controller_fed_by_a_sensor_stores_incidents(
         assert (
             dec["target"] == SCANNER and dec["verdict"] == "act"
         )  # level 3, outside the internal networks
-        alerts = json.loads(nw("alerts", "--kind", "port_scan", "--json", *st).stdout)
+        alerts = jsonl(nw("alerts", "--kind", "port_scan", "--json", *st).stdout, "alert")
         assert alerts[0]["incident_id"] == inc["id"]
         from controller.ops.server import request
 

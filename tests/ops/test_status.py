@@ -19,6 +19,7 @@ import generate
 
 from tests.demo_state import nw, replay_demo
 from tests.integration.controller_proc import ControllerProcess
+from tests.jsonl import one
 
 SCANNER = generate.SCANNER[1]
 
@@ -29,7 +30,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_status_of_a_replay_state_dir(demo: dict[str, Any]) -> None:
-    st = json.loads(nw("status", "--json", "--state-dir", str(demo["state"])).stdout)
+    st = one(nw("status", "--json", "--state-dir", str(demo["state"])).stdout, "status")
     assert st["controller"]["running"] is False and st["sensors"] == {}
     assert st["enforcement"] == {"backend": "dryrun", "dry_run": True,
                                  "dry_run_file": str(demo["state"] / "dryrun.jsonl")}  # fmt: skip
@@ -79,7 +80,7 @@ def test_status_of_a_running_controller_fed_by_a_sensor(
         st: dict[str, Any] = {}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            st = json.loads(nw("status", "--json", "--state-dir", str(state)).stdout)
+            st = one(nw("status", "--json", "--state-dir", str(state)).stdout, "status")
             if (
                 any(SCANNER in i["attackers"] for i in st["incidents"]["list"])
                 and st["controller"]["records_per_s"]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.demo_state import nw, replay_demo
+from tests.jsonl import jsonl
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_top_by_flows_and_by_alerts(demo: dict[str, Any]) -> None:
     opened = Counter(json.loads(x)["orig_addr"] for x in flows)
     rows = _top(demo, "--by", "flows", "-n", "4")
     assert [(r["addr"], r["flows_out"]) for r in rows] == opened.most_common(4)
-    alerts = json.loads(nw("alerts", "--json", "--state-dir", str(demo["state"])).stdout)
+    alerts = jsonl(nw("alerts", "--json", "--state-dir", str(demo["state"])).stdout, "alert")
     named = Counter(a["attacker"] for a in alerts if a["attacker"])
     named.update(v for a in alerts for v in a["victims"])
     by_alerts = _top(demo, "--by", "alerts", "-n", "50")
