@@ -79,9 +79,15 @@ def run(args: argparse.Namespace) -> int:
         def advance(now_ns: int) -> None:
             alerts.extend(stack.advance(now_ns))
 
+    from netwarden.progress import FileProgress
+
     records: dict[str, Any] = {}
-    summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
-                            sink=_Sink(), records_out=records)  # fmt: skip
+    bar = FileProgress(sum(Path(p).stat().st_size for p in args.pcaps), "replay")
+    try:
+        summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
+                                sink=_Sink(), records_out=records, progress=bar)  # fmt: skip
+    finally:
+        bar.close()
     summary["alerts"] = [a.to_json() for a in alerts]
     summary["detection"] = stack.status()
     triage = None

@@ -7,6 +7,7 @@ the sensor would put on the bus, so the summary shows what a controller receives
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -104,9 +105,14 @@ class RecordSink(Protocol):
 
 
 def _run(
-    paths: list[str], backend: str | None, window: float, sink: RecordSink | None = None
+    paths: list[str],
+    backend: str | None,
+    window: float,
+    sink: RecordSink | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> RunResult:
-    """Feed every capture through one engine and one telemetry table; collect records."""
+    """Feed every capture through one engine and one telemetry table; collect records.
+    ``progress`` gets the file bytes each packet batch took (record headers included)."""
     from sensor.engine import load_backend
     from sensor.engine.config import EngineConfig
     from sensor.pipeline import FlowSource, Pipeline, TelemetrySource
@@ -143,6 +149,10 @@ def _run(
                     pipe.feed(part)
                     drain(int(part.ts_ns[: part.count].max()))
                 counts["packets"] += batch.count
+                if progress is not None:
+                    progress(
+                        int(batch.caplen[: batch.count].sum()) + PCAP_RECORD_HEADER * batch.count
+                    )
                 counts["bytes"] += int(batch.wirelen[: batch.count].sum())
                 ts = batch.ts_ns[: batch.count]
                 first = int(ts.min())
@@ -156,6 +166,8 @@ def _run(
     return out, dict(counts), str(mod.BACKEND), fault
 
 
+#: Bytes of a pcap record header (pcapng blocks carry more: progress is an estimate).
+PCAP_RECORD_HEADER = 16
 #: Capture time a replay slice spans at most when records also go to a sink.
 SINK_STEP_NS = 250_000_000
 #: A jump back in capture time larger than this restarts the sink's clock.
@@ -191,11 +203,12 @@ def replay(
     top: int = 5,
     sink: RecordSink | None = None,
     records_out: dict[str, Any] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Run the captures and return (summary dict, fault message or None). ``sink`` also
     receives every record batch as it is made, and the capture time after each batch;
     ``records_out`` (a dict) gets the flow records ("flow")."""
-    parts, counts, backend_name, fault = _run(paths, backend, window, sink)
+    parts, counts, backend_name, fault = _run(paths, backend, window, sink, progress)
     flows = _cat(parts["flow"], FLOW_DTYPE)
     if records_out is not None:
         records_out["flow"] = flows
