@@ -165,7 +165,7 @@ class Triage:
             return None
         entry = {"kind": "decision", "decision_id": d.id, "verdict": d.verdict.value, "reason": d.reason,
                  "target": step["target"], "action": d.action.value, "ttl_s": d.ttl_s, "level": d.level,
-                 "risky": list(d.risky), "at": self.now, "step": step["do"], "score": inc.risk,
+                 "autonomy": d.autonomy, "autonomy_from": d.autonomy_from, "risky": list(d.risky), "at": self.now, "step": step["do"], "score": inc.risk,
                  "confidence": inc.confidence, "detector_kind": step["kind"]}  # fmt: skip
         inc.actions.append(entry)
         return {"id": d.id, "verdict": d.verdict.value, "reason": d.reason}

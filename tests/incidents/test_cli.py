@@ -132,8 +132,11 @@ def test_explain_incident_ban_and_decision(demo: dict[str, Any]) -> None:
     assert "Why it was flagged:" in text and "port_scan" in text and "distinct dst ports" in text
     assert (
         "contain: risk" in text
-        and "autonomy for port_scan: level 3 (policy.detectors.port_scan)" in text
+        and "autonomy for port_scan: level 3 (policy.detectors.port_scan, as decided)" in text
     )
+    # the level in force when policy decided, not the configuration given to explain now
+    bare = nw("explain", inc["id"], "--state-dir", str(demo["state"])).stdout
+    assert "autonomy for port_scan: level 3 (policy.detectors.port_scan, as decided)" in bare
     assert f"allow-listing {SCANNER}" in text
     ban = one(nw("explain", SCANNER, "--json", *st).stdout, "explanation")
     assert (
