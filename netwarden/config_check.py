@@ -39,7 +39,8 @@ SCHEMA: dict[str, Any] = {
         "asset_groups": [{"name": STR, "networks": CIDRS, "criticality": STR}],
     },
     "copilot": {"contain_risk": NUM, "contain_confidence": NUM, "investigate_risk": NUM, "lang": STR},
-    "feedback": {"suppress_s": NUM, "confirm_boost": NUM},
+    "feedback": {"suppress_s": NUM, "confirm_boost": NUM, "false_positive_cut": NUM,
+                 "false_positive_margin": NUM},
     "escalation": {"low_confidence": NUM, "incident_after_s": NUM, "approval_after_s": NUM, "webhook": STR,
                    "syslog": STR, "command": STRS, "timeout_s": NUM},
 }  # fmt: skip

@@ -170,6 +170,9 @@ def _reasons(t: _Text, inc: Incident) -> list[str]:
                     boost=num(r["boost"]),
                 )
             )
+        elif f == "feedback" and r.get("verdict") == "false_positive":
+            out.append(t("why_feedback_false_positive", feedback=", ".join(r["feedback"]),
+                         benign=num(r["benign_score"]), cut=num(r["cut"])))  # fmt: skip
     return out
 
 

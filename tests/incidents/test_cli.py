@@ -189,6 +189,29 @@ def test_feedback_changes_how_the_next_replay_scores(demo: dict[str, Any], tmp_p
     assert fbs[-1]["detail"]["note"] == "authorised scan"
 
 
+def test_a_false_positive_lowers_the_next_replays_score_after_its_suppression(
+    demo: dict[str, Any], tmp_path: Path
+) -> None:
+    cfg = tmp_path / "short.toml"
+    cfg.write_text(demo["cfg"].read_text() + "\n[feedback]\nsuppress_s = 1\n")
+    args = ["--state-dir", str(tmp_path / "fp"), "--config", str(cfg)]
+
+    def scan_incident() -> dict[str, Any]:
+        out = nw("replay", "--json", *args, str(demo["pcap"])).stdout
+        return _scan_incident([json.loads(x) for x in out.splitlines()])
+
+    first = scan_incident()
+    nw("feedback", first["id"], "--false-positive", "--note", "lab scanner", *args)
+    time.sleep(1.5)  # the suppression (wall time) expires; the learnt level stays
+    again = scan_incident()
+    assert again["id"] != first["id"]
+    assert again["confidence"] < first["confidence"] and again["risk"] < first["risk"]
+    fb = [r for r in again["reasons"] if r["factor"] == "feedback"]
+    assert fb and all(r["verdict"] == "false_positive" for r in fb)
+    before = {a["kind"]: a["confidence"] for a in first["alerts"]}
+    assert all(a["confidence"] < before[a["kind"]] for a in again["alerts"])
+
+
 def test_changes_go_through_a_running_controller(demo: dict[str, Any], tmp_path: Path) -> None:
     state = tmp_path / "live"
     nw("replay", "--state-dir", str(state), "--config", str(demo["cfg"]), str(demo["pcap"]))

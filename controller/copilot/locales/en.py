@@ -30,6 +30,7 @@ MESSAGES: dict[str, str] = {
     "why_criticality": "{host} is in asset group {group} ({criticality}), {points} points",
     "why_progression": "progression on {host}, {points} points",
     "why_feedback_confirmed": "confirmed earlier by an operator ({feedback}), confidence raised by {boost}",
+    "why_feedback_false_positive": "no worse than what an operator called a false positive ({feedback}, score {benign}), confidence lowered by {cut}",
     "reason_join": "; ",
     # what was done
     "done_none": "Nothing was enforced.",

@@ -29,6 +29,7 @@ MESSAGES: dict[str, str] = {
     "why_criticality": "{host} は資産グループ {group}（{criticality}）に属し {points} 点",
     "why_progression": "{host} 上での攻撃の進行により {points} 点",
     "why_feedback_confirmed": "運用者による過去の確認（{feedback}）により確信度 {boost} 上昇",
+    "why_feedback_false_positive": "運用者が誤検知と判断したもの（{feedback}、スコア {benign}）を上回らないため確信度 {cut} 低下",
     "reason_join": "；",
     # 実施したこと
     "done_none": "遮断などの措置は実施していません。",
