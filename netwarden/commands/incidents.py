@@ -273,19 +273,26 @@ def cmd_incident(args: argparse.Namespace) -> int:
     print()
     print(inc.summary.get(lang) or "")
     print()
-    print("Timeline:")
+    from controller.copilot.summary import _Text
+
+    t = _Text(lang)
+    print(t("show_timeline"))
     for a in inc.alerts:
         more = f" (x{a['count']})" if a.get("count", 1) > 1 else ""
         print(f"  {_t(a['first_seen'])}  {a['alert_id']:>6}  {a['kind']:<18} {a['attacker'] or '(spoofed)'} -> "
               f"{', '.join(a['victims'][:3])}  score {a['score']:g}{more}")  # fmt: skip
     rec = inc.recommendation or {}
-    print(f"Recommendation: {rec.get('action', '-')}")
+    action = rec.get("action")
+    print(t("show_recommendation", action=t(f"action_{action}") if action else "-"))
     for s in rec.get("steps", []):
-        print(f"  - {s['do']} {s['target']}" + ("" if s.get("enforce") else " (advice)"))
+        print(
+            f"  - {t('step_' + s['do'], target=s['target'])}"
+            + ("" if s.get("enforce") else t("show_advice"))
+        )
     for c in rec.get("commands", []):
         print(f"  $ {c}")
     if inc.actions:
-        print("Actions:")
+        print(t("show_actions"))
         for a in inc.actions:
             if a.get("kind") == "decision":
                 print(
@@ -296,13 +303,13 @@ def cmd_incident(args: argparse.Namespace) -> int:
                     f"  {a.get('kind')}: {a.get('verdict') or a.get('resolution')} by {a.get('by')}"
                 )
     if inc.escalations:
-        print("Escalations:")
+        print(t("show_escalations"))
         for e in inc.escalations:
             print(
                 f"  {e['id']}: {e['reason']} via {', '.join(f'{k}={v}' for k, v in e['channels'].items()) or '-'}"
             )
     if trail:
-        print("Audit trail:")
+        print(t("show_audit"))
         for e in trail:
             print(
                 f"  #{e['seq']} {_t(e['ts'])} {e['actor']} {e['event']} {e['subject']} {e['result']}"

@@ -124,6 +124,25 @@ def test_list_show_alerts_export_on_the_replay_state_dir(demo: dict[str, Any]) -
     )
 
 
+#: ASCII words a Japanese summary may keep: protocol and standard names, id prefixes
+JA_ASCII = {"INC", "P", "UTC", "d", "A", "S", "F", "SYN", "DNS", "NULL", "TXT", "SSH", "FTP", "ICMP", "UDP",
+            "TCP", "ARP", "MAC", "IP", "RITA", "RFC", "C", "TLS", "HTTP", "HTTPS", "MITRE", "ATT", "CK"}  # fmt: skip
+
+
+def test_japanese_summaries_and_show_are_japanese(demo: dict[str, Any]) -> None:
+    st = ["--state-dir", str(demo["state"]), "--lang", "ja"]
+    incs = jsonl(nw("incidents", "--json", *st).stdout, "incident")
+    assert incs
+    for inc in incs:
+        # what is left once addresses, numbers and ids are taken out must be Japanese
+        text = re.sub(r"[0-9a-fA-F:.]*[0-9][0-9a-fA-F:./-]*", " ", inc["text"])
+        words = set(re.findall(r"[A-Za-z]+", text))
+        assert words <= JA_ASCII, (inc["id"], words - JA_ASCII, inc["text"])
+    show = nw("incident", "show", incs[0]["id"], *st).stdout
+    assert "経過：" in show and "推奨対応：" in show and "監査ログ：" in show
+    assert "Timeline:" not in show and "Recommendation:" not in show
+
+
 def test_explain_incident_ban_and_decision(demo: dict[str, Any]) -> None:
     st = ["--state-dir", str(demo["state"]), "--config", str(demo["cfg"])]
     inc = _scan_incident(demo["lines"])
