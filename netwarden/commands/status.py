@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from netwarden.commands.common_options import add_state_dir_argument
 from netwarden.jsonout import emit
 
 
@@ -32,11 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "status", help="one screen: sensors, controller, enforcement, incidents, approvals, bans"
     )
-    p.add_argument(
-        "--state-dir",
-        default=None,
-        help="controller or replay state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)",
-    )
+    add_state_dir_argument(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=run_status)
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from netwarden.commands.common_options import add_state_dir_argument
 from netwarden.errors import ConfigError
 from netwarden.jsonout import emit
 
@@ -32,11 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--once", action="store_true", help="print once, even on a TTY")
     p.add_argument("--json", action="store_true", help="one JSON object per line per host")
-    p.add_argument(
-        "--state-dir",
-        default=None,
-        help="controller or replay state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)",
-    )
+    add_state_dir_argument(p)
     p.set_defaults(func=run)
 
 
