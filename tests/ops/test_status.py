@@ -4,6 +4,9 @@ fed by a sensor replaying the demo capture: text and --json checked for content.
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -58,6 +61,23 @@ def test_status_of_a_replay_state_dir(demo: dict[str, Any]) -> None:
     assert not wide, wide
 
 
+def _top_on_a_terminal(state: Path) -> int:
+    """``netwarden top`` on a pty beside a running controller: how many times it drew its
+    title before Ctrl-C (it exits 130)."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "netwarden", "top", "--interval", "0.2", "--state-dir",
+                             str(state)], stdin=slave, stdout=slave, stderr=slave, cwd=REPO)  # fmt: skip
+    os.close(slave)
+    seen, deadline = b"", time.monotonic() + 60
+    while seen.count(b"Top talkers by bytes") < 3 and time.monotonic() < deadline:
+        if select.select([master], [], [], 1.0)[0]:
+            seen += os.read(master, 65536)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    os.close(master)
+    return seen.count(b"Top talkers by bytes")
+
+
 def test_status_of_a_missing_state_dir_is_one_line(tmp_path: Path) -> None:
     out = nw("status", "--state-dir", str(tmp_path / "nope"), check=False)
     assert out.returncode == 1 and out.stdout == ""
@@ -106,5 +126,7 @@ def test_status_of_a_running_controller_fed_by_a_sensor(
         assert top[0]["addr"] == SCANNER and top[0]["alerts"] >= 1 and top[0]["bytes"] > 0
         live = nw("top", "--by", "flows", "--state-dir", str(state)).stdout
         assert "(live, " in live.splitlines()[0] and SCANNER in live
+        frames = _top_on_a_terminal(state)
+        assert frames >= 2  # redrawn every --interval until Ctrl-C
     finally:
         assert ctl.stop() == 0
