@@ -119,9 +119,10 @@ def rank(hosts: np.ndarray, alerts_src: dict[str, int], alerts_dst: dict[str, in
 
 
 def top(state_dir: Path, by: str = "bytes", n: int = 10, since_text: str | None = None,
-        live: bool = False) -> TopView:  # fmt: skip
+        live: bool = False, archive: Any = None) -> TopView:  # fmt: skip
     """The top ``n`` talkers of ``state_dir`` since ``since_text`` (an age counts back from
-    the end of the newest traffic in the archive; default the last 5 minutes of it)."""
+    the end of the newest traffic in the archive; default the last 5 minutes of it).
+    ``archive``: the running controller's own (it holds records not yet on disk)."""
     import time
 
     from controller.state.store import DB_NAME
@@ -132,7 +133,8 @@ def top(state_dir: Path, by: str = "bytes", n: int = 10, since_text: str | None 
         raise ConfigError(
             f"no NetWarden state in {state_dir} (run a controller or `netwarden replay ... --state-dir {state_dir}`)"
         )
-    archive = _archive(state_dir)
+    if archive is None:
+        archive = _archive(state_dir)
     newest = archive.newest("host") if archive is not None else np.zeros(0, RECORD_TYPES["host"])
     until = float(newest["ts_end_ns"].max()) / 1e9 if len(newest) else time.time()
     since = parse_since(since_text or "5m", now=until)
@@ -140,3 +142,24 @@ def top(state_dir: Path, by: str = "bytes", n: int = 10, since_text: str | None 
     hosts = archive.read("host", int(since * 1e9)) if archive is not None else newest[:0]
     src, dst = _alert_counts(state_dir, since)
     return TopView(state_dir, since, until, live, len(hosts), rank(hosts, src, dst, by, n))
+
+
+def top_op(state_dir: Path, archive: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The controller's ``top`` operation: ``top`` over its own archive, as JSON."""
+    n = int(args.get("n", 10))
+    if n < 1:
+        raise ConfigError("-n must be >= 1")
+    v = top(Path(state_dir), str(args.get("by", "bytes")), n, args.get("since"), True, archive)
+    return {
+        "since": v.since,
+        "until": v.until,
+        "windows": v.windows,
+        "talkers": [t.to_json() for t in v.talkers],
+    }
+
+
+def from_op(state_dir: Path, result: dict[str, Any]) -> TopView:
+    """A ``TopView`` from the controller's answer."""
+    talkers = [Talker(t["addr"], t["bytes_out"], t["bytes_in"], t["flows_out"], t["flows_in"],
+                      t["alerts_as_source"], t["alerts_as_target"]) for t in result["talkers"]]  # fmt: skip
+    return TopView(state_dir, result["since"], result["until"], True, result["windows"], talkers)

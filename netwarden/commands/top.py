@@ -76,8 +76,9 @@ def render(view: Any, by: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from controller.config import default_state_dir
+    from controller.ops.server import request
     from netwarden.tables import console
-    from netwarden.top import top
+    from netwarden.top import from_op, top
 
     if args.n < 1:
         raise ConfigError("-n must be >= 1")
@@ -87,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     live = _controller_running(d)
 
     def view() -> Any:
+        if live:  # the controller reads its archive, records not yet written included
+            resp = request(d, "top", by=args.by, n=args.n, since=args.since)
+            if resp.get("ok"):
+                return from_op(d, resp["result"])
         return top(d, args.by, args.n, args.since, live=live)
 
     if args.json:
