@@ -1,6 +1,6 @@
 """``netwarden top`` on a replay's state dir, checked against oracles read from the capture
 itself: IP bytes per host from a plain pcap reader here (not the engine), flows opened from
-the Zeek-checked conn records of ``netwarden flows``, alerts from ``netwarden alerts``.
+the Zeek conn.log of ``netwarden flows``, alerts from ``netwarden alerts``.
 The live case (a running controller fed by a sensor) is in test_status.py."""
 
 from __future__ import annotations
@@ -46,6 +46,19 @@ def ip_bytes(path: Path) -> tuple[Counter[str], Counter[str]]:
     return sent, recv
 
 
+def conn_log(text: str) -> list[dict[str, str]]:
+    """The rows of a Zeek conn.log (TSV under its ``#fields`` line)."""
+    fields: list[str] = []
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("#fields"):
+            fields = line.split("\t")[1:]
+        elif line and not line.startswith("#"):
+            rows.append(dict(zip(fields, line.split("\t"), strict=True)))
+    assert fields and rows
+    return rows
+
+
 def _top(demo: dict[str, Any], *args: str) -> list[dict[str, Any]]:
     out = nw("top", "--json", "--since", "0", "--state-dir", str(demo["state"]), *args).stdout
     return [json.loads(x) for x in out.splitlines()]
@@ -63,8 +76,9 @@ def test_top_by_bytes_matches_the_capture(demo: dict[str, Any]) -> None:
 
 
 def test_top_by_flows_and_by_alerts(demo: dict[str, Any]) -> None:
-    flows = nw("flows", "--format", "json", str(demo["pcap"])).stdout.splitlines()
-    opened = Counter(json.loads(x)["orig_addr"] for x in flows)
+    opened = Counter(
+        r["id.orig_h"] for r in conn_log(nw("flows", "--format", "zeek", str(demo["pcap"])).stdout)
+    )
     rows = _top(demo, "--by", "flows", "-n", "4")
     assert [(r["addr"], r["flows_out"]) for r in rows] == opened.most_common(4)
     alerts = jsonl(nw("alerts", "--json", "--state-dir", str(demo["state"])).stdout, "alert")
