@@ -26,6 +26,9 @@ COMMAND_MODULES = (
     "config",
     "report",
     "top",
+    "evaluate",
+    "tune",
+    "simulate",
 )
 
 

@@ -41,6 +41,7 @@ SCHEMA: dict[str, Any] = {
     "copilot": {"contain_risk": NUM, "contain_confidence": NUM, "investigate_risk": NUM, "lang": STR},
     "feedback": {"suppress_s": NUM, "confirm_boost": NUM, "false_positive_cut": NUM,
                  "false_positive_margin": NUM},
+    "detect": {"thresholds": {"*": NUM}},
     "escalation": {"low_confidence": NUM, "incident_after_s": NUM, "approval_after_s": NUM, "webhook": STR,
                    "syslog": STR, "command": STRS, "timeout_s": NUM},
 }  # fmt: skip
@@ -117,9 +118,10 @@ def check_data(data: dict[str, Any]) -> list[Problem]:
     if problems:
         return problems
     from controller import config as ccfg
+    from controller.detect import thresholds
     from controller.incidents import config as tcfg
 
-    for loader in (ccfg.from_dict, tcfg.from_dict):
+    for loader in (ccfg.from_dict, tcfg.from_dict, thresholds.from_dict):
         try:
             loader(data)
         except (ConfigError, ValueError, TypeError, KeyError) as exc:

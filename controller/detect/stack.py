@@ -88,6 +88,7 @@ class DetectionStack:
         detectors: list[Detector],
         state_dir: str | Path | None = None,
         dedup_s: float = 600.0,
+        thresholds: dict[str, float] | None = None,
     ) -> None:
         names = [d.name for d in detectors]
         if len(set(names)) != len(names):
@@ -95,6 +96,9 @@ class DetectionStack:
         self.detectors = list(detectors)
         self.state_dir = Path(state_dir) / STATE_SUBDIR if state_dir is not None else None
         self.dedup_s = dedup_s
+        #: kind -> lowest score raised (``[detect.thresholds]``, ``controller.detect.thresholds``)
+        self.thresholds = dict(thresholds or {})
+        self.below_threshold = 0
         self.errors: Counter[str] = Counter()
         self.records: Counter[str] = Counter()
         self.alerts_raised = 0
@@ -130,7 +134,7 @@ class DetectionStack:
                 self.errors[d.name] += 1
                 log.exception("detector %s failed to advance", d.name)
                 continue
-            out.extend(a for a in got if self._fresh(a))
+            out.extend(a for a in got if self._loud(a) and self._fresh(a))
         out.sort(key=lambda a: (a.detected_at, a.kind, a.attacker or "", a.victims))
         self._protect_everywhere(out)
         self.alerts_raised += len(out)
@@ -151,6 +155,13 @@ class DetectionStack:
                     except Exception:
                         self.errors[d.name] += 1
                         log.exception("detector %s failed to protect %s", d.name, a.attacker)
+
+    def _loud(self, a: Alert) -> bool:
+        """False when ``a`` scores below its kind's configured threshold (counted)."""
+        if a.score >= self.thresholds.get(a.kind, 0.0):
+            return True
+        self.below_threshold += 1
+        return False
 
     def _fresh(self, a: Alert) -> bool:
         """False when every victim of ``a`` was alerted for this kind and attacker within
@@ -212,6 +223,7 @@ class DetectionStack:
             "records": dict(self.records),
             "alerts": self.alerts_raised,
             "suppressed_repeats": self.suppressed,
+            "below_threshold": self.below_threshold,
             "errors": dict(self.errors),
         }
 
@@ -321,11 +333,12 @@ def attach_detection(
     state_dir: str | Path,
     names: str | None = None,
     plugins: Iterable[str] = (),
+    thresholds: dict[str, float] | None = None,
 ) -> IngestDetection:
     """The detection stack of ``names`` (comma-separated; all registered when None) with
     its state in ``state_dir``, attached to a running controller's ingest."""
     wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
-    stack = DetectionStack(build(wanted, plugins), state_dir=state_dir)
+    stack = DetectionStack(build(wanted, plugins), state_dir=state_dir, thresholds=thresholds)
     det = IngestDetection(stack, controller)
     det.attach(controller)
     return det

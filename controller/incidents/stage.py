@@ -102,7 +102,10 @@ def attach_triage(
     controller.add_periodic(1.0, lambda: tri.tick(time.time()))
     if detect:
         wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
-        stack = DetectionStack(build(wanted, plugins), state_dir=state_dir)
+        from controller.detect.thresholds import load as load_thresholds
+
+        stack = DetectionStack(build(wanted, plugins), state_dir=state_dir,
+                               thresholds=load_thresholds(config_path))  # fmt: skip
         eager = float(getattr(getattr(controller, "cfg", None), "detect_tick_s", 0.0) or 0.0)
         TriagedDetection(stack, controller, tri, min_tick_s=eager or None).attach(controller)
     return tri

@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--config",
         default=None,
         metavar="FILE",
-        help="controller TOML configuration (with --state-dir)",
+        help="TOML configuration: detection thresholds; policy with --state-dir",
     )
     p.add_argument(
         "--lang", choices=("en", "ja"), default=None, help="language of incident summaries"
@@ -61,31 +61,24 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError("--top must be >= 1")
     from controller.detect import DetectionStack, build
+    from controller.detect.thresholds import load as load_thresholds
     from sensor.export.replay_summary import replay
 
     names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
-    stack = DetectionStack(build(names, args.detector_plugin))
-    alerts: list[Any] = []
-    hosts: list[Any] = []  # per-host telemetry windows, archived with --state-dir (``top``)
+    stack = DetectionStack(
+        build(names, args.detector_plugin), thresholds=load_thresholds(args.config)
+    )
+    from netwarden.quality.replaying import AlertSink
 
-    class _Sink:
-        @staticmethod
-        def observe(record_type: str, batch: Any) -> None:
-            stack.observe(record_type, batch)
-            if record_type == "host" and args.state_dir:
-                hosts.append(batch.copy())
-
-        @staticmethod
-        def advance(now_ns: int) -> None:
-            alerts.extend(stack.advance(now_ns))
-
+    sink = AlertSink(stack)
+    alerts = sink.alerts
     from netwarden.progress import FileProgress
 
     records: dict[str, Any] = {}
     bar = FileProgress(sum(Path(p).stat().st_size for p in args.pcaps), "replay")
     try:
         summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
-                                sink=_Sink(), records_out=records, progress=bar)  # fmt: skip
+                                sink=sink, records_out=records, progress=bar)  # fmt: skip
     finally:
         bar.close()
     summary["alerts"] = [a.to_json() for a in alerts]
@@ -95,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         from netwarden.commands.incidents import replay_output
 
         triage = replay_output(alerts, args.state_dir, args.config, stack.now_ns / 1e9, summary)
-        _archive(Path(args.state_dir), {"flow": records.get("flow"), "host": hosts})
+        _archive(Path(args.state_dir), {k: records.get(k) for k in ("flow", "host")})
     if args.json:
         for a in summary["alerts"]:
             print(json.dumps(a))
@@ -123,8 +116,6 @@ def _archive(state_dir: Path, records: dict[str, Any]) -> None:
     controller archives what its sensors send (``netwarden report`` draws the traffic from
     there, ``netwarden top`` the talkers). A replay into the same state dir again replaces
     the previous replay's records."""
-    import numpy as np
-
     from controller.ingest.archive import RecordArchive
 
     root = state_dir / "archive"
@@ -132,8 +123,6 @@ def _archive(state_dir: Path, records: dict[str, Any]) -> None:
         if root.is_dir():
             for old in root.glob(f"*/{kind}/*/replay.rec"):
                 old.unlink()
-        if isinstance(recs, list):
-            recs = np.concatenate(recs) if recs else None
         if recs is not None and len(recs):
             RecordArchive(root).append(kind, "replay", recs)
 

@@ -7,7 +7,7 @@ the sensor would put on the bus, so the summary shows what a controller receives
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -104,6 +104,57 @@ class RecordSink(Protocol):
     def advance(self, now_ns: int) -> object: ...
 
 
+class _ReplayFiles:
+    """The replayed files as the sensor loop's packet source (``sensor.runner.PcapSource``),
+    noting what the summary reports (packets, bytes, first and last capture time). With a
+    sink, batches are cut where they cross a ``SINK_STEP_NS`` boundary, so the records (and
+    the sink's clock) move as they would live. ``now_ns`` is the capture time the last batch
+    reached, and the last packet's time once the files are done."""
+
+    def __init__(self, backend: Any, paths: list[str], sliced: bool,
+                 progress: Callable[[int], object] | None = None) -> None:  # fmt: skip
+        from sensor.runner import PcapSource
+
+        self.files = PcapSource(backend, paths)
+        self.sliced = sliced
+        self.progress = progress  # gets the file bytes each batch took (headers included)
+        self.counts: Counter[str] = Counter()
+        self.now_ns: int | None = None
+
+    def batches(self, stop: Any) -> Iterator[PacketBatch]:
+        counts = self.counts
+        try:
+            for batch in self.files.batches(stop):
+                if not batch.count:
+                    continue
+                for part in _time_slices(batch) if self.sliced else [batch]:
+                    self.now_ns = int(part.ts_ns[: part.count].max())
+                    yield part
+                counts["packets"] += batch.count
+                if self.progress is not None:
+                    self.progress(
+                        int(batch.caplen[: batch.count].sum()) + PCAP_RECORD_HEADER * batch.count
+                    )
+                counts["bytes"] += int(batch.wirelen[: batch.count].sum())
+                ts = batch.ts_ns[: batch.count]
+                counts["t_first"] = min(counts.get("t_first", int(ts.min())), int(ts.min()))
+                counts["t_last"] = max(counts["t_last"], int(ts.max()))
+        finally:
+            self.now_ns = counts.get("t_last")
+
+    def idle_ns(self) -> int | None:
+        return None
+
+    def tail(self) -> Iterator[PacketBatch]:
+        return iter(())
+
+    def counters(self) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
 def _run(
     paths: list[str],
     backend: str | None,
@@ -111,65 +162,46 @@ def _run(
     sink: RecordSink | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> RunResult:
-    """Feed every capture through one engine and one telemetry table; collect records.
-    ``progress`` gets the file bytes each packet batch took (record headers included)."""
+    """Feed every capture through the sensor loop (one engine, one telemetry table: the
+    pipeline ``netwarden sensor`` runs); collect records, and hand them to ``sink``."""
     from sensor.engine import load_backend
     from sensor.engine.config import EngineConfig
-    from sensor.pipeline import FlowSource, Pipeline, TelemetrySource
+    from sensor.runner import SensorLoop, make_pipeline
 
     mod = load_backend(backend)
-    flows = FlowSource(mod.FlowEngine(EngineConfig()))
-    pipe = Pipeline([flows, TelemetrySource(window, backend=backend)])
+    files = _ReplayFiles(mod, paths, sliced=sink is not None, progress=progress)
     out: dict[str, list[np.ndarray]] = defaultdict(list)
-    counts: Counter[str] = Counter()
 
     # capture time reached: a capture may jump back a little (frames repeated) and this
     # stays put; a jump back of more than CLOCK_RESET_NS (another capture, older) restarts it
     clock = [0]
 
-    def drain(now_ns: int | None = None) -> None:
-        for kind, recs in pipe.drain():
-            out[kind].append(recs)
-            if sink is not None:
-                sink.observe(kind, recs)
+    def tick() -> None:
+        now_ns = files.now_ns
         if sink is not None and now_ns is not None:
             back = now_ns < clock[0] - CLOCK_RESET_NS
             clock[0] = now_ns if back else max(clock[0], now_ns)
             sink.advance(clock[0])
 
+    loop = SensorLoop(files, make_pipeline(EngineConfig(), backend=backend, window=window),
+                      on_tick=tick)  # fmt: skip
     fault: BaseException | None = None
     try:
-        for path in paths:
-            for batch in mod.PcapReader(path).batches(4096):
-                if not batch.count:
-                    continue
-                # With a sink, feed slices of at most SINK_STEP_NS capture time, so the
-                # records (and the sink's clock) move as they would live.
-                for part in _time_slices(batch) if sink is not None else [batch]:
-                    pipe.feed(part)
-                    drain(int(part.ts_ns[: part.count].max()))
-                counts["packets"] += batch.count
-                if progress is not None:
-                    progress(
-                        int(batch.caplen[: batch.count].sum()) + PCAP_RECORD_HEADER * batch.count
-                    )
-                counts["bytes"] += int(batch.wirelen[: batch.count].sum())
-                ts = batch.ts_ns[: batch.count]
-                first = int(ts.min())
-                counts["t_first"] = min(counts.get("t_first", first), first)
-                counts["t_last"] = max(counts["t_last"], int(ts.max()))
+        for kind, recs in loop.records():
+            out[kind].append(recs)
+            if sink is not None:
+                sink.observe(kind, recs)
     except Exception as exc:  # noqa: BLE001 - reported after what was read is summarised
         fault = exc
-    pipe.finish()
-    drain(counts.get("t_last"))
-    counts["decode_errors"] = flows.counters().get("decode_errors", 0)
-    return out, dict(counts), str(mod.BACKEND), fault
+    counts = dict(files.counts)
+    counts["decode_errors"] = loop.counters().get("decode_errors", 0)
+    return out, counts, str(mod.BACKEND), fault
 
 
-#: Bytes of a pcap record header (pcapng blocks carry more: progress is an estimate).
-PCAP_RECORD_HEADER = 16
 #: Capture time a replay slice spans at most when records also go to a sink.
 SINK_STEP_NS = 250_000_000
+#: Bytes of a pcap record header (pcapng blocks carry more: progress is an estimate).
+PCAP_RECORD_HEADER = 16
 #: A jump back in capture time larger than this restarts the sink's clock.
 CLOCK_RESET_NS = 3600 * 1_000_000_000
 
@@ -207,14 +239,14 @@ def replay(
 ) -> tuple[dict[str, Any], str | None]:
     """Run the captures and return (summary dict, fault message or None). ``sink`` also
     receives every record batch as it is made, and the capture time after each batch;
-    ``records_out`` (a dict) gets the flow records ("flow")."""
+    ``records_out`` (a dict) gets the records by type ("flow", "arp", "host", "pair")."""
     parts, counts, backend_name, fault = _run(paths, backend, window, sink, progress)
     flows = _cat(parts["flow"], FLOW_DTYPE)
-    if records_out is not None:
-        records_out["flow"] = flows
     arp = _cat(parts["arp"], ARP_DTYPE)
     hosts = _cat(parts["host"], HOST_DTYPE)
     pairs = _cat(parts["pair"], PAIR_DTYPE)
+    if records_out is not None:
+        records_out.update(flow=flows, arp=arp, host=hosts, pair=pairs)
     # Interim records (active timeout) repeat a flow: count each flow once, by its last record.
     final = flows[(flows["flags"] & FlowFlags.INTERIM) == 0]
 

@@ -25,7 +25,7 @@ import pytest
 from controller.detect import discover
 from controller.detect.stack import dumps_state, loads_state
 from tests.conftest import CORPUS
-from tests.detect.harness import Event, record_events
+from tests.detect.harness import Event, feed, record_events
 
 H = 3 * 3600 * 10**9
 
@@ -52,16 +52,6 @@ def make(name: str) -> Any:
 
 def _alerts(alerts: list) -> list[str]:
     return [json.dumps(a.to_json(), sort_keys=True) for a in alerts]
-
-
-def feed(det: Any, events: tuple[Event, ...] | list[Event]) -> list:
-    out: list = []
-    for what, arg in events:
-        if what == "obs":
-            det.observe(*arg)
-        else:
-            out += det.advance(arg)
-    return out
 
 
 def shifted(events: tuple[Event, ...], by_ns: int) -> list[Event]:
