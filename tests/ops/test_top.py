@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.demo_state import nw, replay_demo
+from tests.golden.test_zeek_oracle import read_conn_log
 from tests.jsonl import jsonl
 
 
@@ -46,19 +47,6 @@ def ip_bytes(path: Path) -> tuple[Counter[str], Counter[str]]:
     return sent, recv
 
 
-def conn_log(text: str) -> list[dict[str, str]]:
-    """The rows of a Zeek conn.log (TSV under its ``#fields`` line)."""
-    fields: list[str] = []
-    rows = []
-    for line in text.splitlines():
-        if line.startswith("#fields"):
-            fields = line.split("\t")[1:]
-        elif line and not line.startswith("#"):
-            rows.append(dict(zip(fields, line.split("\t"), strict=True)))
-    assert fields and rows
-    return rows
-
-
 def _top(demo: dict[str, Any], *args: str) -> list[dict[str, Any]]:
     out = nw("top", "--json", "--since", "0", "--state-dir", str(demo["state"]), *args).stdout
     return [json.loads(x) for x in out.splitlines()]
@@ -77,7 +65,8 @@ def test_top_by_bytes_matches_the_capture(demo: dict[str, Any]) -> None:
 
 def test_top_by_flows_and_by_alerts(demo: dict[str, Any]) -> None:
     opened = Counter(
-        r["id.orig_h"] for r in conn_log(nw("flows", "--format", "zeek", str(demo["pcap"])).stdout)
+        r["id.orig_h"]
+        for r in read_conn_log(nw("flows", "--format", "zeek", str(demo["pcap"])).stdout)
     )
     rows = _top(demo, "--by", "flows", "-n", "4")
     assert [(r["addr"], r["flows_out"]) for r in rows] == opened.most_common(4)
