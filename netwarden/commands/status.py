@@ -153,6 +153,8 @@ def gather_status(state_dir: str | None) -> dict[str, Any]:
         now = time.time()
         controller["records"] = sum(ingest.get("records", {}).values())
         controller["records_per_s"] = ingest.get("records_per_s")
+        controller["queue_depth"] = ingest.get("queue_depth")
+        controller["queue_depth_max_60s"] = ingest.get("queue_depth_max_60s")
         controller["endpoint"] = ingest.get("endpoint")
         controller["rejected_messages"] = (ingest.get("bus") or {}).get("rejected_total", 0)
         lags = []
@@ -256,6 +258,9 @@ def print_status(st: dict[str, Any], out: Any) -> None:
                 f"  {c['records']} records, {rate} records/s, bus lag {lag}, "
                 f"rejected messages {c.get('rejected_messages', 0)}\n"
             )
+            if c.get("queue_depth") is not None:
+                w(f"  queue depth {c['queue_depth']} batches (most in the last minute "
+                  f"{c['queue_depth_max_60s']})\n")  # fmt: skip
         else:
             w("  not listening for sensors (no --listen)\n")
     else:

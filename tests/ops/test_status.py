@@ -111,6 +111,9 @@ def test_status_of_a_running_controller_fed_by_a_sensor(
         assert c["running"] is True and c["records"] > 0 and c["records_per_s"] > 0
         assert c["endpoint"] and c["bus_lag_s"] is not None
         assert (
+            c["queue_depth"] >= 0 and c["queue_depth_max_60s"] >= 1
+        )  # the sensor's batches waited
+        assert (
             st["sensors"]["s-ops"]["state"] == "stopped" and st["sensors"]["s-ops"]["records"] > 0
         )
         assert st["enforcement"]["backend"] == "dryrun" and st["enforcement"]["dry_run"] is True
@@ -119,6 +122,7 @@ def test_status_of_a_running_controller_fed_by_a_sensor(
         text = nw("status", "--state-dir", str(state)).stdout
         assert text.startswith("!!! DRY RUN") and "Controller: running (pid " in text
         assert "s-ops" in text and "stopped" in text and "records/s" in text
+        assert "  queue depth " in text
         assert not [x for x in text.splitlines() if len(x) > 80 and str(state) not in x]
         # top talkers from the telemetry the sensor sent: the scanner opened the most flows
         top = [json.loads(x) for x in nw("top", "--json", "--by", "flows", "-n", "3",
