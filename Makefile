@@ -63,6 +63,7 @@ demo: build
 	@echo
 	@echo "Next: $(VENV)/bin/netwarden incident show INC-1 --state-dir $(DEMO_STATE) [--lang ja]"
 	@echo "      $(VENV)/bin/netwarden explain INC-1 --state-dir $(DEMO_STATE)"
+	@echo "      $(VENV)/bin/netwarden top --by flows --state-dir $(DEMO_STATE)"
 
 LINT_PATHS := sensor controller netwarden tests benchmarks pcaps
 

@@ -230,5 +230,10 @@ class Controller:
             ingest.add_consumer(name, consumer)
         ingest.attach(self)
         self.ops.add("ingest", lambda _args, _actor: ingest.status())
+        if ingest.archive is not None:  # top talkers from the archive, buffered records included
+            from netwarden.top import top_op
+
+            arch, state_dir = ingest.archive, self.cfg.state_dir
+            self.ops.add("top", lambda args, _actor: top_op(state_dir, arch, args))
         self.ingest = ingest
         return ingest

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "status",
     "config",
     "report",
+    "top",
     "evaluate",
     "tune",
     "simulate",

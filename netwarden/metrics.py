@@ -91,6 +91,8 @@ def _controller_families(d: dict[str, Any]) -> Iterator[Any]:
     yield CounterMetricFamily(
         "netwarden_controller_batches", "Batches received from sensors", value=d.get("batches", 0)
     )
+    yield GaugeMetricFamily("netwarden_controller_queue_depth", "Batches waiting when the loop last read them",
+                            value=d.get("queue_depth", 0))  # fmt: skip
     lag = GaugeMetricFamily("netwarden_bus_lag_seconds", "Latest receive time minus send time, by sensor",
                             labels=["sensor"])  # fmt: skip
     up = GaugeMetricFamily(
@@ -164,6 +166,7 @@ class ControllerMetrics:
         if ctl.ingest is not None:
             st = ctl.ingest.status()
             d["records"], d["batches"], d["sensors"] = st["records"], st["batches"], st["sensors"]
+            d["queue_depth"] = st.get("queue_depth", 0)
         self.snapshot.data = d
 
 

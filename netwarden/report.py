@@ -262,6 +262,9 @@ def alerts_chart(d: ReportData) -> str | None:
         )
         bottom += h
     ax.set_ylabel("alerts")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no half alerts
     ax.set_title("Alerts over time, by kind")
     ax.legend(loc="upper left", fontsize=8, ncols=2)
     fig.autofmt_xdate()

@@ -94,12 +94,15 @@ def explain_decision_fields(d: dict[str, Any], policy_cfg: Any) -> tuple[list[st
     verdict, level = d["verdict"], d.get("level")
     why = [f"policy decision {d['decision_id']} on {d['target']}: {verdict} ({d['reason']})"]
     alt: list[str] = []
-    configured = policy_cfg.detectors.get(kind, policy_cfg.default_level)
-    src = f"policy.detectors.{kind}" if kind in policy_cfg.detectors else "policy.default_level"
-    why.append(f"autonomy for {kind or 'this kind'}: level {configured} ({src})")
-    groups = _groups_for(d, policy_cfg)
-    for g in groups:
-        why.append(f"victim in asset group {g.name} caps the level at {g.level}")
+    if d.get("autonomy", -1) >= 0:  # recorded with the decision: the configuration in force then
+        configured, src = int(d["autonomy"]), str(d["autonomy_from"])
+        why.append(f"autonomy for {kind or 'this kind'}: level {configured} ({src}, as decided)")
+    else:  # a decision recorded before levels were: the configuration given now
+        configured = policy_cfg.detectors.get(kind, policy_cfg.default_level)
+        src = f"policy.detectors.{kind}" if kind in policy_cfg.detectors else "policy.default_level"
+        why.append(f"autonomy for {kind or 'this kind'}: level {configured} ({src})")
+        for g in _groups_for(d, policy_cfg):
+            why.append(f"victim in asset group {g.name} caps the level at {g.level}")
     thr = policy_cfg.thresholds
     score, conf = d.get("score"), d.get("confidence")
     if verdict == "refused":
@@ -170,6 +173,7 @@ def explain_audit_decision(
     det = dec["detail"]
     d = {"decision_id": decision_id, "verdict": dec["result"], "reason": det.get("reason", ""),
          "level": det.get("level"), "risky": det.get("risky", []), "target": dec["subject"],
+         "autonomy": det.get("autonomy", -1), "autonomy_from": det.get("autonomy_from", ""),
          "score": det.get("score"), "confidence": det.get("confidence"), "ttl_s": det.get("ttl_s"),
          "detector_kind": dec["actor"].split(":", 1)[1] if dec["actor"].startswith("detector:") else ""}  # fmt: skip
     why, alt = explain_decision_fields(d, policy_cfg)

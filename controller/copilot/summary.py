@@ -11,6 +11,7 @@ trace each figure back to its evidence (``tests/incidents/test_copilot.py`` chec
 from __future__ import annotations
 
 import importlib
+import re
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -41,12 +42,33 @@ def catalogue(lang: str) -> tuple[dict[str, str], dict[str, str]]:
     return mod.MESSAGES, mod.FEATURES
 
 
+@cache
+def references(lang: str) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """The catalogue's translations of detectors' written references (``REFERENCES``:
+    pattern of the English text, template of the translation filled with its groups)."""
+    catalogue(lang)
+    mod = importlib.import_module(f"controller.copilot.locales.{lang}")
+    return tuple((re.compile(p), tpl) for p, tpl in getattr(mod, "REFERENCES", ()))
+
+
 class _Text:
     def __init__(self, lang: str) -> None:
         self.m, self.features = catalogue(lang)
+        self.refs = references(lang)
 
     def __call__(self, key: str, **kw: Any) -> str:
         return self.m[key].format(**kw)
+
+    def reference(self, ref: Any) -> str:
+        """A reference value as text: numbers as numbers, a detector's written reference
+        translated when the catalogue knows its pattern."""
+        if not isinstance(ref, str):
+            return num(ref)
+        for pat, tpl in self.refs:
+            m = pat.fullmatch(ref)
+            if m:
+                return tpl.format(*m.groups())
+        return ref
 
 
 def num(v: Any) -> str:
@@ -95,9 +117,11 @@ def features(t: _Text, evidence: dict[str, Any]) -> str:
             continue
         name = t.features.get(k, k.replace("_", " "))
         if not parts and ref is not None and thr is not None:
-            parts.append(t("feature_ref_thr", name=name, value=num(v), ref=num(ref), thr=num(thr)))
+            parts.append(
+                t("feature_ref_thr", name=name, value=num(v), ref=t.reference(ref), thr=num(thr))
+            )
         elif not parts and ref is not None:
-            parts.append(t("feature_ref", name=name, value=num(v), ref=num(ref)))
+            parts.append(t("feature_ref", name=name, value=num(v), ref=t.reference(ref)))
         elif not parts and thr is not None:
             parts.append(t("feature_thr", name=name, value=num(v), thr=num(thr)))
         else:
@@ -170,6 +194,9 @@ def _reasons(t: _Text, inc: Incident) -> list[str]:
                     boost=num(r["boost"]),
                 )
             )
+        elif f == "feedback" and r.get("verdict") == "false_positive":
+            out.append(t("why_feedback_false_positive", feedback=", ".join(r["feedback"]),
+                         benign=num(r["benign_score"]), cut=num(r["cut"])))  # fmt: skip
     return out
 
 

@@ -27,6 +27,8 @@ Example (every key optional)::
     [feedback]
     suppress_s = 604800         # a false positive suppresses its pattern this long
     confirm_boost = 0.1         # a confirmation adds this to the pattern's confidence
+    false_positive_cut = 0.2    # a false positive is the entity's learnt level for its kind:
+    false_positive_margin = 10  # later alerts scoring at most this above it lose this confidence
 
     [escalation]
     low_confidence = 0.6        # open incidents below this confidence are escalated ...
@@ -104,12 +106,18 @@ class CopilotConfig:
 class FeedbackConfig:
     suppress_s: float = 7 * 86400.0
     confirm_boost: float = 0.1
+    false_positive_cut: float = 0.2
+    false_positive_margin: float = 10.0
 
     def __post_init__(self) -> None:
         if self.suppress_s <= 0:
             raise ConfigError("feedback.suppress_s must be positive")
         if not 0 < self.confirm_boost <= 0.5:
             raise ConfigError("feedback.confirm_boost must be in (0, 0.5]")
+        if not 0 <= self.false_positive_cut <= 0.5:
+            raise ConfigError("feedback.false_positive_cut must be in [0, 0.5]")
+        if not 0 <= self.false_positive_margin <= 100:
+            raise ConfigError("feedback.false_positive_margin must be in [0, 100]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +153,7 @@ _KNOWN = {
     "incidents": {"group_window_s", "close_after_s", "focus_victims", "progression_points", "criticality_points",
                   "asset_groups"},
     "copilot": {"contain_risk", "contain_confidence", "investigate_risk", "lang"},
-    "feedback": {"suppress_s", "confirm_boost"},
+    "feedback": {"suppress_s", "confirm_boost", "false_positive_cut", "false_positive_margin"},
     "escalation": {"low_confidence", "incident_after_s", "approval_after_s", "webhook", "syslog", "command",
                    "timeout_s"},
 }  # fmt: skip

@@ -168,6 +168,15 @@ class IncidentStore:
              f"({','.join('?' * len(entities))}) ORDER BY seq")  # fmt: skip
         return [r[0] for r in self.db.execute(q, (kind, *entities))]
 
+    def false_positives(self, kind: str, entities: list[str]) -> list[tuple[str, str]]:
+        """(feedback id, target) of false positives reported for this kind and one of these
+        entities, any service."""
+        if not entities:
+            return []
+        q = (f"SELECT id, target FROM feedback WHERE verdict='false_positive' AND kind=? AND entity IN "
+             f"({','.join('?' * len(entities))}) ORDER BY seq")  # fmt: skip
+        return [(r[0], r[1]) for r in self.db.execute(q, (kind, *entities))]
+
     def add_suppression(self, kind: str, entity: str, service: str, now: float, expires_at: float,
                         feedback_id: str, note: str) -> Suppression:  # fmt: skip
         row = self.db.execute(

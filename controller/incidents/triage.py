@@ -4,7 +4,12 @@ For each alert, in detection order (``Triage.process``):
 
 1. Operator feedback first: an alert matching an active suppression (a false positive
    reported for the same kind, entity and service) is stored as suppressed and goes no
-   further; an alert of a pattern operators confirmed gets its confidence raised.
+   further. Past the suppression (expired, or another service), a false positive is the
+   entity's learnt level for that kind: an alert scoring at most
+   ``feedback.false_positive_margin`` above what the operator called benign loses
+   ``feedback.false_positive_cut`` confidence, and one scoring well above it keeps its
+   confidence (it is worse than what was judged). An alert of a pattern operators
+   confirmed gets its confidence raised.
 2. The alert is stored and placed in an incident (``IncidentEngine``), which is re-scored.
 3. The copilot recommends (``controller.copilot.recommend``); a containment step that can
    be enforced (blocking an IP address) goes to policy through ``submit`` (the
@@ -99,13 +104,16 @@ class Triage:
                 self.istore.put_alert(aid, None, alert, suppressed_by=sup.id)
                 rec.update(incident_id=None, suppressed_by=sup.id, decision=None)
                 return rec
+            adjustments = self._learnt_benign(alert, entities)
             confirmed = self.istore.confirmations(alert.kind, entities)
             if confirmed:
                 boost = round(min(MAX_BOOST, self.cfg.feedback.confirm_boost * len(confirmed)), 3)
                 before = alert.confidence
                 alert.confidence = min(0.99, alert.confidence + boost)
-                alert.extra["adjustments"] = [{"verdict": CONFIRMED, "feedback": confirmed, "boost": boost,
-                                               "confidence_before": round(before, 3)}]  # fmt: skip
+                adjustments.append({"verdict": CONFIRMED, "feedback": confirmed, "boost": boost,
+                                    "confidence_before": round(before, 3)})  # fmt: skip
+            if adjustments:
+                alert.extra["adjustments"] = adjustments
                 rec["confidence"] = round(alert.confidence, 3)
             inc, merged = self.engine.ingest(alert, aid)
             self.istore.put_alert(aid, inc.id, alert)
@@ -165,7 +173,7 @@ class Triage:
             return None
         entry = {"kind": "decision", "decision_id": d.id, "verdict": d.verdict.value, "reason": d.reason,
                  "target": step["target"], "action": d.action.value, "ttl_s": d.ttl_s, "level": d.level,
-                 "risky": list(d.risky), "at": self.now, "step": step["do"], "score": inc.risk,
+                 "autonomy": d.autonomy, "autonomy_from": d.autonomy_from, "risky": list(d.risky), "at": self.now, "step": step["do"], "score": inc.risk,
                  "confidence": inc.confidence, "detector_kind": step["kind"]}  # fmt: skip
         inc.actions.append(entry)
         return {"id": d.id, "verdict": d.verdict.value, "reason": d.reason}
@@ -220,6 +228,31 @@ class Triage:
             self.istore.put_incident(inc)
             self.audit.record(actor, "incident-resolve", inc.id, result=resolution)
         return inc
+
+    def _learnt_benign(self, alert: Alert, entities: list[str]) -> list[dict[str, Any]]:
+        """The false-positive baseline: the highest score of the alerts operators called
+        false positives for this kind and entity; an alert not clearly above it has its
+        confidence cut (an adjustment, with the feedback ids, is returned)."""
+        fps = self.istore.false_positives(alert.kind, entities)
+        if not fps or self.cfg.feedback.false_positive_cut <= 0:
+            return []
+        scores = []
+        for _fid, target in fps:
+            if target.startswith("A-"):
+                one = self.istore.get_alert(target)
+                judged = [one] if one else []
+            else:
+                inc = self.istore.get_incident(target)
+                judged = inc.alerts if inc else []
+            scores += [float(a["score"]) for a in judged if a["kind"] == alert.kind
+                       and set(entities) & {a.get("attacker"), *a.get("victims", [])}]  # fmt: skip
+        if not scores or alert.score > max(scores) + self.cfg.feedback.false_positive_margin:
+            return []
+        cut = round(min(MAX_BOOST, self.cfg.feedback.false_positive_cut * len(fps)), 3)
+        before = alert.confidence
+        alert.confidence = max(0.05, alert.confidence - cut)
+        return [{"verdict": FALSE_POSITIVE, "feedback": [f for f, _ in fps], "cut": cut,
+                 "benign_score": round(max(scores), 1), "confidence_before": round(before, 3)}]  # fmt: skip
 
     def feedback(self, target_id: str, verdict: str, actor: str, note: str = "") -> dict[str, Any]:
         """``false_positive``: a suppression per (kind, entity, service) of the target's

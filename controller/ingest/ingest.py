@@ -40,6 +40,10 @@ class Ingest:
         self._stopped: set[str] = set()
         #: (monotonic time, records so far), about one a second over the last ~10 s: records/s
         self._rate: deque[tuple[float, int]] = deque(maxlen=11)
+        #: queue depth: batches waiting when the loop came to read them, (monotonic time, n)
+        #: per read that found any, over the last minute
+        self._depths: deque[tuple[float, int]] = deque(maxlen=4096)
+        self.queue_depth = 0
 
     def add_consumer(self, name: str, fn: Consumer) -> None:
         self.consumers.append((name, fn))
@@ -64,6 +68,9 @@ class Ingest:
         """Handle everything the collector has queued; returns the number of batches."""
         batches = self.collector.drain()
         now = time.monotonic()
+        self.queue_depth = len(batches)
+        if batches:
+            self._depths.append((now, len(batches)))
         if not self._rate or now - self._rate[-1][0] >= 1.0:
             self._rate.append((now, sum(self.records.values())))
         for b in batches:
@@ -127,6 +134,10 @@ class Ingest:
             "batches": self.batches,
             "records": dict(self.records),
             "records_per_s": self.records_per_s(),
+            "queue_depth": self.queue_depth,
+            "queue_depth_max_60s": max(
+                (n for t, n in self._depths if t >= time.monotonic() - 60.0), default=0
+            ),
             "consumer_errors": dict(self.consumer_errors),
             "archive": None
             if self.archive is None

@@ -14,6 +14,7 @@ from controller.ops.registry import Operations
 from controller.response.enforce.base import Action, target
 from controller.response.responder import Responder
 from controller.response.targets import check_ttl
+from controller.state.audit import AuditLog
 
 
 def register_response_ops(ops: Operations, r: Responder) -> None:
@@ -60,19 +61,7 @@ def register_response_ops(ops: Operations, r: Responder) -> None:
         return [a.to_dict() for a in r.approvals.pending(r.clock())]
 
     def recommendations(args: dict[str, Any], _actor: str) -> list[dict[str, Any]]:
-        """Level-1 decisions (recommend: nothing done, an operator may act), newest last."""
-        rows = r.audit.db.execute(
-            "SELECT seq FROM audit WHERE event='decision' AND result='recommend' ORDER BY seq DESC LIMIT ?",
-            (int(args.get("limit", 20)),),
-        ).fetchall()
-        if not rows:
-            return []
-        entries = r.audit.entries(since_seq=min(x[0] for x in rows) - 1)
-        keep = {x[0] for x in rows}
-        return [{"decision_id": e["decision_id"], "target": e["subject"], "actor": e["actor"], "ts": e["ts"],
-                 "evidence": e["evidence"], "reason": e["detail"].get("reason", ""),
-                 "score": e["detail"].get("score"), "confidence": e["detail"].get("confidence")}
-                for e in entries if e["seq"] in keep]  # fmt: skip
+        return recommendation_rows(r.audit, int(args.get("limit", 20)))
 
     table: dict[str, Any] = {
         "ping": ping,
@@ -95,6 +84,22 @@ def register_response_ops(ops: Operations, r: Responder) -> None:
     }
     for name, fn in table.items():
         ops.add(name, fn)
+
+
+def recommendation_rows(audit: AuditLog, limit: int) -> list[dict[str, Any]]:
+    """Level-1 decisions (recommend: nothing done, an operator may act), newest last."""
+    rows = audit.db.execute(
+        "SELECT seq FROM audit WHERE event='decision' AND result='recommend' ORDER BY seq DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    if not rows:
+        return []
+    entries = audit.entries(since_seq=min(x[0] for x in rows) - 1)
+    keep = {x[0] for x in rows}
+    return [{"decision_id": e["decision_id"], "target": e["subject"], "actor": e["actor"], "ts": e["ts"],
+             "evidence": e["evidence"], "reason": e["detail"].get("reason", ""),
+             "score": e["detail"].get("score"), "confidence": e["detail"].get("confidence")}
+            for e in entries if e["seq"] in keep]  # fmt: skip
 
 
 def _backend(r: Responder) -> dict[str, Any]:

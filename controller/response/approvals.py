@@ -73,4 +73,6 @@ def decision_from_proposal(p: dict[str, object], by: str) -> Decision:
         risky=tuple(p.get("risky", ())),  # type: ignore[arg-type]
         detection=Detection.from_dict(det) if isinstance(det, dict) else None,
         actor=str(p.get("actor", "policy")),
+        autonomy=int(p.get("autonomy", -1)),  # type: ignore[call-overload]
+        autonomy_from=str(p.get("autonomy_from", "")),
     )

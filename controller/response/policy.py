@@ -59,6 +59,10 @@ class Decision:
     risky: tuple[str, ...] = ()
     detection: Detection | None = None
     actor: str = "policy"
+    #: the autonomy level policy started from (per detector, capped by asset groups) and
+    #: the configuration keys that set it: recorded, so ``explain`` reads what was in force
+    autonomy: int = -1
+    autonomy_from: str = ""
 
     def targets(self) -> list[Target]:
         """What to ban: the address, or the whole range as one kernel entry."""
@@ -76,6 +80,8 @@ class Decision:
             "risky": list(self.risky),
             "detection": None if self.detection is None else self.detection.to_dict(),
             "actor": self.actor,
+            "autonomy": self.autonomy,
+            "autonomy_from": self.autonomy_from,
         }
 
 
@@ -190,12 +196,19 @@ class Policy:
 
     # --- pieces, each testable alone ----------------------------------------------------
     def level_for(self, det: Detection) -> int:
-        level = self.cfg.detectors.get(det.kind, self.cfg.default_level)
+        return self.autonomy(det)[0]
+
+    def autonomy(self, det: Detection) -> tuple[int, str]:
+        """The level for ``det`` before thresholds, and the configuration keys that set it."""
+        if det.kind in self.cfg.detectors:
+            level, src = self.cfg.detectors[det.kind], f"policy.detectors.{det.kind}"
+        else:
+            level, src = self.cfg.default_level, "policy.default_level"
         for victim in det.victims:
             for group in self.cfg.asset_groups:
-                if any(victim in net for net in group.networks):
-                    level = min(level, group.level)
-        return level
+                if any(victim in net for net in group.networks) and group.level < level:
+                    level, src = group.level, f"asset group {group.name}"
+        return level, src
 
     def gate(self, level: int, det: Detection) -> tuple[int, str]:
         """Lower the level until the detection meets its thresholds."""
@@ -243,6 +256,7 @@ class Policy:
         did = new_decision_id()
         target = det.attacker
         ttl = self.ttl_for(_target(target))
+        autonomy, autonomy_from = self.autonomy(det)
 
         def make(
             verdict: Verdict, reason: str, level: int, risky: tuple[str, ...] = ()
@@ -258,6 +272,8 @@ class Policy:
                 risky,
                 det,
                 f"detector:{det.kind}",
+                autonomy,
+                autonomy_from,
             )
 
         refusal = self.guard.refusal(target)
@@ -266,7 +282,7 @@ class Policy:
         too_wide = self.too_wide(target)
         if too_wide:
             return make(Verdict.REFUSED, too_wide, -1)
-        level, why = self.gate(self.level_for(det), det)
+        level, why = self.gate(autonomy, det)
         if level == 0:
             return make(Verdict.OBSERVE, why or "autonomy level 0 (observe)", 0)
         if level == 1:

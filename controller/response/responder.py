@@ -180,6 +180,8 @@ class Responder:
                     "score": det.score,
                     "confidence": det.confidence,
                     "level": d.level,
+                    "autonomy": d.autonomy,
+                    "autonomy_from": d.autonomy_from,
                     "risky": list(d.risky),
                     "ttl_s": d.ttl_s,
                 },

@@ -41,3 +41,12 @@ def add_service_arguments(p: Any, metric_prefix: str) -> None:
         metavar="HOST:PORT",
         help=f"serve Prometheus metrics ({metric_prefix}*) on http://HOST:PORT/metrics",
     )
+
+
+def add_state_dir_argument(p: Any) -> None:
+    """``--state-dir DIR``: a controller's or a replay's state dir."""
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help="controller or replay state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)",
+    )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from netwarden.errors import ConfigError, ControlError
+from netwarden.jsonout import emit
 
 
 def _common(p: argparse.ArgumentParser, lang: bool = False) -> None:
@@ -233,25 +234,20 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     incs.sort(key=lambda i: (i.priority, -i.risk, i.id))
     lang = _lang(args)
     if args.json:
-        print(
-            json.dumps([{**i.to_json(), "text": i.summary.get(lang, "")} for i in incs], indent=1)
-        )
+        emit("incident", ({**i.to_json(), "text": i.summary.get(lang, "")} for i in incs))
         return 0
     _incident_table(incs, f"{len(incs)} incident(s)")
     return 0
 
 
 def _incident_table(incs: list[Any], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from netwarden.tables import print_table
 
-    t = Table(title=title, title_justify="left")
-    for col in ("id", "pri", "risk", "status", "kinds", "source", "target", "alerts"):
-        t.add_column(col, overflow="fold")
-    for i in incs:
-        t.add_row(i.id, i.priority, f"{i.risk:g}", i.status, ", ".join(i.kinds), ", ".join(i.attackers[:2]) or "-",
-                  ", ".join(i.victims[:2]) + (" ..." if len(i.victims) > 2 else ""), str(i.alert_count))  # fmt: skip
-    Console(width=None if sys.stdout.isatty() else 100).print(t)
+    rows = [[i.id, i.priority, f"{i.risk:g}", i.status, ", ".join(i.kinds), ", ".join(i.attackers[:2]) or "-",
+             ", ".join(i.victims[:2]) + (f" +{len(i.victims) - 2}" if len(i.victims) > 2 else ""), str(i.alert_count)]
+            for i in incs]  # fmt: skip
+    print_table(title, ["id", "pri", "risk", "status", "kinds", "source", "target", "alerts"], rows,
+                right=("risk", "alerts"))  # fmt: skip
 
 
 def cmd_incident(args: argparse.Namespace) -> int:
@@ -268,8 +264,8 @@ def cmd_incident(args: argparse.Namespace) -> int:
         rd.close()
     lang = _lang(args)
     if args.json:
-        print(json.dumps({**inc.to_json(), "text": inc.summary.get(lang, ""), "stored_alerts": alerts,
-                          "audit": trail}, indent=1))  # fmt: skip
+        emit("incident", {**inc.to_json(), "text": inc.summary.get(lang, ""), "stored_alerts": alerts,
+                          "audit": trail})  # fmt: skip
         return 0
     print(
         f"{inc.id}  {inc.priority}  risk {inc.risk:g}  confidence {inc.confidence:g}  {inc.status}"
@@ -277,19 +273,26 @@ def cmd_incident(args: argparse.Namespace) -> int:
     print()
     print(inc.summary.get(lang) or "")
     print()
-    print("Timeline:")
+    from controller.copilot.summary import _Text
+
+    t = _Text(lang)
+    print(t("show_timeline"))
     for a in inc.alerts:
         more = f" (x{a['count']})" if a.get("count", 1) > 1 else ""
         print(f"  {_t(a['first_seen'])}  {a['alert_id']:>6}  {a['kind']:<18} {a['attacker'] or '(spoofed)'} -> "
               f"{', '.join(a['victims'][:3])}  score {a['score']:g}{more}")  # fmt: skip
     rec = inc.recommendation or {}
-    print(f"Recommendation: {rec.get('action', '-')}")
+    action = rec.get("action")
+    print(t("show_recommendation", action=t(f"action_{action}") if action else "-"))
     for s in rec.get("steps", []):
-        print(f"  - {s['do']} {s['target']}" + ("" if s.get("enforce") else " (advice)"))
+        print(
+            f"  - {t('step_' + s['do'], target=s['target'])}"
+            + ("" if s.get("enforce") else t("show_advice"))
+        )
     for c in rec.get("commands", []):
         print(f"  $ {c}")
     if inc.actions:
-        print("Actions:")
+        print(t("show_actions"))
         for a in inc.actions:
             if a.get("kind") == "decision":
                 print(
@@ -300,13 +303,13 @@ def cmd_incident(args: argparse.Namespace) -> int:
                     f"  {a.get('kind')}: {a.get('verdict') or a.get('resolution')} by {a.get('by')}"
                 )
     if inc.escalations:
-        print("Escalations:")
+        print(t("show_escalations"))
         for e in inc.escalations:
             print(
                 f"  {e['id']}: {e['reason']} via {', '.join(f'{k}={v}' for k, v in e['channels'].items()) or '-'}"
             )
     if trail:
-        print("Audit trail:")
+        print(t("show_audit"))
         for e in trail:
             print(
                 f"  #{e['seq']} {_t(e['ts'])} {e['actor']} {e['event']} {e['subject']} {e['result']}"
@@ -325,18 +328,15 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     finally:
         rd.close()
     if args.json:
-        print(json.dumps(rows, indent=1))
+        emit("alert", rows)
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from netwarden.tables import print_table
 
-    t = Table(title=f"{len(rows)} alert(s)", title_justify="left")
-    for col in ("id", "detected (UTC)", "kind", "attacker", "victims", "score", "incident"):
-        t.add_column(col, overflow="fold")
-    for a in rows:
-        t.add_row(a["id"], _t(a["detected_at"]), a["kind"], a["attacker"] or "(spoofed)", ", ".join(a["victims"][:2]),
-                  f"{a['score']:g}", a["incident_id"] or f"suppressed {a.get('suppressed_by')}")  # fmt: skip
-    Console(width=None if sys.stdout.isatty() else 100).print(t)
+    print_table(f"{len(rows)} alert(s)", ["id", "detected (UTC)", "kind", "attacker", "victims", "score", "incident"],
+                [[a["id"], _t(a["detected_at"]), a["kind"], a["attacker"] or "(spoofed)", ", ".join(a["victims"][:2])
+                  + (f" +{len(a['victims']) - 2}" if len(a["victims"]) > 2 else ""), f"{a['score']:g}",
+                  a["incident_id"] or f"suppressed {a.get('suppressed_by')}"] for a in rows],
+                right=("score",))  # fmt: skip
     return 0
 
 
@@ -388,7 +388,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         rd.close()
     if ex is None:
         raise ConfigError(f"nothing recorded for {args.id}")
-    print(json.dumps(ex, indent=1) if args.json else render(ex))
+    if args.json:
+        emit("explanation", ex)
+    else:
+        print(render(ex))
     return 0
 
 

@@ -72,9 +72,15 @@ def run(args: argparse.Namespace) -> int:
 
     sink = AlertSink(stack)
     alerts = sink.alerts
+    from netwarden.progress import FileProgress
+
     records: dict[str, Any] = {}
-    summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
-                            sink=sink, records_out=records)  # fmt: skip
+    bar = FileProgress(sum(Path(p).stat().st_size for p in args.pcaps), "replay")
+    try:
+        summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
+                                sink=sink, records_out=records, progress=bar)  # fmt: skip
+    finally:
+        bar.close()
     summary["alerts"] = [a.to_json() for a in alerts]
     summary["detection"] = stack.status()
     triage = None
@@ -125,78 +131,60 @@ def _archive(state_dir: Path, records: dict[str, Any]) -> None:
 
 
 def _print(s: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from netwarden.tables import console, print_table, say
 
-    # Wide enough for addresses and ports when piped (make demo) instead of rich's 80.
-    con = Console(width=None if sys.stdout.isatty() else 110)
+    con = console()
     t = s["traffic"]
-    con.print(
-        f"[bold]Capture[/bold] {', '.join(s['files'])}: {t['packets']:,} packets, "
+    say(con, f"[bold]Capture[/bold] {', '.join(s['files'])}: {t['packets']:,} packets, "
         f"{t['bytes']:,} bytes over {t['duration_s']:.1f} s "
-        f"(decode errors {t['decode_errors']}, backend {s['backend']})"
-    )
+        f"(decode errors {t['decode_errors']}, backend {s['backend']})")  # fmt: skip
     f = s["flows"]
-    con.print(
-        f"[bold]Flows[/bold] {f['total']:,}: "
-        + ", ".join(f"{k} {v}" for k, v in f["by_proto"].items())
-        + f"; tunnelled {f['tunnelled']}"
-    )
-    con.print("  conn_state: " + ", ".join(f"{k} {v}" for k, v in f["by_state"].items()))
-    tab = Table(title="Top conversations by bytes", title_justify="left")
-    for col in ("proto", "originator", "responder", "state", "pkts", "bytes", "history"):
-        tab.add_column(col)
-    for c in f["top"]:
-        tab.add_row(c["proto"], c["orig"], c["resp"], c["state"], str(c["pkts"]),
-                    str(c["bytes"]), c["history"])  # fmt: skip
-    con.print(tab)
+    say(con, f"[bold]Flows[/bold] {f['total']:,}: " + ", ".join(f"{k} {v}" for k, v in f["by_proto"].items())
+        + f"; tunnelled {f['tunnelled']}")  # fmt: skip
+    say(con, "  conn_state: " + ", ".join(f"{k} {v}" for k, v in f["by_state"].items()))
+    print_table("Top conversations by bytes", ["proto", "originator", "responder", "state", "pkts", "bytes", "history"],
+                [[c["proto"], c["orig"], c["resp"], c["state"], str(c["pkts"]), str(c["bytes"]), c["history"]]
+                 for c in f["top"]], right=("pkts", "bytes"))  # fmt: skip
     attackers = {a["attacker"] for a in s.get("alerts", []) if a.get("attacker")}
-    tab = Table(
-        title="Top host pairs by flows (scans and brute force rank here)", title_justify="left"
-    )
-    for col in ("originator", "responder", "flows", "ports", "pkts", "bytes", "alerted"):
-        tab.add_column(col)
-    for c in f.get("top_pairs", []):
-        tab.add_row(c["orig"], c["resp"], str(c["flows"]), str(c["ports"]), str(c["pkts"]), str(c["bytes"]),
-                    "yes" if c["orig"] in attackers or c["resp"] in attackers else "")  # fmt: skip
-    con.print(tab)
+    print_table("Top host pairs by flows (scans and brute force rank here)",
+                ["originator", "responder", "flows", "ports", "pkts", "bytes", "alerted"],
+                [[c["orig"], c["resp"], str(c["flows"]), str(c["ports"]), str(c["pkts"]), str(c["bytes"]),
+                  "yes" if c["orig"] in attackers or c["resp"] in attackers else ""] for c in f.get("top_pairs", [])],
+                right=("flows", "ports", "pkts", "bytes"))  # fmt: skip
     d = s["dns"]
-    con.print(
-        f"[bold]DNS[/bold] {d['queries']} queries, {d['responses']} responses, "
+    say(con, f"[bold]DNS[/bold] {d['queries']} queries, {d['responses']} responses, "
         f"{d['nxdomain']} NXDOMAIN, {d['distinct_names']} distinct names in {d['flows']} flows; "
-        f"longest label {d['longest_label']}, max label entropy {d['max_entropy']:.2f} bits/char"
-    )
+        f"longest label {d['longest_label']}, max label entropy {d['max_entropy']:.2f} bits/char")  # fmt: skip
     a = s["arp"]
-    con.print(f"[bold]ARP[/bold] {a['requests']} requests, {a['replies']} replies, "
-              f"{a['ip_mac_conflicts']} IP addresses claimed by more than one MAC")  # fmt: skip
+    say(con, f"[bold]ARP[/bold] {a['requests']} requests, {a['replies']} replies, "
+        f"{a['ip_mac_conflicts']} IP addresses claimed by more than one MAC")  # fmt: skip
     tel = s["telemetry"]
-    con.print(f"[bold]Telemetry[/bold] {tel['host_records']} host-window records for "
-              f"{tel['hosts']} hosts, {tel['pair_records']} pair records "
-              f"(window {tel['window_s']} s)")  # fmt: skip
-    tab = Table(title="Hosts that stand out (peak per window)", title_justify="left")
-    for col in ("host", "indicator", "peak", "in window starting"):
-        tab.add_column(col)
-    for n in s["notable"]:
-        tab.add_row(n["host"], n["indicator"], str(n["peak"]), n["at"])
-    con.print(tab if s["notable"] else "  no host stands out")
+    say(con, f"[bold]Telemetry[/bold] {tel['host_records']} host-window records for "
+        f"{tel['hosts']} hosts, {tel['pair_records']} pair records (window {tel['window_s']} s)")  # fmt: skip
+    if s["notable"]:
+        print_table("Hosts that stand out (peak per window)", ["host", "indicator", "peak", "in window starting"],
+                    [[n["host"], n["indicator"], str(n["peak"]), n["at"]] for n in s["notable"]],
+                    right=("peak",))  # fmt: skip
+    else:
+        say(con, "  no host stands out")
     if not s["alerts"]:
-        con.print("[bold]Alerts[/bold] none")
+        say(con, "[bold]Alerts[/bold] none")
         return
-    tab = Table(title=f"Alerts ({len(s['alerts'])})", title_justify="left")
-    for col in ("#", "detected (UTC)", "kind", "attacker", "victims", "score", "conf", "mitre"):
-        tab.add_column(col)
+    rows = []
     for i, a in enumerate(s["alerts"], 1):
         vics = ", ".join(a["victims"][:3]) + (
             f" +{len(a['victims']) - 3}" if len(a["victims"]) > 3 else ""
         )
-        tab.add_row(str(i), _ts(a["detected_at"]), a["kind"], a["attacker"] or "(spoofed)", vics,
-                    f"{a['score']:.0f}", f"{a['confidence']:.2f}", a["mitre"])  # fmt: skip
-    con.print(tab)
-    for i, a in enumerate(s["alerts"], 1):
-        con.print(f"  {i}. {a['summary']}", highlight=False)
+        rows.append([str(i), _ts(a["detected_at"]), a["kind"], a["attacker"] or "(spoofed)", vics,
+                     f"{a['score']:.0f}", f"{a['confidence']:.2f}"])  # fmt: skip
+    print_table(f"Alerts ({len(s['alerts'])})",
+                ["#", "detected (UTC)", "kind", "attacker", "victims", "score", "conf"], rows,
+                right=("score", "conf"))  # fmt: skip
+    for i, a in enumerate(s["alerts"], 1):  # MITRE ATT&CK technique first
+        say(con, f"  {i}. [{a['mitre']}] {a['summary']}", highlight=False, markup=False)
 
 
 def _ts(t: float) -> str:
     from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%m-%d %H:%M:%S.%f")[:-3]
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%m-%d %H:%M:%S")

@@ -13,9 +13,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from netwarden.jsonout import emit
+
 EXIT_REFUSED = 3
-#: columns never wrapped nor cut: addresses and who did it
-_WHOLE = frozenset({"address", "target", "subject", "actor", "network"})
+#: ``type`` of the JSON lines of each listing
+_JSON_TYPES = {"bans": "ban", "kernel-bans": "kernel_ban", "allow-list": "allow_entry",
+               "approvals": "approval"}  # fmt: skip
 
 
 def _state(p: argparse.ArgumentParser) -> None:
@@ -138,9 +141,19 @@ def _dir(args: argparse.Namespace) -> Any:
 
 
 def _call(args: argparse.Namespace, op: str, **kw: Any) -> tuple[int, Any]:
+    """Ask the controller holding the state dir; with none running, read-only operations
+    are answered from the state dir's database (a stopped controller's or a replay's)."""
+    from controller.ops import offline
     from controller.ops.server import request
+    from controller.state.store import DB_NAME
+    from netwarden.errors import ControlError
 
-    resp = request(_dir(args), op, **kw)
+    try:
+        resp = request(_dir(args), op, **kw)
+    except ControlError:
+        if op not in offline.READS or not (_dir(args) / DB_NAME).is_file():
+            raise
+        return 0, offline.answer(_dir(args), op, kw)
     if resp.get("ok"):
         return 0, resp.get("result")
     if resp.get("refused"):
@@ -198,16 +211,9 @@ def cmd_unban(args: argparse.Namespace) -> int:
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from netwarden.tables import print_table
 
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        # addresses and names whole (a wrapped cell still shows every character)
-        t.add_column(c, overflow="fold", no_wrap=c in _WHOLE)
-    for r in rows:
-        t.add_row(*r)
-    Console().print(t)
+    print_table(title, columns, rows)
 
 
 def _listing(
@@ -217,12 +223,13 @@ def _listing(
     columns: list[str],
     row: Callable[[Any], list[str]],
 ) -> int:
-    """Ask the controller for a list; print it as JSON (``--json``) or as a table."""
+    """Ask the controller for a list; print it as JSON lines (``--json``, type named after
+    the operation) or as a table."""
     rc, result = _call(args, op)
     if rc:
         return rc
     if getattr(args, "json", False):
-        print(json.dumps(result, indent=1))
+        emit(_JSON_TYPES[op], result)
     else:
         _table(title(result), columns, [row(r) for r in result])
     return 0
@@ -331,7 +338,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if rc:
         return rc
     if args.json:
-        print(json.dumps(result, indent=1))
+        emit("audit_entry", result)
         return 0
     import datetime as dt
 

@@ -324,7 +324,7 @@ def _batch_json(b: Any) -> dict[str, Any]:
 def _status(collector: Any, as_json: bool) -> None:
     sensors = collector.sensors()
     if as_json:
-        print(json.dumps({"sensors": {k: v.as_dict() for k, v in sensors.items()},
+        print(json.dumps({"type": "collector", "sensors": {k: v.as_dict() for k, v in sensors.items()},
                           "stats": collector.stats()}), flush=True)  # fmt: skip
         return
     for sid, st in sorted(sensors.items()):
@@ -368,7 +368,7 @@ def run_collect_command(args: argparse.Namespace) -> int:
                 for b in collector.poll(200):
                     n += 1
                     if args.json:
-                        print(json.dumps({"batch": _batch_json(b)}), flush=True)
+                        print(json.dumps({"type": "batch", "batch": _batch_json(b)}), flush=True)
                     else:
                         print(f"{b.sensor_id} #{b.seq} {b.record_type} {b.count} records "
                               f"[{b.ts_first_ns}..{b.ts_last_ns}]", flush=True)  # fmt: skip

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sqlite3
 import sys
 import time
 from typing import Any
+
+from netwarden.commands.common_options import add_state_dir_argument
+from netwarden.jsonout import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,11 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "status", help="one screen: sensors, controller, enforcement, incidents, approvals, bans"
     )
-    p.add_argument(
-        "--state-dir",
-        default=None,
-        help="controller or replay state dir (default $NETWARDEN_STATE_DIR or /var/lib/netwarden)",
-    )
+    add_state_dir_argument(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=run_status)
 
@@ -54,26 +52,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     status: dict[str, Any] = resp["result"]
     if args.json:
-        json.dump(status, sys.stdout, indent=2, default=str)
-        print()
+        emit("ingest", status)
         return 0
     _print(status)
     return 0
 
 
 def _print(status: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from netwarden.tables import console, print_table, say
 
-    con = Console(width=None if sys.stdout.isatty() else 120)
+    con = console()
     endpoints = status.get("endpoint")
-    con.print(
-        f"listening on {endpoints}; {status['batches']} batches, records "
-        + (", ".join(f"{k} {v}" for k, v in sorted(status["records"].items())) or "none")
-    )
-    tab = Table(title_justify="left")
-    for col in ("sensor", "state", "last heard", "records", "gaps", "lost", "sensor drops"):
-        tab.add_column(col)
+    say(con, f"listening on {endpoints}; {status['batches']} batches, records "
+        + (", ".join(f"{k} {v}" for k, v in sorted(status["records"].items())) or "none"))  # fmt: skip
+    rows = []
     now = time.time()
     for sid, st in sorted(status["sensors"].items()):
         last = st["last_seen"]
@@ -81,12 +73,18 @@ def _print(status: dict[str, Any]) -> None:
         recs = ", ".join(f"{k} {v}" for k, v in sorted(st["records_by_type"].items())) or "0"
         drops_txt = ", ".join(f"{k} {v}" for k, v in sorted(st["drops"].items()) if v) or "0"
         state = "stopped" if st["stopped"] else ("up" if st["up"] else "DOWN")
-        tab.add_row(sid, state, ago, recs, str(st["gaps"]), f"{st['lost_messages']} messages",
-                    drops_txt)  # fmt: skip
-    con.print(tab if status["sensors"] else "no sensor has connected yet")
+        rows.append(
+            [sid, state, ago, recs, str(st["gaps"]), f"{st['lost_messages']} messages", drops_txt]
+        )
+    if rows:
+        print_table(
+            None, ["sensor", "state", "last heard", "records", "gaps", "lost", "sensor drops"], rows
+        )
+    else:
+        say(con, "no sensor has connected yet")
     bus = status.get("bus")
     if bus:
-        con.print(_rejected_line(bus))
+        say(con, _rejected_line(bus))
 
 
 def _rejected_line(bus: dict[str, Any]) -> str:
@@ -155,6 +153,8 @@ def gather_status(state_dir: str | None) -> dict[str, Any]:
         now = time.time()
         controller["records"] = sum(ingest.get("records", {}).values())
         controller["records_per_s"] = ingest.get("records_per_s")
+        controller["queue_depth"] = ingest.get("queue_depth")
+        controller["queue_depth_max_60s"] = ingest.get("queue_depth_max_60s")
         controller["endpoint"] = ingest.get("endpoint")
         controller["rejected_messages"] = (ingest.get("bus") or {}).get("rejected_total", 0)
         lags = []
@@ -225,8 +225,7 @@ def _open_incidents(store: Any) -> list[dict[str, Any]]:
 def run_status(args: argparse.Namespace) -> int:
     st = gather_status(args.state_dir)
     if args.json:
-        json.dump(st, sys.stdout, indent=2, default=str)
-        print()
+        emit("status", st)
         return 0
     print_status(st, sys.stdout)
     return 0
@@ -259,6 +258,9 @@ def print_status(st: dict[str, Any], out: Any) -> None:
                 f"  {c['records']} records, {rate} records/s, bus lag {lag}, "
                 f"rejected messages {c.get('rejected_messages', 0)}\n"
             )
+            if c.get("queue_depth") is not None:
+                w(f"  queue depth {c['queue_depth']} batches (most in the last minute "
+                  f"{c['queue_depth_max_60s']})\n")  # fmt: skip
         else:
             w("  not listening for sensors (no --listen)\n")
     else:

@@ -7,7 +7,7 @@ the sensor would put on the bus, so the summary shows what a controller receives
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -111,11 +111,13 @@ class _ReplayFiles:
     the sink's clock) move as they would live. ``now_ns`` is the capture time the last batch
     reached, and the last packet's time once the files are done."""
 
-    def __init__(self, backend: Any, paths: list[str], sliced: bool) -> None:
+    def __init__(self, backend: Any, paths: list[str], sliced: bool,
+                 progress: Callable[[int], object] | None = None) -> None:  # fmt: skip
         from sensor.runner import PcapSource
 
         self.files = PcapSource(backend, paths)
         self.sliced = sliced
+        self.progress = progress  # gets the file bytes each batch took (headers included)
         self.counts: Counter[str] = Counter()
         self.now_ns: int | None = None
 
@@ -129,6 +131,10 @@ class _ReplayFiles:
                     self.now_ns = int(part.ts_ns[: part.count].max())
                     yield part
                 counts["packets"] += batch.count
+                if self.progress is not None:
+                    self.progress(
+                        int(batch.caplen[: batch.count].sum()) + PCAP_RECORD_HEADER * batch.count
+                    )
                 counts["bytes"] += int(batch.wirelen[: batch.count].sum())
                 ts = batch.ts_ns[: batch.count]
                 counts["t_first"] = min(counts.get("t_first", int(ts.min())), int(ts.min()))
@@ -150,7 +156,11 @@ class _ReplayFiles:
 
 
 def _run(
-    paths: list[str], backend: str | None, window: float, sink: RecordSink | None = None
+    paths: list[str],
+    backend: str | None,
+    window: float,
+    sink: RecordSink | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> RunResult:
     """Feed every capture through the sensor loop (one engine, one telemetry table: the
     pipeline ``netwarden sensor`` runs); collect records, and hand them to ``sink``."""
@@ -159,7 +169,7 @@ def _run(
     from sensor.runner import SensorLoop, make_pipeline
 
     mod = load_backend(backend)
-    files = _ReplayFiles(mod, paths, sliced=sink is not None)
+    files = _ReplayFiles(mod, paths, sliced=sink is not None, progress=progress)
     out: dict[str, list[np.ndarray]] = defaultdict(list)
 
     # capture time reached: a capture may jump back a little (frames repeated) and this
@@ -190,6 +200,8 @@ def _run(
 
 #: Capture time a replay slice spans at most when records also go to a sink.
 SINK_STEP_NS = 250_000_000
+#: Bytes of a pcap record header (pcapng blocks carry more: progress is an estimate).
+PCAP_RECORD_HEADER = 16
 #: A jump back in capture time larger than this restarts the sink's clock.
 CLOCK_RESET_NS = 3600 * 1_000_000_000
 
@@ -223,11 +235,12 @@ def replay(
     top: int = 5,
     sink: RecordSink | None = None,
     records_out: dict[str, Any] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Run the captures and return (summary dict, fault message or None). ``sink`` also
     receives every record batch as it is made, and the capture time after each batch;
     ``records_out`` (a dict) gets the records by type ("flow", "arp", "host", "pair")."""
-    parts, counts, backend_name, fault = _run(paths, backend, window, sink)
+    parts, counts, backend_name, fault = _run(paths, backend, window, sink, progress)
     flows = _cat(parts["flow"], FLOW_DTYPE)
     arp = _cat(parts["arp"], ARP_DTYPE)
     hosts = _cat(parts["host"], HOST_DTYPE)

@@ -21,6 +21,7 @@ import generate
 
 from tests.demo_state import nw, replay_demo
 from tests.integration.controller_proc import ControllerProcess
+from tests.jsonl import jsonl, one
 
 SCANNER = generate.SCANNER[1]
 
@@ -77,7 +78,7 @@ def test_replay_state_dir_stores_alerts_incidents_and_dry_run_decisions(
 
 def test_list_show_alerts_export_on_the_replay_state_dir(demo: dict[str, Any]) -> None:
     st = ["--state-dir", str(demo["state"])]
-    incs = json.loads(nw("incidents", "--json", *st).stdout)
+    incs = jsonl(nw("incidents", "--json", *st).stdout, "incident")
     inc = _scan_incident(demo["lines"])
     assert inc["id"] in [i["id"] for i in incs] and incs[0]["priority"] == "P1"
     assert all(i["text"] for i in incs)
@@ -86,7 +87,7 @@ def test_list_show_alerts_export_on_the_replay_state_dir(demo: dict[str, Any]) -
     assert f"block {SCANNER}" in show and "incident-opened" in show
     ja = nw("incident", "show", inc["id"], "--lang", "ja", *st).stdout
     assert "インシデント" in ja and "封じ込め" in ja
-    scans = json.loads(nw("alerts", "--kind", "port_scan", "--json", *st).stdout)
+    scans = jsonl(nw("alerts", "--kind", "port_scan", "--json", *st).stdout, "alert")
     assert (
         scans and all(a["kind"] == "port_scan" for a in scans) and scans[0]["attacker"] == SCANNER
     )
@@ -123,6 +124,25 @@ def test_list_show_alerts_export_on_the_replay_state_dir(demo: dict[str, Any]) -
     )
 
 
+#: ASCII words a Japanese summary may keep: protocol and standard names, id prefixes
+JA_ASCII = {"INC", "P", "UTC", "d", "A", "S", "F", "SYN", "DNS", "NULL", "TXT", "SSH", "FTP", "ICMP", "UDP",
+            "TCP", "ARP", "MAC", "IP", "RITA", "RFC", "C", "TLS", "HTTP", "HTTPS", "MITRE", "ATT", "CK"}  # fmt: skip
+
+
+def test_japanese_summaries_and_show_are_japanese(demo: dict[str, Any]) -> None:
+    st = ["--state-dir", str(demo["state"]), "--lang", "ja"]
+    incs = jsonl(nw("incidents", "--json", *st).stdout, "incident")
+    assert incs
+    for inc in incs:
+        # what is left once addresses, numbers and ids are taken out must be Japanese
+        text = re.sub(r"[0-9a-fA-F:.]*[0-9][0-9a-fA-F:./-]*", " ", inc["text"])
+        words = set(re.findall(r"[A-Za-z]+", text))
+        assert words <= JA_ASCII, (inc["id"], words - JA_ASCII, inc["text"])
+    show = nw("incident", "show", incs[0]["id"], *st).stdout
+    assert "経過：" in show and "推奨対応：" in show and "監査ログ：" in show
+    assert "Timeline:" not in show and "Recommendation:" not in show
+
+
 def test_explain_incident_ban_and_decision(demo: dict[str, Any]) -> None:
     st = ["--state-dir", str(demo["state"]), "--config", str(demo["cfg"])]
     inc = _scan_incident(demo["lines"])
@@ -131,16 +151,19 @@ def test_explain_incident_ban_and_decision(demo: dict[str, Any]) -> None:
     assert "Why it was flagged:" in text and "port_scan" in text and "distinct dst ports" in text
     assert (
         "contain: risk" in text
-        and "autonomy for port_scan: level 3 (policy.detectors.port_scan)" in text
+        and "autonomy for port_scan: level 3 (policy.detectors.port_scan, as decided)" in text
     )
+    # the level in force when policy decided, not the configuration given to explain now
+    bare = nw("explain", inc["id"], "--state-dir", str(demo["state"])).stdout
+    assert "autonomy for port_scan: level 3 (policy.detectors.port_scan, as decided)" in bare
     assert f"allow-listing {SCANNER}" in text
-    ban = json.loads(nw("explain", SCANNER, "--json", *st).stdout)
+    ban = one(nw("explain", SCANNER, "--json", *st).stdout, "explanation")
     assert (
         ban["what"] == "ban"
         and dec["decision_id"] in ban["subject"]
         and ban["incident"]["subject"] == inc["id"]
     )
-    d = json.loads(nw("explain", dec["decision_id"], "--json", *st).stdout)
+    d = one(nw("explain", dec["decision_id"], "--json", *st).stdout, "explanation")
     assert d["what"] == "decision" and d["evidence"] == inc["id"]
     assert any(e["event"] == "ban" and e["result"] == "ok" for e in d["audit"])
     assert (
@@ -185,17 +208,40 @@ def test_feedback_changes_how_the_next_replay_scores(demo: dict[str, Any], tmp_p
     assert fbs[-1]["detail"]["note"] == "authorised scan"
 
 
+def test_a_false_positive_lowers_the_next_replays_score_after_its_suppression(
+    demo: dict[str, Any], tmp_path: Path
+) -> None:
+    cfg = tmp_path / "short.toml"
+    cfg.write_text(demo["cfg"].read_text() + "\n[feedback]\nsuppress_s = 1\n")
+    args = ["--state-dir", str(tmp_path / "fp"), "--config", str(cfg)]
+
+    def scan_incident() -> dict[str, Any]:
+        out = nw("replay", "--json", *args, str(demo["pcap"])).stdout
+        return _scan_incident([json.loads(x) for x in out.splitlines()])
+
+    first = scan_incident()
+    nw("feedback", first["id"], "--false-positive", "--note", "lab scanner", *args)
+    time.sleep(1.5)  # the suppression (wall time) expires; the learnt level stays
+    again = scan_incident()
+    assert again["id"] != first["id"]
+    assert again["confidence"] < first["confidence"] and again["risk"] < first["risk"]
+    fb = [r for r in again["reasons"] if r["factor"] == "feedback"]
+    assert fb and all(r["verdict"] == "false_positive" for r in fb)
+    before = {a["kind"]: a["confidence"] for a in first["alerts"]}
+    assert all(a["confidence"] < before[a["kind"]] for a in again["alerts"])
+
+
 def test_changes_go_through_a_running_controller(demo: dict[str, Any], tmp_path: Path) -> None:
     state = tmp_path / "live"
     nw("replay", "--state-dir", str(state), "--config", str(demo["cfg"]), str(demo["pcap"]))
     ctl = ControllerProcess(state, demo["cfg"], "--enforce", "dryrun")
     try:
         st = ["--state-dir", str(state)]
-        iid = json.loads(nw("incidents", "--json", *st).stdout)[0]["id"]
+        iid = jsonl(nw("incidents", "--json", *st).stdout)[0]["id"]
         # the controller's clock is wall time: the capture's incidents are long inactive, so
         # its periodic tick closes them (network time moved on)
         deadline = time.monotonic() + 20
-        while json.loads(nw("incident", "show", iid, "--json", *st).stdout)["status"] != "closed":
+        while one(nw("incident", "show", iid, "--json", *st).stdout)["status"] != "closed":
             assert time.monotonic() < deadline, (
                 "the running controller did not close the stale incident"
             )
@@ -209,7 +255,7 @@ def test_changes_go_through_a_running_controller(demo: dict[str, Any], tmp_path:
         )
         out = nw("resolve", iid, *st)
         assert out.stdout.strip().startswith(f"incident {iid} resolved by ")
-        shown = json.loads(nw("incident", "show", iid, "--json", *st).stdout)
+        shown = one(nw("incident", "show", iid, "--json", *st).stdout, "incident")
         assert shown["status"] == "resolved"
         assert [e["event"] for e in shown["audit"]][-2:] == ["incident-closed", "incident-resolve"]
         inc = shown
@@ -265,7 +311,7 @@ def test_a_running_controller_fed_by_a_sensor_stores_incidents(
         deadline = time.monotonic() + 30
         incs: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            incs = json.loads(nw("incidents", "--json", *st).stdout)
+            incs = jsonl(nw("incidents", "--json", *st).stdout, "incident")
             if any(SCANNER in i["attackers"] for i in incs):
                 break
             time.sleep(0.5)
@@ -279,7 +325,7 @@ def test_a_running_controller_fed_by_a_sensor_stores_incidents(
         assert (
             dec["target"] == SCANNER and dec["verdict"] == "act"
         )  # level 3, outside the internal networks
-        alerts = json.loads(nw("alerts", "--kind", "port_scan", "--json", *st).stdout)
+        alerts = jsonl(nw("alerts", "--kind", "port_scan", "--json", *st).stdout, "alert")
         assert alerts[0]["incident_id"] == inc["id"]
         from controller.ops.server import request
 

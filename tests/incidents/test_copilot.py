@@ -206,7 +206,7 @@ def test_explain_incident_and_decision(ctl: Controller, clock: Clock) -> None:
     dec = explain_audit_decision(act["decision_id"], ctl.audit.entries(), policy)
     assert dec is not None and dec["evidence"] == "INC-1"
     assert any(
-        "autonomy for ssh_bruteforce: level 3 (policy.detectors.ssh_bruteforce)" in w
+        "autonomy for ssh_bruteforce: level 3 (policy.detectors.ssh_bruteforce, as decided)" in w
         for w in dec["action"]
     )
     pend = next(d for d in inc.actions if d.get("target") == SERVER)

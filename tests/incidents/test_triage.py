@@ -155,6 +155,37 @@ def test_false_positive_suppresses_the_pattern_until_it_expires(
     )
 
 
+def test_a_false_positive_is_the_learnt_level_after_its_suppression(
+    ctl: Controller, clock: Clock
+) -> None:
+    tri = make_triage(ctl, clock=clock)
+    (first,) = tri.process([brute(conf=0.85)])
+    tri.feedback(first["incident_id"], "false_positive", "alice", note="our backup job")
+    clock.t += 7 * 86400 + 1  # the suppression expired; what was learnt stays
+    cfg = tri.cfg.feedback
+    (same,) = tri.process([brute(t=7 * 86400 + 100, conf=0.85)])
+    assert same["incident_id"] and not same.get("suppressed_by")
+    assert same["confidence"] == pytest.approx(0.85 - cfg.false_positive_cut)
+    inc = tri.istore.get_incident(same["incident_id"])
+    assert inc is not None
+    (fb,) = [r for r in inc.reasons if r["factor"] == "feedback"]
+    assert fb["verdict"] == "false_positive" and fb["feedback"] == ["F-1"]
+    assert (
+        fb["benign_score"] == brute().score
+        and "no worse than what an operator" in inc.summary["en"]
+    )
+    assert "誤検知" in inc.summary["ja"]
+    first_inc = tri.istore.get_incident(first["incident_id"])
+    assert first_inc is not None and inc.risk < first_inc.risk
+    # clearly worse than what the operator judged: not discounted
+    worse = brute(t=7 * 86400 + 200, conf=0.85, score=brute().score + cfg.false_positive_margin + 1)
+    (w,) = tri.process([worse])
+    assert w["confidence"] == pytest.approx(0.85)
+    # another entity is not affected
+    (o,) = tri.process([brute(t=7 * 86400 + 300, attacker="192.0.2.50", conf=0.85)])
+    assert o["confidence"] == pytest.approx(0.85)
+
+
 def test_confirmation_raises_confidence_for_the_pattern(ctl: Controller) -> None:
     tri = make_triage(ctl)
     tri.process([brute(conf=0.7)])

@@ -557,12 +557,13 @@ def test_collect_command_prints_batches_and_status(tmp_path: Path) -> None:
         pub.close(timeout=0)
     assert proc.returncode == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
-    batches = [x["batch"] for x in lines if "batch" in x]
+    assert {x["type"] for x in lines} == {"batch", "collector"}
+    batches = [x["batch"] for x in lines if x["type"] == "batch"]
     assert [(b["sensor_id"], b["seq"], b["type"], b["count"]) for b in batches] == [
         ("dbg", i, "flow", 11) for i in (1, 2, 3)
     ]
     status = lines[-1]
-    assert status["sensors"]["dbg"]["received_records"] == 33
+    assert status["type"] == "collector" and status["sensors"]["dbg"]["received_records"] == 33
     assert status["stats"]["rejected_total"] == 0
 
 

@@ -20,7 +20,6 @@ them).
 from __future__ import annotations
 
 import ipaddress
-import json
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from closed_loop_lab import (
 )
 
 from tests.conftest import REPO
+from tests.jsonl import jsonl, one
 
 pytestmark = pytest.mark.kernel
 
@@ -109,10 +109,7 @@ class Loop:
         r = self.cli("alerts", "--json")
         if r.returncode != 0:
             return []
-        out = r.stdout.strip()
-        if out.startswith("["):
-            return list(json.loads(out))
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+        return jsonl(r.stdout, "alert")
 
     def alerted(self, attacker: str, kind: str) -> bool:
         return any(a.get("attacker") == attacker and a.get("kind") == kind for a in self.alerts())
@@ -132,7 +129,7 @@ class Loop:
     def pending_for(self, addr: str) -> list[dict[str, Any]]:
         r = self.cli("approvals", "--json")
         want = ipaddress.ip_network(addr)
-        return [p for p in json.loads(r.stdout or "[]")
+        return [p for p in jsonl(r.stdout, "approval")
                 if ipaddress.ip_network(p["proposal"]["detection"]["attacker"], strict=False) == want]  # fmt: skip
 
     def client_results(self) -> list[str]:
@@ -167,7 +164,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
             r = lp.cli("sensors", "--json")
             if r.returncode != 0:
                 return False
-            st = json.loads(r.stdout)["sensors"].get("gateway", {})
+            st = one(r.stdout, "ingest")["sensors"].get("gateway", {})
             return bool(st.get("records_by_type", {}).get("host"))
 
         assert wait_for(sensor_flowing, 20, 0.3), (lab.log("sensor"), lab.log("controller"))

@@ -4,7 +4,6 @@ controller keeps running, and a real sensor afterwards still delivers all its fl
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import zmq
 from netwarden.records.schema import SCHEMA_VERSION
 from sensor.flows import iter_flow_records
 from tests.conftest import REPO, ZEEK_CORPUS
+from tests.jsonl import one
 
 TRACE = ZEEK_CORPUS / "wikipedia" / "trace.pcap"
 
@@ -32,7 +32,7 @@ def _netwarden(*args: str) -> subprocess.CompletedProcess[str]:
 def _bus_stats(state: Path) -> dict:
     proc = _netwarden("sensors", "--json", "--state-dir", str(state))
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)["bus"]
+    return one(proc.stdout, "ingest")["bus"]
 
 
 def test_controller_survives_and_counts_hostile_frames(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_controller_survives_and_counts_hostile_frames(tmp_path: Path) -> None:
         sensor = _netwarden("sensor", "--pcap", str(TRACE), "--connect", endpoint,
                             "--sensor-id", "after-garbage", "--stats-interval", "0")  # fmt: skip
         assert sensor.returncode == 0, sensor.stderr
-        status = json.loads(_netwarden("sensors", "--json", "--state-dir", str(state)).stdout)
+        status = one(_netwarden("sensors", "--json", "--state-dir", str(state)).stdout, "ingest")
         expected = sum(len(a) for a in iter_flow_records([str(TRACE)]))
         assert status["sensors"]["after-garbage"]["records_by_type"]["flow"] == expected
     finally:

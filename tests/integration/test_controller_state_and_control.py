@@ -29,6 +29,7 @@ from controller.state.audit import JSONL_NAME, verify_jsonl
 from controller.state.files import prepare_state_dir
 from controller.state.store import DB_NAME, Store
 from netwarden.errors import ConfigError, ControlError, StoreError
+from tests.jsonl import jsonl
 
 NOBODY = 65534
 
@@ -188,7 +189,7 @@ def test_a_second_controller_is_refused_before_writing_anything(tmp_path: Path) 
             _netwarden("ban", "203.0.113.1", "--ttl", "60", "--state-dir", str(state)).returncode
             == 0
         )
-        before = json.loads(
+        before = jsonl(
             _netwarden("audit", "--json", "--limit", "1000", "--state-dir", str(state)).stdout
         )
         db_before = (state / DB_NAME).stat().st_mtime_ns, (state / JSONL_NAME).read_bytes()
@@ -213,7 +214,7 @@ def test_a_second_controller_is_refused_before_writing_anything(tmp_path: Path) 
             (state / DB_NAME).stat().st_mtime_ns,
             (state / JSONL_NAME).read_bytes(),
         ) == db_before
-        after = json.loads(
+        after = jsonl(
             _netwarden("audit", "--json", "--limit", "1000", "--state-dir", str(state)).stdout
         )
         assert after == before  # no false "controller stop"

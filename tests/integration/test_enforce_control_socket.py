@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import stat
@@ -15,6 +14,7 @@ from controller.app import Controller
 from controller.ops.server import ControlServer, request, socket_path
 from netwarden.cli import main as cli
 from netwarden.errors import ControlError
+from tests.jsonl import jsonl
 
 
 def test_requests_answers_and_refusals(running: Controller, tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_cli_exit_codes(
     assert cli(["allow", "remove", "198.51.100.0/24", "--state-dir", d]) == 1  # not listed
     capsys.readouterr()
     assert cli(["bans", "--json", "--state-dir", d]) == 0
-    assert [b["addr"] for b in json.loads(capsys.readouterr().out)] == ["203.0.113.9"]
+    assert [b["addr"] for b in jsonl(capsys.readouterr().out, "ban")] == ["203.0.113.9"]
     assert (
         cli(
             [
@@ -143,7 +143,7 @@ def test_state_dir_from_environment_and_dryrun_by_default(tmp_path: Path) -> Non
         assert (state / "control.sock").exists()
         r = run("ban", "203.0.113.44", "--ttl", "30", "--reason", "env test")
         assert r.returncode == 0, r.stderr
-        bans = json.loads(run("bans", "--json").stdout)
+        bans = jsonl(run("bans", "--json").stdout, "ban")
         assert [b["addr"] for b in bans] == ["203.0.113.44"]
         r = run("ban", "127.0.0.1", "--ttl", "30")  # loopback: anti-lockout
         assert r.returncode == 3 and "refused" in r.stderr and "loopback" in r.stderr, r

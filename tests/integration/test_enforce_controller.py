@@ -18,6 +18,7 @@ import pytest
 from controller_proc import ControllerProcess
 
 from controller.response.enforce.base import Action, BanSpec, Enforcer
+from tests.jsonl import jsonl
 
 A = ipaddress.ip_address
 
@@ -88,7 +89,7 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
             r.returncode == 0 and r.stdout.startswith("pending:") and "internal host" in r.stdout
         ), r
         assert lab.passes(nslab.CLIENT2_V6, nslab.SERVER_V6)
-        pending = json.loads(cli(state, "approvals", "--json").stdout)
+        pending = jsonl(cli(state, "approvals", "--json").stdout, "approval")
         assert len(pending) == 1 and pending[0]["proposal"]["detection"]["evidence_id"] == "inc-42"
         d = {"result": pending[0]}
         r = cli(state, "approve", d["result"]["id"])
@@ -114,7 +115,7 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
         assert lab.passes(nslab.CLIENT2_V4, nslab.SERVER_V4)
 
         r = cli(state, "bans", "--json")
-        bans = {b["addr"]: b for b in json.loads(r.stdout)}
+        bans = {b["addr"]: b for b in jsonl(r.stdout, "ban")}
         assert set(bans) == {nslab.CLIENT_V4, nslab.CLIENT2_V6}
         assert 0 < bans[nslab.CLIENT_V4]["remaining_s"] <= 300
 
@@ -170,7 +171,7 @@ def test_controller_end_to_end(backend: str, lab: nslab.Lab, tmp_path: Path) -> 
         assert lab.wait_until(
             lambda: (
                 nslab.CLIENT_V4
-                not in {b["addr"] for b in json.loads(cli(state, "bans", "--json").stdout)}
+                not in {b["addr"] for b in jsonl(cli(state, "bans", "--json").stdout, "ban")}
             ),
             timeout=20,
         )

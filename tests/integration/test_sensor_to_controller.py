@@ -4,7 +4,6 @@ controller's archive holds exactly the flows the engine makes from each capture.
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 from controller.ingest.archive import RecordArchive
 from sensor.flows import iter_flow_records
 from tests.conftest import REPO, ZEEK_CORPUS
+from tests.jsonl import one
 
 TRACES = {"s-ssh": "ssh_many", "s-wiki": "wikipedia"}
 
@@ -87,7 +87,7 @@ def test_two_sensors_to_one_controller(tmp_path: Path) -> None:
             assert p.returncode == 0, err
         status = _netwarden("sensors", "--json", "--state-dir", str(state))
         assert status.returncode == 0, status.stderr
-        got = json.loads(status.stdout)
+        got = one(status.stdout, "ingest")
         archive = RecordArchive(state / "archive")
         archived = archive.read("flow")
         expected_all: Counter = Counter()

@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO / "pcaps"))
 import generate
 
 from tests.integration.controller_proc import ControllerProcess
+from tests.jsonl import jsonl
 
 SCANNER = generate.SCANNER[1]
 V6 = "2001:db8:ffff:ffff:ffff:ffff:ffff:1234"
@@ -69,7 +70,7 @@ def test_dry_run_ban_and_bans_say_nothing_is_enforced(controller: Any) -> None:
     assert V6 in journal.read_text()
     text = nw("bans", *st, env={"COLUMNS": "80"}).stdout
     assert "DRY RUN: not enforced" in text and V6 in text  # the whole address, on one line
-    assert json.loads(nw("bans", "--json", *st).stdout)[0]["addr"] == V6
+    assert jsonl(nw("bans", "--json", *st).stdout, "ban")[0]["addr"] == V6
 
 
 def test_detect_lists_kinds_and_recommendations_reach_approvals(controller: Any) -> None:

@@ -94,6 +94,7 @@ def test_controller_and_sensor_metrics(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert m[("netwarden_controller_records_total", (("type", "flow"),))] > 0
         assert ("netwarden_bus_lag_seconds", (("sensor", "s-met"),)) in m
+        assert m[("netwarden_controller_queue_depth", ())] >= 0
         assert m[("netwarden_alerts_total", (("kind", "port_scan"),))] >= 1
         assert sum(v for (n, _l), v in m.items() if n == "netwarden_incidents_open") >= 1
         assert m[("netwarden_bans_active", ())] >= 1

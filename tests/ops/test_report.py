@@ -3,7 +3,6 @@ running controller's, rendered in headless Chromium and checked by the page's te
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import socket
@@ -21,6 +20,7 @@ sys.path.insert(0, str(REPO / "pcaps"))
 import generate
 
 from tests.integration.controller_proc import ControllerProcess
+from tests.jsonl import jsonl
 
 SCANNER = generate.SCANNER[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -79,8 +79,8 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         str(REPO / "pcaps" / "demo.toml"),
         str(pcap),
     )
-    incidents = json.loads(nw("incidents", "--json", "--state-dir", str(state)).stdout)
-    alerts = json.loads(nw("alerts", "--json", "--state-dir", str(state)).stdout)
+    incidents = jsonl(nw("incidents", "--json", "--state-dir", str(state)).stdout, "incident")
+    alerts = jsonl(nw("alerts", "--json", "--state-dir", str(state)).stdout, "alert")
     return {"dir": d, "pcap": pcap, "state": state, "incidents": incidents, "alerts": alerts}
 
 

@@ -67,8 +67,15 @@ def test_thresholds_lower_the_level() -> None:
 
 def test_asset_group_is_more_conservative() -> None:
     p = policy(asset_groups=(AssetGroup("crown-jewels", (N("198.51.100.0/24"),), 2),))
-    assert p.decide(det(victims=["198.51.100.10"]), NOW).verdict is Verdict.PENDING
-    assert p.decide(det(victims=["192.0.2.10"]), NOW).verdict is Verdict.ACT
+    capped = p.decide(det(victims=["198.51.100.10"]), NOW)
+    assert capped.verdict is Verdict.PENDING
+    # the level policy started from, and why, travel with the decision (explain reads them)
+    assert (capped.autonomy, capped.autonomy_from) == (2, "asset group crown-jewels")
+    free = p.decide(det(victims=["192.0.2.10"]), NOW)
+    assert (
+        free.verdict is Verdict.ACT
+        and free.to_dict()["autonomy"] == p.level_for(det(victims=["192.0.2.10"])) == 3
+    )
 
 
 @pytest.mark.parametrize(
