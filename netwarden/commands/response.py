@@ -81,9 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         required=True,
         type=_kind,
         metavar="KIND",
-        # Not listed here: the list imports every detector, which every command would pay
-        # at start-up; a wrong kind is refused with the valid ones.
-        help="alert kind, e.g. ssh_bruteforce (an unknown kind lists the valid ones)",
+        help=_KindsHelp("alert kind"),
     )
     p.add_argument("--attacker", required=True, help="address or CIDR")
     p.add_argument("--victim", action="append", default=[], help="victim address (repeatable)")
@@ -102,6 +100,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true")
     _state(p)
     p.set_defaults(func=cmd_audit)
+
+
+class _KindsHelp(str):
+    """Help text that lists the valid kinds only when help is shown: building the list
+    imports the detectors, which every other command would otherwise pay at start-up."""
+
+    def __mod__(self, params: object) -> str:
+        return f"{self}: {', '.join(alert_kinds())}"
 
 
 def alert_kinds() -> list[str]:
