@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from netwarden.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 BY = ("bytes", "flows", "alerts")
 
@@ -89,6 +90,8 @@ def _alert_counts(state_dir: Path, since: float) -> tuple[dict[str, int], dict[s
 def rank(hosts: np.ndarray, alerts_src: dict[str, int], alerts_dst: dict[str, int], by: str,
          n: int) -> list[Talker]:  # fmt: skip
     """The ``n`` biggest hosts by ``by``; host windows summed per address."""
+    import numpy as np
+
     from netwarden.records.schema import addr_to_str
 
     if by not in BY:
@@ -124,6 +127,8 @@ def top(state_dir: Path, by: str = "bytes", n: int = 10, since_text: str | None 
     the end of the newest traffic in the archive; default the last 5 minutes of it).
     ``archive``: the running controller's own (it holds records not yet on disk)."""
     import time
+
+    import numpy as np
 
     from controller.state.store import DB_NAME
     from netwarden.commands.incidents import parse_since

@@ -24,16 +24,18 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from netwarden.hunt.hunts import HUNTS
+    from netwarden.hunt.catalog import CATALOG
 
-    names = "; ".join(f"{n}{' ' + h.arg if h.arg else ''}: {h.help}" for n, h in HUNTS.items())
+    names = "; ".join(
+        f"{n}{' ' + arg if arg else ''}: {text}" for n, (arg, text) in CATALOG.items()
+    )
     p = sub.add_parser(
         "hunt",
         help="threat hunts over the archived records (beacons, scans, dns, ...)",
         description=f"Built-in hunts over STATE_DIR/archive and the alerts. Hunts: {names}. "
         "Ages (--since 2h) count back from the newest archived activity.",
     )
-    p.add_argument("name", metavar="NAME", choices=list(HUNTS), help="the hunt")
+    p.add_argument("name", metavar="NAME", choices=list(CATALOG), help="the hunt")
     p.add_argument("arg", nargs="?", default=None, metavar="ARG", help="ADDR, ID or SQL")
     p.add_argument("--since", default=None, metavar="T", help="epoch, ISO time, or 30m/2h/1d ago")
     p.add_argument("--until", default=None, metavar="T", help="end of the window (same forms)")

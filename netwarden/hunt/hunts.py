@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from netwarden.hunt import beacons as beacon_score
+from netwarden.hunt.catalog import CATALOG
 from netwarden.hunt.db import HuntDB, HuntError
 from netwarden.hunt.output import Result, reasons
 from netwarden.hunt.window import Window
@@ -392,19 +393,20 @@ def sql(db: HuntDB, w: Window, limit: int, text: str) -> list[Result]:
     return [Result("row", f"{len(rows)} rows", cols, rows, text)]
 
 
-HUNTS: dict[str, Hunt] = {
-    "beacons": Hunt(beacons, None, "regular check-ins to external hosts (RITA-style score)"),
-    "long-connections": Hunt(long_connections, None, "longest connections"),
-    "rare-destinations": Hunt(rare_destinations, None, "external hosts few internal hosts use"),
-    "dns": Hunt(dns, None, "DNS tunnelling candidates"),
-    "scans": Hunt(scans, None, "sources probing many targets, fast or slow"),
-    "talkers": Hunt(talkers, None, "hosts moving the most bytes"),
-    "host": Hunt(host, "ADDR", "everything one address did, with its alerts"),
-    "peers": Hunt(peers, "ADDR", "who an address talked to, and who talked to it"),
-    "blocked": Hunt(blocked, "ADDR", "why an address was blocked"),
-    "incident": Hunt(incident, "ID", "an incident's hosts' connections around it"),
-    "sql": Hunt(sql, "SQL", "one read-only SELECT over the views"),
+_FUNCTIONS: dict[str, Callable[..., list[Result]]] = {
+    "beacons": beacons,
+    "long-connections": long_connections,
+    "rare-destinations": rare_destinations,
+    "dns": dns,
+    "scans": scans,
+    "talkers": talkers,
+    "host": host,
+    "peers": peers,
+    "blocked": blocked,
+    "incident": incident,
+    "sql": sql,
 }
+HUNTS: dict[str, Hunt] = {name: Hunt(_FUNCTIONS[name], *CATALOG[name]) for name in CATALOG}
 
 
 def run(db: HuntDB, name: str, w: Window, limit: int, arg: str | None = None) -> list[Result]:

@@ -159,3 +159,15 @@ def test_largest_timeouts_fit_both_engines(spaced_udp: Path, backend_name: str) 
                        frag_timeout=big, active_timeout=big)  # fmt: skip
     flows = _engine_flows(backend_name, spaced_udp, cfg)
     assert len(flows) == 1 and flows[0][1] == 3  # nothing timed out
+
+
+def test_parser_is_built_without_the_heavy_libraries() -> None:
+    """Every command pays for building the parser: it must not load numpy, pyarrow or
+    DuckDB (help texts and choices come from light catalogues)."""
+    code = (
+        "import sys; from netwarden.cli import build_parser; build_parser(); "
+        "print(sorted({'numpy', 'pyarrow', 'duckdb'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout  # fmt: skip
+    assert out.strip() == "[]"
