@@ -110,15 +110,19 @@ class KeyedBaseline:
         for j, c in enumerate(cols):
             xm[:, j] = np.add.reduceat(np.ascontiguousarray(c, np.float64), starts) / g.n
         idx, found = self._find(uk)
-        if found.any():
-            i = idx[found]
+        every = found.all()
+        if every or found.any():
+            # the known hosts' rows, gathered with ``take`` (a fancy index of 2-D rows is
+            # several times slower) and written back once
+            i = idx if every else idx[found]
             c = self.count[i] + 1
             a = np.maximum(1.0 / c, self.alpha)[:, None]
-            d = xm[found] - self.mean[i]
-            self.mean[i] += a * d
-            self.var[i] = (1 - a) * (self.var[i] + a * d * d)
+            mean = np.take(self.mean, i, axis=0)
+            d = (xm if every else xm[found]) - mean
+            self.mean[i] = mean + a * d
+            self.var[i] = (1 - a) * (np.take(self.var, i, axis=0) + a * d * d)
             self.count[i] = c
-            self.last_ns[i] = np.maximum(self.last_ns[i], last[found])
+            self.last_ns[i] = np.maximum(self.last_ns[i], last if every else last[found])
         new = ~found
         if new.any():
             keys_all = np.concatenate([self.keys, uk[new]])
