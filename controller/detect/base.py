@@ -101,17 +101,37 @@ class DetectorBase:
         if addr:
             self._protected[addr] = int(now_ns + self.protect_s * 1e9)
 
-    def protected_keys(self) -> np.ndarray:
-        """Address keys (``ADDR_KEY``) currently protected, for ``np.isin`` masks."""
+    def _protected_now(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        """(addresses, their keys, their sorted hashes) currently protected; the arrays are
+        computed again only when the set changes (callers must not modify them)."""
         now = self.now_ns
-        live = [a for a, until in self._protected.items() if until > now]
+        live = tuple(a for a, until in self._protected.items() if until > now)
         if len(live) != len(self._protected):
             self._protected = {a: self._protected[a] for a in live}
-        return keys_from_strings(live)
+        memo = self.__dict__.get("_protected_memo")
+        if memo is None or memo[0] != live:
+            keys = keys_from_strings(list(live))
+            memo = self._protected_memo = (live, keys, np.sort(hash_keys(keys)))
+        return memo  # type: ignore[no-any-return]
+
+    def protected_keys(self) -> np.ndarray:
+        """Address keys (``ADDR_KEY``) currently protected, for ``np.isin`` masks."""
+        return self._protected_now()[1]
 
     def protected_hashes(self) -> np.ndarray:
         """``addr_hash`` values of the protected addresses (sorted)."""
-        return np.sort(hash_keys(self.protected_keys()))
+        return self._protected_now()[2]
+
+    def learnable(self, batch: np.ndarray, hk: np.ndarray, skip: np.ndarray) -> np.ndarray:
+        """Rows of a host batch that may be learnt: not in ``skip`` (rows that raised
+        something) and not of a protected host (``hk``: the rows' ``addr_hash``; looked up
+        once per distinct host)."""
+        learn = ~skip
+        prot = self.protected_hashes()
+        if len(prot):
+            hosts, row_host = batch_addr_groups(batch, hk)
+            learn &= ~in_sorted(hosts, prot)[row_host]
+        return learn
 
     def state_dict(self) -> dict[str, Any]:
         return {"now_ns": self.now_ns, "protected": dict(self._protected)}
@@ -148,6 +168,12 @@ def share_batch(batch: np.ndarray) -> None:
     _SHARED[id(batch)] = (ref, {})
 
 
+def is_shared(batch: np.ndarray) -> bool:
+    """True for a batch the stack handed out (``share_batch``), still alive."""
+    got = _SHARED.get(id(batch))
+    return got is not None and got[0]() is batch
+
+
 def shared(batch: np.ndarray, name: str, fn: Callable[[], R]) -> R:
     """``fn()``, computed once per batch the stack handed out (``share_batch``) and given to
     every detector that asks for ``name`` on that batch; computed afresh for any other
@@ -160,6 +186,14 @@ def shared(batch: np.ndarray, name: str, fn: Callable[[], R]) -> R:
     if name not in memo:
         memo[name] = fn()
     return memo[name]  # type: ignore[no-any-return]
+
+
+def batch_column(batch: np.ndarray, name: str) -> np.ndarray:
+    """One column of a record batch as a contiguous array, read once per batch for every
+    detector that asks (shared; callers must not modify it)."""
+    if not is_shared(batch):
+        return batch[name]  # type: ignore[no-any-return]
+    return shared(batch, f"column:{name}", lambda: np.ascontiguousarray(batch[name]))
 
 
 def batch_addr_hash(batch: np.ndarray, field: str = "addr") -> np.ndarray:
@@ -183,6 +217,26 @@ def batch_addr_keys(batch: np.ndarray, field: str) -> np.ndarray:
                   lambda: addr_keys(batch[field], batch["ip_version"]))  # fmt: skip
 
 
+def batch_addr_groups(
+    batch: np.ndarray, hashes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct ``addr_hash`` values of a batch, sorted; the index of each row's value
+    among them), shared per batch (``hashes``: that hash when the caller has it)."""
+
+    def groups() -> tuple[np.ndarray, np.ndarray]:
+        hk = batch_addr_hash(batch) if hashes is None else hashes
+        order = batch_addr_order(batch, hashes=hk)
+        ks = hk[order]
+        first = np.empty(len(ks), bool)
+        first[:1] = True
+        np.not_equal(ks[1:], ks[:-1], out=first[1:])
+        row_group = np.empty(len(ks), np.intp)
+        row_group[order] = np.cumsum(first) - 1
+        return ks[first], row_group
+
+    return shared(batch, "addr_groups", groups)
+
+
 def stable_argsort(keys: np.ndarray) -> np.ndarray:
     """``np.argsort(keys, kind="stable")`` for ``uint64`` keys, faster: the row index goes
     into the low bits of each key, so the (unstable, vectorised) sort of distinct values
@@ -201,6 +255,14 @@ def stable_argsort(keys: np.ndarray) -> np.ndarray:
     return order
 
 
+def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` for a sorted, non-empty ``sorted_set`` (a binary
+    search per value instead of a pass over ``values`` per member)."""
+    idx = np.searchsorted(sorted_set, values)
+    np.minimum(idx, len(sorted_set) - 1, out=idx)
+    return sorted_set[idx] == values  # type: ignore[no-any-return]
+
+
 def pack_keys(d: dict[Any, int]) -> list[list[Any]]:
     """A dict with tuple/bytes keys as a list msgpack can store (``unpack_keys`` undoes)."""
     return [[list(k) if isinstance(k, tuple) else k, v] for k, v in d.items()]
@@ -211,10 +273,19 @@ def unpack_keys(rows: list[list[Any]]) -> dict[Any, int]:
 
 
 # --- addresses ------------------------------------------------------------------------------
+def _words(addr: np.ndarray, dtype: str) -> np.ndarray:
+    """A column of 16-byte addresses as ``(n, 16 / itemsize)`` words: a view of a record
+    batch's column when its bytes are contiguous per row (no byte-by-byte copy)."""
+    a = np.asarray(addr)
+    if a.dtype == np.uint8 and a.ndim == 2 and a.shape[1] == 16 and a.strides[1] == 1:
+        return a.view(dtype)
+    return np.ascontiguousarray(a, dtype=np.uint8).reshape(-1, 16).view(dtype)
+
+
 def addr_keys(addr: np.ndarray, version: np.ndarray) -> np.ndarray:
     """``ADDR_KEY`` values for a column of 16-byte addresses and their IP versions (IPv4 is
     mapped to ``::ffff:a.b.c.d``, so v4 and v6 never collide). Vectorised."""
-    w = np.ascontiguousarray(addr, dtype=np.uint8).reshape(-1, 16).view("<u4")
+    w = _words(addr, "<u4")
     v4 = np.asarray(version) == 4
     if v4.any():
         # bytes 0-9 zero, 10-11 0xff, 12-15 the IPv4 address (its first 4 bytes)
@@ -233,7 +304,7 @@ _H1, _H2, _H3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np
 def addr_hash(addr: np.ndarray, version: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each (address, IP version): a fast key for per-host tables
     (``np.unique`` / ``searchsorted`` on ``uint64`` instead of 16-byte strings). Vectorised."""
-    w = np.ascontiguousarray(addr, dtype=np.uint8).reshape(-1, 16).view("<u8")
+    w = _words(addr, "<u8")
     with np.errstate(over="ignore"):
         h = w[:, 0] * _H1 ^ w[:, 1] * _H2 ^ np.asarray(version, np.uint64) * _H3
         h ^= h >> np.uint64(31)

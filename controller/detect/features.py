@@ -12,11 +12,11 @@ detector can look up the pairs or ARP requests of the few hosts that crossed a t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from controller.detect.base import stable_argsort
+from controller.detect.base import batch_addr_order, batch_column, shared, stable_argsort
 
 
 class KeyedBaseline:
@@ -80,24 +80,49 @@ class KeyedBaseline:
     def update_sorted(self, ks: np.ndarray, xs: np.ndarray, ts_ns: np.ndarray) -> None:
         """``update`` for rows already in ``stable_argsort`` order of their keys (a detector
         that has the batch's order at hand saves the sort)."""
-        if not len(ks):
+        self.update_columns(ks, [xs[:, j] for j in range(self.n_features)], ts_ns)
+
+    def learn_windows(
+        self, batch: np.ndarray, hk: np.ndarray, cols: list[np.ndarray], learn: np.ndarray
+    ) -> None:
+        """Learn the rows ``learn`` of a host batch (``hk``: their ``addr_hash``; ``cols``:
+        the features, one column each), grouped by host with the batch's shared order, so
+        each host's windows count in batch order."""
+        g = _learn_groups(batch, hk, learn)
+        # each column read once in row order, then permuted (not gathered row by row from
+        # the records: a cache miss per value)
+        self._update_groups(g, [np.ascontiguousarray(c)[g.sel] for c in cols])
+
+    def update_columns(self, ks: np.ndarray, cols: list[np.ndarray], ts_ns: np.ndarray) -> None:
+        """``update_sorted`` with each feature as its own column (``n_features`` 1-D arrays
+        in the rows' order): a detector's columns are used as they are, without building
+        an ``(n, n_features)`` copy."""
+        if len(ks):
+            self._update_groups(_Groups.of(ks, np.arange(len(ks)), ts_ns), cols)
+
+    def _update_groups(self, g: _Groups, cols: list[np.ndarray]) -> None:
+        if not len(g.sel):
             return
-        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
-        uk = ks[starts]
-        n = np.diff(np.r_[starts, len(ks)])
-        # several windows of one host in a batch: their mean, and the latest time
-        xm = np.add.reduceat(xs, starts, axis=0) / n[:, None]
-        last = np.maximum.reduceat(ts_ns.astype(np.int64), starts)
+        uk, starts, last = g.keys, g.starts, g.last
+        # several windows of one host in a batch: their mean, and the latest time (the sum
+        # of one contiguous column is the sum the same rows make in an (n, k) matrix)
+        xm = np.empty((len(starts), self.n_features))
+        for j, c in enumerate(cols):
+            xm[:, j] = np.add.reduceat(np.ascontiguousarray(c, np.float64), starts) / g.n
         idx, found = self._find(uk)
-        if found.any():
-            i = idx[found]
+        every = found.all()
+        if every or found.any():
+            # the known hosts' rows, gathered with ``take`` (a fancy index of 2-D rows is
+            # several times slower) and written back once
+            i = idx if every else idx[found]
             c = self.count[i] + 1
             a = np.maximum(1.0 / c, self.alpha)[:, None]
-            d = xm[found] - self.mean[i]
-            self.mean[i] += a * d
-            self.var[i] = (1 - a) * (self.var[i] + a * d * d)
+            mean = np.take(self.mean, i, axis=0)
+            d = (xm if every else xm[found]) - mean
+            self.mean[i] = mean + a * d
+            self.var[i] = (1 - a) * (np.take(self.var, i, axis=0) + a * d * d)
             self.count[i] = c
-            self.last_ns[i] = np.maximum(self.last_ns[i], last[found])
+            self.last_ns[i] = np.maximum(self.last_ns[i], last if every else last[found])
         new = ~found
         if new.any():
             keys_all = np.concatenate([self.keys, uk[new]])
@@ -129,6 +154,41 @@ class KeyedBaseline:
         self.var = np.asarray(d["var"], float).reshape(-1, self.n_features)
         self.count = np.asarray(d["count"], np.int64)
         self.last_ns = np.asarray(d["last_ns"], np.int64)
+
+
+class _Groups(NamedTuple):
+    """Rows grouped by key: ``sel`` (the rows, grouped, each group in row order), and per
+    group its key, first position in ``sel``, size and latest time."""
+
+    sel: np.ndarray
+    keys: np.ndarray
+    starts: np.ndarray
+    n: np.ndarray
+    last: np.ndarray
+
+    @staticmethod
+    def of(ks: np.ndarray, sel: np.ndarray, ts_ns: np.ndarray) -> _Groups:
+        """``ks``/``ts_ns``: key and time of the rows ``sel``, already grouped."""
+        if not len(ks):
+            none = np.zeros(0, np.int64)
+            return _Groups(sel, ks, none, none, none)
+        starts = np.flatnonzero(np.concatenate(([True], ks[1:] != ks[:-1])))
+        n = np.diff(np.append(starts, len(ks)))
+        last = np.maximum.reduceat(ts_ns.astype(np.int64), starts)
+        return _Groups(sel, ks[starts], starts, n, last)
+
+
+def _learn_groups(batch: np.ndarray, hk: np.ndarray, learn: np.ndarray) -> _Groups:
+    """The rows ``learn`` of a host batch grouped by host (shared per batch by the
+    detectors that learn the same rows)."""
+    memo: dict[tuple[int, bytes], _Groups] = shared(batch, "learn_groups", dict)
+    key = (id(hk), learn.tobytes())  # hk: the batch's shared hashes, alive as long as it
+    got = memo.get(key)
+    if got is None:
+        order = batch_addr_order(batch, hashes=hk)
+        sel = order if learn.all() else order[learn[order]]
+        got = memo[key] = _Groups.of(hk[sel], sel, batch_column(batch, "ts_end_ns")[sel])
+    return got
 
 
 class RecordBuffer:
@@ -182,3 +242,37 @@ class RecordBuffer:
         if len(self._parts) > 1:
             self._parts = [np.concatenate(self._parts)]
         return self._parts[0]
+
+
+class LatestRows:
+    """The last ``keep`` rows appended (a key and a row of numbers each), in appending
+    order: ``append`` costs the rows appended (the storage holds twice ``keep`` and moves
+    the live rows to its front when full), not a copy of everything kept."""
+
+    def __init__(self, keep: int, key_dtype: Any, width: int, dtype: Any) -> None:
+        self.keep = keep
+        self._k = np.zeros(2 * keep, key_dtype)
+        self._x = np.zeros((2 * keep, width), dtype)
+        self._n = 0
+
+    def append(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        n = len(keys)
+        if n >= self.keep:
+            self._k[: self.keep], self._x[: self.keep] = keys[-self.keep :], rows[-self.keep :]
+            self._n = self.keep
+            return
+        if self._n + n > len(self._k):
+            lo = self._n - self.keep
+            self._k[: self.keep], self._x[: self.keep] = (
+                self._k[lo : self._n],
+                self._x[lo : self._n],
+            )
+            self._n = self.keep
+        self._k[self._n : self._n + n], self._x[self._n : self._n + n] = keys, rows
+        self._n += n
+
+    def keys(self) -> np.ndarray:
+        return self._k[max(0, self._n - self.keep) : self._n]
+
+    def rows(self) -> np.ndarray:
+        return self._x[max(0, self._n - self.keep) : self._n]

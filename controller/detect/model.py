@@ -32,12 +32,21 @@ FEATURES = (
     "out_dns_queries", "out_udp_pkts", "out_icmp_pkts", "arp_req_out",
 )  # fmt: skip
 GROUPS = ((0, 1, 2, 3), (4, 5, 6, 7, 8, 9), (10, 11, 12, 13, 14), (15, 16, 17, 18))
+_GROUP_IDX = tuple(np.array(g) for g in GROUPS)
 P_VALUE = 1e-4
 Z_CUT = 3.719  # upper-tail standard normal quantile for P_VALUE
 
 
 def _sig(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _mean(a: np.ndarray, axis: int) -> np.ndarray:
+    """``a.mean(axis)`` computed as ``np.mean`` does (the same sum, then the same division
+    by the count as ``intp``), without its Python-level overhead: the model calls it on
+    small arrays many times per batch."""
+    s = np.add.reduce(a, axis=axis)
+    return np.true_divide(s, np.intp(a.shape[axis]), out=s, casting="unsafe")
 
 
 class _AE:
@@ -51,7 +60,7 @@ class _AE:
     def rmse(self, x: np.ndarray) -> np.ndarray:
         y = _sig(x @ self.w + self.bh)
         z = _sig(y @ self.w.T + self.bv)
-        return np.sqrt(((x - z) ** 2).mean(axis=1))
+        return np.sqrt(_mean((x - z) ** 2, 1))
 
     def train(self, x: np.ndarray, lr: float) -> None:
         y = _sig(x @ self.w + self.bh)
@@ -60,8 +69,8 @@ class _AE:
         dy = (dz @ self.w) * y * (1 - y)
         n = len(x)
         self.w -= lr * (x.T @ dy + (dz.T @ y)) / n
-        self.bh -= lr * dy.mean(axis=0)
-        self.bv -= lr * dz.mean(axis=0)
+        self.bh -= lr * _mean(dy, 0)
+        self.bv -= lr * _mean(dz, 0)
 
 
 class HostModel:
@@ -93,9 +102,13 @@ class HostModel:
         span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
         return np.clip((x - np.where(np.isfinite(self.lo), self.lo, 0)) / span, 0, 1.5)
 
+    def _group_errors(self, xn: np.ndarray) -> np.ndarray:
+        """The reconstruction error of each feature group (one column per group)."""
+        return np.stack([ae.rmse(xn[:, g]) for ae, g in zip(self.groups, _GROUP_IDX, strict=True)],
+                        axis=1)  # fmt: skip
+
     def _parts(self, xn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r = np.stack([ae.rmse(xn[:, list(g)]) for ae, g in zip(self.groups, GROUPS, strict=True)],
-                     axis=1)  # fmt: skip
+        r = self._group_errors(xn)
         return r, self.out.rmse(np.clip(r, 0, 1))
 
     def score(self, x: np.ndarray) -> np.ndarray:
@@ -145,9 +158,9 @@ class HostModel:
         s = self._parts(xn)[1]  # scored before learning them (prequential)
         for lo in range(0, len(xn), self.STEP_ROWS):  # several small SGD steps per batch
             part = xn[lo : lo + self.STEP_ROWS]
-            for ae, g in zip(self.groups, GROUPS, strict=True):
-                ae.train(part[:, list(g)], self.LR)
-            self.out.train(np.clip(self._parts(part)[0], 0, 1), self.LR)
+            for ae, g in zip(self.groups, _GROUP_IDX, strict=True):
+                ae.train(part[:, g], self.LR)
+            self.out.train(np.clip(self._group_errors(part), 0, 1), self.LR)
         ls = np.log(np.maximum(s, 1e-12))
         if self.learnt < self.GRACE // 2:  # burn-in: scores of an untrained model
             self.mu, self.var = float(ls.mean()), float(ls.var())

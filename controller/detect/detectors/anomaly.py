@@ -27,8 +27,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import ADDR_KEY, DetectorBase, addr_keys, key_to_str
+from controller.detect.base import ADDR_KEY, DetectorBase, addr_keys, batch_column, key_to_str
 from controller.detect.baselines import QuantileBaseline, TieredBaseline
+from controller.detect.features import LatestRows
 from controller.detect.model import FEATURES, HostModel
 from controller.detect.nets import external, subnet_keys
 from controller.detect.stack import register
@@ -36,11 +37,6 @@ from controller.detect.stack import register
 NS = 1_000_000_000
 BASE_FEATURES = ("volume", "out_bytes", "out_flows", "out_dst_hosts", "out_dst_ports",
                  "out_dns_queries", "in_dst_ports")  # fmt: skip
-
-
-_COLUMNS = tuple(
-    dict.fromkeys(("addr", "ip_version", "ts_start_ns", "ts_end_ns", *FEATURES, *BASE_FEATURES[1:]))
-)
 
 
 def _hour_keys(keys: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
@@ -77,8 +73,8 @@ class HostAnomalyDetector(DetectorBase):
         self._pairs: list[np.ndarray] = []
         self._up: dict[tuple[bytes, bytes], list[tuple[int, int, int]]] = {}
         self._senders: dict[bytes, set[bytes]] = {}  # external /24 -> internal senders
-        self._senders_k = np.zeros(0, ADDR_KEY)
-        self._senders_x = np.zeros((0, len(FEATURES)), np.float32)
+        # the latest features of big senders, for exfiltration evidence
+        self._sender_features = LatestRows(self.KEEP_SENDERS, ADDR_KEY, len(FEATURES), np.float32)
         self._alerted: dict[tuple[str, str], int] = {}
         self._budget_sec, self._budget = -1, 0
         self._last_silence = 0
@@ -89,8 +85,9 @@ class HostAnomalyDetector(DetectorBase):
             return
         if record_type == "host":
             self._hosts.append(batch)
-            self.data_ns = max(self.data_ns, int(batch["ts_end_ns"].max()))
-            self._tick(int(batch["ts_end_ns"].max()))
+            end = int(batch_column(batch, "ts_end_ns").max())
+            self.data_ns = max(self.data_ns, end)
+            self._tick(end)
         elif record_type == "pair":
             self._pairs.append(batch)
             self.data_ns = max(self.data_ns, int(batch["ts_end_ns"].max()))
@@ -152,11 +149,12 @@ class HostAnomalyDetector(DetectorBase):
     def _host_windows(self, h_all: np.ndarray) -> list[Alert]:
         # Only three kinds of windows need work: big ones (may alert), a bounded random
         # sample to learn, and big senders (evidence for exfiltration). Select them first.
-        vol_all = h_all["out_bytes"].astype(float) + h_all["in_bytes"].astype(float)
+        out_all = batch_column(h_all, "out_bytes").astype(float)
+        vol_all = out_all + batch_column(h_all, "in_bytes").astype(float)
         big = vol_all >= self.FLOOR_BYTES
         sample = ~big
         n_rest = int(sample.sum())
-        sec = int(h_all["ts_end_ns"].max()) // NS
+        sec = int(batch_column(h_all, "ts_end_ns").max()) // NS
         if sec != self._budget_sec:  # a learning budget per second of network time
             self._budget_sec, self._budget = sec, self.LEARN_ROWS
         if self._budget <= 0:
@@ -167,10 +165,9 @@ class HostAnomalyDetector(DetectorBase):
             sample[:] = False
             sample[pick] = True
         self._budget -= int(sample.sum())
-        sender = h_all["out_bytes"] >= self.SENDER_BYTES
+        sender = out_all >= self.SENDER_BYTES
         sel = np.flatnonzero(big | sample | sender)
-        # the columns used, for the selected rows only (copying whole records is slow)
-        h = {f: h_all[f][sel] for f in _COLUMNS}
+        h = h_all[sel]  # the selected records (few)
         big, learn, sender = big[sel], sample[sel], sender[sel]
         keys = addr_keys(h["addr"], h["ip_version"])
         x = self._base_x(h)
@@ -212,9 +209,8 @@ class HostAnomalyDetector(DetectorBase):
             self.base.learn(keys[learn], x[learn], h["ts_end_ns"][learn])
             self.hourly.update(hk[learn], x[learn, :1], h["ts_end_ns"][learn])
             self.model.learn(xm[learn])
-        if sender.any():  # latest features of big senders, for exfiltration evidence
-            self._senders_k = np.concatenate([self._senders_k, keys[sender]])[-self.KEEP_SENDERS :]
-            self._senders_x = np.concatenate([self._senders_x, xm[sender]])[-self.KEEP_SENDERS :]
+        if sender.any():
+            self._sender_features.append(keys[sender], xm[sender])
         return out
 
     def _volume_alert(self, ts_ns: int, key: np.void, vol: float, ref: float, tier: int,
@@ -293,8 +289,8 @@ class HostAnomalyDetector(DetectorBase):
         host, peer = key_to_str(s), key_to_str(d)
         if not self._once("data_exfiltration", host):
             return None
-        hit = np.flatnonzero(self._senders_k == np.frombuffer(s, ADDR_KEY)[0])
-        xm = self._senders_x[hit[-1]] if len(hit) else None
+        hit = np.flatnonzero(self._sender_features.keys() == np.frombuffer(s, ADDR_KEY)[0])
+        xm = self._sender_features.rows()[hit[-1]] if len(hit) else None
         where = TieredBaseline.TIERS[tier] if tier >= 0 else "none yet"
         ev: dict[str, Any] = {
             "bytes_sent": sent, "bytes_received": back, "span_s": self.SPAN_S,

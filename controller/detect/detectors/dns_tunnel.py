@@ -26,13 +26,14 @@ The attacker is the client (the originator of the DNS flows); the victim is the 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import Any, ClassVar
 
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import DetectorBase, addr_keys, flow_uids, key_to_str
+from controller.detect.base import DetectorBase, addr_keys, batch_column, flow_uids, key_to_str
 from controller.detect.features import RecordBuffer
 from controller.detect.stack import register
 from netwarden.records.schema import DNS_QTYPE_BITS, FLOW_DTYPE, QNAME_LEN
@@ -45,6 +46,7 @@ BIT_DATA = BIT_NULL | BIT_TXT | (1 << DNS_QTYPE_BITS[5]) | (1 << DNS_QTYPE_BITS[
 
 _HOST_COLS = np.dtype([("addr", "u1", (16,)), ("ip_version", "u1"), ("ts_start_ns", "<i8"),
                        ("out_dns_queries", "<u4"), ("in_dns_queries", "<u4")])  # fmt: skip
+_SHARED_COLS = ("ts_start_ns", "out_dns_queries", "in_dns_queries")
 _PAIR_COLS = np.dtype([("src", "u1", (16,)), ("dst", "u1", (16,)), ("ip_version", "u1"),
                        ("ts_start_ns", "<i8"), ("pkts", "<u4"), ("bytes", "<u8")])  # fmt: skip
 
@@ -104,14 +106,16 @@ class DnsTunnelDetector(DetectorBase):
                 self._pending_flows.append(d)
             self._tick(int(batch["ts_last_ns"].max()))
         elif record_type == "host":
-            # only the columns this view reads, for hosts with DNS in the window
-            sel = np.flatnonzero((batch["out_dns_queries"] >= 2) | (batch["in_dns_queries"] >= 2))
+            # only the columns this view reads, for hosts with DNS in the window (the
+            # batch's shared columns where it has them)
+            col = functools.partial(batch_column, batch)
+            sel = np.flatnonzero((col("out_dns_queries") >= 2) | (col("in_dns_queries") >= 2))
             if len(sel):
                 h = np.zeros(len(sel), _HOST_COLS)
                 for f in _HOST_COLS.names or ():
-                    h[f] = batch[f][sel]
+                    h[f] = (col(f) if f in _SHARED_COLS else batch[f])[sel]
                 self._hosts.append(h)
-            self._tick(int(batch["ts_end_ns"].max()))
+            self._tick(int(col("ts_end_ns").max()))
         elif record_type == "pair":
             sel = np.flatnonzero(batch["pkts"] >= 2)
             if len(sel):

@@ -15,23 +15,15 @@ one source sends most of the flood (``pair`` records) and the sources are few, i
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import (
-    DetectorBase,
-    addr_keys,
-    batch_addr_hash,
-    batch_addr_order,
-    key_to_str,
-    pack_keys,
-    unpack_keys,
-)
-from controller.detect.features import KeyedBaseline, RecordBuffer
+from controller.detect.base import addr_keys, batch_column, key_to_str
+from controller.detect.host_windows import HostWindowDetector
 from controller.detect.stack import register
-from netwarden.records.schema import PAIR_DTYPE
 
 NS = 1_000_000_000
 
@@ -47,7 +39,7 @@ FEATURES = tuple(KINDS)
 
 
 @register
-class FloodDetector(DetectorBase):
+class FloodDetector(HostWindowDetector):
     name: ClassVar[str] = "flood"
     version: ClassVar[str] = "1"
 
@@ -62,83 +54,38 @@ class FloodDetector(DetectorBase):
     SUPPRESS_S = 600.0
     MATURE_WINDOWS = 300  # windows of history before a learnt level raises a bar
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.baseline = KeyedBaseline(len(FEATURES))
-        self.pairs = RecordBuffer(PAIR_DTYPE, "ts_last_ns", 30.0)
-        self._pending: list[np.ndarray] = []
-        self._alerted: dict[tuple[str, str], int] = {}
-
-    def observe(self, record_type: str, batch: np.ndarray) -> None:
-        if not len(batch):
-            return
-        if record_type == "host":
-            self._pending.append(batch)
-            self._data_tick(int(batch["ts_last_ns"].max()))
-        elif record_type == "pair":
-            self.pairs.add(batch)
-
-    def on_clock_reset(self) -> None:
-        self.pairs.clear()
-        self._alerted = {}
+    FLOORS: ClassVar[tuple[float, ...]] = tuple(KINDS[k][1] for k in FEATURES)
+    PAIRS_S: ClassVar[float] = 30.0
 
     @staticmethod
     def rates(h: np.ndarray) -> np.ndarray:
         """Per record, the per-second rate of each ``FEATURES`` entry (vectorised)."""
-        win = np.maximum((h["ts_end_ns"] - h["ts_start_ns"]) / NS, 1e-3)
-        f = {k: h[k].astype(float) for k in (
+        col = functools.partial(batch_column, h)  # shared, contiguous columns
+        win = np.maximum((col("ts_end_ns") - col("ts_start_ns")) / NS, 1e-3)
+        f = {k: col(k).astype(float) for k in (
             "in_syn_noreply", "in_icmp_pkts", "in_udp_pkts", "out_udp_pkts", "in_dns_responses",
             "out_dns_queries", "in_synack", "in_rst", "out_syn")}  # fmt: skip
         unsolicited_udp = np.maximum(f["in_udp_pkts"] - 4 * f["out_udp_pkts"], 0)
         unsolicited_dns = np.maximum(f["in_dns_responses"] - 2 * f["out_dns_queries"], 0)
         reflected = np.maximum(f["in_synack"] + f["in_rst"] - 2 * f["out_syn"], 0)
         cols = (f["in_syn_noreply"], f["in_icmp_pkts"], unsolicited_udp, unsolicited_dns, reflected)
-        out = np.empty((len(win), len(cols)))
+        out = np.empty((len(cols), len(win)))
         for j, c in enumerate(cols):  # column by column: no stacked temporary
-            np.divide(c, win, out=out[:, j])
-        return out
+            np.divide(c, win, out=out[j])
+        return out.T  # (records, kinds), each column contiguous
 
-    def advance(self, now_ns: int) -> list[Alert]:
-        if not self._pending:
-            return []
-        h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending = []
-        hk = batch_addr_hash(h)
-        x_all = self.rates(h)
-        floors = np.array([KINDS[k][1] for k in FEATURES])
-        # only windows over a fixed floor can alert: the rest is learnt, nothing more
-        over = x_all[:, 0] >= floors[0]
-        for j in range(1, len(floors)):
-            over |= x_all[:, j] >= floors[j]
-        rows = np.flatnonzero(over)
-        any_hit = np.zeros(len(h), bool)
-        alerts = []
-        if len(rows):
-            alerts = self._check(h[rows], hk[rows], x_all[rows], floors, now_ns, any_hit, rows)
-        for a in alerts:  # the victim's flooded windows are not its normal
-            for v in a.victims:
-                self.protect(v, self.now_ns)
-        learn = ~any_hit
-        prot = self.protected_hashes()
-        if len(prot):
-            learn &= ~np.isin(hk, prot)
-        # the rows learnt, grouped by host (the batch's shared order keeps batch order)
-        order = batch_addr_order(h, hashes=hk)
-        sel = order if learn.all() else order[learn[order]]
-        self.baseline.update_sorted(hk[sel], x_all[sel], h["ts_end_ns"][sel])
-        return alerts
+    def columns(self, h: np.ndarray) -> list[np.ndarray]:
+        x = self.rates(h)
+        return [x[:, j] for j in range(len(FEATURES))]
 
-    def _check(
-        self,
-        h: np.ndarray,
-        hk: np.ndarray,
-        x: np.ndarray,
-        floors: np.ndarray,
-        now_ns: int,
-        any_hit: np.ndarray,
-        rows: np.ndarray,
-    ) -> list[Alert]:
+    def protected_by(self, alert: Alert) -> list[str]:
+        return alert.victims  # the victim's flooded windows are not its normal
+
+    def judge(
+        self, h: np.ndarray, hk: np.ndarray, x: np.ndarray, now_ns: int
+    ) -> tuple[list[Alert], np.ndarray]:
         """The windows over a floor: learnt levels, the per-kind conditions, alerts."""
+        floors = np.array(self.FLOORS)
         mean, std, cnt = self.baseline.reference(hk)
         ref = mean + 3 * std
         # Only a long history may raise the bar (a flood's own ramp-up is not "normal").
@@ -161,13 +108,12 @@ class FloodDetector(DetectorBase):
         )
         hit[:, udp_i] &= (many | few_fast) & ~(mostly_dns & hit[:, dns_i])
         alerts = []
-        any_hit[rows] = hit.any(axis=1)
         for i, j in zip(*np.nonzero(hit), strict=True):  # victims over a floor: few
             key = addr_keys(h["addr"][i : i + 1], h["ip_version"][i : i + 1])[0]
             a = self._alert(FEATURES[j], h[i], key, hk[i], float(x[i, j]), float(ref[i, j]), now_ns)
             if a is not None:
                 alerts.append(a)
-        return alerts
+        return alerts, hit.any(axis=1)
 
     def _alert(
         self,
@@ -181,9 +127,8 @@ class FloodDetector(DetectorBase):
     ) -> Alert | None:
         victim = key_to_str(key)
         end = int(r["ts_end_ns"])
-        if end < self._alerted.get((kind, victim), 0):
+        if self.suppressed(kind, victim, end, self.SUPPRESS_S):
             return None
-        self._alerted[(kind, victim)] = end + int(self.SUPPRESS_S * NS)
         sources = int(r["in_src_hosts"])
         attacker, share = None, 0.0
         p = self.pairs.records()
@@ -220,22 +165,3 @@ class FloodDetector(DetectorBase):
             f"{self.baseline.describe(hk, FEATURES.index(kind), '/s')}.",
             self.name, self.version,
         )  # fmt: skip
-
-    def state_dict(self) -> dict[str, Any]:
-        pending = np.concatenate(self._pending) if self._pending else None
-        return {
-            **super().state_dict(),
-            "baseline": self.baseline.state_dict(),
-            "pairs": self.pairs.state_dict(),
-            "pending": pending,
-            "alerted": pack_keys(self._alerted),
-        }
-
-    def load_state(self, d: dict[str, Any]) -> None:
-        super().load_state(d)
-        if "baseline" in d:
-            self.baseline.load_state(d["baseline"])
-        self.pairs.load_state(d.get("pairs", {}))
-        p = d.get("pending")
-        self._pending = [p] if p is not None and len(p) else []
-        self._alerted = unpack_keys(d.get("alerted", []))

@@ -21,7 +21,7 @@ flow that never opened) from one source to one host within a minute.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -30,16 +30,16 @@ from controller.detect.base import (
     ADDR_KEY,
     DetectorBase,
     addr_keys,
-    batch_addr_hash,
-    batch_addr_order,
+    batch_column,
     flow_uids,
     key_to_str,
     pack_keys,
     unpack_keys,
 )
-from controller.detect.features import KeyedBaseline, RecordBuffer
+from controller.detect.features import RecordBuffer
+from controller.detect.host_windows import HostWindowDetector
 from controller.detect.stack import register
-from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE, PAIR_DTYPE
+from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE
 
 NS = 1_000_000_000
 
@@ -59,8 +59,20 @@ def _subnet(keys: np.ndarray, wide: bool = False) -> np.ndarray:
     return raw.view(ADDR_KEY).reshape(-1)
 
 
+class _Over(NamedTuple):
+    """One window over a scan or sweep threshold: its record, address key and hash,
+    features, the host's learnt levels, and the time of the check."""
+
+    r: np.void
+    key: np.void
+    hk: np.uint64
+    x: np.ndarray
+    learnt: np.ndarray
+    now_ns: int
+
+
 @register
-class ScanDetector(DetectorBase):
+class ScanDetector(HostWindowDetector):
     """port_scan and host_sweep from host telemetry windows."""
 
     name: ClassVar[str] = "scan"
@@ -80,74 +92,34 @@ class ScanDetector(DetectorBase):
     MAX_RAISE = 4 * 100.0  # the most a learnt level may raise a sweep threshold to
     SUPPRESS_S = 600.0  # one alert per kind and attacker this long
     FEATURES = ("out_dst_ports", "out_dst_hosts", "out_dst_ports_long", "out_dst_hosts_long")
+    # Only windows over a floor can be a scan or a sweep (a learnt level only ever raises
+    # a threshold): the rest is learnt, nothing more.
+    FLOORS: ClassVar[tuple[float, ...]] = (PORT_FLOOR, HOST_FLOOR, PORT_FLOOR_LONG, HOST_FLOOR_LONG)
+    PAIRS_S: ClassVar[float] = 120.0
 
     def __init__(self) -> None:
         super().__init__()
-        self.baseline = KeyedBaseline(len(self.FEATURES))
-        self.pairs = RecordBuffer(PAIR_DTYPE, "ts_last_ns", 120.0)
         self.arps = RecordBuffer(ARP_DTYPE, "ts_ns", 120.0)
-        self._pending: list[np.ndarray] = []
-        self._alerted: dict[tuple[str, str], int] = {}
 
-    def observe(self, record_type: str, batch: np.ndarray) -> None:
-        if not len(batch):
-            return
-        if record_type == "host":
-            self._pending.append(batch)
-            self._data_tick(int(batch["ts_last_ns"].max()))
-        elif record_type == "pair":
-            self.pairs.add(batch)
-        elif record_type == "arp":
+    def observe_other(self, record_type: str, batch: np.ndarray) -> None:
+        if record_type == "arp":
             self.arps.add(batch[batch["op"] == 1])
 
     def on_clock_reset(self) -> None:
-        self.pairs.clear()
+        super().on_clock_reset()
         self.arps.clear()
-        self._alerted = {}
 
-    def advance(self, now_ns: int) -> list[Alert]:
-        if not self._pending:
-            return []
-        h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending = []
-        hk = batch_addr_hash(h)
-        x = np.empty((len(h), len(self.FEATURES)))
-        for j, f in enumerate(self.FEATURES):
-            x[:, j] = h[f]
-        # Only windows over a floor can be a scan or a sweep (a learnt level only ever
-        # raises a threshold): the rest is learnt, nothing more.
-        floors = (self.PORT_FLOOR, self.HOST_FLOOR, self.PORT_FLOOR_LONG, self.HOST_FLOOR_LONG)
-        over_m = x[:, 0] >= floors[0]
-        for j in range(1, len(floors)):
-            over_m |= x[:, j] >= floors[j]
-        over = np.flatnonzero(over_m)
-        alerts: list[Alert] = []
-        hit = np.zeros(len(h), bool)
-        if len(over):
-            alerts = self._over(h[over], hk[over], x[over], now_ns, hit, over)
-        for a in alerts:
-            self.protect(a.attacker, self.now_ns)
-        learn = ~hit
-        prot = self.protected_hashes()
-        if len(prot):
-            learn &= ~np.isin(hk, prot)
-        # the rows learnt, grouped by host (the batch's shared order keeps batch order)
-        order = batch_addr_order(h, hashes=hk)
-        sel = order if learn.all() else order[learn[order]]
-        self.baseline.update_sorted(hk[sel], x[sel], h["ts_end_ns"][sel])
-        return alerts
+    def columns(self, h: np.ndarray) -> list[np.ndarray]:
+        return [batch_column(h, f) for f in self.FEATURES]
 
-    def _over(
-        self,
-        h: np.ndarray,
-        hk: np.ndarray,
-        x: np.ndarray,
-        now_ns: int,
-        hit: np.ndarray,
-        rows: np.ndarray,
-    ) -> list[Alert]:
-        """The windows over a floor (``rows`` of the batch): the host's learnt high level
-        ("p99"), the scan and sweep conditions, alerts; marks the rows that hit in ``hit``."""
+    def protected_by(self, alert: Alert) -> list[str]:
+        return [alert.attacker] if alert.attacker else []
+
+    def judge(
+        self, h: np.ndarray, hk: np.ndarray, x: np.ndarray, now_ns: int
+    ) -> tuple[list[Alert], np.ndarray]:
+        """The windows over a floor: the host's learnt high level ("p99"), the scan and
+        sweep conditions, alerts."""
         mean, std, cnt = self.baseline.reference(hk)
         ref = mean + 3 * std
         # A learnt level raises the sweep bar only for hosts with a long history, and at
@@ -180,24 +152,16 @@ class ScanDetector(DetectorBase):
         alerts: list[Alert] = []
         for i in np.flatnonzero(scan | sweep):  # only the hosts over a threshold
             key = addr_keys(h["addr"][i : i + 1], h["ip_version"][i : i + 1])[0]
-            if scan[i]:
-                a = self._port_scan(h[i], key, hk[i], x[i], learnt[i], now_ns)
+            w = _Over(h[i], key, hk[i], x[i], learnt[i], now_ns)
+            for a in (self._port_scan(w) if scan[i] else None,
+                      self._host_sweep(w) if sweep[i] else None):  # fmt: skip
                 if a:
                     alerts.append(a)
-            if sweep[i]:
-                a = self._host_sweep(h[i], key, hk[i], x[i], learnt[i], now_ns)
-                if a:
-                    alerts.append(a)
-        hit[rows] = scan | sweep
-        return alerts
+        return alerts, scan | sweep
 
     # --- the few hosts over a threshold ---------------------------------------------------
     def _suppressed(self, kind: str, att: str, ts_ns: int) -> bool:
-        until = self._alerted.get((kind, att), 0)
-        if ts_ns < until:
-            return True
-        self._alerted[(kind, att)] = ts_ns + int(self.SUPPRESS_S * NS)
-        return False
+        return self.suppressed(kind, att, ts_ns, self.SUPPRESS_S)
 
     def _targets(self, key: np.void, start_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(target keys, flows per target, first window start) of pairs from ``key``
@@ -215,15 +179,8 @@ class ScanDetector(DetectorBase):
         np.minimum.at(first, inv, p["ts_start_ns"])
         return u, flows, first
 
-    def _port_scan(
-        self,
-        r: np.void,
-        key: np.void,
-        hk: np.uint64,
-        x: np.ndarray,
-        learnt: np.ndarray,
-        now_ns: int,
-    ) -> Alert | None:
+    def _port_scan(self, w: _Over) -> Alert | None:
+        r, key, hk, x, learnt, now_ns = w
         att = key_to_str(key)
         start = int(r["ts_long_start_ns"])
         tgt, flows, first = self._targets(key, start)
@@ -259,15 +216,8 @@ class ScanDetector(DetectorBase):
             self.name, self.version,
         )  # fmt: skip
 
-    def _host_sweep(
-        self,
-        r: np.void,
-        key: np.void,
-        hk: np.uint64,
-        x: np.ndarray,
-        learnt: np.ndarray,
-        now_ns: int,
-    ) -> Alert | None:
+    def _host_sweep(self, w: _Over) -> Alert | None:
+        r, key, hk, x, learnt, now_ns = w
         att = key_to_str(key)
         start = int(r["ts_long_start_ns"])
         tgt, _, first = self._targets(key, start)
@@ -320,25 +270,11 @@ class ScanDetector(DetectorBase):
         )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
-        pending = np.concatenate(self._pending) if self._pending else None
-        return {
-            **super().state_dict(),
-            "baseline": self.baseline.state_dict(),
-            "pairs": self.pairs.state_dict(),
-            "arps": self.arps.state_dict(),
-            "pending": pending,
-            "alerted": pack_keys(self._alerted),
-        }
+        return {**super().state_dict(), "arps": self.arps.state_dict()}
 
     def load_state(self, d: dict[str, Any]) -> None:
         super().load_state(d)
-        if "baseline" in d:
-            self.baseline.load_state(d["baseline"])
-        self.pairs.load_state(d.get("pairs", {}))
         self.arps.load_state(d.get("arps", {}))
-        p = d.get("pending")
-        self._pending = [p] if p is not None and len(p) else []
-        self._alerted = unpack_keys(d.get("alerted", []))
 
 
 # --- OS fingerprinting ------------------------------------------------------------------
