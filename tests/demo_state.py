@@ -15,6 +15,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "pcaps"))
 import generate
+import pytest
+
+#: the demo's outside scanner (the address policy acts on)
+SCANNER = generate.SCANNER[1]
 
 CONFIG = """
 [safety]
@@ -52,3 +56,13 @@ def replay_demo(d: Path) -> dict[str, Any]:
     out = nw("replay", "--json", "--state-dir", str(state), "--config", str(cfg), str(pcap))
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     return {"pcap": pcap, "cfg": cfg, "state": state, "lines": lines, "dir": d}
+
+
+def demo_fixture(name: str) -> Any:
+    """A module-scoped fixture: the demo replayed into a fresh directory named ``name``."""
+
+    @pytest.fixture(scope="module")
+    def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+        return replay_demo(tmp_path_factory.mktemp(name))
+
+    return demo

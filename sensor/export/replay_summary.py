@@ -23,6 +23,7 @@ from netwarden.records.schema import (
     addr_to_str,
 )
 from sensor.capture.batch import PacketBatch
+from sensor.runner import PcapSource
 
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
 
@@ -104,18 +105,16 @@ class RecordSink(Protocol):
     def advance(self, now_ns: int) -> object: ...
 
 
-class _ReplayFiles:
-    """The replayed files as the sensor loop's packet source (``sensor.runner.PcapSource``),
-    noting what the summary reports (packets, bytes, first and last capture time). With a
-    sink, batches are cut where they cross a ``SINK_STEP_NS`` boundary, so the records (and
-    the sink's clock) move as they would live. ``now_ns`` is the capture time the last batch
-    reached, and the last packet's time once the files are done."""
+class _ReplayFiles(PcapSource):
+    """The replayed files as the sensor loop's packet source, noting what the summary
+    reports (packets, bytes, first and last capture time). With a sink, batches are cut
+    where they cross a ``SINK_STEP_NS`` boundary, so the records (and the sink's clock)
+    move as they would live. ``now_ns`` is the capture time the last batch reached, and the
+    last packet's time once the files are done."""
 
     def __init__(self, backend: Any, paths: list[str], sliced: bool,
                  progress: Callable[[int], object] | None = None) -> None:  # fmt: skip
-        from sensor.runner import PcapSource
-
-        self.files = PcapSource(backend, paths)
+        super().__init__(backend, paths)
         self.sliced = sliced
         self.progress = progress  # gets the file bytes each batch took (headers included)
         self.counts: Counter[str] = Counter()
@@ -124,7 +123,7 @@ class _ReplayFiles:
     def batches(self, stop: Any) -> Iterator[PacketBatch]:
         counts = self.counts
         try:
-            for batch in self.files.batches(stop):
+            for batch in super().batches(stop):
                 if not batch.count:
                     continue
                 for part in _time_slices(batch) if self.sliced else [batch]:
@@ -141,18 +140,6 @@ class _ReplayFiles:
                 counts["t_last"] = max(counts["t_last"], int(ts.max()))
         finally:
             self.now_ns = counts.get("t_last")
-
-    def idle_ns(self) -> int | None:
-        return None
-
-    def tail(self) -> Iterator[PacketBatch]:
-        return iter(())
-
-    def counters(self) -> dict[str, int]:
-        return {}
-
-    def close(self) -> None:
-        pass
 
 
 def _run(

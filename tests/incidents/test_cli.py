@@ -13,22 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "pcaps"))
-import generate
-
-from tests.demo_state import nw, replay_demo
+from tests.demo_state import REPO, SCANNER, demo_fixture, nw
 from tests.integration.controller_proc import ControllerProcess
 from tests.jsonl import jsonl, one
 
-SCANNER = generate.SCANNER[1]
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return replay_demo(tmp_path_factory.mktemp("inc_demo"))
+demo = demo_fixture("inc_demo")
 
 
 def _scan_incident(lines: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,6 +9,12 @@ import sys
 from pathlib import Path
 
 
+def controller_argv(state: Path, config: Path, *extra: str) -> list[str]:
+    """The command line of ``netwarden controller`` on ``state`` with ``config``."""
+    cmd = [sys.executable, "-m", "netwarden", "controller", *extra]
+    return [*cmd, "--state-dir", str(state), "--config", str(config)]
+
+
 class ControllerProcess:
     """``prefix`` runs it elsewhere (``ip netns exec NS``); ``extra`` are more options."""
 
@@ -17,18 +23,7 @@ class ControllerProcess:
     ) -> None:
         self.state = state
         self.proc = subprocess.Popen(
-            [
-                *prefix,
-                sys.executable,
-                "-m",
-                "netwarden",
-                "controller",
-                *extra,
-                "--state-dir",
-                str(state),
-                "--config",
-                str(config),
-            ],
+            [*prefix, *controller_argv(state, config, *extra)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

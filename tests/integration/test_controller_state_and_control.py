@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from controller_proc import ControllerProcess
+from controller_proc import ControllerProcess, controller_argv
 
 from controller.app import Controller
 from controller.config import ControllerConfig, SafetyConfig
@@ -194,16 +194,7 @@ def test_a_second_controller_is_refused_before_writing_anything(tmp_path: Path) 
         )
         db_before = (state / DB_NAME).stat().st_mtime_ns, (state / JSONL_NAME).read_bytes()
         r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "netwarden",
-                "controller",
-                "--state-dir",
-                str(state),
-                "--config",
-                str(_cfg(state)),
-            ],
+            controller_argv(state, _cfg(state)),
             capture_output=True,
             text=True,
             timeout=60,
