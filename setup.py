@@ -1,4 +1,5 @@
 """Declares the Cython extension(s) only; metadata lives in pyproject.toml."""
+
 from pathlib import Path
 
 import numpy
