@@ -1,4 +1,5 @@
-"""Hunt results on a terminal (tables that fit 80 columns) or as JSON lines.
+"""Hunt results on a terminal (tables in the convention of ``netwarden.tables``: they fit
+80 columns and never cut a value) or as JSON lines.
 
 A ``Result`` is a titled list of rows (dicts) with the columns to show; ``--json`` prints
 every row as one JSON object with ``type`` (the result's kind) and all its fields, the
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TextIO
+
+from netwarden.tables import print_table
 
 WIDTH = 80
 
@@ -62,33 +65,6 @@ def cell(v: Any) -> str:
     return str(v)
 
 
-def table_lines(columns: list[str], rows: list[dict[str, Any]], width: int = WIDTH) -> list[str]:
-    """Plain text table no wider than ``width``: the widest columns are cut (with "~")."""
-    cells = [[cell(r.get(c)) for c in columns] for r in rows]
-    values = [max([0] + [len(row[i]) for row in cells]) for i in range(len(columns))]
-    widths = [max(len(c), v) for c, v in zip(columns, values, strict=True)]
-    # too wide: first cut headers down to their values (at least 5), then the widest values
-    for i in sorted(range(len(widths)), key=lambda j: values[j] - len(columns[j])):
-        if sum(widths) + 2 * (len(widths) - 1) <= width:
-            break
-        widths[i] = max(values[i], min(len(columns[i]), 5))
-    while sum(widths) + 2 * (len(widths) - 1) > width:
-        i = max(range(len(widths)), key=lambda j: widths[j])
-        if widths[i] <= 4:
-            break
-        widths[i] -= 1
-
-    def fit(s: str, w: int) -> str:
-        return s if len(s) <= w else s[: max(w - 1, 0)] + "~"
-
-    def line(values: list[str]) -> str:
-        return "  ".join(fit(v, w).ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
-
-    out = [line(columns), line(["-" * w for w in widths])]
-    out.extend(line(row) for row in cells)
-    return out
-
-
 def wrap(text: str, width: int = WIDTH, indent: str = "    ") -> list[str]:
     words, lines, cur = text.split(), [], ""
     for w in words:
@@ -116,7 +92,8 @@ def emit(results: list[Result], as_json: bool, out: TextIO, show_query: bool = F
                 fits = len(ln) + 2 <= WIDTH
                 out.writelines("  " + x + "\n" for x in ([ln] if fits else wrap(ln, WIDTH - 2)))
         if res.rows:
-            out.write("\n".join(table_lines(res.columns, res.rows)) + "\n")
+            cells = [[cell(r.get(c)) for c in res.columns] for r in res.rows]
+            print_table(None, res.columns, cells, stream=out)
         else:
             out.write("  (nothing found)\n")
         out.writelines("\n".join(wrap(note)) + "\n" for note in res.notes)
