@@ -8,13 +8,13 @@ query that produced it last (``type: "query"``).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
+from netwarden.jsonout import line
 from netwarden.tables import print_table
 
 WIDTH = 80
@@ -81,9 +81,9 @@ def wrap(text: str, width: int = WIDTH, indent: str = "    ") -> list[str]:
 def emit(results: list[Result], as_json: bool, out: TextIO, show_query: bool = False) -> None:
     for res in results:
         if as_json:
-            out.writelines(json.dumps({"type": res.kind, **jsonable(r)}) + "\n" for r in res.rows)
+            out.writelines(line(res.kind, jsonable(r)) + "\n" for r in res.rows)
             if res.query:
-                out.write(json.dumps({"type": "query", "hunt": res.kind, "sql": res.query}) + "\n")
+                out.write(line("query", {"hunt": res.kind, "sql": res.query}) + "\n")
             continue
         out.write("\n".join(wrap(res.title)) + "\n")
         if show_query and res.query:
