@@ -94,7 +94,7 @@ def _check_intact(db: sqlite3.Connection, path: Path) -> None:
         raise StoreError(f"{path}: database is corrupt ({said}); restore it from a backup")
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
+def open_readonly(path: Path) -> sqlite3.Connection:
     """Open without writing anything. Without a ``-wal`` file (no controller has the
     database open, or a copy taken for forensics) the file is read as it is
     (``immutable=1``): ``mode=ro`` would create the WAL's shared-memory files, or fail
@@ -148,7 +148,7 @@ class Store:
         self.migrated: list[int] = []
         try:
             if readonly:
-                self.db = _open_readonly(self.path)
+                self.db = open_readonly(self.path)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 create_private(

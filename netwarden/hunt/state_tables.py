@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +45,11 @@ def _ts(t: Any) -> Any:
 
 
 def _connect(path: Path) -> sqlite3.Connection | None:
-    if not path.is_file():
-        return None
-    live = path.with_name(path.name + "-wal").exists()
-    uri = "file:" + urllib.parse.quote(str(path.resolve()))
-    return sqlite3.connect(f"{uri}?{'mode=ro' if live else 'immutable=1'}", uri=True)
+    """The database read-only as the store opens it for forensics (nothing written, a
+    corrupt file refused with a clear error); None when there is none."""
+    from controller.state.store import open_readonly
+
+    return open_readonly(path) if path.is_file() else None
 
 
 def _has(db: sqlite3.Connection, table: str) -> bool:
