@@ -342,12 +342,9 @@ def keys_from_strings(addrs: list[str]) -> np.ndarray:
     return out
 
 
-def mac_strings(macs: np.ndarray) -> list[str]:
-    """``aa:bb:..`` strings for a column of 6-byte MACs (only for the few rows reported)."""
-    return [":".join(f"{b:02x}" for b in bytes(m)) for m in macs]
-
-
 def flow_uids(flows: np.ndarray, limit: int = 5) -> list[str]:
-    """A few flow identifiers for evidence (``F`` + hex flow id; the sensor id is added when
-    records carry one)."""
-    return [f"F{int(i):x}" for i in flows["flow_id"][:limit]]
+    """The uids of a few flow records for evidence: the ones ``netwarden flows``, the
+    archive and ``netwarden hunt`` show for the same flows (``netwarden.records.identity``)."""
+    from netwarden.records.identity import record_uids
+
+    return record_uids(flows[:limit])

@@ -4,6 +4,7 @@ archive read independently by ``pyarrow.dataset``."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -116,6 +117,20 @@ def test_host_shows_flows_peers_and_alerts(crafted: Path) -> None:
     with sqlite3.connect(crafted / "netwarden.db") as db:
         want = {r[0] for r in db.execute("SELECT id FROM alerts WHERE attacker = ?", (src,))}
     assert want and {r["id"] for r in rows(lines, "alert")} == want
+
+
+def test_alert_evidence_names_archived_flows_by_uid(crafted: Path) -> None:
+    """The flow uids an alert gives as evidence are the uids of archived flow records (the
+    ones ``netwarden flows`` and every hunt show), so an analyst can pivot from one to the
+    other."""
+    sd = ("--state-dir", str(crafted))
+    alerts = [r for r in json_lines("hunt", "sql", "SELECT kind, evidence FROM alerts", *sd)
+              if r["type"] == "row"]  # fmt: skip
+    cited = {u for r in alerts for u in json.loads(r["evidence"]).get("flow_uids", [])}
+    assert len(cited) >= 3, alerts
+    listed = ", ".join(f"'{u}'" for u in sorted(cited))
+    found = json_lines("hunt", "sql", f"SELECT uid FROM flows WHERE uid IN ({listed})", *sd)
+    assert {r["uid"] for r in found if r["type"] == "row"} == cited
 
 
 def test_incident_context_is_its_hosts_from_an_hour_before(crafted: Path) -> None:

@@ -53,8 +53,10 @@ def assert_numbers_from_evidence(text: str, record: dict[str, Any]) -> int:
     strs: list[str] = []
     _walk(record, nums, strs)
     blob = " ".join(strs)
-    times = {
-        datetime.fromtimestamp(n, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") for n in nums if n > 1e9
+    times = {  # numbers in the range of epoch seconds (2001 to 2286); bigger ones are counts
+        datetime.fromtimestamp(n, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        for n in nums
+        if 1e9 < n < 1e10
     }
     checked = 0
     for stamp in re.findall(STAMP, text):

@@ -37,6 +37,7 @@ from controller.detect.alert import Alert
 from controller.detect.base import ADDR_KEY, DetectorBase, batch_addr_keys, key_to_str
 from controller.detect.nets import batch_external, prefix16, subnet_keys
 from controller.detect.stack import register
+from netwarden.records.identity import uids
 from netwarden.records.schema import FlowFlags
 
 NS = 1_000_000_000
@@ -86,7 +87,7 @@ class BeaconDetector(DetectorBase):
     """c2_beaconing over TCP connections to external hosts."""
 
     name: ClassVar[str] = "beacon"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: pending rows carry the flows' identity (uids in evidence)
 
     MIN_CONNS = 3
     THRESHOLD = 0.8
@@ -115,7 +116,8 @@ class BeaconDetector(DetectorBase):
     @staticmethod
     def _row_dtype() -> np.dtype:
         return np.dtype([("g", _GROUP), ("gh", "<u8"), ("src_h", "<u8"), ("d24", "<u8"),
-                         ("d16", "<u8"), ("ts", "<i8"), ("ob", "<u8"), ("fid", "<u8")])  # fmt: skip
+                         ("d16", "<u8"), ("ts", "<i8"), ("ob", "<u8"), ("fid", "<u8"),
+                         ("sensor", "<u8"), ("session", "<u8")])  # fmt: skip
 
     @staticmethod
     def _h(keys: np.ndarray, salt: int = 0) -> np.ndarray:
@@ -152,6 +154,7 @@ class BeaconDetector(DetectorBase):
         g["src"], g["dst"], g["port"] = src, dst, batch["resp_port"][sel]
         rows["ts"], rows["ob"] = batch["ts_first_ns"][sel], batch["orig_bytes"][sel]
         rows["fid"] = batch["flow_id"][sel]
+        rows["sensor"], rows["session"] = batch["sensor"][sel], batch["session"][sel]
         self._rows.append(rows)
 
     @staticmethod
@@ -262,7 +265,7 @@ class BeaconDetector(DetectorBase):
             "connections; no other internal host uses this /24",
             "other_internal_hosts_same_16": max(0, p16 - 1),
             "modifiers": mods,
-            "flow_uids": [f"F{int(i):x}" for i in rows["fid"][-5:]],
+            "flow_uids": uids(rows["sensor"][-5:], rows["session"][-5:], rows["fid"][-5:]),
         }
         return Alert(
             "c2_beaconing", src, [dst], score, min(0.95, sc["total"] * (1 - 1 / n)),

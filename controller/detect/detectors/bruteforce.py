@@ -55,14 +55,14 @@ MITRE = "T1110.001"
 
 ATTEMPT_DTYPE = np.dtype(
     [("key", "V34"), ("ts_ns", "<i8"), ("first_ns", "<i8"), ("orig_bytes", "<u8"),
-     ("resp_bytes", "<u8"), ("flow_id", "<u8")]
+     ("resp_bytes", "<u8"), ("flow_id", "<u8"), ("sensor", "<u8"), ("session", "<u8")]
 )  # fmt: skip
 
 
 @register
 class BruteforceDetector(DetectorBase):
     name: ClassVar[str] = "bruteforce"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: attempts carry the flows' identity (uids in evidence)
 
     FAST_S = 60.0
     FAST_COUNT = 6
@@ -114,6 +114,7 @@ class BruteforceDetector(DetectorBase):
         rows["orig_bytes"] = f["orig_bytes"]
         rows["resp_bytes"] = f["resp_bytes"]
         rows["flow_id"] = f["flow_id"]
+        rows["sensor"], rows["session"] = f["sensor"], f["session"]
         self.att = np.concatenate([self.att, rows])
         cut = self.now_ns - int(self.SLOW_S * NS)
         if self.att["ts_ns"].min() < cut:
