@@ -34,6 +34,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from netwarden.records import render
+from netwarden.records.arrowbuf import (
+    fixed_bytes,
+    numpy_array,
+    string_array,
+    text_scalar,
+)
 from netwarden.records.identity import uid_bytes
 from netwarden.records.schema import (
     DECAY_HALF_LIVES,
@@ -56,16 +62,16 @@ Arrays = list[tuple[str, pa.Array]]
 
 
 def _num(values: np.ndarray) -> pa.Array:
-    return pa.array(np.ascontiguousarray(values))
+    return numpy_array(values)
 
 
 def _texts(values: np.ndarray) -> pa.Array:
     """NUL-padded fixed-width bytes (``S<n>``) as strings (invalid UTF-8 replaced)."""
-    arr = pa.array(values, type=pa.binary())
+    arr = fixed_bytes(values)
     try:
         return arr.cast(pa.string())
     except pa.ArrowInvalid:
-        return pa.array([b.decode("utf-8", "replace") for b in values.tolist()], pa.string())
+        return string_array([b.decode("utf-8", "replace") for b in values.tolist()])
 
 
 def _mapped(raw: np.ndarray, is_v4: np.ndarray) -> np.ndarray:
@@ -88,7 +94,7 @@ def fixed_width(col: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
     """A string column as an ``(n, width)`` uint8 array: each value's bytes, cut at ``width``,
     NUL padded (null -> empty)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    arr = pc.fill_null(arr, "").cast(pa.binary())
+    arr = pc.fill_null(arr, text_scalar("")).cast(pa.binary())
     n = len(arr)
     out = np.zeros((n, width), np.uint8)
     if not n or arr.buffers()[2] is None:
@@ -111,14 +117,17 @@ def _parse_macs(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _ts(ns: np.ndarray) -> pa.Array:
-    return pa.array(np.ascontiguousarray(ns) // 1000, TS_TYPE)
+    """Microsecond timestamps over the int64 buffer (``pa.array(..., timestamp)`` would import
+    pandas, a fifth of a second at every start, for a conversion that is only a view)."""
+    us = np.ascontiguousarray(ns, np.int64) // 1000
+    return pa.Array.from_buffers(TS_TYPE, len(us), [None, pa.py_buffer(us)])
 
 
 def _names(values: np.ndarray, names: Sequence[str | None]) -> pa.Array:
     """Enum codes as their names (null for a code with no name)."""
-    table = pa.array(list(names) + [None], pa.string())
+    table = string_array([*names, None])
     idx = np.minimum(np.asarray(values, np.int64), len(names))
-    return pc.take(table, pa.array(idx))
+    return pc.take(table, numpy_array(idx))
 
 
 def _codes(col: pa.ChunkedArray, names: Sequence[str | None]) -> np.ndarray:
@@ -239,7 +248,7 @@ def bits(field: str, flags: Any) -> Column:
 
     def enc(r: np.ndarray) -> Arrays:
         v = r[field]
-        return [(nm, pa.array((v & bit) != 0)) for nm, bit in members]
+        return [(nm, numpy_array((v & bit) != 0)) for nm, bit in members]
 
     def dec(t: pa.Table, out: np.ndarray) -> None:
         acc = np.zeros(len(out), np.int64)
@@ -277,7 +286,7 @@ def prefix_list(field: str, length: str) -> Column:
         keep = np.arange(v.shape[1]) < n[:, None]
         offsets = np.zeros(len(r) + 1, np.int32)
         np.cumsum(n, out=offsets[1:])
-        return [(field, pa.ListArray.from_arrays(pa.array(offsets), _num(v[keep])))]
+        return [(field, pa.ListArray.from_arrays(numpy_array(offsets), _num(v[keep])))]
 
     def dec(t: pa.Table, out: np.ndarray) -> None:
         col = t.column(field).combine_chunks()
@@ -296,9 +305,7 @@ def derived(name: str, make: Callable[[np.ndarray], pa.Array]) -> Column:
 
 
 def _uid(r: np.ndarray) -> pa.Array:
-    return pa.array(uid_bytes(r["sensor"], r["session"], r["flow_id"]), pa.binary()).cast(
-        pa.string()
-    )
+    return fixed_bytes(uid_bytes(r["sensor"], r["session"], r["flow_id"])).cast(pa.string())
 
 
 def _parent_uid(r: np.ndarray) -> pa.Array:
@@ -307,12 +314,12 @@ def _parent_uid(r: np.ndarray) -> pa.Array:
     rows = np.flatnonzero(parent != 0)
     out = np.zeros(len(parent), "S18")
     out[rows] = uid_bytes(r["sensor"][rows], r["session"][rows], parent[rows])
-    return pa.array(out, pa.binary(), mask=parent == 0).cast(pa.string())
+    return fixed_bytes(out, mask=parent == 0).cast(pa.string())
 
 
 def _duration(r: np.ndarray) -> pa.Array:
     """Seconds between first and last packet, at microsecond precision (as Zeek)."""
-    return pa.array((r["ts_last_ns"] // 1000 - r["ts_first_ns"] // 1000) / 1e6)
+    return numpy_array((r["ts_last_ns"] // 1000 - r["ts_first_ns"] // 1000) / 1e6)
 
 
 def _identity() -> list[Column]:

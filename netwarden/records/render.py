@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from netwarden.records.arrowbuf import numpy_array, string_array
+
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _COLON, _DOT, _ZERO = ord(":"), ord("."), ord("0")
 
@@ -103,10 +105,10 @@ def ip_text(raw: np.ndarray, is_v4: np.ndarray) -> pa.Array:
         fix = np.zeros(len(six), bool)
         fix[mapped] = True
         own_text = [str(ipaddress.IPv6Address(six[i].tobytes())) for i in mapped]
-        six_text = pc.replace_with_mask(six_text, pa.array(fix), pa.array(own_text, pa.string()))
+        six_text = pc.replace_with_mask(six_text, numpy_array(fix), string_array(own_text))
     mask = np.zeros(len(raw), bool)
     mask[v6] = True
-    return pc.replace_with_mask(text, pa.array(mask), six_text)
+    return pc.replace_with_mask(text, numpy_array(mask), six_text)
 
 
 def mac_text(raw: np.ndarray) -> pa.Array:

@@ -11,6 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from netwarden.records.arrowbuf import (
+    int64_values,
+    numpy_array,
+    numpy_values,
+    string_array,
+    text_scalar,
+)
 from netwarden.records.render import iso_text
 
 
@@ -42,7 +49,7 @@ def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 def uints(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """An unsigned integer column (no nulls) as a ``join_rows`` piece."""
-    return np.ascontiguousarray(col.to_numpy(), dtype=np.uint64)
+    return np.ascontiguousarray(numpy_values(col), dtype=np.uint64)
 
 
 def join_rows(pieces: list[Piece], n: int) -> Iterator[bytes | pa.Buffer]:
@@ -80,17 +87,17 @@ def join_rows(pieces: list[Piece], n: int) -> Iterator[bytes | pa.Buffer]:
 
 
 def _arrow_join(literals: list[str], columns: list[pa.Array | np.ndarray], n: int) -> pa.Array:
-    parts: list[pa.Array | str] = []
+    parts: list[pa.Array | pa.Scalar] = []
     for lit, col in zip(literals, [*columns, None], strict=True):
         if lit:
-            parts.append(lit)
+            parts.append(text_scalar(lit))
         if isinstance(col, np.ndarray):
-            parts.append(pa.array(col).cast(pa.string()))
+            parts.append(numpy_array(col).cast(pa.string()))
         elif col is not None:
             parts.append(col)
     if not any(isinstance(p, pa.Array) for p in parts):
-        parts.insert(0, pa.array([""] * n))
-    return pc.binary_join_element_wise(*parts, "")
+        parts.insert(0, string_array([""] * n))
+    return pc.binary_join_element_wise(*parts, text_scalar(""))
 
 
 @dataclass(frozen=True)
@@ -108,14 +115,15 @@ def value_pieces(col: pa.Array, style: TextStyle) -> list[Piece]:
     t = col.type
     if pa.types.is_unsigned_integer(t) and not col.null_count:
         return [uints(col)]
-    null = pa.scalar(style.null)
+    null = text_scalar(style.null)
     if pa.types.is_string(t):
         if pc.any(pc.match_substring_regex(col, style.needs_escape)).as_py():
             quoted = [style.null if v is None else style.quote(v) for v in col.to_pylist()]
-            return [pa.array(quoted, pa.string())]
+            return [string_array(quoted)]
         if not col.null_count:
             return ['"', col, '"']
-        return [pc.fill_null(pc.binary_join_element_wise('"', col, '"', ""), null)]
+        quote, empty = text_scalar('"'), text_scalar("")
+        return [pc.fill_null(pc.binary_join_element_wise(quote, col, quote, empty), null)]
     text = pc.cast(col, pa.string())
     if pa.types.is_floating(t) and not pc.all(pc.is_finite(col)).as_py():
         text = pc.if_else(pc.is_finite(col), text, null)
@@ -124,13 +132,13 @@ def value_pieces(col: pa.Array, style: TextStyle) -> list[Piece]:
 
 def list_text(col: pa.Array) -> pa.Array:
     """A list column as ``[a,b,c]`` text."""
-    inner = pc.binary_join(col.cast(pa.list_(pa.string())), ",")
-    return pc.binary_join_element_wise("[", inner, "]", "")
+    inner = pc.binary_join(col.cast(pa.list_(pa.string())), text_scalar(","))
+    return pc.binary_join_element_wise(text_scalar("["), inner, text_scalar("]"), text_scalar(""))
 
 
 def time_text(col: pa.Array) -> pa.Array:
     """A ``timestamp[us, UTC]`` column as ISO 8601 text (``...T12:00:00.123456Z``)."""
-    return iso_text(col.cast(pa.int64()).to_numpy(zero_copy_only=False))
+    return iso_text(int64_values(col))
 
 
 def for_text(batch: pa.RecordBatch) -> pa.RecordBatch:

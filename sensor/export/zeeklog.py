@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from netwarden.records.arrowbuf import int64_values, numpy_array, text_scalar
 from sensor.export.sink import Sink, TextWriter
 from sensor.export.textcols import Piece, join_rows, uints
 
@@ -76,26 +77,26 @@ CONN_COLUMNS = (
 
 
 def _str(col: pa.Array | np.ndarray) -> pa.Array:
-    return pc.cast(col, pa.string())
+    return pc.cast(numpy_array(col) if isinstance(col, np.ndarray) else col, pa.string())
 
 
 def interval(us: np.ndarray) -> pa.Array:
     """Microseconds as Zeek's ``seconds.micros`` text."""
     frac = pc.utf8_lpad(_str(us % 1_000_000), width=6, padding="0")
-    return pc.binary_join_element_wise(_str(us // 1_000_000), frac, ".")
+    return pc.binary_join_element_wise(_str(us // 1_000_000), frac, text_scalar("."))
 
 
 def conn_columns(batch: pa.RecordBatch) -> list[Piece]:
     """The conn.log fields of each flow, as text columns (or one text for every row) in
     ``CONN_FIELDS`` order."""
-    ts = batch.column("ts").cast(pa.int64()).to_numpy()
+    ts = int64_values(batch.column("ts"))
     # Zeek reads captures at microsecond precision, so durations are differences of
     # microsecond stamps; a flow of one instant has no duration and no byte counts.
-    dur = batch.column("ts_last").cast(pa.int64()).to_numpy() - ts
-    has_dur = pa.array(dur > 0)
+    dur = int64_values(batch.column("ts_last")) - ts
+    has_dur = numpy_array(dur > 0)
 
     def timed(col: pa.Array) -> pa.Array:
-        return pc.if_else(has_dur, col, pa.scalar(UNSET))
+        return pc.if_else(has_dur, col, text_scalar(UNSET))
 
     history = batch.column("history")
     return [
@@ -110,14 +111,14 @@ def conn_columns(batch: pa.RecordBatch) -> list[Piece]:
         timed(interval(dur)),
         timed(_str(batch.column("orig_bytes"))),
         timed(_str(batch.column("resp_bytes"))),
-        pc.fill_null(batch.column("conn_state"), UNSET),
+        pc.fill_null(batch.column("conn_state"), text_scalar(UNSET)),
         UNSET,
         UNSET,
         uints(batch.column("missed_bytes")),
-        pc.if_else(pc.equal(history, ""), pa.scalar(UNSET), history),
+        pc.if_else(pc.equal(history, text_scalar("")), text_scalar(UNSET), history),
         *[uints(batch.column(f)) for f in ("orig_pkts", "orig_ip_bytes", "resp_pkts")],
         uints(batch.column("resp_ip_bytes")),
-        pc.fill_null(batch.column("parent_uid"), UNSET),
+        pc.fill_null(batch.column("parent_uid"), text_scalar(UNSET)),
         uints(batch.column("ip_proto")),
     ]
 

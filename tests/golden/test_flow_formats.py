@@ -140,6 +140,24 @@ def test_import_netwarden_stays_light() -> None:
     assert out == ["False", "False"]
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_flows_never_loads_pandas(zeek_corpus: Path, tmp_path: Path, fmt: str) -> None:
+    """pyarrow imports pandas, when installed, at its first ``pa.array``/``pa.scalar``/
+    ``to_numpy``: a fifth of a second of every ``netwarden flows`` run, for nothing. The
+    writers build their arrays from buffers (netwarden/records/arrowbuf.py) instead."""
+    pytest.importorskip("pandas")
+    trace = zeek_corpus / "gre_sample" / "trace.pcap"  # tunnelled flows: parent uids
+    code = (
+        "import sys\nfrom netwarden.cli import main\n"
+        f"rc = main(['flows', '--format', {fmt!r}, '-o', {str(tmp_path / 'out')!r}, {str(trace)!r}])\n"
+        "print(rc, 'pandas' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          check=False)  # fmt: skip
+    assert proc.stdout.split() == ["0", "False"], proc.stderr
+    assert (tmp_path / "out").stat().st_size > 0
+
+
 def test_read_flows_bad_input(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="absent.pcap"):
         netwarden.read_flows(tmp_path / "absent.pcap")
