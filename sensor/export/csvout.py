@@ -24,7 +24,7 @@ def _quote(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-CSV = TextStyle("", '"', _quote)
+CSV = TextStyle("", b'"', _quote)
 
 
 def csv_header(batch: pa.RecordBatch) -> bytes:

@@ -15,7 +15,7 @@ from sensor.export.sink import TextWriter
 from sensor.export.textcols import Piece, TextStyle, for_text, join_rows, value_pieces
 
 #: JSON strings escape quotes, backslashes and control characters.
-JSON = TextStyle("null", r'[\x00-\x1f"\\]', json.dumps)
+JSON = TextStyle("null", bytes(range(32)) + b'"\\', json.dumps)
 
 
 def json_lines(batch: pa.RecordBatch) -> Iterator[bytes | pa.Buffer]:

@@ -3,6 +3,7 @@ Python loop per row) and handed to the file in chunks of a few MB."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -103,11 +104,25 @@ def _arrow_join(literals: list[str], columns: list[pa.Array | np.ndarray], n: in
 @dataclass(frozen=True)
 class TextStyle:
     """How a text format writes values: ``null`` for a missing value (and a non-finite
-    float); strings in double quotes, those matching ``needs_escape`` through ``quote``."""
+    float); strings in double quotes, those holding a byte of ``needs_escape`` through
+    ``quote``."""
 
     null: str
-    needs_escape: str
+    needs_escape: bytes
     quote: Callable[[str], str]
+
+    @functools.cached_property
+    def escape_table(self) -> np.ndarray:
+        table = np.zeros(256, bool)
+        table[np.frombuffer(self.needs_escape, np.uint8)] = True
+        return table
+
+
+def holds_any(col: pa.Array, table: np.ndarray) -> bool:
+    """Whether any value of a string column holds a byte marked in ``table`` (a scan of its
+    data buffer: no regular expression, no Python object per value)."""
+    data = np.frombuffer(string_bytes(col), np.uint8)
+    return bool(table[data].any()) if len(data) else False
 
 
 def value_pieces(col: pa.Array, style: TextStyle) -> list[Piece]:
@@ -117,7 +132,7 @@ def value_pieces(col: pa.Array, style: TextStyle) -> list[Piece]:
         return [uints(col)]
     null = text_scalar(style.null)
     if pa.types.is_string(t):
-        if pc.any(pc.match_substring_regex(col, style.needs_escape)).as_py():
+        if holds_any(col, style.escape_table):
             quoted = [style.null if v is None else style.quote(v) for v in col.to_pylist()]
             return [string_array(quoted)]
         if not col.null_count:

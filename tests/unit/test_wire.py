@@ -84,12 +84,18 @@ def test_split_batches_copies_only_across_parts() -> None:
     recs = np.arange(3300, dtype=np.int64).view(np.dtype([("x", "<i8")]))
     parts = [recs[:1000], recs[1000:1100], recs[1100:3300]]
     out, tail = split_batches(parts, 1024, keep_tail=True)
-    assert [len(c) for c in out] == [1024, 1024, 1024] and sum(len(t) for t in tail) == 228
+    # 1000 records (at least half a batch) go as they are; the 100 after them are joined
+    # with the next part's head; the last 252 wait for more
+    assert [len(c) for c in out] == [1000, 1024, 1024] and [len(t) for t in tail] == [252]
     assert np.array_equal(np.concatenate(out + tail)["x"], recs["x"])  # order kept
-    assert not np.shares_memory(out[0], recs)  # spans the first two parts: joined
-    assert np.shares_memory(out[2], recs)  # whole messages inside a part are views
+    assert np.shares_memory(out[0], recs) and np.shares_memory(out[2], recs)  # views
+    assert not np.shares_memory(out[1], recs)  # spans two parts: joined
     out, tail = split_batches(parts, 1024, keep_tail=False)
-    assert [len(c) for c in out] == [1024, 1024, 1024, 228] and tail == []
+    assert [len(c) for c in out] == [1000, 1024, 1024, 252] and tail == []
+    out, tail = split_batches([recs[:10], recs[10:20], recs[20:1100]], 1024, keep_tail=True)
+    assert [len(c) for c in out] == [1024] and [len(t) for t in tail] == [76]
+    assert np.array_equal(out[0]["x"], recs["x"][:1024])
+    assert all(len(c) <= 1024 for c in out)
 
 
 def test_time_span_comes_from_the_records() -> None:
