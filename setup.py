@@ -7,12 +7,13 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 # Every sensor/**/_*.pyx is one extension module named after its path
-# (sensor/engine/_fastpath.pyx -> sensor.engine._fastpath). records.h is the shared schema.
+# (sensor/_fastpath.pyx -> sensor._fastpath; its parts are the .pxi files of sensor/engine/,
+# where its C headers live too). records.h is the shared schema.
 extensions = [
     Extension(
         ".".join(path.with_suffix("").parts),
         [str(path)],
-        include_dirs=[numpy.get_include(), str(path.parent), "netwarden/records"],
+        include_dirs=[numpy.get_include(), str(path.parent), "sensor/engine", "netwarden/records"],
         extra_compile_args=["-O3", "-Wno-unused-function", "-Wno-unreachable-code"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

@@ -18,11 +18,11 @@ MALFORMED_CORPUS = CORPUS / "malformed"
 def c_backend_missing() -> str | None:
     """Why the compiled backend cannot be tested, or None when it can."""
     try:
-        mod = importlib.import_module("sensor.engine._fastpath")
+        mod = importlib.import_module("sensor._fastpath")
     except ImportError as exc:
-        return f"sensor.engine._fastpath not built ({exc})"
+        return f"sensor._fastpath not built ({exc})"
     if not hasattr(mod, "FlowEngine"):
-        return "sensor.engine._fastpath has no FlowEngine yet"
+        return "sensor._fastpath has no FlowEngine yet"
     return None
 
 

@@ -25,7 +25,7 @@ import os
 from types import ModuleType
 
 BACKEND_ENV = "NETWARDEN_BACKEND"
-BACKENDS = {"c": "sensor.engine._fastpath", "py": "sensor.engine.reference.fastpath"}
+BACKENDS = {"c": "sensor._fastpath", "py": "sensor.engine.reference.fastpath"}
 
 
 def pick_backend(

@@ -20,8 +20,8 @@ import generate
 
 @pytest.mark.parametrize("backend", ["py", "c"])
 def test_replay_reports_flows_telemetry_and_the_scanner(demo_pcap: Path, backend: str) -> None:
-    if backend == "c" and not hasattr(pytest.importorskip("sensor.engine._fastpath"), "FlowEngine"):
-        pytest.skip("compiled flow engine (sensor.engine._fastpath.FlowEngine) is not built")
+    if backend == "c" and not hasattr(pytest.importorskip("sensor._fastpath"), "FlowEngine"):
+        pytest.skip("compiled flow engine (sensor._fastpath.FlowEngine) is not built")
     proc = subprocess.run(
         [sys.executable, "-m", "netwarden", "replay", "--json", "--backend", backend,
          str(demo_pcap)],

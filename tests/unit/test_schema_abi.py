@@ -15,7 +15,7 @@ from netwarden.records import schema
 ROOT = Path(__file__).resolve().parents[2]
 
 fastpath = pytest.importorskip(
-    "sensor.engine._fastpath", reason="compiled module not built (make build)"
+    "sensor._fastpath", reason="compiled module not built (make build)"
 )
 if not hasattr(fastpath, "check_record_layouts"):
     pytest.skip("compiled module has no layout check", allow_module_level=True)
@@ -96,7 +96,7 @@ def test_import_refuses_a_mismatched_schema() -> None:
         "    [(n, '<u4' if n == 'orig_pkts' else dt.fields[n][0]) for n in dt.names], align=True)\n"
         "from netwarden.errors import SchemaError\n"
         "try:\n"
-        "    import sensor.engine._fastpath\n"
+        "    import sensor._fastpath\n"
         "except SchemaError as exc:\n"
         "    print('refused:', exc)\n"
         "else:\n"

@@ -1,6 +1,6 @@
 """Pure-Python reference flow engine: the slow, obvious specification of the semantics.
 
-Same API as the compiled ``sensor.engine._fastpath`` (see ``sensor/engine/__init__.py``). This
+Same API as the compiled ``sensor._fastpath`` (see ``sensor/engine/__init__.py``). This
 module is the Python boundary (twin of api.pxi): ``FlowEngine`` is assembled from one mixin per
 job, each in the module named like the compiled engine's .pxi file it mirrors: ``engine``
 (packet path, constants), ``timers``, ``flowtable``, ``frag``, ``wifi``, ``tunnels``,

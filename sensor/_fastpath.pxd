@@ -1,5 +1,5 @@
 # cython: language_level=3
-# Table of contents of sensor/engine/_fastpath.pyx, the compiled flow engine: every C struct
+# Table of contents of sensor/_fastpath.pyx, the compiled flow engine: every C struct
 # it works on (with the constants that size them), file by file in include order. The
 # functions and the protocol constants live in the .pxi files named in each heading; their
 # Python twins in sensor/engine/reference/.
@@ -9,7 +9,7 @@
 #   pcapread.pxi   pcap / pcapng reader over an mmap (zero copy; its state stays there)
 #   api.pxi        FlowEngine, the Python boundary (declared at the end)
 
-include "cdefs.pxi"
+include "engine/cdefs.pxi"
 
 # ---- decode.pxi: link, L2, IP and tunnel header decoders -------------------------
 ctypedef Py_ssize_t ssz
