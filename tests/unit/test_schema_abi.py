@@ -14,9 +14,7 @@ from netwarden.records import schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
-fastpath = pytest.importorskip(
-    "sensor._fastpath", reason="compiled module not built (make build)"
-)
+fastpath = pytest.importorskip("sensor._fastpath", reason="compiled module not built (make build)")
 if not hasattr(fastpath, "check_record_layouts"):
     pytest.skip("compiled module has no layout check", allow_module_level=True)
 
