@@ -45,9 +45,10 @@ class FlowSource:
     def __init__(self, engine: Any) -> None:
         import numpy as np
 
-        from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE
+        from netwarden.records.schema import ARP_DTYPE, FLOW_DTYPE, copy_records
 
         self.engine = engine
+        self._copy = copy_records
         self._out = (("flow", np.zeros(4096, FLOW_DTYPE), engine.drain_flows),
                      ("arp", np.zeros(1024, ARP_DTYPE), engine.drain_arp))  # fmt: skip
 
@@ -66,7 +67,7 @@ class FlowSource:
             while True:
                 n = int(drain(buf))
                 if n:
-                    out.append((kind, buf[:n].copy()))  # buf is reused: hand out a copy
+                    out.append((kind, self._copy(buf[:n])))  # buf is reused: hand out a copy
                 if n < len(buf):
                     break
         return out

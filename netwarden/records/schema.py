@@ -396,6 +396,15 @@ def padding_runs(dt: np.dtype) -> tuple[tuple[int, int], ...]:
     return tuple((int(r[0]), len(r)) for r in np.split(free, breaks))
 
 
+def copy_records(records: np.ndarray) -> np.ndarray:
+    """A copy of a C-contiguous records array, byte for byte. ``records.copy()`` copies a
+    structured array field by field, which leaves the padding bytes of the new memory
+    uninitialised: records handed on must compare, hash and archive the same every time."""
+    out = np.empty(len(records), records.dtype)
+    out.view(np.uint8)[...] = np.ascontiguousarray(records).view(np.uint8)
+    return out
+
+
 def record_bytes(records: np.ndarray) -> bytes | bytearray:
     """The bytes of ``records`` as they go on the bus and into the archive.
 

@@ -15,6 +15,7 @@ from libc.string cimport memcmp, memcpy, memset
 import numpy as np
 
 from netwarden.records.schema import (
+    copy_records,
     check_layout,
     DECAY_HALF_LIVES, FLOW_INTERVAL_HALF_LIFE, HOST_DTYPE, PAIR_DTYPE, PKTSUM_DTYPE,
     PktEvent, TelemetryFlags,
@@ -356,7 +357,7 @@ cdef class HostTelemetry:
             cap = max(2 * (self.hn + hneed), 1024)
             new = np.empty(cap, HOST_DTYPE)  # every record is cleared when written
             if self._hbuf is not None and self.hn:
-                new[:self.hn] = self._hbuf[:self.hn]
+                new.view(np.uint8)[:self.hn * self.hsize] = self._hbuf[:self.hn].view(np.uint8)
             self._hbuf = new
             self.hcap = cap
             self.hout = <uint8_t *><size_t>new.ctypes.data
@@ -364,7 +365,7 @@ cdef class HostTelemetry:
             cap = max(2 * (self.pn + pneed), 1024)
             new = np.empty(cap, PAIR_DTYPE)
             if self._pbuf is not None and self.pn:
-                new[:self.pn] = self._pbuf[:self.pn]
+                new.view(np.uint8)[:self.pn * self.psize] = self._pbuf[:self.pn].view(np.uint8)
             self._pbuf = new
             self.pcap = cap
             self.pout = <uint8_t *><size_t>new.ctypes.data
@@ -376,7 +377,7 @@ cdef class HostTelemetry:
         cdef Py_ssize_t n = self.pn if which else self.hn
         cdef Py_ssize_t cap = self.pcap if which else self.hcap
         if n * 8 < cap:
-            return buf[:n].copy()
+            return copy_records(buf[:n])
         new = np.empty(cap, buf.dtype)
         if which:
             self._pbuf = new
