@@ -104,7 +104,7 @@ def table(best: dict[str, dict[str, float]], packets: int) -> str:
         size = f"{r['bytes'] / 1e6:.1f}" if "bytes" in r else "-"
         lines.append(
             f"| {name} | {r['wall']:.2f} | {packets / r['wall'] / 1e6:.2f} M | "
-            f"{bare['wall'] / r['wall']:.2f} | {engine['wall'] / r['wall']:.2f} | "
+            f"{bare['wall'] / r['wall']:.3f} | {engine['wall'] / r['wall']:.2f} | "
             f"{r['min_cpu']:.2f} | {bare['min_cpu'] / r['min_cpu']:.2f} | {size} |"
         )
     return "\n".join(lines)
@@ -127,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     slow = [f for f in FORMATS if best["bare-c"]["wall"] / best[f]["wall"] < TARGET]
     if "--no-readme" not in (argv if argv is not None else sys.argv[1:]):
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        busy = ": other work was running" if load >= 1.0 else ""
         write_readme(
             f"### Flow export end to end ({stamp}, {os.cpu_count()} cores, load average "
-            f"{load:.1f} at the start: other work was running)\n\n"
+            f"{load:.1f} at the start{busy})\n\n"
             f"`python -m benchmarks.run bench_export`: `netwarden flows --format X -o FILE` "
             f"on `genpcap.py` {sp}, each a process timed from start to exit, against a bare "
             "C flow loop (`benchmarks/bare_flow_loop.c`, `cc -O2`: decode, 5-tuple hash "
