@@ -125,11 +125,30 @@ def holds_any(col: pa.Array, table: np.ndarray) -> bool:
     return bool(table[data].any()) if len(data) else False
 
 
+#: Below these, a whole float's shortest text (Arrow's cast) is its integer's digits.
+_PLAIN_BELOW = {"double": 1e10, "float": 1e7}
+
+
+def whole_floats(col: pa.Array) -> np.ndarray | None:
+    """A float column whose values are all whole, non-negative and small enough to print
+    without an exponent, as unsigned integers (joined in C: the same text as Arrow's cast,
+    at a fraction of its cost); None for any other column."""
+    bound = _PLAIN_BELOW.get(str(col.type))
+    if bound is None or col.null_count or not len(col):
+        return None
+    v = numpy_values(col)
+    if not ((v >= 0) & (v < bound) & (v == np.floor(v))).all() or np.signbit(v).any():
+        return None
+    return v.astype(np.uint64)
+
+
 def value_pieces(col: pa.Array, style: TextStyle) -> list[Piece]:
     """Each value of a column as text of ``style``, as ``join_rows`` pieces."""
     t = col.type
     if pa.types.is_unsigned_integer(t) and not col.null_count:
         return [uints(col)]
+    if (whole := whole_floats(col)) is not None:
+        return [whole]
     null = text_scalar(style.null)
     if pa.types.is_string(t):
         if holds_any(col, style.escape_table):

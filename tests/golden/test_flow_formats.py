@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -266,3 +267,21 @@ def test_integers_and_text_joined_like_python(monkeypatch: pytest.MonkeyPatch) -
     assert joined() == want
     monkeypatch.setitem(sys.modules, "sensor.export._rows", None)  # Arrow's join
     assert joined() == want
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_whole_floats_print_as_arrow_prints_them(dtype: type) -> None:
+    """Whole float columns go through the integer path: the same text as Arrow's cast, up to
+    the largest whole value that prints without an exponent; any other column is Arrow's."""
+    bound = {np.float64: 10**10, np.float32: 10**7}[dtype]
+    rng = np.random.default_rng(7)
+    whole = np.concatenate([[0, 1, 9, 10, 40, bound - 1], rng.integers(0, bound, 5000)])
+    col = pa.array(whole.astype(dtype))
+    fast = textcols.whole_floats(col)
+    assert fast is not None
+    assert [str(v) for v in fast.tolist()] == pc.cast(col, pa.string()).to_pylist()
+    for other in ([1.5, 2.0], [-1.0, 2.0], [-0.0, 1.0], [float(bound), 1.0], [np.nan, 1.0],
+                  [np.inf, 1.0]):  # fmt: skip
+        assert textcols.whole_floats(pa.array(np.array(other, dtype))) is None, other
+    assert textcols.whole_floats(pa.array([1.0, None], pa.float64())) is None
+    assert textcols.whole_floats(pa.array([1, 2], pa.int64())) is None
