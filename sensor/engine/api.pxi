@@ -29,6 +29,10 @@ cdef void eng_flush(eng_t* e) noexcept nogil:
     fs_clear(&e.frags)
 
 
+cdef enum:
+    PKT_PREFETCH = 8  # packets ahead whose first two cache lines are prefetched
+
+
 cdef void eng_feed(eng_t* e, const uint8_t* base, size_t size, Py_ssize_t count,
                    const uint64_t* offs, const uint32_t* caps, const uint32_t* wires,
                    const int64_t* tss, const uint16_t* lts, const uint8_t* ifs,
@@ -37,7 +41,15 @@ cdef void eng_feed(eng_t* e, const uint8_t* base, size_t size, Py_ssize_t count,
     cdef uint64_t off
     cdef ssz cap, wire
     cdef int64_t ts
+    cdef uint64_t ahead
     for i in range(count):
+        # The headers of a packet a few ahead are loaded while this one is worked on: the
+        # reader touched them a whole batch ago, so they are usually out of the near caches.
+        if i + PKT_PREFETCH < count:
+            ahead = offs[i + PKT_PREFETCH]
+            if ahead + 128 <= size:
+                prefetch(base + ahead)
+                prefetch(base + ahead + 64)
         ts = tss[i]
         off = offs[i]
         cap = caps[i]

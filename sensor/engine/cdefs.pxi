@@ -14,10 +14,12 @@ cdef extern from *:
     #define nw_bswap16(x) __builtin_bswap16(x)
     #define nw_bswap32(x) __builtin_bswap32(x)
     #define nw_bswap64(x) __builtin_bswap64(x)
+    #define nw_prefetch(p) __builtin_prefetch(p)
     """
     uint16_t bswap16 "nw_bswap16"(uint16_t) nogil
     uint32_t bswap32 "nw_bswap32"(uint32_t) nogil
     uint64_t bswap64 "nw_bswap64"(uint64_t) nogil
+    void prefetch "nw_prefetch"(const void *) nogil
     # GCC/Clang's 128-bit integer, for timestamp arithmetic that must not overflow; Cython
     # only needs a name for it (declared as a wide signed integer).
     ctypedef long long __int128 "__int128"
