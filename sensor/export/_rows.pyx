@@ -112,3 +112,41 @@ def join_rows(Py_ssize_t start, Py_ssize_t stop, list literals, list kinds, list
         free(kind)
         free(lit)
         free(lit_len)
+
+
+def uint_lists(const int32_t[::1] offsets, const uint64_t[::1] values):
+    """Lists of unsigned integers as ``[a,b,c]`` text: (int32 offsets, bytes) of a string
+    array with one value per list; list ``i`` holds ``values[offsets[i]:offsets[i + 1]]``."""
+    cdef Py_ssize_t n = offsets.shape[0] - 1, i, j, pos = 0, total = 0
+    if n < 0:
+        raise ValueError("offsets must hold at least one entry")
+    if offsets[0] < 0 or offsets[n] > values.shape[0]:
+        raise ValueError("offsets outside the values")
+    for i in range(n):
+        if offsets[i + 1] < offsets[i]:
+            raise ValueError("offsets must not decrease")
+    out_off = bytearray(4 * (n + 1))
+    cdef int32_t *oo = <int32_t *><char *>out_off
+    with nogil:
+        for i in range(n):
+            total += 2 + (offsets[i + 1] - offsets[i] - 1 if offsets[i + 1] > offsets[i] else 0)
+            for j in range(offsets[i], offsets[i + 1]):
+                total += _digits(values[j])
+    if total > 0x7FFFFFFF:
+        raise OverflowError("list text over 2 GiB")
+    data = PyBytes_FromStringAndSize(NULL, total)
+    cdef char *dst = PyBytes_AS_STRING(data)
+    with nogil:
+        for i in range(n):
+            oo[i] = <int32_t>pos
+            dst[pos] = b'['
+            pos += 1
+            for j in range(offsets[i], offsets[i + 1]):
+                if j > offsets[i]:
+                    dst[pos] = b','
+                    pos += 1
+                pos += _put_uint(dst + pos, values[j])
+            dst[pos] = b']'
+            pos += 1
+        oo[n] = <int32_t>pos
+    return out_off, data

@@ -3,7 +3,6 @@ Python loop per row) and handed to the file in chunks of a few MB."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -111,18 +110,12 @@ class TextStyle:
     needs_escape: bytes
     quote: Callable[[str], str]
 
-    @functools.cached_property
-    def escape_table(self) -> np.ndarray:
-        table = np.zeros(256, bool)
-        table[np.frombuffer(self.needs_escape, np.uint8)] = True
-        return table
 
-
-def holds_any(col: pa.Array, table: np.ndarray) -> bool:
-    """Whether any value of a string column holds a byte marked in ``table`` (a scan of its
-    data buffer: no regular expression, no Python object per value)."""
-    data = np.frombuffer(string_bytes(col), np.uint8)
-    return bool(table[data].any()) if len(data) else False
+def holds_any(col: pa.Array, chars: bytes) -> bool:
+    """Whether any value of a string column holds one of the bytes ``chars``: one pass of
+    ``bytes.translate`` over its data (no regular expression, no object per value)."""
+    data = string_bytes(col).to_pybytes()
+    return len(data.translate(None, chars)) != len(data)
 
 
 #: Below these, a whole float's shortest text (Arrow's cast) is its integer's digits.
@@ -151,7 +144,7 @@ def value_pieces(col: pa.Array, style: TextStyle) -> list[Piece]:
         return [whole]
     null = text_scalar(style.null)
     if pa.types.is_string(t):
-        if holds_any(col, style.escape_table):
+        if holds_any(col, style.needs_escape):
             quoted = [style.null if v is None else style.quote(v) for v in col.to_pylist()]
             return [string_array(quoted)]
         if not col.null_count:
@@ -165,7 +158,24 @@ def value_pieces(col: pa.Array, style: TextStyle) -> list[Piece]:
 
 
 def list_text(col: pa.Array) -> pa.Array:
-    """A list column as ``[a,b,c]`` text."""
+    """A list column as ``[a,b,c]`` text (lists of unsigned integers written in C)."""
+    if (
+        isinstance(col, pa.ListArray)
+        and pa.types.is_unsigned_integer(col.type.value_type)
+        and not col.null_count
+        and not col.values.null_count
+    ):
+        try:
+            from sensor.export import _rows  # type: ignore[attr-defined]
+        except ImportError:
+            pass
+        else:
+            offsets = np.ascontiguousarray(numpy_values(col.offsets), np.int32)
+            values = np.ascontiguousarray(numpy_values(col.values), np.uint64)
+            out_off, data = _rows.uint_lists(offsets, values)
+            return pa.Array.from_buffers(
+                pa.string(), len(col), [None, pa.py_buffer(out_off), pa.py_buffer(data)]
+            )
     inner = pc.binary_join(col.cast(pa.list_(pa.string())), text_scalar(","))
     return pc.binary_join_element_wise(text_scalar("["), inner, text_scalar("]"), text_scalar(""))
 

@@ -285,3 +285,23 @@ def test_whole_floats_print_as_arrow_prints_them(dtype: type) -> None:
         assert textcols.whole_floats(pa.array(np.array(other, dtype))) is None, other
     assert textcols.whole_floats(pa.array([1.0, None], pa.float64())) is None
     assert textcols.whole_floats(pa.array([1, 2], pa.int64())) is None
+
+
+def test_integer_lists_written_in_c_as_arrow_writes_them() -> None:
+    """``first_sizes``-like columns: the compiled ``[a,b,c]`` text equals Arrow's join, for
+    every unsigned width, empty lists, zeros, the largest values and sliced arrays."""
+    pytest.importorskip("sensor.export._rows")
+
+    def by_arrow(col: pa.ListArray) -> pa.Array:
+        inner = pc.binary_join(col.cast(pa.list_(pa.string())), ",")
+        return pc.binary_join_element_wise("[", inner, "]", "")
+
+    rng = np.random.default_rng(3)
+    for width in (8, 16, 32, 64):
+        lens = rng.integers(0, 6, 400)
+        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+        values = rng.integers(0, 2 ** min(width, 63), offsets[-1], dtype=np.uint64)
+        values[:2] = [0, 2**width - 1]
+        col = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(f"u{width // 8}")))
+        for part in (col, col.slice(7, 100), col.slice(0, 0)):
+            assert textcols.list_text(part).equals(by_arrow(part)), width
