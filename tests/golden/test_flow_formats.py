@@ -305,3 +305,17 @@ def test_integer_lists_written_in_c_as_arrow_writes_them() -> None:
         col = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(f"u{width // 8}")))
         for part in (col, col.slice(7, 100), col.slice(0, 0)):
             assert textcols.list_text(part).equals(by_arrow(part)), width
+
+
+def test_times_written_in_c_as_the_numpy_renderer_writes_them() -> None:
+    """ISO 8601 text of the compiled path equals ``render.iso_text`` (the one the hunts and
+    the Python fallback use), before 1970, at day and year edges and past year 9999."""
+    pytest.importorskip("sensor.export._rows")
+    from netwarden.records.render import iso_text
+
+    rng = np.random.default_rng(5)
+    edges = [0, -1, 1, 86_400 * 10**6 - 1, -62_135_596_800 * 10**6, 253_402_300_799_999_999,
+             253_402_300_800 * 10**6, 951_782_400 * 10**6, 2**62, -(2**62)]  # fmt: skip
+    us = np.concatenate([rng.integers(-(10**17), 3 * 10**17, 20_000), edges]).astype(np.int64)
+    col = pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), len(us), [None, pa.py_buffer(us)])
+    assert textcols.time_text(col).to_pylist() == iso_text(us).to_pylist()
