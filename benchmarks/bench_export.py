@@ -143,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             "- Every format converts the records to Arrow (`netwarden/records/arrow.py`; the "
             "Zeek writer only the 19 columns conn.log needs), then writes: Zeek, CSV and JSON "
             "rows are joined in C (`sensor/export/_rows.pyx`, integers formatted there), "
-            "Parquet is pyarrow's writer (zstd, no dictionary pages); conversion and writing "
-            "run on a second thread while the engine reads on.",
+            "Parquet is pyarrow's writer (zstd, no dictionary pages); conversion runs on two "
+            "threads and writing on a third while the engine reads on (batches of 8k rows, "
+            "16k for Parquet's row groups); the engine prefetches the packet eight ahead.",
             MARK_BEGIN,
             MARK_END,
         )

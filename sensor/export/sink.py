@@ -112,6 +112,16 @@ class TextWriter:
             self.sink.file().write(self.header(batch))
         return self.sink.file()
 
+    def render(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[bytes | pa.Buffer]]:
+        """A batch's text, in chunks (on any thread; ``emit`` writes it, in order)."""
+        return batch, list(self.lines(batch))
+
+    def emit(self, rendered: tuple[pa.RecordBatch, list[bytes | pa.Buffer]]) -> None:
+        batch, chunks = rendered
+        fh = self._start(batch)
+        for chunk in chunks:
+            fh.write(chunk)
+
     def write(self, batch: pa.RecordBatch) -> None:
         fh = self._start(batch)
         for chunk in self.lines(batch):

@@ -61,3 +61,34 @@ def test_a_writer_that_cannot_be_made_reaches_the_caller() -> None:
     with pytest.raises(PermissionError):  # from put() or finish(), whichever comes first
         bg.put(records(1, 0))
         bg.finish()
+
+
+class SlowRenderer(Recorder):
+    """Renders on the converting threads, some batches slower than later ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[str] = set()
+        self.emitted: list[int] = []
+
+    def render(self, batch: pa.RecordBatch) -> int:
+        import threading
+        import time
+
+        first = batch.column("flow_id")[0].as_py()
+        self.threads.add(threading.current_thread().name)
+        time.sleep(0.02 if first % 3 == 0 else 0.001)  # finish out of order
+        return int(first)
+
+    def emit(self, rendered: int) -> None:
+        self.emitted.append(rendered)
+
+
+def test_batches_render_in_parallel_and_are_emitted_in_order() -> None:
+    rec = SlowRenderer()
+    bg = BackgroundWriter(lambda: rec, depth=4, converters=2)
+    for i in range(30):
+        bg.put(records(1, i))
+    assert bg.finish() is rec
+    assert rec.emitted == list(range(30))
+    assert len(rec.threads) == 2 and all(t.startswith("flow-convert") for t in rec.threads)
