@@ -16,13 +16,20 @@ from __future__ import annotations
 import datetime as dt
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.bench_flows import BIG, CACHE, ROOT, capture, warm_page_cache, write_readme
+from benchmarks.bench_flows import (
+    BIG,
+    CACHE,
+    ROOT,
+    c_binary,
+    capture,
+    warm_page_cache,
+    write_readme,
+)
 
 FORMATS = ("zeek", "csv", "json", "parquet")
 ROUNDS = int(os.environ.get("NETWARDEN_EXPORT_ROUNDS", "3"))
@@ -40,12 +47,9 @@ def spec() -> dict[str, int]:
 
 def bare_loop() -> Path:
     """The baseline binary, rebuilt when its source changes."""
-    src = ROOT / "benchmarks" / "bare_flow_loop.c"
-    exe = CACHE / "bare_flow_loop"
-    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        cc = shutil.which("cc") or shutil.which("gcc") or "cc"
-        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True)
+    exe = c_binary("bare_flow_loop")
+    if exe is None:
+        raise RuntimeError("no C compiler (cc) for the bare flow loop baseline")
     return exe
 
 

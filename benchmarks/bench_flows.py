@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "benchmarks" / ".cache"
+
+
+def c_binary(name: str) -> Path | None:
+    """``benchmarks/NAME.c`` built with ``cc -O2`` into the cache, rebuilt when its source
+    changes; None without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    src, exe = ROOT / "benchmarks" / f"{name}.c", CACHE / name
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
 README = ROOT / "benchmarks" / "README.md"
 BIG = {"packets": 2_000_000, "flows": 100_000, "seed": 1}
 SMALL = {"packets": 100_000, "flows": 5_000, "seed": 1}

@@ -168,16 +168,9 @@ def telemetry_rates(n: int = 200_000) -> list[tuple[str, str, float]]:
 
 def blaster() -> Path | None:
     """The C sender, rebuilt when its source changes (None without a C compiler)."""
-    from benchmarks.bench_flows import CACHE
+    from benchmarks.bench_flows import c_binary
 
-    cc = shutil.which("cc") or shutil.which("gcc")
-    src, exe = REPO / "benchmarks" / "blast.c", CACHE / "blast"
-    if cc is None:
-        return None
-    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True)
-    return exe
+    return c_binary("blast")
 
 
 def _blast(veth, loops: int, pcap: Path, pin: list[str], pps: float = 0) -> tuple[int, float]:

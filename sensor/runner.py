@@ -395,6 +395,12 @@ class Outbox:
             self.add(kind, part)
 
 
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    from netwarden.records.schema import join_records
+
+    return parts[0] if len(parts) == 1 else join_records(parts)
+
+
 def split_batches(
     parts: list[np.ndarray], batch: int, keep_tail: bool
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -414,7 +420,7 @@ def split_batches(
             pn += i
             if pn < batch:
                 continue
-            out.append(join_records(pend))
+            out.append(_joined(pend))
             pend, pn = [], 0
         while len(part) - i >= batch:
             out.append(part[i : i + batch])
@@ -427,26 +433,8 @@ def split_batches(
             pn = rest
     if keep_tail or not pend:
         return out, pend
-    out.append(join_records(pend))
+    out.append(_joined(pend))
     return out, []
-
-
-def join_records(parts: list[np.ndarray]) -> np.ndarray:
-    """Record arrays of one dtype, end to end, copied as bytes (``np.concatenate`` works out
-    a common dtype field by field in Python first, and a structured copy goes field by
-    field: both cost more than the copy)."""
-    import numpy as np
-
-    if len(parts) == 1:
-        return parts[0]
-    out = np.empty(sum(len(p) for p in parts), parts[0].dtype)
-    raw = out.view(np.uint8)
-    at = 0
-    for p in parts:
-        b = np.ascontiguousarray(p).view(np.uint8)
-        raw[at : at + len(b)] = b
-        at += len(b)
-    return out
 
 
 class Capture(Protocol):

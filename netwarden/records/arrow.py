@@ -61,10 +61,6 @@ KINDS = ("flow", "host", "pair", "arp")
 Arrays = list[tuple[str, pa.Array]]
 
 
-def _num(values: np.ndarray) -> pa.Array:
-    return numpy_array(values)
-
-
 def _texts(values: np.ndarray) -> pa.Array:
     """NUL-padded fixed-width bytes (``S<n>``) as strings (invalid UTF-8 replaced)."""
     arr = fixed_bytes(values)
@@ -182,7 +178,7 @@ def plain(field: str, name: str | None = None) -> Column:
     def dec(t: pa.Table, out: np.ndarray) -> None:
         out[field] = t.column(col).to_numpy()
 
-    return Column((col,), lambda r: [(col, _num(r[field]))], dec)
+    return Column((col,), lambda r: [(col, numpy_array(r[field]))], dec)
 
 
 def time(field: str, name: str) -> Column:
@@ -264,7 +260,7 @@ def split(field: str, names: Sequence[str]) -> Column:
 
     def enc(r: np.ndarray) -> Arrays:
         v = r[field]
-        return [(nm, _num(v[:, i])) for i, nm in enumerate(names)]
+        return [(nm, numpy_array(v[:, i])) for i, nm in enumerate(names)]
 
     def dec(t: pa.Table, out: np.ndarray) -> None:
         out[field] = np.stack([t.column(nm).to_numpy() for nm in names], axis=1)
@@ -286,7 +282,7 @@ def prefix_list(field: str, length: str) -> Column:
         keep = np.arange(v.shape[1]) < n[:, None]
         offsets = np.zeros(len(r) + 1, np.int32)
         np.cumsum(n, out=offsets[1:])
-        return [(field, pa.ListArray.from_arrays(numpy_array(offsets), _num(v[keep])))]
+        return [(field, pa.ListArray.from_arrays(numpy_array(offsets), numpy_array(v[keep])))]
 
     def dec(t: pa.Table, out: np.ndarray) -> None:
         col = t.column(field).combine_chunks()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -52,6 +52,16 @@ def uints(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.ascontiguousarray(numpy_values(col), dtype=np.uint64)
 
 
+def _compiled() -> Any:
+    """``sensor.export._rows`` when built, else None (looked up at each call, so a test can
+    hide it)."""
+    try:
+        from sensor.export import _rows  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _rows
+
+
 def join_rows(pieces: list[Piece], n: int) -> Iterator[bytes | pa.Buffer]:
     """Row ``i`` of every piece concatenated, for every row, in chunks of bytes. Compiled
     (``_rows``) when built, else Arrow's element-wise join (the same bytes)."""
@@ -63,9 +73,8 @@ def join_rows(pieces: list[Piece], n: int) -> Iterator[bytes | pa.Buffer]:
         else:
             columns.append(piece.combine_chunks() if isinstance(piece, pa.ChunkedArray) else piece)
             literals.append("")
-    try:
-        from sensor.export import _rows  # type: ignore[attr-defined]
-    except ImportError:
+    _rows = _compiled()
+    if _rows is None:
         yield string_bytes(_arrow_join(literals, columns, n))
         return
     kinds: list[int] = []
@@ -159,33 +168,29 @@ def value_pieces(col: pa.Array, style: TextStyle) -> list[Piece]:
 
 def list_text(col: pa.Array) -> pa.Array:
     """A list column as ``[a,b,c]`` text (lists of unsigned integers written in C)."""
+    _rows = _compiled()
     if (
-        isinstance(col, pa.ListArray)
+        _rows is not None
+        and isinstance(col, pa.ListArray)
         and pa.types.is_unsigned_integer(col.type.value_type)
         and not col.null_count
         and not col.values.null_count
     ):
-        try:
-            from sensor.export import _rows  # type: ignore[attr-defined]
-        except ImportError:
-            pass
-        else:
-            offsets = np.ascontiguousarray(numpy_values(col.offsets), np.int32)
-            values = np.ascontiguousarray(numpy_values(col.values), np.uint64)
-            out_off, data = _rows.uint_lists(offsets, values)
-            return pa.Array.from_buffers(
-                pa.string(), len(col), [None, pa.py_buffer(out_off), pa.py_buffer(data)]
-            )
+        offsets = np.ascontiguousarray(numpy_values(col.offsets), np.int32)
+        values = numpy_values(col.values).astype(np.uint64)
+        out_off, data = _rows.uint_lists(offsets, values)
+        return pa.Array.from_buffers(
+            pa.string(), len(col), [None, pa.py_buffer(out_off), pa.py_buffer(data)]
+        )
     inner = pc.binary_join(col.cast(pa.list_(pa.string())), text_scalar(","))
     return pc.binary_join_element_wise(text_scalar("["), inner, text_scalar("]"), text_scalar(""))
 
 
 def time_text(col: pa.Array) -> pa.Array:
     """A ``timestamp[us, UTC]`` column as ISO 8601 text (``...T12:00:00.123456Z``)."""
-    us = np.ascontiguousarray(int64_values(col), np.int64)
-    try:
-        from sensor.export import _rows  # type: ignore[attr-defined]
-    except ImportError:
+    us = int64_values(col)
+    _rows = _compiled()
+    if _rows is None:
         return iso_text(us)
     offsets = np.arange(0, 27 * (len(us) + 1), 27, dtype=np.int32)
     return pa.Array.from_buffers(
