@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# numpy's OpenBLAS starts a thread per core at import, and they spin: ~0.1 CPU s of every
+# run, and a core taken from the sensor or the writers. NetWarden does no large matrix work.
+# Set before anything imports numpy; an operator's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from netwarden import __version__
 from netwarden.errors import NetWardenError
@@ -35,7 +41,9 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command`` (the word a user typed), only that command's
+    module is imported when its module registers it (start-up is part of every run)."""
     parser = argparse.ArgumentParser(
         prog="netwarden",
         description="Network sensor and response controller.",
@@ -46,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-json", action="store_true", help="log JSON lines with stable event names"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    if command in COMMAND_MODULES:
+        importlib.import_module(f"netwarden.commands.{command}").register(sub)
+        # A module that registers other names only (``evaluate`` adds ``eval``): all.
+        return parser if command in sub.choices else build_parser()
     for name in COMMAND_MODULES:
         try:
             mod = importlib.import_module(f"netwarden.commands.{name}")
@@ -57,9 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_word(argv: list[str]) -> str | None:
+    """The first word that is not an option (the subcommand), if any."""
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_word(args_in))
+    args = parser.parse_args(args_in)
     from netwarden.logs import setup
 
     setup(args.verbose, bool(args.log_json or getattr(args, "log_json_here", False)))
