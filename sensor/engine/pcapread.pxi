@@ -307,13 +307,24 @@ cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* 
         # every other block type (name resolution, statistics, custom) is skipped
 
 
+cdef enum:
+    RD_PREFETCH = 2048  # bytes ahead of the read cursor whose cache lines are prefetched
+
+
 cdef Py_ssize_t rd_fill(rd_state* s, Py_ssize_t n, uint64_t* off, uint32_t* caplen,
                         uint32_t* wirelen, int64_t* ts, uint16_t* lt, uint8_t* iface,
                         int* status) noexcept nogil:
     """Read up to n records into the arrays; status gets RD_OK, RD_END or RD_ERR."""
     cdef Py_ssize_t i = 0
     cdef int rc = RD_OK
+    cdef size_t pf = s.pos + RD_PREFETCH
     while i < n:
+        # Each record's length says where the next one starts, so reading the headers is a
+        # chain of dependent loads: one memory latency per packet unless the lines ahead
+        # are already on their way. Every line a little ahead of the cursor is asked for.
+        while pf < s.pos + RD_PREFETCH and pf < s.size:
+            prefetch(s.base + pf)
+            pf += 64
         if s.fmt == FMT_PCAP:
             rc = rd_next_pcap(s, off + i, caplen + i, wirelen + i, ts + i, lt + i, iface + i)
         else:
