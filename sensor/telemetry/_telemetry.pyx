@@ -158,6 +158,11 @@ cdef inline void hll_add(Sketch *sk, uint8_t *regs, uint64_t x) noexcept nogil:
         regs[idx] = rank
 
 
+cdef double LINEAR[HLL_M]  # m * log(m / zeros) for zeros in 1..m-1, as computed below
+for _i in range(1, HLL_M):
+    LINEAR[_i] = <double>HLL_M * log(<double>HLL_M / <double>_i)
+
+
 cdef inline uint32_t hll_estimate(double z, uint16_t zeros) noexcept nogil:
     cdef double m = HLL_M
     cdef double est
@@ -165,7 +170,7 @@ cdef inline uint32_t hll_estimate(double z, uint16_t zeros) noexcept nogil:
         return 0
     est = (0.7213 / (1.0 + 1.079 / m)) * m * m / z
     if est <= 2.5 * m and zeros > 0:
-        est = m * log(m / zeros)
+        est = LINEAR[zeros]  # linear counting: a log per estimate otherwise
     if est > 4e9:
         est = 4e9
     return <uint32_t>(est + 0.5)
