@@ -12,6 +12,7 @@ and a running controller is reached through its control socket instead.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,9 +43,11 @@ def replay_triage(alerts: list[Alert], state_dir: str | Path, config_path: str |
                      escalator=Escalator(tcfg.escalation, dry_run=True))  # fmt: skip
         esc_before = len(tri.istore.escalations())
         records: list[dict[str, Any]] = []
-        for a in ordered:
-            clock[0] = max(clock[0], a.detected_at)
-            records.extend(tri.process([a]))
+        # The alerts of one detection tick (one detection time) are one batch, as live.
+        for _, batch in itertools.groupby(ordered, key=lambda a: a.detected_at):
+            group = list(batch)
+            clock[0] = max(clock[0], group[0].detected_at)
+            records.extend(tri.process(group))
             tri.tick(clock[0])
         if end_time is not None:
             clock[0] = max(clock[0], end_time)

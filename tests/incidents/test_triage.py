@@ -83,6 +83,33 @@ def test_story_contained_through_policy(ctl: Controller, clock: Clock) -> None:
     assert r["incident_id"] == "INC-1" and r["decision"] is None  # already decided for this target
 
 
+def test_a_batch_is_one_story_rendered_once(ctl: Controller, clock: Clock) -> None:
+    """The alerts of one detection tick, given together: the same incident, decisions and
+    summary as given one by one, rendered and stored once; the decision is reported on the
+    batch's latest alert of the incident."""
+    tri = make_triage(ctl)
+    batch = [scan(), brute(), beacon()]
+    clock.t = max(a.detected_at for a in batch)
+    stored: list[str] = []
+    put = tri.istore.put_incident
+    tri.istore.put_incident = lambda inc: (stored.append(inc.id), put(inc))[1]  # type: ignore[method-assign]
+    recs = tri.process(batch)
+    assert stored == ["INC-1"]
+    assert [r["incident_id"] for r in recs] == ["INC-1"] * 3
+    assert [r["decision"] is not None for r in recs] == [False, False, True]
+    inc = tri.istore.get_incident("INC-1")
+    assert inc is not None and inc.alert_count == 3 and inc.recommendation is not None
+    assert inc.recommendation["action"] == "contain"
+    verdicts = {a["target"]: a["verdict"] for a in inc.actions if a["kind"] == "decision"}
+    assert verdicts == {ATTACKER: "act", SERVER: "pending", C2: "act"}
+    text = inc.summary["en"]  # rendered after the whole batch: it tells all of it
+    assert "port scan, then SSH brute force, then command-and-control beaconing" in text
+    assert "3 alert(s) in total" in text and text.count("Policy decided") == 3
+    # one copilot decision audited for the batch: it went straight to contain
+    decisions = [e["result"] for e in ctl.audit.entries() if e["actor"] == "copilot"]
+    assert decisions == ["contain"]
+
+
 def test_spoofed_flood_gets_victim_side_advice_not_a_ban(ctl: Controller) -> None:
     tri = make_triage(ctl)
     tri.process([flood()])
