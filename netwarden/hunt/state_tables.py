@@ -14,6 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from netwarden.records.arrowbuf import table_from_rows
+
 TS = pa.timestamp("us", tz="UTC")
 STRS = pa.list_(pa.string())
 
@@ -114,4 +116,5 @@ def load(state_dir: Path) -> dict[str, pa.Table]:
         finally:
             db.close()
     schemas = {"alerts": ALERTS, "incidents": INCIDENTS, "bans": BANS, "audit": AUDIT}
-    return {k: pa.Table.from_pylist(v, schema=schemas[k]) for k, v in rows.items()}
+    # from buffers: pa.Table.from_pylist would import pandas (half a second of every hunt)
+    return {k: table_from_rows(v, schemas[k]) for k, v in rows.items()}

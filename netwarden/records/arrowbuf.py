@@ -9,13 +9,15 @@ conversions that are views of a buffer. These build the same arrays from buffers
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 __all__ = [
-    "fixed_bytes", "int64_values", "numpy_array", "numpy_values", "string_array", "text_scalar",
+    "fixed_bytes", "int64_values", "numpy_array", "numpy_values", "string_array",
+    "table_from_rows", "text_scalar",
 ]  # fmt: skip
 
 
@@ -102,3 +104,41 @@ def fixed_bytes(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
     return pa.Array.from_buffers(
         pa.binary(), n, [bits, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))]
     )
+
+
+def _validity(values: Sequence[Any]) -> pa.Buffer | None:
+    """The validity bitmap of values where ``None`` is null (None when there is none)."""
+    if all(v is not None for v in values):
+        return None
+    return pa.py_buffer(np.packbits([v is not None for v in values], bitorder="little"))
+
+
+def python_column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
+    """Python values (``None`` -> null) of one column as an Arrow array of ``typ``: strings,
+    lists of strings, integers, floats, booleans and timestamps (given as integers in the
+    type's unit), built from buffers (``pa.array`` of Python objects would import pandas)."""
+    n = len(values)
+    if pa.types.is_string(typ):
+        return string_array([None if v is None else str(v) for v in values])
+    if pa.types.is_list(typ) and pa.types.is_string(typ.value_type):
+        offsets = np.zeros(n + 1, np.int32)
+        np.cumsum([len(v) if v is not None else 0 for v in values], out=offsets[1:])
+        flat = string_array([str(x) for v in values if v is not None for x in v])
+        return pa.Array.from_buffers(
+            typ, n, [_validity(values), pa.py_buffer(offsets)], children=[flat]
+        )
+    if pa.types.is_boolean(typ):
+        bits = np.packbits([bool(v) for v in values], bitorder="little")
+        return pa.Array.from_buffers(typ, n, [_validity(values), pa.py_buffer(bits)])
+    if pa.types.is_timestamp(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        np_type = np.dtype(np.int64) if pa.types.is_timestamp(typ) else _NUMPY_OF[str(typ)]
+        data = np.array([0 if v is None else v for v in values], dtype=np_type)
+        return pa.Array.from_buffers(typ, n, [_validity(values), pa.py_buffer(data)])
+    raise TypeError(f"no Python conversion for Arrow type {typ}")
+
+
+def table_from_rows(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts; missing keys are null) as a table of ``schema``: what
+    ``pa.Table.from_pylist`` gives for these types, without importing pandas."""
+    cols = [python_column([r.get(f.name) for r in rows], f.type) for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)

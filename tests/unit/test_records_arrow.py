@@ -141,3 +141,33 @@ def test_projection_is_a_selection_of_the_full_batch(kind: str) -> None:
     assert [n for c in arrow._columns(kind) for n in c.names] == names
     subset = names[1::3]
     assert arrow.to_batch(kind, recs, subset).equals(full.select(subset))
+
+
+def test_rows_to_a_table_as_from_pylist_without_pandas() -> None:
+    """``arrowbuf.table_from_rows`` (the hunts' alert, incident, ban and audit tables) gives
+    what ``pa.Table.from_pylist`` gives, nulls, empty lists and non-ASCII text included."""
+    import subprocess
+    import sys
+
+    from netwarden.hunt.state_tables import ALERTS, AUDIT, BANS, INCIDENTS
+    from netwarden.records.arrowbuf import table_from_rows
+
+    rows = [
+        {"id": "A-1", "victims": ["10.0.0.1", "fé80::1"], "detected_at": 1_700_000_000_123_456,
+         "score": 71.5, "confidence": None, "kind": "port_scan", "alert_count": 3, "seq": 1},
+        {"id": None, "victims": None, "detected_at": None, "score": None, "attackers": []},
+        {"id": "", "victims": [], "detected_at": 0, "score": 0.0, "risk": 99.0, "seq": None},
+    ]  # fmt: skip
+    for schema in (ALERTS, INCIDENTS, BANS, AUDIT):
+        got = table_from_rows(rows, schema)
+        got.validate(full=True)
+        assert got.equals(pa.Table.from_pylist(rows, schema=schema)), schema
+        assert table_from_rows([], schema).equals(schema.empty_table())
+    code = (
+        "import sys\nfrom netwarden.hunt.state_tables import ALERTS\n"
+        "from netwarden.records.arrowbuf import table_from_rows\n"
+        "table_from_rows([{'id': 'A-1', 'victims': ['x'], 'detected_at': 1}], ALERTS)\n"
+        "print('pandas' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
