@@ -10,7 +10,10 @@ other, the ring as shipped, on the generated 200k-packet capture of ``bench_sens
 looped: kernel drops at the sender's top speed, and the sensor's packets per CPU second (its
 CPU time from ``wait4``, less the CPU of a run that captures nothing: start-up and idle
 polling), which is the rate one fully busy core sustains; the same with 2 fanout workers
-(both on the sensor's core: per-worker rate, the figure that scales with cores). The sender
+(both on the sensor's core: per-worker rate, the figure that scales with cores). Last, the
+drop point: the receive path steered to the sensor's core (RPS, as IRQ affinity would put a
+NIC queue on its worker's core), the sender at its top speed, then bisection on its rate
+until the rate where kernel drops start is bracketed. The sender
 is ``benchmarks/blast.c`` (AF_PACKET, qdisc bypassed, sendmmsg; built with ``cc``) when a C
 compiler is there, else ``tcpreplay --topspeed`` (about 300 k packets/s at best here).
 
@@ -190,10 +193,11 @@ def _pin(cpu: int) -> list[str]:
 
 
 def run_pinned(
-    veth, tmp: Path, loops: int, pcap: Path, workers: int, cpus: tuple[int, int]
+    veth, tmp: Path, loops: int, pcap: Path, workers: int, cpus: tuple[int, int], pps: float = 0
 ) -> dict:
-    """The sensor (``workers`` fanout workers, all on ``cpus[0]``) against ``tcpreplay`` on
-    ``cpus[1]``; ``loops=0`` sends nothing (the start-up and idle cost)."""
+    """The sensor (``workers`` fanout workers, all on ``cpus[0]``) against the sender on
+    ``cpus[1]`` (at ``pps``, 0: top speed); ``loops=0`` sends nothing (the start-up and idle
+    cost)."""
     from netns_live import live_capture_command, wait_ready
 
     ready, out = tmp / f"r{time.monotonic_ns()}", tmp / f"o{time.monotonic_ns()}.npz"
@@ -204,7 +208,7 @@ def run_pinned(
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.DEVNULL)
     wait_ready(ready, proc)
     t0 = time.monotonic()
-    sent, rate = _blast(veth, loops, pcap, _pin(cpus[1])) if loops else (0, 0.0)
+    sent, rate = _blast(veth, loops, pcap, _pin(cpus[1]), pps) if loops else (0, 0.0)
     if not loops:
         time.sleep(2.0)
     proc.send_signal(signal.SIGTERM)
@@ -243,6 +247,58 @@ def ceiling(veth, tmp: Path) -> list[str]:
     return lines
 
 
+def steer_receive(veth, cpu: int) -> None:
+    """Run the receive path of the capture side (softirq: the copy into the sensor's ring)
+    on ``cpu`` (RPS), as IRQ affinity does for a NIC whose queue is pinned to the worker's
+    core. Without it a veth receives on the sender's core, which then limits the sender."""
+    mask = f"{1 << cpu:x}"
+    path = f"/sys/class/net/{veth.IF_B}/queues/rx-0/rps_cpus"
+    veth._exec(veth.ns_b, "sh", "-c", f"echo {mask} > {path}")
+
+
+def drop_point(tmp: Path) -> list[str]:
+    """The rate at which kernel drops start for one worker whose core also receives: the
+    sender at its top speed, then bisection on its rate (each run 1.6 M packets)."""
+    from benchmarks.bench_flows import capture
+
+    if blaster() is None:
+        return ["  drop point: skipped (needs a C compiler for benchmarks/blast.c)"]
+    pcap = capture({"packets": 200_000, "flows": 10_000, "seed": 1})
+    avail = sorted(os.sched_getaffinity(0))
+    cpus = (avail[0], avail[-1])
+    steps = int(os.environ.get("NETWARDEN_BENCH_DROP_STEPS", "4"))
+
+    def run(veth, pps: float) -> dict:
+        r = run_pinned(veth, tmp, 8, pcap, 1, cpus, pps)
+        r["lost"] = r["dropped"] > 0 or r["captured"] < r["sent"]
+        return r
+
+    head = (
+        f"  drop point: receive steered to the sensor's core {cpus[0]} (RPS), blast on "
+        f"core {cpus[1]}, 1 worker, ring as shipped, {pcap.name} x8"
+    )
+    lines = [head]
+    with _veth() as veth:
+        steer_receive(veth, cpus[0])
+        top = run(veth, 0)
+        lines.append(f"    top speed {top['sent_pps'] / 1e3:.0f} k pps: captured {top['captured']}"
+                     f" of {top['sent']}, kernel drops {top['dropped']}")  # fmt: skip
+        if not top["lost"]:
+            lines.append("    no drops at the sender's top speed: the drop point is above it")
+            return lines
+        lo, hi = 0.0, top["sent_pps"]
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            r = run(veth, mid)
+            lines.append(f"    {r['sent_pps'] / 1e3:.0f} k pps: kernel drops {r['dropped']}")
+            if r["lost"]:
+                hi = mid
+            else:
+                lo = mid
+        lines.append(f"    drops start between {lo / 1e3:.0f} and {hi / 1e3:.0f} k packets/s")
+    return lines
+
+
 def main() -> int:
     print("live capture: tcpreplay --topspeed into a veth; sent vs captured vs dropped")
     for case, name, pps in telemetry_rates():
@@ -275,6 +331,7 @@ def main() -> int:
             )
         )
         pinned = ceiling(veth, tmp)
+        pinned += drop_point(tmp)
     # "done pps": captured packets / (replay start -> capture process exit, flush included),
     # a lower bound of the rate the reader sustains.
     print(
