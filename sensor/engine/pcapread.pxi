@@ -308,9 +308,10 @@ cdef int rd_next_pcapng(rd_state* s, uint64_t* off, uint32_t* caplen, uint32_t* 
 
 
 cdef enum:
-    RD_PREFETCH = 8192  # bytes ahead of the read cursor whose cache lines are prefetched
-    # (2 KiB gave 4% less; fault-around maps 64 KiB at a time, so lines this far ahead are
-    # usually mapped: a prefetch of an unmapped page is dropped)
+    # Bytes ahead of the read cursor whose cache lines are prefetched. At 2 KiB the engine
+    # took 4% longer. Fault-around maps 64 KiB at a time, so lines this far ahead are
+    # usually mapped (a prefetch of an unmapped page is dropped).
+    RD_PREFETCH = 8192
 
 
 cdef Py_ssize_t rd_fill(rd_state* s, Py_ssize_t n, uint64_t* off, uint32_t* caplen,
