@@ -4,7 +4,8 @@ Per-stage profile (each stage adds one part to the previous one, every measureme
 own process pinned to one core; the cost of a stage is its difference to the row above):
   reader     compiled pcap reader (record headers of the mmap'd file)
   flows      + decode + flow table + flow/ARP records (no per-packet summaries)
-  pktsum     + per-packet summaries filled (the bare C flow loop: ``bench_flows`` c-engine)
+  pktsum     + per-packet summaries filled (the engine as the sensor runs it: the
+             baseline of the end-to-end ratio, measured again beside each end-to-end row)
   tel-host   + telemetry, host side only (host lookups, window counters)
   tel-pair   + pair side (pair lookups and counters)
   tel-sketch + distinct-count sketches
@@ -14,7 +15,8 @@ own process pinned to one core; the cost of a stage is its difference to the row
              the other core) that acknowledges every batch
 End to end: ``netwarden sensor --pcap FILE --connect`` (pinned to one core) to a local
 ``netwarden controller --listen`` (pinned to the other), with and without telemetry, timed
-from start to exit (every record acknowledged).
+from start to exit (every record acknowledged), as a ratio to the ``pktsum`` stage and to
+``benchmarks/bare_flow_loop.c`` (the hand-written C flow loop of ``bench_export``).
 
 The box is shared: every measurement is repeated ``NETWARDEN_BENCH_REPEAT`` times (default 3)
 and the best run is kept; rates are packets per CPU second of the measured process (its own
@@ -214,6 +216,25 @@ def _controller(state: Path, endpoint: str, cpu: int) -> subprocess.Popen[str]:
     return proc
 
 
+def bare_c_loop(path: Path, cpu: int) -> float | None:
+    """Best CPU seconds of ``benchmarks/bare_flow_loop.c`` (``bench_export``'s baseline: a
+    hand-written flow loop), pinned like the rest; None without a C compiler."""
+    from benchmarks.bench_flows import c_binary
+
+    exe = c_binary("bare_flow_loop")
+    if exe is None:
+        return None
+    best = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats()):
+            proc = subprocess.Popen([*pinned(cpu), str(exe), str(path), f"{tmp}/bare.csv"],
+                                    stdout=subprocess.DEVNULL)  # fmt: skip
+            _, _, usage = os.wait4(proc.pid, 0)
+            cpu_s = usage.ru_utime + usage.ru_stime
+            best = cpu_s if best is None else min(best, cpu_s)
+    return best
+
+
 def end_to_end(path: Path, extra: list[str], sensor_cpu: int, peer_cpu: int) -> dict[str, Any]:
     """Best of ``repeats()`` runs of ``netwarden sensor --pcap`` to a fresh local controller."""
     best: dict[str, Any] = {}
@@ -307,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         bare = min(
             [bare or 1e9, *(_run_child("pktsum", path, cpu)["cpu"] for _ in range(repeats()))]
         )
-        ratio = f"{bare / r['cpu']:.2f} of bare C ({bare:.3f} s beside it)" if bare else ""
+        hand = bare_c_loop(path, cpu)
+        ratio = f"{bare / r['cpu']:.2f} of the engine ({bare:.3f} s beside it)" if bare else ""
+        if hand:
+            ratio += f", {hand / r['cpu']:.2f} of the hand-written C loop ({hand:.3f} s)"
         print(f"  {name:<24} cpu {r['cpu']:>7.3f} s (wall {r['seconds']:.3f} s) "
               f"{packets / r['cpu'] / 1e6:>7.3f} M pps  {ratio}")  # fmt: skip
         print(f"    {r['stats']}")
