@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             "rows are joined in C (`sensor/export/_rows.pyx`, integers formatted there), "
             "Parquet is pyarrow's writer (zstd, no dictionary pages); conversion runs on two "
             "threads and writing on a third while the engine reads on (batches of 8k rows, "
-            "16k for Parquet's row groups); the engine prefetches the packet eight ahead.",
+            "16k for Parquet's row groups); the reader prefetches 8 KiB ahead of its cursor, "
+            "the engine the packet eight ahead; timers are a 4-ary heap.",
             MARK_BEGIN,
             MARK_END,
         )
