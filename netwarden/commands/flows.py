@@ -63,14 +63,13 @@ def run(args: argparse.Namespace) -> int:
             return _fault(exc, sink, writer)
         writer.close()
         return 0
-    from netwarden.flow_tables import BATCH_ROWS, rebatch
+    from netwarden.flow_tables import rebatch
     from sensor.export.background import BackgroundWriter
+    from sensor.export.writers import BATCH_ROWS
     from sensor.flows import iter_flow_records
 
-    # Conversion runs on two threads and writing on a third while the engine reads on;
-    # batches of 8k rows keep the work left when the engine ends small (Parquet keeps row
-    # groups of 16k).
-    rows = BATCH_ROWS // 4 if args.format == "parquet" else BATCH_ROWS // 8
+    # Conversion runs on two threads and writing on a third while the engine reads on.
+    rows = BATCH_ROWS[args.format]
     background = BackgroundWriter(lambda: make_writer(args.format, sink))
     try:
         flows = iter_flow_records(args.pcaps, backend=args.backend, config=config)

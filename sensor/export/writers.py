@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 from sensor.export.sink import Sink
 
 FORMATS = ("zeek", "csv", "json", "parquet")
+#: Rows per batch a writer is handed: small, so little conversion is left when the engine
+#: ends (``sensor.export.background``); a Parquet batch is a row group, so it is larger.
+#: Kept here, not on the writer classes: importing those imports pyarrow, which the command
+#: leaves to the writing thread.
+BATCH_ROWS = {"zeek": 8192, "csv": 8192, "json": 8192, "parquet": 16384}
 
 
 class FlowWriter(Protocol):
