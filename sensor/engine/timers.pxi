@@ -1,8 +1,9 @@
 # Network-time timers: a 4-ary min-heap ordered by (due, sequence), the same total order as
 # the reference's heapq of (due, seq, kind, flow): pops come out identical, whatever the
-# heap's shape. Four children per node halve the depth of a sift (the heap holds a few timers
-# per live flow, far more than the caches), and the four sit in two adjacent cache lines. A timer names its flow by pool index and
-# flow_id, so a timer outliving its flow (or a recycled pool slot) is recognised and skipped.
+# heap's shape. Four children per node halve the depth of a sift (the heap holds a few
+# timers per live flow, far more than the caches) and sit in 128 contiguous bytes. A timer
+# names its flow by pool index and flow_id, so a timer outliving its flow (or a recycled
+# pool slot) is recognised and skipped.
 
 # Structs of this file: _fastpath.pxd (table of contents).
 
