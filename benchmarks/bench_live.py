@@ -220,14 +220,18 @@ def run_pinned(
     return res
 
 
-def ceiling(veth, tmp: Path) -> list[str]:
-    """Lines of the pinned measurement (see the module docstring)."""
+def pinned_setup() -> tuple[Path, tuple[int, int]]:
+    """The capture the pinned runs replay, and (sensor core, sender core)."""
     from benchmarks.bench_flows import capture
 
-    pcap = capture({"packets": 200_000, "flows": 10_000, "seed": 1})
-    loops = int(os.environ.get("NETWARDEN_BENCH_CEILING_LOOPS", "8"))
     avail = sorted(os.sched_getaffinity(0))
-    cpus = (avail[0], avail[-1])
+    return capture({"packets": 200_000, "flows": 10_000, "seed": 1}), (avail[0], avail[-1])
+
+
+def ceiling(veth, tmp: Path) -> list[str]:
+    """Lines of the pinned measurement (see the module docstring)."""
+    pcap, cpus = pinned_setup()
+    loops = int(os.environ.get("NETWARDEN_BENCH_CEILING_LOOPS", "8"))
     sender = "blast (benchmarks/blast.c)" if blaster() else "tcpreplay --topspeed"
     lines = [
         f"  pinned: sensor on core {cpus[0]}, {sender} on core {cpus[1]}, {pcap.name} x{loops}"
@@ -259,13 +263,9 @@ def steer_receive(veth, cpu: int) -> None:
 def drop_point(tmp: Path) -> list[str]:
     """The rate at which kernel drops start for one worker whose core also receives: the
     sender at its top speed, then bisection on its rate (each run 1.6 M packets)."""
-    from benchmarks.bench_flows import capture
-
     if blaster() is None:
         return ["  drop point: skipped (needs a C compiler for benchmarks/blast.c)"]
-    pcap = capture({"packets": 200_000, "flows": 10_000, "seed": 1})
-    avail = sorted(os.sched_getaffinity(0))
-    cpus = (avail[0], avail[-1])
+    pcap, cpus = pinned_setup()
     steps = int(os.environ.get("NETWARDEN_BENCH_DROP_STEPS", "4"))
 
     def run(veth, pps: float) -> dict:

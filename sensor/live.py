@@ -160,9 +160,6 @@ class _Every:
 def _worker_process(spec: WorkerSpec, out_q: Any, stop_event: Any, ready: Any) -> None:
     """Body of one fanout worker process: the sensor loop until the shared stop is set; its
     records and (cumulative) counters go to the parent."""
-    from sensor.memory import keep_freed_memory
-
-    keep_freed_memory()
     stop = Stop(stop_event)
     stop.install(signals=(signal.SIGTERM,), ignore=(signal.SIGINT,))  # the parent decides
     try:

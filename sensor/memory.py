@@ -7,6 +7,8 @@ window's buffers arrive as fresh pages the kernel must fault in and zero: about 
 sensor's CPU on the 2M-packet benchmark capture (``perf``: ``clear_page_erms``). Raising both
 thresholds keeps freed blocks in the process for the next window. Resident memory then stays
 at its peak (bounded by the publisher's buffer, ``--buffer-mb``) instead of shrinking back.
+``sensor.runner.make_pipeline`` applies them in every process that runs telemetry (the
+sensor, each fanout worker, a replay).
 """
 
 from __future__ import annotations

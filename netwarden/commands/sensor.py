@@ -250,9 +250,6 @@ def run_sensor_command(args: argparse.Namespace) -> int:
             return 1
     elif not Path(args.pcap).is_file():
         raise ConfigError(f"--pcap {args.pcap}: no such file")
-    from sensor.memory import keep_freed_memory
-
-    keep_freed_memory()  # records move in large buffers: reuse their pages (sensor/memory.py)
     publisher = _publisher(args)
     observe = None
     stop_metrics = None

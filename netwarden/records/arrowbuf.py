@@ -16,17 +16,21 @@ import numpy as np
 import pyarrow as pa
 
 __all__ = [
-    "fixed_bytes", "int64_values", "numpy_array", "numpy_values", "string_array",
-    "table_from_rows", "text_scalar",
+    "bitmap", "fixed_bytes", "int64_values", "numpy_array", "numpy_values", "string_array",
+    "table_from_rows", "text_from_buffers", "text_scalar",
 ]  # fmt: skip
+
+
+def bitmap(flags: Any) -> pa.Buffer:
+    """Booleans (numpy or Python) as an Arrow bitmap buffer (validity or boolean values)."""
+    return pa.py_buffer(np.packbits(np.asarray(flags, bool), bitorder="little"))
 
 
 def numpy_array(values: np.ndarray) -> pa.Array:
     """A numeric or boolean numpy array as an Arrow array (no nulls), over its buffer."""
     values = np.ascontiguousarray(values)
     if values.dtype == np.bool_:
-        bits = np.packbits(values, bitorder="little")
-        return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+        return pa.Array.from_buffers(pa.bool_(), len(values), [None, bitmap(values)])
     dtype = pa.from_numpy_dtype(values.dtype)
     return pa.Array.from_buffers(dtype, len(values), [None, pa.py_buffer(values)])
 
@@ -70,12 +74,12 @@ def string_array(values: Sequence[str | None]) -> pa.Array:
     data = [b"" if v is None else v.encode() for v in values]
     offsets = np.zeros(len(data) + 1, np.int32)
     np.cumsum([len(b) for b in data], out=offsets[1:])
-    valid = None
-    if any(v is None for v in values):
-        valid = numpy_array(np.array([v is not None for v in values])).buffers()[1]
-    return pa.Array.from_buffers(
-        pa.string(), len(data), [valid, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
-    )
+    return text_from_buffers(len(data), offsets, b"".join(data), _validity(values))
+
+
+def text_from_buffers(n: int, offsets: Any, data: Any, valid: pa.Buffer | None = None) -> pa.Array:
+    """``n`` strings over a buffer of ``n + 1`` int32 ``offsets`` into UTF-8 ``data``."""
+    return pa.Array.from_buffers(pa.string(), n, [valid, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 @functools.cache
@@ -100,7 +104,7 @@ def fixed_bytes(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
         data = raw.reshape(-1)
     else:
         data = raw[np.arange(width) < lens[:, None]]
-    bits = None if mask is None else numpy_array(~np.asarray(mask, bool)).buffers()[1]
+    bits = None if mask is None else bitmap(~np.asarray(mask, bool))
     return pa.Array.from_buffers(
         pa.binary(), n, [bits, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))]
     )
@@ -110,7 +114,7 @@ def _validity(values: Sequence[Any]) -> pa.Buffer | None:
     """The validity bitmap of values where ``None`` is null (None when there is none)."""
     if all(v is not None for v in values):
         return None
-    return pa.py_buffer(np.packbits([v is not None for v in values], bitorder="little"))
+    return bitmap([v is not None for v in values])
 
 
 def python_column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
@@ -128,8 +132,7 @@ def python_column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
             typ, n, [_validity(values), pa.py_buffer(offsets)], children=[flat]
         )
     if pa.types.is_boolean(typ):
-        bits = np.packbits([bool(v) for v in values], bitorder="little")
-        return pa.Array.from_buffers(typ, n, [_validity(values), pa.py_buffer(bits)])
+        return pa.Array.from_buffers(typ, n, [_validity(values), bitmap([bool(v) for v in values])])
     if pa.types.is_timestamp(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ):
         np_type = np.dtype(np.int64) if pa.types.is_timestamp(typ) else _NUMPY_OF[str(typ)]
         data = np.array([0 if v is None else v for v in values], dtype=np_type)

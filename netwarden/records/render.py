@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from netwarden.records.arrowbuf import numpy_array, string_array
+from netwarden.records.arrowbuf import numpy_array, string_array, text_from_buffers
 
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _COLON, _DOT, _ZERO = ord(":"), ord("."), ord("0")
@@ -29,9 +29,7 @@ def strings(chars: np.ndarray, keep: np.ndarray | None = None) -> pa.Array:
     else:
         data = chars[keep]
         np.cumsum(keep.sum(axis=1, dtype=np.int32), out=offsets[1:])
-    return pa.Array.from_buffers(
-        pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))]
-    )
+    return text_from_buffers(n, offsets, np.ascontiguousarray(data))
 
 
 def ipv4_text(raw: np.ndarray) -> pa.Array:

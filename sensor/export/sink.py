@@ -123,9 +123,7 @@ class TextWriter:
             fh.write(chunk)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        fh = self._start(batch)
-        for chunk in self.lines(batch):
-            fh.write(chunk)
+        self.emit(self.render(batch))
 
     def close(self) -> None:
         from sensor.export.textcols import empty_flows

@@ -16,6 +16,7 @@ from netwarden.records.arrowbuf import (
     numpy_array,
     numpy_values,
     string_array,
+    text_from_buffers,
     text_scalar,
 )
 from netwarden.records.render import iso_text
@@ -179,9 +180,7 @@ def list_text(col: pa.Array) -> pa.Array:
         offsets = np.ascontiguousarray(numpy_values(col.offsets), np.int32)
         values = numpy_values(col.values).astype(np.uint64)
         out_off, data = _rows.uint_lists(offsets, values)
-        return pa.Array.from_buffers(
-            pa.string(), len(col), [None, pa.py_buffer(out_off), pa.py_buffer(data)]
-        )
+        return text_from_buffers(len(col), out_off, data)
     inner = pc.binary_join(col.cast(pa.list_(pa.string())), text_scalar(","))
     return pc.binary_join_element_wise(text_scalar("["), inner, text_scalar("]"), text_scalar(""))
 
@@ -193,9 +192,7 @@ def time_text(col: pa.Array) -> pa.Array:
     if _rows is None:
         return iso_text(us)
     offsets = np.arange(0, 27 * (len(us) + 1), 27, dtype=np.int32)
-    return pa.Array.from_buffers(
-        pa.string(), len(us), [None, pa.py_buffer(offsets), pa.py_buffer(_rows.iso_times(us))]
-    )
+    return text_from_buffers(len(us), offsets, _rows.iso_times(us))
 
 
 def for_text(batch: pa.RecordBatch) -> pa.RecordBatch:

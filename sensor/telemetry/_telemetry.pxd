@@ -107,6 +107,7 @@ cdef class HostTelemetry:
     cdef Py_ssize_t p_rate, p_mean, p_std, p_fim, p_fis, p_src, p_dst, p_ver, p_flags, p_iface
 
     cdef _grow(self, Py_ssize_t hneed, Py_ssize_t pneed)
+    cdef _use(self, int which, buf)
     cdef object _take(self, int which)
     # decayed statistics
     cdef void _decay_add(self, Decay *d, int64_t ts, double size) noexcept nogil

@@ -258,6 +258,15 @@ def _check_pktsum_layout():
     check_layout("pktsum", sizeof(PktSum), c_offsets)
 
 
+def _holding(dtype, buf, Py_ssize_t n, Py_ssize_t cap):
+    """A buffer of ``cap`` records of ``dtype`` starting with the first ``n`` of ``buf``,
+    copied byte for byte; every later record is cleared when written."""
+    new = np.empty(cap, dtype)
+    if n:
+        new.view(np.uint8)[:n * dtype.itemsize] = buf[:n].view(np.uint8)
+    return new
+
+
 cdef class HostTelemetry:
     """Compiled twin of ``sensor.telemetry.reference.HostTelemetry`` (same API, same records);
     fields and cdef methods are declared in ``_telemetry.pxd``.
@@ -360,36 +369,30 @@ cdef class HostTelemetry:
         cdef Py_ssize_t cap
         if self._hbuf is None or self.hn + hneed > self.hcap:
             cap = max(2 * (self.hn + hneed), 1024)
-            new = np.empty(cap, HOST_DTYPE)  # every record is cleared when written
-            if self._hbuf is not None and self.hn:
-                new.view(np.uint8)[:self.hn * self.hsize] = self._hbuf[:self.hn].view(np.uint8)
-            self._hbuf = new
-            self.hcap = cap
-            self.hout = <uint8_t *><size_t>new.ctypes.data
+            self._use(0, _holding(HOST_DTYPE, self._hbuf, self.hn, cap))
         if self._pbuf is None or self.pn + pneed > self.pcap:
             cap = max(2 * (self.pn + pneed), 1024)
-            new = np.empty(cap, PAIR_DTYPE)
-            if self._pbuf is not None and self.pn:
-                new.view(np.uint8)[:self.pn * self.psize] = self._pbuf[:self.pn].view(np.uint8)
-            self._pbuf = new
-            self.pcap = cap
-            self.pout = <uint8_t *><size_t>new.ctypes.data
+            self._use(1, _holding(PAIR_DTYPE, self._pbuf, self.pn, cap))
+
+    cdef _use(self, int which, buf):
+        """Write the records of table ``which`` (0 hosts, 1 pairs) into ``buf`` from now on."""
+        if which:
+            self._pbuf = buf
+            self.pcap = len(buf)
+            self.pout = <uint8_t *><size_t>buf.ctypes.data
+        else:
+            self._hbuf = buf
+            self.hcap = len(buf)
+            self.hout = <uint8_t *><size_t>buf.ctypes.data
 
     cdef object _take(self, int which):
         """The records written so far, handed out: the buffer itself (a new one takes its
         place) unless they are few, then a copy."""
         buf = self._pbuf if which else self._hbuf
         cdef Py_ssize_t n = self.pn if which else self.hn
-        cdef Py_ssize_t cap = self.pcap if which else self.hcap
-        if n * 8 < cap:
+        if n * 8 < len(buf):
             return copy_records(buf[:n])
-        new = np.empty(cap, buf.dtype)
-        if which:
-            self._pbuf = new
-            self.pout = <uint8_t *><size_t>new.ctypes.data
-        else:
-            self._hbuf = new
-            self.hout = <uint8_t *><size_t>new.ctypes.data
+        self._use(which, np.empty(len(buf), buf.dtype))
         return buf[:n]
 
     # -- decayed statistics -------------------------------------------------------------
