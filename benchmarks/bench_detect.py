@@ -25,6 +25,7 @@ from netwarden.records.schema import FLOW_DTYPE, HOST_DTYPE, PAIR_DTYPE
 
 N_RECORDS = int(os.environ.get("NETWARDEN_BENCH_DETECT_RECORDS", "10000000"))
 BATCH = 20_000
+BUS_MESSAGE = 1024  # records per bus message: ``netwarden sensor --batch``'s default
 RIVER_SAMPLE = 20_000
 HOSTS, PEERS = 2_000, 20_000
 #: network time one batch spans: records arrive at 1 M/s of network time per type (a
@@ -72,15 +73,19 @@ def make_batch(kind: str, n: int, t_s: int, rng: np.random.Generator) -> np.ndar
     return r
 
 
-def bench_stack() -> dict[str, float]:
+def bench_stack(message: int | None = None, kinds: tuple[str, ...] = ()) -> dict[str, float]:
     """Records per second of CPU time (the one core the stack runs on) per record type,
-    and, as ``<type>_wall``, per second of wall time (lower on a shared machine)."""
+    and, as ``<type>_wall``, per second of wall time (lower on a shared machine). With
+    ``message``, each batch reaches the stack as a controller receives it: in messages of
+    that many records (``netwarden sensor --batch``), then one advance (the tick)."""
     from controller.detect import DetectionStack, build
 
     rng = np.random.default_rng(1)
     share = {"host": 0.4, "pair": 0.3, "flow": 0.3}
     out = {}
     for kind, frac in share.items():
+        if kinds and kind not in kinds:
+            continue
         n_total = int(N_RECORDS * frac)
         stack = DetectionStack(build())
         batches = [make_batch(kind, BATCH, i, rng) for i in range(8)]
@@ -92,7 +97,8 @@ def bench_stack() -> dict[str, float]:
                 if f.startswith("ts_"):
                     b[f] = b[f] - (t_s % len(batches)) * NS + t_s * STEP_NS
             c0, t0 = time.process_time(), time.perf_counter()
-            stack.observe(kind, b)
+            for at in range(0, len(b), message or len(b)):
+                stack.observe(kind, b[at : at + (message or len(b))])
             stack.advance((t_s + 1) * STEP_NS + NS)
             cpu += time.process_time() - c0
             wall += time.perf_counter() - t0
@@ -146,6 +152,10 @@ def main() -> int:
     for kind in ("host", "pair", "flow"):
         print(f"  {kind:5s} records/s: {rates[kind] / 1e6:8.3f} M per CPU second"
               f" ({rates[kind + '_wall'] / 1e6:.3f} M per wall second)")  # fmt: skip
+    live = bench_stack(message=BUS_MESSAGE, kinds=("host",))["host"]
+    print(f"  host  records/s: {live / 1e6:8.3f} M per CPU second in messages of "
+          f"{BUS_MESSAGE:,} records (the sensor's default --batch), "
+          f"{BATCH // BUS_MESSAGE} messages per tick")  # fmt: skip
     rr = bench_river()
     if rr is None:
         print("  river HalfSpaceTrees: river not installed (pip install '.[bench]')")

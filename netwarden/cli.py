@@ -16,6 +16,13 @@ import sys
 # run, and a core taken from the sensor or the writers. NetWarden does no large matrix work.
 # Set before anything imports numpy; an operator's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# numpy asks for transparent huge pages on every array of 4 MiB or more. The controller's
+# detection ticks join and drop arrays of that size all the time, so each one arrives as
+# fresh huge pages the kernel zeroes whole: on a virtual machine whose host backs guest
+# memory lazily that was 1-2 CPU s of kernel time per 2M-packet benchmark run (perf:
+# clear_page_erms under do_huge_pmd_anonymous_page), against 0.6 s with 4 KiB pages and the
+# same user time. Our arrays are streamed, not probed at random, so huge pages buy little.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 from netwarden import __version__
 from netwarden.errors import NetWardenError

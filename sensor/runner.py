@@ -245,9 +245,9 @@ def make_pipeline(
         engine = mod.FlowEngine(config)
     sources: list[RecordSource] = [FlowSource(engine)]
     if telemetry and decode:
-        from sensor.memory import keep_freed_memory
+        from netwarden.memory import keep_freed_memory
 
-        keep_freed_memory()  # telemetry hands out a new buffer every window (sensor/memory.py)
+        keep_freed_memory()  # telemetry hands out a new buffer every window (netwarden/memory.py)
         tel_backend = backend if isinstance(backend, str) else None
         try:
             sources.append(TelemetrySource(window, iface=iface, backend=tel_backend,

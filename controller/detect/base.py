@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_chec
 
 import numpy as np
 
+from netwarden.records.schema import join_records
+
 if TYPE_CHECKING:
     from controller.detect.alert import Alert
 
@@ -186,6 +188,34 @@ def shared(batch: np.ndarray, name: str, fn: Callable[[], R]) -> R:
     if name not in memo:
         memo[name] = fn()
     return memo[name]  # type: ignore[no-any-return]
+
+
+#: record dtype -> (weak references to the parts, their join): the latest join of each type
+_JOINED: dict[np.dtype, tuple[list[weakref.ref[np.ndarray]], np.ndarray]] = {}
+
+
+def join_batches(parts: list[np.ndarray]) -> np.ndarray:
+    """The batches ``parts`` end to end, as each detector gathers the batches of a tick. One
+    part is returned as it is. Several are copied byte for byte (``join_records``: not
+    field by field) once: a detector that joins the same batches the stack handed out
+    (``share_batch``), as every detector of the tick does, gets the same array, which is
+    shared in turn, so its columns and address hashes are also computed once. Only the
+    latest join of each record type is kept."""
+    if len(parts) == 1:
+        return parts[0]
+    if not all(is_shared(p) for p in parts):
+        return join_records(parts)
+    got = _JOINED.get(parts[0].dtype)
+    if (
+        got is not None
+        and len(got[0]) == len(parts)
+        and all(r() is p for r, p in zip(got[0], parts, strict=True))
+    ):
+        return got[1]
+    out = join_records(parts)
+    share_batch(out)
+    _JOINED[parts[0].dtype] = ([weakref.ref(p) for p in parts], out)
+    return out
 
 
 def batch_column(batch: np.ndarray, name: str) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from controller.detect.base import batch_addr_order, batch_column, shared, stable_argsort
+from netwarden.records.schema import join_records
 
 
 class KeyedBaseline:
@@ -240,7 +241,7 @@ class RecordBuffer:
         if not self._parts:
             return np.zeros(0, self.dtype)
         if len(self._parts) > 1:
-            self._parts = [np.concatenate(self._parts)]
+            self._parts = [join_records(self._parts)]  # bytes, not field by field
         return self._parts[0]
 
 

@@ -21,6 +21,7 @@ from controller.detect.base import (
     DetectorBase,
     batch_addr_hash,
     batch_column,
+    join_batches,
     pack_keys,
     unpack_keys,
 )
@@ -81,7 +82,7 @@ class HostWindowDetector(DetectorBase):
     def advance(self, now_ns: int) -> list[Alert]:
         if not self._pending:
             return []
-        h = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        h = join_batches(self._pending)
         self._pending = []
         hk = batch_addr_hash(h)
         cols = self.columns(h)

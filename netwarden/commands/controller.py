@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.app import Controller
     from controller.bus_trust import check_listen
     from netwarden.logs import event
+    from netwarden.memory import keep_freed_memory
 
     if args.listen:  # before anything is started or written
         check_listen(
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         base.setLevel(
             logging.INFO
         )  # a daemon says where it listens, who connects, and when it stops
+    keep_freed_memory()  # each detection tick joins its records anew (netwarden/memory.py)
     ctl = Controller(cfg)
     try:
         rep = ctl.start()

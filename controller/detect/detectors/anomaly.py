@@ -27,7 +27,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import ADDR_KEY, DetectorBase, addr_keys, batch_column, key_to_str
+from controller.detect.base import (
+    ADDR_KEY,
+    DetectorBase,
+    addr_keys,
+    batch_column,
+    join_batches,
+    key_to_str,
+)
 from controller.detect.baselines import QuantileBaseline, TieredBaseline
 from controller.detect.features import LatestRows
 from controller.detect.model import FEATURES, HostModel
@@ -102,11 +109,11 @@ class HostAnomalyDetector(DetectorBase):
         self._tick(now_ns)
         out: list[Alert] = []
         if self._hosts:
-            h = np.concatenate(self._hosts) if len(self._hosts) > 1 else self._hosts[0]
+            h = join_batches(self._hosts)
             self._hosts = []
             out += self._host_windows(h)
         if self._pairs:
-            p = np.concatenate(self._pairs) if len(self._pairs) > 1 else self._pairs[0]
+            p = join_batches(self._pairs)
             self._pairs = []
             out += self._exfil(p)
         if self.data_ns - self._last_silence >= self.SILENCE_CHECK_S * NS:
