@@ -34,7 +34,7 @@ from controller.detect.base import (
     unpack_keys,
 )
 from controller.detect.stack import register
-from netwarden.records.schema import FlowFlags
+from netwarden.records.schema import FlowFlags, join_records
 
 NS = 1_000_000_000
 
@@ -51,6 +51,7 @@ SERVICES: dict[int, str] = {
 #: failing TLS connection to their cloud every few seconds look exactly like guessing.
 #: services with much legitimate repetition: higher counts
 BUSY = {"http-auth", "smtp"}
+_BUSY_PORTS = np.array(sorted(p for p, name in SERVICES.items() if name in BUSY), np.int64)
 MITRE = "T1110.001"
 
 ATTEMPT_DTYPE = np.dtype(
@@ -80,6 +81,7 @@ class BruteforceDetector(DetectorBase):
     def __init__(self) -> None:
         super().__init__()
         self.att = np.zeros(0, ATTEMPT_DTYPE)
+        self._new: list[np.ndarray] = []  # attempts observed since ``att`` was last brought up
         self._dirty = False
         self._alerted: dict[bytes, int] = {}
 
@@ -115,20 +117,30 @@ class BruteforceDetector(DetectorBase):
         rows["resp_bytes"] = f["resp_bytes"]
         rows["flow_id"] = f["flow_id"]
         rows["sensor"], rows["session"] = f["sensor"], f["session"]
-        self.att = np.concatenate([self.att, rows])
-        cut = self.now_ns - int(self.SLOW_S * NS)
-        if self.att["ts_ns"].min() < cut:
-            self.att = self.att[self.att["ts_ns"] >= cut]
-        if len(self.att) > self.MAX_ROWS:
-            self.att = self.att[-self.MAX_ROWS :]
+        self._new.append(rows)
         self._dirty = True
+
+    def _attempts(self) -> np.ndarray:
+        """The attempts of the last ``SLOW_S`` of data time, at most ``MAX_ROWS`` (the newest).
+        New ones are appended here, once per tick, not on every batch: appending to the whole
+        window on every batch copied it every time (quadratic under an attack)."""
+        if self._new:
+            self.att = join_records([self.att, *self._new])
+            self._new = []
+            cut = self.now_ns - int(self.SLOW_S * NS)
+            if self.att["ts_ns"].min() < cut:
+                self.att = self.att[self.att["ts_ns"] >= cut]
+            if len(self.att) > self.MAX_ROWS:
+                self.att = self.att[-self.MAX_ROWS :]
+        return self.att
 
     def on_clock_reset(self) -> None:
         self.att = self.att[:0]
+        self._new = []
         self._alerted = {}
 
     def advance(self, now_ns: int) -> list[Alert]:
-        if not self._dirty or not len(self.att):
+        if not self._dirty or not len(self._attempts()):
             return []
         self._dirty = False
         a = self.att
@@ -137,8 +149,8 @@ class BruteforceDetector(DetectorBase):
         u, inv = np.unique(a["key"], return_inverse=True)
         n_slow = np.bincount(inv, minlength=len(u))
         n_fast = np.bincount(inv, weights=fast, minlength=len(u))
-        ports = np.frombuffer(b"".join(k.tobytes()[32:34] for k in u), "<u2")
-        busy = np.array([SERVICES.get(int(p), "") in BUSY for p in ports], bool)
+        ports = np.ascontiguousarray(u.view(np.uint8).reshape(-1, 34)[:, 32:34]).view("<u2")
+        busy = np.isin(ports.reshape(-1), _BUSY_PORTS)
         mult = np.where(busy, self.BUSY_FACTOR, 1)
         cand = (n_fast >= self.FAST_COUNT * mult) | (n_slow >= self.SLOW_COUNT * mult)
         out = []
@@ -188,7 +200,7 @@ class BruteforceDetector(DetectorBase):
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
-            "attempts": self.att.copy(),
+            "attempts": self._attempts().copy(),
             "dirty": self._dirty,
             "alerted": pack_keys(self._alerted),
         }
@@ -197,6 +209,7 @@ class BruteforceDetector(DetectorBase):
         super().load_state(d)
         if "attempts" in d and d["attempts"].dtype == ATTEMPT_DTYPE:
             self.att = d["attempts"]
+        self._new = []
         self._dirty = bool(d.get("dirty", False))
         self._alerted = unpack_keys(d.get("alerted", []))
 
