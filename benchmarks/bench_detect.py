@@ -155,7 +155,7 @@ def main() -> int:
     live = bench_stack(message=BUS_MESSAGE, kinds=("host",))["host"]
     print(f"  host  records/s: {live / 1e6:8.3f} M per CPU second in messages of "
           f"{BUS_MESSAGE:,} records (the sensor's default --batch), "
-          f"{BATCH // BUS_MESSAGE} messages per tick")  # fmt: skip
+          f"{-(-BATCH // BUS_MESSAGE)} messages per tick")  # fmt: skip
     rr = bench_river()
     if rr is None:
         print("  river HalfSpaceTrees: river not installed (pip install '.[bench]')")
