@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from netwarden.commands.sensor import DEFAULT_BATCH
 from netwarden.records.schema import FLOW_DTYPE, HOST_DTYPE, PAIR_DTYPE
 
 N_RECORDS = int(os.environ.get("NETWARDEN_BENCH_DETECT_RECORDS", "10000000"))
 BATCH = 20_000
-BUS_MESSAGE = 1024  # records per bus message: ``netwarden sensor --batch``'s default
+BUS_MESSAGE = DEFAULT_BATCH  # records per bus message: ``netwarden sensor --batch``
 RIVER_SAMPLE = 20_000
 HOSTS, PEERS = 2_000, 20_000
 #: network time one batch spans: records arrive at 1 M/s of network time per type (a
