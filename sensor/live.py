@@ -326,6 +326,11 @@ class LiveCapture:
             loop.source.close()
 
     def _run_fanout(self) -> Iterator[tuple[str, np.ndarray]]:
+        from netwarden.memory import keep_freed_memory
+
+        # The workers' records arrive here unpickled into new buffers, held until the
+        # controller acknowledges them: keep freed ones for the next (as the workers do).
+        keep_freed_memory()
         ctx = mp.get_context("spawn")
         out_q = ctx.Queue(maxsize=1024)
         self.stop_flag.share(ctx.Event())
