@@ -9,9 +9,9 @@ in and zero: about 4% of the sensor's CPU on the 2M-packet benchmark capture (``
 ``clear_page_erms``). Raising both thresholds keeps freed blocks in the process for the next
 one. Resident memory then stays at its peak (bounded by the publisher's buffer,
 ``--buffer-mb``, and by the records of one detection tick) instead of shrinking back.
-``sensor.runner.make_pipeline`` applies them in every process that runs telemetry (the
-sensor, each fanout worker, a replay), the live fanout parent (it holds the workers' records
-until they are acknowledged) and ``netwarden controller`` before it starts.
+They are applied by ``sensor.runner.make_pipeline`` in every process that runs telemetry (the
+sensor, each fanout worker, a replay), by the live fanout parent (it holds the workers'
+records until they are acknowledged) and by ``netwarden controller`` before it starts.
 """
 
 from __future__ import annotations
