@@ -129,13 +129,14 @@ def _stage(kind: str, path: str, endpoint: str) -> dict[str, Any]:
 def _publish(mod: Any, path: str, endpoint: str) -> dict[str, Any]:
     """The whole sensor loop of ``netwarden sensor --pcap`` into a ``Publisher``."""
     from netwarden.bus.publisher import Publisher
+    from netwarden.commands.sensor import DEFAULT_BATCH
     from sensor.engine.config import EngineConfig
     from sensor.runner import PcapSource, SensorLoop, make_pipeline, publish
 
     pub = Publisher(endpoint, sensor_id="bench")
     loop = SensorLoop(PcapSource(mod, [path]), make_pipeline(EngineConfig(), backend=mod))
     t0, c0 = time.perf_counter(), time.process_time()
-    publish(loop, pub, 1024, stats_interval=0, backpressure=lambda: True)
+    publish(loop, pub, DEFAULT_BATCH, stats_interval=0, backpressure=lambda: True)
     left = pub.close(timeout=60.0)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     counters = loop.counters()
