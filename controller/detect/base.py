@@ -200,7 +200,7 @@ def join_batches(parts: list[np.ndarray]) -> np.ndarray:
     field by field) once: a detector that joins the same batches the stack handed out
     (``share_batch``), as every detector of the tick does, gets the same array, which is
     shared in turn, so its columns and address hashes are also computed once. Only the
-    latest join of each record type is kept."""
+    latest join of each record type is kept, until ``release_joins``."""
     if len(parts) == 1:
         return parts[0]
     if not all(is_shared(p) for p in parts):
@@ -216,6 +216,12 @@ def join_batches(parts: list[np.ndarray]) -> np.ndarray:
     share_batch(out)
     _JOINED[parts[0].dtype] = ([weakref.ref(p) for p in parts], out)
     return out
+
+
+def release_joins() -> None:
+    """Forget the joins kept for sharing (the stack calls this once every detector has
+    advanced: a tick's records are not held until the next tick)."""
+    _JOINED.clear()
 
 
 def batch_column(batch: np.ndarray, name: str) -> np.ndarray:

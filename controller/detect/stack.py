@@ -31,7 +31,7 @@ import msgpack
 import numpy as np
 
 from controller.detect.alert import Alert
-from controller.detect.base import RECORD_TYPES, Detector, share_batch
+from controller.detect.base import RECORD_TYPES, Detector, release_joins, share_batch
 
 log = logging.getLogger("netwarden.detect")
 
@@ -135,6 +135,7 @@ class DetectionStack:
                 log.exception("detector %s failed to advance", d.name)
                 continue
             out.extend(a for a in got if self._loud(a) and self._fresh(a))
+        release_joins()
         out.sort(key=lambda a: (a.detected_at, a.kind, a.attacker or "", a.victims))
         self._protect_everywhere(out)
         self.alerts_raised += len(out)

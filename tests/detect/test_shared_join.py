@@ -47,3 +47,19 @@ def test_one_batch_is_returned_as_it_is_and_types_are_kept_apart() -> None:
     jh, jp = join_batches(hs), join_batches(ps)
     assert join_batches(hs) is jh and join_batches(ps) is jp  # one kept per record type
     assert len(jp) == 2 and jp.dtype == ps[0].dtype
+
+
+def test_the_stack_lets_go_of_a_tick_s_joins_when_it_has_advanced() -> None:
+    import gc
+    import weakref
+
+    from controller.detect import DetectionStack, build
+
+    stack = DetectionStack(build())
+    parts = [host(f"10.0.0.{i + 1}", 0, out_pkts=2) for i in range(3)]
+    for p in parts:
+        stack.observe("host", p)  # handed out: shared
+    ref = weakref.ref(join_batches(parts))  # what the detectors of the tick join too
+    stack.advance(int(parts[0]["ts_end_ns"][0]) + 5 * 10**9)
+    gc.collect()
+    assert ref() is None  # neither the sharing nor a detector keeps it after the tick
