@@ -22,6 +22,10 @@ For each alert, in detection order (``Triage.process``):
    once per batch: an alert storm arrives in large batches, and redoing this work (which
    grows with the incident) for every alert made a large incident take ~50 ms an alert.
 
+An alert that makes triage raise (a bug, e.g. a plugin's evidence JSON cannot hold) rolls
+its batch back; the incidents in memory are reloaded from the store and the batch's alerts
+are placed again one at a time, so only that alert is lost (``failed`` counts it).
+
 ``tick(now)`` closes incidents inactive for ``close_after_s`` and runs escalation. Time
 is network time (capture time in a replay, wall time in a controller); suppressions
 expire in wall time (they are an operator's decision).
@@ -43,7 +47,7 @@ from controller.incidents.config import TriageConfig
 from controller.incidents.engine import ACKNOWLEDGED, ACTIVE, RESOLVED, Incident, IncidentEngine
 from controller.incidents.kinds import service_of
 from controller.incidents.store import IncidentStore
-from netwarden.errors import ConfigError, NetWardenError
+from netwarden.errors import ConfigError, NetWardenError, StoreError
 
 log = logging.getLogger("netwarden.incidents")
 
@@ -75,6 +79,7 @@ class Triage:
         self.engine = IncidentEngine(cfg.incidents, self._next_incident_id)
         self.engine.load(self.istore.active_incidents())
         self.suppressed = 0
+        self.failed = 0  # alerts left out because triage raised on them (a bug: logged)
         self.now = 0.0
 
     def _next_incident_id(self) -> str:
@@ -88,9 +93,47 @@ class Triage:
 
     # --- alerts in ----------------------------------------------------------------------
     def process(self, alerts: list[Alert], now: float | None = None) -> list[dict[str, Any]]:
+        """Triage a batch in one transaction. If an alert makes it raise (a bug), nothing of
+        the batch was kept: the incidents in memory are reloaded from the store, so both
+        agree again, and the alerts are placed one at a time, each in its own transaction.
+        One that still fails is left out (logged, counted in ``failed``, returned with an
+        ``error``); the others are kept. A failing store (``StoreError``: full disk, broken
+        database) is not the alerts' fault and is raised as it is."""
+        order = sorted(alerts, key=lambda a: (a.detected_at, a.kind, a.attacker or "", a.victims))
+        suppressed = self.suppressed
+        try:
+            return self._process(order, now)
+        except StoreError:
+            raise
+        except Exception:
+            self._reload(suppressed)
+            log.exception("triage failed on a batch of %d alert(s); placing them one at a time",
+                          len(order))  # fmt: skip
+        out: list[dict[str, Any]] = []
+        for a in order:
+            suppressed = self.suppressed
+            try:
+                out += self._process([a], now)
+            except StoreError:
+                raise
+            except Exception:
+                self._reload(suppressed)
+                self.failed += 1
+                log.exception("triage failed on a %s alert from %s; it is not stored",
+                              a.kind, a.attacker or "-")  # fmt: skip
+                out.append({**a.to_json(), "incident_id": None, "decision": None,
+                            "error": "triage failed"})  # fmt: skip
+        return out
+
+    def _reload(self, suppressed: int) -> None:
+        """After a rolled-back batch: the incidents in memory as the store holds them."""
+        self.engine.active.clear()
+        self.engine.load(self.istore.active_incidents())
+        self.suppressed = suppressed
+
+    def _process(self, order: list[Alert], now: float | None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         latest: dict[str, int] = {}  # incident id -> index in out of its latest alert
-        order = sorted(alerts, key=lambda a: (a.detected_at, a.kind, a.attacker or "", a.victims))
         with self.store.transaction():
             for a in order:
                 self.now = max(self.now, a.detected_at if now is None else now)

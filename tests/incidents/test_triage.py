@@ -243,3 +243,34 @@ def test_ids_continue_across_runs_on_one_state_dir(tmp_path: Path) -> None:
             assert r["incident_id"] == expected
         finally:
             c.close()
+
+
+def test_an_alert_that_breaks_triage_costs_only_itself(ctl: Controller, clock: Clock) -> None:
+    """A plugin detector's alert whose evidence cannot be stored makes triage raise in the
+    middle of a batch: the batch's transaction is rolled back, the incidents in memory are
+    reloaded to agree with the store, and the alerts are placed again one at a time: the
+    bad one is left out (counted, returned with an error), the others are kept."""
+    tri = make_triage(ctl)
+    bad = brute()
+    bad.evidence["session"] = object()  # nothing JSON can hold
+    batch = [scan(), bad, beacon()]
+    clock.t = max(a.detected_at for a in batch)
+    recs = tri.process(batch)
+    assert tri.failed == 1
+    assert [r.get("error") for r in recs] == [None, "triage failed", None]
+    assert [r["kind"] for r in recs] == ["port_scan", "ssh_bruteforce", "c2_beaconing"]
+    stored = tri.istore.alerts()
+    assert [a["kind"] for a in stored] == ["port_scan", "c2_beaconing"]
+    # memory and store agree: the same incidents, holding exactly the stored alerts
+    for iid, inc in tri.engine.active.items():
+        kept = tri.istore.get_incident(iid)
+        assert kept is not None and kept.to_json() == inc.to_json()
+    held = {e["alert_id"] for inc in tri.engine.active.values() for e in inc.alerts}
+    assert held == {a["id"] for a in stored}
+    assert ctl.audit.verify().ok
+    # the next batch goes on from there: no alert id given twice
+    clock.t += 60
+    more = tri.process([scan(t=661.0)])
+    assert more[0].get("error") is None
+    ids = [a["id"] for a in tri.istore.alerts()]
+    assert len(ids) == len(set(ids)) == 3
