@@ -72,6 +72,7 @@ def replay_triage(alerts: list[Alert], state_dir: str | Path, config_path: str |
             "decisions": decisions,
             "escalations": tri.istore.escalations()[esc_before:],
             "suppressed": tri.suppressed,
+            "failed": tri.failed,
             "backend": ctl.enforcer.name,
         }
     finally:

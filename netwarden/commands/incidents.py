@@ -433,7 +433,7 @@ def replay_output(alerts: list[Any], state_dir: str, config: str | None, end_tim
     summary["incidents"] = [i.to_json() for i in tri["incidents"]]
     summary["triage"] = {
         "state_dir": str(state_dir), "backend": tri["backend"], "suppressed_alerts": tri["suppressed"],
-        "incidents": [i.id for i in tri["incidents"]], "decisions": tri["decisions"],
+        "failed_alerts": tri["failed"], "incidents": [i.id for i in tri["incidents"]], "decisions": tri["decisions"],
         "escalations": tri["escalations"],
     }  # fmt: skip
     return tri
@@ -455,6 +455,8 @@ def print_replay_triage(tri: dict[str, Any], lang: str | None, config: str | Non
             print(i.summary.get(lang, ""))
     if tri["suppressed"]:
         print(f"\n{tri['suppressed']} alert(s) suppressed by operator feedback")
+    if tri["failed"]:
+        print(f"\n{tri['failed']} alert(s) left out: triage failed on them (see the log)")
     print(f"\nDry run ({tri['backend']} backend, nothing enforced):")
     acted = [d for d in tri["decisions"] if d["verdict"] == "act"]
     pending = [d for d in tri["decisions"] if d["verdict"] == "pending"]
