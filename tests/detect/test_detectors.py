@@ -263,3 +263,39 @@ def test_device_retrying_tls_to_its_cloud_is_not_bruteforce() -> None:
     for i in range(150):  # a failing TLS connection retried every 8 s for 20 minutes
         got += _run(det, ("flow", _sessions([i * 8.0], port=443)), now_s=i * 8.0 + 3)
     assert got == []
+
+
+class _CountsEveryKey(BruteforceDetector):
+    """The detector as it was: every key of the window counted at every look."""
+
+    def advance(self, now_ns: int) -> list[Alert]:
+        self._cands = None
+        return super().advance(now_ns)
+
+
+def test_bruteforce_counting_only_candidate_keys_raises_what_counting_all_does() -> None:
+    """Many clients and services, some guessing fast, some slow, some with varied sessions,
+    and ticks with nothing from the guessers (their suppression runs out while no new
+    attempt comes in): the alerts are the same, in the same order, with the same evidence."""
+    rng = np.random.default_rng(7)
+    clients = [f"203.0.113.{i}" for i in range(1, 40)]
+    ports = [21, 22, 25, 80, 3389]
+    fast, full = BruteforceDetector(), _CountsEveryKey()
+    for det in (fast, full):
+        det.SUPPRESS_S = 90.0  # short, so it runs out within the run
+    got_fast: list[dict] = []
+    got_full: list[dict] = []
+    for tick in range(400):
+        t = tick * 3.0
+        batch = []
+        for _ in range(int(rng.integers(0, 6))):
+            c = clients[int(rng.integers(0, 5 if tick % 50 < 25 else len(clients)))]
+            size = 1133 if rng.random() < 0.8 else int(rng.integers(200, 30000))
+            batch.append(flows(c, "10.0.0.22", ports[int(rng.integers(0, len(ports)))],
+                               [t + float(rng.random())], duration_s=2.0,
+                               orig_bytes=size, resp_bytes=1863))  # fmt: skip
+        for det, got in ((fast, got_fast), (full, got_full)):
+            for b in batch:
+                det.observe("flow", b)
+            got += [a.to_json() for a in det.advance(T0 + int((t + 3) * S))]
+    assert got_full and got_fast == got_full
