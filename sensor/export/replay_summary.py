@@ -21,6 +21,7 @@ from netwarden.records.schema import (
     ConnState,
     FlowFlags,
     addr_to_str,
+    join_records,
 )
 from sensor.capture.batch import PacketBatch
 from sensor.runner import PcapSource
@@ -208,7 +209,7 @@ def _time_slices(batch: PacketBatch) -> list[PacketBatch]:
 
 
 def _cat(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+    return join_records(parts) if parts else np.zeros(0, dtype)  # bytes, not field by field
 
 
 def _ts(ns: int) -> str:
