@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     alerts = sink.alerts
     from netwarden.progress import FileProgress
 
-    records: dict[str, Any] = {}
+    # Every record is kept only to be archived into a state dir (it is otherwise summarised
+    # as it streams by).
+    records: dict[str, Any] | None = {} if args.state_dir else None
     bar = FileProgress(sum(Path(p).stat().st_size for p in args.pcaps), "replay")
     try:
         summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         from netwarden.commands.incidents import replay_output
 
         triage = replay_output(alerts, args.state_dir, args.config, stack.now_ns / 1e9, summary)
-        _archive(Path(args.state_dir), records)
+        _archive(Path(args.state_dir), records or {})
     if args.json:
         for a in summary["alerts"]:
             print(json.dumps(a))

@@ -48,7 +48,7 @@ class Recording:
 def _replay(paths: list[str], backend: str | None, sink: Any) -> dict[str, int]:
     from sensor.export.replay_summary import _run
 
-    _, counts, _, fault = _run(paths, backend, 1.0, sink)
+    _, counts, _, fault = _run(paths, backend, 1.0, sink, keep=())  # the sink has them all
     if fault is not None:
         raise fault
     return counts

@@ -143,15 +143,49 @@ class _ReplayFiles(PcapSource):
             self.now_ns = counts.get("t_last")
 
 
+class TelemetryDigest:
+    """What the summary reads of the host and pair records, taken as they stream by, so a
+    replay need not hold them all: their counts, the distinct host addresses, and the few
+    host windows at or over an indicator's floor (in record order)."""
+
+    def __init__(self) -> None:
+        self.host_records = 0
+        self.pair_records = 0
+        self._addrs: list[np.ndarray] = []
+        self.over: dict[str, list[np.ndarray]] = {field: [] for field, _, _ in INDICATORS}
+
+    def add(self, kind: str, recs: np.ndarray) -> None:
+        if kind == "pair":
+            self.pair_records += len(recs)
+        elif kind == "host" and len(recs):
+            self.host_records += len(recs)
+            self._addrs.append(np.unique(np.ascontiguousarray(recs["addr"]).view("V16")))
+            for field, _, floor in INDICATORS:
+                hit = recs[field] >= floor
+                if hit.any():
+                    self.over[field].append(recs[hit])
+
+    def hosts(self) -> int:
+        """Distinct host addresses among the host records."""
+        return len(np.unique(np.concatenate(self._addrs))) if self._addrs else 0
+
+    def over_floor(self, field: str) -> np.ndarray:
+        rows = self.over[field]
+        return join_records(rows) if rows else np.zeros(0, HOST_DTYPE)
+
+
 def _run(
     paths: list[str],
     backend: str | None,
     window: float,
     sink: RecordSink | None = None,
     progress: Callable[[int], object] | None = None,
+    keep: tuple[str, ...] = ("flow", "arp", "host", "pair"),
+    digest: TelemetryDigest | None = None,
 ) -> RunResult:
     """Feed every capture through the sensor loop (one engine, one telemetry table: the
-    pipeline ``netwarden sensor`` runs); collect records, and hand them to ``sink``."""
+    pipeline ``netwarden sensor`` runs); hand the records to ``sink`` and ``digest``, and
+    collect those of the types in ``keep``."""
     from sensor.engine import load_backend
     from sensor.engine.config import EngineConfig
     from sensor.runner import SensorLoop, make_pipeline
@@ -176,7 +210,10 @@ def _run(
     fault: BaseException | None = None
     try:
         for kind, recs in loop.records():
-            out[kind].append(recs)
+            if kind in keep:
+                out[kind].append(recs)
+            if digest is not None:
+                digest.add(kind, recs)
             if sink is not None:
                 sink.observe(kind, recs)
     except Exception as exc:  # noqa: BLE001 - reported after what was read is summarised
@@ -228,13 +265,14 @@ def replay(
     """Run the captures and return (summary dict, fault message or None). ``sink`` also
     receives every record batch as it is made, and the capture time after each batch;
     ``records_out`` (a dict) gets the records by type ("flow", "arp", "host", "pair")."""
-    parts, counts, backend_name, fault = _run(paths, backend, window, sink, progress)
+    digest = TelemetryDigest()
+    keep = ("flow", "arp", "host", "pair") if records_out is not None else ("flow", "arp")
+    parts, counts, backend_name, fault = _run(paths, backend, window, sink, progress, keep, digest)
     flows = _cat(parts["flow"], FLOW_DTYPE)
     arp = _cat(parts["arp"], ARP_DTYPE)
-    hosts = _cat(parts["host"], HOST_DTYPE)
-    pairs = _cat(parts["pair"], PAIR_DTYPE)
     if records_out is not None:
-        records_out.update(flow=flows, arp=arp, host=hosts, pair=pairs)
+        records_out.update(flow=flows, arp=arp, host=_cat(parts.pop("host", []), HOST_DTYPE),
+                           pair=_cat(parts.pop("pair", []), PAIR_DTYPE))  # fmt: skip
     # Interim records (active timeout) repeat a flow: count each flow once, by its last record.
     final = flows[(flows["flags"] & FlowFlags.INTERIM) == 0]
 
@@ -264,11 +302,11 @@ def replay(
         if int(r["op"]) == 2 or bytes(r["sender_ip"]) != bytes(r["target_ip"]):
             claims[bytes(r["sender_ip"])].add(bytes(r["sender_mac"]))
     notable = []
-    if len(hosts):
-        for field, label, floor in INDICATORS:
+    if digest.host_records:
+        for field, label, _floor in INDICATORS:
             peak_by_host: dict[str, tuple[int, int]] = {}
             bounds: dict[str, int] = {}
-            for r in hosts[hosts[field] >= floor]:
+            for r in digest.over_floor(field):
                 h = addr_to_str(r["addr"], int(r["ip_version"]))
                 val = int(r[field])
                 if field in BOUNDED:  # an estimate never says more than the capture holds
@@ -316,9 +354,9 @@ def replay(
         },
         "telemetry": {
             "window_s": window,
-            "host_records": len(hosts),
-            "pair_records": len(pairs),
-            "hosts": len({bytes(a) for a in hosts["addr"]}) if len(hosts) else 0,
+            "host_records": digest.host_records,
+            "pair_records": digest.pair_records,
+            "hosts": digest.hosts(),
         },
         "notable": notable,
     }

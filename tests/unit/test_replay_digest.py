@@ -1,0 +1,46 @@
+"""The replay summary reads host and pair records as they stream by (TelemetryDigest): the
+same summary as from every record kept, without holding them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from netwarden.records.schema import HOST_DTYPE
+from sensor.export.replay_summary import INDICATORS, TelemetryDigest, _run, replay
+from tests.conftest import CORPUS
+
+SCAN = Path(CORPUS) / "attacks" / "port_scan" / "synscan_nmap_1000ports.pcap"
+
+
+@pytest.fixture(scope="module")
+def scan() -> str:
+    if not SCAN.is_file():
+        pytest.skip("corpus capture not present")
+    return str(SCAN)
+
+
+def test_summary_from_the_stream_equals_the_summary_from_every_record(scan: str) -> None:
+    kept: dict = {}
+    streamed, _ = replay([scan])
+    full, _ = replay([scan], records_out=kept)
+    assert streamed == full
+    hosts = kept["host"]
+    tel = streamed["telemetry"]
+    assert tel["host_records"] == len(hosts) and tel["pair_records"] == len(kept["pair"])
+    assert tel["hosts"] == len({bytes(a) for a in hosts["addr"]})
+    assert any(n["indicator"].startswith("distinct destination ports") for n in streamed["notable"])
+
+
+def test_a_replay_without_an_archive_keeps_no_host_or_pair_record(scan: str) -> None:
+    digest = TelemetryDigest()
+    parts, *_ = _run([scan], None, 1.0, keep=("flow", "arp"), digest=digest)
+    assert set(parts) <= {"flow", "arp"} and parts["flow"]
+    assert digest.host_records > 0 and digest.pair_records > 0
+    # only the windows at an indicator's floor are held, in record order
+    for field, _, floor in INDICATORS:
+        rows = digest.over_floor(field)
+        assert rows.dtype == HOST_DTYPE and bool(np.all(rows[field] >= floor))
+        assert np.all(np.diff(rows["ts_start_ns"]) >= 0)
