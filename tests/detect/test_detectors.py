@@ -275,8 +275,9 @@ class _CountsEveryKey(BruteforceDetector):
 
 def test_bruteforce_counting_only_candidate_keys_raises_what_counting_all_does() -> None:
     """Many clients and services, some guessing fast, some slow, some with varied sessions,
-    and ticks with nothing from the guessers (their suppression runs out while no new
-    attempt comes in): the alerts are the same, in the same order, with the same evidence."""
+    ticks with nothing from the guessers (their suppression runs out while no new attempt
+    comes in) and state saved between a batch and the next look: the alerts are the same,
+    in the same order, with the same evidence."""
     rng = np.random.default_rng(7)
     clients = [f"203.0.113.{i}" for i in range(1, 40)]
     ports = [21, 22, 25, 80, 3389]
@@ -297,5 +298,7 @@ def test_bruteforce_counting_only_candidate_keys_raises_what_counting_all_does()
         for det, got in ((fast, got_fast), (full, got_full)):
             for b in batch:
                 det.observe("flow", b)
+            if tick % 7 == 0:
+                det.state_dict()  # a save between a batch and the next look
             got += [a.to_json() for a in det.advance(T0 + int((t + 3) * S))]
     assert got_full and got_fast == got_full

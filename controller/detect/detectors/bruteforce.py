@@ -82,6 +82,7 @@ class BruteforceDetector(DetectorBase):
         super().__init__()
         self.att = np.zeros(0, ATTEMPT_DTYPE)
         self._new: list[np.ndarray] = []  # attempts observed since ``att`` was last brought up
+        self._fresh: list[np.ndarray] = []  # keys of the attempts observed since the last look
         self._cands: np.ndarray | None = None  # keys over a count at the last look (None: unknown)
         self._dirty = False
         self._alerted: dict[bytes, int] = {}
@@ -119,6 +120,7 @@ class BruteforceDetector(DetectorBase):
         rows["flow_id"] = f["flow_id"]
         rows["sensor"], rows["session"] = f["sensor"], f["session"]
         self._new.append(rows)
+        self._fresh.append(rows["key"])
         self._dirty = True
 
     def _attempts(self) -> np.ndarray:
@@ -137,14 +139,14 @@ class BruteforceDetector(DetectorBase):
 
     def on_clock_reset(self) -> None:
         self.att = self.att[:0]
-        self._new = []
+        self._new, self._fresh = [], []
         self._cands = None
         self._alerted = {}
 
     def advance(self, now_ns: int) -> list[Alert]:
         if not self._dirty:
             return []
-        fresh = [r["key"] for r in self._new]
+        fresh, self._fresh = self._fresh, []
         if not len(self._attempts()):
             return []
         self._dirty = False
@@ -222,7 +224,7 @@ class BruteforceDetector(DetectorBase):
         super().load_state(d)
         if "attempts" in d and d["attempts"].dtype == ATTEMPT_DTYPE:
             self.att = d["attempts"]
-        self._new = []
+        self._new, self._fresh = [], []
         self._cands = None  # not saved: the first look after a restart counts every key
         self._dirty = bool(d.get("dirty", False))
         self._alerted = unpack_keys(d.get("alerted", []))
