@@ -29,6 +29,7 @@ from controller.detect.base import (
     DetectorBase,
     addr_keys,
     flow_uids,
+    in_sorted,
     key_to_str,
     pack_keys,
     unpack_keys,
@@ -158,7 +159,8 @@ class BruteforceDetector(DetectorBase):
         if self._cands is not None:
             look = np.unique(np.concatenate([*fresh, self._cands]))
             if len(look) * 16 < len(a):
-                a = a[_among(a["key"], look)]
+                # by hash (a collision only adds a key to count; rows group by the key)
+                a = a[in_sorted(_key_hash(a["key"]), np.sort(_key_hash(look)))]
         fast = a["ts_ns"] >= t - int(self.FAST_S * NS)
         u, inv = np.unique(a["key"], return_inverse=True)
         n_slow = np.bincount(inv, minlength=len(u))
@@ -240,16 +242,6 @@ def _key_hash(keys: np.ndarray) -> np.ndarray:
         h = (h ^ words[:, i]) * np.uint64(0x9E3779B97F4A7C15)
         h ^= h >> np.uint64(29)
     return h
-
-
-def _among(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Which of ``keys`` may be one of ``wanted``: every one that is, and now and then one
-    whose hash collides (the caller groups by the keys themselves, so an extra key is only
-    counted, never mistaken for another)."""
-    w = np.sort(_key_hash(wanted))
-    h = _key_hash(keys)
-    at = np.minimum(np.searchsorted(w, h), len(w) - 1)
-    return w[at] == h  # type: ignore[no-any-return]
 
 
 def _alike(v: np.ndarray, cfg: BruteforceDetector) -> bool:
