@@ -100,36 +100,35 @@ class Triage:
         ``error``); the others are kept. A failing store (``StoreError``: full disk, broken
         database) is not the alerts' fault and is raised as it is."""
         order = sorted(alerts, key=lambda a: (a.detected_at, a.kind, a.attacker or "", a.victims))
+        done = self._attempt(order, now, f"a batch of {len(order)} alert(s)")
+        if done is not None:
+            return done
+        out: list[dict[str, Any]] = []
+        for a in order:  # one at a time: only a failing alert is left out
+            one = self._attempt([a], now, f"a {a.kind} alert from {a.attacker or '-'}")
+            if one is None:
+                self.failed += 1
+                one = [{**a.to_json(), "incident_id": None, "decision": None,
+                        "error": "triage failed"}]  # fmt: skip
+            out += one
+        return out
+
+    def _attempt(
+        self, order: list[Alert], now: float | None, what: str
+    ) -> list[dict[str, Any]] | None:
+        """``_process``; None (logged) if it raised: its transaction was rolled back, so the
+        incidents in memory are reloaded to agree with the store. A ``StoreError`` goes up."""
         suppressed = self.suppressed
         try:
             return self._process(order, now)
         except StoreError:
             raise
         except Exception:
-            self._reload(suppressed)
-            log.exception("triage failed on a batch of %d alert(s); placing them one at a time",
-                          len(order))  # fmt: skip
-        out: list[dict[str, Any]] = []
-        for a in order:
-            suppressed = self.suppressed
-            try:
-                out += self._process([a], now)
-            except StoreError:
-                raise
-            except Exception:
-                self._reload(suppressed)
-                self.failed += 1
-                log.exception("triage failed on a %s alert from %s; it is not stored",
-                              a.kind, a.attacker or "-")  # fmt: skip
-                out.append({**a.to_json(), "incident_id": None, "decision": None,
-                            "error": "triage failed"})  # fmt: skip
-        return out
-
-    def _reload(self, suppressed: int) -> None:
-        """After a rolled-back batch: the incidents in memory as the store holds them."""
-        self.engine.active.clear()
-        self.engine.load(self.istore.active_incidents())
-        self.suppressed = suppressed
+            self.engine.active.clear()
+            self.engine.load(self.istore.active_incidents())
+            self.suppressed = suppressed
+            log.exception("triage failed on %s; nothing of it was stored", what)
+            return None
 
     def _process(self, order: list[Alert], now: float | None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
