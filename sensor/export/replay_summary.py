@@ -160,6 +160,8 @@ class TelemetryDigest:
         elif kind == "host" and len(recs):
             self.host_records += len(recs)
             self._addrs.append(np.unique(np.ascontiguousarray(recs["addr"]).view("V16")))
+            if len(self._addrs) >= 64:  # held as the distinct addresses, not one per record
+                self._addrs = [np.unique(np.concatenate(self._addrs))]
             for field, _, floor in INDICATORS:
                 hit = recs[field] >= floor
                 if hit.any():
