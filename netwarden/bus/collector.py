@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, Self
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from netwarden.bus import limits as bus_limits
 from netwarden.bus import wire
@@ -438,10 +437,10 @@ class Collector:
     def _on_monitor(self) -> None:
         while True:
             try:
-                ev = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))
+                ev = wire.monitor_event(self._monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
-            e = ev["event"]
+            e = ev.event
             if e == zmq.EVENT_ACCEPTED:
                 self._c["connections"] += 1
             elif e == zmq.EVENT_DISCONNECTED:
@@ -451,13 +450,13 @@ class Collector:
                 self._c["auth_refused"] += 1
                 self._rlog.warning(
                     "auth", "refused a sensor on %s: unknown CURVE key (ZAP status %s)",
-                    ev["endpoint"].decode(errors="replace"), ev["value"],
+                    ev.endpoint.decode(errors="replace"), ev.value,
                 )  # fmt: skip
             else:
                 self._c["handshake_failed"] += 1
                 self._rlog.warning(
                     "handshake", "bus handshake failed on %s (%s)",
-                    ev["endpoint"].decode(errors="replace"), e,
+                    ev.endpoint.decode(errors="replace"), e,
                 )  # fmt: skip
 
     def _is_up(self, st: SensorStatus, mono: float) -> bool:

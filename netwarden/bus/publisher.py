@@ -51,7 +51,6 @@ from typing import Self
 
 import numpy as np
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from netwarden.bus import wire
 from netwarden.bus.curve import read_key_file
@@ -455,13 +454,13 @@ class Publisher:
     def _on_monitor(self) -> None:
         while True:
             try:
-                ev = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))
+                ev = wire.monitor_event(self._monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
-            if ev["event"] == zmq.EVENT_DISCONNECTED:
+            if ev.event == zmq.EVENT_DISCONNECTED:
                 self._c["disconnects"] += 1
                 log.warning("bus: disconnected from %s", self.endpoint)
-            elif ev["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            elif ev.event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 if self._c["disconnects"]:
                     self._c["reconnects"] += 1
                     log.warning("bus: reconnected to %s", self.endpoint)

@@ -306,3 +306,36 @@ def test_padding_runs_match_the_layout() -> None:
             covered[off : off + fdt.itemsize] = True
         free = [i for off, n in padding_runs(dt) for i in range(off, off + n)]
         assert free == np.flatnonzero(~covered).tolist()
+
+
+def test_monitor_events_are_read_from_a_real_monitor_socket() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    import zmq
+
+    with socket.socket() as s:  # a port nobody listens on: the connect attempt is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.PUSH)
+        mon = sock.get_monitor_socket(zmq.EVENT_CONNECT_DELAYED)
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        assert mon.poll(5000)
+        ev = wire.monitor_event(mon.recv_multipart())
+        assert ev.event == zmq.EVENT_CONNECT_DELAYED
+        assert ev.endpoint == f"tcp://127.0.0.1:{port}".encode()
+        sock.close(0)
+        mon.close(0)
+    finally:
+        ctx.term()
+    with pytest.raises(ValueError, match="not a socket monitor event"):
+        wire.monitor_event([b"\x01\x00", b"tcp://x"])
+    with pytest.raises(ValueError, match="not a socket monitor event"):
+        wire.monitor_event([b"\x01\x00\x00\x00\x00\x00"])
+    # The sensor's imports stay clear of asyncio (pyzmq's monitor helper pulls it in).
+    code = "import sys, netwarden.bus.publisher, netwarden.bus.collector; print('asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
