@@ -13,10 +13,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netwarden.commands.common_options import add_detector_arguments
-from netwarden.errors import ConfigError
+from netwarden.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -74,13 +77,13 @@ def run(args: argparse.Namespace) -> int:
     alerts = sink.alerts
     from netwarden.progress import FileProgress
 
-    # Every record is kept only to be archived into a state dir (it is otherwise summarised
-    # as it streams by).
-    records: dict[str, Any] | None = {} if args.state_dir else None
+    # With a state dir, the records are archived as they stream by (summarised otherwise).
+    archive = _ArchiveStream(Path(args.state_dir)) if args.state_dir else None
     bar = FileProgress(sum(Path(p).stat().st_size for p in args.pcaps), "replay")
     try:
         summary, fault = replay(args.pcaps, backend=args.backend, window=args.window, top=args.top,
-                                sink=sink, records_out=records, progress=bar)  # fmt: skip
+                                sink=sink, progress=bar,
+                                tap=archive.add if archive is not None else None)  # fmt: skip
     finally:
         bar.close()
     summary["alerts"] = [a.to_json() for a in alerts]
@@ -90,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
         from netwarden.commands.incidents import replay_output
 
         triage = replay_output(alerts, args.state_dir, args.config, stack.now_ns / 1e9, summary)
-        _archive(Path(args.state_dir), records or {})
     if args.json:
         for a in summary["alerts"]:
             print(json.dumps(a))
@@ -107,29 +109,46 @@ def run(args: argparse.Namespace) -> int:
             from netwarden.commands.incidents import print_replay_triage
 
             print_replay_triage(triage, args.lang, args.config)
+    if archive is not None:
+        archive.close()
     if fault:
         print(f"netwarden replay: error: {fault}", file=sys.stderr)
         return 1
     return 0
 
 
-def _archive(state_dir: Path, records: dict[str, Any]) -> None:
-    """The replay's records into STATE_DIR/archive (Parquet, sensor ``replay``), as a
-    controller archives what its sensors send (``netwarden report`` and ``netwarden hunt``
-    read them there). A replay into the same state dir again replaces the previous
-    replay's records."""
-    import shutil
+class _ArchiveStream:
+    """The replay's records into STATE_DIR/archive (Parquet, sensor ``replay``) as they
+    stream by, as a controller archives what its sensors send (``netwarden report`` and
+    ``netwarden hunt`` read them there): memory holds the archive's write buffers, not the
+    capture's records. A replay into the same state dir again replaces the previous
+    replay's records. A full archive stops the archiving, not the replay: ``close`` raises
+    its error once the replay's own results are out."""
 
-    from controller.ingest.archive import RecordArchive
+    def __init__(self, state_dir: Path) -> None:
+        import shutil
 
-    root = state_dir / "archive"
-    for old in root.glob("type=*/date=*/hour=*/sensor=replay"):
-        shutil.rmtree(old, ignore_errors=True)
-    archive = RecordArchive(root)
-    for kind, recs in records.items():
-        if recs is not None and len(recs):
-            archive.append(kind, "replay", recs)
-    archive.close()
+        from controller.ingest.archive import RecordArchive
+
+        root = state_dir / "archive"
+        for old in root.glob("type=*/date=*/hour=*/sensor=replay"):
+            shutil.rmtree(old, ignore_errors=True)
+        self.archive = RecordArchive(root)
+        self.error: StoreError | None = None
+
+    KINDS = ("flow", "arp", "host", "pair")
+
+    def add(self, kind: str, records: np.ndarray) -> None:
+        if self.error is None and kind in self.KINDS and len(records):
+            try:
+                self.archive.append(kind, "replay", records)
+            except StoreError as exc:
+                self.error = exc
+
+    def close(self) -> None:
+        self.archive.close()
+        if self.error is not None:
+            raise self.error
 
 
 def _print(s: dict[str, Any]) -> None:

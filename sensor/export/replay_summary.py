@@ -184,10 +184,11 @@ def _run(
     progress: Callable[[int], object] | None = None,
     keep: tuple[str, ...] = ("flow", "arp", "host", "pair"),
     digest: TelemetryDigest | None = None,
+    tap: Callable[[str, np.ndarray], object] | None = None,
 ) -> RunResult:
     """Feed every capture through the sensor loop (one engine, one telemetry table: the
-    pipeline ``netwarden sensor`` runs); hand the records to ``sink`` and ``digest``, and
-    collect those of the types in ``keep``."""
+    pipeline ``netwarden sensor`` runs); hand the records to ``sink``, ``digest`` and
+    ``tap``, and collect those of the types in ``keep``."""
     from sensor.engine import load_backend
     from sensor.engine.config import EngineConfig
     from sensor.runner import SensorLoop, make_pipeline
@@ -218,6 +219,8 @@ def _run(
                 digest.add(kind, recs)
             if sink is not None:
                 sink.observe(kind, recs)
+            if tap is not None:
+                tap(kind, recs)
     except Exception as exc:  # noqa: BLE001 - reported after what was read is summarised
         fault = exc
     counts = dict(files.counts)
@@ -263,13 +266,17 @@ def replay(
     sink: RecordSink | None = None,
     records_out: dict[str, Any] | None = None,
     progress: Callable[[int], object] | None = None,
+    tap: Callable[[str, np.ndarray], object] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Run the captures and return (summary dict, fault message or None). ``sink`` also
     receives every record batch as it is made, and the capture time after each batch;
+    ``tap(kind, records)`` every record batch as it is made (nothing is kept for it);
     ``records_out`` (a dict) gets the records by type ("flow", "arp", "host", "pair")."""
     digest = TelemetryDigest()
     keep = ("flow", "arp", "host", "pair") if records_out is not None else ("flow", "arp")
-    parts, counts, backend_name, fault = _run(paths, backend, window, sink, progress, keep, digest)
+    parts, counts, backend_name, fault = _run(
+        paths, backend, window, sink, progress, keep, digest, tap
+    )
     flows = _cat(parts["flow"], FLOW_DTYPE)
     arp = _cat(parts["arp"], ARP_DTYPE)
     if records_out is not None:

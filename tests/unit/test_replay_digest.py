@@ -44,3 +44,36 @@ def test_a_replay_without_an_archive_keeps_no_host_or_pair_record(scan: str) -> 
         rows = digest.over_floor(field)
         assert rows.dtype == HOST_DTYPE and bool(np.all(rows[field] >= floor))
         assert np.all(np.diff(rows["ts_start_ns"]) >= 0)
+
+
+def test_an_archiving_replay_streams_every_record_and_keeps_none(scan: str, tmp_path: Path) -> None:
+    """``netwarden replay --state-dir`` archives through ``tap`` as records are made: every
+    record of every kind arrives there, and the replay itself holds no host or pair record."""
+    from controller.ingest.archive import RecordArchive
+    from netwarden.commands.replay import _ArchiveStream
+
+    kept: dict = {}
+    replay([scan], records_out=kept)
+    seen: dict[str, list[np.ndarray]] = {}
+    digest = TelemetryDigest()
+    archive = _ArchiveStream(tmp_path)
+    batches = [0]
+
+    def tap(kind: str, recs: np.ndarray) -> None:
+        seen.setdefault(kind, []).append(recs.copy())
+        batches[0] += 1
+        archive.add(kind, recs)
+
+    parts, *_ = _run([scan], None, 1.0, keep=("flow", "arp"), digest=digest, tap=tap)
+    archive.close()
+    assert "host" not in parts and "pair" not in parts
+    assert batches[0] > 4  # streamed batch by batch, not handed over at the end
+    stored = RecordArchive(tmp_path / "archive")
+    for kind in ("flow", "host", "pair"):
+        want = kept[kind]
+        assert len(want) > 0
+        got = np.concatenate(seen[kind])
+        on_disk = stored.read(kind)
+        for name in want.dtype.names:
+            assert np.array_equal(got[name], want[name]), (kind, name)
+            assert np.array_equal(on_disk[name], want[name]), (kind, name)
