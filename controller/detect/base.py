@@ -99,6 +99,13 @@ class DetectorBase:
         baselines stay)."""
 
     # --- protection from learning -------------------------------------------------------
+    def feedback(self, verdict: str, kind: str, entity: str, at_ns: int) -> str | None:
+        """An operator's verdict (``false_positive`` or ``confirmed``) on an alert of
+        ``kind`` about ``entity``, given at ``at_ns`` (wall time). A detector that learns
+        from it returns what it now does differently, for the audit trail; None if nothing
+        changed (applying the same feedback again changes nothing)."""
+        return None
+
     def protect(self, addr: str | None, now_ns: int) -> None:
         if addr:
             self._protected[addr] = int(now_ns + self.protect_s * 1e9)

@@ -157,6 +157,24 @@ class DetectionStack:
                         self.errors[d.name] += 1
                         log.exception("detector %s failed to protect %s", d.name, a.attacker)
 
+    def feedback(self, verdict: str, kind: str, entity: str, at_ns: int) -> list[str]:
+        """Hand an operator's verdict to every detector with a ``feedback`` method; what
+        each learnt from it, as ``"name: what"``."""
+        notes = []
+        for d in self.detectors:
+            fn = getattr(d, "feedback", None)
+            if fn is None:
+                continue
+            try:
+                note = fn(verdict, kind, entity, int(at_ns))
+            except Exception:
+                self.errors[d.name] += 1
+                log.exception("detector %s failed on feedback about %s", d.name, entity)
+                continue
+            if note:
+                notes.append(f"{d.name}: {note}")
+        return notes
+
     def _loud(self, a: Alert) -> bool:
         """False when ``a`` scores below its kind's configured threshold (counted)."""
         if a.score >= self.thresholds.get(a.kind, 0.0):

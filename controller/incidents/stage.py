@@ -29,14 +29,41 @@ class TriagedDetection(IngestDetection):
     """``IngestDetection`` whose alerts go through triage instead of straight to policy.
     ``recent`` keeps each alert with its id, incident, the copilot's recommendation
     (contain, investigate, monitor) and policy's decision on its source when a containment
-    went to policy (None otherwise); ``submitted`` counts alerts triaged."""
+    went to policy (None otherwise); ``submitted`` counts alerts triaged.
+
+    Operator feedback reaches the detectors too (``DetectionStack.feedback``): each tick
+    first hands them the feedback given since the last one, through the control socket or
+    offline while the controller was down (all of it once after a start: a detector's
+    response is idempotent). What a detector learnt is written to the audit log."""
 
     def __init__(self, stack: DetectionStack, controller: Any, triage: Triage,
                  clock: Callable[[], int] = time.time_ns, min_tick_s: float | None = None) -> None:  # fmt: skip
         super().__init__(stack, controller, clock=clock, min_tick_s=min_tick_s)
         self.triage = triage
+        self._feedback_seq = 0  # the last feedback handed to the detectors
+
+    def sync_feedback(self) -> list[str]:
+        """Hand the detectors the feedback given since the last call; what they learnt."""
+        learnt: list[str] = []
+        for f in self.triage.istore.feedback(after_seq=self._feedback_seq):
+            self._feedback_seq = int(f["seq"])
+            notes = self.stack.feedback(
+                str(f["verdict"]), str(f["kind"]), str(f["entity"]), int(float(f["created"]) * 1e9)
+            )
+            if notes:
+                self.triage.audit.record(
+                    "netwarden", "detector-feedback", str(f["target"]), evidence=str(f["id"]),
+                    result=str(f["verdict"]),
+                    detail={"kind": f["kind"], "entity": f["entity"], "learnt": notes},
+                )  # fmt: skip
+                learnt += notes
+        return learnt
 
     def tick(self) -> None:
+        try:
+            self.sync_feedback()
+        except Exception:
+            log.exception("feedback not handed to the detectors")
         now_ns = self.clock()
         alerts = self.stack.advance(now_ns)
         if alerts:

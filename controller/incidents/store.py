@@ -142,7 +142,8 @@ class IncidentStore:
                         (fid, seq, target, verdict, kind, entity, service, actor, note, now))  # fmt: skip
         return fid
 
-    def feedback(self) -> list[dict[str, Any]]:
+    def feedback(self, after_seq: int = 0) -> list[dict[str, Any]]:
+        """Feedback in the order it was given; only that after ``after_seq`` if set."""
         cols = (
             "id",
             "seq",
@@ -157,7 +158,9 @@ class IncidentStore:
         )
         return [
             dict(zip(cols, r, strict=True))
-            for r in self.db.execute("SELECT * FROM feedback ORDER BY seq")
+            for r in self.db.execute(
+                "SELECT * FROM feedback WHERE seq > ? ORDER BY seq", (after_seq,)
+            )
         ]
 
     def confirmations(self, kind: str, entities: list[str]) -> list[str]:

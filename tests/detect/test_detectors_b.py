@@ -295,3 +295,52 @@ def test_arp_broadcast_announcement_of_the_gateway_by_a_host_is_spoofing() -> No
     alerts = _run(ArpFamilyDetector(), [("arp", r) for r in recs], 10)
     assert [(a.kind, a.attacker) for a in alerts] == [("arp_spoofing", ATT)]
     assert "another live MAC" in alerts[0].evidence["signals"][0]
+
+
+def _feed_chunks(det: HostAnomalyDetector, h: np.ndarray, chunk: int = 30) -> list:  # type: ignore[type-arg]
+    out = []
+    for i in range(0, len(h), chunk):
+        b = h[i : i + chunk]
+        det.observe("host", b)
+        out += det.advance(int(b["ts_end_ns"].max()))
+    return out
+
+
+def test_a_false_positive_teaches_host_anomaly_the_level_it_called_benign() -> None:
+    """A host starts moving 60 MB a window (a new backup job, say). Both detectors alert;
+    the operator calls it a false positive on one of them. That one learns the new level
+    and stays quiet; the other never learns a window that far above the baseline and alerts
+    again once its 30 minutes of once-only are over."""
+    told, untold = HostAnomalyDetector(), HostAnomalyDetector()
+    learn = [_windows("10.0.0.5", 0, 1200, 1_000_000)]
+    learn += [_windows(f"10.0.0.{i}", 0, 1200, 50_000 * i) for i in range(10, 13)]
+    for det in (told, untold):
+        assert _feed_hosts(det, learn) == []
+    backup = _windows("10.0.0.5", 1200, 2400, 60_000_000)
+    first = {id(d): _feed_chunks(d, backup[:30]) for d in (told, untold)}
+    for det in (told, untold):
+        assert [(a.kind, a.attacker) for a in first[id(det)]] == [("traffic_anomaly", "10.0.0.5")]
+    at = told.now_ns
+    note = told.feedback("false_positive", "traffic_anomaly", "10.0.0.5", at)
+    assert note is not None and "10.0.0.5" in note
+    # the same feedback again, other verdicts, kinds and entities change nothing
+    assert told.feedback("false_positive", "traffic_anomaly", "10.0.0.5", at) is None
+    assert told.feedback("confirmed", "traffic_anomaly", "10.0.0.6", at) is None
+    assert told.feedback("false_positive", "port_scan", "10.0.0.6", at) is None
+    assert told.feedback("false_positive", "traffic_anomaly", "aa:bb:cc:dd:ee:ff", at) is None
+    later = {id(d): [a for a in _feed_chunks(d, backup[30:]) if a.attacker == "10.0.0.5"]
+             for d in (told, untold)}  # fmt: skip
+    assert later[id(told)] == []
+    assert [(a.kind, a.evidence["direction"]) for a in later[id(untold)]] == [
+        ("traffic_anomaly", "above")
+    ]
+    k = keys_from_strings(["10.0.0.5"])
+    assert told.base.reference(k)[0][0, 0] * told.FACTOR > 60_000_000
+    assert untold.base.reference(k)[0][0, 0] * untold.FACTOR < 60_000_000
+    # the vouch is saved with the state, and ends VOUCH_S after the feedback
+    again = HostAnomalyDetector()
+    again.load_state(loads_state(dumps_state(told.state_dict())))
+    assert again.feedback("false_positive", "traffic_anomaly", "10.0.0.5", at) is None
+    assert "vouched" not in untold.state_dict()  # no feedback: the state is as it was
+    again.now_ns = at + int(again.VOUCH_S * S) + 1
+    assert len(again._vouched_keys()) == 0

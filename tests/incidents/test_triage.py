@@ -15,7 +15,7 @@ from controller.incidents.engine import ACKNOWLEDGED, RESOLVED
 from controller.state.migrations import SCHEMA_VERSION, schema_version
 from controller.state.store import Store
 from netwarden.errors import ConfigError
-from tests.incidents.alerts import ATTACKER, C2, SERVER, beacon, brute, flood, scan
+from tests.incidents.alerts import ATTACKER, C2, SERVER, alert, beacon, brute, flood, scan
 from tests.incidents.helpers import Clock, make_controller, make_triage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -274,3 +274,37 @@ def test_an_alert_that_breaks_triage_costs_only_itself(ctl: Controller, clock: C
     assert more[0].get("error") is None
     ids = [a["id"] for a in tri.istore.alerts()]
     assert len(ids) == len(set(ids)) == 3
+
+
+def test_feedback_reaches_the_detectors_and_what_they_learnt_is_audited(
+    ctl: Controller, clock: Clock
+) -> None:
+    from controller.detect.detectors.anomaly import HostAnomalyDetector
+    from controller.detect.stack import DetectionStack
+    from controller.incidents.stage import TriagedDetection
+
+    tri = make_triage(ctl, clock=clock)
+    stack = DetectionStack([HostAnomalyDetector()])
+    staged = TriagedDetection(stack, ctl, tri, clock=lambda: int(clock() * 1e9))
+    backup = alert("traffic_anomaly", SERVER, [SERVER], 40.0, 0.5, 0.0,
+                   {"volume_bytes": 6e7, "reference_p99_bytes": 1e6, "direction": "above"})  # fmt: skip
+    rec = tri.process([backup], clock())[0]
+    tri.feedback(rec["incident_id"], "false_positive", "alice", note="the nightly backup")
+    tri.feedback(tri.process([scan(t=5.0)], clock())[0]["incident_id"], "false_positive", "bob")
+    learnt = staged.sync_feedback()
+    assert len(learnt) == 1 and learnt[0].startswith("host_anomaly: ") and SERVER in learnt[0]
+    assert staged.sync_feedback() == []  # handed over once
+    audited = [e for e in ctl.audit.entries() if e["event"] == "detector-feedback"]
+    assert [(e["actor"], e["result"], e["detail"]["learnt"]) for e in audited] == [
+        ("netwarden", "false_positive", learnt)
+    ]
+    assert ctl.audit.verify().ok
+    # After a restart all feedback is handed over again: a detector that saved the vouch
+    # learns nothing new (nothing audited), one that lost its state learns it again.
+    kept = HostAnomalyDetector()
+    kept.load_state(stack.detectors[0].state_dict())
+    assert TriagedDetection(DetectionStack([kept]), ctl, tri).sync_feedback() == []
+    assert (
+        len(TriagedDetection(DetectionStack([HostAnomalyDetector()]), ctl, tri).sync_feedback())
+        == 1
+    )
