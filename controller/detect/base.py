@@ -63,15 +63,24 @@ class Detector(Protocol):
 class DetectorBase:
     """Convenience base: keeps network time and a protect list (river's
     ``protect_anomaly_detector``): hosts that raised an alert are not learnt as normal
-    until ``protect_s`` after their last alert."""
+    until ``protect_s`` after their last alert.
+
+    Operator feedback: a false positive on one of the kinds in ``LEARNS_FROM_FEEDBACK``
+    vouches for the hosts it was about (``vouch_hosts``): for ``VOUCH_S`` after the
+    feedback their windows are learnt, all of them, even those that raise an alert or
+    that a recent alert protects (``learnable``), so the learnt levels rise to what the
+    operator called benign."""
 
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     protect_s: ClassVar[float] = 600.0
+    LEARNS_FROM_FEEDBACK: ClassVar[tuple[str, ...]] = ()
+    VOUCH_S: ClassVar[float] = 86400.0
 
     def __init__(self) -> None:
         self.now_ns = 0  # latest network time seen (records or advance)
         self._protected: dict[str, int] = {}  # address -> until ns
+        self._vouched: dict[str, int] = {}  # address -> learnt as normal until ns
 
     #: network time jumping back by more than this is a new clock (a capture from another
     #: day after this one, a sensor whose clock was reset): windows and buffers restart
@@ -99,12 +108,30 @@ class DetectorBase:
         baselines stay)."""
 
     # --- protection from learning -------------------------------------------------------
-    def feedback(self, verdict: str, kind: str, entity: str, at_ns: int) -> str | None:
-        """An operator's verdict (``false_positive`` or ``confirmed``) on an alert of
-        ``kind`` about ``entity``, given at ``at_ns`` (wall time). A detector that learns
-        from it returns what it now does differently, for the audit trail; None if nothing
-        changed (applying the same feedback again changes nothing)."""
-        return None
+    def feedback(
+        self, verdict: str, kind: str, attacker: str | None, victims: list[str], at_ns: int
+    ) -> str | None:
+        """An operator's verdict (``false_positive`` or ``confirmed``) on alerts of
+        ``kind`` from ``attacker`` to ``victims``, given at ``at_ns`` (wall time). Returns
+        what the detector now does differently, for the audit trail; None if nothing
+        changed (the same feedback again changes nothing)."""
+        if verdict != "false_positive" or kind not in self.LEARNS_FROM_FEEDBACK:
+            return None
+        until = int(at_ns + self.VOUCH_S * 1e9)
+        hosts = [h for h in self.vouch_hosts(kind, attacker, victims)
+                 if _is_ip(h) and until > max(self._vouched.get(h, 0), self.now_ns)]  # fmt: skip
+        if not hosts:
+            return None
+        for h in hosts:
+            self._vouched[h] = until
+            self._protected.pop(h, None)
+        return (f"learns the windows of {', '.join(hosts)} as normal for "
+                f"{self.VOUCH_S / 3600:g} h after the feedback, even those that raise {kind}")  # fmt: skip
+
+    def vouch_hosts(self, kind: str, attacker: str | None, victims: list[str]) -> list[str]:
+        """The hosts a false positive on ``kind`` vouches for: its source (the hosts it
+        was about when it names none). A victim-centric detector vouches for the victims."""
+        return [attacker] if attacker else list(victims)
 
     def protect(self, addr: str | None, now_ns: int) -> None:
         if addr:
@@ -123,6 +150,22 @@ class DetectorBase:
             memo = self._protected_memo = (live, keys, np.sort(hash_keys(keys)))
         return memo  # type: ignore[no-any-return]
 
+    def _vouched_now(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        """(addresses, keys, sorted hashes) vouched for now, as ``_protected_now``."""
+        now = self.now_ns
+        live = tuple(a for a, until in self._vouched.items() if until > now)
+        if len(live) != len(self._vouched):
+            self._vouched = {a: self._vouched[a] for a in live}
+        memo = self.__dict__.get("_vouched_memo")
+        if memo is None or memo[0] != live:
+            keys = keys_from_strings(list(live))
+            memo = self._vouched_memo = (live, keys, np.sort(hash_keys(keys)))
+        return memo  # type: ignore[no-any-return]
+
+    def vouched_keys(self) -> np.ndarray:
+        """Address keys (``ADDR_KEY``) an operator's false positive vouches for now."""
+        return self._vouched_now()[1]
+
     def protected_keys(self) -> np.ndarray:
         """Address keys (``ADDR_KEY``) currently protected, for ``np.isin`` masks."""
         return self._protected_now()[1]
@@ -134,20 +177,28 @@ class DetectorBase:
     def learnable(self, batch: np.ndarray, hk: np.ndarray, skip: np.ndarray) -> np.ndarray:
         """Rows of a host batch that may be learnt: not in ``skip`` (rows that raised
         something) and not of a protected host (``hk``: the rows' ``addr_hash``; looked up
-        once per distinct host)."""
+        once per distinct host); every row of a host vouched for (``feedback``)."""
         learn = ~skip
         prot = self.protected_hashes()
-        if len(prot):
+        vouched = self._vouched_now()[2] if self._vouched else prot[:0]
+        if len(prot) or len(vouched):
             hosts, row_host = batch_addr_groups(batch, hk)
-            learn &= ~in_sorted(hosts, prot)[row_host]
+            if len(prot):
+                learn &= ~in_sorted(hosts, prot)[row_host]
+            if len(vouched):
+                learn |= in_sorted(hosts, vouched)[row_host]
         return learn
 
     def state_dict(self) -> dict[str, Any]:
-        return {"now_ns": self.now_ns, "protected": dict(self._protected)}
+        d: dict[str, Any] = {"now_ns": self.now_ns, "protected": dict(self._protected)}
+        if self._vouched:  # (a state without feedback stays as it was)
+            d["vouched"] = dict(self._vouched)
+        return d
 
     def load_state(self, d: dict[str, Any]) -> None:
         self.now_ns = int(d.get("now_ns", 0))
         self._protected = {str(k): int(v) for k, v in d.get("protected", {}).items()}
+        self._vouched = {str(k): int(v) for k, v in d.get("vouched", {}).items()}
 
     def observe(self, record_type: str, batch: np.ndarray) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -371,6 +422,14 @@ def key_to_str(key: np.void | bytes) -> str:
     if raw[:12] == bytes(_V4_PREFIX):
         return str(ipaddress.IPv4Address(raw[12:]))
     return str(ipaddress.IPv6Address(raw))
+
+
+def _is_ip(s: str) -> bool:
+    try:
+        ipaddress.ip_address(s)
+    except ValueError:
+        return False
+    return True
 
 
 def keys_from_strings(addrs: list[str]) -> np.ndarray:

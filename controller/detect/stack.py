@@ -157,19 +157,22 @@ class DetectionStack:
                         self.errors[d.name] += 1
                         log.exception("detector %s failed to protect %s", d.name, a.attacker)
 
-    def feedback(self, verdict: str, kind: str, entity: str, at_ns: int) -> list[str]:
-        """Hand an operator's verdict to every detector with a ``feedback`` method; what
-        each learnt from it, as ``"name: what"``."""
+    def feedback(
+        self, verdict: str, kind: str, attacker: str | None, victims: list[str], at_ns: int
+    ) -> list[str]:
+        """Hand an operator's verdict on alerts of ``kind`` to every detector with a
+        ``feedback`` method (``DetectorBase.feedback``); what each learnt from it, as
+        ``"name: what"``."""
         notes = []
         for d in self.detectors:
             fn = getattr(d, "feedback", None)
             if fn is None:
                 continue
             try:
-                note = fn(verdict, kind, entity, int(at_ns))
+                note = fn(verdict, kind, attacker, list(victims), int(at_ns))
             except Exception:
                 self.errors[d.name] += 1
-                log.exception("detector %s failed on feedback about %s", d.name, entity)
+                log.exception("detector %s failed on feedback about %s", d.name, kind)
                 continue
             if note:
                 notes.append(f"{d.name}: {note}")

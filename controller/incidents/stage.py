@@ -20,7 +20,7 @@ from typing import Any
 from controller.detect.stack import DetectionStack, IngestDetection, build
 from controller.incidents import config as tconfig
 from controller.incidents.escalate import Escalator
-from controller.incidents.triage import Triage
+from controller.incidents.triage import Triage, pattern_entity
 
 log = logging.getLogger("netwarden.incidents")
 
@@ -47,9 +47,9 @@ class TriagedDetection(IngestDetection):
         learnt: list[str] = []
         for f in self.triage.istore.feedback(after_seq=self._feedback_seq):
             self._feedback_seq = int(f["seq"])
-            notes = self.stack.feedback(
-                str(f["verdict"]), str(f["kind"]), str(f["entity"]), int(float(f["created"]) * 1e9)
-            )
+            attacker, victims = self._about(f)
+            at_ns = int(float(f["created"]) * 1e9)
+            notes = self.stack.feedback(str(f["verdict"]), str(f["kind"]), attacker, victims, at_ns)
             if notes:
                 self.triage.audit.record(
                     "netwarden", "detector-feedback", str(f["target"]), evidence=str(f["id"]),
@@ -58,6 +58,22 @@ class TriagedDetection(IngestDetection):
                 )  # fmt: skip
                 learnt += notes
         return learnt
+
+    def _about(self, f: dict[str, Any]) -> tuple[str | None, list[str]]:
+        """The source and victims of the alerts one feedback row judged (its target's
+        alerts of its kind and entity); the entity as source if they are gone."""
+        target, istore = str(f["target"]), self.triage.istore
+        if target.startswith("A-"):
+            one = istore.get_alert(target)
+            alerts = [one] if one else []
+        else:
+            inc = istore.get_incident(target)
+            alerts = inc.alerts if inc else []
+        alerts = [a for a in alerts if a["kind"] == f["kind"] and pattern_entity(a) == f["entity"]]
+        if not alerts:
+            return str(f["entity"]), []
+        attacker = next((str(a["attacker"]) for a in alerts if a.get("attacker")), None)
+        return attacker, sorted({str(v) for a in alerts for v in a.get("victims") or []})
 
     def tick(self) -> None:
         try:

@@ -55,7 +55,8 @@ FALSE_POSITIVE, CONFIRMED = "false_positive", "confirmed"
 MAX_BOOST = 0.3
 
 
-def _pattern_entity(a: dict[str, Any]) -> str:
+def pattern_entity(a: dict[str, Any]) -> str:
+    """Whom feedback on alert ``a`` is about: its source, else its first victim."""
     return str(a.get("attacker") or (a.get("victims") or ["*"])[0])
 
 
@@ -322,7 +323,7 @@ class Triage:
         else:
             inc = self._get(target_id)
             alerts = inc.alerts
-        patterns = sorted({(a["kind"], _pattern_entity(a), a.get("service") or service_of(a["kind"], a.get("evidence")))
+        patterns = sorted({(a["kind"], pattern_entity(a), a.get("service") or service_of(a["kind"], a.get("evidence")))
                            for a in alerts})  # fmt: skip
         now = self.wall()
         out: dict[str, Any] = {

@@ -302,3 +302,32 @@ def test_bruteforce_counting_only_candidate_keys_raises_what_counting_all_does()
                 det.state_dict()  # a save between a batch and the next look
             got += [a.to_json() for a in det.advance(T0 + int((t + 3) * S))]
     assert got_full and got_fast == got_full
+
+
+def test_a_false_positive_flood_raises_the_victims_own_bar() -> None:
+    """A monitoring server with a long, quiet history starts receiving 1,500 ICMP packets a
+    second from the hosts it watches: over the floor and ten times its learnt level. The
+    operator calls the icmp_flood a false positive on one detector: it learns the server's
+    new level (the victim's windows, not the source's) and stays quiet; the other raises it
+    again once its own repeat suppression is over."""
+
+    def window(t: int, rate: int) -> np.ndarray:
+        return host("10.0.0.30", t, in_icmp_pkts=rate, in_src_hosts=40)
+
+    told, untold = FloodDetector(), FloodDetector()
+    for det in (told, untold):
+        for t in range(400):  # one window a second, as a sensor sends them
+            assert _run(det, ("host", window(t, 100)), now_s=t + 1) == []
+    first = {id(d): _run(d, ("host", window(400, 1500)), now_s=401) for d in (told, untold)}
+    for det in (told, untold):
+        assert [(a.kind, a.victims) for a in first[id(det)]] == [("icmp_flood", ["10.0.0.30"])]
+    at = told.now_ns
+    note = told.feedback("false_positive", "icmp_flood", "198.51.100.1", ["10.0.0.30"], at)
+    assert note is not None and "10.0.0.30" in note and "198.51.100.1" not in note
+    assert told.feedback("false_positive", "port_scan", None, ["10.0.0.30"], at) is None
+    later: dict[int, list[Alert]] = {id(told): [], id(untold): []}
+    for t in range(401, 1400):
+        for det in (told, untold):
+            later[id(det)] += _run(det, ("host", window(t, 1500)), now_s=t + 1)
+    assert later[id(told)] == []
+    assert [a.kind for a in later[id(untold)]] == ["icmp_flood"]

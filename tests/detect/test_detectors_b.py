@@ -321,13 +321,13 @@ def test_a_false_positive_teaches_host_anomaly_the_level_it_called_benign() -> N
     for det in (told, untold):
         assert [(a.kind, a.attacker) for a in first[id(det)]] == [("traffic_anomaly", "10.0.0.5")]
     at = told.now_ns
-    note = told.feedback("false_positive", "traffic_anomaly", "10.0.0.5", at)
+    note = told.feedback("false_positive", "traffic_anomaly", "10.0.0.5", ["10.0.0.5"], at)
     assert note is not None and "10.0.0.5" in note
     # the same feedback again, other verdicts, kinds and entities change nothing
-    assert told.feedback("false_positive", "traffic_anomaly", "10.0.0.5", at) is None
-    assert told.feedback("confirmed", "traffic_anomaly", "10.0.0.6", at) is None
-    assert told.feedback("false_positive", "port_scan", "10.0.0.6", at) is None
-    assert told.feedback("false_positive", "traffic_anomaly", "aa:bb:cc:dd:ee:ff", at) is None
+    assert told.feedback("false_positive", "traffic_anomaly", "10.0.0.5", ["10.0.0.5"], at) is None
+    assert told.feedback("confirmed", "traffic_anomaly", "10.0.0.6", ["10.0.0.6"], at) is None
+    assert told.feedback("false_positive", "port_scan", "10.0.0.6", ["10.0.0.7"], at) is None
+    assert told.feedback("false_positive", "traffic_anomaly", "aa:bb:cc:dd:ee:ff", [], at) is None
     later = {id(d): [a for a in _feed_chunks(d, backup[30:]) if a.attacker == "10.0.0.5"]
              for d in (told, untold)}  # fmt: skip
     assert later[id(told)] == []
@@ -340,7 +340,7 @@ def test_a_false_positive_teaches_host_anomaly_the_level_it_called_benign() -> N
     # the vouch is saved with the state, and ends VOUCH_S after the feedback
     again = HostAnomalyDetector()
     again.load_state(loads_state(dumps_state(told.state_dict())))
-    assert again.feedback("false_positive", "traffic_anomaly", "10.0.0.5", at) is None
+    assert again.feedback("false_positive", "traffic_anomaly", "10.0.0.5", ["10.0.0.5"], at) is None
     assert "vouched" not in untold.state_dict()  # no feedback: the state is as it was
     again.now_ns = at + int(again.VOUCH_S * S) + 1
-    assert len(again._vouched_keys()) == 0
+    assert len(again.vouched_keys()) == 0

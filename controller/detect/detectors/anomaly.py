@@ -8,10 +8,10 @@ finds anomalous are not learnt.
 
 Operator feedback: when an operator calls a ``traffic_anomaly`` or ``data_exfiltration``
 alert about a host a false positive, that host's windows are learnt for ``VOUCH_S`` after
-the feedback, all of them, even those far above its baseline, the model finds odd, or a
-recent alert protects. Its learnt levels (and its hour-of-day level) then rise to what the
-operator called benign, so the detector stops raising it within a few windows, where
-triage's suppression of the pattern only hides it for a while.
+the feedback (``DetectorBase.feedback``), all of them, even those far above its baseline,
+the model finds odd, or a recent alert protects. Its learnt levels (and its hour-of-day
+level) then rise to what the operator called benign, so the detector stops raising it
+within a few windows, where triage's suppression of the pattern only hides it for a while.
 
 * ``traffic_anomaly``: far above: a window's volume (bytes both ways) at least ``FACTOR``
   times the host's learnt p99 for that hour of day (the all-hours p99 until that hour slot
@@ -41,7 +41,6 @@ from controller.detect.base import (
     batch_column,
     join_batches,
     key_to_str,
-    keys_from_strings,
 )
 from controller.detect.baselines import QuantileBaseline, TieredBaseline
 from controller.detect.features import LatestRows
@@ -78,8 +77,7 @@ class HostAnomalyDetector(DetectorBase):
     KEEP_SENDERS = 1 << 16
     SENDER_BYTES = 1e6  # windows from which a host's features are kept for exfil evidence
     LEARN_ROWS = 2048  # host windows learnt per second of network time at most (sampled)
-    VOUCH_S = 86400.0  # after an operator's false positive, the host's windows are learnt
-    VOUCHED_KINDS = ("traffic_anomaly", "data_exfiltration")
+    LEARNS_FROM_FEEDBACK = ("traffic_anomaly", "data_exfiltration")
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,7 +91,6 @@ class HostAnomalyDetector(DetectorBase):
         # the latest features of big senders, for exfiltration evidence
         self._sender_features = LatestRows(self.KEEP_SENDERS, ADDR_KEY, len(FEATURES), np.float32)
         self._alerted: dict[tuple[str, str], int] = {}
-        self._vouched: dict[str, int] = {}  # host -> learnt as normal until (ns)
         self._budget_sec, self._budget = -1, 0
         self._last_silence = 0
         self.data_ns = 0  # newest record time (the clock may be wall time in a controller)
@@ -204,8 +201,8 @@ class HostAnomalyDetector(DetectorBase):
             vref[far] = np.where(use_hour[far], href[:, 0], ref[:, 0])
         far &= (tier >= 0) & (vol >= self.FACTOR * np.maximum(vref, 1))
         learn |= big & ~far  # big but explained by the baseline: learn it
-        vk = self._vouched_keys()
-        vouched = np.isin(keys, vk) if len(vk) else np.zeros(n, bool)
+        vk = self.vouched_keys() if self._vouched else None
+        vouched = np.isin(keys, vk) if vk is not None and len(vk) else np.zeros(n, bool)
         learn |= big & vouched  # an operator called this host's levels benign
         odd = self.model.anomalous(self.model.score(xm))
         out: list[Alert] = []
@@ -252,26 +249,6 @@ class HostAnomalyDetector(DetectorBase):
             f"{'agrees' if odd else 'finds the window ordinary for the network'}",
             self.name, self.version,
         )  # fmt: skip
-
-    def feedback(self, verdict: str, kind: str, entity: str, at_ns: int) -> str | None:
-        if verdict != "false_positive" or kind not in self.VOUCHED_KINDS:
-            return None
-        if not keys_from_strings([entity]).view(np.uint8).any():
-            return None  # not an IP address
-        until = int(at_ns + self.VOUCH_S * NS)
-        if until <= max(self._vouched.get(entity, 0), self.now_ns):
-            return None  # already vouched that long, or over
-        self._vouched[entity] = until
-        self._protected.pop(entity, None)
-        return (f"{entity}'s windows are learnt as normal for {self.VOUCH_S / 3600:g} h "
-                f"after the feedback, even far above its learnt levels, so they rise to "
-                f"what was called benign")  # fmt: skip
-
-    def _vouched_keys(self) -> np.ndarray:
-        now = self.now_ns
-        if any(until <= now for until in self._vouched.values()):
-            self._vouched = {a: u for a, u in self._vouched.items() if u > now}
-        return keys_from_strings(list(self._vouched))
 
     def _once(self, kind: str, who: str) -> bool:
         last = self._alerted.get((kind, who))
@@ -357,8 +334,6 @@ class HostAnomalyDetector(DetectorBase):
                  model=self.model.state_dict(),
                  data_ns=self.data_ns, last_silence=self._last_silence,
                  alerted=[[k, w, t] for (k, w), t in self._alerted.items()])  # fmt: skip
-        if self._vouched:
-            d["vouched"] = [[a, u] for a, u in self._vouched.items()]
         return d
 
     def load_state(self, d: dict[str, Any]) -> None:
@@ -369,4 +344,3 @@ class HostAnomalyDetector(DetectorBase):
         self._alerted = {(str(k), str(w)): int(t) for k, w, t in d.get("alerted", [])}
         self.data_ns = int(d.get("data_ns", 0))
         self._last_silence = int(d.get("last_silence", 0))
-        self._vouched = {str(a): int(u) for a, u in d.get("vouched", [])}

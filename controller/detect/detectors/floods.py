@@ -6,7 +6,9 @@ SYNs it did not answer, ICMP packets, UDP packets and bytes nobody on it asked f
 far fewer UDP packets, or DNS queries, than it received), SYN-ACKs and RSTs for
 connections it never opened (few SYNs sent). The bar is the larger of a fixed floor (a rate
 no LAN host sees in normal use) and ``FACTOR`` times the victim's learnt level, learnt from
-its windows that raised nothing.
+its windows that raised nothing, and from all of them for a day after an operator called a
+flood on it a false positive (``DetectorBase.feedback``: a server whose normal load is
+above a floor then raises its own bar).
 
 Spoofed and reflected floods name no attacker: thousands of sources are forged or are
 innocent reflectors, so the response is a rate limit or upstream advice, never a ban. When
@@ -53,6 +55,7 @@ class FloodDetector(HostWindowDetector):
     UDP_AMP_MEAN_SIZE = 300.0  # ... in datagrams this big on average (amplified answers)
     SUPPRESS_S = 600.0
     MATURE_WINDOWS = 300  # windows of history before a learnt level raises a bar
+    LEARNS_FROM_FEEDBACK = FEATURES
 
     FLOORS: ClassVar[tuple[float, ...]] = tuple(KINDS[k][1] for k in FEATURES)
     PAIRS_S: ClassVar[float] = 30.0
@@ -80,6 +83,9 @@ class FloodDetector(HostWindowDetector):
 
     def protected_by(self, alert: Alert) -> list[str]:
         return alert.victims  # the victim's flooded windows are not its normal
+
+    def vouch_hosts(self, kind: str, attacker: str | None, victims: list[str]) -> list[str]:
+        return list(victims)  # the victim's windows carry the levels (victim-centric)
 
     def judge(
         self, h: np.ndarray, hk: np.ndarray, x: np.ndarray, now_ns: int
