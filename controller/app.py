@@ -130,6 +130,7 @@ class Controller:
             self.reconciler.tick,
         )
         self.add_reader, self.remove_reader = self.loop.add_reader, self.loop.remove_reader
+        self.call_soon = self.loop.call_soon
         self.add_periodic, self.run, self.stop = (
             self.loop.add_periodic,
             self.loop.run,

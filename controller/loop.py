@@ -32,6 +32,7 @@ class Loop:
         self.clock = clock
         self._sel = selectors.DefaultSelector()
         self._periodic: list[_Periodic] = []
+        self._soon: list[Callable[[], object]] = []
         self._stop = False
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -41,6 +42,13 @@ class Loop:
 
     def add_writer(self, fd: int, callback: Callable[[], None]) -> None:
         self._sel.register(fd, selectors.EVENT_WRITE, callback)
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the next turn, without waiting for an fd or a period: for
+        a source that stopped with work left (a bounded drain of an edge-triggered fd,
+        which will not fire again for what is already queued)."""
+        if callback not in self._soon:
+            self._soon.append(callback)
 
     def remove_reader(self, fd: int) -> None:
         """Stop watching ``fd`` (reader or writer)."""
@@ -91,11 +99,18 @@ class Loop:
         serve them, then run the periodic tasks that are due."""
         now = self.clock()
         due = min((p.due for p in self._periodic), default=now + max_wait_s)
-        for key, _ in self._sel.select(timeout=max(0.0, min(due - now, max_wait_s))):
+        wait = 0.0 if self._soon else max(0.0, min(due - now, max_wait_s))
+        for key, _ in self._sel.select(timeout=wait):
             try:
                 key.data()
             except Exception:  # one bad source must not kill the controller
                 log.exception("reader callback failed")
+        soon, self._soon = self._soon, []
+        for cb in soon:
+            try:
+                cb()
+            except Exception:
+                log.exception("callback failed")
         now = self.clock()
         for p in self._periodic:
             if now >= p.due:

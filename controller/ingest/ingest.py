@@ -64,9 +64,31 @@ class Ingest:
             if at_close is not None:  # what is still buffered goes to disk at shutdown
                 at_close(self.archive.close)
 
-    def pump(self) -> int:
-        """Handle everything the collector has queued; returns the number of batches."""
-        batches = self.collector.drain()
+    def pump(self, max_rounds: int = 8) -> int:
+        """Handle everything the collector has queued; returns the number of batches.
+        Handled batches are acknowledged at once: left to the collector's next poll, the
+        last batch of a burst would wait for the sensor's next message (its heartbeat, up
+        to a second later), its records held in the sensor's resend buffer meanwhile."""
+        n = 0
+        for _ in range(max_rounds):
+            batches = self.collector.drain()
+            self._handle(batches)
+            n += len(batches)
+            if not batches:
+                break
+            self.collector.commit()
+            if not self.collector.readable():  # the acks were a send: look again
+                break
+        else:  # bounded, so a flood cannot starve the loop; the fd will not fire again
+            call_soon = getattr(self._controller, "call_soon", None)
+            if call_soon is not None:
+                call_soon(self.pump)
+        if n:
+            self._protect_sensors()
+        self._flush_stopped()
+        return n
+
+    def _handle(self, batches: list[wire.Batch]) -> None:
         now = time.monotonic()
         self.queue_depth = len(batches)
         if batches:
@@ -92,10 +114,6 @@ class Ingest:
                 except Exception:
                     self.consumer_errors[name] += 1
                     log.exception("ingest consumer %s failed on a %s batch", name, b.record_type)
-        if batches:
-            self._protect_sensors()
-        self._flush_stopped()
-        return len(batches)
 
     def _flush_stopped(self) -> None:
         """A sensor that said goodbye sends nothing more: what it sent goes to disk now

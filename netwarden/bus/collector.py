@@ -260,6 +260,11 @@ class Collector:
         """
         return int(self._sock.getsockopt(zmq.FD))
 
+    def readable(self) -> bool:
+        """A message is queued. Ask after sending (``commit``): the ``fileno`` fd is
+        edge-triggered, and a send may take in what arrived without a new edge."""
+        return bool(int(self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
     def drain(self, max_rounds: int = 64) -> list[wire.Batch]:
         """``poll(0)`` until the socket has nothing queued (bounded to ``max_rounds`` rounds
         of ``max_per_poll`` messages, so a flood cannot starve the caller's other work)."""

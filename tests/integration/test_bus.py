@@ -749,3 +749,80 @@ def test_reject_log_is_one_clear_line_rate_limited(
         _poll_until(c, suppressed_reported)
         s.close(0)
     ctx.term()
+
+
+def test_the_controller_acknowledges_a_batch_once_handled(tmp_path: Path) -> None:
+    """Ingest acknowledges what it handled at the end of each pump: the sensor's last
+    message is settled without waiting for more traffic to wake the controller."""
+    from controller.ingest.ingest import Ingest
+
+    with Collector(f"ipc://{tmp_path}/ack.sock") as c:
+        ingest = Ingest(c)
+        got: list[wire.Batch] = []
+        ingest.add_consumer("test", got.append)
+        pub = Publisher(c.endpoint, sensor_id="ack", heartbeat_s=3600.0)
+        try:
+            pub.send("flow", np.zeros(10, FLOW_DTYPE))
+            deadline = time.monotonic() + WAIT_S
+            while not got:  # pump until the batch is handled, then no more
+                assert time.monotonic() < deadline
+                ingest.pump()
+                time.sleep(0.01)
+            assert pub.flush(timeout=WAIT_S)  # no pump since: the ack left with the batch
+            assert c.stats()["acks_sent"] >= 1
+        finally:
+            pub.close(timeout=0)
+    assert sum(b.count for b in got) == 10
+
+
+def test_a_busy_collector_is_read_on_fd_wake_ups_alone(tmp_path: Path) -> None:
+    """The controller's loop wakes on the collector's edge-triggered fd, which does not fire
+    again for messages already queued: after sending acks (a send can take in what arrived
+    without a new edge) ingest looks again, and when its bounded pump stops with messages
+    left it asks the loop for another turn at once. A sensor that keeps sending while
+    detection is slow is read to the end without the periodic pump: no turn of the loop
+    ends with messages queued and nothing read."""
+    import threading
+
+    from controller.ingest.ingest import Ingest
+    from controller.loop import Loop
+
+    n_msgs, per = 300, 20
+    with Collector(f"ipc://{tmp_path}/edge.sock", max_per_poll=2) as c:
+        loop = Loop()
+        ingest = Ingest(c)
+        ingest._controller = loop  # the reader alone: no periodic pump to hide a stall
+        loop.add_reader(c.fileno(), ingest.pump)
+        got: list[wire.Batch] = []
+
+        def detect(b: wire.Batch) -> None:  # slow: messages queue up meanwhile
+            got.append(b)
+            time.sleep(0.002)
+
+        ingest.add_consumer("test", detect)
+        pub = Publisher(c.endpoint, sensor_id="edge", heartbeat_s=3600.0)
+
+        def send() -> None:
+            for i in range(n_msgs):
+                recs = np.zeros(per, FLOW_DTYPE)
+                recs["flow_id"] = np.arange(i * per, (i + 1) * per)
+                pub.send("flow", recs)
+                time.sleep(0.0005)
+
+        sender = threading.Thread(target=send)
+        try:
+            sender.start()
+            deadline = time.monotonic() + WAIT_S
+            while sum(b.count for b in got) < n_msgs * per:
+                assert time.monotonic() < deadline
+                before = len(got)
+                loop.run_once(max_wait_s=5.0)
+                assert len(got) > before or not c.readable(), f"stalled at {before} batches"
+            sender.join()
+            while pub.stats()["buffered_messages"]:  # the last acks, sent as handled
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        finally:
+            pub.close(timeout=0)
+            loop.close()
+    assert np.array_equal(_ids(got), np.arange(n_msgs * per, dtype=np.uint64))
