@@ -137,30 +137,28 @@ class DetectorBase:
         if addr:
             self._protected[addr] = int(now_ns + self.protect_s * 1e9)
 
-    def _protected_now(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-        """(addresses, their keys, their sorted hashes) currently protected; the arrays are
-        computed again only when the set changes (callers must not modify them)."""
+    def _live(self, attr: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        """(addresses, their keys, their sorted hashes) of the ``attr`` table (address ->
+        until ns) whose time has not passed, the others dropped; the arrays are computed
+        again only when the set changes (callers must not modify them)."""
+        table: dict[str, int] = getattr(self, attr)
         now = self.now_ns
-        live = tuple(a for a, until in self._protected.items() if until > now)
-        if len(live) != len(self._protected):
-            self._protected = {a: self._protected[a] for a in live}
-        memo = self.__dict__.get("_protected_memo")
+        live = tuple(a for a, until in table.items() if until > now)
+        if len(live) != len(table):
+            setattr(self, attr, {a: table[a] for a in live})
+        memo = self.__dict__.get(attr + "_memo")
         if memo is None or memo[0] != live:
             keys = keys_from_strings(list(live))
-            memo = self._protected_memo = (live, keys, np.sort(hash_keys(keys)))
+            memo = self.__dict__[attr + "_memo"] = (live, keys, np.sort(hash_keys(keys)))
         return memo  # type: ignore[no-any-return]
 
+    def _protected_now(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        """The addresses protected now (``_live``)."""
+        return self._live("_protected")
+
     def _vouched_now(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-        """(addresses, keys, sorted hashes) vouched for now, as ``_protected_now``."""
-        now = self.now_ns
-        live = tuple(a for a, until in self._vouched.items() if until > now)
-        if len(live) != len(self._vouched):
-            self._vouched = {a: self._vouched[a] for a in live}
-        memo = self.__dict__.get("_vouched_memo")
-        if memo is None or memo[0] != live:
-            keys = keys_from_strings(list(live))
-            memo = self._vouched_memo = (live, keys, np.sort(hash_keys(keys)))
-        return memo  # type: ignore[no-any-return]
+        """The addresses an operator's false positive vouches for now (``_live``)."""
+        return self._live("_vouched")
 
     def vouched_keys(self) -> np.ndarray:
         """Address keys (``ADDR_KEY``) an operator's false positive vouches for now."""
