@@ -83,16 +83,15 @@ class Ingest:
             call_soon = getattr(self._controller, "call_soon", None)
             if call_soon is not None:
                 call_soon(self.pump)
+        self.queue_depth = n  # what one wake-up found queued
         if n:
+            self._depths.append((time.monotonic(), n))
             self._protect_sensors()
         self._flush_stopped()
         return n
 
     def _handle(self, batches: list[wire.Batch]) -> None:
         now = time.monotonic()
-        self.queue_depth = len(batches)
-        if batches:
-            self._depths.append((now, len(batches)))
         if not self._rate or now - self._rate[-1][0] >= 1.0:
             self._rate.append((now, sum(self.records.values())))
         for b in batches:
