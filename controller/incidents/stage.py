@@ -62,14 +62,8 @@ class TriagedDetection(IngestDetection):
     def _about(self, f: dict[str, Any]) -> tuple[str | None, list[str]]:
         """The source and victims of the alerts one feedback row judged (its target's
         alerts of its kind and entity); the entity as source if they are gone."""
-        target, istore = str(f["target"]), self.triage.istore
-        if target.startswith("A-"):
-            one = istore.get_alert(target)
-            alerts = [one] if one else []
-        else:
-            inc = istore.get_incident(target)
-            alerts = inc.alerts if inc else []
-        alerts = [a for a in alerts if a["kind"] == f["kind"] and pattern_entity(a) == f["entity"]]
+        alerts = [a for a in self.triage.istore.judged_alerts(str(f["target"]))
+                  if a["kind"] == f["kind"] and pattern_entity(a) == f["entity"]]  # fmt: skip
         if not alerts:
             return str(f["entity"]), []
         attacker = next((str(a["attacker"]) for a in alerts if a.get("attacker")), None)

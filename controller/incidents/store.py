@@ -109,6 +109,15 @@ class IncidentStore:
              inc.updated_at, json.dumps(inc.to_json())),
         )  # fmt: skip
 
+    def judged_alerts(self, target: str) -> list[dict[str, Any]]:
+        """The alerts feedback on ``target`` judged: the alert (``A-``), or the
+        incident's alerts; none if it is gone."""
+        if target.startswith("A-"):
+            one = self.get_alert(target)
+            return [one] if one else []
+        inc = self.get_incident(target)
+        return inc.alerts if inc else []
+
     def get_incident(self, incident_id: str) -> Incident | None:
         row = self.db.execute(
             "SELECT body FROM incidents WHERE id=?", (incident_id,)

@@ -293,13 +293,8 @@ class Triage:
             return []
         scores = []
         for _fid, target in fps:
-            if target.startswith("A-"):
-                one = self.istore.get_alert(target)
-                judged = [one] if one else []
-            else:
-                inc = self.istore.get_incident(target)
-                judged = inc.alerts if inc else []
-            scores += [float(a["score"]) for a in judged if a["kind"] == alert.kind
+            scores += [float(a["score"]) for a in self.istore.judged_alerts(target)
+                       if a["kind"] == alert.kind
                        and set(entities) & {a.get("attacker"), *a.get("victims", [])}]  # fmt: skip
         if not scores or alert.score > max(scores) + self.cfg.feedback.false_positive_margin:
             return []
