@@ -17,7 +17,6 @@ from netwarden.records.schema import (
     ARP_DTYPE,
     FLOW_DTYPE,
     HOST_DTYPE,
-    PAIR_DTYPE,
     ConnState,
     FlowFlags,
     addr_to_str,
@@ -182,13 +181,14 @@ def _run(
     window: float,
     sink: RecordSink | None = None,
     progress: Callable[[int], object] | None = None,
-    keep: tuple[str, ...] = ("flow", "arp", "host", "pair"),
     digest: TelemetryDigest | None = None,
     tap: Callable[[str, np.ndarray], object] | None = None,
+    keep: tuple[str, ...] = ("flow", "arp"),
 ) -> RunResult:
     """Feed every capture through the sensor loop (one engine, one telemetry table: the
     pipeline ``netwarden sensor`` runs); hand the records to ``sink``, ``digest`` and
-    ``tap``, and collect those of the types in ``keep``."""
+    ``tap``, and keep those of the types in ``keep`` (the summary reads flow and ARP
+    records whole)."""
     from sensor.engine import load_backend
     from sensor.engine.config import EngineConfig
     from sensor.runner import SensorLoop, make_pipeline
@@ -264,24 +264,16 @@ def replay(
     window: float = 1.0,
     top: int = 5,
     sink: RecordSink | None = None,
-    records_out: dict[str, Any] | None = None,
     progress: Callable[[int], object] | None = None,
     tap: Callable[[str, np.ndarray], object] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Run the captures and return (summary dict, fault message or None). ``sink`` also
     receives every record batch as it is made, and the capture time after each batch;
-    ``tap(kind, records)`` every record batch as it is made (nothing is kept for it);
-    ``records_out`` (a dict) gets the records by type ("flow", "arp", "host", "pair")."""
+    ``tap(kind, records)`` every record batch as it is made (nothing is kept for it)."""
     digest = TelemetryDigest()
-    keep = ("flow", "arp", "host", "pair") if records_out is not None else ("flow", "arp")
-    parts, counts, backend_name, fault = _run(
-        paths, backend, window, sink, progress, keep, digest, tap
-    )
+    parts, counts, backend_name, fault = _run(paths, backend, window, sink, progress, digest, tap)
     flows = _cat(parts["flow"], FLOW_DTYPE)
     arp = _cat(parts["arp"], ARP_DTYPE)
-    if records_out is not None:
-        records_out.update(flow=flows, arp=arp, host=_cat(parts.pop("host", []), HOST_DTYPE),
-                           pair=_cat(parts.pop("pair", []), PAIR_DTYPE))  # fmt: skip
     # Interim records (active timeout) repeat a flow: count each flow once, by its last record.
     final = flows[(flows["flags"] & FlowFlags.INTERIM) == 0]
 

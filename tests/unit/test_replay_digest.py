@@ -22,10 +22,18 @@ def scan() -> str:
     return str(SCAN)
 
 
+def _every_record(scan: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """A replay's summary, and every record it made (through ``tap``), by type."""
+    parts: dict[str, list[np.ndarray]] = {}
+    summary, _ = replay(
+        [scan], tap=lambda kind, recs: parts.setdefault(kind, []).append(recs.copy())
+    )
+    return summary, {kind: np.concatenate(p) for kind, p in parts.items()}
+
+
 def test_summary_from_the_stream_equals_the_summary_from_every_record(scan: str) -> None:
-    kept: dict = {}
     streamed, _ = replay([scan])
-    full, _ = replay([scan], records_out=kept)
+    full, kept = _every_record(scan)
     assert streamed == full
     hosts = kept["host"]
     tel = streamed["telemetry"]
@@ -36,7 +44,7 @@ def test_summary_from_the_stream_equals_the_summary_from_every_record(scan: str)
 
 def test_a_replay_without_an_archive_keeps_no_host_or_pair_record(scan: str) -> None:
     digest = TelemetryDigest()
-    parts, *_ = _run([scan], None, 1.0, keep=("flow", "arp"), digest=digest)
+    parts, *_ = _run([scan], None, 1.0, digest=digest)
     assert set(parts) <= {"flow", "arp"} and parts["flow"]
     assert digest.host_records > 0 and digest.pair_records > 0
     # only the windows at an indicator's floor are held, in record order
@@ -52,8 +60,7 @@ def test_an_archiving_replay_streams_every_record_and_keeps_none(scan: str, tmp_
     from controller.ingest.archive import RecordArchive
     from netwarden.commands.replay import _ArchiveStream
 
-    kept: dict = {}
-    replay([scan], records_out=kept)
+    _, kept = _every_record(scan)
     seen: dict[str, list[np.ndarray]] = {}
     digest = TelemetryDigest()
     archive = _ArchiveStream(tmp_path)
@@ -64,7 +71,7 @@ def test_an_archiving_replay_streams_every_record_and_keeps_none(scan: str, tmp_
         batches[0] += 1
         archive.add(kind, recs)
 
-    parts, *_ = _run([scan], None, 1.0, keep=("flow", "arp"), digest=digest, tap=tap)
+    parts, *_ = _run([scan], None, 1.0, digest=digest, tap=tap)
     archive.close()
     assert "host" not in parts and "pair" not in parts
     assert batches[0] > 4  # streamed batch by batch, not handed over at the end
