@@ -178,7 +178,7 @@ class DetectorBase:
         once per distinct host); every row of a host vouched for (``feedback``)."""
         learn = ~skip
         prot = self.protected_hashes()
-        vouched = self._vouched_now()[2] if self._vouched else prot[:0]
+        vouched = self._vouched_now()[2]
         if len(prot) or len(vouched):
             hosts, row_host = batch_addr_groups(batch, hk)
             if len(prot):

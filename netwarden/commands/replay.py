@@ -125,6 +125,8 @@ class _ArchiveStream:
     replay's records. A full archive stops the archiving, not the replay: ``close`` raises
     its error once the replay's own results are out."""
 
+    KINDS = ("flow", "arp", "host", "pair")
+
     def __init__(self, state_dir: Path) -> None:
         import shutil
 
@@ -135,8 +137,6 @@ class _ArchiveStream:
             shutil.rmtree(old, ignore_errors=True)
         self.archive = RecordArchive(root)
         self.error: StoreError | None = None
-
-    KINDS = ("flow", "arp", "host", "pair")
 
     def add(self, kind: str, records: np.ndarray) -> None:
         if self.error is None and kind in self.KINDS and len(records):

@@ -201,8 +201,8 @@ class HostAnomalyDetector(DetectorBase):
             vref[far] = np.where(use_hour[far], href[:, 0], ref[:, 0])
         far &= (tier >= 0) & (vol >= self.FACTOR * np.maximum(vref, 1))
         learn |= big & ~far  # big but explained by the baseline: learn it
-        vk = self.vouched_keys() if self._vouched else None
-        vouched = np.isin(keys, vk) if vk is not None and len(vk) else np.zeros(n, bool)
+        vk = self.vouched_keys()
+        vouched = np.isin(keys, vk) if len(vk) else np.zeros(n, bool)
         learn |= big & vouched  # an operator called this host's levels benign
         odd = self.model.anomalous(self.model.score(xm))
         out: list[Alert] = []
